@@ -1,0 +1,17 @@
+"""Exceptions that carry a one-line, user-readable message.
+
+Command-line tools print ``str(err)`` on one line and exit non-zero; the node logs it,
+counts the frame as rejected and keeps running.
+"""
+
+
+class SgdfuseError(Exception):
+    """Base class for every error a user should see as one line."""
+
+
+class InputError(SgdfuseError):
+    """A frame, an image file, a folder or a bag that cannot be used as given."""
+
+
+class ConfigError(SgdfuseError):
+    """A parameter, a config file or a weights file that is missing, out of range or mismatched."""

@@ -1,0 +1,1 @@
+"""First-stage fusion networks, the diffusion refiner, its schedules and samplers."""

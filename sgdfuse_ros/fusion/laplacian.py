@@ -1,0 +1,48 @@
+"""Classical multi-scale fusion: a Laplacian pyramid, the baseline first stage.
+
+Detail bands take, per pixel, the coefficient of larger magnitude (the stronger edge of the two
+cameras); the base band is the mean of the two sources. No learning, no prior: the reference
+point the learned stages must beat.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def _pyramid(image: np.ndarray, levels: int):
+    gauss = [image]
+    for _ in range(levels - 1):
+        if min(gauss[-1].shape[:2]) < 4:
+            break
+        gauss.append(cv2.pyrDown(gauss[-1]))
+    bands = []
+    for fine, coarse in zip(gauss[:-1], gauss[1:]):
+        up = cv2.pyrUp(coarse, dstsize=(fine.shape[1], fine.shape[0]))
+        bands.append(fine - up)
+    bands.append(gauss[-1])
+    return bands
+
+
+def laplacian_fusion(thermal: np.ndarray, visible: np.ndarray, levels: int = 4) -> np.ndarray:
+    """float32 HxW in [0, 1] twice -> fused float32 HxW in [0, 1]."""
+    a = _pyramid(thermal.astype(np.float32), levels)
+    b = _pyramid(visible.astype(np.float32), levels)
+    fused = [np.where(np.abs(x) >= np.abs(y), x, y) for x, y in zip(a[:-1], b[:-1])]
+    out = 0.5 * (a[-1] + b[-1])
+    for band in reversed(fused):
+        out = cv2.pyrUp(out, dstsize=(band.shape[1], band.shape[0])) + band
+    return np.clip(out, 0.0, 1.0)
+
+
+class LaplacianStage:
+    """First-stage plug-in wrapping :func:`laplacian_fusion` (ignores the prior)."""
+
+    name = "laplacian"
+
+    def __init__(self, levels: int = 4):
+        self.levels = int(levels)
+
+    def __call__(self, thermal, visible, prior) -> np.ndarray:
+        return laplacian_fusion(thermal, visible, self.levels)
