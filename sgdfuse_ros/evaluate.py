@@ -120,6 +120,7 @@ def run_evaluation(pairs: List[Pair], out: Path, config: dict, label: str = "sgd
                     .astype(int).tolist()) if contact_rows > 0 else set()
     stage_ms: Dict[str, List[float]] = {}
     sheet_rows, prior_sources = [], {}
+    sources = {}  # name -> (ir path, vis path) the metrics compare against
     started = time.perf_counter()
     with FusionPipeline(config) as pipeline:
         for index, (pair, (thermal, visible)) in enumerate(zip(pairs, loaded)):
@@ -127,6 +128,16 @@ def run_evaluation(pairs: List[Pair], out: Path, config: dict, label: str = "sgd
             path = fused_dir / f"{pair.name}.png"
             if not cv2.imwrite(str(path), result.fused_bgr):
                 raise InputError(f"cannot write {path}")
+            sources[pair.name] = (pair.thermal, pair.visible)
+            if thermal.shape[:2] != result.fused_y.shape or visible.shape[:2] != result.fused_y.shape:
+                # registered or resized: score against the sources as the pipeline saw them
+                reg = out / "registered_sources"
+                reg.mkdir(exist_ok=True)
+                ir_path, vis_path = reg / f"{pair.name}_ir.png", reg / f"{pair.name}_vis.png"
+                cv2.imwrite(str(ir_path), np.clip(result.thermal * 255 + 0.5, 0, 255)
+                            .astype(np.uint8))
+                cv2.imwrite(str(vis_path), result.visible)
+                sources[pair.name] = (ir_path, vis_path)
             for stage, ms in result.timings.items():
                 stage_ms.setdefault(stage, []).append(ms)
             prior_sources[result.prior.source] = prior_sources.get(result.prior.source, 0) + 1
@@ -148,7 +159,8 @@ def run_evaluation(pairs: List[Pair], out: Path, config: dict, label: str = "sgd
         per_image = {}
         for pair in pairs:
             per_image[pair.name] = fusion_metrics(read_gray(fused_dir / f"{pair.name}.png"),
-                                                  read_gray(pair.thermal), read_gray(pair.visible))
+                                                  read_gray(sources[pair.name][0]),
+                                                  read_gray(sources[pair.name][1]))
         names = list(next(iter(per_image.values())))
         report["per_image"] = per_image
         report["mean"] = {m: float(np.mean([v[m] for v in per_image.values()])) for m in names}

@@ -1,0 +1,65 @@
+import pytest
+import yaml
+
+from sgdfuse_ros.config import default_config_path, flatten, load_config, parse_override
+from sgdfuse_ros.errors import ConfigError
+from sgdfuse_ros.parameters import SPECS, defaults, render_yaml
+
+
+def test_shipped_config_documents_every_parameter():
+    document = yaml.safe_load(default_config_path().read_text())
+    flat = flatten(document["/**"]["ros__parameters"])
+    assert set(flat) == set(SPECS)
+    text = default_config_path().read_text()
+    for spec in SPECS.values():  # each parameter has its description as a comment
+        assert spec.description.split()[0] in text
+
+
+def test_shipped_config_is_the_rendered_table():
+    assert default_config_path().read_text() == render_yaml()
+
+
+def test_defaults_load():
+    assert load_config() == defaults()
+
+
+def test_overrides_validated_not_clamped(tmp_path):
+    with pytest.raises(ConfigError, match="above the maximum"):
+        load_config(overrides={"agc.high_percentile": 101})
+    with pytest.raises(ConfigError, match="not one of"):
+        load_config(overrides={"prior.source": "magic"})
+    with pytest.raises(ConfigError, match="did you mean output.width"):
+        load_config(overrides={"output.widht": 10})
+    with pytest.raises(ConfigError, match="expected int"):
+        load_config(overrides={"output.width": 1.5})
+    with pytest.raises(ConfigError, match="9 numbers"):
+        load_config(overrides={"registration.homography": [1, 0, 0]})
+
+
+def test_file_errors_are_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [unclosed\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    assert "\n" not in str(err.value)
+    nosection = tmp_path / "nosection.yaml"
+    nosection.write_text("device: cpu\n")
+    with pytest.raises(ConfigError, match="ros__parameters"):
+        load_config(nosection)
+
+
+def test_node_named_section_and_nesting(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("fusion_node:\n  ros__parameters:\n    output: {width: 320}\n"
+                    "    use_sim_time: true\n")
+    config = load_config(path)
+    assert config["output.width"] == 320 and config["output.height"] == SPECS["output.height"].default
+
+
+def test_parse_override():
+    assert parse_override("refiner.steps=2") == ("refiner.steps", 2)
+    assert parse_override("registration.homography=[1,0,0,0,1,0,0,0,1]")[1][0] == 1
+    with pytest.raises(ConfigError):
+        parse_override("nonsense")

@@ -1,0 +1,73 @@
+import cv2
+import numpy as np
+import pytest
+
+from sgdfuse_ros.color import merge_luma, split_luma
+from sgdfuse_ros.errors import InputError
+from sgdfuse_ros.registration import Registration
+
+
+def _dot_image(shape, point):
+    img = np.zeros(shape, np.float32)
+    cv2.circle(img, point, 3, 1.0, -1)
+    return img
+
+
+def _centroid(img):
+    ys, xs = np.nonzero(img > 0.5)
+    return xs.mean(), ys.mean()
+
+
+def test_homography_maps_thermal_points_into_visible_frame():
+    # thermal 320x256 seen inside a 640x480 visible frame: scale 1.5 and offset (40, 30)
+    H = [1.5, 0, 40, 0, 1.5, 30, 0, 0, 1]
+    reg = Registration(H, output_size=(0, 0))
+    thermal = _dot_image((256, 320), (100, 50))
+    warped = reg.thermal(thermal, (480, 640, 3))
+    assert warped.shape == (480, 640)
+    x, y = _centroid(warped)
+    assert abs(x - (1.5 * 100 + 40)) < 1.0 and abs(y - (1.5 * 50 + 30)) < 1.0
+    valid = reg.valid_mask()
+    assert valid is not None and not valid[0, 0] and valid[240, 320]
+
+
+def test_homography_composes_with_output_resolution():
+    H = [1.5, 0, 40, 0, 1.5, 30, 0, 0, 1]
+    reg = Registration(H, output_size=(320, 240))
+    warped = reg.thermal(_dot_image((256, 320), (100, 50)), (480, 640, 3))
+    assert warped.shape == (240, 320)
+    x, y = _centroid(warped)
+    assert abs(x - (1.5 * 100 + 40) / 2) < 1.0 and abs(y - (1.5 * 50 + 30) / 2) < 1.0
+    assert reg.visible(np.zeros((480, 640, 3), np.uint8)).shape == (240, 320, 3)
+
+
+def test_no_homography_requires_same_size_unless_allowed():
+    with pytest.raises(InputError, match="differ in size"):
+        Registration(None).thermal(np.zeros((256, 320), np.float32), (480, 640, 3))
+    out = Registration(None, resize_mismatched=True).thermal(
+        np.zeros((256, 320), np.float32), (480, 640, 3))
+    assert out.shape == (480, 640)
+
+
+def test_singular_homography_rejected():
+    with pytest.raises(InputError, match="singular"):
+        Registration([0] * 9)
+
+
+def test_colour_round_trip_keeps_visible_image():
+    rng = np.random.default_rng(0)
+    bgr = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    bgr = cv2.GaussianBlur(bgr, (5, 5), 0)  # natural images: smooth chroma
+    y, chroma = split_luma(bgr)
+    back, y8 = merge_luma(y, chroma)
+    assert np.abs(back.astype(int) - bgr.astype(int)).max() <= 3
+    # the fused luminance is what a gray conversion of the output gives back
+    gray = cv2.cvtColor(back, cv2.COLOR_BGR2GRAY)
+    assert np.abs(gray.astype(int) - y8.astype(int)).max() <= 2
+
+
+def test_colour_of_mono_camera_is_gray():
+    y, chroma = split_luma(np.full((4, 4), 128, np.uint8))
+    assert chroma is None
+    bgr, y8 = merge_luma(y, None)
+    assert bgr.shape == (4, 4, 3) and (bgr[..., 0] == bgr[..., 2]).all() and y8[0, 0] == 128
