@@ -1,0 +1,340 @@
+"""Open ROS 2 bags for reading and find their camera topics.
+
+Accepted inputs (all through ``rosbags``, no ROS needed):
+
+- a rosbag2 directory (``metadata.yaml`` + storage files), storage ``sqlite3`` or ``mcap``,
+  metadata versions up to 9 (Humble writes 5, Jazzy 8 or 9);
+- a standalone ``.mcap`` or ``.db3`` file;
+- a rosbag2 directory whose ``metadata.yaml`` was never written (a recorder that crashed) but
+  that holds exactly one storage file: that file is read on its own.
+
+Every failure to open or to read becomes an :class:`InputError` (one line); a failure in the
+middle of the stream (a truncated recording) is raised as :class:`BagReadError`, which says how
+many messages were read before it, so a replay can keep what it has.
+
+Topic discovery (``choose_topics``) looks at message types, the first message's encoding and the
+topic names: thermal is a single-channel ``Image`` (mono8, mono16, 16UC1, 32FC1) or a
+``CompressedImage`` whose name says thermal (thermal, ir, lwir, flir, ...); RGB is a colour
+``Image`` (bgr8, rgb8, ...) or another ``CompressedImage``. Depth, mask and fusion-output topics
+are never taken. An ambiguous bag is an error that lists the candidates and names the option
+that settles it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import yaml
+
+from ..errors import InputError
+from ..messages import CAMERA_INFO, COMPRESSED, IMAGE, deserialize
+
+THERMAL_ENCODINGS = ("mono8", "8UC1", "mono16", "16UC1", "32FC1")
+COLOUR_ENCODINGS = ("bgr8", "rgb8", "bgra8", "rgba8")
+THERMAL_WORDS = {"thermal", "therm", "ir", "lwir", "mwir", "tir", "flir", "boson", "lepton",
+                 "radiometric", "thermography"}
+RGB_WORDS = {"rgb", "color", "colour", "visible", "vis", "bgr"}
+NEVER_WORDS = {"depth", "disparity", "mask", "masks", "label", "labels", "semantic", "fused",
+               "fusion", "targets", "overlay", "confidence", "segmentation", "compresseddepth"}
+
+
+class BagReadError(InputError):
+    """The bag stopped being readable part-way (``messages_read`` were delivered before)."""
+
+    def __init__(self, message: str, messages_read: int):
+        super().__init__(message)
+        self.messages_read = messages_read
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def name_words(topic: str) -> set:
+    """``/flir_boson/image_raw`` -> {'flir', 'boson', 'image', 'raw'}."""
+    return {w for w in re.split(r"[^a-z0-9]+", topic.lower()) if w}
+
+
+@dataclass
+class TopicSummary:
+    name: str
+    msgtype: str
+    count: int                      # messages in the bag (0 when the storage does not say)
+    connections: list = field(repr=False, default_factory=list)
+    encoding: Optional[str] = None  # Image: first message's encoding; CompressedImage: format
+
+    @property
+    def kind(self) -> str:
+        return {IMAGE: "Image", COMPRESSED: "CompressedImage",
+                CAMERA_INFO: "CameraInfo"}.get(self.msgtype, self.msgtype)
+
+    def describe(self) -> str:
+        enc = f" {self.encoding}" if self.encoding else ""
+        return f"{self.name} ({self.kind}{enc}, {self.count} msgs)"
+
+
+class BagInput:
+    """An open input bag: its topics and a stream of ``(topic, msgtype, log_time_ns, raw)``."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.description = ""
+        self.notes: List[str] = []
+        self._reader = None
+        self._topics: Optional[Dict[str, TopicSummary]] = None
+        self._open()
+
+    # --- opening -------------------------------------------------------------------------------
+    def _open(self) -> None:
+        from rosbags.rosbag2 import Reader
+
+        path = self.path
+        if not path.exists():
+            raise InputError(f"bag not found: {path}")
+        target = path
+        if path.is_dir():
+            meta = path / "metadata.yaml"
+            if meta.is_file():
+                self.description = self._describe_directory(meta)
+            else:
+                files = sorted(p for p in path.iterdir()
+                               if p.suffix in (".db3", ".mcap") and p.is_file())
+                if not files:
+                    raise InputError(f"not a ROS 2 bag: {path} has no metadata.yaml and no "
+                                     f".db3/.mcap file")
+                if len(files) > 1:
+                    raise InputError(f"{path} has no metadata.yaml and {len(files)} storage files; "
+                                     f"run `ros2 bag reindex {path}` first, or pass one file")
+                target = files[0]
+                self.notes.append(f"{path} has no metadata.yaml; read {target.name} on its own")
+        if target.is_file():
+            if target.suffix not in (".db3", ".mcap"):
+                raise InputError(f"not a ROS 2 bag: {target} (expected a bag directory, a .mcap "
+                                 f"or a .db3 file)")
+            self._check_magic(target)
+            self.description = self.description or (
+                "standalone MCAP file" if target.suffix == ".mcap" else "standalone sqlite3 file")
+        try:
+            reader = Reader(target)
+            reader.open()
+        except InputError:
+            raise
+        except Exception as err:  # rosbags, apsw, yaml and OS errors alike
+            raise InputError(f"cannot open bag {path}: {_first_line(err)}") from None
+        self._reader = reader
+
+    @staticmethod
+    def _check_magic(path: Path) -> None:
+        """Reject files that are plainly not the storage they claim to be."""
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(16)
+        except OSError as err:
+            raise InputError(f"cannot read {path}: {_first_line(err)}") from None
+        if path.suffix == ".mcap" and not head.startswith(b"\x89MCAP"):
+            raise InputError(f"not an MCAP file: {path}")
+        if path.suffix == ".db3" and not head.startswith(b"SQLite format 3\x00"):
+            raise InputError(f"not an sqlite3 database: {path}")
+
+    @staticmethod
+    def _describe_directory(meta: Path) -> str:
+        try:
+            info = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
+            return (f"rosbag2 directory ({info.get('storage_identifier', '?')}, "
+                    f"metadata version {info.get('version', '?')})")
+        except Exception as err:
+            raise InputError(f"cannot read {meta}: {_first_line(err)}") from None
+
+    # --- topics ----------------------------------------------------------------------------------
+    @property
+    def topics(self) -> Dict[str, TopicSummary]:
+        if self._topics is None:
+            topics: Dict[str, TopicSummary] = {}
+            for conn in self._reader.connections:
+                entry = topics.get(conn.topic)
+                if entry is None:
+                    entry = topics[conn.topic] = TopicSummary(conn.topic, conn.msgtype, 0)
+                entry.connections.append(conn)
+                entry.count += int(conn.msgcount or 0)
+            self._topics = topics
+        return self._topics
+
+    def peek_encoding(self, topic: str) -> Optional[str]:
+        """The first message's encoding (Image) or format (CompressedImage); cached."""
+        entry = self.topics[topic]
+        if entry.encoding is not None or entry.msgtype not in (IMAGE, COMPRESSED):
+            return entry.encoding
+        stream = self._reader.messages(connections=entry.connections)
+        try:
+            _, _, raw = next(stream)
+            msg = deserialize(raw, entry.msgtype)
+            entry.encoding = str(msg.encoding if entry.msgtype == IMAGE else msg.format)
+        except StopIteration:
+            entry.encoding = None
+        except Exception:  # an unreadable first message: leave it to the replay to count
+            entry.encoding = None
+        finally:
+            stream.close()
+        return entry.encoding
+
+    # --- messages --------------------------------------------------------------------------------
+    def messages(self, topics) -> Iterator[Tuple[str, str, int, bytes]]:
+        """``(topic, msgtype, log_time_ns, raw_cdr)`` in log-time order for the given topics."""
+        wanted = [conn for name in topics for conn in self.topics[name].connections]
+        count = 0
+        stream = self._reader.messages(connections=wanted)
+        try:
+            while True:
+                try:
+                    conn, log_time, raw = next(stream)
+                except StopIteration:
+                    return
+                except Exception as err:
+                    raise BagReadError(f"bag {self.path} became unreadable after {count} "
+                                       f"messages: {_first_line(err)}", count) from None
+                count += 1
+                yield conn.topic, conn.msgtype, int(log_time), raw
+        finally:
+            stream.close()
+
+    def close(self) -> None:
+        if self._reader is not None:
+            try:
+                self._reader.close()
+            except Exception:
+                pass
+            self._reader = None
+
+    def __enter__(self) -> "BagInput":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_bag(path) -> BagInput:
+    return BagInput(path)
+
+
+# --- topic discovery -----------------------------------------------------------------------------
+
+@dataclass
+class CameraTopics:
+    thermal: TopicSummary
+    rgb: TopicSummary
+    rgb_info: Optional[TopicSummary] = None
+    thermal_info: Optional[TopicSummary] = None
+    automatic: bool = True
+
+    def describe(self) -> str:
+        how = "found" if self.automatic else "given"
+        info = self.rgb_info.name if self.rgb_info else "none (fused/camera_info uncalibrated)"
+        return (f"topics ({how}): thermal={self.thermal.describe()} "
+                f"rgb={self.rgb.describe()} rgb_info={info}")
+
+    def as_dict(self) -> dict:
+        def one(t):
+            return None if t is None else {"topic": t.name, "type": t.msgtype,
+                                           "encoding": t.encoding, "count": t.count}
+        return {"thermal": one(self.thermal), "rgb": one(self.rgb),
+                "rgb_info": one(self.rgb_info), "thermal_info": one(self.thermal_info),
+                "chosen": "automatic" if self.automatic else "given"}
+
+
+def _image_topics(bag: BagInput) -> List[TopicSummary]:
+    return [t for t in bag.topics.values() if t.msgtype in (IMAGE, COMPRESSED)]
+
+
+def _listing(bag: BagInput) -> str:
+    images = _image_topics(bag)
+    if not images:
+        names = ", ".join(sorted(bag.topics)) or "none"
+        return f"no image topics (topics: {names})"
+    for t in images:
+        bag.peek_encoding(t.name)
+    return "image topics: " + "; ".join(t.describe() for t in images)
+
+
+def _thermal_like(bag: BagInput, t: TopicSummary) -> bool:
+    if t.msgtype == IMAGE:
+        return bag.peek_encoding(t.name) in THERMAL_ENCODINGS
+    return bool(name_words(t.name) & THERMAL_WORDS)
+
+
+def _rgb_like(bag: BagInput, t: TopicSummary) -> bool:
+    if t.msgtype == IMAGE:
+        return bag.peek_encoding(t.name) in COLOUR_ENCODINGS
+    fmt = (bag.peek_encoding(t.name) or "").lower()
+    return not (name_words(t.name) & THERMAL_WORDS) and "depth" not in fmt
+
+
+def _pick(candidates: List[TopicSummary], prefer: set, what: str, option: str,
+          bag: BagInput) -> TopicSummary:
+    if not candidates:
+        raise InputError(f"bag {bag.path} has no {what} topic ({_listing(bag)}); "
+                         f"name one with {option}")
+    if len(candidates) == 1:
+        return candidates[0]
+    preferred = [t for t in candidates if name_words(t.name) & prefer]
+    if len(preferred) == 1:
+        return preferred[0]
+    names = ", ".join(t.describe() for t in (preferred or candidates))
+    raise InputError(f"bag {bag.path} has several possible {what} topics ({names}); "
+                     f"choose one with {option}")
+
+
+def _given(bag: BagInput, name: str, option: str, types=(IMAGE, COMPRESSED)) -> TopicSummary:
+    entry = bag.topics.get(name)
+    if entry is None:
+        close = [t for t in bag.topics if t.rstrip("/").split("/")[-1] in name] or list(bag.topics)
+        raise InputError(f"{option} {name}: no such topic in {bag.path} "
+                         f"(topics: {', '.join(sorted(close)[:12])})")
+    if entry.msgtype not in types:
+        raise InputError(f"{option} {name}: type {entry.msgtype}, expected "
+                         f"{' or '.join(types)}")
+    bag.peek_encoding(name)
+    return entry
+
+
+def _info_for(bag: BagInput, image_topic: str) -> Optional[TopicSummary]:
+    """The CameraInfo topic of the camera that publishes ``image_topic`` (same namespace)."""
+    infos = [t for t in bag.topics.values() if t.msgtype == CAMERA_INFO]
+    parts = image_topic.rstrip("/").split("/")
+    for depth in range(len(parts) - 1, 0, -1):  # /a/b/image_raw/compressed -> /a/b, then /a
+        prefix = "/".join(parts[:depth])
+        matches = [t for t in infos if t.name.rsplit("/", 1)[0] == prefix]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            named = [t for t in matches if t.name.endswith("/camera_info")]
+            return named[0] if len(named) == 1 else None
+    return None
+
+
+def choose_topics(bag: BagInput, thermal: Optional[str] = None, rgb: Optional[str] = None,
+                  rgb_info: Optional[str] = None) -> CameraTopics:
+    """The thermal, RGB and RGB camera-info topics: the given ones, or found in the bag."""
+    usable = [t for t in _image_topics(bag) if not (name_words(t.name) & NEVER_WORDS)]
+    if thermal:
+        thermal_topic = _given(bag, thermal, "--thermal-topic")
+    else:
+        thermal_topic = _pick([t for t in usable if _thermal_like(bag, t)
+                               and t.name != rgb], THERMAL_WORDS, "thermal image",
+                              "--thermal-topic", bag)
+    if rgb:
+        rgb_topic = _given(bag, rgb, "--rgb-topic")
+    else:
+        rgb_topic = _pick([t for t in usable if t.name != thermal_topic.name
+                           and _rgb_like(bag, t)], RGB_WORDS, "RGB image", "--rgb-topic", bag)
+    if rgb_topic.name == thermal_topic.name:
+        raise InputError(f"the thermal and RGB topics are the same ({rgb_topic.name})")
+    if rgb_info:
+        info = _given(bag, rgb_info, "--rgb-info-topic", types=(CAMERA_INFO,))
+    else:
+        info = _info_for(bag, rgb_topic.name)
+    return CameraTopics(thermal_topic, rgb_topic, info, _info_for(bag, thermal_topic.name),
+                        automatic=not (thermal or rgb))

@@ -1,0 +1,352 @@
+"""``sgdfuse replay``: fuse a recorded ROS 2 bag exactly as the node would, into a new bag and a
+report.
+
+    sgdfuse replay recording/ --out fused_bag            # topics found automatically
+    sgdfuse replay run.mcap --out fused --storage mcap --thermal-topic /flir/image_raw \\
+        --rgb-topic /camera/color/image_raw/compressed --set sync.slop=0.03
+
+Messages are read in log-time order (the order the node would have received them) and paired by
+the node's own synchroniser (:class:`sgdfuse_ros.sync.ApproximateSync`, with ``sync.slop`` and
+``sync.queue_size`` from the config). Each pair goes through :class:`FusionPipeline` with the same
+config file, and the node's outputs (:func:`sgdfuse_ros.messages.fusion_outputs`) are written under
+``--namespace`` (default ``/fusion``): ``fused/image``, ``fused/camera_info``,
+``semantic/labels``, ``semantic/targets``. Every output carries the stamp of its pair's RGB image
+(copied field by field; the fused image lives in the RGB camera's frame) and is written at the log
+time of the later message of its pair.
+
+It streams: at most ``sync.queue_size`` messages per camera wait in memory, so long bags run in
+flat memory. Frames that cannot be decoded or that the pipeline rejects (InputError) are skipped,
+counted with their reason, and the replay goes on. A bag that stops being readable part-way (a
+truncated recording) keeps what was fused before the damage, and the command then fails with a
+one-line error naming the damage.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Dict, Optional
+
+from ..errors import InputError
+
+OUTPUT_TYPES = {"fused/image": "sensor_msgs/msg/Image",
+                "fused/camera_info": "sensor_msgs/msg/CameraInfo",
+                "semantic/labels": "sensor_msgs/msg/Image",
+                "semantic/targets": "sensor_msgs/msg/Image",
+                "semantic/overlay": "sensor_msgs/msg/Image"}
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("in_bag", metavar="IN_BAG",
+                        help="input bag: rosbag2 directory (sqlite3 or mcap), .mcap or .db3 file")
+    parser.add_argument("--out", required=True, metavar="OUT_BAG", help="output bag to create")
+    parser.add_argument("--thermal-topic", metavar="T", help="thermal Image/CompressedImage topic "
+                        "(default: found from types, encodings and names)")
+    parser.add_argument("--rgb-topic", metavar="R", help="RGB Image/CompressedImage topic")
+    parser.add_argument("--rgb-info-topic", metavar="C", help="RGB CameraInfo topic (default: the "
+                        "camera_info beside the RGB topic)")
+    parser.add_argument("--namespace", default="/fusion",
+                        help="namespace of the output topics (default /fusion)")
+    parser.add_argument("--storage", choices=("sqlite3", "mcap"), default="sqlite3",
+                        help="output storage (default sqlite3, which Humble plays)")
+    parser.add_argument("--version", type=int, choices=(8, 9), default=8,
+                        help="output rosbag2 metadata version (default 8, which Humble reads)")
+    parser.add_argument("--copy-inputs", action="store_true",
+                        help="also copy the camera topics (and their camera_info) to the output")
+    parser.add_argument("--overlay", action="store_true",
+                        help="also write semantic/overlay (prior drawn over the fused image)")
+    parser.add_argument("--config", metavar="FILE", help="config file (default: the package's "
+                        "config/fusion.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="NAME=VALUE", help="override one parameter (repeatable)")
+    parser.add_argument("--report", metavar="DIR", help="report folder (default OUT_BAG_report)")
+    parser.add_argument("--no-metrics", action="store_true",
+                        help="skip the per-frame fusion metrics (faster)")
+    parser.add_argument("--every-frame-prior", action="store_true",
+                        help="compute the semantic prior for every frame (prior.every_frame=true; "
+                        "deterministic, slower with SAM)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def check_namespace(namespace: str) -> str:
+    import re
+    ns = "/" + namespace.strip().strip("/") if namespace.strip("/ ") else ""
+    if ns and not re.fullmatch(r"(/[A-Za-z_][A-Za-z0-9_]*)+", ns):
+        raise InputError(f"--namespace {namespace!r} is not a valid ROS namespace "
+                         f"(letters, digits, '_', separated by '/')")
+    return ns
+
+
+def _u8(thermal_f32):
+    import numpy as np
+    return np.clip(np.rint(thermal_f32 * 255.0), 0, 255).astype(np.uint8)
+
+
+class Replay:
+    """One replay: bag in, pipeline, bag out, report. ``run()`` does everything."""
+
+    def __init__(self, bag, topics, pipeline, config: dict, writer, report, namespace: str,
+                 copy_inputs: bool = False, overlay: bool = False, with_metrics: bool = True,
+                 progress=None):
+        from ..sync import ApproximateSync
+
+        self.bag, self.topics, self.pipeline, self.config = bag, topics, pipeline, config
+        self.writer, self.report, self.namespace = writer, report, namespace
+        self.copy_inputs, self.overlay, self.with_metrics = copy_inputs, overlay, with_metrics
+        self.progress = progress
+        self.sync = ApproximateSync(slop=config["sync.slop"], queue_size=config["sync.queue_size"])
+        self.roles = {topics.thermal.name: "thermal", topics.rgb.name: "rgb"}
+        if topics.rgb_info is not None:
+            self.roles[topics.rgb_info.name] = "rgb_info"
+        if copy_inputs and topics.thermal_info is not None:
+            self.roles.setdefault(topics.thermal_info.name, "thermal_info")
+        self.other_read: Dict[str, int] = {r: 0 for r in self.roles.values()
+                                          if r not in ("thermal", "rgb")}
+        self.rgb_info = None
+        self.last_stamp = {"thermal": None, "rgb": None}
+        self.pairs = 0
+        self.read_error: Optional[str] = None
+        self.interrupted = False
+        self._metrics = None
+        if with_metrics:
+            try:
+                from ..metrics import fusion_metrics, to_gray
+                self._metrics = (fusion_metrics, to_gray)
+            except ImportError:
+                self.with_metrics = False
+                report.notes.append("metrics module not available: no fusion metrics")
+
+    def output_topic(self, relative: str) -> str:
+        return f"{self.namespace}/{relative}"
+
+    def declare_topics(self) -> None:
+        from ..messages import OUTPUT_TOPICS
+        names = list(OUTPUT_TOPICS) + (["semantic/overlay"] if self.overlay else [])
+        for rel in names:
+            self.writer.add_topic(self.output_topic(rel), OUTPUT_TYPES[rel])
+        if self.copy_inputs:
+            outputs = {self.output_topic(rel) for rel in names}
+            for name in self.roles:
+                if name in outputs:
+                    raise InputError(f"input topic {name} collides with an output topic; "
+                                     f"choose another --namespace")
+                entry = self.bag.topics[name]
+                qos = [q for c in entry.connections
+                       for q in (getattr(c.ext, "offered_qos_profiles", None) or [])][:1]
+                self.writer.add_topic(name, entry.msgtype, qos or None)
+
+    # --- the stream ----------------------------------------------------------------------------------
+    def run(self) -> None:
+        from ..messages import deserialize, stamp_nanoseconds
+        from .reader import BagReadError
+
+        self.declare_topics()
+        stream = self.bag.messages(list(self.roles))
+        try:
+            for topic, msgtype, log_ns, raw in stream:
+                role = self.roles[topic]
+                if self.copy_inputs:
+                    self.writer.write(topic, log_ns, raw, msgtype)
+                if role not in ("thermal", "rgb"):
+                    self.other_read[role] += 1
+                    if role == "rgb_info":
+                        try:
+                            self.rgb_info = deserialize(raw, msgtype)
+                        except Exception as err:
+                            self.report.undecodable_message("rgb_info", f"{type(err).__name__}")
+                    continue
+                self.report.message(role)
+                try:
+                    msg = deserialize(raw, msgtype)
+                    stamp_ns = stamp_nanoseconds(msg)
+                except Exception as err:
+                    self.report.undecodable_message(role, f"{type(err).__name__}: {err}"[:200])
+                    continue
+                self._gap(role, stamp_ns)
+                for pair in self.sync.add(0 if role == "thermal" else 1, stamp_ns * 1e-9,
+                                          (msg, log_ns, stamp_ns)):
+                    self.fuse(pair)
+        except BagReadError as err:
+            self.read_error = str(err)
+        except KeyboardInterrupt:
+            self.interrupted = True
+        finally:
+            stream.close()
+        self.sync.flush()
+
+    def _gap(self, role: str, stamp_ns: int) -> None:
+        self.last_stamp[role] = stamp_ns
+        other = self.last_stamp["rgb" if role == "thermal" else "thermal"]
+        if other is not None:
+            self.report.stamp_gap(abs(stamp_ns - other) * 1e-9)
+
+    # --- one pair --------------------------------------------------------------------------------------
+    def fuse(self, pair) -> None:
+        from ..messages import fusion_outputs, image_from_msg
+
+        _, (t_msg, t_log, t_stamp), _, (r_msg, r_log, r_stamp) = pair
+        index = self.pairs
+        self.pairs += 1
+        tick = time.perf_counter()
+        try:
+            thermal, t_enc = image_from_msg(t_msg)
+            thermal, t_enc = self._single_channel(thermal, t_enc)
+            visible, v_enc = image_from_msg(r_msg)
+        except InputError as err:
+            self.report.failure(index, r_stamp, "decode", str(err))
+            return self._tick()
+        decode_ms = (time.perf_counter() - tick) * 1000.0
+        try:
+            result = self.pipeline.process(thermal, visible, t_enc, v_enc)
+        except InputError as err:
+            self.report.failure(index, r_stamp, "pipeline", str(err))
+            return self._tick()
+
+        tick = time.perf_counter()
+        frame_id = self.config["output.frame_id"] or str(r_msg.header.frame_id)
+        outputs = fusion_outputs(result, r_msg.header.stamp, frame_id,
+                                 self.config["output.encoding"], self.rgb_info, self.overlay)
+        log_ns = max(t_log, r_log)
+        for rel, msg in outputs.items():
+            self.writer.write(self.output_topic(rel), log_ns, msg)
+        write_ms = (time.perf_counter() - tick) * 1000.0
+
+        metrics, metrics_ms = None, None
+        if self._metrics is not None:
+            fusion_metrics, to_gray = self._metrics
+            tick = time.perf_counter()
+            metrics = fusion_metrics(to_gray(result.fused_bgr), to_gray(_u8(result.thermal)),
+                                     to_gray(result.visible))
+            metrics_ms = (time.perf_counter() - tick) * 1000.0
+        timings = dict(result.timings, message_decode=decode_ms, write=write_ms)
+        if metrics_ms is not None:
+            timings["metrics"] = metrics_ms
+        self.report.frame(index, r_stamp, t_stamp, timings, metrics, result.prior_source,
+                          result.refined, result.notes)
+        if self.report.wants_sample(index):
+            from ..prior.format import overlay
+            self.report.sample(index, r_stamp, result.thermal, result.visible, result.fused_bgr,
+                               overlay(result.fused_bgr, result.prior))
+        self._tick()
+
+    @staticmethod
+    def _single_channel(image, encoding):
+        """A thermal camera that publishes grey as 3 channels (common with JPEG) -> one channel."""
+        import cv2
+        if image.ndim == 3:
+            code = {"rgb8": cv2.COLOR_RGB2GRAY, "rgba8": cv2.COLOR_RGBA2GRAY,
+                    "bgra8": cv2.COLOR_BGRA2GRAY}.get(encoding, cv2.COLOR_BGR2GRAY)
+            if image.dtype != "uint8":
+                raise InputError(f"thermal image is {encoding} with {image.dtype} samples")
+            return cv2.cvtColor(image, code), "mono8"
+        return image, encoding
+
+    def _tick(self) -> None:
+        if self.progress is not None:
+            self.progress.update()
+
+
+def _settings(config: dict, args, namespace: str) -> dict:
+    keys = ("sync.slop", "sync.queue_size", "prior.source", "prior.every_frame",
+            "first_stage.type", "refiner.steps", "backend", "device", "output.encoding")
+    settings = {k: config[k] for k in keys}
+    settings.update({"namespace": namespace, "storage": args.storage, "version": args.version,
+                     "copy_inputs": args.copy_inputs, "metrics": not args.no_metrics})
+    return settings
+
+
+def default_report_dir(out_bag) -> Path:
+    out = Path(out_bag)
+    return out.with_name(out.name + "_report")
+
+
+def main(args) -> int:
+    from ..config import load_config, parse_override
+    from ..pipeline import FusionPipeline
+    from ..progress import Progress
+    from .reader import choose_topics, open_bag
+    from .report import ReplayReport
+    from .writer import BagWriter, prepare_output
+
+    overrides = dict(parse_override(text) for text in args.overrides)
+    if args.every_frame_prior:
+        overrides["prior.every_frame"] = True
+    config = load_config(args.config, overrides)
+    namespace = check_namespace(args.namespace)
+    in_path, out_path = Path(args.in_bag), Path(args.out)
+    if in_path.exists() and out_path.exists() and in_path.resolve() == out_path.resolve():
+        raise InputError("--out must not be the input bag")
+    prepare_output(out_path, args.overwrite)  # fail before the (slow) pipeline is built
+    report_dir = Path(args.report) if args.report else default_report_dir(out_path)
+
+    def say(text: str) -> None:
+        if not args.quiet:
+            print(f"replay: {text}", file=sys.stderr)
+
+    with open_bag(in_path) as bag:
+        topics = choose_topics(bag, args.thermal_topic, args.rgb_topic, args.rgb_info_topic)
+        say(f"{bag.description}; {topics.describe()}")
+        for note in bag.notes:
+            say(note)
+        expected = min(topics.thermal.count, topics.rgb.count)
+        report = ReplayReport(in_path, out_path, topics.as_dict(),
+                              _settings(config, args, namespace), expected,
+                              with_metrics=not args.no_metrics)
+        report.notes.extend(bag.notes)
+        pipeline = FusionPipeline(config)
+        custom = {"sgdfuse_ros.replay.input": str(in_path),
+                  "sgdfuse_ros.replay.thermal_topic": topics.thermal.name,
+                  "sgdfuse_ros.replay.rgb_topic": topics.rgb.name}
+        try:
+            with BagWriter(out_path, args.storage, args.version, args.overwrite, custom) as writer, \
+                    Progress(expected, label="replay", unit="pairs", quiet=args.quiet) as bar:
+                replay = Replay(bag, topics, pipeline, config, writer, report, namespace,
+                                copy_inputs=args.copy_inputs, overlay=args.overlay,
+                                with_metrics=not args.no_metrics, progress=bar)
+                start = time.perf_counter()
+                replay.run()
+                wall = time.perf_counter() - start
+                bar.done(f"{len(report.frames)} fused, {len(report.failures)} failed")
+        finally:
+            pipeline.close()
+        result = report.finish(replay.sync.stats(), wall, dict(writer.counts),
+                               read_error=replay.read_error, interrupted=replay.interrupted,
+                               other_read=replay.other_read)
+    report.write(report_dir)
+
+    pairs = result["pairs"]
+    msgs = result["messages"]
+    dropped = {role: {k: msgs[role][k] for k in ("unmatched", "late", "duplicate", "overflow",
+                                                   "undecodable") if msgs[role][k]}
+               for role in ("thermal", "rgb")}
+    say(f"read {msgs['thermal']['read']} thermal + {msgs['rgb']['read']} rgb messages; "
+        f"{pairs['matched']} pairs matched, {pairs['fused']} fused, {pairs['failed']} failed; "
+        f"unpaired: thermal {dropped['thermal'] or 0}, rgb {dropped['rgb'] or 0}")
+    if result["metrics"] and result["metrics"]["frames_scored"]:
+        mean = result["metrics"]["mean"]
+        say("mean metrics: " + " ".join(f"{k}={mean[k]:.3f}" for k in
+                                        ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM")
+                                        if mean.get(k) is not None))
+    thr = result["throughput"]
+    if thr["pairs_per_s"]:
+        say(f"throughput {thr['pairs_per_s']:.2f} pairs/s end to end; output {out_path}; "
+            f"report {report_dir}")
+    if replay.interrupted:
+        raise KeyboardInterrupt
+    if replay.read_error:
+        raise InputError(f"{replay.read_error}; the {pairs['fused']} pairs fused before the "
+                         f"damage are in {out_path} (report: {report_dir})")
+    if pairs["matched"] == 0:
+        gap = pairs["closest_thermal_rgb_gap_s"]
+        hint = (f"; the closest thermal/RGB stamps were {gap:.3f} s apart (raise it with "
+                f"--set sync.slop=...)" if gap is not None else "")
+        raise InputError(f"no thermal/RGB pairs within sync.slop={config['sync.slop']} s "
+                         f"({msgs['thermal']['read']} thermal, {msgs['rgb']['read']} RGB messages)"
+                         f"{hint}; report: {report_dir}")
+    if pairs["fused"] == 0:
+        reason = next(iter(result["failure_reasons"]), "unknown")
+        raise InputError(f"all {pairs['failed']} pairs failed (first reason: {reason}); "
+                         f"report: {report_dir}")
+    return 0

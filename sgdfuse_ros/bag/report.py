@@ -1,0 +1,309 @@
+"""The replay report: ``report.json`` (everything), ``report.md`` (for people) and
+``contact_sheet.png`` (sampled frames: thermal | visible | fused | prior overlay).
+
+The report accounts for every message it was given: for each camera topic,
+``read = undecodable + matched + unmatched + late + duplicate + overflow`` (the synchroniser's
+counters), and ``pairs matched = fused + failed``. :meth:`ReplayReport.finish` checks both and
+raises :class:`AccountingError` (a bug, not a user error) if a message went missing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import cv2
+import numpy as np
+
+ROLES = ("thermal", "rgb")
+DROP_REASONS = ("unmatched", "late", "duplicate", "overflow")
+PIPELINE_STAGES = ("decode", "register", "prior", "first_stage", "refiner", "colour", "total")
+REPLAY_STAGES = ("message_decode", "metrics", "write")
+PANEL_HEIGHT = 160
+PANELS = ("thermal", "visible", "fused", "prior overlay")
+
+
+class AccountingError(RuntimeError):
+    """Messages went missing between reading and reporting: a bug in the replay."""
+
+
+def percentiles(values) -> Optional[dict]:
+    if not values:
+        return None
+    a = np.asarray(values, np.float64)
+    return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
+            "p99": float(np.percentile(a, 99)), "mean": float(a.mean()),
+            "max": float(a.max()), "n": int(a.size)}
+
+
+def _finite_mean(values) -> Optional[float]:
+    good = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(good)) if good else None
+
+
+def _json_safe(value):
+    """NaN / inf are not JSON: written as null (inf) with the count kept elsewhere."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _thumbnail(image: np.ndarray, height: int = PANEL_HEIGHT) -> np.ndarray:
+    if image.dtype != np.uint8:
+        image = np.clip(np.rint(image.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    h, w = image.shape[:2]
+    width = max(1, int(round(w * height / max(h, 1))))
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def sample_indices(expected: int, count: int = 6) -> set:
+    """Pair indices to keep for the contact sheet, spread over the expected length."""
+    if expected <= 0:
+        return {0}
+    count = min(count, expected)
+    return {int(round(i * (expected - 1) / max(count - 1, 1))) for i in range(count)}
+
+
+class ReplayReport:
+    def __init__(self, input_bag: str, output_bag: str, topics: dict, settings: dict,
+                 expected_pairs: int = 0, with_metrics: bool = True, samples: int = 6):
+        self.input_bag = str(input_bag)
+        self.output_bag = str(output_bag)
+        self.topics = topics
+        self.settings = settings
+        self.expected_pairs = expected_pairs
+        self.with_metrics = with_metrics
+        self.read: Counter = Counter()          # role -> messages read
+        self.undecodable: Counter = Counter()   # role -> messages whose CDR would not decode
+        self.undecodable_reasons: Dict[str, List[str]] = {r: [] for r in ROLES + ("rgb_info",)}
+        self.frames: List[dict] = []
+        self.failures: List[dict] = []
+        self.timings: Dict[str, List[float]] = {}
+        self.sample_at = sample_indices(expected_pairs, samples)
+        self.samples: List[tuple] = []          # (index, stamp, [4 thumbnails])
+        self.closest_gap_s: Optional[float] = None
+        self.notes: List[str] = []
+        self.result: Optional[dict] = None
+
+    # --- collecting --------------------------------------------------------------------------------
+    def message(self, role: str) -> None:
+        self.read[role] += 1
+
+    def undecodable_message(self, role: str, reason: str) -> None:
+        self.undecodable[role] += 1
+        if len(self.undecodable_reasons[role]) < 5:
+            self.undecodable_reasons[role].append(reason)
+
+    def stamp_gap(self, gap_s: float) -> None:
+        if self.closest_gap_s is None or gap_s < self.closest_gap_s:
+            self.closest_gap_s = gap_s
+
+    def timing(self, name: str, ms: float) -> None:
+        self.timings.setdefault(name, []).append(float(ms))
+
+    def frame(self, index: int, stamp_ns: int, thermal_stamp_ns: int, timings: dict,
+              metrics: Optional[dict], prior_source: str, refined: bool, notes) -> None:
+        for name, ms in timings.items():
+            self.timing(name, ms)
+        self.frames.append({"index": index, "stamp_ns": int(stamp_ns),
+                            "thermal_stamp_ns": int(thermal_stamp_ns),
+                            "stamp_offset_ms": (thermal_stamp_ns - stamp_ns) / 1e6,
+                            "timings_ms": {k: round(v, 3) for k, v in timings.items()},
+                            "metrics": metrics, "prior_source": prior_source,
+                            "refined": bool(refined), "notes": list(notes)})
+
+    def failure(self, index: int, stamp_ns: int, kind: str, reason: str) -> None:
+        self.failures.append({"index": index, "stamp_ns": int(stamp_ns), "kind": kind,
+                              "reason": reason})
+
+    def wants_sample(self, index: int) -> bool:
+        return index in self.sample_at
+
+    def sample(self, index: int, stamp_ns: int, thermal, visible, fused, overlay) -> None:
+        self.samples.append((index, stamp_ns, [_thumbnail(x) for x in
+                                               (thermal, visible, fused, overlay)]))
+
+    # --- summarising ---------------------------------------------------------------------------------
+    def finish(self, sync_stats: dict, wall_s: float, outputs: Dict[str, int],
+               read_error: Optional[str] = None, interrupted: bool = False,
+               other_read: Optional[Dict[str, int]] = None) -> dict:
+        messages = {}
+        for role, sync_role in (("thermal", "thermal"), ("rgb", "visible")):
+            counters = dict(sync_stats[sync_role])
+            row = {"topic": (self.topics.get(role) or {}).get("topic"),
+                   "read": self.read[role], "undecodable": self.undecodable[role],
+                   "matched": counters["matched"]}
+            row.update({reason: counters[reason] for reason in DROP_REASONS})
+            if counters["pending"]:
+                raise AccountingError(f"{role}: {counters['pending']} messages still pending "
+                                      f"after the end of the stream")
+            accounted = row["undecodable"] + row["matched"] + sum(row[r] for r in DROP_REASONS)
+            if row["read"] != accounted or counters["received"] + row["undecodable"] != row["read"]:
+                raise AccountingError(f"{role}: read {row['read']} but accounted {accounted} "
+                                      f"({row})")
+            if self.undecodable_reasons[role]:
+                row["undecodable_examples"] = self.undecodable_reasons[role]
+            messages[role] = row
+        if messages["thermal"]["matched"] != messages["rgb"]["matched"]:
+            raise AccountingError("thermal and rgb matched counts differ")
+        matched = messages["thermal"]["matched"]
+        fused, failed = len(self.frames), len(self.failures)
+        if matched != fused + failed:
+            raise AccountingError(f"{matched} pairs matched but {fused} fused + {failed} failed")
+        for name, count in (other_read or {}).items():
+            messages[name] = {"topic": (self.topics.get(name) or {}).get("topic"), "read": count}
+
+        metrics = None
+        if self.with_metrics:
+            names = [k for f in self.frames[:1] for k in (f["metrics"] or {})]
+            scored = [f for f in self.frames if f["metrics"]]
+            metrics = {"frames_scored": len(scored),
+                       "mean": {n: _finite_mean([f["metrics"][n] for f in scored]) for n in names},
+                       "non_finite": {n: sum(1 for f in scored if not math.isfinite(
+                           f["metrics"][n])) for n in names}}
+        latency = {name: percentiles(self.timings.get(name))
+                   for name in PIPELINE_STAGES + REPLAY_STAGES if self.timings.get(name)}
+        total_ms = self.timings.get("total") or []
+        self.result = {
+            "tool": "sgdfuse replay",
+            "input": {"bag": self.input_bag, "topics": self.topics},
+            "output": {"bag": self.output_bag, "messages": outputs},
+            "settings": self.settings,
+            "messages": messages,
+            "pairs": {"matched": matched, "fused": fused, "failed": failed,
+                      "closest_thermal_rgb_gap_s": self.closest_gap_s},
+            "failures": self.failures,
+            "failure_reasons": dict(Counter(f["reason"] for f in self.failures).most_common()),
+            "metrics": metrics,
+            "latency_ms": latency,
+            "throughput": {"wall_s": wall_s,
+                           "pairs_per_s": fused / wall_s if wall_s > 0 else None,
+                           "pipeline_pairs_per_s": (1000.0 / float(np.mean(total_ms))
+                                                    if total_ms else None)},
+            "read_error": read_error,
+            "interrupted": interrupted,
+            "notes": self.notes,
+            "contact_sheet": None,
+            "frames": self.frames,
+        }
+        return self.result
+
+    # --- writing ---------------------------------------------------------------------------------------
+    def contact_sheet(self) -> Optional[np.ndarray]:
+        if not self.samples:
+            return None
+        rows = []
+        for index, stamp_ns, panels in sorted(self.samples, key=lambda s: s[0]):
+            labelled = []
+            for name, panel in zip(PANELS, panels):
+                panel = panel.copy()
+                text = name if name != "thermal" else f"#{index} t={stamp_ns / 1e9:.3f}"
+                cv2.putText(panel, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3,
+                            cv2.LINE_AA)
+                cv2.putText(panel, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                            (255, 255, 255), 1, cv2.LINE_AA)
+                labelled.append(panel)
+                labelled.append(np.full((PANEL_HEIGHT, 4, 3), 40, np.uint8))
+            rows.append(np.hstack(labelled[:-1]))
+        width = max(r.shape[1] for r in rows)
+        padded = []
+        for r in rows:
+            pad = np.full((PANEL_HEIGHT, width - r.shape[1], 3), 40, np.uint8)
+            padded.append(np.hstack([r, pad]))
+            padded.append(np.full((4, width, 3), 40, np.uint8))
+        return np.vstack(padded[:-1])
+
+    def write(self, folder) -> Path:
+        if self.result is None:
+            raise RuntimeError("finish() the report before writing it")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        sheet = self.contact_sheet()
+        if sheet is not None:
+            cv2.imwrite(str(folder / "contact_sheet.png"), sheet)
+            self.result["contact_sheet"] = "contact_sheet.png"
+        (folder / "report.json").write_text(json.dumps(_json_safe(self.result), indent=1) + "\n")
+        (folder / "report.md").write_text(render_markdown(self.result))
+        return folder
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def render_markdown(r: dict) -> str:
+    try:
+        from ..metrics import HEADLINE_METRICS
+    except ImportError:  # pragma: no cover - metrics module not in this build
+        HEADLINE_METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM")
+
+    lines = ["# sgdfuse replay report", "",
+             f"- input bag: `{r['input']['bag']}`", f"- output bag: `{r['output']['bag']}`"]
+    topics = r["input"]["topics"]
+    for role in ("thermal", "rgb", "rgb_info"):
+        t = topics.get(role)
+        if t:
+            enc = f", {t['encoding']}" if t.get("encoding") else ""
+            lines.append(f"- {role}: `{t['topic']}` ({t['type']}{enc})")
+    s = r["settings"]
+    lines.append("- settings: " + ", ".join(f"{k}={v}" for k, v in s.items()))
+    if r.get("read_error"):
+        lines += ["", f"**The input bag stopped being readable:** {r['read_error']}"]
+    if r.get("interrupted"):
+        lines += ["", "**Interrupted:** the replay was stopped before the end of the bag."]
+    p = r["pairs"]
+    lines += ["", "## Messages", "",
+              "| topic | read | matched | unmatched | late | duplicate | overflow | undecodable |",
+              "|---|---|---|---|---|---|---|---|"]
+    for role in ROLES:
+        m = r["messages"][role]
+        lines.append(f"| {role} `{m['topic']}` | {m['read']} | {m['matched']} | {m['unmatched']} "
+                     f"| {m['late']} | {m['duplicate']} | {m['overflow']} | {m['undecodable']} |")
+    lines += ["", f"Pairs matched: **{p['matched']}**; fused: **{p['fused']}**; failed: "
+              f"**{p['failed']}**. Closest thermal/RGB stamps seen: "
+              f"{_fmt(p['closest_thermal_rgb_gap_s'], 4)} s "
+              f"(sync.slop = {s.get('sync.slop')} s)."]
+    if p["matched"] == 0:
+        lines += ["", "**No pairs were matched**: no thermal and RGB messages had stamps within "
+                  "sync.slop of each other."]
+    if r["failures"]:
+        lines += ["", "## Failed frames", "", "| reason | frames |", "|---|---|"]
+        lines += [f"| {reason} | {n} |" for reason, n in r["failure_reasons"].items()]
+    met = r.get("metrics")
+    if met and met["frames_scored"]:
+        names = [n for n in HEADLINE_METRICS if n in met["mean"]]
+        lines += ["", f"## Fusion metrics (mean over {met['frames_scored']} frames)", "",
+                  "| " + " | ".join(names) + " |", "|" + "---|" * len(names),
+                  "| " + " | ".join(_fmt(met["mean"][n]) for n in names) + " |"]
+    if r["latency_ms"]:
+        lines += ["", "## Latency (ms)", "", "| stage | p50 | p90 | p99 | mean |", "|---|---|---|---|---|"]
+        for stage, v in r["latency_ms"].items():
+            lines.append(f"| {stage} | {_fmt(v['p50'], 1)} | {_fmt(v['p90'], 1)} | "
+                         f"{_fmt(v['p99'], 1)} | {_fmt(v['mean'], 1)} |")
+    t = r["throughput"]
+    lines += ["", "## Throughput", "",
+              f"- end to end (read, decode, fuse, score, write): "
+              f"{_fmt(t['pairs_per_s'], 2)} pairs/s over {_fmt(t['wall_s'], 1)} s",
+              f"- pipeline only (1000 / mean total latency): "
+              f"{_fmt(t['pipeline_pairs_per_s'], 2)} pairs/s"]
+    out = r["output"]["messages"]
+    lines += ["", "## Output topics", "", "| topic | messages |", "|---|---|"]
+    lines += [f"| `{name}` | {n} |" for name, n in out.items()]
+    if r.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in r["notes"]]
+    if r.get("contact_sheet"):
+        lines += ["", "## Contact sheet", "", "![contact sheet](contact_sheet.png)"]
+    return "\n".join(lines) + "\n"

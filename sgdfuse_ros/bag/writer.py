@@ -1,0 +1,160 @@
+"""Write ROS 2 bags that ROS 2 Humble can play.
+
+Default output: rosbag2 **metadata version 8, sqlite3 storage**. Humble (which itself records
+version 5) reads a metadata file field by field, by version number, and does not reject a newer
+one; what it needs is what versions 4 to 8 share:
+
+- ``offered_qos_profiles`` as a **YAML string** holding a list of profiles with integer enums
+  (``history: 1, reliability: 1, durability: 2, liveliness: 1``) and ``{sec, nsec}`` durations.
+  Version 9 (Jazzy) writes a YAML list with names instead; Humble's parser fails on it
+  ("yaml-cpp: bad conversion"). rosbags writes the string form for version 8 (``dump_qos_v8``).
+- ``custom_data`` a mapping when present. rosbags writes ``null`` when there is none; parsers
+  that read the field want a map, so this writer always stores a few ``sgdfuse_ros.*`` keys.
+
+Profiles offered for every topic: reliable, volatile, keep-last 10, durations 0 ("unspecified",
+i.e. the middleware default), liveliness automatic. A reliable offer is compatible with both
+reliable and best-effort subscribers, so ``ros2 bag play`` output reaches the node (best effort
+by default) and rviz (reliable) alike. Version 9 and MCAP are available on request.
+
+The writer streams: ``rosbags`` appends each message to the database (or to 1 MiB MCAP chunks),
+so memory does not grow with the bag. A failed write removes the half-written bag.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+from ..errors import InputError
+from ..messages import serialize, typestore
+
+STORAGES = ("sqlite3", "mcap")
+VERSIONS = (8, 9)
+
+
+def default_qos(depth: int = 10):
+    from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness,
+                                    QosReliability, QosTime)
+    zero = QosTime(sec=0, nsec=0)
+    return Qos(history=QosHistory.KEEP_LAST, depth=depth, reliability=QosReliability.RELIABLE,
+               durability=QosDurability.VOLATILE, deadline=zero, lifespan=zero,
+               liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=zero,
+               avoid_ros_namespace_conventions=False)
+
+
+def looks_like_bag(path: Path) -> bool:
+    """A rosbag2 directory (metadata + storage files only) or a standalone storage file."""
+    if path.is_file():
+        return path.suffix in (".db3", ".mcap")
+    if not path.is_dir():
+        return False
+    entries = list(path.iterdir())
+    allowed = {".db3", ".mcap", ".yaml", ".zstd", ".db3-journal", ".tmp"}
+    return all(p.is_file() and (p.suffix in allowed or p.name.endswith(".db3-journal"))
+               for p in entries) and (not entries or any(
+                   p.name == "metadata.yaml" or p.suffix in (".db3", ".mcap") for p in entries))
+
+
+def prepare_output(path, overwrite: bool = False) -> Path:
+    """Make sure ``path`` can be created: absent, or an old bag removed with ``overwrite``."""
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise InputError(f"output bag already exists: {path} (choose another --out, or "
+                             f"pass --overwrite)")
+        if not looks_like_bag(path):
+            raise InputError(f"refusing to overwrite {path}: it does not look like a ROS 2 bag")
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    if not path.parent.is_dir():
+        raise InputError(f"folder for the output bag does not exist: {path.parent}")
+    return path
+
+
+class BagWriter:
+    """``with BagWriter(path) as bag: bag.write("/topic", log_time_ns, msg)``."""
+
+    def __init__(self, path, storage: str = "sqlite3", version: int = 8,
+                 overwrite: bool = False, custom_data: Optional[Dict[str, str]] = None):
+        if storage not in STORAGES:
+            raise InputError(f"unknown storage '{storage}' (one of: {', '.join(STORAGES)})")
+        if int(version) not in VERSIONS:
+            raise InputError(f"unsupported bag version {version} (8 or 9; 8 plays in Humble)")
+        self.path = prepare_output(path, overwrite)
+        self.storage = storage
+        self.version = int(version)
+        self.custom_data = {"sgdfuse_ros.writer": "sgdfuse_ros"}
+        self.custom_data.update({str(k): str(v) for k, v in (custom_data or {}).items()})
+        self.counts: Dict[str, int] = {}
+        self._connections: Dict[str, object] = {}
+        self._types: Dict[str, str] = {}
+        self._writer = None
+
+    def open(self) -> "BagWriter":
+        from rosbags.rosbag2 import StoragePlugin, Writer
+        plugin = StoragePlugin.SQLITE3 if self.storage == "sqlite3" else StoragePlugin.MCAP
+        try:
+            self._writer = Writer(self.path, version=self.version, storage_plugin=plugin)
+            for key, value in self.custom_data.items():
+                self._writer.set_custom_data(key, value)
+            self._writer.open()
+        except Exception as err:
+            self._writer = None
+            raise InputError(f"cannot create bag {self.path}: {err}") from None
+        return self
+
+    def add_topic(self, topic: str, msgtype: str, qos: Optional[Sequence] = None) -> None:
+        """Declare a topic (done implicitly by ``write``); topics with no message stay listed."""
+        if topic in self._connections:
+            if self._types[topic] != msgtype:
+                raise InputError(f"topic {topic} written with two types: {self._types[topic]} "
+                                 f"and {msgtype}")
+            return
+        profiles = list(qos) if qos else [default_qos()]
+        self._connections[topic] = self._writer.add_connection(
+            topic, msgtype, typestore=typestore(), offered_qos_profiles=profiles)
+        self._types[topic] = msgtype
+        self.counts[topic] = 0
+
+    def write(self, topic: str, log_time_ns: int, msg, msgtype: Optional[str] = None) -> None:
+        """Write a message object, or raw CDR bytes (then ``msgtype`` is required)."""
+        if isinstance(msg, (bytes, bytearray, memoryview)):
+            if msgtype is None and topic not in self._types:
+                raise ValueError("raw bytes need a msgtype")
+            data = msg
+            msgtype = msgtype or self._types[topic]
+        else:
+            msgtype = msgtype or msg.__msgtype__
+            data = serialize(msg, msgtype)
+        self.add_topic(topic, msgtype)
+        self._writer.write(self._connections[topic], int(log_time_ns), data)
+        self.counts[topic] += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
+
+    def abort(self) -> None:
+        """Stop and delete the half-written bag."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            try:
+                writer.abort()
+            except Exception:
+                pass
+        if self.path.is_dir():
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def __enter__(self) -> "BagWriter":
+        return self.open()
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False

@@ -1,0 +1,133 @@
+"""A small progress bar on stderr: count, rate and time left.
+
+    with Progress(total=len(items), label="replay", quiet=args.quiet) as bar:
+        for item in items:
+            ...
+            bar.update()
+        bar.done("50 pairs fused")
+
+On a terminal the bar redraws in place (at most ``refresh_s`` apart). When stderr is not a
+terminal (CI logs, pipes) nothing is drawn while running and only the final line is written.
+``quiet=True`` silences everything, the final line included. ``total`` may be None or 0 when the
+length is not known in advance: then the line shows the count and the rate only.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Optional, TextIO
+
+
+def format_duration(seconds: float) -> str:
+    """``75.2`` -> ``'1:15'``; ``3725`` -> ``'1:02:05'``; unknown -> ``'?'``."""
+    if seconds is None or seconds != seconds or seconds == float("inf") or seconds < 0:
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class Progress:
+    def __init__(self, total: Optional[int] = None, label: str = "", unit: str = "it",
+                 quiet: bool = False, stream: Optional[TextIO] = None, width: int = 24,
+                 refresh_s: float = 0.1, clock=time.monotonic):
+        self.total = int(total) if total else None
+        self.label = label
+        self.unit = unit
+        self.quiet = quiet
+        self.stream = stream if stream is not None else sys.stderr
+        self.width = width
+        self.refresh_s = refresh_s
+        self.clock = clock
+        self.count = 0
+        self.start = clock()
+        self._last_draw = float("-inf")
+        self._drawn = False
+        self._closed = False
+        try:
+            self.interactive = (not quiet) and bool(self.stream.isatty())
+        except (AttributeError, ValueError):
+            self.interactive = False
+
+    # --- numbers ---------------------------------------------------------------------------------
+    @property
+    def elapsed(self) -> float:
+        return max(self.clock() - self.start, 0.0)
+
+    @property
+    def rate(self) -> float:
+        """Items per second so far (0 before the first item)."""
+        elapsed = self.elapsed
+        return self.count / elapsed if elapsed > 0 and self.count else 0.0
+
+    @property
+    def remaining_s(self) -> Optional[float]:
+        """Seconds left at the current rate; None when unknown."""
+        if not self.total or not self.count:
+            return None
+        rate = self.rate
+        return max(self.total - self.count, 0) / rate if rate > 0 else None
+
+    def line(self) -> str:
+        """The text of the bar as it would be drawn now."""
+        head = f"{self.label} " if self.label else ""
+        rate = f"{self.rate:.1f} {self.unit}/s"
+        if self.total:
+            fraction = min(self.count / self.total, 1.0)
+            filled = int(round(fraction * self.width))
+            bar = "#" * filled + "." * (self.width - filled)
+            left = self.remaining_s
+            return (f"{head}[{bar}] {self.count}/{self.total} {rate} "
+                    f"left {format_duration(left) if left is not None else '?'}")
+        return f"{head}{self.count} {self.unit} {rate} elapsed {format_duration(self.elapsed)}"
+
+    # --- drawing ---------------------------------------------------------------------------------
+    def update(self, n: int = 1) -> None:
+        self.count += n
+        if not self.interactive:
+            return
+        now = self.clock()
+        if now - self._last_draw >= self.refresh_s or (self.total and self.count >= self.total):
+            self._last_draw = now
+            self.stream.write("\r" + self.line() + "\x1b[K")
+            self.stream.flush()
+            self._drawn = True
+
+    def note(self, text: str) -> None:
+        """Print a line of text without breaking the bar (silent under quiet)."""
+        if self.quiet:
+            return
+        if self._drawn:
+            self.stream.write("\r\x1b[K")
+        self.stream.write(text.rstrip("\n") + "\n")
+        self._drawn = False
+        self._last_draw = float("-inf")
+        self.stream.flush()
+
+    def done(self, summary: Optional[str] = None) -> None:
+        """Finish: one final line (count, rate, elapsed, and ``summary``), unless quiet."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.quiet:
+            return
+        if self._drawn:
+            self.stream.write("\r\x1b[K")
+        head = f"{self.label}: " if self.label else ""
+        tail = f" ({summary})" if summary else ""
+        self.stream.write(f"{head}{self.count} {self.unit} in {format_duration(self.elapsed)}, "
+                          f"{self.rate:.2f} {self.unit}/s{tail}\n")
+        self.stream.flush()
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.done()
+        elif self._drawn and not self.quiet:  # leave the terminal on a fresh line
+            self.stream.write("\n")
+            self.stream.flush()
+            self._closed = True
