@@ -177,14 +177,19 @@ PIPELINE_PARAMS = [
 ]
 
 NODE_PARAMS = [
+    P("autostart", True, "The lifecycle node configures and activates itself on start (false: "
+      "it waits for `ros2 lifecycle set`).", read_only=True),
     P("sync.slop", 0.05, "Largest stamp difference (s) between a thermal and an RGB image that "
       "are fused together (approximate time synchronisation).", min=0.0, max=10.0),
     P("sync.queue_size", 10, "Messages kept per topic while waiting for a partner.", min=1,
       max=10_000),
     P("qos.reliability", "best_effort", "Reliability of the camera subscriptions: best_effort "
       "(sensor data QoS) or reliable.", choices=("best_effort", "reliable"), read_only=True),
-    P("qos.depth", 5, "History depth of the camera subscriptions.", min=1, max=1000,
-      read_only=True),
+    P("qos.depth", 5, "History depth of the camera subscriptions and of the outputs.", min=1,
+      max=1000, read_only=True),
+    P("qos.output_reliability", "reliable", "Reliability of the outputs: reliable (matches "
+      "both reliable and best-effort subscribers) or best_effort.",
+      choices=("best_effort", "reliable"), read_only=True),
     P("input.compressed", False, "Subscribe to sensor_msgs/CompressedImage (topics with a "
       "/compressed suffix) instead of raw images.", read_only=True),
     P("output.frame_id", "", "frame_id of the outputs (empty = the RGB image's frame_id, which "
@@ -192,6 +197,8 @@ NODE_PARAMS = [
     P("output.overlay", True, "Publish semantic/overlay (colour overlay of the prior) while "
       "someone subscribes."),
     P("diagnostics.period_s", 1.0, "Period of the /diagnostics status.", min=0.1, max=60.0),
+    P("diagnostics.window", 100, "Fused frames over which the latency percentiles of "
+      "/diagnostics are computed.", min=10, max=10_000),
     P("warn.period_s", 5.0, "Rate limit (s) of repeated warnings about bad frames.", min=0.0,
       max=3600.0),
 ]
@@ -247,6 +254,11 @@ def render_yaml() -> str:
             lines.extend(indent + "# " + line for line in textwrap.wrap(text, 90))
             value = (f'"{p.default}"' if isinstance(p.default, str)
                      else yaml.safe_dump(p.default, default_flow_style=True).split("\n")[0])
+            if isinstance(p.default, list) and not p.default:
+                # ROS 2 parameter files cannot hold an empty list (its type is unknown and
+                # rcl refuses the file): leave the line commented out; unset means the default
+                lines.append(f"{indent}# {parts[-1]}: {value}")
+                continue
             lines.append(f"{indent}{parts[-1]}: {value}")
     return "\n".join(lines) + "\n"
 
