@@ -144,3 +144,51 @@ def test_threads_follow_config(exported):
     assert OnnxModule.from_config(path, cfg).threads == 1
     cfg["threads"] = 0
     assert OnnxModule.from_config(path, cfg).threads == backends.physical_cores() >= 1
+
+
+# --- sgdfuse export --------------------------------------------------------------------------------
+
+def test_export_reports_unavailable_parts_in_one_line(tmp_path, capsys):
+    from sgdfuse_ros import cli
+
+    rc = cli.main(["export", "--out", str(tmp_path), "--what", "first-stage,refiner",
+                   "--set", f"first_stage.weights={tmp_path / 'absent' / 'first_stage.pt'}",
+                   "--set", f"refiner.weights={tmp_path / 'absent' / 'refiner.pt'}"])
+    out, err = capsys.readouterr()
+    assert rc != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "first-stage (" in lines[0] and "refiner (" in lines[0]
+    assert "Traceback" not in err
+    assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_export_unknown_part_is_one_line(tmp_path, capsys):
+    from sgdfuse_ros import cli
+
+    assert cli.main(["export", "--out", str(tmp_path), "--what", "decoder"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown part" in err[0]
+
+
+def test_export_calls_the_owners_exporter(tmp_path, monkeypatch, capsys):
+    """A module providing export_onnx(config, out_dir) is found by name and its file listed."""
+    import sys
+    import types
+
+    from sgdfuse_ros import cli, export
+
+    def export_onnx(config, out_dir):
+        assert "first_stage.weights" in config
+        return export_module(TinyFusion(), (torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16)),
+                             out_dir / "tiny.onnx", ["ir", "vis"], ["fused", "low"])
+
+    fake = types.ModuleType("sgdfuse_test_fake_net")
+    fake.export_onnx = export_onnx
+    monkeypatch.setitem(sys.modules, "sgdfuse_test_fake_net", fake)
+    monkeypatch.setitem(export.PARTS, "first-stage", "sgdfuse_test_fake_net")
+    assert cli.main(["export", "--out", str(tmp_path), "--what", "first-stage"]) == 0
+    assert "first-stage: " in capsys.readouterr().out
+    runner = OnnxModule(tmp_path / "tiny.onnx", device="cpu", threads=1)
+    assert runner(np.zeros((1, 1, 24, 40), np.float32),
+                  np.zeros((1, 1, 24, 40), np.float32))[0].shape == (1, 1, 24, 40)
