@@ -23,6 +23,7 @@ COMMANDS = {
     "make-bag": ("sgdfuse_ros.bag.make_bag", "write a ROS 2 bag from registered image pairs"),
     "replay": ("sgdfuse_ros.bag.replay", "fuse a ROS 2 bag into an output bag and a report"),
     "export": ("sgdfuse_ros.export", "export the networks to ONNX"),
+    "live": ("sgdfuse_ros.live_cli", "run the fusion node without ROS 2, over Cyclone DDS"),
 }
 
 
