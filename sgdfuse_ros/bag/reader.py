@@ -54,6 +54,16 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
+def _hint(err: BaseException) -> str:
+    text = str(err)
+    if "end magic" in text or "magic is invalid" in text:
+        return (" (the MCAP file is truncated or was never closed; `mcap recover` can rebuild "
+                "it)")
+    if "malformed" in text or "not a database" in text:
+        return " (the sqlite3 database is truncated or damaged)"
+    return ""
+
+
 def name_words(topic: str) -> set:
     """``/flir_boson/image_raw`` -> {'flir', 'boson', 'image', 'raw'}."""
     return {w for w in re.split(r"[^a-z0-9]+", topic.lower()) if w}
@@ -124,7 +134,7 @@ class BagInput:
         except InputError:
             raise
         except Exception as err:  # rosbags, apsw, yaml and OS errors alike
-            raise InputError(f"cannot open bag {path}: {_first_line(err)}") from None
+            raise InputError(f"cannot open bag {path}: {_first_line(err)}{_hint(err)}") from None
         self._reader = reader
 
     @staticmethod
