@@ -314,11 +314,11 @@ class FusionNodeCore:
                                         counters=self.sync.counters)
             self._last_stamp = {name: None for name in INPUTS}
             self._mailbox.reopen()
+            self.state = "active"
             if self.threaded:
                 self._worker = threading.Thread(target=self._worker_loop, daemon=True,
                                                 name=f"{self.name}-worker")
                 self._worker.start()
-            self.state = "active"
         self._subscribe()
         self.log.info(f"{self.name}: active on {self.device}; fusing "
                       f"{self.transport.resolve_topic_name(INPUT_TOPICS['thermal'])} + "
@@ -366,6 +366,8 @@ class FusionNodeCore:
     def _warm_up(self, pipeline) -> None:
         """One dummy frame through every stage, so the first real frame is not slow."""
         h, w = WARMUP_SHAPE
+        while h * w > self.config["limits.max_input_pixels"] and h > 8:
+            h, w = h // 2, w // 2
         yy, xx = np.mgrid[0:h, 0:w]
         thermal = (20000 + 40 * ((xx // 16 + yy // 16) % 2)).astype(np.uint16)
         visible = np.dstack([(xx * 255 // w).astype(np.uint8)] * 3)
@@ -513,6 +515,10 @@ class FusionNodeCore:
 
     def _process(self, pair: Pair) -> None:
         started = self.clock()
+        if self.state != "active":  # taken just as the node deactivated
+            with self._lock:
+                self._discard_in_flight(pair, "stopped")
+            return
         if self._rebuild:
             self._rebuild_pipeline()
         pipeline = self.pipeline
