@@ -144,30 +144,51 @@ def test_bad_config_override_is_one_line(tmp_path, capsys):
     one_line_error(capsys, "namespace")
 
 
-def test_undecodable_and_failing_frames_are_counted_and_skipped(tmp_path, capsys):
-    frames = camera_frames(5)
-    # frame 1: thermal CDR bytes cut short -> undecodable (never reaches the synchroniser)
-    # frame 3: thermal of another size than its RGB partner -> the pipeline rejects the pair
+def test_rejected_and_failing_frames_are_counted_and_skipped(tmp_path, capsys):
+    frames = camera_frames(7)
+    # thermal 1: CDR bytes cut short; thermal 2: a colour image on the thermal topic;
+    # thermal 3: step too short for its size -- each rejected on arrival, as the node does,
+    # so its RGB partner ends unmatched. thermal 5: another size than its RGB partner -> the
+    # pipeline rejects the pair.
     out, thermal_seen = [], 0
     for topic, log_ns, msg in frames:
         if topic == "/thermal/image_raw":
             if thermal_seen == 1:
                 msg = (m.serialize(msg)[:40], m.IMAGE)
+            elif thermal_seen == 2:
+                msg = m.image_msg(np.zeros((48, 64, 3), np.uint8), msg.header, "bgr8")
             elif thermal_seen == 3:
-                small = np.full((10, 12), 8000, np.uint16)
-                msg = m.image_msg(small, msg.header)
+                msg.step = 7
+            elif thermal_seen == 5:
+                msg = m.image_msg(np.full((10, 12), 8000, np.uint16), msg.header)
             thermal_seen += 1
         out.append((topic, log_ns, msg))
     bag = write_custom_bag(tmp_path / "damaged", out)
     assert replay(bag, "--out", tmp_path / "out") == 0
     report = load_report(tmp_path / "out_report")
     th, rgb = report["messages"]["thermal"], report["messages"]["rgb"]
-    assert th["read"] == 5 and th["undecodable"] == 1 and th["matched"] == 4
-    assert rgb["read"] == 5 and rgb["matched"] == 4 and rgb["unmatched"] == 1
+    assert th["read"] == 7 and th["matched"] == 4
+    assert th["rejected"] == {"cdr": 1, "encoding": 1, "decode": 1}
+    assert rgb["read"] == 7 and rgb["matched"] == 4 and rgb["unmatched"] == 3
     assert report["pairs"] == {**report["pairs"], "matched": 4, "fused": 3, "failed": 1}
     assert report["failures"][0]["kind"] == "pipeline"
+    md = (tmp_path / "out_report" / "report.md").read_text()
+    assert "1 cdr, 1 encoding, 1 decode" in md and "has encoding 'bgr8'" in md
     outputs, _ = read_bag(tmp_path / "out")
     assert len(outputs["/fusion/fused/image"]) == 3
+
+
+def test_stamps_jumping_back_reset_the_synchroniser_like_the_node(tmp_path):
+    # a recording that loops: stamps 100.0..101.5 twice (a jump back of 1.5 s > 1 s); without a
+    # reset the second loop would be 'late' (older than the last pair) and lost
+    first = camera_frames(4, period_s=0.5)
+    again = [(t, log + 3_000_000_000, msg)
+             for t, log, msg in camera_frames(4, period_s=0.5, seed=1)]
+    bag = write_custom_bag(tmp_path / "loop", first + again)
+    assert replay(bag, "--out", tmp_path / "out") == 0
+    report = load_report(tmp_path / "out_report")
+    assert report["pairs"]["fused"] == 8 and report["pairs"]["sync_resets"] == 1
+    assert report["messages"]["thermal"]["late"] == 0
 
 
 def test_every_pair_failing_is_an_error(tmp_path, capsys):

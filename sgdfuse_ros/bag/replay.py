@@ -84,8 +84,25 @@ def _u8(thermal_f32):
     return np.clip(np.rint(thermal_f32 * 255.0), 0, 255).astype(np.uint8)
 
 
+class _Rejected(Exception):
+    def __init__(self, reason: str, text: str):
+        super().__init__(text)
+        self.reason = reason
+
+
 class Replay:
-    """One replay: bag in, pipeline, bag out, report. ``run()`` does everything."""
+    """One replay: bag in, pipeline, bag out, report. ``run()`` does everything.
+
+    Each camera message is handled as the node handles it on arrival
+    (:class:`sgdfuse_ros.node_core.FusionNodeCore`): CDR decode, encoding and size checks, image
+    decode -- a message failing one is *rejected* with that reason and never offered to the
+    synchroniser -- then the stamp-jump check (stamps going back by more than
+    ``STAMP_JUMP_BACK_S``, e.g. a looping recording, reset the synchroniser) and
+    ``ApproximateSync.add``. Unlike the live node, which drops a pair as ``busy`` when the worker
+    is still fusing the previous one, the replay fuses every matched pair: it measures pairing
+    and fusion, not whether this machine keeps up in real time (the report's throughput says
+    that).
+    """
 
     def __init__(self, bag, topics, pipeline, config: dict, writer, report, namespace: str,
                  copy_inputs: bool = False, overlay: bool = False, with_metrics: bool = True,
@@ -97,6 +114,7 @@ class Replay:
         self.copy_inputs, self.overlay, self.with_metrics = copy_inputs, overlay, with_metrics
         self.progress = progress
         self.sync = ApproximateSync(slop=config["sync.slop"], queue_size=config["sync.queue_size"])
+        self.sync_resets = 0
         self.roles = {topics.thermal.name: "thermal", topics.rgb.name: "rgb"}
         if topics.rgb_info is not None:
             self.roles[topics.rgb_info.name] = "rgb_info"
@@ -105,7 +123,8 @@ class Replay:
         self.other_read: Dict[str, int] = {r: 0 for r in self.roles.values()
                                           if r not in ("thermal", "rgb")}
         self.rgb_info = None
-        self.last_stamp = {"thermal": None, "rgb": None}
+        self.last_stamp = {"thermal": None, "rgb": None}   # newest stamp seen (jump check)
+        self.latest = {"thermal": None, "rgb": None}       # last stamp seen (closest-gap hint)
         self.pairs = 0
         self.read_error: Optional[str] = None
         self.interrupted = False
@@ -139,7 +158,7 @@ class Replay:
 
     # --- the stream ----------------------------------------------------------------------------------
     def run(self) -> None:
-        from ..messages import deserialize, stamp_nanoseconds
+        from ..messages import deserialize
         from .reader import BagReadError
 
         self.declare_topics()
@@ -155,19 +174,11 @@ class Replay:
                         try:
                             self.rgb_info = deserialize(raw, msgtype)
                         except Exception as err:
-                            self.report.undecodable_message("rgb_info", f"{type(err).__name__}")
+                            self.report.notes.append(f"an RGB camera_info message did not "
+                                                     f"decode ({type(err).__name__})")
                     continue
                 self.report.message(role)
-                try:
-                    msg = deserialize(raw, msgtype)
-                    stamp_ns = stamp_nanoseconds(msg)
-                except Exception as err:
-                    self.report.undecodable_message(role, f"{type(err).__name__}: {err}"[:200])
-                    continue
-                self._gap(role, stamp_ns)
-                for pair in self.sync.add(0 if role == "thermal" else 1, stamp_ns * 1e-9,
-                                          (msg, log_ns, stamp_ns)):
-                    self.fuse(pair)
+                self.arrive(role, msgtype, raw, log_ns)
         except BagReadError as err:
             self.read_error = str(err)
         except KeyboardInterrupt:
@@ -176,38 +187,100 @@ class Replay:
             stream.close()
         self.sync.flush()
 
-    def _gap(self, role: str, stamp_ns: int) -> None:
-        self.last_stamp[role] = stamp_ns
-        other = self.last_stamp["rgb" if role == "thermal" else "thermal"]
+    def arrive(self, role: str, msgtype: str, raw, log_ns: int) -> None:
+        """One camera message, handled as the node's input callback handles it."""
+        from ..messages import deserialize, stamp_nanoseconds
+
+        tick = time.perf_counter()
+        try:
+            msg = deserialize(raw, msgtype)
+            stamp_ns = stamp_nanoseconds(msg)
+        except Exception as err:
+            self.report.rejected(role, "cdr", f"message does not deserialise as {msgtype}: "
+                                              f"{type(err).__name__}")
+            return
+        try:
+            image, encoding = self.decode(role, msg)
+        except _Rejected as err:
+            self.report.rejected(role, err.reason, str(err))
+            return
+        self.report.timing("message_decode", (time.perf_counter() - tick) * 1000.0)
+        self.stamp_seen(role, stamp_ns)
+        frame = (msg.header, image, encoding, log_ns, stamp_ns)
+        for _, thermal, _, rgb in self.sync.add(0 if role == "thermal" else 1, stamp_ns * 1e-9,
+                                                frame):
+            self.fuse(thermal, rgb)
+
+    def decode(self, role: str, msg):
+        """The node's checks, in its order: encoding, size, then the image itself."""
+        from ..encodings import THERMAL_ENCODINGS, VISIBLE_ENCODINGS
+        from ..messages import image_from_msg
+
+        allowed = THERMAL_ENCODINGS if role == "thermal" else VISIBLE_ENCODINGS
+        max_pixels = self.config["limits.max_input_pixels"]
+        what = "thermal" if role == "thermal" else "RGB"
+        if not hasattr(msg, "format"):
+            encoding = str(msg.encoding)
+            if encoding not in allowed:
+                raise _Rejected("encoding", f"{what} image has encoding '{encoding}' (expected "
+                                            f"one of {', '.join(allowed)})")
+            height, width = int(msg.height), int(msg.width)
+            if height <= 0 or width <= 0 or height * width > max_pixels:
+                raise _Rejected("size", f"{what} image is {width}x{height} (empty, or more than "
+                                        f"limits.max_input_pixels={max_pixels})")
+        try:
+            image, encoding = image_from_msg(msg)
+        except InputError as err:
+            raise _Rejected("decode", f"{what} image: {err}") from None
+        if encoding not in allowed:
+            raise _Rejected("encoding", f"{what} image decodes to '{encoding}' (expected one "
+                                        f"of {', '.join(allowed)})")
+        if image.shape[0] * image.shape[1] > max_pixels:
+            raise _Rejected("size", f"{what} image is {image.shape[1]}x{image.shape[0]}, more "
+                                    f"than limits.max_input_pixels={max_pixels}")
+        return image, encoding
+
+    def stamp_seen(self, role: str, stamp_ns: int) -> None:
+        from ..node_core import STAMP_JUMP_BACK_S
+
+        other = self.latest["rgb" if role == "thermal" else "thermal"]
         if other is not None:
             self.report.stamp_gap(abs(stamp_ns - other) * 1e-9)
+        self.latest[role] = stamp_ns
+        stamp_s = stamp_ns * 1e-9
+        last = self.last_stamp[role]
+        self.last_stamp[role] = stamp_s if last is None else max(last, stamp_s)
+        if last is not None and stamp_s < last - STAMP_JUMP_BACK_S:
+            self.sync.flush()
+            self.sync = type(self.sync)(self.config["sync.slop"], self.config["sync.queue_size"],
+                                        counters=self.sync.counters)
+            self.last_stamp = {"thermal": None, "rgb": None, role: stamp_s}
+            self.sync_resets += 1
+            self.report.notes.append(f"{role} stamps jumped back by {last - stamp_s:.2f} s at "
+                                     f"{stamp_s:.3f}; synchroniser reset (as the node does)")
 
     # --- one pair --------------------------------------------------------------------------------------
-    def fuse(self, pair) -> None:
-        from ..messages import fusion_outputs, image_from_msg
+    def fuse(self, thermal_frame, rgb_frame) -> None:
+        from ..errors import SgdfuseError
+        from ..messages import fusion_outputs
 
-        _, (t_msg, t_log, t_stamp), _, (r_msg, r_log, r_stamp) = pair
+        _, thermal, t_enc, t_log, t_stamp = thermal_frame
+        header, visible, v_enc, r_log, r_stamp = rgb_frame
         index = self.pairs
         self.pairs += 1
-        tick = time.perf_counter()
-        try:
-            thermal, t_enc = image_from_msg(t_msg)
-            thermal, t_enc = self._single_channel(thermal, t_enc)
-            visible, v_enc = image_from_msg(r_msg)
-        except InputError as err:
-            self.report.failure(index, r_stamp, "decode", str(err))
-            return self._tick()
-        decode_ms = (time.perf_counter() - tick) * 1000.0
         try:
             result = self.pipeline.process(thermal, visible, t_enc, v_enc)
-        except InputError as err:
+        except SgdfuseError as err:
             self.report.failure(index, r_stamp, "pipeline", str(err))
+            return self._tick()
+        except Exception as err:  # the node survives anything a frame does; so does the replay
+            self.report.failure(index, r_stamp, "pipeline_bug", f"{type(err).__name__}: {err}")
             return self._tick()
 
         tick = time.perf_counter()
-        frame_id = self.config["output.frame_id"] or str(r_msg.header.frame_id)
-        outputs = fusion_outputs(result, r_msg.header.stamp, frame_id,
-                                 self.config["output.encoding"], self.rgb_info, self.overlay)
+        frame_id = self.config["output.frame_id"] or str(header.frame_id)
+        outputs = fusion_outputs(result, header.stamp, frame_id, self.config["output.encoding"],
+                                 self.rgb_info, self.overlay)
         log_ns = max(t_log, r_log)
         for rel, msg in outputs.items():
             self.writer.write(self.output_topic(rel), log_ns, msg)
@@ -220,7 +293,7 @@ class Replay:
             metrics = fusion_metrics(to_gray(result.fused_bgr), to_gray(_u8(result.thermal)),
                                      to_gray(result.visible))
             metrics_ms = (time.perf_counter() - tick) * 1000.0
-        timings = dict(result.timings, message_decode=decode_ms, write=write_ms)
+        timings = dict(result.timings, write=write_ms)
         if metrics_ms is not None:
             timings["metrics"] = metrics_ms
         self.report.frame(index, r_stamp, t_stamp, timings, metrics, result.prior_source,
@@ -230,18 +303,6 @@ class Replay:
             self.report.sample(index, r_stamp, result.thermal, result.visible, result.fused_bgr,
                                overlay(result.fused_bgr, result.prior))
         self._tick()
-
-    @staticmethod
-    def _single_channel(image, encoding):
-        """A thermal camera that publishes grey as 3 channels (common with JPEG) -> one channel."""
-        import cv2
-        if image.ndim == 3:
-            code = {"rgb8": cv2.COLOR_RGB2GRAY, "rgba8": cv2.COLOR_RGBA2GRAY,
-                    "bgra8": cv2.COLOR_BGRA2GRAY}.get(encoding, cv2.COLOR_BGR2GRAY)
-            if image.dtype != "uint8":
-                raise InputError(f"thermal image is {encoding} with {image.dtype} samples")
-            return cv2.cvtColor(image, code), "mono8"
-        return image, encoding
 
     def _tick(self) -> None:
         if self.progress is not None:
@@ -313,13 +374,14 @@ def main(args) -> int:
             pipeline.close()
         result = report.finish(replay.sync.stats(), wall, dict(writer.counts),
                                read_error=replay.read_error, interrupted=replay.interrupted,
-                               other_read=replay.other_read)
+                               other_read=replay.other_read, sync_resets=replay.sync_resets)
     report.write(report_dir)
 
     pairs = result["pairs"]
     msgs = result["messages"]
-    dropped = {role: {k: msgs[role][k] for k in ("unmatched", "late", "duplicate", "overflow",
-                                                   "undecodable") if msgs[role][k]}
+    dropped = {role: dict({k: msgs[role][k] for k in ("unmatched", "late", "duplicate",
+                                                       "overflow") if msgs[role][k]},
+                          **{f"rejected_{k}": v for k, v in msgs[role]["rejected"].items()})
                for role in ("thermal", "rgb")}
     say(f"read {msgs['thermal']['read']} thermal + {msgs['rgb']['read']} rgb messages; "
         f"{pairs['matched']} pairs matched, {pairs['fused']} fused, {pairs['failed']} failed; "

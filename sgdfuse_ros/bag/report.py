@@ -2,8 +2,9 @@
 ``contact_sheet.png`` (sampled frames: thermal | visible | fused | prior overlay).
 
 The report accounts for every message it was given: for each camera topic,
-``read = undecodable + matched + unmatched + late + duplicate + overflow`` (the synchroniser's
-counters), and ``pairs matched = fused + failed``. :meth:`ReplayReport.finish` checks both and
+``read = rejected + matched + unmatched + late + duplicate + overflow`` (rejected: the message
+failed the node's input checks -- CDR, encoding, size, decode -- and never reached the
+synchroniser; the rest are the synchroniser's counters), and ``pairs matched = fused + failed``. :meth:`ReplayReport.finish` checks both and
 raises :class:`AccountingError` (a bug, not a user error) if a message went missing.
 """
 
@@ -83,8 +84,8 @@ class ReplayReport:
         self.expected_pairs = expected_pairs
         self.with_metrics = with_metrics
         self.read: Counter = Counter()          # role -> messages read
-        self.undecodable: Counter = Counter()   # role -> messages whose CDR would not decode
-        self.undecodable_reasons: Dict[str, List[str]] = {r: [] for r in ROLES + ("rgb_info",)}
+        self.rejections: Dict[str, Counter] = {r: Counter() for r in ROLES}  # role -> reason -> n
+        self.rejection_examples: Dict[str, List[str]] = {r: [] for r in ROLES}
         self.frames: List[dict] = []
         self.failures: List[dict] = []
         self.timings: Dict[str, List[float]] = {}
@@ -98,10 +99,11 @@ class ReplayReport:
     def message(self, role: str) -> None:
         self.read[role] += 1
 
-    def undecodable_message(self, role: str, reason: str) -> None:
-        self.undecodable[role] += 1
-        if len(self.undecodable_reasons[role]) < 5:
-            self.undecodable_reasons[role].append(reason)
+    def rejected(self, role: str, reason: str, text: str) -> None:
+        """A message that failed the input checks (reason: cdr, encoding, size, decode)."""
+        self.rejections[role][reason] += 1
+        if len(self.rejection_examples[role]) < 5:
+            self.rejection_examples[role].append(text)
 
     def stamp_gap(self, gap_s: float) -> None:
         if self.closest_gap_s is None or gap_s < self.closest_gap_s:
@@ -135,23 +137,25 @@ class ReplayReport:
     # --- summarising ---------------------------------------------------------------------------------
     def finish(self, sync_stats: dict, wall_s: float, outputs: Dict[str, int],
                read_error: Optional[str] = None, interrupted: bool = False,
-               other_read: Optional[Dict[str, int]] = None) -> dict:
+               other_read: Optional[Dict[str, int]] = None, sync_resets: int = 0) -> dict:
         messages = {}
         for role, sync_role in (("thermal", "thermal"), ("rgb", "visible")):
             counters = dict(sync_stats[sync_role])
+            rejected = dict(self.rejections[role])
             row = {"topic": (self.topics.get(role) or {}).get("topic"),
-                   "read": self.read[role], "undecodable": self.undecodable[role],
+                   "read": self.read[role], "rejected": rejected,
                    "matched": counters["matched"]}
             row.update({reason: counters[reason] for reason in DROP_REASONS})
             if counters["pending"]:
                 raise AccountingError(f"{role}: {counters['pending']} messages still pending "
                                       f"after the end of the stream")
-            accounted = row["undecodable"] + row["matched"] + sum(row[r] for r in DROP_REASONS)
-            if row["read"] != accounted or counters["received"] + row["undecodable"] != row["read"]:
+            n_rejected = sum(rejected.values())
+            accounted = n_rejected + row["matched"] + sum(row[r] for r in DROP_REASONS)
+            if row["read"] != accounted or counters["received"] + n_rejected != row["read"]:
                 raise AccountingError(f"{role}: read {row['read']} but accounted {accounted} "
                                       f"({row})")
-            if self.undecodable_reasons[role]:
-                row["undecodable_examples"] = self.undecodable_reasons[role]
+            if self.rejection_examples[role]:
+                row["rejected_examples"] = self.rejection_examples[role]
             messages[role] = row
         if messages["thermal"]["matched"] != messages["rgb"]["matched"]:
             raise AccountingError("thermal and rgb matched counts differ")
@@ -173,6 +177,11 @@ class ReplayReport:
         latency = {name: percentiles(self.timings.get(name))
                    for name in PIPELINE_STAGES + REPLAY_STAGES if self.timings.get(name)}
         total_ms = self.timings.get("total") or []
+        recorded_rate = None
+        if len(self.frames) > 1:
+            span_s = (self.frames[-1]["stamp_ns"] - self.frames[0]["stamp_ns"]) * 1e-9
+            recorded_rate = (len(self.frames) - 1) / span_s if span_s > 0 else None
+        pairs_per_s = fused / wall_s if wall_s > 0 else None
         self.result = {
             "tool": "sgdfuse replay",
             "input": {"bag": self.input_bag, "topics": self.topics},
@@ -180,15 +189,19 @@ class ReplayReport:
             "settings": self.settings,
             "messages": messages,
             "pairs": {"matched": matched, "fused": fused, "failed": failed,
-                      "closest_thermal_rgb_gap_s": self.closest_gap_s},
+                      "closest_thermal_rgb_gap_s": self.closest_gap_s,
+                      "sync_resets": sync_resets},
             "failures": self.failures,
             "failure_reasons": dict(Counter(f["reason"] for f in self.failures).most_common()),
             "metrics": metrics,
             "latency_ms": latency,
             "throughput": {"wall_s": wall_s,
-                           "pairs_per_s": fused / wall_s if wall_s > 0 else None,
+                           "pairs_per_s": pairs_per_s,
                            "pipeline_pairs_per_s": (1000.0 / float(np.mean(total_ms))
-                                                    if total_ms else None)},
+                                                    if total_ms else None),
+                           "recorded_pairs_per_s": recorded_rate,
+                           "realtime_factor": (pairs_per_s / recorded_rate
+                                               if pairs_per_s and recorded_rate else None)},
             "read_error": read_error,
             "interrupted": interrupted,
             "notes": self.notes,
@@ -266,16 +279,22 @@ def render_markdown(r: dict) -> str:
         lines += ["", "**Interrupted:** the replay was stopped before the end of the bag."]
     p = r["pairs"]
     lines += ["", "## Messages", "",
-              "| topic | read | matched | unmatched | late | duplicate | overflow | undecodable |",
+              "| topic | read | matched | unmatched | late | duplicate | overflow | rejected |",
               "|---|---|---|---|---|---|---|---|"]
     for role in ROLES:
         m = r["messages"][role]
+        rejected = ", ".join(f"{n} {k}" for k, n in m["rejected"].items()) or "0"
         lines.append(f"| {role} `{m['topic']}` | {m['read']} | {m['matched']} | {m['unmatched']} "
-                     f"| {m['late']} | {m['duplicate']} | {m['overflow']} | {m['undecodable']} |")
+                     f"| {m['late']} | {m['duplicate']} | {m['overflow']} | {rejected} |")
     lines += ["", f"Pairs matched: **{p['matched']}**; fused: **{p['fused']}**; failed: "
               f"**{p['failed']}**. Closest thermal/RGB stamps seen: "
               f"{_fmt(p['closest_thermal_rgb_gap_s'], 4)} s "
               f"(sync.slop = {s.get('sync.slop')} s)."]
+    for role in ROLES:
+        for example in r["messages"][role].get("rejected_examples", []):
+            lines.append(f"- rejected {role} message: {example}")
+    if p.get("sync_resets"):
+        lines.append(f"- the synchroniser was reset {p['sync_resets']} times (stamps jumped back)")
     if p["matched"] == 0:
         lines += ["", "**No pairs were matched**: no thermal and RGB messages had stamps within "
                   "sync.slop of each other."]
@@ -298,7 +317,9 @@ def render_markdown(r: dict) -> str:
               f"- end to end (read, decode, fuse, score, write): "
               f"{_fmt(t['pairs_per_s'], 2)} pairs/s over {_fmt(t['wall_s'], 1)} s",
               f"- pipeline only (1000 / mean total latency): "
-              f"{_fmt(t['pipeline_pairs_per_s'], 2)} pairs/s"]
+              f"{_fmt(t['pipeline_pairs_per_s'], 2)} pairs/s",
+              f"- recorded pair rate: {_fmt(t['recorded_pairs_per_s'], 2)} pairs/s; real-time "
+              f"factor (end to end / recorded): {_fmt(t['realtime_factor'], 2)}"]
     out = r["output"]["messages"]
     lines += ["", "## Output topics", "", "| topic | messages |", "|---|---|"]
     lines += [f"| `{name}` | {n} |" for name, n in out.items()]
