@@ -1,0 +1,475 @@
+"""The Segment Anything prior: checkpoint loading, one embedding per frame, thermal prompts.
+
+    provider = build_sam_provider(config, device)     # what the pipeline calls each frame
+    prior = provider(thermal, visible_y, visible_bgr)  # SemanticPrior(source='sam' or 'thermal')
+
+Loading is safe: the checkpoint is read with ``torch.load(..., weights_only=True)`` (a pickle
+cannot run code), checked against the architecture the ``segment_anything`` registry builds for
+``prior.sam.model_type`` (every key, every shape; a vit_h file given as vit_b is named as such),
+and assigned into that model. Any problem is one ``ConfigError`` line naming the file.
+
+Per frame (:class:`SamSegmenter`): the image encoder runs once (the costly part: ~13 s for vit_b
+on the development CPU, tens of ms on a GPU, where it runs in float16), then the prompt encoder
+and mask decoder run for one batch of point prompts on the warm blobs
+(:mod:`sgdfuse_ros.prior.prompts`) and, with ``prior.sam.auto_grid`` > 0, for the package's
+``SamAutomaticMaskGenerator`` on a coarse grid, sharing the same embedding. The masks are
+merged into the prior format by :func:`sgdfuse_ros.prior.merge.merge_masks`. The decoder runs
+in torch or, with ``backend: onnx``, in onnxruntime (:mod:`sgdfuse_ros.prior.sam_onnx`).
+
+When and where this runs (every frame, or a worker thread with fallback) is the business of
+:class:`sgdfuse_ros.prior.provider.PriorProvider`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..errors import ConfigError
+from .format import SemanticPrior
+from .merge import MaskCandidate, merge_masks
+from .prompts import PointPrompts, warm_point_prompts
+from .thermal import ThermalPrior
+
+log = logging.getLogger("sgdfuse_ros")
+
+SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h")
+TINY_TEST_MODEL = "tiny_test"  # small SAM for tests and benchmarks; not offered to users
+ENCODER_WIDTHS = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
+ENCODER_KEY = "image_encoder.patch_embed.proj.weight"
+
+
+# --------------------------------------------------------------------------------------------
+# model construction and safe loading
+# --------------------------------------------------------------------------------------------
+
+def build_tiny_test_sam(checkpoint=None):
+    """The SAM architecture (same classes as the registry's) shrunk to ~80k parameters: 128-px
+    input, 2 transformer blocks of width 32, 32-channel embedding. For fast tests only."""
+    import torch
+    from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder, Sam,
+                                           TwoWayTransformer)
+    if checkpoint is not None:
+        raise ValueError("the tiny test model is loaded through load_sam(), not the registry")
+    image_size, patch, width, embed = 128, 16, 32, 32
+    grid = image_size // patch
+    return Sam(
+        image_encoder=ImageEncoderViT(
+            depth=2, embed_dim=width, img_size=image_size, mlp_ratio=2,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=2, patch_size=patch,
+            qkv_bias=True, use_rel_pos=True, global_attn_indexes=[1], window_size=4,
+            out_chans=embed),
+        prompt_encoder=PromptEncoder(embed_dim=embed, image_embedding_size=(grid, grid),
+                                     input_image_size=(image_size, image_size), mask_in_chans=4),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=1, embedding_dim=embed, mlp_dim=64, num_heads=2),
+            transformer_dim=embed, iou_head_depth=2, iou_head_hidden_dim=32),
+        pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375],
+    ).eval()
+
+
+def model_builders() -> dict:
+    """model type -> builder: the three of ``segment_anything.sam_model_registry``, plus the
+    tiny test model."""
+    from segment_anything import sam_model_registry
+    builders = {name: sam_model_registry[name] for name in SAM_MODEL_TYPES}
+    builders[TINY_TEST_MODEL] = build_tiny_test_sam
+    return builders
+
+
+def _build(model_type: str, device: Optional[str] = None):
+    import torch
+    builders = model_builders()
+    if model_type not in builders:
+        raise ConfigError(f"unknown SAM model type '{model_type}' "
+                          f"(known: {', '.join(SAM_MODEL_TYPES)})")
+    if device == "meta":
+        with torch.device("meta"):
+            return builders[model_type]()
+    return builders[model_type]()
+
+
+def read_state_dict(path: Path, expected: str = "a SAM checkpoint") -> Dict[str, "object"]:
+    """The tensors of a checkpoint file, read without running any pickled code."""
+    import torch
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"SAM checkpoint not found: {path} (expected {expected})")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt, truncated, not a torch file, or unsafe pickle content
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"SAM checkpoint {path} cannot be read safely as {expected} "
+                          f"({type(err).__name__}: {reason[:160]})") from None
+    if isinstance(state, dict):
+        for wrapper in ("model", "state_dict"):  # common training-script wrappers
+            inner = state.get(wrapper)
+            if isinstance(inner, dict) and ENCODER_KEY not in state:
+                state = inner
+    if not isinstance(state, dict) or not state or \
+            not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ConfigError(f"SAM checkpoint {path} is not a state dict of tensors "
+                          f"(expected {expected})")
+    return state
+
+
+def guess_model_type(state: dict) -> Optional[str]:
+    """vit_b / vit_l / vit_h from the encoder width of a SAM state dict, None if unknown."""
+    weight = state.get(ENCODER_KEY)
+    if weight is None or weight.ndim != 4:
+        return None
+    return ENCODER_WIDTHS.get(int(weight.shape[0]))
+
+
+def check_state_dict(state: dict, model, path: Path, model_type: str) -> None:
+    """Every key and shape of ``model`` present in ``state``, nothing extra; else ConfigError."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    not_float = [k for k in expected if k in state and not state[k].is_floating_point()]
+    if not (missing or unexpected or wrong or not_float):
+        return
+    guess = guess_model_type(state)
+    if guess and guess != model_type:
+        what = f"looks like a {guess} checkpoint"
+    elif guess is None and not any(k.startswith("image_encoder.") for k in state):
+        what = "has no SAM image encoder weights"
+    else:
+        what = "does not match"
+    details = []
+    if wrong:
+        k = wrong[0]
+        details.append(f"{len(wrong)} shape mismatches, e.g. {k} {tuple(state[k].shape)} vs "
+                       f"{tuple(expected[k].shape)}")
+    if missing:
+        details.append(f"{len(missing)} missing keys, e.g. {missing[0]}")
+    if unexpected:
+        details.append(f"{len(unexpected)} unexpected keys, e.g. {unexpected[0]}")
+    if not_float:
+        details.append(f"{len(not_float)} non-float tensors, e.g. {not_float[0]}")
+    raise ConfigError(f"SAM checkpoint {path} {what}, expected {model_type} "
+                      f"(prior.sam.model_type): {'; '.join(details)}")
+
+
+def load_sam(checkpoint, model_type: str = "vit_b", device: str = "cpu"):
+    """A SAM model of ``model_type`` with the weights of ``checkpoint``, on ``device`` (eval).
+
+    The architecture comes from the registry (built on the meta device: no initialisation
+    cost), the weights are checked, then assigned. On CUDA the image encoder is kept in float16
+    (see :class:`SamFrameEncoder`); everything else stays float32.
+    """
+    import torch
+    path = Path(checkpoint).expanduser()
+    state = read_state_dict(path, f"a SAM {model_type} state dict")
+    model = _build(model_type, device="meta")
+    check_state_dict(state, model, path, model_type)
+    state = {k: v.to(torch.float32) for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=True)
+    leftover = [n for n, t in list(model.named_parameters()) + list(model.named_buffers())
+                if t.is_meta]
+    if leftover:  # a tensor the state dict does not carry: build for real instead
+        model = _build(model_type)
+        model.load_state_dict(state, strict=True)
+    model.eval().requires_grad_(False)
+    model.to(device)
+    if device == "cuda":
+        model.image_encoder.half()
+    return model
+
+
+def random_sam(model_type: str = TINY_TEST_MODEL, seed: int = 0, device: str = "cpu"):
+    """A SAM of ``model_type`` with random weights (tests and speed benchmarks only)."""
+    import torch
+    torch.manual_seed(seed)
+    model = _build(model_type).eval().requires_grad_(False)
+    model.to(device)
+    if device == "cuda":
+        model.image_encoder.half()
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# one frame: embedding once, decoder calls, masks
+# --------------------------------------------------------------------------------------------
+
+class TorchMaskDecoder:
+    """Prompt encoder + mask decoder + upscaling in torch."""
+
+    name = "torch"
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, features, coords, labels, input_size, original_size):
+        """``coords`` (B, N, 2) float in the model's input frame, ``labels`` (B, N).
+
+        Returns (mask logits B x 3 x H x W at ``original_size``, predicted IoU B x 3), torch."""
+        import torch
+        with torch.inference_mode():
+            sparse, dense = self.model.prompt_encoder(points=(coords, labels), boxes=None,
+                                                      masks=None)
+            low_res, iou = self.model.mask_decoder(
+                image_embeddings=features, image_pe=self.model.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                multimask_output=True)
+            logits = self.model.postprocess_masks(low_res, input_size, original_size)
+        return logits, iou
+
+
+class SamFrameEncoder:
+    """SAM's image embedding for the current frame, and mask prediction from it.
+
+    Also stands in for ``SamPredictor`` inside ``SamAutomaticMaskGenerator`` (``set_image`` of
+    the frame already embedded is free, ``predict_torch`` goes to the chosen decoder), so the
+    automatic grid and the thermal prompts share one embedding.
+    """
+
+    def __init__(self, model, decoder=None, encoder_dtype=None):
+        import torch
+        from segment_anything.utils.transforms import ResizeLongestSide
+        self.model = model
+        self.decoder = decoder if decoder is not None else TorchMaskDecoder(model)
+        self.transform = ResizeLongestSide(model.image_encoder.img_size)
+        if encoder_dtype is None:
+            encoder_dtype = next(model.image_encoder.parameters()).dtype
+        self.encoder_dtype = encoder_dtype
+        model.image_encoder.to(encoder_dtype)
+        self.features = None
+        self.original_size: Tuple[int, int] = (0, 0)
+        self.input_size: Tuple[int, int] = (0, 0)
+        self._image_key = None
+        self._torch = torch
+
+    @property
+    def device(self):
+        return self.model.device
+
+    @staticmethod
+    def _key(image: np.ndarray):
+        return (image.__array_interface__["data"][0], image.shape, image.strides)
+
+    def embed(self, image_rgb: np.ndarray) -> None:
+        """Run the image encoder once for this frame (HxWx3 uint8 RGB)."""
+        torch = self._torch
+        resized = self.transform.apply_image(image_rgb)
+        tensor = torch.as_tensor(resized, device=self.device).permute(2, 0, 1)[None].float()
+        with torch.inference_mode():
+            prepared = self.model.preprocess(tensor).to(self.encoder_dtype)
+            self.features = self.model.image_encoder(prepared).float()
+        self.original_size = tuple(image_rgb.shape[:2])
+        self.input_size = tuple(resized.shape[:2])
+        self._image_key = self._key(image_rgb)
+
+    # --- the SamPredictor interface SamAutomaticMaskGenerator uses --------------------------
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        if image_format != "RGB":
+            image = image[..., ::-1]
+        if self.features is None or self._key(image) != self._image_key:
+            self.embed(image)
+
+    def reset_image(self) -> None:
+        """Kept for the generator's sake; the frame's embedding stays until the next frame."""
+
+    def forget(self) -> None:
+        self.features, self._image_key = None, None
+
+    def predict_torch(self, point_coords, point_labels, boxes=None, mask_input=None,
+                      multimask_output=True, return_logits=False):
+        if boxes is not None or mask_input is not None or not multimask_output:
+            raise NotImplementedError("only multimask point prompts are used here")
+        if self.features is None:
+            raise RuntimeError("embed() a frame before predicting masks")
+        logits, iou = self.decoder(self.features, point_coords, point_labels, self.input_size,
+                                   self.original_size)
+        masks = logits if return_logits else logits > self.model.mask_threshold
+        return masks, iou, None
+
+    def predict_points(self, points_xy: np.ndarray):
+        """One positive point per prompt (``points_xy`` (B, 2) in frame pixels) ->
+        (bool masks B x 3 x H x W, predicted IoU B x 3), numpy."""
+        torch = self._torch
+        coords = self.transform.apply_coords(points_xy.astype(np.float64), self.original_size)
+        coords = torch.as_tensor(coords, dtype=torch.float32, device=self.device)[:, None, :]
+        labels = torch.ones(coords.shape[:2], dtype=torch.int32, device=self.device)
+        masks, iou, _ = self.predict_torch(coords, labels)
+        return masks.cpu().numpy(), iou.float().cpu().numpy()
+
+
+def sam_input_image(thermal: np.ndarray, visible_bgr: np.ndarray,
+                    min_contrast: float = 8.0) -> Tuple[np.ndarray, str]:
+    """The picture SAM segments: the visible image (RGB), unless it is too dark or flat to show
+    anything (luma standard deviation below ``min_contrast`` grey levels, e.g. at night), then
+    the thermal image as grey RGB. Returns (HxWx3 uint8 RGB, 'visible' or 'thermal')."""
+    if visible_bgr is not None:
+        vis = visible_bgr if visible_bgr.ndim == 3 else np.repeat(visible_bgr[..., None], 3, 2)
+        vis = np.ascontiguousarray(vis[..., :3][..., ::-1])
+        luma = vis[::4, ::4].mean(axis=2)
+        if float(luma.std()) >= min_contrast:
+            return vis, "visible"
+    gray = np.clip(np.asarray(thermal, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2)), "thermal"
+
+
+class SamSegmenter:
+    """One frame in, one SemanticPrior(source='sam') out, synchronously."""
+
+    name = "sam"
+
+    def __init__(self, model, *, max_points: int = 8, auto_grid: int = 0, min_area: int = 64,
+                 decoder=None, encoder_dtype=None, blob_finder: ThermalPrior = None,
+                 max_mask_fraction: float = 0.5, min_blob_recall: float = 0.25,
+                 grid_options: Optional[dict] = None):
+        self.model = model
+        self.encoder = SamFrameEncoder(model, decoder, encoder_dtype)
+        self.max_points = int(max_points)
+        self.auto_grid = int(auto_grid)
+        self.min_area = int(min_area)
+        self.blob_finder = blob_finder if blob_finder is not None else ThermalPrior()
+        self.max_mask_fraction = float(max_mask_fraction)
+        self.min_blob_recall = float(min_blob_recall)
+        self.generator = None
+        if self.auto_grid > 0:
+            from segment_anything import SamAutomaticMaskGenerator
+            options = dict(points_per_batch=16, crop_n_layers=0, output_mode="binary_mask")
+            options.update(grid_options or {})
+            self.generator = SamAutomaticMaskGenerator(model, points_per_side=self.auto_grid,
+                                                       **options)
+            self.generator.predictor = self.encoder  # share the frame's embedding
+        self.last_timings: Dict[str, float] = {}
+        self.last_input = ""
+
+    @property
+    def decoder_name(self) -> str:
+        return getattr(self.encoder.decoder, "name", "torch")
+
+    def prompt_masks(self, prompts: PointPrompts) -> List[MaskCandidate]:
+        """One target mask per warm prompt: of SAM's three, the best by predicted IoU weighted
+        by how much of the warm blob it covers; masks covering more than ``max_mask_fraction``
+        of the frame (background grabs) or less than ``min_blob_recall`` of the blob are
+        refused, and then the warm blob itself stands in, so a target is never lost."""
+        if len(prompts) == 0:
+            return []
+        masks, iou = self.encoder.predict_points(prompts.points)
+        h, w = masks.shape[-2:]
+        limit = self.max_mask_fraction * h * w
+        out = []
+        for b in range(len(prompts)):
+            blob = prompts.blob_mask(b)
+            blob_area = max(int(np.count_nonzero(blob)), 1)
+            best, best_score = None, -np.inf
+            for k in range(masks.shape[1]):
+                mask = masks[b, k]
+                area = int(np.count_nonzero(mask))
+                if area == 0 or area > limit:
+                    continue
+                recall = np.count_nonzero(mask & blob) / blob_area
+                if recall < self.min_blob_recall:
+                    continue
+                score = float(iou[b, k]) * (0.5 + 0.5 * recall)
+                if score > best_score:
+                    best, best_score = mask, score
+            if best is None:
+                out.append(MaskCandidate(blob, 0.0, True))
+            else:
+                out.append(MaskCandidate(best, best_score, True))
+        return out
+
+    def grid_masks(self, image_rgb: np.ndarray) -> List[MaskCandidate]:
+        if self.generator is None:
+            return []
+        records = self.generator.generate(image_rgb)
+        return [MaskCandidate(np.asarray(r["segmentation"], bool), float(r["predicted_iou"]),
+                              False) for r in records]
+
+    def __call__(self, thermal: np.ndarray, visible_bgr: np.ndarray = None) -> SemanticPrior:
+        timings = {}
+        tick = time.perf_counter()
+
+        def lap(name):
+            nonlocal tick
+            now = time.perf_counter()
+            timings[name] = (now - tick) * 1000.0
+            tick = now
+
+        thermal = np.asarray(thermal, np.float32)
+        image, self.last_input = sam_input_image(thermal, visible_bgr)
+        self.encoder.embed(image)
+        lap("encoder")
+        prompts = warm_point_prompts(thermal, self.max_points, self.blob_finder)
+        lap("prompts")
+        candidates = self.prompt_masks(prompts)
+        lap("decoder")
+        candidates += self.grid_masks(image)
+        lap("grid")
+        prior = merge_masks(candidates, thermal.shape, self.min_area, prompts.blobs,
+                            source=self.name)
+        lap("merge")
+        self.encoder.forget()
+        self.last_timings = timings
+        return prior
+
+
+# --------------------------------------------------------------------------------------------
+# the builder the stage registry calls
+# --------------------------------------------------------------------------------------------
+
+def make_decoder(model, backend: str, device: str, threads: int = 0):
+    """The mask decoder for ``backend`` (config ``backend``: torch or onnx)."""
+    if backend == "onnx":
+        from .sam_onnx import OnnxMaskDecoder
+        return OnnxMaskDecoder.from_model(model, device, threads)
+    return TorchMaskDecoder(model)
+
+
+def build_segmenter(config: dict, device: str, model_type: Optional[str] = None,
+                    model=None) -> SamSegmenter:
+    """SAM from the config's checkpoint (or ``model``, already built), ready for frames."""
+    from ..config import resolve_model_path
+    model_type = model_type or config["prior.sam.model_type"]
+    if model is None:
+        value = config["prior.sam.checkpoint"]
+        path = resolve_model_path(value, f"sam_{model_type}.pth")
+        if not value and not path.is_file():
+            raise ConfigError(f"prior.source=sam needs prior.sam.checkpoint (a SAM {model_type} "
+                              f".pth file; none given and no {path})")
+        model = load_sam(path, model_type, device)
+    decoder = make_decoder(model, config["backend"], device, config["threads"])
+    return SamSegmenter(model, max_points=config["prior.sam.max_points"],
+                        auto_grid=config["prior.sam.auto_grid"],
+                        min_area=config["prior.sam.min_area"], decoder=decoder,
+                        blob_finder=ThermalPrior.from_config(config))
+
+
+def build_sam_provider(config: dict, device: str, *, model_type: Optional[str] = None,
+                       model=None):
+    """The prior source for ``prior.source: sam``.
+
+    A missing or mismatched checkpoint raises a one-line ConfigError with
+    ``prior.on_sam_error: error``; with ``fallback`` it is logged loudly and the provider serves
+    the thermal prior (source 'thermal'), its ``stats()['last_error']`` holding the reason.
+    ``model_type``/``model`` let tests and benchmarks use the tiny or a random model.
+    """
+    from .provider import PriorProvider
+    fallback = ThermalPrior.from_config(config)
+    try:
+        segmenter = build_segmenter(config, device, model_type, model)
+    except ConfigError as err:
+        if config["prior.on_sam_error"] == "error":
+            raise
+        log.error("SAM prior unavailable, serving the THERMAL FALLBACK prior instead "
+                  "(prior.on_sam_error=fallback): %s", err)
+        return PriorProvider.from_config(None, fallback, config, unavailable=str(err))
+    provider = PriorProvider.from_config(segmenter, fallback, config)
+    log.info("semantic prior: SAM %s on %s, decoder %s, %s, up to %d prompts%s",
+             model_type or config["prior.sam.model_type"], device, segmenter.decoder_name,
+             "every frame" if config["prior.every_frame"] else
+             f"worker at {config['prior.rate_hz']:g} Hz", segmenter.max_points,
+             f", grid {segmenter.auto_grid}x{segmenter.auto_grid}" if segmenter.auto_grid else "")
+    return provider

@@ -1,0 +1,158 @@
+"""A slow prior (SAM) off the critical path: its own thread, newest frame only, never waited for.
+
+    worker = AsyncPriorWorker(segmenter, rate_hz=2.0, timeout_s=30.0)
+    worker.submit(thermal, visible_bgr, stamp)   # every frame; replaces a frame not yet taken
+    state = worker.poll()                        # every frame; returns at once
+    if state.prior is not None and state.healthy: ...
+    worker.close()                               # stops and joins the thread, bounded
+
+The thread starts a computation at most ``rate_hz`` times a second, always on the newest frame
+submitted. A computation that raises, or that runs longer than ``timeout_s`` (a Python thread
+cannot be killed: an overdue one is abandoned, its result thrown away when it comes), is a
+failure; the next attempt then waits an exponential back-off (``backoff_base_s`` doubling per
+consecutive failure, at most ``backoff_max_s``), and a success resets it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+log = logging.getLogger("sgdfuse_ros")
+
+
+@dataclass
+class WorkerState:
+    """What a frame needs to know about the worker, read without waiting for it."""
+
+    prior: object = None        # newest successful result (None before the first)
+    stamp: float = 0.0          # clock time of the frame that result was computed for
+    healthy: bool = True        # False after a failure or during an overdue computation
+    last_error: str = ""        # why it is unhealthy (or the last failure)
+
+
+class AsyncPriorWorker:
+    def __init__(self, compute: Callable, rate_hz: float, timeout_s: float,
+                 backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic, name: str = "sam-prior"):
+        self.compute = compute
+        self.period_s = 1.0 / float(rate_hz)
+        self.timeout_s = float(timeout_s)
+        self.backoff_base_s = float(backoff_base_s)
+        self.backoff_max_s = float(backoff_max_s)
+        self.clock = clock
+        self._cond = threading.Condition()
+        self._pending = None            # (args, stamp) of the newest frame not yet taken
+        self._stop = False
+        self._result = None             # (prior, stamp)
+        self._running_since = None      # clock time the current computation started
+        self._running_overdue = False   # the current computation has been declared a timeout
+        self._next_start = 0.0
+        self._consecutive_failures = 0
+        self._healthy = True
+        self.runs = 0                   # successful computations
+        self.attempts = 0               # computations started
+        self.failures = 0               # raised + timed out
+        self.timeouts = 0
+        self.last_error = ""
+        self.last_run_s = 0.0           # duration of the last finished computation
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    # --- called from the frame thread (never blocks on the computation) ------------------------
+    def submit(self, *args, stamp: Optional[float] = None) -> None:
+        with self._cond:
+            self._pending = (args, self.clock() if stamp is None else stamp)
+            self._cond.notify()
+
+    def poll(self) -> WorkerState:
+        with self._cond:
+            self._check_overdue()
+            prior, stamp = self._result if self._result is not None else (None, 0.0)
+            return WorkerState(prior, stamp, self._healthy, self.last_error)
+
+    @property
+    def backoff_s(self) -> float:
+        n = self._consecutive_failures
+        return 0.0 if n == 0 else min(self.backoff_base_s * 2 ** (n - 1), self.backoff_max_s)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def busy(self) -> bool:
+        return self._running_since is not None
+
+    def close(self, timeout_s: float = 2.0) -> bool:
+        """Stop the thread; True if it ended within ``timeout_s`` (False: it is stuck inside a
+        computation, left to finish as a daemon thread and ignored)."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.warning("SAM prior worker still inside a computation after %.1f s; abandoned",
+                        timeout_s)
+            return False
+        return True
+
+    # --- internals -------------------------------------------------------------------------------
+    def _check_overdue(self) -> None:  # with the lock held
+        if self._running_since is None or self._running_overdue:
+            return
+        if self.clock() - self._running_since > self.timeout_s:
+            self._running_overdue = True
+            self._fail(f"timeout: no prior after {self.timeout_s:g} s (prior.sam.timeout_s)",
+                       timeout=True)
+
+    def _fail(self, message: str, timeout: bool = False) -> None:  # with the lock held
+        self.failures += 1
+        self.timeouts += int(timeout)
+        self._consecutive_failures += 1
+        self._healthy = False
+        self.last_error = message
+        log.warning("SAM prior failed (%s); thermal fallback, retry in %.1f s", message,
+                    self.backoff_s)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stop:
+                    wait = self._next_start - self.clock()
+                    if self._pending is not None and wait <= 0:
+                        break
+                    self._cond.wait(timeout=wait if wait > 0 else None)
+                if self._stop:
+                    return
+                args, stamp = self._pending
+                self._pending = None
+                started = self.clock()
+                self._running_since, self._running_overdue = started, False
+                self.attempts += 1
+            error, prior = None, None
+            try:
+                prior = self.compute(*args)
+            except Exception as err:  # the worker must survive anything the model throws
+                error = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            with self._cond:
+                finished = self.clock()
+                self.last_run_s = finished - started
+                overdue = self._running_overdue or self.last_run_s > self.timeout_s
+                if error is not None:
+                    self._fail(error)
+                elif overdue:
+                    if not self._running_overdue:  # finished late without anyone polling
+                        self._fail(f"timeout: prior took {self.last_run_s:.1f} s "
+                                   f"(prior.sam.timeout_s={self.timeout_s:g})", timeout=True)
+                else:
+                    self.runs += 1
+                    self._result = (prior, stamp)
+                    self._consecutive_failures = 0
+                    self._healthy = True
+                self._running_since, self._running_overdue = None, False
+                delay = self.backoff_s if self._consecutive_failures else self.period_s
+                self._next_start = (finished if self._consecutive_failures else started) + delay
