@@ -23,7 +23,6 @@ setup(
     maintainer_email="sgdfuse-ros@example.org",
     description="SAM-guided few-step diffusion fusion of thermal and RGB cameras for ROS 2",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "fusion_node = sgdfuse_ros.ros.fusion_node:main",
