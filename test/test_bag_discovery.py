@@ -128,3 +128,23 @@ def test_replay_streams_in_flat_memory(tmp_path):
     # keeping each pair's input messages (0.37 MiB per pair) would add ~17 MiB (measured)
     assert long - short < 4, (short, long)
     assert load_report(tmp_path / "out30_report")["pairs"]["fused"] == 60
+
+
+def test_compressed_thermal_png16_and_jpeg_rgb_are_fused(tmp_path):
+    rng = np.random.default_rng(3)
+    frames = []
+    for i in range(3):
+        t = 10.0 + 0.1 * i
+        counts = rng.integers(7000, 9000, (48, 64)).astype(np.uint16)
+        rgb = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+        frames.append(("/thermal/image_raw/compressed", int(t * 1e9) + 5,
+                       m.compressed_msg(counts, m.make_header(t + 0.002), "png")))
+        frames.append(("/rgb/image_raw/compressed", int(t * 1e9) + 9,
+                       m.compressed_msg(rgb, m.make_header(t, "rgb"), "jpeg")))
+    bag = write_custom_bag(tmp_path / "compressed", frames, storage="mcap")
+    assert cli(["replay", str(bag), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    report = load_report(tmp_path / "out_report")
+    assert report["input"]["topics"]["thermal"]["topic"] == "/thermal/image_raw/compressed"
+    assert report["pairs"]["fused"] == 3 and report["metrics"]["frames_scored"] == 3
+    outputs, _ = read_bag(tmp_path / "out")
+    assert [(msg.width, msg.height) for _, msg in outputs["/fusion/fused/image"]] == [(64, 48)] * 3

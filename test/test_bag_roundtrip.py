@@ -201,3 +201,17 @@ def test_make_bag_from_dataset_subset(tmp_path):
                 str(out), "--quiet"]) == 0
     msgs, _ = read_bag(out)
     assert len(msgs["/rgb/image_raw"]) == 3
+
+
+def test_replay_of_a_mono8_bag_scores_exactly_like_evaluate(tmp_path):
+    """Bag path (CDR, sync, decode) and folder path give the same fused images: same metrics."""
+    import json
+    in_bag = make_bag(tmp_path, "in_bag", "--thermal-encoding", "mono8", n=3)
+    ir, vis = tmp_path / "pairs" / "ir", tmp_path / "pairs" / "vis"
+    assert cli(["evaluate", "--ir", str(ir), "--vis", str(vis), "--out",
+                str(tmp_path / "eval"), "--quiet"]) == 0
+    expected = json.loads((tmp_path / "eval" / "metrics.json").read_text())["mean"]
+    assert cli(["replay", str(in_bag), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    got = load_report(tmp_path / "out_report")["metrics"]["mean"]
+    for name in ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM"):
+        assert got[name] == pytest.approx(expected[name], rel=1e-9, abs=1e-12), name

@@ -339,7 +339,6 @@ def main(args) -> int:
     in_path, out_path = Path(args.in_bag), Path(args.out)
     if in_path.exists() and out_path.exists() and in_path.resolve() == out_path.resolve():
         raise InputError("--out must not be the input bag")
-    prepare_output(out_path, args.overwrite)  # fail before the (slow) pipeline is built
     report_dir = Path(args.report) if args.report else default_report_dir(out_path)
 
     def say(text: str) -> None:
@@ -348,6 +347,7 @@ def main(args) -> int:
 
     with open_bag(in_path) as bag:
         topics = choose_topics(bag, args.thermal_topic, args.rgb_topic, args.rgb_info_topic)
+        prepare_output(out_path, args.overwrite)  # before the (slow) pipeline is built
         say(f"{bag.description}; {topics.describe()}")
         for note in bag.notes:
             say(note)
