@@ -1,0 +1,19 @@
+# Copyright 2026 sgdfuse_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The ROS 2 front end: the rclpy lifecycle node and its transport (needs a ROS 2 install).
+
+Nothing here is imported by the rest of the package; the node's logic lives in
+:mod:`sgdfuse_ros.node_core` and runs the same without ROS (``sgdfuse live``).
+"""

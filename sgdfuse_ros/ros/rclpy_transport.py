@@ -1,0 +1,121 @@
+# Copyright 2026 sgdfuse_ros developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The rclpy implementation of :class:`sgdfuse_ros.transport.base.Transport`.
+
+Messages cross rclpy as CDR bytes: subscriptions are created with ``raw=True`` and the bytes
+deserialised with ``rosbags``; publishers publish the ``rosbags`` serialisation (rclpy
+publishes ``bytes`` as a serialized message). The node's logic therefore sees exactly the same
+message objects as with the DDS transport, and no per-field Python copies of image data are made.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from .. import messages
+from ..transport.base import Publisher, QosProfile, Subscription, Timer, Transport
+
+
+def message_class(typename: str):
+    """``sensor_msgs/msg/Image`` -> the rclpy message class ``sensor_msgs.msg.Image``."""
+    package, kind, name = typename.split("/")
+    return getattr(importlib.import_module(f"{package}.{kind}"), name)
+
+
+def rclpy_qos(profile: QosProfile):
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=int(profile.depth),
+        reliability=(ReliabilityPolicy.BEST_EFFORT if profile.reliability == "best_effort"
+                     else ReliabilityPolicy.RELIABLE),
+        durability=(DurabilityPolicy.VOLATILE if profile.durability == "volatile"
+                    else DurabilityPolicy.TRANSIENT_LOCAL))
+
+
+class RclpyPublisher(Publisher):
+    def __init__(self, node, topic: str, typename: str, qos: QosProfile):
+        self._node = node
+        self.typename = typename
+        self._publisher = node.create_publisher(message_class(typename), topic, rclpy_qos(qos))
+        self.topic = self._publisher.topic_name
+
+    def publish(self, msg: Any) -> None:
+        self._publisher.publish(messages.serialize(msg, self.typename))
+
+    def subscription_count(self) -> int:
+        return int(self._publisher.get_subscription_count())
+
+    def close(self) -> None:
+        if self._publisher is not None:
+            self._node.destroy_publisher(self._publisher)
+            self._publisher = None
+
+
+class RclpySubscription(Subscription):
+    def __init__(self, node, topic: str, typename: str, callback: Callable[[Any], None],
+                 qos: QosProfile):
+        self._node = node
+        self.typename = typename
+        self._callback = callback
+        self._subscription = node.create_subscription(
+            message_class(typename), topic, self._on_bytes, rclpy_qos(qos), raw=True)
+        self.topic = self._subscription.topic_name
+
+    def _on_bytes(self, data: bytes) -> None:
+        self._callback(messages.deserialize(data, self.typename))
+
+    def close(self) -> None:
+        if self._subscription is not None:
+            self._node.destroy_subscription(self._subscription)
+            self._subscription = None
+
+
+class RclpyTimer(Timer):
+    def __init__(self, node, period_s: float, callback: Callable[[], None]):
+        self._node = node
+        self._timer = node.create_timer(float(period_s), callback)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._node.destroy_timer(self._timer)
+            self._timer = None
+
+
+class RclpyTransport(Transport):
+    """Publishers, subscriptions and timers of one rclpy node (names resolve as ROS does)."""
+
+    def __init__(self, node):
+        self.node = node
+        self.namespace = node.get_namespace()
+        self.node_name = node.get_name()
+
+    def resolve_topic_name(self, name: str) -> str:
+        return self.node.resolve_topic_name(name)  # expansion and the node's remap rules
+
+    def create_publisher(self, topic: str, typename: str, qos: QosProfile) -> RclpyPublisher:
+        return RclpyPublisher(self.node, topic, typename, qos)
+
+    def create_subscription(self, topic: str, typename: str, callback: Callable[[Any], None],
+                            qos: QosProfile) -> RclpySubscription:
+        return RclpySubscription(self.node, topic, typename, callback, qos)
+
+    def create_timer(self, period_s: float, callback: Callable[[], None]) -> RclpyTimer:
+        return RclpyTimer(self.node, period_s, callback)
+
+    def now_ns(self) -> int:
+        return int(self.node.get_clock().now().nanoseconds)  # sim time with use_sim_time
