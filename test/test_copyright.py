@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+ament_copyright = pytest.importorskip("ament_copyright.main")
+
 ROOT = Path(__file__).resolve().parents[1]
 WITH_HEADER = [
     "sgdfuse_ros/ros/__init__.py",
@@ -39,10 +41,7 @@ WITH_HEADER = [
 @pytest.mark.copyright
 @pytest.mark.linter
 def test_copyright():
-    ament_copyright = pytest.importorskip("ament_copyright.main")
+    assert all((ROOT / path).is_file() for path in WITH_HEADER)
     rc = ament_copyright.main(argv=[str(ROOT / path) for path in WITH_HEADER])
     assert rc == 0, 'Found errors'
 
-
-def test_listed_files_exist():
-    assert all((ROOT / path).is_file() for path in WITH_HEADER)
