@@ -72,7 +72,8 @@ def test_runtime_changes_are_validated_and_read_only_refused(ros):
     try:
         assert node.autostart()
         (result,) = node.set_parameters([Parameter("sync.slop", value=11.0)])
-        assert not result.successful and "maximum" in result.reason
+        assert not result.successful and result.reason  # refused, with the reason
+        assert node.core.sync.slop == 0.05
         (result,) = node.set_parameters([Parameter("prior.source", value="none")])
         assert not result.successful
         (result,) = node.set_parameters([Parameter("sync.slop", value=0.02)])
