@@ -299,11 +299,20 @@ class FusionNodeCore:
         with self._lock:
             if self.state != "inactive":
                 raise ConfigError(f"activate needs the inactive state, not {self.state}")
-        pipeline = self.pipeline_factory(dict(self.config))
+        try:
+            pipeline = self.pipeline_factory(dict(self.config))
+        except SgdfuseError:
+            raise
+        except Exception as err:  # torch, onnxruntime, a broken weights file...
+            raise ConfigError(f"could not build the fusion pipeline: {type(err).__name__}: "
+                              f"{err}") from err
         try:
             self._warm_up(pipeline)
-        except BaseException:
+        except BaseException as err:
             _close(pipeline)
+            if isinstance(err, Exception) and not isinstance(err, SgdfuseError):
+                raise ConfigError(f"the fusion pipeline failed on its warm-up frame: "
+                                  f"{type(err).__name__}: {err}") from err
             raise
         with self._lock:
             self.pipeline = pipeline
@@ -319,7 +328,11 @@ class FusionNodeCore:
                 self._worker = threading.Thread(target=self._worker_loop, daemon=True,
                                                 name=f"{self.name}-worker")
                 self._worker.start()
-        self._subscribe()
+        try:
+            self._subscribe()
+        except BaseException:
+            self.deactivate()
+            raise
         self.log.info(f"{self.name}: active on {self.device}; fusing "
                       f"{self.transport.resolve_topic_name(INPUT_TOPICS['thermal'])} + "
                       f"{self.transport.resolve_topic_name(INPUT_TOPICS['rgb'])}")

@@ -421,3 +421,15 @@ def test_read_only_parameters_change_while_unconfigured():
         core.set_parameters({"qos.depth": 8})
     assert core.config["qos.depth"] == 7
     core.shutdown()
+
+
+def test_a_pipeline_that_fails_to_load_leaves_the_node_inactive():
+    def factory(config):
+        raise RuntimeError("CUDA out of memory")
+
+    core, t = make_core(factory=factory)
+    core.configure()
+    with pytest.raises(ConfigError, match="could not build the fusion pipeline: RuntimeError"):
+        core.activate()
+    assert core.state == "inactive" and not any(t.subscriptions.values())
+    core.shutdown()

@@ -198,7 +198,6 @@ def main(args=None) -> int:
         print(f"fusion_node: error: {err}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
-    status = 0
     try:
         if node.get_parameter("autostart").value and not node.autostart():
             node.get_logger().error("could not start; fix the error above, then "
@@ -210,7 +209,7 @@ def main(args=None) -> int:
         node._release()
         node.destroy_node()
         rclpy.try_shutdown()
-    return status
+    return 0
 
 
 if __name__ == "__main__":
