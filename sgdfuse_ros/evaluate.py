@@ -194,12 +194,6 @@ def render_report(report: dict, with_sheet: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _print_progress(done: int, total: int) -> None:
-    import sys
-    end = "\n" if done == total else "\r"
-    print(f"fusing {done}/{total}", end=end, file=sys.stderr, flush=True)
-
-
 def main(args) -> int:
     pairs = resolve_pairs(args)
     if args.limit > 0:
@@ -208,9 +202,10 @@ def main(args) -> int:
     overrides.update(dict(parse_override(text) for text in args.overrides))
     config = load_config(args.config, overrides)
     label = args.label or f"sgdfuse ({config['first_stage.type']}, K={config['refiner.steps']})"
-    progress = None if args.quiet else _print_progress
-    report = run_evaluation(pairs, args.out, config, label, args.contact_rows,
-                            not args.no_metrics, progress)
+    from .progress import Progress
+    with Progress(len(pairs), "fusing", unit="pair", quiet=args.quiet) as bar:
+        report = run_evaluation(pairs, args.out, config, label, args.contact_rows,
+                                not args.no_metrics, lambda done, total: bar.update())
     if "mean" in report:
         from .metrics import format_table
         print(format_table({label: report["mean"]}))
