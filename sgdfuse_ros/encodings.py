@@ -152,7 +152,9 @@ class ThermalAGC:
         else:
             lo, hi = self.window(image)
         scale = 1.0 / (hi - lo)
-        out = (image.astype(np.float32) - np.float32(lo)) * np.float32(scale)
+        out = image.astype(np.float32)  # one float buffer, then in place (same arithmetic)
+        out -= np.float32(lo)
+        out *= np.float32(scale)
         if out.dtype.kind == "f" and image.dtype.kind == "f":
             out = np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0)
         np.clip(out, 0.0, 1.0, out=out)
