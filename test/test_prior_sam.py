@@ -2,7 +2,7 @@
 built from the config, and the half-precision encoder path."""
 
 import logging
-import os
+import time
 
 import numpy as np
 import pytest
@@ -160,13 +160,69 @@ def test_embedding_computed_once_per_frame_with_the_grid(tiny_checkpoint, monkey
     model = load_sam(tiny_checkpoint, TINY_TEST_MODEL)
     segmenter = SamSegmenter(model, max_points=4, auto_grid=2, grid_options=GRID_KEEP_ALL)
     calls = []
-    encoder = model.image_encoder
-    original = encoder.forward
-    monkeypatch.setattr(encoder, "forward", lambda x: calls.append(1) or original(x))
+    patch_embed = model.image_encoder.patch_embed
+    original = patch_embed.forward
+    monkeypatch.setattr(patch_embed, "forward", lambda x: calls.append(1) or original(x))
     thermal, visible, _ = warm_scene((120, 160))
     segmenter(thermal, visible)
     segmenter(thermal, visible)
     assert len(calls) == 2
+
+
+def test_blockwise_encoder_equals_the_package_forward(tiny_checkpoint):
+    model = load_sam(tiny_checkpoint, TINY_TEST_MODEL)
+    encoder = SamFrameEncoder(model)
+    x = torch.randn(1, 3, 128, 128)
+    with torch.inference_mode():
+        assert torch.equal(encoder._encode(x), model.image_encoder(x))
+
+
+def test_cancel_stops_a_running_computation_within_a_block(tiny_checkpoint, monkeypatch):
+    from sgdfuse_ros.prior.provider import PriorProvider
+    from sgdfuse_ros.prior.thermal import ThermalPrior
+    model = load_sam(tiny_checkpoint, TINY_TEST_MODEL)
+    for block in model.image_encoder.blocks:  # a slow encoder: 2 blocks x 0.4 s
+        original = block.forward
+        monkeypatch.setattr(block, "forward",
+                            lambda x, f=original: time.sleep(0.4) or f(x))
+    segmenter = SamSegmenter(model, max_points=2)
+    provider = PriorProvider(segmenter, ThermalPrior(), every_frame=False, rate_hz=10.0,
+                             timeout_s=0.1, backoff_base_s=5.0)
+    thermal, visible, _ = warm_scene((120, 160))
+    provider(thermal, None, visible)
+    time.sleep(0.25)  # inside the first block; overdue after 0.1 s
+    assert provider(thermal, None, visible).source == "thermal"
+    stats = provider.stats()
+    assert stats["sam_timeouts"] == 1 and stats["worker_busy"]
+    time.sleep(0.4)  # the cancel request stops it at the next block, not after both
+    assert not provider.stats()["worker_busy"]
+    provider(thermal, None, visible)
+    t = time.monotonic()
+    provider.close()
+    assert time.monotonic() - t < 0.3 and not provider.worker.alive
+    assert provider.stats()["sam_runs"] == 0 and provider.stats()["sam_failures"] == 1
+    # the next synchronous call starts afresh (the cancel flag does not stick)
+    monkeypatch.undo()
+    assert segmenter(thermal, visible).source == "sam"
+
+
+def test_close_cancels_a_running_computation(tiny_checkpoint, monkeypatch):
+    from sgdfuse_ros.prior.provider import PriorProvider
+    from sgdfuse_ros.prior.thermal import ThermalPrior
+    model = load_sam(tiny_checkpoint, TINY_TEST_MODEL)
+    for block in model.image_encoder.blocks:
+        original = block.forward
+        monkeypatch.setattr(block, "forward",
+                            lambda x, f=original: time.sleep(0.5) or f(x))
+    provider = PriorProvider(SamSegmenter(model, max_points=2), ThermalPrior(),
+                             every_frame=False, timeout_s=30.0)
+    thermal, visible, _ = warm_scene((120, 160))
+    provider(thermal, None, visible)
+    time.sleep(0.1)
+    assert provider.stats()["worker_busy"]
+    t = time.monotonic()
+    provider.close(timeout_s=2.0)
+    assert time.monotonic() - t < 0.8 and not provider.worker.alive
 
 
 def test_dark_visible_frame_is_segmented_on_thermal(tiny_checkpoint):

@@ -23,6 +23,7 @@ When and where this runs (every frame, or a worker thread with fallback) is the 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -42,6 +43,10 @@ SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h")
 TINY_TEST_MODEL = "tiny_test"  # small SAM for tests and benchmarks; not offered to users
 ENCODER_WIDTHS = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
 ENCODER_KEY = "image_encoder.patch_embed.proj.weight"
+
+
+class PriorCancelled(Exception):
+    """A SAM computation stopped on request (worker shutdown or timeout) between two steps."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,6 +240,7 @@ class SamFrameEncoder:
         import torch
         from segment_anything.utils.transforms import ResizeLongestSide
         self.model = model
+        self.cancel = threading.Event()  # set: stop between two encoder blocks
         self.decoder = decoder if decoder is not None else TorchMaskDecoder(model)
         self.transform = ResizeLongestSide(model.image_encoder.img_size)
         if encoder_dtype is None:
@@ -262,10 +268,26 @@ class SamFrameEncoder:
         tensor = torch.as_tensor(resized, device=self.device).permute(2, 0, 1)[None].float()
         with torch.inference_mode():
             prepared = self.model.preprocess(tensor).to(self.encoder_dtype)
-            self.features = self.model.image_encoder(prepared).float()
+            self.features = self._encode(prepared).float()
         self.original_size = tuple(image_rgb.shape[:2])
         self.input_size = tuple(resized.shape[:2])
         self._image_key = self._key(image_rgb)
+
+    def _encode(self, x):
+        """``ImageEncoderViT.forward``, one block at a time, so that a cancel request stops a
+        CPU run within one block (about a second for vit_b) instead of the whole encoder."""
+        encoder = self.model.image_encoder
+        x = encoder.patch_embed(x)
+        if encoder.pos_embed is not None:
+            x = x + encoder.pos_embed
+        for block in encoder.blocks:
+            self.check_cancel()
+            x = block(x)
+        return encoder.neck(x.permute(0, 3, 1, 2))
+
+    def check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise PriorCancelled("SAM computation cancelled")
 
     # --- the SamPredictor interface SamAutomaticMaskGenerator uses --------------------------
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
@@ -286,6 +308,7 @@ class SamFrameEncoder:
             raise NotImplementedError("only multimask point prompts are used here")
         if self.features is None:
             raise RuntimeError("embed() a frame before predicting masks")
+        self.check_cancel()
         logits, iou = self.decoder(self.features, point_coords, point_labels, self.input_size,
                                    self.original_size)
         masks = logits if return_logits else logits > self.model.mask_threshold
@@ -345,6 +368,11 @@ class SamSegmenter:
         self.last_timings: Dict[str, float] = {}
         self.last_input = ""
 
+    def request_cancel(self) -> None:
+        """Ask a computation running in another thread to stop at its next step (it raises
+        PriorCancelled); the next call starts afresh."""
+        self.encoder.cancel.set()
+
     @property
     def decoder_name(self) -> str:
         return getattr(self.encoder.decoder, "name", "torch")
@@ -398,20 +426,24 @@ class SamSegmenter:
             timings[name] = (now - tick) * 1000.0
             tick = now
 
+        self.encoder.cancel.clear()
         thermal = np.asarray(thermal, np.float32)
         image, self.last_input = sam_input_image(thermal, visible_bgr)
-        self.encoder.embed(image)
-        lap("encoder")
-        prompts = warm_point_prompts(thermal, self.max_points, self.blob_finder)
-        lap("prompts")
-        candidates = self.prompt_masks(prompts)
-        lap("decoder")
-        candidates += self.grid_masks(image)
-        lap("grid")
-        prior = merge_masks(candidates, thermal.shape, self.min_area, prompts.blobs,
-                            source=self.name)
-        lap("merge")
-        self.encoder.forget()
+        try:
+            self.encoder.embed(image)
+            lap("encoder")
+            prompts = warm_point_prompts(thermal, self.max_points, self.blob_finder)
+            lap("prompts")
+            candidates = self.prompt_masks(prompts)
+            lap("decoder")
+            candidates += self.grid_masks(image)
+            lap("grid")
+            self.encoder.check_cancel()
+            prior = merge_masks(candidates, thermal.shape, self.min_area, prompts.blobs,
+                                source=self.name)
+            lap("merge")
+        finally:
+            self.encoder.forget()
         self.last_timings = timings
         return prior
 

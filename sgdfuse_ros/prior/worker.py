@@ -7,21 +7,36 @@
     worker.close()                               # stops and joins the thread, bounded
 
 The thread starts a computation at most ``rate_hz`` times a second, always on the newest frame
-submitted. A computation that raises, or that runs longer than ``timeout_s`` (a Python thread
-cannot be killed: an overdue one is abandoned, its result thrown away when it comes), is a
-failure; the next attempt then waits an exponential back-off (``backoff_base_s`` doubling per
-consecutive failure, at most ``backoff_max_s``), and a success resets it.
+submitted. A computation that raises, or that runs longer than ``timeout_s``, is a failure; the
+next attempt then waits an exponential back-off (``backoff_base_s`` doubling per consecutive
+failure, at most ``backoff_max_s``), and a success resets it.
+
+A Python thread cannot be killed, so stopping is cooperative: when a computation is overdue, and
+on ``close()``, the worker calls ``compute.request_cancel()`` if the computation has one
+(:class:`sgdfuse_ros.prior.sam.SamSegmenter` stops between two encoder blocks); an overdue result
+that comes anyway is thrown away. Workers still running at interpreter exit are closed by an
+``atexit`` hook, so an unclosed pipeline does not leave torch running in a dying process.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 log = logging.getLogger("sgdfuse_ros")
+
+_LIVE_WORKERS: "weakref.WeakSet" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_workers() -> None:
+    for worker in list(_LIVE_WORKERS):
+        worker.close(timeout_s=5.0)
 
 
 @dataclass
@@ -61,6 +76,7 @@ class AsyncPriorWorker:
         self.last_run_s = 0.0           # duration of the last finished computation
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
+        _LIVE_WORKERS.add(self)
 
     # --- called from the frame thread (never blocks on the computation) ------------------------
     def submit(self, *args, stamp: Optional[float] = None) -> None:
@@ -93,7 +109,11 @@ class AsyncPriorWorker:
         with self._cond:
             self._stop = True
             self._cond.notify_all()
+            busy = self._running_since is not None
+        if busy:
+            self._request_cancel()
         self._thread.join(timeout_s)
+        _LIVE_WORKERS.discard(self)
         if self._thread.is_alive():
             log.warning("SAM prior worker still inside a computation after %.1f s; abandoned",
                         timeout_s)
@@ -101,6 +121,14 @@ class AsyncPriorWorker:
         return True
 
     # --- internals -------------------------------------------------------------------------------
+    def _request_cancel(self) -> None:
+        cancel = getattr(self.compute, "request_cancel", None)
+        if cancel is not None:
+            try:
+                cancel()
+            except Exception as err:  # pragma: no cover - a broken compute object
+                log.debug("request_cancel failed: %s", err)
+
     def _check_overdue(self) -> None:  # with the lock held
         if self._running_since is None or self._running_overdue:
             return
@@ -108,6 +136,7 @@ class AsyncPriorWorker:
             self._running_overdue = True
             self._fail(f"timeout: no prior after {self.timeout_s:g} s (prior.sam.timeout_s)",
                        timeout=True)
+            self._request_cancel()
 
     def _fail(self, message: str, timeout: bool = False) -> None:  # with the lock held
         self.failures += 1
@@ -141,13 +170,16 @@ class AsyncPriorWorker:
             with self._cond:
                 finished = self.clock()
                 self.last_run_s = finished - started
-                overdue = self._running_overdue or self.last_run_s > self.timeout_s
-                if error is not None:
+                if self._stop:
+                    self._running_since = None
+                    return
+                if self._running_overdue:
+                    pass  # counted (and cancelled) when it became overdue; result thrown away
+                elif error is not None:
                     self._fail(error)
-                elif overdue:
-                    if not self._running_overdue:  # finished late without anyone polling
-                        self._fail(f"timeout: prior took {self.last_run_s:.1f} s "
-                                   f"(prior.sam.timeout_s={self.timeout_s:g})", timeout=True)
+                elif self.last_run_s > self.timeout_s:  # finished late without anyone polling
+                    self._fail(f"timeout: prior took {self.last_run_s:.1f} s "
+                               f"(prior.sam.timeout_s={self.timeout_s:g})", timeout=True)
                 else:
                     self.runs += 1
                     self._result = (prior, stamp)
