@@ -1,0 +1,181 @@
+"""The learned first stage: prior-guided fusion of thermal and visible luminance.
+
+Design (CPU budget: <= 25 ms at 640x512 on 2 cores). The network never paints pixels itself.
+A fixed Laplacian pyramid (2x2 mean down, bilinear up, ``levels`` bands) decomposes both sources;
+a small UNet that sees the sources and the semantic prior at 1/4 resolution (pixel-unshuffle x4
+of ``[thermal, visible_y, prior.targets, prior.boundaries]``) predicts smooth per-pixel
+*fusion controls*, which are applied at each band's own resolution:
+
+- base band (1/8 scale): ``w_ir * A + w_vis * B + (1 - w_ir - w_vis) * m + 0.25 * tanh(o)``
+  with ``w_* = 1.5 * sigmoid(.)`` and ``m`` the image's mean base level. ``w_ir = w_vis = 0.75``
+  (the network's zero output) is a contrast-preserving weighted sum of the sources;
+- detail band l: ``g_sel * maxabs(a_l, b_l) + g_ir * a_l + g_vis * b_l`` with
+  ``g_sel = 2 * sigmoid(.)`` (1 at start: keep the stronger edge of the two cameras) and
+  ``g_ir, g_vis = sigmoid(. - 3)`` (small additive mixes); the finest (full-resolution) band
+  has only ``g_sel``, which keeps that band to a handful of full-resolution operations.
+
+The last layer starts at zero, so an untrained network is exactly that hand-designed fusion and
+training moves the controls per region (e.g. towards the thermal level on warm targets).
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..config import resolve_model_path
+from .backbone import LowResUNet, count_parameters, pad_to_multiple
+from .weights import load_weights
+
+KIND = "first_stage"
+DEFAULT_ARCH = {"levels": 4, "c1": 16, "c2": 32, "blocks": 2}
+
+
+def gaussian_pyramid(x: torch.Tensor, levels: int) -> List[torch.Tensor]:
+    out = [x]
+    for _ in range(levels - 1):
+        out.append(F.avg_pool2d(out[-1], 2))
+    return out
+
+
+def upsample_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def laplacian_pyramid(x: torch.Tensor, levels: int) -> List[torch.Tensor]:
+    """Bands fine -> coarse, the last one the base (sizes must divide by 2**(levels-1))."""
+    gauss = gaussian_pyramid(x, levels)
+    bands = [fine - upsample_to(coarse, fine) for fine, coarse in zip(gauss[:-1], gauss[1:])]
+    bands.append(gauss[-1])
+    return bands
+
+
+def collapse(bands: List[torch.Tensor]) -> torch.Tensor:
+    out = bands[-1]
+    for band in reversed(bands[:-1]):
+        out = upsample_to(out, band) + band
+    return out
+
+
+def resize_controls(maps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Control maps (1/4 scale) at a band's resolution: mean-pool down, bilinear up."""
+    h, w = like.shape[-2:]
+    mh = maps.shape[-2]
+    if h == mh:
+        return maps
+    if h < mh:
+        return F.avg_pool2d(maps, mh // h)
+    return F.interpolate(maps, size=(h, w), mode="bilinear", align_corners=False)
+
+
+class FirstStageNet(nn.Module):
+    """``(ir, vis_y, targets, boundaries)``, each (N, 1, H, W) in [0, 1] -> fused (N, 1, H, W)."""
+
+    def __init__(self, levels: int = 4, c1: int = 16, c2: int = 32, blocks: int = 2):
+        super().__init__()
+        if not 3 <= int(levels) <= 6:
+            raise ValueError("levels must be 3..6")
+        self.levels = int(levels)
+        self.arch = {"levels": self.levels, "c1": int(c1), "c2": int(c2), "blocks": int(blocks)}
+        self.n_detail = self.levels - 1
+        self.net = LowResUNet(4, 4 + 3 * (self.n_detail - 1), c1, c2, blocks)
+
+    @classmethod
+    def from_arch(cls, arch: dict) -> "FirstStageNet":
+        return cls(**arch)
+
+    @property
+    def multiple(self) -> int:
+        return max(8, 2 ** (self.levels - 1))
+
+    def controls(self, ir, vis, targets, boundaries):
+        x = torch.cat([ir, vis, targets, boundaries], dim=1)
+        return self.net(x)
+
+    def forward(self, ir, vis, targets, boundaries, return_controls: bool = False):
+        x = torch.cat([ir, vis, targets, boundaries], dim=1)
+        x, (h, w) = pad_to_multiple(x, self.multiple)
+        o = self.net(x)
+        pyramid = laplacian_pyramid(x[:, 0:2], self.levels)  # both sources in one pass
+        pa = [band[:, 0:1] for band in pyramid]
+        pb = [band[:, 1:2] for band in pyramid]
+        base_a, base_b = pa[-1], pb[-1]
+        ob = resize_controls(o[:, 0:3], base_a)
+        w_ir = 1.5 * torch.sigmoid(ob[:, 0:1])
+        w_vis = 1.5 * torch.sigmoid(ob[:, 1:2])
+        mean = 0.5 * (base_a.mean(dim=(2, 3), keepdim=True) + base_b.mean(dim=(2, 3), keepdim=True))
+        base = w_ir * base_a + w_vis * base_b + (1.0 - w_ir - w_vis) * mean \
+            + 0.25 * torch.tanh(ob[:, 2:3])
+        bands = []
+        # finest band (full resolution): only the edge-keeping gain, to stay within the budget
+        a, b = pa[0], pb[0]
+        gain0 = resize_controls(2.0 * torch.sigmoid(o[:, 3:4]), a)
+        bands.append(gain0 * torch.where(a.abs() >= b.abs(), a, b))
+        for level in range(1, self.n_detail):
+            a, b = pa[level], pb[level]
+            k = 4 + 3 * (level - 1)
+            g = resize_controls(o[:, k:k + 3], a)
+            strongest = torch.where(a.abs() >= b.abs(), a, b)
+            bands.append(2.0 * torch.sigmoid(g[:, 0:1]) * strongest
+                         + torch.sigmoid(g[:, 1:2] - 3.0) * a
+                         + torch.sigmoid(g[:, 2:3] - 3.0) * b)
+        bands.append(base)
+        fused = collapse(bands)[..., :h, :w].clamp(0.0, 1.0)
+        if return_controls:
+            return fused, o
+        return fused
+
+
+def prior_tensors(prior, shape, device):
+    """targets, boundaries of a SemanticPrior (or zeros for None) as (1, 1, H, W) tensors."""
+    if prior is None:
+        zeros = torch.zeros((1, 1) + tuple(shape), device=device)
+        return zeros, zeros
+    prior = prior.resized(shape)
+    t = torch.from_numpy(np.ascontiguousarray(prior.targets, np.float32))[None, None]
+    b = torch.from_numpy(np.ascontiguousarray(prior.boundaries, np.float32))[None, None]
+    return t.to(device), b.to(device)
+
+
+def image_tensor(image: np.ndarray, device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None].to(device)
+
+
+class NetworkFirstStage:
+    """First-stage plug-in: ``(thermal, visible_y, prior) -> fused_y`` (float32 HxW in [0, 1])."""
+
+    name = "network"
+
+    def __init__(self, model: FirstStageNet, device: str = "cpu", info: dict = None):
+        self.model = model.to(device).eval()
+        self.device = device
+        self.info = info or {}
+
+    @torch.inference_mode()
+    def __call__(self, thermal: np.ndarray, visible_y: np.ndarray, prior) -> np.ndarray:
+        ir = image_tensor(thermal, self.device)
+        vis = image_tensor(visible_y, self.device)
+        t, b = prior_tensors(prior, thermal.shape, self.device)
+        out = self.model(ir, vis, t, b)
+        return out[0, 0].float().cpu().numpy()
+
+    def close(self):
+        self.model = None
+
+    @property
+    def parameters(self) -> int:
+        return count_parameters(self.model)
+
+
+def load_first_stage(path, device: str = "cpu") -> NetworkFirstStage:
+    model, payload = load_weights(path, KIND, FirstStageNet.from_arch)
+    return NetworkFirstStage(model, device, payload.get("info"))
+
+
+def build_first_stage(config: dict, device: str) -> NetworkFirstStage:
+    path = resolve_model_path(config["first_stage.weights"], "first_stage.pt")
+    return load_first_stage(path, device)

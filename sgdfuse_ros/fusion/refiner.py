@@ -1,0 +1,145 @@
+"""The second stage: a few-step conditional diffusion refiner of the fused luminance.
+
+Denoiser (``RefinerNet``): predicts ``x0`` (images in [-1, 1]) from the noisy ``x_t``, the
+timestep and the conditions: thermal, visible luminance, the prior's targets and boundaries and
+the first-stage result. Like the first stage it works at 1/4 resolution on 16..32 channels (a
+stride-4 patch convolution in, pixel-shuffle x4 out), and it can move full-resolution detail:
+
+    x0^ = first + shuffle(r) + a_ir * hp(ir) + a_vis * hp(vis)
+
+``first`` is the first-stage result, ``r`` 16 residual channels at 1/4 scale (pixel-shuffled to
+full resolution), ``hp`` the finest Laplacian band of a source and ``a_*`` smooth gains (0 at
+start). The timestep enters through a sinusoidal embedding added to the 1/8-scale features.
+A fresh network returns ``first`` exactly, so training starts from "no change".
+
+Sampling (``DiffusionRefiner``): SDEdit + K deterministic DDIM steps from the noised first-stage
+result (:mod:`.samplers`); ``refiner.seed`` fixes the noise, so output is reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..config import resolve_model_path
+from .backbone import LowResUNet, count_parameters, pad_to_multiple
+from .network import image_tensor, prior_tensors, upsample_to
+from .samplers import refine
+from .schedules import make_schedule
+from .weights import load_weights
+
+KIND = "refiner"
+DEFAULT_ARCH = {"c1": 24, "c2": 32, "blocks": 2, "temb": 16, "schedule": "cosine", "T": 1000,
+                "t_start": 250}
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, num_steps: int) -> torch.Tensor:
+    """(N,) integer timesteps -> (N, dim) sinusoidal features of t / num_steps."""
+    half = dim // 2
+    freqs = torch.exp(torch.arange(half, dtype=torch.float32, device=t.device)
+                      * (-math.log(1000.0) / max(half - 1, 1)))
+    angle = (t.float() / num_steps * 1000.0)[:, None] * freqs[None, :]
+    return torch.cat([torch.sin(angle), torch.cos(angle)], dim=1)
+
+
+def highpass(x: torch.Tensor) -> torch.Tensor:
+    """The finest Laplacian band (x minus its 2x2-mean, bilinear-upsampled)."""
+    return x - upsample_to(F.avg_pool2d(x, 2), x)
+
+
+class RefinerNet(nn.Module):
+    def __init__(self, c1: int = 24, c2: int = 32, blocks: int = 2, temb: int = 16,
+                 schedule: str = "cosine", T: int = 1000, t_start: int = 250):
+        super().__init__()
+        if not 1 <= int(t_start) < int(T):
+            raise ValueError("t_start must be in 1..T-1")
+        self.arch = {"c1": int(c1), "c2": int(c2), "blocks": int(blocks), "temb": int(temb),
+                     "schedule": str(schedule), "T": int(T), "t_start": int(t_start)}
+        self.temb = int(temb)
+        self.num_steps = int(T)
+        self.t_start = int(t_start)
+        self.schedule = make_schedule(schedule, T)
+        self.time_mlp = nn.Sequential(nn.Linear(temb, temb * 2), nn.SiLU())
+        self.net = LowResUNet(6, 16 + 2, c1, c2, blocks, cond_dim=temb * 2)
+
+    @classmethod
+    def from_arch(cls, arch: dict) -> "RefinerNet":
+        return cls(**arch)
+
+    def conditions(self, ir, vis, targets, boundaries, first):
+        """Padded condition tensors, reused across the K denoiser calls."""
+        cond = torch.cat([ir, vis, targets, boundaries, first], dim=1)
+        cond, size = pad_to_multiple(cond, 8)
+        hp = highpass(cond[:, 0:2])
+        return cond, hp, size
+
+    def denoise(self, x_t: torch.Tensor, t, cond: torch.Tensor, hp: torch.Tensor) -> torch.Tensor:
+        """x_t (N, 1, Hp, Wp) in [-1, 1] at timestep t (int or (N,) tensor) -> x0^ in [-1, 1]."""
+        n = x_t.shape[0]
+        if not torch.is_tensor(t):
+            t = torch.full((n,), int(t), device=x_t.device)
+        emb = self.time_mlp(timestep_embedding(t, self.temb, self.num_steps))
+        out = self.net(torch.cat([x_t, cond], dim=1), emb)
+        residual = F.pixel_shuffle(out[:, :16], 4)
+        gains = upsample_to(0.5 * torch.tanh(out[:, 16:18]), residual)
+        first = 2.0 * cond[:, 4:5] - 1.0
+        return first + residual + 2.0 * (gains * hp).sum(dim=1, keepdim=True)
+
+    def forward(self, ir, vis, targets, boundaries, first, steps: int, noise: torch.Tensor):
+        """Refine ``first`` (N, 1, H, W) in [0, 1] with K=steps DDIM steps -> [0, 1]."""
+        cond, hp, (h, w) = self.conditions(ir, vis, targets, boundaries, first)
+        noise = pad_to_multiple(noise, 8)[0]
+        x0 = refine(lambda x, t: self.denoise(x, t, cond, hp), 2.0 * cond[:, 4:5] - 1.0,
+                    steps, self.t_start, self.schedule, noise)
+        return ((x0[..., :h, :w] + 1.0) * 0.5).clamp(0.0, 1.0)
+
+
+class DiffusionRefiner:
+    """Refiner plug-in: ``(thermal, visible_y, prior, first_y) -> refined_y`` (float32 [0, 1])."""
+
+    name = "diffusion"
+
+    def __init__(self, model: RefinerNet, steps: int, seed: int = 0, device: str = "cpu",
+                 info: dict = None):
+        if steps < 1:
+            raise ValueError("steps must be >= 1")
+        self.model = model.to(device).eval()
+        self.steps = int(steps)
+        self.seed = int(seed)
+        self.device = device
+        self.info = info or {}
+
+    def noise(self, shape) -> torch.Tensor:
+        gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        return torch.randn((1, 1) + tuple(shape), generator=gen).to(self.device)
+
+    @torch.inference_mode()
+    def __call__(self, thermal: np.ndarray, visible_y: np.ndarray, prior,
+                 first: np.ndarray) -> np.ndarray:
+        ir = image_tensor(thermal, self.device)
+        vis = image_tensor(visible_y, self.device)
+        fs = image_tensor(first, self.device)
+        t, b = prior_tensors(prior, thermal.shape, self.device)
+        out = self.model(ir, vis, t, b, fs, self.steps, self.noise(thermal.shape))
+        return out[0, 0].float().cpu().numpy()
+
+    def close(self):
+        self.model = None
+
+    @property
+    def parameters(self) -> int:
+        return count_parameters(self.model)
+
+
+def load_refiner(path, steps: int, seed: int = 0, device: str = "cpu") -> DiffusionRefiner:
+    model, payload = load_weights(path, KIND, RefinerNet.from_arch)
+    return DiffusionRefiner(model, steps, seed, device, payload.get("info"))
+
+
+def build_refiner(config: dict, device: str) -> DiffusionRefiner:
+    path = resolve_model_path(config["refiner.weights"], "refiner.pt")
+    return load_refiner(path, config["refiner.steps"], config["refiner.seed"], device)

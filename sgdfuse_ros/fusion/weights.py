@@ -1,0 +1,66 @@
+"""Weights files of the learned stages: a plain state dict plus a small metadata dict.
+
+    {"kind": "first_stage", "format": 1, "arch": {...hyper-parameters...},
+     "state_dict": {...tensors...}, "info": {...training facts...}}
+
+Loaded with ``torch.load(..., weights_only=True)``. Anything missing, corrupt or built for
+another architecture is a one-line :class:`ConfigError` naming the file and what was expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..errors import ConfigError
+
+FORMAT = 1
+
+
+def save_weights(path, kind: str, arch: dict, model, info: Optional[dict] = None) -> Path:
+    import torch
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    payload = {"kind": kind, "format": FORMAT, "arch": dict(arch), "state_dict": state,
+               "info": dict(info or {})}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_weights(path, kind: str, build: Callable[[dict], "object"]):
+    """Read ``path`` and return ``(model, payload)``; ``build(arch) -> nn.Module``."""
+    import torch
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{kind} weights not found: {path} (train them with `sgdfuse train "
+                          f"{kind.replace('_', '-')}` or set {kind}.weights)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt, truncated, not a torch file, unsafe pickle
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"{kind} weights {path} cannot be read ({first})") from None
+    if not isinstance(payload, dict) or "state_dict" not in payload or "arch" not in payload:
+        raise ConfigError(f"{kind} weights {path}: expected a dict with 'kind', 'arch' and "
+                          f"'state_dict' (format {FORMAT})")
+    if payload.get("kind") != kind:
+        raise ConfigError(f"{path} holds '{payload.get('kind')}' weights, expected '{kind}'")
+    if payload.get("format") != FORMAT:
+        raise ConfigError(f"{kind} weights {path}: format {payload.get('format')}, "
+                          f"expected {FORMAT}")
+    try:
+        model = build(dict(payload["arch"]))
+    except (TypeError, ValueError, KeyError) as err:
+        raise ConfigError(f"{kind} weights {path}: unusable architecture "
+                          f"{payload['arch']!r} ({err})") from None
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (RuntimeError, KeyError, TypeError) as err:
+        detail = str(err).strip().splitlines()
+        detail = " ".join(line.strip() for line in detail[:3])[:200]
+        raise ConfigError(f"{kind} weights {path} do not match the architecture "
+                          f"{payload['arch']!r}: {detail}") from None
+    model.eval()
+    return model, payload

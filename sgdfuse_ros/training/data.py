@@ -1,0 +1,100 @@
+"""Training data: RoadScene TRAIN pairs (never the test split), random crops and flips, seeded.
+
+Every pair is read once and kept in memory as float32 maps in [0, 1]: thermal, visible luminance
+(YCrCb Y, the channel the pipeline fuses) and the semantic prior's targets and boundaries
+(computed by the thermal fallback prior on the full frame, as the pipeline does without a SAM
+checkpoint). A few train pairs are held out for validation (model selection), chosen by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Sequence
+
+import cv2
+import numpy as np
+
+from ..color import split_luma
+from ..dataset import dataset_pairs, read_pair
+from ..errors import InputError
+from ..prior.thermal import ThermalPrior
+
+
+@dataclass
+class Sample:
+    name: str
+    thermal: np.ndarray    # float32 HxW [0, 1]
+    visible_y: np.ndarray  # float32 HxW [0, 1]
+    targets: np.ndarray    # float32 HxW [0, 1]
+    boundaries: np.ndarray  # float32 HxW [0, 1]
+    chroma: np.ndarray     # uint8 HxWx2 (for colour output in validation)
+    thermal_u8: np.ndarray
+    visible_bgr: np.ndarray
+
+
+def split_train_names(data_dir, val_every: int = 14) -> tuple:
+    """(training names, validation names) from split.json's TRAIN list only."""
+    names = [p.name for p in dataset_pairs(data_dir, "train")]
+    if len(names) < 2:
+        raise InputError(f"{data_dir}: need at least 2 train pairs, found {len(names)}")
+    val = names[val_every // 2::val_every] if val_every > 0 else []
+    train = [n for n in names if n not in set(val)]
+    return train, val
+
+
+def load_samples(data_dir, names: Sequence[str]) -> List[Sample]:
+    pairs = {p.name: p for p in dataset_pairs(data_dir, "train")}
+    prior = ThermalPrior()
+    out = []
+    for name in names:
+        if name not in pairs:
+            raise InputError(f"{name} is not a train pair of {data_dir}")
+        thermal_u8, visible = read_pair(pairs[name])
+        if thermal_u8.dtype != np.uint8:
+            thermal_u8 = cv2.normalize(thermal_u8, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+        if thermal_u8.shape != visible.shape[:2]:
+            thermal_u8 = cv2.resize(thermal_u8, (visible.shape[1], visible.shape[0]))
+        ir = thermal_u8.astype(np.float32) / 255.0
+        vis_y, chroma = split_luma(visible)
+        p = prior(ir, vis_y)
+        out.append(Sample(name, ir, vis_y, p.targets, p.boundaries, chroma, thermal_u8, visible))
+    return out
+
+
+class CropSampler:
+    """Random ``crop`` x ``crop`` patches with horizontal flips; the prior is dropped (set empty)
+    with probability ``empty_prior`` so the stage also works without one."""
+
+    def __init__(self, samples: List[Sample], crop: int, seed: int, empty_prior: float = 0.15):
+        if not samples:
+            raise InputError("no training samples")
+        small = [s.name for s in samples if min(s.thermal.shape) < crop]
+        if small:
+            raise InputError(f"crop {crop} is larger than image {small[0]}")
+        self.samples = samples
+        self.crop = int(crop)
+        self.empty_prior = float(empty_prior)
+        self.rng = np.random.default_rng(seed)
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+    def batch(self, size: int) -> np.ndarray:
+        """float32 array (size, 4, crop, crop): thermal, visible_y, targets, boundaries."""
+        c = self.crop
+        out = np.empty((size, 4, c, c), np.float32)
+        for i in range(size):
+            s = self.samples[int(self.rng.integers(len(self.samples)))]
+            h, w = s.thermal.shape
+            y = int(self.rng.integers(h - c + 1))
+            x = int(self.rng.integers(w - c + 1))
+            flip = bool(self.rng.integers(2))
+            for k, plane in enumerate((s.thermal, s.visible_y, s.targets, s.boundaries)):
+                patch = plane[y:y + c, x:x + c]
+                out[i, k] = patch[:, ::-1] if flip else patch
+            if self.rng.random() < self.empty_prior:
+                out[i, 2:] = 0.0
+        return out
