@@ -205,7 +205,8 @@ def main(argv=None) -> int:
     points = prompts.points if len(prompts) else np.array([[320.0, 256.0]], np.float32)
     n = len(points)
     encoder.predict_points(points)
-    samples = timed(lambda: encoder.predict_points(points), 5 if quick else 20, sync)
+    repeats = 3 if quick else (20 if device == "cuda" else 5)
+    samples = timed(lambda: encoder.predict_points(points), repeats, sync)
     add(f"decoder, torch: batch of {n} point prompts -> 3 masks each", samples,
         "incl. upscaling to 640x512")
     onnx = OnnxMaskDecoder.from_model(model, device)
@@ -213,7 +214,7 @@ def main(argv=None) -> int:
     onnx_encoder.features, onnx_encoder.original_size = encoder.features, encoder.original_size
     onnx_encoder.input_size = encoder.input_size
     onnx_encoder.predict_points(points)
-    samples = timed(lambda: onnx_encoder.predict_points(points), 5 if quick else 20, sync)
+    samples = timed(lambda: onnx_encoder.predict_points(points), repeats, sync)
     add(f"decoder, onnxruntime ({onnx.providers[0]}): same batch", samples,
         "incl. upscaling to 640x512")
 
@@ -225,7 +226,7 @@ def main(argv=None) -> int:
         p = warm_point_prompts(thermal0, 8)
         merge_masks(segmenter.prompt_masks(p), thermal0.shape, 64, p.blobs)
 
-    samples = timed(prompted, 3 if quick else 10, sync)
+    samples = timed(prompted, 2 if quick else 3, sync)
     add("thermal-prompted prior without the encoder (prompts+decoder+merge)", samples)
     grid = SamSegmenter(model, max_points=8, auto_grid=8, min_area=64)
     grid.encoder = encoder
@@ -238,7 +239,7 @@ def main(argv=None) -> int:
         p = warm_point_prompts(thermal0, 8)
         merge_masks(grid.prompt_masks(p) + masks, thermal0.shape, 64, p.blobs)
 
-    samples = timed(gridded, 2 if quick else 5, sync)
+    samples = timed(gridded, 3 if device == "cuda" else 1, sync)
     add("+ automatic grid 8x8 (64 points), without the encoder", samples,
         f"package defaults (pred_iou 0.88, stability 0.95); masks kept with random weights: "
         f"{kept[-1]}")
