@@ -70,7 +70,7 @@ NODE_ONLY = frozenset(p.name for p in NODE_PARAMS) | {"output.encoding"}
 log = logging.getLogger("sgdfuse_ros.node")
 
 
-# --- small building blocks ------------------------------------------------------------------------
+# --- small building blocks -----------------------------------------------------------------------
 
 @dataclass
 class Frame:
@@ -226,7 +226,7 @@ def check_config(config: dict) -> dict:
     return checked
 
 
-# --- the node ----------------------------------------------------------------------------------------
+# --- the node ------------------------------------------------------------------------------------
 
 class FusionNodeCore:
     """The node: lifecycle, inputs, synchronisation, the worker, outputs, diagnostics.
@@ -389,7 +389,7 @@ class FusionNodeCore:
         if agc is not None and hasattr(agc, "reset"):
             agc.reset()  # the dummy frame must not steer the temporal AGC
 
-    # --- subscriptions -------------------------------------------------------------------------------
+    # --- subscriptions ---------------------------------------------------------------------------
     def _subscribe(self) -> None:
         qos = QosProfile(self.config["qos.reliability"], self.config["qos.depth"])
         compressed = self.config["input.compressed"]
@@ -411,7 +411,7 @@ class FusionNodeCore:
         for subscription in subscriptions:  # deactivated meanwhile
             subscription.close()
 
-    # --- inputs ------------------------------------------------------------------------------------------
+    # --- inputs ----------------------------------------------------------------------------------
     def on_thermal(self, msg) -> None:
         self._on_image("thermal", msg)
 
@@ -511,7 +511,7 @@ class FusionNodeCore:
             counters.in_flight -= 1
             (counters.rejected if rejected else counters.dropped)[reason] += 1
 
-    # --- the worker ------------------------------------------------------------------------------------
+    # --- the worker ------------------------------------------------------------------------------
     def _worker_loop(self) -> None:
         while self.state == "active":
             pair = self._mailbox.take(timeout=0.5)
@@ -602,7 +602,7 @@ class FusionNodeCore:
         _close(old)
         self.log.info(f"{self.name}: pipeline rebuilt with the new parameters")
 
-    # --- parameters ---------------------------------------------------------------------------------------
+    # --- parameters ------------------------------------------------------------------------------
     def set_parameters(self, changes: Dict[str, Any]) -> Dict[str, Any]:
         """Validate and apply runtime changes, all or none; ConfigError says why not.
 
@@ -639,7 +639,7 @@ class FusionNodeCore:
                 self._rebuild = True
         return changed
 
-    # --- diagnostics and statistics ---------------------------------------------------------------------
+    # --- diagnostics and statistics --------------------------------------------------------------
     def _start_diagnostics_timer(self) -> None:
         self._diagnostics_timer = self.transport.create_timer(self.config["diagnostics.period_s"],
                                                               self.publish_diagnostics)

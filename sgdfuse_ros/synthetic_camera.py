@@ -62,7 +62,7 @@ class SyntheticCamera:
         w, h = self.width, self.height
         return np.array([0.9 * w, 0, w / 2, 0, 0.9 * w, h / 2, 0, 0, 1], np.float64)
 
-    # --- messages ----------------------------------------------------------------------------------
+    # --- messages --------------------------------------------------------------------------------
     def thermal_msg(self, index: int, stamp_ns: int, bad: Optional[str] = None):
         header = messages.make_header(int(stamp_ns), THERMAL_FRAME)
         msg = messages.image_msg(self.thermal(index), header, "mono16")

@@ -28,7 +28,7 @@ from sgdfuse_ros import messages  # noqa: E402
 from sgdfuse_ros.config import load_config  # noqa: E402
 from sgdfuse_ros.node_core import accounting_errors  # noqa: E402
 from sgdfuse_ros.synthetic_camera import SyntheticCamera, bad_kind  # noqa: E402
-from sgdfuse_ros.transport.base import RELIABLE, QosProfile  # noqa: E402
+from sgdfuse_ros.transport.base import QosProfile  # noqa: E402
 from sgdfuse_ros.transport.dds import DdsTransport, localhost_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -122,7 +122,7 @@ def test_reliable_qos_parameter():
     core.shutdown()
 
 
-# --- synchronisation and outputs ------------------------------------------------------------------
+# --- synchronisation and outputs -----------------------------------------------------------------
 
 def test_pair_is_fused_with_the_rgb_stamp_and_frame(scene):
     core, t = make_core()
@@ -210,7 +210,7 @@ def test_stamp_jump_back_resets_the_synchroniser(scene):
     core.shutdown()
 
 
-# --- latest-frame worker ----------------------------------------------------------------------------
+# --- latest-frame worker -------------------------------------------------------------------------
 
 def test_busy_worker_drops_replaced_pairs_instead_of_queueing(scene):
     gate = threading.Event()
@@ -237,7 +237,7 @@ def test_busy_worker_drops_replaced_pairs_instead_of_queueing(scene):
     balanced(core)
 
 
-# --- bad input -------------------------------------------------------------------------------------
+# --- bad input -----------------------------------------------------------------------------------
 
 def test_bad_frames_are_skipped_counted_and_warned_once(scene, caplog):
     core, t = make_core({"limits.max_input_pixels": 20_000, "warn.period_s": 60.0})
@@ -310,7 +310,7 @@ def test_compressed_inputs_follow_remapped_base_topics(scene):
     core.shutdown()
 
 
-# --- overlay ------------------------------------------------------------------------------------------
+# --- overlay -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_overlay_only_while_someone_subscribes(scene, enabled):
@@ -331,7 +331,7 @@ def test_overlay_only_while_someone_subscribes(scene, enabled):
     core.shutdown()
 
 
-# --- diagnostics ---------------------------------------------------------------------------------------
+# --- diagnostics ---------------------------------------------------------------------------------
 
 def test_diagnostics_report_rates_latency_drops_and_prior(scene):
     core, t = make_core({"warn.period_s": 60.0})
@@ -377,7 +377,7 @@ def test_diagnostics_timer_follows_its_period_parameter():
     core.shutdown()
 
 
-# --- parameters ---------------------------------------------------------------------------------------
+# --- parameters ----------------------------------------------------------------------------------
 
 def test_runtime_parameters_are_validated_not_clamped(scene):
     built = []

@@ -114,7 +114,7 @@ class Transport(abc.ABC):
 
 
 def resolve_topic(name: str, namespace: str = "/", node_name: str = "") -> str:
-    """ROS 2 name resolution: absolute names stay, ``~/x`` is ``<ns>/<node>/x``, others ``<ns>/x``."""
+    """ROS 2 name resolution: ``/a`` stays, ``~/x`` is ``<ns>/<node>/x``, ``x`` is ``<ns>/x``."""
     if not name:
         raise ValueError("empty topic name")
     namespace = "/" + namespace.strip("/") if namespace.strip("/") else ""

@@ -224,7 +224,7 @@ class DdsTransport(Transport):
                                             name=f"dds-dispatch-{node_name}")
         self._dispatcher.start()
 
-    # --- topics -----------------------------------------------------------------------------------
+    # --- topics ----------------------------------------------------------------------------------
     def topic(self, ros_topic: str, typename: str):
         """The DDS topic for an already resolved ROS topic name (one per name)."""
         from cyclonedds.topic import Topic
@@ -240,7 +240,7 @@ class DdsTransport(Transport):
             self._topics[ros_topic] = (topic, typename)
             return topic
 
-    # --- Transport ---------------------------------------------------------------------------------
+    # --- Transport -------------------------------------------------------------------------------
     def create_publisher(self, topic: str, typename: str, qos: QosProfile) -> DdsPublisher:
         publisher = DdsPublisher(self, self.resolve_topic_name(topic), typename, qos)
         with self._lock:
@@ -249,7 +249,7 @@ class DdsTransport(Transport):
 
     def create_subscription(self, topic: str, typename: str, callback: Callable[[Any], None],
                             qos: QosProfile, raw: bool = False) -> DdsSubscription:
-        """With ``raw=True`` the callback gets ``(cdr_bytes, sample_info)`` instead of a message."""
+        """With ``raw=True`` the callback gets ``(cdr_bytes, sample_info)``, not a message."""
         subscription = DdsSubscription(self, self.resolve_topic_name(topic), typename, callback,
                                        qos, raw)
         with self._lock:
@@ -267,7 +267,7 @@ class DdsTransport(Transport):
     def now_ns(self) -> int:
         return time.time_ns()
 
-    # --- dispatching ---------------------------------------------------------------------------------
+    # --- dispatching -----------------------------------------------------------------------------
     def _remove_subscription(self, subscription: DdsSubscription) -> None:
         with self._dispatch_lock:  # never in the middle of its callbacks
             with self._lock:
