@@ -162,6 +162,8 @@ def table(result: dict) -> str:
         ("setup", f"{result['setup']['size']} @ {result['setup']['rate_hz']:g} Hz, "
                   f"{result['setup']['seconds']:g} s, device {result['setup']['device']}, "
                   f"{result['machine']['cpus']} CPUs"),
+        ("machine load average (1 min) at the end",
+         f"{result['machine']['load_average_at_end'][0]:.1f} (shared machine)"),
         ("camera frame pairs sent", f"{result['camera']['frames_sent']} in "
                                     f"{result['camera']['streaming_s']:.1f} s"),
         ("fused images delivered", f"{d['fused']} ({d['rate_hz']:.1f} Hz, "
