@@ -179,8 +179,10 @@ PIPELINE_PARAMS = [
 NODE_PARAMS = [
     P("autostart", True, "The lifecycle node configures and activates itself on start (false: "
       "it waits for `ros2 lifecycle set`).", read_only=True),
-    P("sync.slop", 0.05, "Largest stamp difference (s) between a thermal and an RGB image that "
-      "are fused together (approximate time synchronisation).", min=0.0, max=10.0),
+    P("sync.slop", 0.02, "Largest stamp difference (s) between a thermal and an RGB image that "
+      "are fused together (approximate time synchronisation). Keep it below half the frame "
+      "period of the faster camera, or a lost frame's partner pairs with its neighbour.",
+      min=0.0, max=10.0),
     P("sync.queue_size", 10, "Messages kept per topic while waiting for a partner.", min=1,
       max=10_000),
     P("qos.reliability", "best_effort", "Reliability of the camera subscriptions: best_effort "

@@ -86,11 +86,11 @@ def test_bag_with_only_the_thermal_camera(tmp_path, capsys):
 
 
 def test_no_pairs_within_slop_writes_a_report_and_fails(tmp_path, capsys):
-    # 1 Hz cameras, thermal 0.4 s after RGB: never within the default 0.05 s slop
+    # 1 Hz cameras, thermal 0.4 s after RGB: never within the default 0.02 s slop
     bag = write_custom_bag(tmp_path / "apart", camera_frames(4, thermal_offset_s=0.4,
                                                                period_s=1.0))
     assert replay(bag, "--out", tmp_path / "out") == 2
-    one_line_error(capsys, "no thermal/RGB pairs within sync.slop=0.05", "0.400 s apart",
+    one_line_error(capsys, "no thermal/RGB pairs within sync.slop=0.02", "0.400 s apart",
                    "--set sync.slop")
     report = load_report(tmp_path / "out_report")
     assert report["pairs"]["matched"] == 0

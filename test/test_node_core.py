@@ -396,11 +396,11 @@ def test_runtime_parameters_are_validated_not_clamped(scene):
     with pytest.raises(ConfigError, match="unknown parameter"):
         core.set_parameters({"sync.slopp": 0.1})
     with pytest.raises(ConfigError, match="below the minimum"):  # all or nothing
-        core.set_parameters({"sync.slop": 0.02, "sync.queue_size": 0})
-    assert core.config["sync.slop"] == 0.05  # nothing applied from the rejected sets
+        core.set_parameters({"sync.slop": 0.03, "sync.queue_size": 0})
+    assert core.config["sync.slop"] == 0.02  # nothing applied from the rejected sets
     # node parameters apply at once, without rebuilding the pipeline
-    core.set_parameters({"sync.slop": 0.02, "output.encoding": "mono8"})
-    assert core.sync.slop == 0.02 and len(built) == 1
+    core.set_parameters({"sync.slop": 0.03, "output.encoding": "mono8"})
+    assert core.sync.slop == 0.03 and len(built) == 1
     send_pair(t, scene, 1.0)
     core.process_pending()
     assert t.sent("fused/image")[-1].encoding == "mono8"
