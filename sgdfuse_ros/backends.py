@@ -329,13 +329,22 @@ class OnnxModule:
 
 def export_module(module, example_inputs: Sequence, path: Union[str, os.PathLike],
                   input_names: Sequence[str], output_names: Sequence[str],
-                  dynamic_batch: bool = False, opset: int = OPSET) -> Path:
+                  dynamic_batch: bool = False, opset: int = OPSET,
+                  verify_sizes: Optional[Sequence[Tuple[int, int]]] = None,
+                  atol: float = 1e-3) -> Path:
     """Write ``module`` as ONNX with dynamic height/width on every 4-D input and output.
 
-    ``example_inputs``: torch tensors of a typical size (sizes the network accepts, e.g. multiples
-    of its padding). The module is exported in eval mode; the file is checked with the ONNX
-    checker. Uses the TorchScript exporter (``dynamo=False``): it handles the pipeline's
-    networks' data-independent control flow and needs no extra packages.
+    ``example_inputs``: torch tensors of a typical size. The module is exported in eval mode and
+    the file is checked with the ONNX checker, then **verified**: ONNX Runtime (CPU) and torch
+    must agree within ``atol`` at each (height, width) of ``verify_sizes`` (4-D inputs resized
+    to it, random values in [0, 1]). The default checks the example size and an odd size 37 rows
+    and 53 columns larger: tracing records Python arithmetic on shapes (padding to a multiple,
+    cropping back) as constants, so a graph can be right at the export size and wrong at every
+    other; cameras come in any size. A network that needs sizes of a multiple must pad outside
+    the graph and pass such sizes here. Raises ``ValueError`` naming the size that disagrees.
+
+    Uses the TorchScript exporter (``dynamo=False``): it handles the pipeline's networks'
+    data-independent control flow and needs no extra packages.
     """
     import onnx
     import torch
@@ -366,6 +375,34 @@ def export_module(module, example_inputs: Sequence, path: Union[str, os.PathLike
                           input_names=list(input_names), output_names=list(output_names),
                           dynamic_axes=axes, do_constant_folding=True)
     onnx.checker.check_model(str(tmp))
+    if verify_sizes is None:
+        four_d = [t for t in examples if getattr(t, "dim", lambda: 0)() == 4]
+        if four_d:
+            h, w = four_d[0].shape[-2:]
+            verify_sizes = [(int(h), int(w)), (int(h) + 37, int(w) + 53)]
+        else:
+            verify_sizes = []
+    try:
+        if verify_sizes:
+            runner = OnnxModule(tmp, device="cpu", threads=1)
+            generator = torch.Generator().manual_seed(0)
+            for h, w in verify_sizes:
+                inputs = [torch.rand(tuple(t.shape[:-2]) + (h, w), generator=generator)
+                          .to(device=t.device, dtype=t.dtype)
+                          if getattr(t, "dim", lambda: 0)() == 4 else t for t in examples]
+                try:
+                    error = max_abs_difference(module, runner, inputs)
+                except Exception as err:  # shapes baked in: ORT or the comparison fails
+                    first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+                    raise ValueError(f"ONNX export of {type(module).__name__} fails at {w}x{h} "
+                                     f"({type(err).__name__}: {first})") from None
+                if not error <= atol:
+                    raise ValueError(f"ONNX export of {type(module).__name__} disagrees with "
+                                     f"torch at {w}x{h} (max abs difference {error:.3g} > "
+                                     f"{atol:g}): shape arithmetic baked into the graph?")
+    except Exception:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
     return path
 

@@ -192,3 +192,27 @@ def test_export_calls_the_owners_exporter(tmp_path, monkeypatch, capsys):
     runner = OnnxModule(tmp_path / "tiny.onnx", device="cpu", threads=1)
     assert runner(np.zeros((1, 1, 24, 40), np.float32),
                   np.zeros((1, 1, 24, 40), np.float32))[0].shape == (1, 1, 24, 40)
+
+
+class PadToEight(torch.nn.Module):
+    """Pads to a multiple of 8 only when needed (a Python branch on the shape): the tracer
+    records the branch taken at the export size, so the graph only works at such sizes."""
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % 8, (-w) % 8
+        y = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+        y = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(y, 8),
+                                            scale_factor=8.0, mode="nearest")
+        return y[..., :h, :w] + x
+
+
+def test_export_verification_catches_baked_shapes(tmp_path):
+    example = (torch.rand(1, 1, 32, 48),)
+    with pytest.raises(ValueError, match="at 101x69"):
+        export_module(PadToEight(), example, tmp_path / "pad.onnx", ["x"], ["y"])
+    assert not list(tmp_path.iterdir())  # nothing half-written left behind
+    # the same graph is fine where it was traced, if the caller only promises that size
+    export_module(PadToEight(), example, tmp_path / "pad.onnx", ["x"], ["y"],
+                  verify_sizes=[(32, 48)])
+    assert (tmp_path / "pad.onnx").is_file()
