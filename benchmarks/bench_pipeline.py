@@ -87,7 +87,7 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def machine_description() -> dict:
+def machine_description(gpu: Optional[str] = None) -> dict:
     import cv2
 
     cpu = "unknown"
@@ -104,19 +104,19 @@ def machine_description() -> dict:
             "python": platform.python_version(), "numpy": np.__version__,
             "opencv": cv2.__version__, "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "load_average_1min_at_start": round(os.getloadavg()[0], 2)}
-    try:
-        import torch
-        info["torch"] = torch.__version__
-        info["torch_threads"] = torch.get_num_threads()
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(0)
-    except ImportError:
-        info["torch"] = None
-    try:
-        import onnxruntime
-        info["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        info["onnxruntime"] = None
+    from importlib import metadata  # versions without importing torch (memory of classical rows)
+
+    for name, dist in (("torch", "torch"), ("onnxruntime", "onnxruntime-gpu")):
+        try:
+            info[name] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            try:
+                info[name] = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                info[name] = None
+    info["torch_threads"] = None  # filled in at the end if a learned stage loaded torch
+    if gpu:
+        info["gpu"] = gpu
     try:
         info["git_commit"] = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
@@ -126,22 +126,22 @@ def machine_description() -> dict:
     return info
 
 
-def available_devices() -> List[str]:
+def cuda_device_name() -> Optional[str]:
+    """The GPU torch would use, asked in a child process (this one stays free of torch)."""
+    code = ("import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() "
+            "else '')")
     try:
-        import torch
-        return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
-    except ImportError:
-        return ["cpu"]
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    name = done.stdout.strip().splitlines()[-1:] if done.returncode == 0 else []
+    return name[0] if name and name[0] else None
 
 
 def available_backends() -> List[str]:
-    backends = ["torch"]
-    try:
-        import onnxruntime  # noqa: F401
-        backends.append("onnx")
-    except ImportError:
-        pass
-    return backends
+    import importlib.util
+    return ["torch"] + (["onnx"] if importlib.util.find_spec("onnxruntime") else [])
 
 
 # --- inputs -------------------------------------------------------------------------------------------
@@ -380,8 +380,9 @@ def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [f"# Pipeline benchmark ({report['device']})", "",
              f"{m['date']}; CPU {m['cpu']} ({m['logical_cpus']} logical, {m['physical_cores']} "
-             f"physical cores){'; GPU ' + m['gpu'] if m.get('gpu') else ''}; torch {m['torch']} "
-             f"({m.get('torch_threads')} threads), onnxruntime {m['onnxruntime']}, OpenCV "
+             f"physical cores){'; GPU ' + m['gpu'] if m.get('gpu') else ''}; torch {m['torch']}"
+             + (f" ({m['torch_threads']} threads)" if m.get("torch_threads") else "")
+             + f", onnxruntime {m['onnxruntime']}, OpenCV "
              f"{m['opencv']}, numpy {m['numpy']}; load average {m['load_average_1min_at_start']} "
              f"at start, {report.get('load_average_1min_at_end')} at end; commit "
              f"{m.get('git_commit')}.", "",
@@ -442,7 +443,9 @@ def markdown(report: dict) -> str:
                 + (f"{r['flop_ratio']:,.0f}x" if r.get("flop_ratio") else "-")
                 + f" | {r['flops']['how']} |")
     mem = report.get("memory")
-    if mem:
+    if mem and mem.get("status") != "ok":
+        lines += ["", f"## Memory: skipped ({short(mem.get('status', ''))})"]
+    elif mem:
         lines += ["", f"## Memory over {mem['frames']} frames at {MEMORY_SIZE[0]}x"
                   f"{MEMORY_SIZE[1]} ({mem['config']}, {mem['backend']})", "",
                   f"RSS {mem['rss_after_warmup_mib']} MiB after {mem['warmup']} warm-up frames, "
@@ -450,6 +453,68 @@ def markdown(report: dict) -> str:
                   f"**{mem['growth_percent']:.2f} %** ("
                   + ("flat, < 5 %" if mem["flat"] else "NOT flat, >= 5 %") + ")."]
     return "\n".join(lines) + "\n"
+
+
+# --- the parts of a run ----------------------------------------------------------------------------------
+
+def seed_reference_record(time_it: bool) -> Optional[dict]:
+    """The seed reference: timed now (--seed-ref, cached), else the cache, else counts only.
+
+    Runs ``seed_reference.py`` in a child process, so its memory and torch threads stay there.
+    """
+    script = HERE / "seed_reference.py"
+    if time_it:
+        print("timing one step of the SR3-sized seed refiner at 640x480 (child process) ...",
+              flush=True)
+        done = subprocess.run([sys.executable, str(script)], text=True)
+        if done.returncode != 0:
+            print("seed reference failed; see above")
+    cache = RESULTS / "seed_reference.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    done = subprocess.run([sys.executable, str(script), "--no-time", "--json"],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"seed reference unavailable: {done.stderr.strip().splitlines()[-1:]}")
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_row(config_name, backend, device, size, messages, args) -> dict:
+    label = f"{device} {config_name:<11} {backend:<5} {size[0]}x{size[1]}"
+    pipeline, why = build(config_name, "torch" if backend == "-" else backend, device,
+                          args.threads)
+    row = {"config": config_name, "backend": backend, "size": f"{size[0]}x{size[1]}",
+           "device": device, "weights": weights_note(config_name)}
+    if pipeline is None:
+        row["status"] = why
+        print(f"{label}: skipped ({why})", flush=True)
+        return row
+    with pipeline:
+        row.update(run_row(pipeline, messages, args.frames, args.warmup, args.max_seconds,
+                           device))
+    print(f"{label}: e2e {row['e2e_ms_median']:.1f} ms median, {row['fps']:.1f} fps, "
+          f"peak RSS {row['peak_rss_mib']:.0f} MiB", flush=True)
+    return row
+
+
+def run_memory(report: dict, args, device: str) -> None:
+    if args.memory_frames <= 0 or device != "cpu":
+        return
+    pipeline, why = build(args.memory_config, "torch", device, args.threads)
+    if pipeline is None:
+        report["memory"] = {"status": why}
+        print(f"memory run skipped: {why}")
+        return
+    with pipeline:
+        mem = memory_growth(pipeline, input_messages(MEMORY_SIZE), args.memory_frames)
+    mem.update(status="ok", config=args.memory_config,
+               backend="-" if args.memory_config == "classical" else "torch",
+               weights=weights_note(args.memory_config))
+    report["memory"] = mem
+    print(f"memory: {mem['frames']} frames at 640x512: RSS {mem['rss_after_warmup_mib']} -> max "
+          f"{mem['rss_max_after_warmup_mib']} MiB after warm-up, growth "
+          f"{mem['growth_percent']:.2f} % ({'flat' if mem['flat'] else 'NOT FLAT'})", flush=True)
 
 
 # --- main ------------------------------------------------------------------------------------------------
@@ -498,77 +563,82 @@ def main(argv=None) -> int:
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
         parser.error(f"unknown config(s) {unknown}")
-    devices = args.devices.split(",") if args.devices else available_devices()
+    gpu = cuda_device_name()
+    devices = args.devices.split(",") if args.devices else (["cpu", "cuda"] if gpu else ["cpu"])
     backends = args.backends.split(",") if args.backends else available_backends()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    machine = machine_description()
+    machine = machine_description(gpu)
     command = "python benchmarks/bench_pipeline.py " + " ".join(argv if argv is not None
                                                                  else sys.argv[1:])
     print(f"machine: {machine['cpu']}, {machine['logical_cpus']} CPUs, torch {machine['torch']}, "
           f"onnxruntime {machine['onnxruntime']}")
 
+    # The seed reference runs in its own process: its 1 GB of activations would otherwise stay
+    # in this process's resident set and hide the pipeline's own peak memory.
     seed = None
     if not args.no_seed:
-        import seed_reference
-        if args.seed_ref:
-            print("timing one step of the SR3-sized seed refiner at 640x480 ...", flush=True)
-            seed = seed_reference.measure()
-            seed_reference.CACHE.parent.mkdir(parents=True, exist_ok=True)
-            seed_reference.CACHE.write_text(json.dumps(seed, indent=1) + "\n")
-        else:
-            seed = seed_reference.load_cached() or seed_reference.measure(time_it=False)
+        seed = seed_reference_record(args.seed_ref)
 
-    scratch = None
-    if args.untrained:
+    scratch = [None]
+
+    def prepare_untrained() -> None:  # imports torch: only once the classical rows are done
+        if not args.untrained or scratch[0] is not None:
+            return
         import tempfile
-        scratch = tempfile.TemporaryDirectory(prefix="sgdfuse_bench_")
+
+        from sgdfuse_ros.config import resolve_model_path
+        scratch[0] = tempfile.TemporaryDirectory(prefix="sgdfuse_bench_")
         defaults = load_config()
         for param, module_name in (("first_stage.weights", "sgdfuse_ros.fusion.network"),
                                    ("refiner.weights", "sgdfuse_ros.fusion.refiner")):
-            from sgdfuse_ros.config import resolve_model_path
             if resolve_model_path(defaults[param], param.split(".")[0] + ".pt").is_file():
                 continue  # trained weights exist: time those
-            path, why = untrained_weights(module_name, Path(scratch.name))
+            path, why = untrained_weights(module_name, Path(scratch[0].name))
             if path is not None:
                 UNTRAINED[param] = str(path)
                 print(f"{param}: untrained weights for timing ({path.name})")
             else:
                 print(f"{param}: no untrained stand-in ({why})")
 
-    messages_by_size = {}
+    messages_by_size: Dict[Tuple[int, int], list] = {}
+
+    def messages_for(size):
+        if size not in messages_by_size:
+            messages_by_size[size] = input_messages(size)
+        return messages_by_size[size]
+
+    # classical rows first: they never import torch, so their memory is the classical node's
+    ordered = [c for c in configs if c == "classical"] + [c for c in configs if c != "classical"]
     for device in devices:
         report = {"device": device, "machine": machine, "command": command, "quick": args.quick,
-                  "untrained": sorted(UNTRAINED), "rows": []}
-        for size in sizes:
-            messages = messages_by_size.setdefault(size, input_messages(size))
-            for config_name in configs:
+                  "rows": []}
+        for config_name in ordered:
+            if config_name == "classical" and device != "cpu":
+                continue  # no network: the device does not matter
+            if config_name != "classical":
+                prepare_untrained()
+            for size in sizes:
                 for backend in (["-"] if config_name == "classical" else backends):
-                    if config_name == "classical" and device != "cpu":
-                        continue  # no network: the device does not matter
-                    label = f"{device} {config_name:<11} {backend:<5} {size[0]}x{size[1]}"
-                    pipeline, why = build(config_name, "torch" if backend == "-" else backend,
-                                          device, args.threads)
-                    row = {"config": config_name, "backend": backend,
-                           "size": f"{size[0]}x{size[1]}", "device": device,
-                           "weights": weights_note(config_name)}
-                    if pipeline is None:
-                        row["status"] = why
-                        print(f"{label}: skipped ({why})", flush=True)
-                    else:
-                        with pipeline:
-                            row.update(run_row(pipeline, messages, args.frames, args.warmup,
-                                               args.max_seconds, device))
-                        print(f"{label}: e2e {row['e2e_ms_median']:.1f} ms median, "
-                              f"{row['fps']:.1f} fps, peak RSS {row['peak_rss_mib']:.0f} MiB",
-                              flush=True)
-                    report["rows"].append(row)
+                    report["rows"].append(bench_row(config_name, backend, device, size,
+                                                    messages_for(size), args))
+            if config_name == "classical" and args.memory_config == "classical":
+                run_memory(report, args, device)
+        if args.memory_config != "classical":
+            prepare_untrained()
+            run_memory(report, args, device)
+        report["untrained"] = sorted(UNTRAINED)
+        # restore the order of the --sizes / --configs options in the table
+        report["rows"].sort(key=lambda r: (sizes.index(parse_sizes(r["size"])[0]),
+                                           configs.index(r["config"])))
 
         if seed is not None and device == "cpu":
             report["seed_reference"] = seed
             report["seed_ratios"] = []
             ratio_messages = input_messages(RATIO_SIZE)
-            for config_name in configs:
+            for config_name in ordered:
+                if config_name != "classical":
+                    prepare_untrained()
                 pipeline, why = build(config_name, "torch", device, args.threads)
                 entry = {"config": config_name, "backend": "-" if config_name == "classical"
                          else "torch", "weights": weights_note(config_name)}
@@ -588,26 +658,11 @@ def main(argv=None) -> int:
                     print(f"seed/ours {config_name}: time x{entry.get('time_ratio', 0):,.0f}, "
                           f"FLOPs x{entry.get('flop_ratio', 0):,.0f}", flush=True)
                 report["seed_ratios"].append(entry)
-
-        if args.memory_frames > 0 and device == "cpu":
-            backend = "torch"
-            pipeline, why = build(args.memory_config, backend, device, args.threads)
-            if pipeline is None:
-                report["memory"] = None
-                print(f"memory run skipped: {why}")
-            else:
-                with pipeline:
-                    mem = memory_growth(pipeline, input_messages(MEMORY_SIZE),
-                                        args.memory_frames)
-                mem.update(config=args.memory_config,
-                           backend="-" if args.memory_config == "classical" else backend)
-                report["memory"] = mem
-                print(f"memory: {mem['frames']} frames at 640x512: RSS "
-                      f"{mem['rss_after_warmup_mib']} -> max {mem['rss_max_after_warmup_mib']} "
-                      f"MiB after warm-up, growth {mem['growth_percent']:.2f} % "
-                      f"({'flat' if mem['flat'] else 'NOT FLAT'})", flush=True)
+            report["seed_ratios"].sort(key=lambda r: configs.index(r["config"]))
 
         report["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
+        if "torch" in sys.modules:
+            report["machine"] = dict(machine, torch_threads=sys.modules["torch"].get_num_threads())
         stem = out_dir / (f"pipeline_{device}" + (f"_{args.suffix}" if args.suffix else ""))
         stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
         text = markdown(report)
@@ -615,8 +670,8 @@ def main(argv=None) -> int:
         print()
         print(text)
         print(f"wrote {stem}.json and {stem}.md")
-    if scratch is not None:
-        scratch.cleanup()
+    if scratch[0] is not None:
+        scratch[0].cleanup()
     return 0
 
 

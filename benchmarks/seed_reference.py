@@ -243,9 +243,13 @@ def main(argv=None) -> int:
                         help="only count parameters and FLOPs (the timed step takes ~30 s on 2 "
                              "cores)")
     parser.add_argument("--size", default=f"{WIDTH}x{HEIGHT}", help="WIDTHxHEIGHT")
+    parser.add_argument("--json", action="store_true", help="print the record as JSON (last line)")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     record = measure(width, height, time_it=not args.no_time)
+    if args.json:
+        print(json.dumps(record))
+        return 0
     print(f"SR3-sized refiner: {record['parameters'] / 1e6:.1f} M parameters, "
           f"{record['flops_per_step'] / 1e12:.2f} TFLOP per step at {width}x{height}")
     if "step_seconds" in record:
