@@ -81,7 +81,16 @@ def validate(values: Mapping[str, Any], origin: str = "config") -> dict:
     if homography is not None and len(homography) not in (0, 9):
         raise ConfigError(f"{origin}: registration.homography needs 9 numbers or none, "
                           f"got {len(homography)}")
+    if homography is not None and len(homography) == 9 and _singular(homography):
+        raise ConfigError(f"{origin}: registration.homography {homography} is singular (it "
+                          "does not map the thermal image onto a plane)")
     return checked
+
+
+def _singular(h) -> bool:
+    det = (h[0] * (h[4] * h[8] - h[5] * h[7]) - h[1] * (h[3] * h[8] - h[5] * h[6])
+           + h[2] * (h[3] * h[7] - h[4] * h[6]))
+    return abs(det) < 1e-12
 
 
 def load_config(path: Optional[os.PathLike] = None,
@@ -116,3 +125,24 @@ def parse_override(text: str) -> tuple:
 def resolve_model_path(value: str, default_name: str) -> Path:
     """An explicit weights path, or the shipped file under models/."""
     return Path(value).expanduser() if value else models_dir() / default_name
+
+
+def check_model_file(path: os.PathLike, parameter: str, expected: str) -> Path:
+    """``path`` (from ``parameter``) is an existing, regular, readable file; else ConfigError.
+
+    Checked before a loader opens it: a directory, a device (``/dev/zero``), a FIFO or an
+    unreadable file each get their own one-line reason instead of a loader's stack of errors
+    (or a read that never ends).
+    """
+    path = Path(path)
+    where = f"{parameter}: {path}"
+    if not path.exists():
+        raise ConfigError(f"{where} not found (expected {expected})")
+    if path.is_dir():
+        raise ConfigError(f"{where} is a directory (expected {expected}, a file)")
+    if not path.is_file():
+        raise ConfigError(f"{where} is not a regular file (expected {expected})")
+    if not os.access(path, os.R_OK):
+        raise ConfigError(f"{where} is not readable by this process (permissions; expected "
+                          f"{expected})")
+    return path

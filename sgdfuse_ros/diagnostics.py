@@ -9,11 +9,14 @@ Three statuses, named like diagnostic_updater's tasks (``<node>: <task>``), so
   few seconds.
 - ``synchronisation``: pairs formed, and why unpaired frames were dropped (unmatched, late,
   duplicate, overflow). WARN when both cameras stream but no pair forms (stamps further apart
-  than ``sync.slop``?).
+  than ``sync.slop``?), or none formed in the last few seconds (a camera repeating or
+  rewinding its stamps).
 - ``processing``: output rate, latency p50/p90 per pipeline stage (over the last
   ``diagnostics.window`` frames), frames dropped because the worker was busy, pipeline errors,
-  prior source and age, device. WARN when pipeline errors occur; ERROR when the node is not
-  active.
+  prior source and age (and the SAM worker's failures, timeouts, back-off and last error),
+  device, frames skipped for lack of memory and frames saved by a fallback (refiner failed,
+  out-of-memory retry). WARN when pipeline errors occur, frames were skipped or saved, or the
+  prior is not the configured one; ERROR when the node is not active.
 
 Values are strings, as the message requires.
 """
@@ -86,6 +89,14 @@ def sync_status(stats: dict) -> Tuple[int, str, List[Tuple[str, str]]]:
             all(c["received"] >= 10 for c in inputs):
         return (WARN, "both cameras stream but no pair formed: are their stamps more than "
                       "sync.slop apart?", values)
+    recent = stats["output"].get("pairs_recent")
+    if stats["state"] == "active" and recent == 0 and \
+            all(c["rate_hz"] >= 1.0 and c["received"] >= 10 for c in inputs):
+        reasons = {reason: sum(c["dropped"][reason] for c in inputs)
+                   for reason in ("unmatched", "late", "duplicate", "overflow")}
+        worst = max(reasons, key=reasons.get)
+        return (WARN, f"both cameras stream but no pair formed in the last {RECENT_S:g} s "
+                      f"(most drops: {worst}; stamps repeated, rewound or apart?)", values)
     return OK, f"{paired} pairs", values
 
 
@@ -105,6 +116,17 @@ def processing_status(stats: dict) -> Tuple[int, str, List[Tuple[str, str]]]:
               ("configured prior", stats["config"]["prior.source"]),
               ("first stage", stats["config"]["first_stage.type"]),
               ("refiner steps", _fmt(stats["config"]["refiner.steps"]))]
+    oom = output.get("out_of_memory", 0)
+    recovered = output.get("recovered") or {}
+    values.append(("skipped (out of memory)", _fmt(oom)))
+    values += [(f"recovered ({tag})", _fmt(n)) for tag, n in sorted(recovered.items())]
+    values.append(("worker errors", _fmt(output.get("worker_errors", 0))))
+    for key, label in (("sam_runs", "SAM runs"), ("sam_failures", "SAM failures"),
+                       ("sam_timeouts", "SAM timeouts"), ("backoff_s", "SAM retry back-off (s)"),
+                       ("fallback_frames", "fallback prior frames"),
+                       ("last_error", "SAM last error")):
+        if key in prior:
+            values.append((label, _fmt(prior[key]) if prior[key] != "" else "none"))
     for stage, summary in stats["latency_ms"].items():
         values.append((f"latency {stage} p50 (ms)", _fmt(summary["p50"])))
         values.append((f"latency {stage} p90 (ms)", _fmt(summary["p90"])))
@@ -113,9 +135,15 @@ def processing_status(stats: dict) -> Tuple[int, str, List[Tuple[str, str]]]:
     problems = []
     if output["pipeline_errors"]:
         problems.append(f"{output['pipeline_errors']} pairs could not be fused")
+    if oom:
+        problems.append(f"{oom} pairs skipped: out of memory")
+    if recovered:
+        problems.append(f"{sum(recovered.values())} pairs saved by a fallback (" +
+                        ", ".join(f"{tag} {n}" for tag, n in sorted(recovered.items())) + ")")
     configured = stats["config"]["prior.source"]
     if prior.get("source") and configured != "none" and prior["source"] != configured:
-        problems.append(f"prior from {prior['source']} instead of {configured}")
+        why = f" ({prior['last_error']})" if prior.get("last_error") else ""
+        problems.append(f"prior from {prior['source']} instead of {configured}{why}")
     end_to_end = stats["latency_ms"].get("end_to_end")
     summary = f"{output['rate_hz']:.1f} Hz" + (
         f", latency p50 {end_to_end['p50']:.1f} ms" if end_to_end else "")

@@ -47,7 +47,10 @@ def infer_visible_encoding(image: np.ndarray) -> str:
 
 
 def check_size(image: np.ndarray, what: str, max_pixels: int) -> None:
-    if image.ndim < 2 or image.shape[0] == 0 or image.shape[1] == 0:
+    if image.ndim < 2:
+        raise InputError(f"{what} frame is not an image (shape {image.shape}; expected HxW or "
+                         "HxWxC)")
+    if image.shape[0] == 0 or image.shape[1] == 0:
         raise InputError(f"{what} frame is empty (shape {image.shape})")
     pixels = image.shape[0] * image.shape[1]
     if pixels > max_pixels:
@@ -142,6 +145,11 @@ class ThermalAGC:
                              f"(expected one of {', '.join(THERMAL_ENCODINGS)})")
         if image.ndim != 2:
             raise InputError(f"thermal frame must be single-channel, got shape {image.shape}")
+        expected = np.dtype(_LAYOUT[encoding][0])
+        native = image.dtype.newbyteorder("=")  # big-endian arrays are fine, astype swaps them
+        if native != expected and not (encoding == "32FC1" and native == np.float64):
+            raise InputError(f"thermal frame of dtype {image.dtype} does not match encoding "
+                             f"'{encoding}' ({expected})")
         eight_bit = encoding in ("mono8", "8UC1")
         if self.mode == "off" or (self.mode == "auto" and eight_bit):
             if eight_bit:

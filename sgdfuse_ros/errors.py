@@ -15,3 +15,7 @@ class InputError(SgdfuseError):
 
 class ConfigError(SgdfuseError):
     """A parameter, a config file or a weights file that is missing, out of range or mismatched."""
+
+
+class ResourceError(SgdfuseError):
+    """The machine ran out of something (GPU or host memory) for one frame: it was skipped."""

@@ -21,10 +21,18 @@ Data flow::
 Accounting, per input, at every moment::
 
     received = published + dropped (unmatched, late, duplicate, overflow, busy, stopped,
-               publish_failed) + rejected (encoding, decode, size, pipeline) + pending
+               publish_failed, out_of_memory) + rejected (encoding, decode, size, pipeline)
+               + pending
 
 where ``pending`` counts frames waiting in the synchroniser or in the worker's hands.
 :meth:`FusionNodeCore.stats` returns all of it; ``/diagnostics`` publishes it periodically.
+
+Faults cost at most the pair they happen to: a pipeline error rejects the pair (``pipeline``), a
+frame that runs out of memory even after the pipeline's retry is dropped (``out_of_memory``),
+frames the pipeline saved (refiner failed, out-of-memory retry) are counted in
+``stats()['output']['recovered']``, and anything unexpected in the worker is caught, logged and
+accounted for so that the worker thread never dies. ``device: cuda`` without a usable GPU fails
+at configure time unless ``device_fallback`` is set.
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ import numpy as np
 from . import messages
 from .config import validate as validate_values
 from .encodings import THERMAL_ENCODINGS, VISIBLE_ENCODINGS
-from .errors import ConfigError, InputError, SgdfuseError
+from .errors import ConfigError, InputError, ResourceError, SgdfuseError
 from .parameters import NODE_PARAMS, SPECS
 from .sync import ApproximateSync
 from .transport.base import RELIABLE, QosProfile, Transport
@@ -58,7 +66,8 @@ OUTPUT_TYPES = {
     "semantic/targets": messages.IMAGE,
     messages.OVERLAY_TOPIC: messages.IMAGE,
 }
-DROP_REASONS = ("unmatched", "late", "duplicate", "overflow", "busy", "stopped", "publish_failed")
+DROP_REASONS = ("unmatched", "late", "duplicate", "overflow", "busy", "stopped", "publish_failed",
+                "out_of_memory")
 REJECT_REASONS = ("encoding", "decode", "size", "pipeline")
 STATES = ("unconfigured", "inactive", "active", "finalized")
 STAMP_JUMP_BACK_S = 1.0       # an older stamp by more than this resets the synchroniser
@@ -90,6 +99,13 @@ class Pair:
     thermal: Frame
     rgb: Frame
     matched_at: float
+    settled: bool = False  # counted as published, dropped or rejected
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """A field from a message, safe to put in a log line (bounded, printable)."""
+    text = str(text)
+    return repr(text[:limit]) + ("..." if len(text) > limit else "")
 
 
 class LatestSlot:
@@ -274,6 +290,9 @@ class FusionNodeCore:
         self._prior = {"source": "", "age_s": 0.0}
         self._sync_resets = 0
         self._pipeline_errors = 0
+        self._worker_errors = 0
+        self._recovered: Counter = Counter()     # faults the pipeline survived, by tag
+        self._pairs = RateMeter()                # pairs formed by the synchroniser
         self._warn = RateLimitedLog(self.log, self.config["warn.period_s"], self.clock)
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -283,6 +302,7 @@ class FusionNodeCore:
             if self.state != "unconfigured":
                 raise ConfigError(f"configure needs the unconfigured state, not {self.state}")
             self.config = check_config(self.config)
+            self._check_device()
             self._reset_statistics()
             output_qos = QosProfile(self.config["qos.output_reliability"],
                                     self.config["qos.depth"])
@@ -293,6 +313,14 @@ class FusionNodeCore:
                 DIAGNOSTICS_TOPIC, messages.DIAGNOSTIC_ARRAY, RELIABLE)
             self._start_diagnostics_timer()
             self.state = "inactive"
+
+    def _check_device(self) -> None:
+        """``device: cuda`` with no usable GPU: ConfigError now (configure), not at the first
+        frame; with ``device_fallback`` a warning and the CPU."""
+        from .stages import needs_torch
+        if needs_torch(self.config):
+            from .device import resolve_device
+            self.device = resolve_device(self.config)
 
     def activate(self) -> None:
         """inactive -> active: build and warm up the pipeline, start the worker, subscribe."""
@@ -439,7 +467,7 @@ class FusionNodeCore:
             self._reject(source, err.reason, str(err))
             return
         except Exception as err:  # whatever a broken message does, it costs only itself
-            self._reject(source, "decode", f"{type(err).__name__}: {err}")
+            self._reject(source, "decode", f"{type(err).__name__}: {_short(err, 200)}")
             return
         with self._lock:
             if self.state != "active":
@@ -457,7 +485,7 @@ class FusionNodeCore:
         if not hasattr(msg, "format"):  # a raw Image: check the cheap fields first
             encoding = str(msg.encoding)
             if encoding not in allowed:
-                raise _Rejected("encoding", f"{what} image has encoding '{encoding}' "
+                raise _Rejected("encoding", f"{what} image has encoding {_short(encoding)} "
                                             f"(expected one of {', '.join(allowed)})")
             height, width = int(msg.height), int(msg.width)
             if height <= 0 or width <= 0 or height * width > max_pixels:
@@ -468,7 +496,7 @@ class FusionNodeCore:
         except InputError as err:
             raise _Rejected("decode", f"{what} image: {err}") from None
         if encoding not in allowed:
-            raise _Rejected("encoding", f"{what} image decodes to '{encoding}' "
+            raise _Rejected("encoding", f"{what} image decodes to {_short(encoding)} "
                                         f"(expected one of {', '.join(allowed)})")
         if image.shape[0] * image.shape[1] > max_pixels:
             raise _Rejected("size", f"{what} image is {image.shape[1]}x{image.shape[0]}, more "
@@ -501,11 +529,13 @@ class FusionNodeCore:
         """Hand a pair to the worker; the pair it replaces is dropped as busy (lock held)."""
         for frame in (pair.thermal, pair.rgb):
             self._inputs[frame.source].in_flight += 1
+        self._pairs.tick(self.clock())
         self._discard_in_flight(self._mailbox.put(pair), "busy")
 
     def _discard_in_flight(self, pair: Optional[Pair], reason: str, rejected: bool = False):
-        if pair is None:
+        if pair is None or pair.settled:
             return
+        pair.settled = True
         for frame in (pair.thermal, pair.rgb):
             counters = self._inputs[frame.source]
             counters.in_flight -= 1
@@ -516,15 +546,29 @@ class FusionNodeCore:
         while self.state == "active":
             pair = self._mailbox.take(timeout=0.5)
             if pair is not None:
-                self._process(pair)
+                self._process_guarded(pair)
 
     def process_pending(self) -> bool:
         """Fuse the waiting pair now, in this thread (for ``threaded=False``). False if none."""
         pair = self._mailbox.take(timeout=0)
         if pair is None:
             return False
-        self._process(pair)
+        self._process_guarded(pair)
         return True
+
+    def _process_guarded(self, pair: Pair) -> None:
+        """``_process``, but nothing it raises may end the worker or lose the pair."""
+        try:
+            self._process(pair)
+        except Exception as err:  # a bug, or a pipeline returning something unusable
+            with self._lock:
+                self._worker_errors += 1
+                if not pair.settled:
+                    self._pipeline_errors += 1
+                    self._discard_in_flight(pair, "pipeline", rejected=True)
+            self.log.error(f"{self.name}: unexpected error while handling the pair at "
+                           f"{pair.rgb.stamp_s:.3f} ({type(err).__name__}: {_short(err, 200)}); "
+                           "pair rejected, node keeps running", exc_info=True)
 
     def _process(self, pair: Pair) -> None:
         started = self.clock()
@@ -542,6 +586,12 @@ class FusionNodeCore:
         try:
             result = pipeline.process(pair.thermal.image, pair.rgb.image, pair.thermal.encoding,
                                       pair.rgb.encoding)
+        except ResourceError as err:  # out of memory even after the pipeline's retry
+            with self._lock:
+                self._discard_in_flight(pair, "out_of_memory")
+            self._warn.warning("out_of_memory", f"{self.name}: skipped the pair at "
+                                                f"{pair.rgb.stamp_s:.3f}: {err}")
+            return
         except Exception as err:
             with self._lock:
                 self._pipeline_errors += 1
@@ -572,11 +622,13 @@ class FusionNodeCore:
             return
         done = self.clock()
         with self._lock:
+            pair.settled = True
             for frame in (pair.thermal, pair.rgb):
                 counters = self._inputs[frame.source]
                 counters.in_flight -= 1
                 counters.published += 1
             self._pairs_published += 1
+            self._recovered.update(getattr(result, "recovered", None) or ())
             self._overlays_published += int(overlay)
             self._rates["output"].tick(done)
             for stage, ms in result.timings.items():
@@ -653,11 +705,11 @@ class FusionNodeCore:
         publisher = self._diagnostics_pub
         if publisher is None:
             return
-        try:
+        try:  # a timer callback: nothing may escape into the executor
             publisher.publish(self.diagnostics())
         except Exception as err:
             self._warn.warning("diagnostics", f"{self.name}: could not publish diagnostics: "
-                                              f"{err}")
+                                              f"{type(err).__name__}: {_short(err, 200)}")
 
     def diagnostics(self):
         """The diagnostic_msgs/DiagnosticArray describing the node now."""
@@ -667,6 +719,15 @@ class FusionNodeCore:
     def stats(self) -> dict:
         """A snapshot of everything counted and measured (a JSON-friendly dict)."""
         now = self.clock()
+        with self._lock:
+            pipeline = self.pipeline
+        prior_health = {}
+        prior_stats = getattr(pipeline, "prior_stats", None)
+        if callable(prior_stats):  # outside the lock: it asks the SAM worker
+            try:
+                prior_health = prior_stats() or {}
+            except Exception as err:
+                prior_health = {"last_error": f"{type(err).__name__}: {_short(err, 200)}"}
         with self._lock:
             sync_stats = self.sync.stats()
             inputs = {}
@@ -712,9 +773,13 @@ class FusionNodeCore:
                            "overlay_published": self._overlays_published,
                            "rate_hz": round(self._rates["output"].rate(now), 3),
                            "pipeline_errors": self._pipeline_errors,
+                           "worker_errors": self._worker_errors,
+                           "out_of_memory": self._inputs["rgb"].dropped.get("out_of_memory", 0),
+                           "recovered": dict(self._recovered),
+                           "pairs_recent": self._pairs.count(now),
                            "sync_resets": self._sync_resets},
                 "latency_ms": self._latency.summary(),
-                "prior": dict(self._prior),
+                "prior": dict(self._prior, **_prior_health(prior_health)),
             }
 
     def _input_topic(self, source: str) -> str:
@@ -742,6 +807,13 @@ def accounting_errors(stats: dict) -> list:
             errors.append(f"{source}: received {counts['received']} != published + dropped + "
                           f"rejected + pending = {total}")
     return errors
+
+
+def _prior_health(stats: dict) -> dict:
+    """The SAM provider's counters that diagnostics show (empty for the other prior sources)."""
+    keys = ("sam_runs", "sam_failures", "sam_timeouts", "fallback_frames", "backoff_s",
+            "last_error", "worker_alive")
+    return {key: stats[key] for key in keys if key in stats}
 
 
 def _default_pipeline_factory(config: dict):

@@ -9,6 +9,7 @@ Names are dotted, as ROS 2 flattens nested ``ros__parameters`` dictionaries.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -59,10 +60,14 @@ class ParamSpec:
                     value = []
                 if not isinstance(value, (list, tuple)):
                     raise TypeError
+                if any(isinstance(v, bool) for v in value):
+                    raise TypeError
                 value = [float(v) for v in value]
         except (TypeError, ValueError):
             raise ConfigError(
                 f"parameter {self.name}: expected {kind.__name__}, got {value!r}") from None
+        if kind is list and not all(math.isfinite(v) for v in value):
+            raise ConfigError(f"parameter {self.name}: NaN or infinity in {value!r}")
         if self.choices is not None and value not in self.choices:
             raise ConfigError(
                 f"parameter {self.name}: {value!r} is not one of {list(self.choices)}")
@@ -174,6 +179,12 @@ PIPELINE_PARAMS = [
       read_only=True),
     P("refiner.seed", 0, "Seed of the refiner's noise (fixed, so output is reproducible).",
       min=0, max=2**31 - 1),
+    # --- faults ------------------------------------------------------------------------------------
+    P("faults.oom_retry", "no_refiner",
+      "A frame that runs out of (GPU) memory is retried once at lower cost, then skipped and "
+      "counted: no_refiner (retry without the refiner), half_resolution (retry at half the "
+      "output size, upsampled back) or none (skip at once).",
+      choices=("no_refiner", "half_resolution", "none")),
 ]
 
 NODE_PARAMS = [

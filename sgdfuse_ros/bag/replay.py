@@ -222,7 +222,8 @@ class Replay:
         if not hasattr(msg, "format"):
             encoding = str(msg.encoding)
             if encoding not in allowed:
-                raise _Rejected("encoding", f"{what} image has encoding '{encoding}' (expected "
+                shown = repr(encoding[:40]) + ("..." if len(encoding) > 40 else "")
+                raise _Rejected("encoding", f"{what} image has encoding {shown} (expected "
                                             f"one of {', '.join(allowed)})")
             height, width = int(msg.height), int(msg.width)
             if height <= 0 or width <= 0 or height * width > max_pixels:
@@ -261,7 +262,7 @@ class Replay:
 
     # --- one pair --------------------------------------------------------------------------------------
     def fuse(self, thermal_frame, rgb_frame) -> None:
-        from ..errors import SgdfuseError
+        from ..errors import ResourceError, SgdfuseError
         from ..messages import fusion_outputs
 
         _, thermal, t_enc, t_log, t_stamp = thermal_frame
@@ -270,6 +271,9 @@ class Replay:
         self.pairs += 1
         try:
             result = self.pipeline.process(thermal, visible, t_enc, v_enc)
+        except ResourceError as err:  # out of memory even after the pipeline's retry
+            self.report.failure(index, r_stamp, "out_of_memory", str(err))
+            return self._tick()
         except SgdfuseError as err:
             self.report.failure(index, r_stamp, "pipeline", str(err))
             return self._tick()
