@@ -5,10 +5,20 @@ import pytest
 import torch
 
 from prior_scenes import warm_scene
-from sgdfuse_ros.config import load_config
+from sgdfuse_ros.config import validate
+from sgdfuse_ros.parameters import defaults
 from sgdfuse_ros.prior.sam import (TINY_TEST_MODEL, SamFrameEncoder, SamSegmenter,
                                    TorchMaskDecoder, build_segmenter, random_sam)
 from sgdfuse_ros.prior.sam_onnx import OnnxMaskDecoder, export_decoder
+
+
+
+def config_with(values: dict) -> dict:
+    """The parameter table's defaults with ``values``, validated (independent of the YAML file
+    in the checkout)."""
+    config = defaults()
+    config.update(validate(values))
+    return config
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +65,7 @@ def test_segmenter_gives_the_same_prior_with_either_decoder(model, onnx_decoder)
 
 
 def test_backend_onnx_in_the_config_selects_it(model, tmp_path):
-    config = load_config(None, {"prior.source": "sam", "backend": "onnx", "device": "cpu"})
+    config = config_with({"prior.source": "sam", "backend": "onnx", "device": "cpu"})
     segmenter = build_segmenter(config, "cpu", TINY_TEST_MODEL, model=model)
     assert segmenter.decoder_name == "onnx"
     assert segmenter.encoder.decoder.providers == ["CPUExecutionProvider"]

@@ -10,11 +10,21 @@ import torch
 
 from prior_scenes import warm_scene
 from sgdfuse_ros import stages
-from sgdfuse_ros.config import load_config
+from sgdfuse_ros.config import validate
 from sgdfuse_ros.errors import ConfigError
+from sgdfuse_ros.parameters import defaults
 from sgdfuse_ros.pipeline import FusionPipeline
 from sgdfuse_ros.prior.sam import (TINY_TEST_MODEL, SamFrameEncoder, SamSegmenter,
                                    build_sam_provider, load_sam, random_sam)
+
+
+def config_with(values: dict) -> dict:
+    """The parameter table's defaults with ``values``, validated (independent of the YAML file
+    in the checkout)."""
+    config = defaults()
+    config.update(validate(values))
+    return config
+
 
 GRID_KEEP_ALL = dict(pred_iou_thresh=0.0, stability_score_thresh=0.0)  # random weights
 
@@ -132,7 +142,7 @@ def _config(tiny_checkpoint, **overrides):
     values = {"prior.source": "sam", "prior.sam.checkpoint": str(tiny_checkpoint),
               "prior.every_frame": True, "prior.sam.min_area": 16, "device": "cpu"}
     values.update(overrides)
-    return load_config(None, values)
+    return config_with(values)
 
 
 def test_tiny_sam_end_to_end_prompts_masks_prior(tiny_checkpoint):
@@ -263,7 +273,7 @@ def test_provider_from_config_every_frame(tiny_checkpoint):
 
 def test_missing_checkpoint_error_or_loud_fallback(tmp_path, caplog):
     missing = tmp_path / "nowhere" / "sam_vit_b_01ec64.pth"
-    config = load_config(None, {"prior.source": "sam", "prior.sam.checkpoint": str(missing),
+    config = config_with({"prior.source": "sam", "prior.sam.checkpoint": str(missing),
                                 "prior.on_sam_error": "error", "device": "cpu"})
     with pytest.raises(ConfigError) as err:
         build_sam_provider(config, "cpu")
