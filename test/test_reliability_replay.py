@@ -61,7 +61,7 @@ def one_line_error(capsys, *needles):
     return last
 
 
-# --- the damaged bag -------------------------------------------------------------------------------
+# --- the damaged bag -----------------------------------------------------------------------------
 
 def damaged_frames(clean):
     """The clean bag's camera messages, damaged as the module docstring says, with log times
@@ -149,7 +149,7 @@ def test_the_damaged_bag_output_holds_the_fused_pairs_big_endian_included(damage
     assert indices == [0, 1, 4, 7, 8, 9, 13, 14]  # frame 14 is the big-endian one
 
 
-# --- other damage ---------------------------------------------------------------------------------------
+# --- other damage --------------------------------------------------------------------------------
 
 def _chunks(path):
     data = path.read_bytes()

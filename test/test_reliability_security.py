@@ -97,7 +97,7 @@ def test_the_scan_sees_unsafe_loads(tmp_path):
     assert sorted(line for line, _ in problems) == [2, 3, 4, 5, 6]
 
 
-# --- malicious checkpoints -------------------------------------------------------------------------
+# --- malicious checkpoints -----------------------------------------------------------------------
 
 torch = pytest.importorskip("torch")
 
@@ -180,7 +180,7 @@ def test_pipeline_and_node_refuse_pickled_code(tmp_path, payload):
     assert not marker.exists()
 
 
-# --- paths from parameters ----------------------------------------------------------------------------
+# --- paths from parameters -----------------------------------------------------------------------
 
 def test_model_paths_must_be_existing_regular_readable_files(tmp_path, monkeypatch):
     import os
@@ -220,7 +220,7 @@ def test_the_pipeline_checks_the_paths_of_the_stages_it_builds(tmp_path, overrid
     assert one_line(str(err.value)).startswith(parameter + ":")
 
 
-# --- parameter values ------------------------------------------------------------------------------------
+# --- parameter values ----------------------------------------------------------------------------
 
 def _bad_values(spec):
     """(value, message fragment) pairs that ``spec`` must refuse."""
