@@ -87,8 +87,12 @@ def run():
         # malformed CDR never leaves the writer: Cyclone DDS checks it against the type
         from cyclonedds.core import DDSException
         good = messages.serialize(image(thermal, 13.0, "mono16"))
-        with pytest.raises(DDSException):
-            thermal_pub.publish_raw(good[: len(good) // 2])
+        cdr_refused = []
+        for cut in (good[: len(good) // 2], good[:20], good[:4] + b"\xff" * 40):
+            try:
+                thermal_pub.publish_raw(cut)
+            except DDSException as err:
+                cdr_refused.append(str(err))
         time.sleep(0.3)
         before_shutdown = core.stats()
         diagnostics = as_dict(core.diagnostics())
@@ -100,7 +104,7 @@ def run():
         node_transport.close()  # before the transport that configured the domain
         camera.close()
     return {"sent": sent, "stats": before_shutdown, "final": after_shutdown,
-            "diagnostics": diagnostics, "fused": fused}
+            "diagnostics": diagnostics, "fused": fused, "cdr_refused": cdr_refused}
 
 
 def test_every_message_sent_is_accounted_for(run):
@@ -140,3 +144,10 @@ def test_diagnostics_show_the_rejections(run):
     processing = next(v for k, v in run["diagnostics"].items() if k.endswith(": processing"))
     assert processing["values"]["pipeline errors"] == "1"
 
+
+
+def test_malformed_cdr_is_refused_at_the_writer_and_never_delivered(run):
+    assert len(run["cdr_refused"]) == 3
+    assert all("BAD_PARAMETER" in text for text in run["cdr_refused"])
+    # nothing of it reached the node: it received exactly the well-formed messages sent
+    assert run["stats"]["inputs"]["thermal"]["received"] == run["sent"]["thermal"]

@@ -346,11 +346,32 @@ def _weights(tmp_path, kind):
         return path, "cannot be read"
     if kind == "other stage's weights":
         return _save_refiner_weights(tmp_path / "refiner.pt"), "expected 'first_stage'"
+    if kind == "another architecture":
+        from sgdfuse_ros.fusion.network import DEFAULT_ARCH
+        from sgdfuse_ros.fusion.weights import save_weights
+        path = save_weights(tmp_path / "first_stage.pt", "first_stage", DEFAULT_ARCH,
+                            torch.nn.Linear(3, 2))  # the tensors of another network
+        return path, "do not match the architecture"
     raise AssertionError(kind)
 
 
+def test_valid_first_stage_weights_load_and_fuse(tmp_path, frames):
+    from sgdfuse_ros.fusion.network import DEFAULT_ARCH, FirstStageNet
+    from sgdfuse_ros.fusion.weights import save_weights
+    path = save_weights(tmp_path / "first_stage.pt", "first_stage", DEFAULT_ARCH,
+                        FirstStageNet.from_arch(DEFAULT_ARCH))
+    core, t = make_core({"first_stage.type": "network", "first_stage.weights": str(path),
+                         "device": "cpu"})
+    thermal, visible, _ = frames
+    send_pair(t, 1.0, thermal, visible)
+    assert core.process_pending()
+    assert balanced(core)["output"]["published"] == 1  # the checks let a good file through
+    core.shutdown()
+
+
 @pytest.mark.parametrize("kind", ["missing", "directory", "device file", "corrupt",
-                                  "not a torch file", "other stage's weights"])
+                                  "not a torch file", "other stage's weights",
+                                  "another architecture"])
 def test_bad_first_stage_weights_leave_the_node_inactive_with_one_line(tmp_path, kind):
     path, needle = _weights(tmp_path, kind)
     core, t = make_core({"first_stage.type": "network", "first_stage.weights": str(path),
