@@ -52,8 +52,9 @@ def _format_eta(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, total: int, start: int = 0, stream=sys.stderr):
-        self.total, self.start, self.stream = total, start, stream
+    def __init__(self, total: int, start: int = 0, stream=None):
+        self.total, self.start = total, start
+        self.stream = stream if stream is not None else sys.stderr
         self.t0 = time.monotonic()
         self.last = 0.0
 
@@ -80,8 +81,10 @@ class Progress:
 def train(task, sampler, val_samples: List, out: Path, work: Path, steps: int, batch: int,
           lr: float = 1e-3, resume: bool = False, val_every: int = 250,
           checkpoint_every_s: float = 120.0, minutes: Optional[float] = None,
-          reference: Optional[dict] = None, quiet: bool = False, info: Optional[dict] = None) -> dict:
-    """Run (or resume) a training; returns a summary dict. ``minutes`` stops early, cleanly."""
+          reference: Optional[dict] = None, quiet: bool = False, info: Optional[dict] = None,
+          stop_after: Optional[int] = None) -> dict:
+    """Run (or resume) a training; returns a summary dict. ``minutes`` (wall clock) or
+    ``stop_after`` (steps in this invocation) stop early, cleanly, with a checkpoint to resume."""
     import torch
 
     work = Path(work)
@@ -158,7 +161,11 @@ def train(task, sampler, val_samples: List, out: Path, work: Path, steps: int, b
     smoothed = None
     first_loss = last_loss = None
     stopped_early = False
+    step_at_start = step
     while step < steps:
+        if stop_after is not None and step - step_at_start >= stop_after:
+            stopped_early = True
+            break
         if minutes is not None and time.monotonic() - t_start > minutes * 60.0:
             stopped_early = True
             break

@@ -60,7 +60,7 @@ class RefinerTask:
 
     Per crop: ``x0 = 2 * first - 1`` (the frozen first stage's result), ``t ~ U{1..t_start}``,
     ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps``; the denoiser predicts ``x0^`` and the loss is
-    ``denoise_weight * |x0^ - x0|`` (the denoising objective, with the first-stage result as the
+    ``denoise_weight * |x0^ - x0|^2`` (the denoising objective, mean squared error, with the first-stage result as the
     x0 target: an anchor) ``+ fusion_losses((x0^ + 1) / 2)`` (what moves it away from the first
     stage: full-resolution gradients, structure, contrast, target intensity).
     """
@@ -78,7 +78,7 @@ class RefinerTask:
             p.requires_grad_(False)
         weights = dict(loss_weights or {})
         self.denoise_weight = float(weights.pop("denoise", 2.0))
-        self.loss_weights = weights or {"intensity": 1.0, "gradient": 30.0, "ssim": 1.0,
+        self.loss_weights = weights or {"intensity": 1.0, "gradient": 60.0, "ssim": 1.0,
                                         "scd": 0.5, "contrast": 1.0}
         self.seed = seed
         self.val_steps = val_steps
@@ -98,7 +98,7 @@ class RefinerTask:
         x0_hat = model.denoise(x_t, t, cond, hp)
         fused = ((x0_hat + 1.0) * 0.5).clamp(0.0, 1.0)
         terms = fusion_losses(fused, ir, vis, targets, self.loss_weights)
-        denoise = self.denoise_weight * (x0_hat - x0).abs().mean()
+        denoise = self.denoise_weight * ((x0_hat - x0) ** 2).mean()
         terms["denoise"] = denoise
         terms["total"] = terms["total"] + denoise
         return terms

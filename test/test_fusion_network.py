@@ -1,0 +1,193 @@
+"""The learned stages: shapes and ranges, the weights files, the sampler, the pipeline."""
+
+import numpy as np
+import pytest
+import torch
+
+from sgdfuse_ros.config import load_config
+from sgdfuse_ros.errors import ConfigError
+from sgdfuse_ros.fusion.laplacian import laplacian_fusion
+from sgdfuse_ros.fusion.network import FirstStageNet, build_first_stage, load_first_stage
+from sgdfuse_ros.fusion.refiner import RefinerNet, build_refiner, load_refiner
+from sgdfuse_ros.fusion.samplers import refine, sample_ddim, sdedit_start
+from sgdfuse_ros.fusion.schedules import cosine_schedule, linear_schedule, sampling_timesteps
+from sgdfuse_ros.fusion.weights import save_weights
+from sgdfuse_ros.pipeline import FusionPipeline
+from sgdfuse_ros.prior.format import SemanticPrior
+from sgdfuse_ros.prior.thermal import ThermalPrior
+
+SMALL_FIRST = {"levels": 4, "c1": 8, "c2": 16, "blocks": 1}
+SMALL_REFINER = {"c1": 8, "c2": 16, "blocks": 1, "temb": 8, "schedule": "cosine", "T": 1000,
+                 "t_start": 200}
+
+
+def scene(h=301, w=496, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    ir = 0.3 + 0.05 * rng.standard_normal((h, w))
+    ir[(yy - h // 2) ** 2 + (xx - w // 3) ** 2 < 30 ** 2] = 0.9  # a warm target
+    vis = 0.5 + 0.3 * np.sin(xx / 9.0) * (yy > h // 3) + 0.03 * rng.standard_normal((h, w))
+    return np.clip(ir, 0, 1).astype(np.float32), np.clip(vis, 0, 1).astype(np.float32)
+
+
+def randomised(model, seed=1, scale=0.05):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * scale)
+    return model.eval()
+
+
+@pytest.fixture
+def weights(tmp_path):
+    torch.manual_seed(0)
+    first = randomised(FirstStageNet(**SMALL_FIRST), 1, 0.3)
+    refiner = randomised(RefinerNet(**SMALL_REFINER), 2, 0.02)
+    fp = save_weights(tmp_path / "first_stage.pt", "first_stage", SMALL_FIRST, first)
+    rp = save_weights(tmp_path / "refiner.pt", "refiner", SMALL_REFINER, refiner)
+    return fp, rp
+
+
+def test_untrained_first_stage_is_the_hand_designed_fusion():
+    ir, vis = scene(64, 96)
+    net = FirstStageNet(**SMALL_FIRST).eval()
+    t = lambda a: torch.from_numpy(a)[None, None]  # noqa: E731
+    with torch.no_grad():
+        out = net(t(ir), t(vis), t(np.zeros_like(ir)), t(np.zeros_like(ir)))[0, 0].numpy()
+    # zero head: base 0.75*(A+B) - 0.5*mean, details max-abs plus sigmoid(-3) mixes
+    assert out.shape == ir.shape
+    assert np.corrcoef(out.ravel(), (ir + vis).ravel())[0, 1] > 0.9
+    assert abs(float(out.std()) - float(laplacian_fusion(ir, vis).std())) < 0.2
+
+
+def test_first_stage_odd_size_shape_dtype_range(weights):
+    fp, _ = weights
+    stage = load_first_stage(fp)
+    ir, vis = scene()
+    prior = ThermalPrior()(ir, vis)
+    out = stage(ir, vis, prior)
+    assert out.shape == (301, 496) and out.dtype == np.float32
+    assert np.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 1.0
+    assert stage(ir, vis, None).shape == (301, 496)  # no prior at all: zeros
+
+
+def test_prior_changes_the_first_stage_output(weights):
+    fp, _ = weights
+    stage = load_first_stage(fp)
+    ir, vis = scene()
+    with_prior = stage(ir, vis, ThermalPrior()(ir, vis))
+    without = stage(ir, vis, SemanticPrior.empty(ir.shape))
+    assert np.abs(with_prior - without).max() > 1e-4
+
+
+def test_refiner_odd_size_and_seeded_determinism(weights):
+    _, rp = weights
+    ir, vis = scene()
+    prior = ThermalPrior()(ir, vis)
+    out = load_refiner(rp, 2, seed=3)(ir, vis, prior, laplacian_fusion(ir, vis))
+    assert out.shape == (301, 496) and out.dtype == np.float32
+    assert np.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 1.0
+    ir, vis = scene(61, 93)
+    prior = ThermalPrior()(ir, vis)
+    first = laplacian_fusion(ir, vis)
+    for k in (1, 2, 4):
+        a = load_refiner(rp, k, seed=3)(ir, vis, prior, first)
+        b = load_refiner(rp, k, seed=3)(ir, vis, prior, first)
+        c = load_refiner(rp, k, seed=4)(ir, vis, prior, first)
+        assert a.shape == (61, 93) and a.min() >= 0.0 and a.max() <= 1.0
+        np.testing.assert_array_equal(a, b)
+        assert np.abs(a - c).max() > 1e-6  # the noise matters, the seed fixes it
+
+
+def test_sampler_starts_from_the_noised_first_stage_and_calls_k_times():
+    schedule = cosine_schedule(1000)
+    first = torch.rand(1, 1, 16, 16) * 2 - 1
+    noise = torch.randn(1, 1, 16, 16)
+    for k in (1, 2, 4):
+        calls = []
+
+        def denoise(x, t):
+            calls.append((t, x.clone()))
+            return first * 0.5
+
+        out = refine(denoise, first, k, 240, schedule, noise)
+        assert [t for t, _ in calls] == sampling_timesteps(240, k)
+        expected = schedule.signal(240) * first + schedule.noise(240) * noise
+        torch.testing.assert_close(calls[0][1], expected)
+        torch.testing.assert_close(out, first * 0.5)
+
+
+def test_ddim_with_an_exact_denoiser_recovers_x0():
+    schedule = linear_schedule(1000)
+    x0 = torch.rand(1, 1, 8, 8) * 2 - 1
+    x_t = sdedit_start(x0, 300, schedule, torch.randn(1, 1, 8, 8))
+    out = sample_ddim(lambda x, t: x0, x_t, [300, 150, 75], schedule)
+    torch.testing.assert_close(out, x0)
+
+
+def test_schedules_are_data():
+    for schedule in (linear_schedule(), cosine_schedule()):
+        a = schedule.alphas_cumprod
+        assert a.shape == (1000,) and np.all(np.diff(a) < 0) and 0 < a[-1] < a[0] <= 1
+        assert np.all(np.diff(schedule.sigmas) > 0)
+    assert sampling_timesteps(250, 2) == [250, 125]
+    with pytest.raises(ConfigError):
+        sampling_timesteps(250, 0)
+
+
+def test_pipeline_loads_weights_through_config(weights):
+    fp, rp = weights
+    cfg = load_config(overrides={"first_stage.type": "network", "first_stage.weights": str(fp),
+                                 "refiner.weights": str(rp), "refiner.steps": 2,
+                                 "device": "cpu"})
+    ir, vis = scene(120, 161)
+    bgr = np.dstack([vis, vis * 0.9, vis * 0.8])
+    with FusionPipeline(cfg) as pipe:
+        result = pipe.process((ir * 255).astype(np.uint8), (bgr * 255).astype(np.uint8))
+    assert result.refined and result.fused_bgr.shape == (120, 161, 3)
+    assert result.first_stage_y.shape == (120, 161)
+    assert not np.array_equal(result.fused_y, (np.clip(result.first_stage_y, 0, 1) * 255 + .5).astype(np.uint8))
+
+
+def _one_line(err):
+    text = str(err.value)
+    assert "\n" not in text
+    return text
+
+
+def test_missing_corrupt_and_mismatched_weights_are_one_line_config_errors(tmp_path, weights):
+    fp, rp = weights
+    cfg = load_config(overrides={"first_stage.weights": str(tmp_path / "nope.pt")})
+    with pytest.raises(ConfigError) as err:
+        build_first_stage(cfg, "cpu")
+    assert "nope.pt" in _one_line(err)
+
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(fp.read_bytes()[:200])
+    with pytest.raises(ConfigError) as err:
+        load_first_stage(corrupt)
+    assert "corrupt.pt" in _one_line(err)
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_text("not a torch file")
+    with pytest.raises(ConfigError) as err:
+        load_first_stage(garbage)
+    assert "garbage.pt" in _one_line(err)
+
+    with pytest.raises(ConfigError) as err:  # a refiner file where a first stage is expected
+        load_first_stage(rp)
+    assert "expected 'first_stage'" in _one_line(err)
+
+    other = FirstStageNet(levels=4, c1=12, c2=16, blocks=1)
+    mismatched = tmp_path / "mismatched.pt"
+    save_weights(mismatched, "first_stage", SMALL_FIRST, other)  # arch says c1=8, tensors c1=12
+    with pytest.raises(ConfigError) as err:
+        load_first_stage(mismatched)
+    assert "mismatched.pt" in _one_line(err) and "do not match" in _one_line(err)
+
+    bad_arch = tmp_path / "bad_arch.pt"
+    save_weights(bad_arch, "refiner", {**SMALL_REFINER, "t_start": 5000}, other)
+    cfg = load_config(overrides={"refiner.weights": str(bad_arch), "refiner.steps": 2})
+    with pytest.raises(ConfigError) as err:
+        build_refiner(cfg, "cpu")
+    assert "bad_arch.pt" in _one_line(err)

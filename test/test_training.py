@@ -1,0 +1,129 @@
+"""Training: seeded crops from TRAIN pairs only, the loss goes down, resume is exact, CLI."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from sgdfuse_ros.cli import main as cli_main
+from sgdfuse_ros.fusion.network import load_first_stage
+from sgdfuse_ros.fusion.refiner import load_refiner
+from sgdfuse_ros.training.data import CropSampler, load_samples, split_train_names
+from sgdfuse_ros.training.losses import fusion_losses
+from sgdfuse_ros.training.loop import train
+from sgdfuse_ros.training.tasks import FirstStageTask, RefinerTask
+
+ARCH = {"levels": 4, "c1": 8, "c2": 16, "blocks": 1}
+REFINER_ARCH = {"c1": 8, "c2": 16, "blocks": 1, "temb": 8, "schedule": "cosine", "T": 1000,
+                "t_start": 200}
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """A RoadScene-layout folder: 3 train pairs and 1 test pair (whose images are unreadable,
+    so any attempt to read the test split fails loudly)."""
+    root = tmp_path / "data"
+    (root / "ir").mkdir(parents=True)
+    (root / "vis").mkdir()
+    rng = np.random.default_rng(0)
+    names = ["a", "b", "c"]
+    for i, name in enumerate(names):
+        h, w = 72, 88
+        yy, xx = np.mgrid[0:h, 0:w]
+        ir = 60 + 20 * rng.random((h, w))
+        ir[(yy - 30 - i) ** 2 + (xx - 40) ** 2 < 100] = 230
+        vis = 128 + 80 * np.sin(xx / (4.0 + i)) * (yy > 20) + 10 * rng.random((h, w))
+        cv2.imwrite(str(root / "ir" / f"{name}.jpg"), np.clip(ir, 0, 255).astype(np.uint8))
+        bgr = np.dstack([vis, vis * 0.8, vis * 0.6])
+        cv2.imwrite(str(root / "vis" / f"{name}.jpg"), np.clip(bgr, 0, 255).astype(np.uint8))
+    (root / "ir" / "t.jpg").write_text("test pair: must never be read")
+    (root / "vis" / "t.jpg").write_text("test pair: must never be read")
+    (root / "split.json").write_text(json.dumps({"train": names, "test": ["t"]}))
+    return root
+
+
+def test_split_and_sampler_are_seeded_and_train_only(data_dir):
+    train_names, val_names = split_train_names(data_dir, val_every=3)
+    assert sorted(train_names + val_names) == ["a", "b", "c"] and len(val_names) == 1
+    samples = load_samples(data_dir, train_names)
+    a = CropSampler(samples, 32, seed=5).batch(4)
+    b = CropSampler(samples, 32, seed=5).batch(4)
+    c = CropSampler(samples, 32, seed=6).batch(4)
+    assert a.shape == (4, 4, 32, 32) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert 0.0 <= a.min() and a.max() <= 1.0
+
+
+def test_losses_prefer_a_fusion_over_one_source():
+    yy, xx = np.mgrid[0:48, 0:48].astype(np.float32)
+    blob = ((yy - 20) ** 2 + (xx - 24) ** 2 < 81).astype(np.float32)
+    ir = torch.from_numpy(0.2 + 0.7 * blob)[None, None]
+    vis = torch.from_numpy(0.5 + 0.3 * np.sin(xx / 3.0) * (yy > 30))[None, None]
+    targets = torch.from_numpy(blob)[None, None]
+    fused = 0.75 * (ir + vis) - 0.25 * (ir.mean() + vis.mean())  # contrast-keeping sum
+    losses = lambda f: fusion_losses(f.clamp(0, 1), ir, vis, targets)  # noqa: E731
+    assert losses(fused)["total"] < losses(vis)["total"]
+    assert losses(fused)["total"] < losses(ir)["total"]
+    assert losses(fused)["intensity"] < losses(vis)["intensity"]
+
+
+def _params(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_first_stage_training_lowers_the_loss_and_resumes_exactly(data_dir, tmp_path):
+    samples = load_samples(data_dir, ["a", "b", "c"])
+    fixed = torch.from_numpy(CropSampler(samples, 32, seed=99).batch(6))
+
+    def run(work, steps, stop_after=None, resume=False, task=None):
+        torch.manual_seed(0)
+        task = task or FirstStageTask(ARCH)
+        sampler = CropSampler(samples, 32, seed=1)
+        train(task, sampler, [], tmp_path / f"{work}.pt", tmp_path / work, steps, 3, lr=5e-3,
+              resume=resume, val_every=0, quiet=True, stop_after=stop_after)
+        return task
+
+    torch.manual_seed(0)
+    before = float(FirstStageTask(ARCH).loss(fixed)["total"])
+    straight = run("straight", 24)
+    with torch.no_grad():
+        after = float(straight.loss(fixed)["total"])
+    assert after < before
+
+    run("split", 24, stop_after=12)
+    resumed = run("split", 24, resume=True)
+    torch.testing.assert_close(_params(resumed.model), _params(straight.model), rtol=0, atol=1e-6)
+    log = [json.loads(l) for l in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in log) == 24
+    model = load_first_stage(tmp_path / "split.pt")  # written through the real loader
+    assert model.info["steps"] == 24
+
+
+def test_refiner_training_runs_and_writes_loadable_weights(data_dir, tmp_path):
+    samples = load_samples(data_dir, ["a", "b"])
+    val = load_samples(data_dir, ["c"])
+    torch.manual_seed(0)
+    first = FirstStageTask(ARCH).model.eval()
+    task = RefinerTask(REFINER_ARCH, first)
+    summary = train(task, CropSampler(samples, 32, seed=2), val, tmp_path / "refiner.pt",
+                    tmp_path / "work", 6, 2, val_every=3, quiet=True)
+    assert summary["steps"] == 6 and summary["best_metrics"] is not None
+    refiner = load_refiner(tmp_path / "refiner.pt", steps=2)
+    ir = samples[0].thermal
+    out = refiner(ir, samples[0].visible_y, None, ir)
+    assert out.shape == ir.shape
+
+
+def test_train_command_end_to_end(data_dir, tmp_path, capsys):
+    out = tmp_path / "fs.pt"
+    code = cli_main(["train", "first-stage", "--data", str(data_dir), "--out", str(out),
+                     "--work", str(tmp_path / "w"), "--steps", "3", "--batch", "2", "--crop",
+                     "32", "--val-pairs", "0", "--arch", json.dumps(ARCH)])
+    assert code == 0 and out.is_file()
+    assert "ETA" in capsys.readouterr().err
+    assert load_first_stage(out).info["train_pairs"] == 3
+    code = cli_main(["train", "first-stage", "--data", str(data_dir), "--crop", "33"])
+    assert code == 2
