@@ -13,9 +13,10 @@ failure, at most ``backoff_max_s``), and a success resets it.
 
 A Python thread cannot be killed, so stopping is cooperative: when a computation is overdue, and
 on ``close()``, the worker calls ``compute.request_cancel()`` if the computation has one
-(:class:`sgdfuse_ros.prior.sam.SamSegmenter` stops between two encoder blocks); an overdue result
-that comes anyway is thrown away. Workers still running at interpreter exit are closed by an
-``atexit`` hook, so an unclosed pipeline does not leave torch running in a dying process.
+(:class:`sgdfuse_ros.prior.sam.SamSegmenter` stops before its next layer); an overdue result
+that comes anyway is thrown away. Workers still running at interpreter exit are cancelled and
+waited for by an ``atexit`` hook, so an unclosed pipeline does not leave torch running in a
+dying process.
 """
 
 from __future__ import annotations
@@ -31,12 +32,15 @@ from typing import Callable, Optional
 log = logging.getLogger("sgdfuse_ros")
 
 _LIVE_WORKERS: "weakref.WeakSet" = weakref.WeakSet()
+EXIT_WAIT_S = 60.0  # at interpreter exit, wait this long for a cancelled computation to stop
 
 
 @atexit.register
 def _close_live_workers() -> None:
+    """A daemon thread still inside torch when the interpreter finalises aborts the process
+    ("terminate called without an active exception"): cancel and wait for it instead."""
     for worker in list(_LIVE_WORKERS):
-        worker.close(timeout_s=5.0)
+        worker.close(timeout_s=EXIT_WAIT_S)
 
 
 @dataclass
