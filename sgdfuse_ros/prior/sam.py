@@ -113,9 +113,17 @@ def read_state_dict(path: Path, expected: str = "a SAM checkpoint") -> Dict[str,
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt, truncated, not a torch file, or unsafe pickle content
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        text = str(err).strip()
+        if "Weights only load failed" in text:
+            reason = "it holds pickled Python objects besides tensors, refused because " \
+                     "unpickling them could run code"
+        elif isinstance(err, EOFError):
+            reason = "the file is empty or truncated"
+        else:
+            reason = f"{type(err).__name__}: " + (text.splitlines()[0].split(". ")[0][:120]
+                                                   if text else "unreadable")
         raise ConfigError(f"SAM checkpoint {path} cannot be read safely as {expected} "
-                          f"({type(err).__name__}: {reason[:160]})") from None
+                          f"({reason})") from None
     if isinstance(state, dict):
         for wrapper in ("model", "state_dict"):  # common training-script wrappers
             inner = state.get(wrapper)
