@@ -22,12 +22,13 @@ def references():
 
 
 def test_every_row_of_the_case_tables_names_a_test():
-    lines = DOC.read_text().splitlines()
+    text = DOC.read_text()
+    section = text.split("## Every case and the test that proves it", 1)[1].split("\n## ", 1)[0]
+    lines = section.splitlines()
     rows = [line for i, line in enumerate(lines) if line.startswith("|")
             and not line.startswith("|---")
             and not (i + 1 < len(lines) and lines[i + 1].startswith("|---"))]  # not headers
-    cases = [row for row in rows if row.split("|")[1].strip() not in ("rejected", "dropped",
-                                                                      "pending")]
+    cases = rows
     assert len(cases) >= 60
     for row in cases:
         assert "`test/" in row or "bench_soak.py" in row, row
