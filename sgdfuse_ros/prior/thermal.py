@@ -86,9 +86,13 @@ class ThermalPrior:
                 components.dtype == np.uint16:
             labels = components  # already 1..N by decreasing area, nothing dropped
         else:
-            lut = np.zeros(count, np.uint16)
+            lut = np.zeros(max(count, 256), np.uint16)
             lut[np.asarray(order, np.int64) + 1] = np.arange(1, len(order) + 1, dtype=np.uint16)
-            labels = np.take(lut, components)
+            if count <= 256 and len(order) < 256:  # 8-bit table lookup: ~10x faster than take
+                small = cv2.LUT(components.astype(np.uint8), lut[:256].astype(np.uint8))
+                labels = small.astype(np.uint16)
+            else:
+                labels = np.take(lut, components)
         kept = np.asarray(order, np.int64)
         boxes = stats[1:, :4].astype(np.int64)[kept].reshape(-1, 4)
         return WarmBlobs(labels, areas[kept], boxes, smooth, float(threshold), background,
