@@ -48,8 +48,8 @@ import numpy as np
 
 from . import messages
 from .config import validate as validate_values
-from .encodings import THERMAL_ENCODINGS, VISIBLE_ENCODINGS
 from .errors import ConfigError, InputError, ResourceError, SgdfuseError
+from .frame_check import Rejected, decode_camera_image, short
 from .parameters import NODE_PARAMS, SPECS
 from .sync import ApproximateSync
 from .transport.base import RELIABLE, QosProfile, Transport
@@ -100,12 +100,6 @@ class Pair:
     rgb: Frame
     matched_at: float
     settled: bool = False  # counted as published, dropped or rejected
-
-
-def _short(text: str, limit: int = 40) -> str:
-    """A field from a message, safe to put in a log line (bounded, printable)."""
-    text = str(text)
-    return repr(text[:limit]) + ("..." if len(text) > limit else "")
 
 
 class LatestSlot:
@@ -213,12 +207,6 @@ class RateLimitedLog:
         self._last[key] = now
         self.logger.warning(text + (f" ({more} more since the last warning)" if more else ""))
         return True
-
-
-class _Rejected(Exception):
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass
@@ -463,11 +451,11 @@ class FusionNodeCore:
             self._rates[source].tick(now)
         try:
             frame = self._decode(source, msg, now)
-        except _Rejected as err:
+        except Rejected as err:
             self._reject(source, err.reason, str(err))
             return
         except Exception as err:  # whatever a broken message does, it costs only itself
-            self._reject(source, "decode", f"{type(err).__name__}: {_short(err, 200)}")
+            self._reject(source, "decode", f"{type(err).__name__}: {short(err, 200)}")
             return
         with self._lock:
             if self.state != "active":
@@ -479,28 +467,7 @@ class FusionNodeCore:
                 self._offer(Pair(thermal, rgb, self.clock()))
 
     def _decode(self, source: str, msg, now: float) -> Frame:
-        allowed = THERMAL_ENCODINGS if source == "thermal" else VISIBLE_ENCODINGS
-        max_pixels = self.config["limits.max_input_pixels"]
-        what = "thermal" if source == "thermal" else "RGB"
-        if not hasattr(msg, "format"):  # a raw Image: check the cheap fields first
-            encoding = str(msg.encoding)
-            if encoding not in allowed:
-                raise _Rejected("encoding", f"{what} image has encoding {_short(encoding)} "
-                                            f"(expected one of {', '.join(allowed)})")
-            height, width = int(msg.height), int(msg.width)
-            if height <= 0 or width <= 0 or height * width > max_pixels:
-                raise _Rejected("size", f"{what} image is {width}x{height} (empty, or more than "
-                                        f"limits.max_input_pixels={max_pixels})")
-        try:
-            image, encoding = messages.image_from_msg(msg)
-        except InputError as err:
-            raise _Rejected("decode", f"{what} image: {err}") from None
-        if encoding not in allowed:
-            raise _Rejected("encoding", f"{what} image decodes to {_short(encoding)} "
-                                        f"(expected one of {', '.join(allowed)})")
-        if image.shape[0] * image.shape[1] > max_pixels:
-            raise _Rejected("size", f"{what} image is {image.shape[1]}x{image.shape[0]}, more "
-                                    f"than limits.max_input_pixels={max_pixels}")
+        image, encoding = decode_camera_image(source, msg, self.config["limits.max_input_pixels"])
         header = msg.header
         return Frame(source, header.stamp, messages.stamp_seconds(header), str(header.frame_id),
                      image, encoding, now)
@@ -567,7 +534,7 @@ class FusionNodeCore:
                     self._pipeline_errors += 1
                     self._discard_in_flight(pair, "pipeline", rejected=True)
             self.log.error(f"{self.name}: unexpected error while handling the pair at "
-                           f"{pair.rgb.stamp_s:.3f} ({type(err).__name__}: {_short(err, 200)}); "
+                           f"{pair.rgb.stamp_s:.3f} ({type(err).__name__}: {short(err, 200)}); "
                            "pair rejected, node keeps running", exc_info=True)
 
     def _process(self, pair: Pair) -> None:
@@ -709,7 +676,7 @@ class FusionNodeCore:
             publisher.publish(self.diagnostics())
         except Exception as err:
             self._warn.warning("diagnostics", f"{self.name}: could not publish diagnostics: "
-                                              f"{type(err).__name__}: {_short(err, 200)}")
+                                              f"{type(err).__name__}: {short(err, 200)}")
 
     def diagnostics(self):
         """The diagnostic_msgs/DiagnosticArray describing the node now."""
@@ -727,7 +694,7 @@ class FusionNodeCore:
             try:
                 prior_health = prior_stats() or {}
             except Exception as err:
-                prior_health = {"last_error": f"{type(err).__name__}: {_short(err, 200)}"}
+                prior_health = {"last_error": f"{type(err).__name__}: {short(err, 200)}"}
         with self._lock:
             sync_stats = self.sync.stats()
             inputs = {}

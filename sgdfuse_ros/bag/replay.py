@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from ..errors import InputError
+from ..frame_check import Rejected
 
 OUTPUT_TYPES = {"fused/image": "sensor_msgs/msg/Image",
                 "fused/camera_info": "sensor_msgs/msg/CameraInfo",
@@ -82,12 +83,6 @@ def check_namespace(namespace: str) -> str:
 def _u8(thermal_f32):
     import numpy as np
     return np.clip(np.rint(thermal_f32 * 255.0), 0, 255).astype(np.uint8)
-
-
-class _Rejected(Exception):
-    def __init__(self, reason: str, text: str):
-        super().__init__(text)
-        self.reason = reason
 
 
 class Replay:
@@ -201,7 +196,7 @@ class Replay:
             return
         try:
             image, encoding = self.decode(role, msg)
-        except _Rejected as err:
+        except Rejected as err:
             self.report.rejected(role, err.reason, str(err))
             return
         self.report.timing("message_decode", (time.perf_counter() - tick) * 1000.0)
@@ -212,34 +207,9 @@ class Replay:
             self.fuse(thermal, rgb)
 
     def decode(self, role: str, msg):
-        """The node's checks, in its order: encoding, size, then the image itself."""
-        from ..encodings import THERMAL_ENCODINGS, VISIBLE_ENCODINGS
-        from ..messages import image_from_msg
-
-        allowed = THERMAL_ENCODINGS if role == "thermal" else VISIBLE_ENCODINGS
-        max_pixels = self.config["limits.max_input_pixels"]
-        what = "thermal" if role == "thermal" else "RGB"
-        if not hasattr(msg, "format"):
-            encoding = str(msg.encoding)
-            if encoding not in allowed:
-                shown = repr(encoding[:40]) + ("..." if len(encoding) > 40 else "")
-                raise _Rejected("encoding", f"{what} image has encoding {shown} (expected "
-                                            f"one of {', '.join(allowed)})")
-            height, width = int(msg.height), int(msg.width)
-            if height <= 0 or width <= 0 or height * width > max_pixels:
-                raise _Rejected("size", f"{what} image is {width}x{height} (empty, or more than "
-                                        f"limits.max_input_pixels={max_pixels})")
-        try:
-            image, encoding = image_from_msg(msg)
-        except InputError as err:
-            raise _Rejected("decode", f"{what} image: {err}") from None
-        if encoding not in allowed:
-            raise _Rejected("encoding", f"{what} image decodes to '{encoding}' (expected one "
-                                        f"of {', '.join(allowed)})")
-        if image.shape[0] * image.shape[1] > max_pixels:
-            raise _Rejected("size", f"{what} image is {image.shape[1]}x{image.shape[0]}, more "
-                                    f"than limits.max_input_pixels={max_pixels}")
-        return image, encoding
+        """The node's checks, in its order (:mod:`sgdfuse_ros.frame_check`)."""
+        from ..frame_check import decode_camera_image
+        return decode_camera_image(role, msg, self.config["limits.max_input_pixels"])
 
     def stamp_seen(self, role: str, stamp_ns: int) -> None:
         from ..node_core import STAMP_JUMP_BACK_S
