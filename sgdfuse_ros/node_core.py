@@ -48,7 +48,7 @@ import numpy as np
 
 from . import messages
 from .config import validate as validate_values
-from .errors import ConfigError, InputError, ResourceError, SgdfuseError
+from .errors import ConfigError, ResourceError, SgdfuseError
 from .frame_check import Rejected, decode_camera_image, short
 from .parameters import NODE_PARAMS, SPECS
 from .sync import ApproximateSync
