@@ -49,7 +49,21 @@ class LowResUNet(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
+    def use_channels_last(self) -> "LowResUNet":
+        """Inference on CPU: oneDNN convolutions run about 2x faster in NHWC; the input is
+        converted on entry and the output returned in the usual NCHW layout (same values)."""
+        self.to(memory_format=torch.channels_last)
+        self.channels_last = True
+        return self
+
+    channels_last = False
+
     def forward(self, x, cond=None):
+        if self.channels_last:
+            return self._forward(x.contiguous(memory_format=torch.channels_last), cond).contiguous()
+        return self._forward(x, cond)
+
+    def _forward(self, x, cond=None):
         s1 = F.relu(self.enc1(F.relu(self.stem(x))))
         s2 = F.relu(self.down(s1))
         s2 = s2 + self.global_fc(s2.mean(dim=(2, 3)))[:, :, None, None]

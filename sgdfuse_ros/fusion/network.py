@@ -100,31 +100,35 @@ class FirstStageNet(nn.Module):
         x = torch.cat([ir, vis, targets, boundaries], dim=1)
         x, (h, w) = pad_to_multiple(x, self.multiple)
         o = self.net(x)
-        pyramid = laplacian_pyramid(x[:, 0:2], self.levels)  # both sources in one pass
-        pa = [band[:, 0:1] for band in pyramid]
-        pb = [band[:, 1:2] for band in pyramid]
-        base_a, base_b = pa[-1], pb[-1]
+        sources = x[:, 0:2]  # thermal, visible: both pyramids in one pass
+        gauss = gaussian_pyramid(sources, self.levels)
+        base_a, base_b = gauss[-1][:, 0:1], gauss[-1][:, 1:2]
         ob = resize_controls(o[:, 0:3], base_a)
         w_ir = 1.5 * torch.sigmoid(ob[:, 0:1])
         w_vis = 1.5 * torch.sigmoid(ob[:, 1:2])
         mean = 0.5 * (base_a.mean(dim=(2, 3), keepdim=True) + base_b.mean(dim=(2, 3), keepdim=True))
-        base = w_ir * base_a + w_vis * base_b + (1.0 - w_ir - w_vis) * mean \
+        out = w_ir * base_a + w_vis * base_b + (1.0 - w_ir - w_vis) * mean \
             + 0.25 * torch.tanh(ob[:, 2:3])
-        bands = []
-        # finest band (full resolution): only the edge-keeping gain, to stay within the budget
-        a, b = pa[0], pb[0]
-        gain0 = resize_controls(2.0 * torch.sigmoid(o[:, 3:4]), a)
-        bands.append(gain0 * torch.where(a.abs() >= b.abs(), a, b))
-        for level in range(1, self.n_detail):
-            a, b = pa[level], pb[level]
+        # detail bands, coarse to fine, collapsed as we go (the same sums as collapse(bands))
+        for level in range(self.n_detail - 1, 0, -1):
+            fine = gauss[level]
+            detail = fine - upsample_to(gauss[level + 1], fine)
+            a, b = detail[:, 0:1], detail[:, 1:2]
             k = 4 + 3 * (level - 1)
             g = resize_controls(o[:, k:k + 3], a)
             strongest = torch.where(a.abs() >= b.abs(), a, b)
-            bands.append(2.0 * torch.sigmoid(g[:, 0:1]) * strongest
-                         + torch.sigmoid(g[:, 1:2] - 3.0) * a
-                         + torch.sigmoid(g[:, 2:3] - 3.0) * b)
-        bands.append(base)
-        fused = collapse(bands)[..., :h, :w].clamp(0.0, 1.0)
+            band = (2.0 * torch.sigmoid(g[:, 0:1]) * strongest
+                    + torch.sigmoid(g[:, 1:2] - 3.0) * a
+                    + torch.sigmoid(g[:, 2:3] - 3.0) * b)
+            out = upsample_to(out, band) + band
+        # finest band (full resolution): only the edge-keeping gain, to stay within the budget;
+        # one 3-channel upsample gives the coarse result and both sources' 1/2-scale levels
+        up = upsample_to(torch.cat([out, gauss[1]], dim=1), sources)
+        a = sources[:, 0:1] - up[:, 1:2]
+        b = sources[:, 1:2] - up[:, 2:3]
+        gain0 = resize_controls(2.0 * torch.sigmoid(o[:, 3:4]), a)
+        fused = up[:, 0:1] + gain0 * torch.where(a.abs() >= b.abs(), a, b)
+        fused = fused[..., :h, :w].clamp(0.0, 1.0)
         if return_controls:
             return fused, o
         return fused
@@ -152,6 +156,7 @@ class NetworkFirstStage:
 
     def __init__(self, model: FirstStageNet, device: str = "cpu", info: dict = None):
         self.model = model.to(device).eval()
+        self.model.net.use_channels_last()
         self.device = device
         self.info = info or {}
 

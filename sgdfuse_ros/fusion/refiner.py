@@ -108,6 +108,7 @@ class DiffusionRefiner:
         if steps < 1:
             raise ValueError("steps must be >= 1")
         self.model = model.to(device).eval()
+        self.model.net.use_channels_last()
         self.steps = int(steps)
         self.seed = int(seed)
         self.device = device

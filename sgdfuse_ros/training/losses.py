@@ -2,14 +2,20 @@
 
 Each term is a differentiable stand-in for what the fusion metrics reward:
 
-- ``intensity``: L1 to the brighter source, weighted ``background + targets`` (the salient,
-  warm targets of the prior must keep their thermal intensity; SCD, MI with the thermal image);
+- ``intensity``: L1 to the brighter source, weighted ``background + target_weight * targets``
+  (the salient, warm targets of the prior must keep their thermal intensity; SCD, MI with the
+  thermal image); ``target_weight`` (default 1) can be given in the weights dict;
 - ``gradient``: L1 between the fused Sobel magnitude and the stronger of the two sources'
   magnitudes, per pixel (Qabf, SF, AG);
+- ``gradient_deficit``: the one-sided version, ``relu(max(|grad ir|, |grad vis|) - |grad F|)``:
+  only edges weaker than the stronger source's cost (a sharpening term);
+- ``gradient_vector``: L1 between the fused gradient *vector* and that of the source whose edge
+  is stronger at the pixel (strength and orientation, as Qabf scores edges);
 - ``ssim``: ``(1 - SSIM(F, ir)) + (1 - SSIM(F, vis))``, 7x7 uniform window (SSIM, VIF);
 - ``scd``: ``2 - corr(ir, F - vis) - corr(vis, F - ir)`` per image (SCD: the fused image holds
   what each source adds to the other);
-- ``contrast``: ``relu(ratio * max(std(ir), std(vis)) - std(F))`` per image (SD, EN).
+- ``contrast``: ``relu(ratio * max(std(ir), std(vis)) - std(F))`` per image (SD, EN); the ratio
+  (default 1.1) can be given in the weights dict as ``contrast_ratio``.
 """
 
 from __future__ import annotations
@@ -19,16 +25,20 @@ from typing import Dict
 import torch
 from torch.nn import functional as F
 
-DEFAULT_WEIGHTS = {"intensity": 1.0, "gradient": 30.0, "ssim": 1.0, "scd": 0.5, "contrast": 1.0}
+DEFAULT_WEIGHTS = {"intensity": 1.0, "gradient": 30.0, "gradient_deficit": 0.0,
+                   "gradient_vector": 0.0, "ssim": 1.0, "scd": 0.5, "contrast": 1.0}
+
+
+def sobel(x: torch.Tensor):
+    """(gx, gy) Sobel derivatives (/4), replicate border."""
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device,
+                      dtype=x.dtype).view(1, 1, 3, 3) / 4.0
+    p = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    return F.conv2d(p, kx), F.conv2d(p, kx.transpose(2, 3))
 
 
 def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
-    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device,
-                      dtype=x.dtype).view(1, 1, 3, 3) / 4.0
-    ky = kx.transpose(2, 3)
-    p = F.pad(x, (1, 1, 1, 1), mode="replicate")
-    gx = F.conv2d(p, kx)
-    gy = F.conv2d(p, ky)
+    gx, gy = sobel(x)
     return torch.sqrt(gx * gx + gy * gy + 1e-8)
 
 
@@ -66,15 +76,25 @@ def fusion_losses(fused, ir, vis, targets, weights: Dict[str, float] = None,
                   background: float = 0.2, contrast_ratio: float = 1.1) -> Dict[str, torch.Tensor]:
     """Dict of the weighted terms and their sum under ``"total"``."""
     w = dict(DEFAULT_WEIGHTS if weights is None else weights)
+    contrast_ratio = float(w.pop("contrast_ratio", contrast_ratio))
+    target_weight = float(w.pop("target_weight", 1.0))
     terms = {}
     brighter = torch.maximum(ir, vis)
-    terms["intensity"] = ((background + targets) * (fused - brighter).abs()).mean()
-    g_ref = torch.maximum(sobel_magnitude(ir), sobel_magnitude(vis))
-    terms["gradient"] = (sobel_magnitude(fused) - g_ref).abs().mean()
+    terms["intensity"] = ((background + target_weight * targets) * (fused - brighter).abs()).mean()
+    (ax, ay), (bx, by), (fx, fy) = sobel(ir), sobel(vis), sobel(fused)
+    g_ir = torch.sqrt(ax * ax + ay * ay + 1e-8)
+    g_vis = torch.sqrt(bx * bx + by * by + 1e-8)
+    g_ref = torch.maximum(g_ir, g_vis)
+    g_fused = torch.sqrt(fx * fx + fy * fy + 1e-8)
+    ir_wins = g_ir >= g_vis
+    terms["gradient_vector"] = ((fx - torch.where(ir_wins, ax, bx)).abs()
+                                + (fy - torch.where(ir_wins, ay, by)).abs()).mean()
+    terms["gradient"] = (g_fused - g_ref).abs().mean()
+    terms["gradient_deficit"] = F.relu(g_ref - g_fused).mean()
     terms["ssim"] = (2.0 - ssim(fused, ir) - ssim(fused, vis)).mean()
     terms["scd"] = (2.0 - correlation(ir, fused - vis) - correlation(vis, fused - ir)).mean()
     std = lambda t: t.std(dim=(1, 2, 3))  # noqa: E731
     terms["contrast"] = F.relu(contrast_ratio * torch.maximum(std(ir), std(vis)) - std(fused)).mean()
-    out = {k: w.get(k, 0.0) * v for k, v in terms.items()}
+    out = {k: w.get(k, 0.0) * v for k, v in terms.items() if w.get(k, 0.0)}
     out["total"] = sum(out.values())
     return out

@@ -51,8 +51,15 @@ class FirstStageTask:
     reference_fuse = staticmethod(laplacian_reference)
 
     def save(self, out: Path, info: dict) -> None:
+        from .losses import DEFAULT_WEIGHTS
         save_weights(out, self.kind, self.arch, self.model,
-                     {**info, "loss_weights": self.loss_weights})
+                     {**info, "loss_weights": self.loss_weights or dict(DEFAULT_WEIGHTS)})
+
+
+#: The refiner's loss: sharpen towards the stronger source's edges (gradient_deficit), with their
+#: orientation (gradient_vector), without overshooting them (gradient), keeping structure.
+REFINER_LOSS_WEIGHTS = {"intensity": 1.0, "gradient": 10.0, "gradient_deficit": 35.0,
+                        "gradient_vector": 30.0, "ssim": 1.0, "scd": 0.5, "contrast": 1.0}
 
 
 class RefinerTask:
@@ -78,8 +85,7 @@ class RefinerTask:
             p.requires_grad_(False)
         weights = dict(loss_weights or {})
         self.denoise_weight = float(weights.pop("denoise", 2.0))
-        self.loss_weights = weights or {"intensity": 1.0, "gradient": 60.0, "ssim": 1.0,
-                                        "scd": 0.5, "contrast": 1.0}
+        self.loss_weights = weights or dict(REFINER_LOSS_WEIGHTS)
         self.seed = seed
         self.val_steps = val_steps
 
