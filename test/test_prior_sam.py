@@ -300,3 +300,43 @@ def test_pipeline_reports_the_sam_prior(tiny_checkpoint, monkeypatch):
         result = pipeline.process((thermal * 255).astype(np.uint8), visible)
         assert result.prior.source == "sam" and result.prior_source == "sam"
         assert result.labels.shape == (120, 160)
+
+
+EXIT_SCRIPT = r'''
+import sys, time, torch
+sys.path.insert(0, {test_dir!r})
+from prior_scenes import warm_scene
+from sgdfuse_ros.prior.provider import PriorProvider
+from sgdfuse_ros.prior.sam import SamSegmenter, random_sam, TINY_TEST_MODEL
+from sgdfuse_ros.prior.thermal import ThermalPrior
+model = random_sam(TINY_TEST_MODEL)
+big = torch.randn(500, 500)
+for block in model.image_encoder.blocks:
+    original = block.forward
+    def slow(x, f=original):
+        for _ in range(30):
+            torch.mm(big, big)  # long C++ calls between two layers
+        return f(x)
+    block.forward = slow
+provider = PriorProvider(SamSegmenter(model, max_points=2), ThermalPrior(), every_frame=False)
+thermal, visible, _ = warm_scene((120, 160))
+provider(thermal, None, visible)
+time.sleep(0.3)
+assert provider.stats()["worker_busy"]
+print("leaving without close()", flush=True)
+'''
+
+
+def test_exit_without_close_while_sam_runs_does_not_abort(tmp_path):
+    """Without the worker's atexit hook this aborts ("terminate called without an active
+    exception", exit status 134): a daemon thread inside torch at interpreter finalisation."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = tmp_path / "exit_busy.py"
+    script.write_text(EXIT_SCRIPT.format(test_dir=str(Path(__file__).parent)))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert "leaving without close()" in done.stdout, done.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "terminate called" not in done.stderr

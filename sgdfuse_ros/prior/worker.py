@@ -117,11 +117,11 @@ class AsyncPriorWorker:
         if busy:
             self._request_cancel()
         self._thread.join(timeout_s)
-        _LIVE_WORKERS.discard(self)
-        if self._thread.is_alive():
-            log.warning("SAM prior worker still inside a computation after %.1f s; abandoned",
-                        timeout_s)
+        if self._thread.is_alive():  # stays in _LIVE_WORKERS: the exit hook waits for it
+            log.warning("SAM prior worker still inside a computation after %.1f s; it was "
+                        "cancelled and ends at its next layer (daemon thread)", timeout_s)
             return False
+        _LIVE_WORKERS.discard(self)
         return True
 
     # --- internals -------------------------------------------------------------------------------
