@@ -167,13 +167,13 @@ PIPELINE_PARAMS = [
     P("prior.thermal.max_regions", 32, "At most this many target regions (largest kept).",
       min=1, max=65535),
     # --- fusion stages -------------------------------------------------------------------------------
-    P("first_stage.type", "laplacian",
+    P("first_stage.type", "network",
       "First-stage fusion: network (learned, prior-guided) or laplacian (classical pyramid).",
       choices=("network", "laplacian"), read_only=True),
     P("first_stage.weights", "", "Weights of the first-stage network (empty = shipped "
       "models/first_stage.pt).", read_only=True),
     P("first_stage.levels", 4, "Pyramid levels of the laplacian first stage.", min=1, max=8),
-    P("refiner.steps", 0, "Denoising steps of the diffusion refiner (0 disables it; 1, 2 or 4 "
+    P("refiner.steps", 2, "Denoising steps of the diffusion refiner (0 disables it; 1, 2 or 4 "
       "are the trained settings).", min=0, max=16),
     P("refiner.weights", "", "Weights of the refiner (empty = shipped models/refiner.pt).",
       read_only=True),

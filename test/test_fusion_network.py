@@ -42,7 +42,7 @@ def randomised(model, seed=1, scale=0.05):
 def weights(tmp_path):
     torch.manual_seed(0)
     first = randomised(FirstStageNet(**SMALL_FIRST), 1, 0.3)
-    refiner = randomised(RefinerNet(**SMALL_REFINER), 2, 0.02)
+    refiner = randomised(RefinerNet(**SMALL_REFINER), 2, 0.1)
     fp = save_weights(tmp_path / "first_stage.pt", "first_stage", SMALL_FIRST, first)
     rp = save_weights(tmp_path / "refiner.pt", "refiner", SMALL_REFINER, refiner)
     return fp, rp

@@ -218,14 +218,16 @@ def test_a_frame_out_of_memory_in_the_replay_is_a_counted_failure(tmp_path, monk
     monkeypatch.setitem(stages.FIRST_STAGES, "laplacian",
                         lambda config, device: Starved(config["first_stage.levels"]))
     bag = make_bag(tmp_path, "clean", 4)
-    assert replay(bag, tmp_path / "out", "--set", "faults.oom_retry=none") == 0
+    assert replay(bag, tmp_path / "out", "--set", "faults.oom_retry=none",
+                  "--set", "first_stage.type=laplacian") == 0  # the patched stage
     report = load_report(tmp_path / "out_report")
     check_books(report)
     assert (report["pairs"]["fused"], report["pairs"]["failed"]) == (3, 1)
     assert report["failures"][0]["kind"] == "out_of_memory"
     assert "MemoryError" in report["failures"][0]["reason"]
     Starved.calls = 0
-    assert replay(bag, tmp_path / "out2") == 0  # default: retried without the refiner
+    # default oom_retry: retried without the refiner
+    assert replay(bag, tmp_path / "out2", "--set", "first_stage.type=laplacian") == 0
     report = load_report(tmp_path / "out2_report")
     assert (report["pairs"]["fused"], report["pairs"]["failed"]) == (4, 0)
     assert sum(1 for f in report["frames"] if f["notes"]) == 1

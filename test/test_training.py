@@ -87,7 +87,8 @@ def test_first_stage_training_lowers_the_loss_and_resumes_exactly(data_dir, tmp_
         return task
 
     torch.manual_seed(0)
-    before = float(FirstStageTask(ARCH).loss(fixed)["total"])
+    with torch.no_grad():
+        before = float(FirstStageTask(ARCH).loss(fixed)["total"])
     straight = run("straight", 24)
     with torch.no_grad():
         after = float(straight.loss(fixed)["total"])

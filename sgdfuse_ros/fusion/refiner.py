@@ -77,13 +77,21 @@ class RefinerNet(nn.Module):
         hp = highpass(cond[:, 0:2])
         return cond, hp, size
 
-    def denoise(self, x_t: torch.Tensor, t, cond: torch.Tensor, hp: torch.Tensor) -> torch.Tensor:
-        """x_t (N, 1, Hp, Wp) in [-1, 1] at timestep t (int or (N,) tensor) -> x0^ in [-1, 1]."""
+    def denoise(self, x_t: torch.Tensor, t, cond: torch.Tensor, hp: torch.Tensor,
+                buffer: torch.Tensor = None) -> torch.Tensor:
+        """x_t (N, 1, Hp, Wp) in [-1, 1] at timestep t (int or (N,) tensor) -> x0^ in [-1, 1].
+
+        ``buffer``: optional (N, 6, Hp, Wp) channels-last tensor already holding ``cond`` in
+        channels 1..5 (inference: the conditions are laid out once per frame, not per step)."""
         n = x_t.shape[0]
         if not torch.is_tensor(t):
             t = torch.full((n,), int(t), device=x_t.device)
         emb = self.time_mlp(timestep_embedding(t, self.temb, self.num_steps))
-        out = self.net(torch.cat([x_t, cond], dim=1), emb)
+        if buffer is not None:
+            buffer[:, 0:1].copy_(x_t)
+            out = self.net(buffer, emb)
+        else:
+            out = self.net(torch.cat([x_t, cond], dim=1), emb)
         residual = F.pixel_shuffle(out[:, :16], 4)
         gains = upsample_to(0.5 * torch.tanh(out[:, 16:18]), residual)
         first = 2.0 * cond[:, 4:5] - 1.0
@@ -93,7 +101,12 @@ class RefinerNet(nn.Module):
         """Refine ``first`` (N, 1, H, W) in [0, 1] with K=steps DDIM steps -> [0, 1]."""
         cond, hp, (h, w) = self.conditions(ir, vis, targets, boundaries, first)
         noise = pad_to_multiple(noise, 8)[0]
-        x0 = refine(lambda x, t: self.denoise(x, t, cond, hp), 2.0 * cond[:, 4:5] - 1.0,
+        buffer = None
+        if self.net.channels_last:
+            buffer = torch.empty((cond.shape[0], 6) + tuple(cond.shape[-2:]), dtype=cond.dtype,
+                                 device=cond.device, memory_format=torch.channels_last)
+            buffer[:, 1:].copy_(cond)
+        x0 = refine(lambda x, t: self.denoise(x, t, cond, hp, buffer), 2.0 * cond[:, 4:5] - 1.0,
                     steps, self.t_start, self.schedule, noise)
         return ((x0[..., :h, :w] + 1.0) * 0.5).clamp(0.0, 1.0)
 
