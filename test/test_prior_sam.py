@@ -267,7 +267,7 @@ def test_provider_from_config_every_frame(tiny_checkpoint):
 def test_missing_checkpoint_error_or_loud_fallback(tmp_path, caplog):
     missing = tmp_path / "nowhere" / "sam_vit_b_01ec64.pth"
     config = config_with({"prior.source": "sam", "prior.sam.checkpoint": str(missing),
-                                "prior.on_sam_error": "error", "device": "cpu"})
+                          "prior.on_sam_error": "error", "device": "cpu"})
     with pytest.raises(ConfigError) as err:
         build_sam_provider(config, "cpu")
     assert str(missing) in _one_line(err) and "vit_b" in str(err.value)
@@ -314,14 +314,18 @@ big = torch.randn(500, 500)
 for block in model.image_encoder.blocks:
     original = block.forward
     def slow(x, f=original):
-        for _ in range(30):
-            torch.mm(big, big)  # long C++ calls between two layers
+        for _ in range(150):
+            torch.mm(big, big)  # long C++ calls between two layers (~1 s on 2 idle cores)
         return f(x)
     block.forward = slow
 provider = PriorProvider(SamSegmenter(model, max_points=2), ThermalPrior(), every_frame=False)
 thermal, visible, _ = warm_scene((120, 160))
 provider(thermal, None, visible)
-time.sleep(0.3)
+deadline = time.monotonic() + 20.0
+while not provider.stats()["worker_busy"]:
+    assert time.monotonic() < deadline, "the worker never started"
+    time.sleep(0.01)
+time.sleep(0.05)  # inside the slow encoder
 assert provider.stats()["worker_busy"]
 print("leaving without close()", flush=True)
 '''

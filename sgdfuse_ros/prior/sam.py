@@ -8,8 +8,8 @@ cannot run code), checked against the architecture the ``segment_anything`` regi
 ``prior.sam.model_type`` (every key, every shape; a vit_h file given as vit_b is named as such),
 and assigned into that model. Any problem is one ``ConfigError`` line naming the file.
 
-Per frame (:class:`SamSegmenter`): the image encoder runs once (the costly part: ~13 s for vit_b
-on the development CPU, tens of ms on a GPU, where it runs in float16), then the prompt encoder
+Per frame (:class:`SamSegmenter`): the image encoder runs once (the costly part: ~31 CPU-seconds
+for vit_b on the 2-core development CPU; on a GPU it runs in float16), then the prompt encoder
 and mask decoder run for one batch of point prompts on the warm blobs
 (:mod:`sgdfuse_ros.prior.prompts`) and, with ``prior.sam.auto_grid`` > 0, for the package's
 ``SamAutomaticMaskGenerator`` on a coarse grid, sharing the same embedding. The masks are
@@ -149,7 +149,8 @@ def check_state_dict(state: dict, model, path: Path, model_type: str) -> None:
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    wrong = [k for k in expected
+             if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
     not_float = [k for k in expected if k in state and not state[k].is_floating_point()]
     if not (missing or unexpected or wrong or not_float):
         return

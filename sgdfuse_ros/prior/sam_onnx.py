@@ -6,9 +6,10 @@ opset_version=17)`` with a dynamic prompt batch and a dynamic number of points p
 upscaling to the frame size is left out of the graph and done in torch, as the torch path does
 (``Sam.postprocess_masks``): the tracer bakes the crop of the padded square into the graph as a
 constant of the example frame's aspect ratio, which shifts masks on frames of any other aspect
-ratio (a quarter of the mask pixels flipped on a 478x322 frame when we tried). It takes the image embedding the torch image encoder
-produced; only the decoder moves to onnxruntime (the encoder is one call per frame, the
-decoder several, and the decoder is what a GPU-less robot can afford to run often).
+ratio (a quarter of the mask pixels flipped on a 478x322 frame when we tried). The graph takes
+the image embedding the torch image encoder produced: only the decoder moves to onnxruntime
+(the encoder is one call per frame, the decoder runs per prompt batch, and onnxruntime runs it
+about twice as fast as torch on the development CPU: ``benchmarks/results/prior_cpu.md``).
 
 The export takes a second or two and is done in memory when the provider is built (nothing is
 written next to the checkpoint); :func:`export_decoder` writes a file for other runtimes.
