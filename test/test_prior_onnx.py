@@ -15,9 +15,10 @@ from sgdfuse_ros.prior.sam_onnx import OnnxMaskDecoder, export_decoder
 
 def config_with(values: dict) -> dict:
     """The parameter table's defaults with ``values``, validated (independent of the YAML file
-    in the checkout)."""
+    in the checkout), with the classical first stage and no refiner: these tests are about the
+    prior."""
     config = defaults()
-    config.update(validate(values))
+    config.update(validate({"first_stage.type": "laplacian", "refiner.steps": 0, **values}))
     return config
 
 
