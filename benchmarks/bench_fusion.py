@@ -6,7 +6,8 @@ median, refiner with K=2 <= 100 ms).
 
 Times the plug-ins exactly as the pipeline calls them (numpy in, numpy out, inference mode):
 ``NetworkFirstStage(thermal, visible_y, prior)`` and ``DiffusionRefiner(thermal, visible_y,
-prior, first)`` with K = 1, 2, 4 steps, on a RoadScene TRAIN pair resized to the size (synthetic
+prior, first)`` with K = 1, 2, 4 steps (each also with ``backend: onnx``, the networks run
+by onnxruntime), on a RoadScene TRAIN pair resized to the size (synthetic
 frames without the data), with the shipped weights (``models/*.pt``; freshly initialised ones if
 absent, marked "untrained"). Median and p90 over ``--frames`` calls after 10 warm-up calls.
 p10 is shown as well: on a shared machine the fast calls are the ones that ran uncontended.
@@ -114,6 +115,19 @@ def main(argv=None) -> int:
                  "p10_ms": p10,
                  "budget_ms": 25.0, "params": count_parameters(first_stage.model),
                  "weights": notes["first_stage"]})
+    try:
+        from sgdfuse_ros.config import load_config
+        onnx_stage = network.build_first_stage(
+            load_config(overrides={"backend": "onnx", "threads": args.threads,
+                                   "first_stage.weights": str(paths["first_stage"]),
+                                   "device": args.device}), args.device)
+        med, p90, p10 = timed(lambda: onnx_stage(ir, vis, prior), args.frames)
+        rows.append({"stage": "first stage (onnxruntime)", "steps": "-", "median_ms": med,
+                     "p90_ms": p90, "p10_ms": p10, "budget_ms": 25.0,
+                     "params": count_parameters(first_stage.model),
+                     "weights": notes["first_stage"]})
+    except Exception as err:  # onnxruntime missing or failing: the torch rows still stand
+        print(f"first stage (onnxruntime) skipped: {type(err).__name__}: {err}", file=sys.stderr)
     first = first_stage(ir, vis, prior)
     for k in (1, 2, 4):
         ref = refiner.load_refiner(paths["refiner"], k, 0, args.device)
@@ -122,6 +136,20 @@ def main(argv=None) -> int:
                      "p10_ms": p10,
                      "budget_ms": 100.0 if k == 2 else None,
                      "params": count_parameters(ref.model), "weights": notes["refiner"]})
+    for k in (1, 2, 4):
+        try:
+            from sgdfuse_ros.config import load_config
+            ref = refiner.build_refiner(load_config(overrides={
+                "backend": "onnx", "threads": args.threads, "refiner.steps": k,
+                "refiner.weights": str(paths["refiner"]), "device": args.device}), args.device)
+            med, p90, p10 = timed(lambda: ref(ir, vis, prior, first), args.frames)
+            rows.append({"stage": "refiner (onnxruntime)", "steps": k, "median_ms": med,
+                         "p90_ms": p90, "p10_ms": p10,
+                         "budget_ms": 100.0 if k == 2 else None,
+                         "params": count_parameters(ref.model), "weights": notes["refiner"]})
+        except Exception as err:
+            print(f"refiner (onnxruntime) skipped: {type(err).__name__}: {err}", file=sys.stderr)
+            break
     info = {"size": f"{w}x{h}", "frames": args.frames, "device": args.device,
             "input": source, "machine": machine(), "rows": rows}
     lines = [f"# Learned stages, {w}x{h}, {args.device}, {args.threads} threads",

@@ -191,3 +191,34 @@ def test_missing_corrupt_and_mismatched_weights_are_one_line_config_errors(tmp_p
     with pytest.raises(ConfigError) as err:
         build_refiner(cfg, "cpu")
     assert "bad_arch.pt" in _one_line(err)
+
+
+def test_onnx_first_stage_matches_torch_at_an_odd_size(weights):
+    pytest.importorskip("onnxruntime")
+    fp, _ = weights
+    cfg = load_config(overrides={"backend": "onnx", "first_stage.weights": str(fp),
+                                 "device": "cpu"})
+    stage = build_first_stage(cfg, "cpu")
+    assert stage.backend == "onnx"
+    ir, vis = scene(61, 93)
+    prior = ThermalPrior()(ir, vis)
+    out = stage(ir, vis, prior)
+    assert out.shape == (61, 93) and out.dtype == np.float32
+    np.testing.assert_allclose(out, load_first_stage(fp)(ir, vis, prior), atol=1e-5)
+    stage.close()
+
+
+def test_onnx_refiner_matches_torch(weights):
+    pytest.importorskip("onnxruntime")
+    _, rp = weights
+    cfg = load_config(overrides={"backend": "onnx", "refiner.weights": str(rp),
+                                 "refiner.steps": 2, "refiner.seed": 3, "device": "cpu"})
+    refiner = build_refiner(cfg, "cpu")
+    assert refiner.backend == "onnx"
+    ir, vis = scene(61, 93)
+    prior = ThermalPrior()(ir, vis)
+    first = laplacian_fusion(ir, vis)
+    out = refiner(ir, vis, prior, first)
+    assert out.shape == (61, 93) and out.dtype == np.float32
+    np.testing.assert_allclose(out, load_refiner(rp, 2, seed=3)(ir, vis, prior, first), atol=1e-5)
+    refiner.close()

@@ -181,6 +181,83 @@ def load_first_stage(path, device: str = "cpu") -> NetworkFirstStage:
     return NetworkFirstStage(model, device, payload.get("info"))
 
 
-def build_first_stage(config: dict, device: str) -> NetworkFirstStage:
+def build_first_stage(config: dict, device: str):
+    """The configured first stage: torch, or onnxruntime with ``backend: onnx``."""
     path = resolve_model_path(config["first_stage.weights"], "first_stage.pt")
+    if config.get("backend") == "onnx":
+        model, payload = load_weights(path, KIND, FirstStageNet.from_arch)
+        return OnnxFirstStage(model, config, payload.get("info"))
     return load_first_stage(path, device)
+
+
+# --------------------------------------------------------------------------------------------
+# ONNX (``backend: onnx`` and ``sgdfuse export``)
+# --------------------------------------------------------------------------------------------
+
+ONNX_INPUTS = ("thermal", "visible_y", "targets", "boundaries")
+ONNX_OUTPUTS = ("fused_y",)
+ONNX_VERIFY_SIZES = ((512, 640), (256, 328))  # multiples of 8: padding happens outside the graph
+
+
+def export_first_stage(model: FirstStageNet, path) -> "Path":
+    """Write ``model`` as ONNX (inputs (1, 1, H, W) each, H and W multiples of 8), verified
+    against torch at two sizes by :func:`sgdfuse_ros.backends.export_module`."""
+    import copy
+
+    from ..backends import export_module
+    graph = copy.deepcopy(model).cpu().float().eval()
+    graph.net.channels_last = False
+    graph.net.to(memory_format=torch.contiguous_format)
+    examples = tuple(torch.rand(1, 1, *ONNX_VERIFY_SIZES[0]) for _ in ONNX_INPUTS)
+    return export_module(graph, examples, path, ONNX_INPUTS, ONNX_OUTPUTS,
+                         verify_sizes=ONNX_VERIFY_SIZES)
+
+
+def export_onnx(config: dict, out_dir):
+    """``sgdfuse export`` hook: the configured first-stage weights -> out_dir/first_stage.onnx."""
+    from pathlib import Path
+    path = resolve_model_path(config["first_stage.weights"], "first_stage.pt")
+    model, _ = load_weights(path, KIND, FirstStageNet.from_arch)
+    return export_first_stage(model, Path(out_dir) / "first_stage.onnx")
+
+
+class OnnxFirstStage:
+    """The same stage run by onnxruntime: the graph is exported from the weights at configure
+    time (a second or two), padding to a multiple of 8 is done here, outside the graph."""
+
+    name = "network"
+    backend = "onnx"
+
+    def __init__(self, model: FirstStageNet, config: dict, info: dict = None):
+        import tempfile
+        from pathlib import Path
+
+        from ..backends import OnnxModule
+        self.info = info or {}
+        self.multiple = model.multiple
+        self._tmp = tempfile.TemporaryDirectory(prefix="sgdfuse_onnx_")
+        path = export_first_stage(model, Path(self._tmp.name) / "first_stage.onnx")
+        self.runner = OnnxModule.from_config(path, config)
+
+    def __call__(self, thermal: np.ndarray, visible_y: np.ndarray, prior) -> np.ndarray:
+        h, w = thermal.shape
+        if prior is None:
+            targets = boundaries = np.zeros((h, w), np.float32)
+        else:
+            prior = prior.resized((h, w))
+            targets, boundaries = prior.targets, prior.boundaries
+        ph, pw = (-h) % self.multiple, (-w) % self.multiple
+        planes = []
+        for plane in (thermal, visible_y, targets, boundaries):
+            plane = np.asarray(plane, np.float32)
+            if ph or pw:
+                plane = np.pad(plane, ((0, ph), (0, pw)), mode="edge")
+            planes.append(plane[None, None])
+        out = self.runner(*planes)
+        return np.array(out[0, 0, :h, :w], dtype=np.float32)
+
+    def close(self):
+        self.runner = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None

@@ -155,5 +155,119 @@ def load_refiner(path, steps: int, seed: int = 0, device: str = "cpu") -> Diffus
 
 
 def build_refiner(config: dict, device: str) -> DiffusionRefiner:
+    """The configured refiner: torch, or onnxruntime for the denoiser with ``backend: onnx``."""
     path = resolve_model_path(config["refiner.weights"], "refiner.pt")
+    if config.get("backend") == "onnx":
+        model, payload = load_weights(path, KIND, RefinerNet.from_arch)
+        return OnnxDiffusionRefiner(model, config["refiner.steps"], config["refiner.seed"],
+                                    config, payload.get("info"))
     return load_refiner(path, config["refiner.steps"], config["refiner.seed"], device)
+
+
+# --------------------------------------------------------------------------------------------
+# ONNX export of one denoiser call (``sgdfuse export``); the sampler loop stays outside
+# --------------------------------------------------------------------------------------------
+
+ONNX_INPUTS = ("x_and_conditions", "time_features", "highpass")
+ONNX_OUTPUTS = ("x0",)
+
+
+class DenoiserGraph(nn.Module):
+    """One denoiser call with the per-frame parts precomputed outside the graph:
+    ``x_and_conditions`` (1, 6, H, W) = [x_t, thermal, visible_y, targets, boundaries, first],
+    ``time_features`` (1, 2*temb) = ``time_mlp(timestep_embedding(t))``,
+    ``highpass`` (1, 2, H, W) = finest bands of thermal and visible; H, W multiples of 8."""
+
+    def __init__(self, model: RefinerNet):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x_and_conditions, time_features, highpass_bands):
+        out = self.model.net(x_and_conditions, time_features)
+        residual = F.pixel_shuffle(out[:, :16], 4)
+        gains = upsample_to(0.5 * torch.tanh(out[:, 16:18]), residual)
+        first = 2.0 * x_and_conditions[:, 5:6] - 1.0
+        return first + residual + 2.0 * (gains * highpass_bands).sum(dim=1, keepdim=True)
+
+
+def _export_denoiser(model: RefinerNet, path):
+    import copy
+
+    from ..backends import export_module
+    model = copy.deepcopy(model).cpu().float().eval()
+    model.net.channels_last = False
+    model.net.to(memory_format=torch.contiguous_format)
+    graph = DenoiserGraph(model).eval()
+    h, w = 512, 640
+    with torch.no_grad():
+        t = torch.full((1,), model.t_start)
+        features = model.time_mlp(timestep_embedding(t, model.temb, model.num_steps))
+    examples = (torch.rand(1, 6, h, w), features, torch.rand(1, 2, h, w) - 0.5)
+    return export_module(graph, examples, path, ONNX_INPUTS, ONNX_OUTPUTS,
+                         verify_sizes=((h, w), (256, 328)))
+
+
+def export_onnx(config: dict, out_dir):
+    """``sgdfuse export`` hook: the configured refiner's denoiser -> out_dir/refiner.onnx
+    (verified against torch at two sizes). The K-step SDEdit/DDIM loop is not in the graph."""
+    from pathlib import Path
+    path = resolve_model_path(config["refiner.weights"], "refiner.pt")
+    model, _ = load_weights(path, KIND, RefinerNet.from_arch)
+    return _export_denoiser(model, Path(out_dir) / "refiner.onnx")
+
+
+class OnnxDiffusionRefiner(DiffusionRefiner):
+    """``backend: onnx``: the same sampler, each denoiser call run by onnxruntime (the graph is
+    exported from the weights at configure time; padding, the time features and the DDIM
+    updates stay outside the graph)."""
+
+    backend = "onnx"
+
+    def __init__(self, model: RefinerNet, steps: int, seed: int, config: dict, info: dict = None):
+        import tempfile
+        from pathlib import Path
+
+        from ..backends import OnnxModule
+        super().__init__(model, steps, seed, "cpu", info)
+        self.model.net.channels_last = False
+        self.model.net.to(memory_format=torch.contiguous_format)
+        self._tmp = tempfile.TemporaryDirectory(prefix="sgdfuse_onnx_")
+        weights_dir = Path(self._tmp.name)
+        path = _export_denoiser(self.model, weights_dir / "refiner.onnx")
+        self.runner = OnnxModule.from_config(path, config)
+        self._features = {}
+
+    def _time_features(self, t: int) -> np.ndarray:
+        if t not in self._features:
+            with torch.no_grad():
+                emb = timestep_embedding(torch.full((1,), int(t)), self.model.temb,
+                                         self.model.num_steps)
+                self._features[t] = self.model.time_mlp(emb).numpy().astype(np.float32)
+        return self._features[t]
+
+    @torch.inference_mode()
+    def __call__(self, thermal, visible_y, prior, first):
+        model = self.model
+        ir, vis, fs = (image_tensor(a, "cpu") for a in (thermal, visible_y, first))
+        t, b = prior_tensors(prior, thermal.shape, "cpu")
+        cond, hp, (h, w) = model.conditions(ir, vis, t, b, fs)
+        noise = pad_to_multiple(self.noise(thermal.shape).cpu(), 8)[0]
+        inputs = np.empty((1, 6) + tuple(cond.shape[-2:]), np.float32)
+        inputs[:, 1:] = cond.numpy()
+        hp_np = np.ascontiguousarray(hp.numpy())
+
+        def denoise(x, step_t):
+            inputs[:, 0:1] = x.numpy()
+            return torch.from_numpy(np.array(self.runner(inputs, self._time_features(step_t),
+                                                         hp_np)))
+
+        x0 = refine(denoise, 2.0 * cond[:, 4:5] - 1.0, self.steps, model.t_start,
+                    model.schedule, noise)
+        return ((x0[0, 0, :h, :w] + 1.0) * 0.5).clamp(0.0, 1.0).numpy().astype(np.float32)
+
+    def close(self):
+        super().close()
+        self.runner = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
