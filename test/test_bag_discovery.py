@@ -9,7 +9,7 @@ from sgdfuse_ros import messages as m
 from sgdfuse_ros.bag.reader import choose_topics, open_bag
 from sgdfuse_ros.cli import main as cli
 from sgdfuse_ros.errors import InputError
-from test_bag_support import camera_frames, load_report, make_bag, read_bag, write_custom_bag
+from test_bag_support import load_report, make_bag, read_bag, write_custom_bag
 
 
 def img(encoding, topic, t=1.0, size=(8, 6)):

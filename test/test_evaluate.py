@@ -1,8 +1,6 @@
 import json
-import shutil
 
 import cv2
-import numpy as np
 import pytest
 
 from sgdfuse_ros.cli import main

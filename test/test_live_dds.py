@@ -19,7 +19,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 pytest.importorskip("cyclonedds")

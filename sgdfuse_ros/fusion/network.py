@@ -20,6 +20,7 @@ training moves the controls per region (e.g. towards the thermal level on warm t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List
 
 import numpy as np
@@ -199,7 +200,7 @@ ONNX_OUTPUTS = ("fused_y",)
 ONNX_VERIFY_SIZES = ((512, 640), (256, 328))  # multiples of 8: padding happens outside the graph
 
 
-def export_first_stage(model: FirstStageNet, path) -> "Path":
+def export_first_stage(model: FirstStageNet, path) -> Path:
     """Write ``model`` as ONNX (inputs (1, 1, H, W) each, H and W multiples of 8), verified
     against torch at two sizes by :func:`sgdfuse_ros.backends.export_module`."""
     import copy

@@ -23,7 +23,7 @@ import io
 import logging
 import warnings
 from pathlib import Path
-from typing import List, Union
+from typing import Union
 
 import numpy as np
 
