@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 from pathlib import Path
 from typing import List, Tuple
 
@@ -38,8 +39,9 @@ PARTS = {
 
 def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="folder for the .onnx files")
-    parser.add_argument("--what", default=",".join(PARTS),
-                        help=f"comma-separated parts to export (default: all: {','.join(PARTS)})")
+    parser.add_argument("--what", default=None,
+                        help=f"comma-separated parts to export, of {','.join(PARTS)} (default: "
+                             "all; sam-decoder only when prior.sam.checkpoint is set)")
     parser.add_argument("--config", default=None, help="config file (default: config/fusion.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a parameter (repeatable), e.g. --set "
@@ -97,9 +99,12 @@ def export_part(part: str, config: dict, out_dir: Path) -> Tuple[List[Path], str
 def main(args) -> int:
     from .config import load_config, parse_override
 
-    parts = parse_parts(args.what)
     overrides = dict(parse_override(text) for text in args.set)
     config = load_config(args.config, overrides)
+    parts = parse_parts(args.what or ",".join(PARTS))
+    if args.what is None and not config["prior.sam.checkpoint"]:
+        parts.remove("sam-decoder")
+        print("sam-decoder: skipped (prior.sam.checkpoint is not set)", file=sys.stderr)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = []

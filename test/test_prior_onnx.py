@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from prior_scenes import warm_scene
+from sgdfuse_ros.errors import ConfigError
 from sgdfuse_ros.config import validate
 from sgdfuse_ros.parameters import defaults
 from sgdfuse_ros.prior.sam import (TINY_TEST_MODEL, SamFrameEncoder, SamSegmenter,
@@ -76,3 +77,22 @@ def test_backend_onnx_in_the_config_selects_it(model, tmp_path):
     onnx.checker.check_model(str(path))
     from_file = OnnxMaskDecoder(path, "cpu")
     assert from_file.img_size == model.image_encoder.img_size
+
+
+def test_sgdfuse_export_writes_the_decoder_of_the_configured_checkpoint(tmp_path):
+    import onnxruntime
+    import torch
+
+    from sgdfuse_ros.prior.sam import TINY_TEST_MODEL, random_sam
+    from sgdfuse_ros.prior.sam_onnx import INPUT_NAMES, export_onnx
+
+    checkpoint = tmp_path / "tiny.pth"
+    torch.save(random_sam(TINY_TEST_MODEL, seed=1).state_dict(), checkpoint)
+    out = export_onnx({"prior.sam.checkpoint": str(checkpoint),
+                       "prior.sam.model_type": TINY_TEST_MODEL}, tmp_path / "onnx")
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    assert names[:3] == ["image_embeddings", "point_coords", "point_labels"]
+    assert set(names) <= set(INPUT_NAMES)
+    with pytest.raises(ConfigError, match="prior.sam.checkpoint is empty"):
+        export_onnx({"prior.sam.checkpoint": "", "prior.sam.model_type": "vit_b"}, tmp_path)

@@ -168,3 +168,18 @@ class OnnxMaskDecoder:
         logits = upscale_masks(torch.from_numpy(masks[:, 1:]), self.img_size, input_size,
                                original_size)
         return logits, torch.from_numpy(iou[:, 1:])
+
+
+def export_onnx(config: dict, out_dir) -> Path:
+    """``sgdfuse export``: the configured SAM checkpoint's prompt encoder + mask decoder."""
+    from .sam import load_sam
+
+    checkpoint = config.get("prior.sam.checkpoint", "")
+    if not checkpoint:
+        raise ConfigError("prior.sam.checkpoint is empty: set it (--set prior.sam.checkpoint=PATH) "
+                          "to export SAM's decoder")
+    model = load_sam(checkpoint, config["prior.sam.model_type"], "cpu")
+    out = Path(out_dir) / f"sam_{config['prior.sam.model_type']}_decoder.onnx"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export_decoder(model, out)
+    return out
