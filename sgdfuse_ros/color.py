@@ -2,6 +2,11 @@
 
 The visible frame is split into luminance and chroma (YCrCb, BT.601 as OpenCV defines it: the
 same weights as the gray conversion the fusion metrics use); the fused luminance replaces Y.
+
+Where the visible image is nearly black (night), its chroma is mostly sensor noise and bias; once
+the thermal camera lifts those regions' luminance, that noise would show as a colour tint (purple
+trees at night). :func:`attenuate_dark_chroma` fades chroma to neutral there: full colour above
+``DARK_CHROMA_HIGH`` visible luminance, none below ``DARK_CHROMA_LOW``, linear in between.
 """
 
 from __future__ import annotations
@@ -18,6 +23,24 @@ def split_luma(image: np.ndarray) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         return image.astype(np.float32) * (1.0 / 255.0), None
     ycrcb = cv2.cvtColor(image, cv2.COLOR_BGR2YCrCb)
     return ycrcb[..., 0].astype(np.float32) * (1.0 / 255.0), ycrcb[..., 1:]
+
+
+DARK_CHROMA_LOW = 0.02
+DARK_CHROMA_HIGH = 0.2
+
+
+def attenuate_dark_chroma(chroma: Optional[np.ndarray], visible_y: np.ndarray,
+                          low: float = DARK_CHROMA_LOW,
+                          high: float = DARK_CHROMA_HIGH) -> Optional[np.ndarray]:
+    """Chroma (uint8 HxWx2, 128 = neutral) faded to neutral where ``visible_y`` (0..1) is dark."""
+    if chroma is None:
+        return None
+    weight = (visible_y - np.float32(low)) * np.float32(1.0 / (high - low))
+    if weight.min() >= 1.0:  # a well-lit frame: nothing to do
+        return chroma
+    np.clip(weight, 0.0, 1.0, out=weight)
+    faded = (chroma.astype(np.float32) - 128.0) * weight[..., None] + 128.5
+    return faded.astype(np.uint8)
 
 
 def to_uint8(y: np.ndarray) -> np.ndarray:

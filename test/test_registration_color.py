@@ -71,3 +71,18 @@ def test_colour_of_mono_camera_is_gray():
     assert chroma is None
     bgr, y8 = merge_luma(y, None)
     assert bgr.shape == (4, 4, 3) and (bgr[..., 0] == bgr[..., 2]).all() and y8[0, 0] == 128
+
+
+def test_dark_visible_chroma_fades_to_neutral():
+    from sgdfuse_ros.color import attenuate_dark_chroma
+    chroma = np.full((2, 3, 2), 128, np.uint8)
+    chroma[..., 0] = 170  # a strong tint everywhere
+    visible_y = np.array([[0.0, 0.01, 0.11], [0.2, 0.5, 1.0]], np.float32)
+    out = attenuate_dark_chroma(chroma, visible_y)
+    assert out[0, 0, 0] == 128 and out[0, 1, 0] == 128      # black: neutral
+    assert 128 < out[0, 2, 0] < 170                          # dusk: faded
+    assert (out[1, :, 0] == 170).all()                       # lit: untouched
+    assert (out[..., 1] == 128).all()
+    bright = np.full((2, 3), 0.5, np.float32)
+    assert attenuate_dark_chroma(chroma, bright) is chroma   # well-lit frame: no work
+    assert attenuate_dark_chroma(None, bright) is None
