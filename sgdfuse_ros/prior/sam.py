@@ -107,9 +107,8 @@ def _build(model_type: str, device: Optional[str] = None):
 def read_state_dict(path: Path, expected: str = "a SAM checkpoint") -> Dict[str, "object"]:
     """The tensors of a checkpoint file, read without running any pickled code."""
     import torch
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"SAM checkpoint not found: {path} (expected {expected})")
+    from ..config import check_model_file
+    path = check_model_file(path, "SAM checkpoint", expected)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt, truncated, not a torch file, or unsafe pickle content
