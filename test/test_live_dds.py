@@ -142,7 +142,11 @@ def test_node_process_stops_cleanly_with_balanced_books(live):
 def test_fused_outputs_carry_source_stamps_sizes_and_encodings(live):
     frames = _frames_by_rgb_stamp(live)
     fused = _decoded(live, "fused/image")
-    assert len(fused) >= 0.6 * FRAMES, f"only {len(fused)} fused images of {FRAMES} pairs"
+    # how many pairs the node fuses depends on the machine's load (it drops, by design, what
+    # arrives while it is busy); what it published must arrive, and enough to check content
+    published = live["stats"]["inputs"]["rgb"]["published"]
+    assert len(fused) >= 10, f"only {len(fused)} fused images of {FRAMES} pairs"
+    assert len(fused) >= 0.9 * published, f"{len(fused)} received of {published} published"
     for msg in fused:
         stamp = messages.stamp_nanoseconds(msg)
         assert stamp in frames, "fused stamp is not the stamp of a published RGB frame"

@@ -99,6 +99,30 @@ def dds_qos(profile: QosProfile):
                Policy.DataRepresentation(use_cdrv0_representation=True))
 
 
+_DOMAINS: Dict[int, list] = {}  # domain id -> [Domain, users]
+_DOMAINS_LOCK = threading.Lock()
+
+
+def _acquire_domain(domain_class, domain_id: int, config_xml: str):
+    with _DOMAINS_LOCK:
+        entry = _DOMAINS.get(domain_id)
+        if entry is None:
+            entry = _DOMAINS[domain_id] = [domain_class(domain_id, config_xml), 0]
+        entry[1] += 1
+        return entry[0]
+
+
+def _release_domain(domain_id: int) -> None:
+    with _DOMAINS_LOCK:
+        entry = _DOMAINS.get(domain_id)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del _DOMAINS[domain_id]
+            _delete(entry[0])
+
+
 def _delete(entity) -> None:
     """Delete a cyclonedds entity now (its Python object may live on)."""
     try:
@@ -204,8 +228,10 @@ class DdsTransport(Transport):
         self.node_name = node_name
         self.remaps = dict(remaps or {})
         try:
-            # a Domain created with a configuration is used by the participants created after it
-            self._domain = Domain(self.domain_id, config_xml) if config_xml else None
+            # a Domain created with a configuration is used by the participants created after it;
+            # shared (reference-counted) by the transports of this process on the same domain id
+            self._domain = _acquire_domain(Domain, self.domain_id, config_xml) if config_xml \
+                else None
             self.participant = DomainParticipant(self.domain_id)
         except Exception as err:  # bad CYCLONEDDS_URI, no usable interface...
             raise ConfigError(f"could not start Cyclone DDS on domain {domain_id}: {err} "
@@ -289,12 +315,12 @@ class DdsTransport(Transport):
         while self._running:
             try:
                 self._waitset.wait(duration(milliseconds=100))
+                self._wakeup.set(False)
             except Exception:
                 if not self._running:
                     break
                 time.sleep(0.01)
                 continue
-            self._wakeup.set(False)
             with self._lock:
                 subscriptions = list(self._subscriptions)
             for subscription in subscriptions:
@@ -338,4 +364,5 @@ class DdsTransport(Transport):
             self._dispatcher.join(timeout=5.0)
         _delete(self.participant)
         if self._domain is not None:
-            _delete(self._domain)
+            _release_domain(self.domain_id)
+            self._domain = None
