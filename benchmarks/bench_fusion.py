@@ -31,16 +31,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
+
 def machine() -> dict:
     import torch
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model(platform.processor())
     return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "loadavg": os.getloadavg(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}

@@ -67,6 +67,8 @@ POOL = 4                     # distinct synthetic pairs per size, cycled
 
 # --- machine and memory -------------------------------------------------------------------------------
 
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
+
 def proc_status(key: str) -> float:
     """A /proc/self/status memory field in MiB (VmRSS, VmHWM), 0 where unreadable."""
     try:
@@ -90,14 +92,7 @@ def reset_peak_rss() -> bool:
 def machine_description(gpu: Optional[str] = None) -> dict:
     import cv2
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model("unknown")
     from sgdfuse_ros.backends import physical_cores
 
     info = {"cpu": cpu, "logical_cpus": os.cpu_count(), "physical_cores": physical_cores(),

@@ -31,6 +31,8 @@ from sgdfuse_ros.dataset import dataset_pairs, default_data_dir, read_pair
 from sgdfuse_ros.parameters import defaults
 
 
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
+
 def config_with(values: dict) -> dict:
     """The parameter table's defaults with ``values``, validated (independent of the YAML file
     in the checkout)."""
@@ -46,12 +48,7 @@ SIZE = (640, 512)  # width, height
 def machine() -> dict:
     import onnxruntime
     import torch
-    cpu = "unknown"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in
-                   Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model("unknown")
     info = {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "onnxruntime": onnxruntime.__version__,
             "python": platform.python_version(),

@@ -43,6 +43,8 @@ SEED_STEPS = 60
 WIDTH, HEIGHT = 640, 480
 
 
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
+
 class NoiseLevelEncoding(nn.Module):
     """Sinusoidal code of the (continuous) noise level, as in SR3."""
 
@@ -195,14 +197,7 @@ def time_step(width: int = WIDTH, height: int = HEIGHT, threads: int = 0) -> Tup
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model("unknown")
     import os
     return {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
