@@ -45,7 +45,7 @@ def _run(argv) -> None:
 def main(args) -> int:
     from .sample import write_sample
 
-    out = args.out
+    out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     config = ["--config", str(args.config)] if args.config else []
     quiet = ["--quiet"] if args.quiet else []
