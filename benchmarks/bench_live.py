@@ -49,6 +49,8 @@ RESULTS = HERE / "results"
 NS = "/bench"
 
 
+from tables import metric_table  # noqa: E402  (benchmarks/tables.py)
+
 def percentiles(values, qs=(50, 90, 99)):
     if not values:
         return {f"p{q}": None for q in qs}
@@ -178,10 +180,7 @@ def table(result: dict) -> str:
         ("node drops rgb", json.dumps(node["dropped"]["rgb"]) or "{}"),
         ("node rejected", json.dumps(node["rejected"])),
     ]
-    width = max(len(k) for k, _ in rows)
-    lines = [f"| {'metric':<{width}} | value |", f"|{'-' * (width + 2)}|-------|"]
-    lines += [f"| {k:<{width}} | {v} |" for k, v in rows]
-    return "\n".join(lines)
+    return metric_table(rows)
 
 
 def main(argv=None) -> int:

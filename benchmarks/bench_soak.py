@@ -58,6 +58,8 @@ COUNTS_BASE, COUNTS_PER_LEVEL = 7000, 60   # 8-bit grey -> 14-bit radiometric co
 BAD_KINDS = ("encoding", "decode")
 
 
+from tables import metric_table  # noqa: E402  (benchmarks/tables.py)
+
 def parse_size(text: str):
     try:
         width, height = (int(v) for v in text.lower().split("x"))
@@ -423,10 +425,7 @@ def table(r: dict) -> str:
         ("checks", ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in r["checks"].items())),
         ("result", "PASSED" if r["passed"] else "FAILED"),
     ]
-    width = max(len(k) for k, _ in rows)
-    lines = [f"| {'metric':<{width}} | value |", f"|{'-' * (width + 2)}|-------|"]
-    lines += [f"| {k:<{width}} | {v} |" for k, v in rows]
-    return "\n".join(lines)
+    return metric_table(rows)
 
 
 def main(argv=None) -> int:
