@@ -150,16 +150,28 @@ def image_tensor(image: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None].to(device)
 
 
-class NetworkFirstStage:
-    """First-stage plug-in: ``(thermal, visible_y, prior) -> fused_y`` (float32 HxW in [0, 1])."""
+class TorchStage:
+    """What the torch plug-ins share: the model on its device in inference layout, the training
+    facts of its weights file, ``close()`` (frees the model) and its parameter count."""
 
-    name = "network"
-
-    def __init__(self, model: FirstStageNet, device: str = "cpu", info: dict = None):
+    def __init__(self, model: nn.Module, device: str = "cpu", info: dict = None):
         self.model = model.to(device).eval()
         self.model.net.use_channels_last()
         self.device = device
         self.info = info or {}
+
+    def close(self):
+        self.model = None
+
+    @property
+    def parameters(self) -> int:
+        return count_parameters(self.model)
+
+
+class NetworkFirstStage(TorchStage):
+    """First-stage plug-in: ``(thermal, visible_y, prior) -> fused_y`` (float32 HxW in [0, 1])."""
+
+    name = "network"
 
     @torch.inference_mode()
     def __call__(self, thermal: np.ndarray, visible_y: np.ndarray, prior) -> np.ndarray:
@@ -168,13 +180,6 @@ class NetworkFirstStage:
         t, b = prior_tensors(prior, thermal.shape, self.device)
         out = self.model(ir, vis, t, b)
         return out[0, 0].float().cpu().numpy()
-
-    def close(self):
-        self.model = None
-
-    @property
-    def parameters(self) -> int:
-        return count_parameters(self.model)
 
 
 def load_first_stage(path, device: str = "cpu") -> NetworkFirstStage:

@@ -26,8 +26,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..config import resolve_model_path
-from .backbone import LowResUNet, count_parameters, pad_to_multiple
-from .network import image_tensor, prior_tensors, upsample_to
+from .backbone import LowResUNet, pad_to_multiple
+from .network import TorchStage, image_tensor, prior_tensors, upsample_to
 from .samplers import refine
 from .schedules import make_schedule
 from .weights import load_weights
@@ -111,7 +111,7 @@ class RefinerNet(nn.Module):
         return ((x0[..., :h, :w] + 1.0) * 0.5).clamp(0.0, 1.0)
 
 
-class DiffusionRefiner:
+class DiffusionRefiner(TorchStage):
     """Refiner plug-in: ``(thermal, visible_y, prior, first_y) -> refined_y`` (float32 [0, 1])."""
 
     name = "diffusion"
@@ -120,16 +120,19 @@ class DiffusionRefiner:
                  info: dict = None):
         if steps < 1:
             raise ValueError("steps must be >= 1")
-        self.model = model.to(device).eval()
-        self.model.net.use_channels_last()
+        super().__init__(model, device, info)
         self.steps = int(steps)
         self.seed = int(seed)
-        self.device = device
-        self.info = info or {}
+        self._noise = {}  # shape -> the seeded noise: the same every frame, drawn once per size
 
     def noise(self, shape) -> torch.Tensor:
-        gen = torch.Generator(device="cpu").manual_seed(self.seed)
-        return torch.randn((1, 1) + tuple(shape), generator=gen).to(self.device)
+        shape = tuple(shape)
+        if shape not in self._noise:
+            if len(self._noise) >= 4:  # a stream of changing sizes must not grow memory
+                self._noise.clear()
+            gen = torch.Generator(device="cpu").manual_seed(self.seed)
+            self._noise[shape] = torch.randn((1, 1) + shape, generator=gen).to(self.device)
+        return self._noise[shape]
 
     @torch.inference_mode()
     def __call__(self, thermal: np.ndarray, visible_y: np.ndarray, prior,
@@ -140,13 +143,6 @@ class DiffusionRefiner:
         t, b = prior_tensors(prior, thermal.shape, self.device)
         out = self.model(ir, vis, t, b, fs, self.steps, self.noise(thermal.shape))
         return out[0, 0].float().cpu().numpy()
-
-    def close(self):
-        self.model = None
-
-    @property
-    def parameters(self) -> int:
-        return count_parameters(self.model)
 
 
 def load_refiner(path, steps: int, seed: int = 0, device: str = "cpu") -> DiffusionRefiner:
