@@ -11,7 +11,7 @@ from sgdfuse_ros.cli import main as cli_main
 from sgdfuse_ros.fusion.network import load_first_stage
 from sgdfuse_ros.fusion.refiner import load_refiner
 from sgdfuse_ros.training.data import CropSampler, load_samples, split_train_names
-from sgdfuse_ros.training.losses import fusion_losses
+from sgdfuse_ros.training.losses import DEFAULT_WEIGHTS, fusion_losses
 from sgdfuse_ros.training.loop import train
 from sgdfuse_ros.training.tasks import FirstStageTask, RefinerTask
 
@@ -67,7 +67,64 @@ def test_losses_prefer_a_fusion_over_one_source():
     losses = lambda f: fusion_losses(f.clamp(0, 1), ir, vis, targets)  # noqa: E731
     assert losses(fused)["total"] < losses(vis)["total"]
     assert losses(fused)["total"] < losses(ir)["total"]
-    assert losses(fused)["intensity"] < losses(vis)["intensity"]
+    # the target-weighted intensity term alone (the visible-led term would favour the visible
+    # image here: its background is 0.3 brighter than the thermal one)
+    plain = dict(DEFAULT_WEIGHTS, visible_lead=0.0, lead_edges=0.0)
+    assert fusion_losses(fused.clamp(0, 1), ir, vis, targets, plain)["intensity"] < \
+        fusion_losses(vis, ir, vis, targets, plain)["intensity"]
+
+
+def _sky_scene():
+    """Top half: a daylight sky (visible bright and smooth, thermal cold and noisy); bottom half:
+    a road with a warm target that both cameras see."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:64, 0:64].astype(np.float32)
+    sky = yy < 32
+    ir = np.where(sky, 0.15 + 0.08 * rng.standard_normal((64, 64)), 0.5).astype(np.float32)
+    blob = ((yy - 48) ** 2 + (xx - 32) ** 2 < 64).astype(np.float32)
+    ir = np.clip(ir + 0.45 * blob, 0, 1)
+    vis = np.where(sky, 0.85, 0.45 + 0.1 * np.sin(xx / 2.0)).astype(np.float32)
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32))[None, None]  # noqa: E731
+    return t(ir), t(vis), t(blob), t(sky.astype(np.float32))
+
+
+def test_visible_lead_map_marks_the_daylight_sky_only():
+    from sgdfuse_ros.training.losses import visible_lead_map
+    ir, vis, targets, sky = _sky_scene()
+    lead = visible_lead_map(ir, vis)
+    assert float(lead[..., 4:28, :].min()) > 0.9  # sky, away from the horizon
+    assert float(lead[..., 36:, :].max()) == 0.0  # road and warm target
+
+
+def test_visible_lead_makes_thermal_sky_clutter_cost():
+    """Without the visible-led terms the losses prefer the thermal camera's noisy sky (the
+    artefact); with them, the visible sky wins, and the warm target still keeps its level."""
+    ir, vis, targets, sky = _sky_scene()
+    base = 0.75 * (ir + vis) - 0.25 * (ir.mean() + vis.mean())
+    thermal_sky = torch.where(sky > 0, ir, base).clamp(0, 1)
+    visible_sky = torch.where(sky > 0, vis, base).clamp(0, 1)
+    off = dict(DEFAULT_WEIGHTS, visible_lead=0.0, lead_edges=0.0)
+    on = dict(DEFAULT_WEIGHTS, visible_lead=1.0, lead_edges=1.0)
+    assert fusion_losses(thermal_sky, ir, vis, targets, off)["total"] < \
+        fusion_losses(visible_sky, ir, vis, targets, off)["total"]
+    assert fusion_losses(visible_sky, ir, vis, targets, on)["total"] < \
+        fusion_losses(thermal_sky, ir, vis, targets, on)["total"]
+    # the road half is unchanged, so a fused image darker on the warm target still costs more
+    dim_target = torch.where(targets > 0, vis, visible_sky)
+    assert fusion_losses(dim_target, ir, vis, targets, on)["intensity"] > \
+        fusion_losses(visible_sky, ir, vis, targets, on)["intensity"]
+
+
+def test_visible_lead_off_gives_the_original_losses():
+    ir, vis, targets, _ = _sky_scene()
+    fused = (0.5 * (ir + vis)).clamp(0, 1)
+    plain = {k: v for k, v in DEFAULT_WEIGHTS.items() if k not in ("visible_lead", "lead_edges")}
+    a = fusion_losses(fused, ir, vis, targets, plain)
+    b = fusion_losses(fused, ir, vis, targets, dict(plain, visible_lead=0.0, lead_edges=0.0))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    assert fusion_losses(fused, ir, vis, targets, dict(plain, lead_edges=1.0))["gradient"] != \
+        a["gradient"]
 
 
 def _params(model):

@@ -139,7 +139,7 @@ def train(task, sampler, val_samples: List, out: Path, work: Path, steps: int, b
         model.train()
         score = selection_score(metrics, reference) if reference else 0.0
         record = {"step": step, "val": metrics, "score": score, "time": time.time()}
-        if score > best_score:
+        if step > 0 and score > best_score:  # step 0 (untrained) is logged, never shipped
             best_score, best_metrics = score, metrics
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             record["best"] = True

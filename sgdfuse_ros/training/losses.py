@@ -16,6 +16,15 @@ Each term is a differentiable stand-in for what the fusion metrics reward:
   what each source adds to the other);
 - ``contrast``: ``relu(ratio * max(std(ir), std(vis)) - std(F))`` per image (SD, EN); the ratio
   (default 1.1) can be given in the weights dict as ``contrast_ratio``.
+
+Visible-led regions (weights keys ``visible_lead`` and ``lead_edges``, default 0 = off). Where the
+visible camera is much brighter than the thermal one (``visible_lead_map`` ``V``: a daylight sky,
+painted road markings, other cold surfaces in daylight) the thermal image holds no target, only the
+cold background's texture and the sensor's noise, and the visible image is the reference.
+``visible_lead`` = ``lam`` adds ``lam * V`` to the intensity weight (towards the brighter, visible
+level); ``lead_edges`` = ``e`` (0..1) scales thermal edges by ``1 - e * V`` in the gradient terms
+(thermal sky clutter is then no longer an edge to keep, so it costs) and asks ``SSIM(F, ir)`` only
+with weight ``1 - e * V``. With both 0 the terms are exactly the ones above.
 """
 
 from __future__ import annotations
@@ -26,7 +35,8 @@ import torch
 from torch.nn import functional as F
 
 DEFAULT_WEIGHTS = {"intensity": 1.0, "gradient": 30.0, "gradient_deficit": 0.0,
-                   "gradient_vector": 0.0, "ssim": 1.0, "scd": 0.5, "contrast": 1.0}
+                   "gradient_vector": 0.0, "ssim": 1.0, "scd": 0.5, "contrast": 1.0,
+                   "visible_lead": 1.0, "lead_edges": 1.0}
 
 
 def sobel(x: torch.Tensor):
@@ -55,13 +65,32 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 7, c1: float = 1e-6,
          c2: float = 9e-6) -> torch.Tensor:
     """Mean SSIM per image (N,), uniform window. The constants are small (the reported SSIM
     uses data_range=2 on 0..255 images, i.e. nearly none), so low-contrast structure counts."""
+    return ssim_map(x, y, window, c1, c2).mean(dim=(1, 2, 3))
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor, window: int = 7, c1: float = 1e-6,
+             c2: float = 9e-6) -> torch.Tensor:
+    """Local SSIM (N, 1, H - window + 1, W - window + 1) over ``window`` x ``window`` boxes."""
     stats = box_filter(torch.cat([x, y, x * x, y * y, x * y], dim=1), window)
     mu_x, mu_y, xx, yy, xy = stats.split(1, dim=1)
     sxx = xx - mu_x * mu_x
     syy = yy - mu_y * mu_y
     sxy = xy - mu_x * mu_y
-    value = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
-    return value.mean(dim=(1, 2, 3))
+    return (((2 * mu_x * mu_y + c1) * (2 * sxy + c2))
+            / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2)))
+
+
+#: visible_lead_map: the local mean of ``vis - ir`` (``LEAD_WINDOW`` box) mapped linearly from
+#: 0 at ``LEAD_LOW`` to 1 at ``LEAD_HIGH`` (images in [0, 1]).
+LEAD_LOW, LEAD_HIGH, LEAD_WINDOW = 0.2, 0.4, 9
+
+
+def visible_lead_map(ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) in [0, 1]: 1 where the visible image is, over a 9x9 neighbourhood, brighter
+    than the thermal one by >= 0.4 (cold background in daylight), 0 below a 0.2 gap."""
+    pad = LEAD_WINDOW // 2
+    gap = box_filter(F.pad(vis - ir, (pad, pad, pad, pad), mode="replicate"), LEAD_WINDOW)
+    return ((gap - LEAD_LOW) / (LEAD_HIGH - LEAD_LOW)).clamp(0.0, 1.0)
 
 
 def correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -78,10 +107,19 @@ def fusion_losses(fused, ir, vis, targets, weights: Dict[str, float] = None,
     w = dict(DEFAULT_WEIGHTS if weights is None else weights)
     contrast_ratio = float(w.pop("contrast_ratio", contrast_ratio))
     target_weight = float(w.pop("target_weight", 1.0))
+    lead = float(w.pop("visible_lead", 0.0))
+    lead_edges = float(w.pop("lead_edges", 0.0))
     terms = {}
     brighter = torch.maximum(ir, vis)
-    terms["intensity"] = ((background + target_weight * targets) * (fused - brighter).abs()).mean()
+    weight = background + target_weight * targets
+    lead_map = visible_lead_map(ir, vis) if lead > 0 or lead_edges > 0 else None
+    if lead > 0:
+        weight = weight + lead * lead_map
+    terms["intensity"] = (weight * (fused - brighter).abs()).mean()
     (ax, ay), (bx, by), (fx, fy) = sobel(ir), sobel(vis), sobel(fused)
+    if lead_edges > 0:  # thermal edges inside visible-led regions are not edges to keep
+        keep = 1.0 - lead_edges * lead_map
+        ax, ay = ax * keep, ay * keep
     g_ir = torch.sqrt(ax * ax + ay * ay + 1e-8)
     g_vis = torch.sqrt(bx * bx + by * by + 1e-8)
     g_ref = torch.maximum(g_ir, g_vis)
@@ -91,7 +129,12 @@ def fusion_losses(fused, ir, vis, targets, weights: Dict[str, float] = None,
                                 + (fy - torch.where(ir_wins, ay, by)).abs()).mean()
     terms["gradient"] = (g_fused - g_ref).abs().mean()
     terms["gradient_deficit"] = F.relu(g_ref - g_fused).mean()
-    terms["ssim"] = (2.0 - ssim(fused, ir) - ssim(fused, vis)).mean()
+    if lead_edges <= 0:
+        terms["ssim"] = (2.0 - ssim(fused, ir) - ssim(fused, vis)).mean()
+    else:  # SSIM(F, ir) counts as met inside visible-led regions
+        keep = box_filter(1.0 - lead_edges * lead_map, 7)
+        ir_part = (keep * ssim_map(fused, ir) + (1.0 - keep)).mean(dim=(1, 2, 3))
+        terms["ssim"] = (2.0 - ir_part - ssim(fused, vis)).mean()
     terms["scd"] = (2.0 - correlation(ir, fused - vis) - correlation(vis, fused - ir)).mean()
     std = lambda t: t.std(dim=(1, 2, 3))  # noqa: E731
     terms["contrast"] = F.relu(contrast_ratio * torch.maximum(std(ir), std(vis)) - std(fused)).mean()
