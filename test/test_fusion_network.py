@@ -16,7 +16,7 @@ from sgdfuse_ros.pipeline import FusionPipeline
 from sgdfuse_ros.prior.format import SemanticPrior
 from sgdfuse_ros.prior.thermal import ThermalPrior
 
-SMALL_FIRST = {"levels": 4, "c1": 8, "c2": 16, "blocks": 1}
+SMALL_FIRST = {"levels": 4, "c1": 8, "c2": 16, "blocks": 1, "fine_vis": True}
 SMALL_REFINER = {"c1": 8, "c2": 16, "blocks": 1, "temb": 8, "schedule": "cosine", "T": 1000,
                  "t_start": 200}
 
@@ -58,6 +58,53 @@ def test_untrained_first_stage_is_the_hand_designed_fusion():
     assert out.shape == ir.shape
     assert np.corrcoef(out.ravel(), (ir + vis).ravel())[0, 1] > 0.9
     assert abs(float(out.std()) - float(laplacian_fusion(ir, vis).std())) < 0.2
+
+
+def test_first_stage_without_fine_vis_still_loads(tmp_path):
+    """Weights written before the finest band had its visible mix (no ``fine_vis`` in their
+    arch) load as that older network; fine_vis=True adds exactly one head channel."""
+    old_arch = {k: v for k, v in SMALL_FIRST.items() if k != "fine_vis"}
+    old = randomised(FirstStageNet(**old_arch), 3, 0.3)
+    path = save_weights(tmp_path / "old.pt", "first_stage", old_arch, old)
+    stage = load_first_stage(path)
+    assert stage.model.fine_vis is False
+    ir, vis = scene(64, 96)
+    assert stage(ir, vis, None).shape == (64, 96)
+    new = FirstStageNet(**SMALL_FIRST)
+    extra = sum(p.numel() for p in new.parameters()) - sum(p.numel() for p in old.parameters())
+    assert extra == new.net.head.in_channels + 1
+
+
+def _finest(x: np.ndarray) -> np.ndarray:
+    t = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None, None]
+    up = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(t, 2), scale_factor=2,
+                                         mode="bilinear", align_corners=False)
+    return (t - up)[0, 0].numpy()
+
+
+def test_fine_vis_mix_passes_the_visible_finest_band():
+    """Thermal sky noise stronger than the visible sky's fine detail: the max-abs finest band
+    takes the thermal noise; with the finest visible gain high and the max-abs gain low (what
+    the network learns for a daylight sky) the output's finest band is the visible one."""
+    net = FirstStageNet(**SMALL_FIRST).eval()
+    rng = np.random.default_rng(0)
+    ir = (0.2 + 0.08 * rng.standard_normal((64, 64))).astype(np.float32)
+    vis = (0.8 + 0.02 * rng.standard_normal((64, 64))).astype(np.float32)
+    t = lambda a: torch.from_numpy(a)[None, None]  # noqa: E731
+    zeros = t(np.zeros_like(ir))
+
+    def corr_with_visible():
+        with torch.no_grad():
+            out = net(t(ir), t(vis), zeros, zeros)[0, 0].numpy()
+        return np.corrcoef(_finest(out)[4:-4, 4:-4].ravel(), _finest(vis)[4:-4, 4:-4].ravel())[0, 1]
+
+    before = corr_with_visible()
+    k = 4 + 3 * (net.n_detail - 1)
+    with torch.no_grad():
+        net.net.head.bias[3] = -20.0  # finest max-abs gain -> 0
+        net.net.head.bias[k] = 20.0   # finest visible gain -> 1
+    after = corr_with_visible()
+    assert before < 0.5 and after > 0.8
 
 
 def test_first_stage_odd_size_shape_dtype_range(weights):

@@ -12,7 +12,10 @@ of ``[thermal, visible_y, prior.targets, prior.boundaries]``) predicts smooth pe
 - detail band l: ``g_sel * maxabs(a_l, b_l) + g_ir * a_l + g_vis * b_l`` with
   ``g_sel = 2 * sigmoid(.)`` (1 at start: keep the stronger edge of the two cameras) and
   ``g_ir, g_vis = sigmoid(. - 3)`` (small additive mixes); the finest (full-resolution) band
-  has only ``g_sel``, which keeps that band to a handful of full-resolution operations.
+  has ``g_sel`` and, with ``fine_vis`` (the default since the visible-led training), a visible
+  mix ``g_vis``, so that where the thermal camera only has cold clutter (a daylight sky) the
+  network can keep the visible image's own fine detail instead of the stronger thermal noise.
+  The finest band stays a handful of full-resolution operations.
 
 The last layer starts at zero, so an untrained network is exactly that hand-designed fusion and
 training moves the controls per region (e.g. towards the thermal level on warm targets).
@@ -33,7 +36,7 @@ from .backbone import LowResUNet, count_parameters, pad_to_multiple
 from .weights import load_weights
 
 KIND = "first_stage"
-DEFAULT_ARCH = {"levels": 4, "c1": 16, "c2": 32, "blocks": 2}
+DEFAULT_ARCH = {"levels": 4, "c1": 16, "c2": 32, "blocks": 2, "fine_vis": True}
 
 
 def gaussian_pyramid(x: torch.Tensor, levels: int) -> List[torch.Tensor]:
@@ -76,14 +79,17 @@ def resize_controls(maps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class FirstStageNet(nn.Module):
     """``(ir, vis_y, targets, boundaries)``, each (N, 1, H, W) in [0, 1] -> fused (N, 1, H, W)."""
 
-    def __init__(self, levels: int = 4, c1: int = 16, c2: int = 32, blocks: int = 2):
+    def __init__(self, levels: int = 4, c1: int = 16, c2: int = 32, blocks: int = 2,
+                 fine_vis: bool = False):
         super().__init__()
         if not 3 <= int(levels) <= 6:
             raise ValueError("levels must be 3..6")
         self.levels = int(levels)
-        self.arch = {"levels": self.levels, "c1": int(c1), "c2": int(c2), "blocks": int(blocks)}
+        self.fine_vis = bool(fine_vis)
+        self.arch = {"levels": self.levels, "c1": int(c1), "c2": int(c2), "blocks": int(blocks),
+                     "fine_vis": self.fine_vis}
         self.n_detail = self.levels - 1
-        self.net = LowResUNet(4, 4 + 3 * (self.n_detail - 1), c1, c2, blocks)
+        self.net = LowResUNet(4, 4 + 3 * (self.n_detail - 1) + int(self.fine_vis), c1, c2, blocks)
 
     @classmethod
     def from_arch(cls, arch: dict) -> "FirstStageNet":
@@ -129,6 +135,9 @@ class FirstStageNet(nn.Module):
         b = sources[:, 1:2] - up[:, 2:3]
         gain0 = resize_controls(2.0 * torch.sigmoid(o[:, 3:4]), a)
         fused = up[:, 0:1] + gain0 * torch.where(a.abs() >= b.abs(), a, b)
+        if self.fine_vis:
+            k = 4 + 3 * (self.n_detail - 1)
+            fused = fused + resize_controls(torch.sigmoid(o[:, k:k + 1] - 3.0), b) * b
         fused = fused[..., :h, :w].clamp(0.0, 1.0)
         if return_controls:
             return fused, o

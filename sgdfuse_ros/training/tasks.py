@@ -57,9 +57,11 @@ class FirstStageTask:
 
 
 #: The refiner's loss: sharpen towards the stronger source's edges (gradient_deficit), with their
-#: orientation (gradient_vector), without overshooting them (gradient), keeping structure.
+#: orientation (gradient_vector), without overshooting them (gradient), keeping structure; in
+#: visible-led regions (daylight sky) the visible image is the reference, as for the first stage.
 REFINER_LOSS_WEIGHTS = {"intensity": 1.0, "gradient": 10.0, "gradient_deficit": 35.0,
-                        "gradient_vector": 30.0, "ssim": 1.0, "scd": 0.5, "contrast": 1.0}
+                        "gradient_vector": 30.0, "ssim": 1.0, "scd": 0.5, "contrast": 1.0,
+                        "visible_lead": 1.0, "lead_edges": 1.0}
 
 
 class RefinerTask:
