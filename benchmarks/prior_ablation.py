@@ -1,0 +1,106 @@
+"""Prior ablation: the first stage with the semantic prior against the same weights with an empty
+prior (``prior.source=none``), on the warm targets the prior marks.
+
+For each pair, the targets are where the thermal fallback prior's ``targets`` map is > 0.5 (pairs
+with < 0.2 % target pixels are skipped) and their surround a 15-pixel ring around them. Per run:
+
+- ``contrast``: mean fused luminance in the targets minus in their surround (0..1; the thermal
+  image's own value is printed as the reference: warm targets should stand out as they do there);
+- ``abs(F - ir)``: mean absolute difference to the thermal image inside the targets (lower =
+  the targets keep their thermal level);
+- the 9 headline metrics over all pairs of the subset.
+
+    python benchmarks/prior_ablation.py --data ../shared/data/roadscene --subset val [--steps 0]
+
+Writes ``benchmarks/results/prior_ablation_<subset>.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from sgdfuse_ros.config import load_config
+from sgdfuse_ros.dataset import dataset_pairs, default_data_dir, read_pair
+from sgdfuse_ros.evaluate import EVAL_OVERRIDES, run_evaluation
+from sgdfuse_ros.metrics import HEADLINE_METRICS
+from sgdfuse_ros.prior.thermal import ThermalPrior
+from sgdfuse_ros.color import split_luma
+from sgdfuse_ros.training.data import split_train_names
+
+MIN_TARGET = 0.002
+RING = 15
+
+
+def target_masks(pair):
+    thermal, visible = read_pair(pair)
+    ir = thermal.astype(np.float32) / 255.0
+    vis_y, _ = split_luma(visible)
+    targets = ThermalPrior()(ir, vis_y).targets > 0.5
+    if targets.mean() < MIN_TARGET:
+        return None
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * RING + 1, 2 * RING + 1))
+    ring = cv2.dilate(targets.astype(np.uint8), kernel).astype(bool) & ~targets
+    return ir, targets, ring
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=default_data_dir())
+    parser.add_argument("--subset", default="val", choices=("val", "test"))
+    parser.add_argument("--steps", type=int, default=0, help="refiner steps of both runs")
+    parser.add_argument("--out", type=Path, default=Path("outputs/prior_ablation"))
+    args = parser.parse_args()
+    if args.data is None:
+        sys.exit("prior_ablation: error: give --data or set SGDFUSE_DATA")
+    if args.subset == "val":
+        wanted = set(split_train_names(args.data)[1])
+        pairs = [p for p in dataset_pairs(args.data, "train") if p.name in wanted]
+    else:
+        pairs = dataset_pairs(args.data, "test")
+    runs = {"thermal prior": {}, "empty prior": {"prior.source": "none"}}
+    rows = {}
+    masks = {p.name: target_masks(p) for p in pairs}
+    used = [n for n, m in masks.items() if m is not None]
+    thermal_contrast = float(np.mean([m[0][m[1]].mean() - m[0][m[2]].mean()
+                                      for m in masks.values() if m is not None]))
+    for label, overrides in runs.items():
+        config = load_config(overrides=dict(EVAL_OVERRIDES, **{"first_stage.type": "network",
+                                                                "refiner.steps": args.steps},
+                                            **overrides))
+        folder = args.out / args.subset / label.replace(" ", "_")
+        report = run_evaluation(pairs, folder, config, label, contact_rows=0)
+        contrast, error = [], []
+        for name in used:
+            ir, targets, ring = masks[name]
+            fused = cv2.imread(str(folder / "fused" / f"{name}.png"),
+                               cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
+            contrast.append(fused[targets].mean() - fused[ring].mean())
+            error.append(np.abs(fused[targets] - ir[targets]).mean())
+        rows[label] = {**{k: report["mean"][k] for k in HEADLINE_METRICS},
+                       "contrast": float(np.mean(contrast)), "abs_to_ir": float(np.mean(error))}
+    head = "| run | " + " | ".join(HEADLINE_METRICS) + " | contrast | abs(F - ir) |"
+    lines = [f"# Prior ablation, RoadScene {args.subset} ({len(pairs)} pairs; target measures "
+             f"on the {len(used)} with warm targets), refiner K={args.steps}", "",
+             f"Thermal image's own target-vs-surround contrast: {thermal_contrast:.3f}", "",
+             head, "|---" * (len(HEADLINE_METRICS) + 3) + "|"]
+    for label, r in rows.items():
+        lines.append(f"| {label} | " + " | ".join(f"{r[k]:.4g}" for k in HEADLINE_METRICS)
+                     + f" | {r['contrast']:.3f} | {r['abs_to_ir']:.3f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out = Path(__file__).parent / "results" / f"prior_ablation_{args.subset}"
+    out.with_suffix(".md").write_text(text)
+    out.with_suffix(".json").write_text(json.dumps(
+        {"rows": rows, "thermal_contrast": thermal_contrast, "pairs_with_targets": used,
+         "command": " ".join(["python"] + sys.argv)}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
