@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from . import stages
-from .color import attenuate_dark_chroma, merge_luma, split_luma
+from .color import attenuate_chroma, merge_luma, split_luma
 from .config import check_model_file, load_config, resolve_model_path
 from .device import resolve_device, set_threads
 from .encodings import ThermalAGC, check_size, visible_to_bgr
@@ -182,7 +182,7 @@ class FusionPipeline:
                                                                          state, lap)
         prior, first = state["prior"], state["first"]
 
-        fused_bgr, fused_y = merge_luma(fused, attenuate_dark_chroma(chroma, vis_y))
+        fused_bgr, fused_y = merge_luma(fused, attenuate_chroma(chroma, vis_y, fused))
         lap("colour")
         timings["total"] = (time.perf_counter() - t0) * 1000.0
         self.frames += 1

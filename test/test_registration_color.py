@@ -74,15 +74,32 @@ def test_colour_of_mono_camera_is_gray():
 
 
 def test_dark_visible_chroma_fades_to_neutral():
-    from sgdfuse_ros.color import attenuate_dark_chroma
+    from sgdfuse_ros.color import attenuate_chroma
     chroma = np.full((2, 3, 2), 128, np.uint8)
     chroma[..., 0] = 170  # a strong tint everywhere
     visible_y = np.array([[0.0, 0.01, 0.11], [0.2, 0.5, 1.0]], np.float32)
-    out = attenuate_dark_chroma(chroma, visible_y)
+    out = attenuate_chroma(chroma, visible_y)
     assert out[0, 0, 0] == 128 and out[0, 1, 0] == 128      # black: neutral
     assert 128 < out[0, 2, 0] < 170                          # dusk: faded
     assert (out[1, :, 0] == 170).all()                       # lit: untouched
     assert (out[..., 1] == 128).all()
     bright = np.full((2, 3), 0.5, np.float32)
-    assert attenuate_dark_chroma(chroma, bright) is chroma   # well-lit frame: no work
-    assert attenuate_dark_chroma(None, bright) is None
+    assert attenuate_chroma(chroma, bright) is chroma        # well-lit frame: no work
+    assert attenuate_chroma(chroma, bright, bright) is chroma  # ... and nothing lifted
+    assert attenuate_chroma(None, bright) is None
+
+
+def test_chroma_fades_where_thermal_lifted_the_luminance():
+    """A dim sodium-lit street (visible Y 0.3, yellow cast) that the thermal camera lifted to 0.9
+    keeps a third of its cast; where fused and visible agree the colour is untouched; a darker
+    fused pixel (thermal dimmed it) keeps its colour."""
+    from sgdfuse_ros.color import LIFT_EPS, attenuate_chroma
+    chroma = np.full((1, 3, 2), 128, np.uint8)
+    chroma[..., 1] = 88  # Cb below neutral: yellow
+    visible_y = np.array([[0.3, 0.3, 0.6]], np.float32)
+    fused_y = np.array([[0.9, 0.3, 0.2]], np.float32)
+    out = attenuate_chroma(chroma, visible_y, fused_y).astype(int)
+    expected = 128 - 40 * (0.3 + LIFT_EPS) / (0.9 + LIFT_EPS)
+    assert abs(out[0, 0, 1] - expected) <= 1
+    assert out[0, 1, 1] == 88 and out[0, 2, 1] == 88
+    assert (out[..., 0] == 128).all()
