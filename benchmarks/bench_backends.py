@@ -1,4 +1,19 @@
-"""torch vs ONNX Runtime for the learned first stage, per intra-op thread count.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+torch vs ONNX Runtime for the learned first stage, per intra-op thread count.
 
     python benchmarks/bench_backends.py [--size 640x512] [--frames 20] [--threads 1,2]
 
@@ -19,18 +34,17 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import sys
 import tempfile
 import time
-from pathlib import Path
-
-import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import bench_pipeline as bench  # noqa: E402
+import numpy as np  # noqa: E402
 
 
 def first_stage_module(scratch: Path):
@@ -39,13 +53,13 @@ def first_stage_module(scratch: Path):
     from sgdfuse_ros.fusion import network
     from sgdfuse_ros.fusion.weights import load_weights
 
-    path = resolve_model_path(load_config()["first_stage.weights"], "first_stage.pt")
-    note = "trained"
+    path = resolve_model_path(load_config()['first_stage.weights'], 'first_stage.pt')
+    note = 'trained'
     if not path.is_file():
-        path, why = bench.untrained_weights("sgdfuse_ros.fusion.network", scratch)
+        path, why = bench.untrained_weights('sgdfuse_ros.fusion.network', scratch)
         if path is None:
-            raise SystemExit(f"first stage not available: {why}")
-        note = "untrained"
+            raise SystemExit(f'first stage not available: {why}')
+        note = 'untrained'
     model, _ = load_weights(path, network.KIND, network.FirstStageNet.from_arch)
     return model.eval(), note
 
@@ -62,24 +76,23 @@ def timed(fn, frames: int):
 
 
 def main(argv=None) -> int:
+    from sgdfuse_ros.backends import export_module, OnnxModule
     import torch
 
-    from sgdfuse_ros.backends import OnnxModule, export_module
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", default="640x512")
-    parser.add_argument("--frames", type=int, default=20)
-    parser.add_argument("--threads", default="1,2")
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument('--size', default='640x512')
+    parser.add_argument('--frames', type=int, default=20)
+    parser.add_argument('--threads', default='1,2')
     args = parser.parse_args(argv)
     w, h = bench.parse_sizes(args.size)[0]
     h8, w8 = h + (-h) % 8, w + (-w) % 8
-    thread_counts = [int(t) for t in args.threads.split(",")]
-    scratch = tempfile.TemporaryDirectory(prefix="sgdfuse_backends_")
+    thread_counts = [int(t) for t in args.threads.split(',')]
+    scratch = tempfile.TemporaryDirectory(prefix='sgdfuse_backends_')
     model, note = first_stage_module(Path(scratch.name))
-    names = ["ir", "vis", "targets", "boundaries"]
+    names = ['ir', 'vis', 'targets', 'boundaries']
     example = [torch.rand(1, 1, 256, 320) for _ in names]
-    onnx_path = export_module(model, example, Path(scratch.name) / "first_stage.onnx", names,
-                              ["fused"], verify_sizes=[(256, 320), (h8, w8)])
+    onnx_path = export_module(model, example, Path(scratch.name) / 'first_stage.onnx', names,
+                              ['fused'], verify_sizes=[(256, 320), (h8, w8)])
     generator = torch.Generator().manual_seed(0)
     inputs = [torch.rand(1, 1, h8, w8, generator=generator) for _ in names]
     arrays = [t.numpy() for t in inputs]
@@ -87,39 +100,39 @@ def main(argv=None) -> int:
     rows = []
     for threads in thread_counts:
         torch.set_num_threads(threads)
-        runner = OnnxModule(onnx_path, device="cpu", threads=threads, reuse_outputs=True)
+        runner = OnnxModule(onnx_path, device='cpu', threads=threads, reuse_outputs=True)
         with torch.inference_mode():
             reference = model(*inputs).numpy()
             torch_ms = timed(lambda: model(*inputs), args.frames)
         onnx_ms = timed(lambda: runner(*arrays), args.frames)
         diff = float(np.max(np.abs(runner(*arrays) - reference)))
-        rows.append({"threads": threads, "torch_ms": torch_ms, "onnx_ms": onnx_ms,
-                     "max_abs_difference": diff})
-        print(f"{threads} thread(s): torch {torch_ms[0]:.1f} / {torch_ms[1]:.1f} ms, onnx "
-              f"{onnx_ms[0]:.1f} / {onnx_ms[1]:.1f} ms (median / p90), max |diff| {diff:.1e}",
+        rows.append({'threads': threads, 'torch_ms': torch_ms, 'onnx_ms': onnx_ms,
+                     'max_abs_difference': diff})
+        print(f'{threads} thread(s): torch {torch_ms[0]:.1f} / {torch_ms[1]:.1f} ms, onnx '
+              f'{onnx_ms[0]:.1f} / {onnx_ms[1]:.1f} ms (median / p90), max |diff| {diff:.1e}',
               flush=True)
     import os
-    report = {"network": "first stage", "weights": note, "size": [w8, h8], "frames": args.frames,
-              "machine": machine, "load_average_1min_at_end": round(os.getloadavg()[0], 2),
-              "rows": rows}
+    report = {'network': 'first stage', 'weights': note, 'size': [w8, h8], 'frames': args.frames,
+              'machine': machine, 'load_average_1min_at_end': round(os.getloadavg()[0], 2),
+              'rows': rows}
     bench.RESULTS.mkdir(parents=True, exist_ok=True)
-    (bench.RESULTS / "backends_cpu.json").write_text(json.dumps(report, indent=1) + "\n")
-    lines = [f"# First-stage network: torch vs ONNX Runtime ({note} weights, {w8}x{h8})", "",
+    (bench.RESULTS / 'backends_cpu.json').write_text(json.dumps(report, indent=1) + '\n')
+    lines = [f'# First-stage network: torch vs ONNX Runtime ({note} weights, {w8}x{h8})', '',
              f"{machine['date']}; CPU {machine['cpu']} ({machine['logical_cpus']} logical); torch "
              f"{machine['torch']}, onnxruntime {machine['onnxruntime']}; load average "
              f"{machine['load_average_1min_at_start']} at start, "
              f"{report['load_average_1min_at_end']} at end. Milliseconds per call of the bare "
-             f"network, median / p90 of {args.frames}.", "",
-             "| threads | torch | onnxruntime | max abs difference |", "|---|---|---|---|"]
+             f'network, median / p90 of {args.frames}.', '',
+             '| threads | torch | onnxruntime | max abs difference |', '|---|---|---|---|']
     for r in rows:
         lines.append(f"| {r['threads']} | {r['torch_ms'][0]:.1f} / {r['torch_ms'][1]:.1f} | "
                      f"{r['onnx_ms'][0]:.1f} / {r['onnx_ms'][1]:.1f} | "
                      f"{r['max_abs_difference']:.1e} |")
-    (bench.RESULTS / "backends_cpu.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    (bench.RESULTS / 'backends_cpu.md').write_text('\n'.join(lines) + '\n')
+    print('\n'.join(lines))
     scratch.cleanup()
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     sys.exit(main())

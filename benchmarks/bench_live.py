@@ -1,4 +1,19 @@
-"""Live benchmark: camera -> ``sgdfuse live`` -> subscriber, three processes over Cyclone DDS.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Live benchmark: camera -> ``sgdfuse live`` -> subscriber, three processes over Cyclone DDS.
 
     python benchmarks/bench_live.py                      # 12 s at 30 Hz, 640x512
     python benchmarks/bench_live.py --seconds 30 --size 1280x720 --set refiner.steps=1
@@ -27,13 +42,13 @@ import argparse
 import datetime
 import json
 import os
+from pathlib import Path
 import platform
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -45,32 +60,33 @@ from sgdfuse_ros import messages  # noqa: E402
 from sgdfuse_ros.transport.base import QosProfile  # noqa: E402
 from sgdfuse_ros.transport.dds import DdsTransport, localhost_config  # noqa: E402
 
-RESULTS = HERE / "results"
-NS = "/bench"
+RESULTS = HERE / 'results'
+NS = '/bench'
 
 
 from tables import metric_table  # noqa: E402  (benchmarks/tables.py)
 
+
 def percentiles(values, qs=(50, 90, 99)):
     if not values:
-        return {f"p{q}": None for q in qs}
-    return {f"p{q}": round(float(np.percentile(values, q)), 2) for q in qs}
+        return {f'p{q}': None for q in qs}
+    return {f'p{q}': round(float(np.percentile(values, q)), 2) for q in qs}
 
 
 def wait_for(condition, timeout, what):
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
+            raise TimeoutError(f'timed out waiting for {what}')
         time.sleep(0.05)
 
 
 def run(args) -> dict:
     domain = args.domain_id if args.domain_id is not None else 100 + os.getpid() % 120
-    env = dict(os.environ, CYCLONEDDS_URI=localhost_config(), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, CYCLONEDDS_URI=localhost_config(), PYTHONUNBUFFERED='1')
     frames = int(round(args.seconds * args.rate))
-    tmp = Path(tempfile.mkdtemp(prefix="bench_live_"))
-    stats_path, camera_log = tmp / "stats.json", tmp / "camera.json"
+    tmp = Path(tempfile.mkdtemp(prefix='bench_live_'))
+    stats_path, camera_log = tmp / 'stats.json', tmp / 'camera.json'
     received = []  # (stamp_ns, receive wall time)
 
     def on_fused(data, info):
@@ -78,33 +94,33 @@ def run(args) -> dict:
         received.append((messages.stamp_nanoseconds(messages.deserialize(data, messages.IMAGE)),
                          now))
 
-    listener = DdsTransport(domain, NS, "bench_listener", config_xml=localhost_config())
+    listener = DdsTransport(domain, NS, 'bench_listener', config_xml=localhost_config())
     processes = []
     try:
-        fused_sub = listener.create_subscription("fused/image", messages.IMAGE, on_fused,
-                                                 QosProfile("reliable", 10), raw=True)
-        node_cmd = [sys.executable, "-m", "sgdfuse_ros.cli", "live", "--namespace", NS,
-                    "--domain-id", str(domain), "--status-period", "0",
-                    "--stats-json", str(stats_path), "--duration", str(args.seconds + 120)]
+        fused_sub = listener.create_subscription('fused/image', messages.IMAGE, on_fused,
+                                                 QosProfile('reliable', 10), raw=True)
+        node_cmd = [sys.executable, '-m', 'sgdfuse_ros.cli', 'live', '--namespace', NS,
+                    '--domain-id', str(domain), '--status-period', '0',
+                    '--stats-json', str(stats_path), '--duration', str(args.seconds + 120)]
         for override in args.overrides:
-            node_cmd += ["--set", override]
+            node_cmd += ['--set', override]
         node = subprocess.Popen(node_cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         processes.append(node)
         wait_for(lambda: fused_sub.publisher_count() > 0 or node.poll() is not None, 120,
-                 "the node")
+                 'the node')
         if node.poll() is not None:
-            raise RuntimeError("the node stopped:\n" + node.stdout.read())
+            raise RuntimeError('the node stopped:\n' + node.stdout.read())
         camera = subprocess.Popen(
-            [sys.executable, "-m", "sgdfuse_ros.synthetic_camera", "--namespace", NS,
-             "--domain-id", str(domain), "--frames", str(frames), "--rate", str(args.rate),
-             "--size", args.size, "--jitter-ms", str(args.jitter_ms), "--wait-subscribers", "1",
-             "--wait-timeout", "120", "--log", str(camera_log)],
+            [sys.executable, '-m', 'sgdfuse_ros.synthetic_camera', '--namespace', NS,
+             '--domain-id', str(domain), '--frames', str(frames), '--rate', str(args.rate),
+             '--size', args.size, '--jitter-ms', str(args.jitter_ms), '--wait-subscribers', '1',
+             '--wait-timeout', '120', '--log', str(camera_log)],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         processes.append(camera)
         camera_output, _ = camera.communicate(timeout=args.seconds * 3 + 120)
         if camera.returncode != 0:
-            raise RuntimeError("the camera failed:\n" + camera_output)
+            raise RuntimeError('the camera failed:\n' + camera_output)
         time.sleep(1.0)  # the last pairs
         node.send_signal(signal.SIGINT)
         node_output, _ = node.communicate(timeout=60)
@@ -116,95 +132,95 @@ def run(args) -> dict:
         listener.close()
     stats = json.loads(stats_path.read_text())
     log = json.loads(camera_log.read_text())
-    by_rgb = {f["rgb_ns"]: f for f in log["frames"]}
-    sent = log["frames"]
-    streaming_s = max(f["rgb_sent"] for f in sent) - min(f["rgb_sent"] for f in sent)
+    by_rgb = {f['rgb_ns']: f for f in log['frames']}
+    sent = log['frames']
+    streaming_s = max(f['rgb_sent'] for f in sent) - min(f['rgb_sent'] for f in sent)
     from_stamp, from_publish = [], []
     for stamp_ns, at in received:
         from_stamp.append((at - stamp_ns * 1e-9) * 1000.0)
         frame = by_rgb.get(stamp_ns)
         if frame is not None:
-            from_publish.append((at - max(frame["thermal_sent"], frame["rgb_sent"])) * 1000.0)
-    inputs = stats["inputs"]
+            from_publish.append((at - max(frame['thermal_sent'], frame['rgb_sent'])) * 1000.0)
+    inputs = stats['inputs']
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "load_average_at_end": os.getloadavg()},
-        "setup": {"size": args.size, "rate_hz": args.rate, "seconds": args.seconds,
-                  "frames": frames, "jitter_ms": args.jitter_ms, "overrides": args.overrides,
-                  "domain_id": domain, "transport": "Cyclone DDS, loopback, rosbags CDR",
-                  "node_config": stats["config"], "device": stats["device"]},
-        "camera": {"frames_sent": len(sent), "streaming_s": round(streaming_s, 3),
-                   "published_late": log["late_publishes"]},
-        "delivered": {"fused": len(received),
-                      "rate_hz": round(len(received) / streaming_s, 2) if streaming_s else 0.0,
-                      "fraction_of_pairs": round(len(received) / max(len(sent), 1), 4)},
-        "latency_ms": {"stamp_to_received": percentiles(from_stamp),
-                       "publish_to_received": percentiles(from_publish)},
-        "node": {"received": {s: c["received"] for s, c in inputs.items()},
-                 "published_pairs": stats["output"]["published"],
-                 "dropped": {s: {k: v for k, v in c["dropped"].items() if v}
+        'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+        'machine': {'platform': platform.platform(), 'cpus': os.cpu_count(),
+                    'load_average_at_end': os.getloadavg()},
+        'setup': {'size': args.size, 'rate_hz': args.rate, 'seconds': args.seconds,
+                  'frames': frames, 'jitter_ms': args.jitter_ms, 'overrides': args.overrides,
+                  'domain_id': domain, 'transport': 'Cyclone DDS, loopback, rosbags CDR',
+                  'node_config': stats['config'], 'device': stats['device']},
+        'camera': {'frames_sent': len(sent), 'streaming_s': round(streaming_s, 3),
+                   'published_late': log['late_publishes']},
+        'delivered': {'fused': len(received),
+                      'rate_hz': round(len(received) / streaming_s, 2) if streaming_s else 0.0,
+                      'fraction_of_pairs': round(len(received) / max(len(sent), 1), 4)},
+        'latency_ms': {'stamp_to_received': percentiles(from_stamp),
+                       'publish_to_received': percentiles(from_publish)},
+        'node': {'received': {s: c['received'] for s, c in inputs.items()},
+                 'published_pairs': stats['output']['published'],
+                 'dropped': {s: {k: v for k, v in c['dropped'].items() if v}
                              for s, c in inputs.items()},
-                 "rejected": {s: {k: v for k, v in c["rejected"].items() if v}
+                 'rejected': {s: {k: v for k, v in c['rejected'].items() if v}
                               for s, c in inputs.items()},
-                 "latency_ms": stats["latency_ms"]},
-        "node_output_tail": node_output.strip().splitlines()[-4:],
+                 'latency_ms': stats['latency_ms']},
+        'node_output_tail': node_output.strip().splitlines()[-4:],
     }
 
 
 def table(result: dict) -> str:
-    d, lat, node = result["delivered"], result["latency_ms"], result["node"]
-    stage = node["latency_ms"]
+    d, lat, node = result['delivered'], result['latency_ms'], result['node']
+    stage = node['latency_ms']
 
-    def pct(entry, keys=("p50", "p90", "p99")):
-        return " / ".join("-" if entry.get(k) is None else f"{entry[k]:.1f}" for k in keys
+    def pct(entry, keys=('p50', 'p90', 'p99')):
+        return ' / '.join('-' if entry.get(k) is None else f'{entry[k]:.1f}' for k in keys
                           if k in entry)
 
     rows = [
-        ("setup", f"{result['setup']['size']} @ {result['setup']['rate_hz']:g} Hz, "
+        ('setup', f"{result['setup']['size']} @ {result['setup']['rate_hz']:g} Hz, "
                   f"{result['setup']['seconds']:g} s, device {result['setup']['device']}, "
                   f"{result['machine']['cpus']} CPUs"),
-        ("machine load average (1 min) at the end",
+        ('machine load average (1 min) at the end',
          f"{result['machine']['load_average_at_end'][0]:.1f} (shared machine)"),
-        ("camera frame pairs sent", f"{result['camera']['frames_sent']} in "
+        ('camera frame pairs sent', f"{result['camera']['frames_sent']} in "
                                     f"{result['camera']['streaming_s']:.1f} s"),
-        ("fused images delivered", f"{d['fused']} ({d['rate_hz']:.1f} Hz, "
+        ('fused images delivered', f"{d['fused']} ({d['rate_hz']:.1f} Hz, "
                                    f"{100 * d['fraction_of_pairs']:.1f} % of pairs)"),
-        ("latency stamp -> received p50 / p90 / p99 (ms)", pct(lat["stamp_to_received"])),
-        ("latency publish -> received p50 / p90 / p99 (ms)", pct(lat["publish_to_received"])),
-        ("node end-to-end p50 / p90 (ms)", pct(stage.get("end_to_end", {}), ("p50", "p90"))),
-        ("node pipeline total p50 / p90 (ms)", pct(stage.get("total", {}), ("p50", "p90"))),
-        ("node received thermal / rgb", f"{node['received']['thermal']} / "
+        ('latency stamp -> received p50 / p90 / p99 (ms)', pct(lat['stamp_to_received'])),
+        ('latency publish -> received p50 / p90 / p99 (ms)', pct(lat['publish_to_received'])),
+        ('node end-to-end p50 / p90 (ms)', pct(stage.get('end_to_end', {}), ('p50', 'p90'))),
+        ('node pipeline total p50 / p90 (ms)', pct(stage.get('total', {}), ('p50', 'p90'))),
+        ('node received thermal / rgb', f"{node['received']['thermal']} / "
                                         f"{node['received']['rgb']}"),
-        ("node drops thermal", json.dumps(node["dropped"]["thermal"]) or "{}"),
-        ("node drops rgb", json.dumps(node["dropped"]["rgb"]) or "{}"),
-        ("node rejected", json.dumps(node["rejected"])),
+        ('node drops thermal', json.dumps(node['dropped']['thermal']) or '{}'),
+        ('node drops rgb', json.dumps(node['dropped']['rgb']) or '{}'),
+        ('node rejected', json.dumps(node['rejected'])),
     ]
     return metric_table(rows)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=12.0)
-    parser.add_argument("--rate", type=float, default=30.0)
-    parser.add_argument("--size", default="640x512")
-    parser.add_argument("--jitter-ms", type=float, default=3.0)
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="NAME=VALUE", help="node parameter override (repeatable)")
-    parser.add_argument("--domain-id", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument('--seconds', type=float, default=12.0)
+    parser.add_argument('--rate', type=float, default=30.0)
+    parser.add_argument('--size', default='640x512')
+    parser.add_argument('--jitter-ms', type=float, default=3.0)
+    parser.add_argument('--set', dest='overrides', action='append', default=[],
+                        metavar='NAME=VALUE', help='node parameter override (repeatable)')
+    parser.add_argument('--domain-id', type=int, default=None)
+    parser.add_argument('--out', type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     result = run(args)
     text = table(result)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "live_dds.json").write_text(json.dumps(result, indent=1))
-    (args.out / "live_dds.md").write_text(
-        "# Live DDS benchmark (camera -> sgdfuse live -> subscriber)\n\n"
+    (args.out / 'live_dds.json').write_text(json.dumps(result, indent=1))
+    (args.out / 'live_dds.md').write_text(
+        '# Live DDS benchmark (camera -> sgdfuse live -> subscriber)\n\n'
         f"`python benchmarks/bench_live.py {' '.join(argv or sys.argv[1:])}`, "
-        f"{result['date']}\n\n" + text + "\n")
+        f"{result['date']}\n\n" + text + '\n')
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     sys.exit(main())

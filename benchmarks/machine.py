@@ -1,14 +1,28 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """What the benchmarks say about the machine they ran on (shared by the scripts here)."""
 
 from pathlib import Path
 
 
-def cpu_model(default: str = "unknown") -> str:
-    """The CPU's model name from /proc/cpuinfo (``default`` where it cannot be read)."""
+def cpu_model(default: str = 'unknown') -> str:
+    """Return the CPU's model name from /proc/cpuinfo (``default`` where it cannot be read)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
     except OSError:
         pass
     return default

@@ -1,5 +1,22 @@
-"""Prior ablation: the first stage with the semantic prior against the same weights with an empty
-prior (``prior.source=none``), on the warm targets the prior marks.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Prior ablation: the first stage with and without the semantic prior.
+
+The same weights run with an empty prior (``prior.source=none``), scored on the warm targets the
+prior marks.
 
 For each pair, the targets are where the thermal fallback prior's ``targets`` map is > 0.5 (pairs
 with < 0.2 % target pixels are skipped) and their surround a 15-pixel ring around them. Per run:
@@ -19,18 +36,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+import sys
 
 import cv2
 import numpy as np
-
+from sgdfuse_ros.color import split_luma
 from sgdfuse_ros.config import load_config
 from sgdfuse_ros.dataset import dataset_pairs, default_data_dir, read_pair
 from sgdfuse_ros.evaluate import EVAL_OVERRIDES, run_evaluation
 from sgdfuse_ros.metrics import HEADLINE_METRICS
 from sgdfuse_ros.prior.thermal import ThermalPrior
-from sgdfuse_ros.color import split_luma
 from sgdfuse_ros.training.data import split_train_names
 
 MIN_TARGET = 0.002
@@ -50,57 +66,56 @@ def target_masks(pair):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=default_data_dir())
-    parser.add_argument("--subset", default="val", choices=("val", "test"))
-    parser.add_argument("--steps", type=int, default=0, help="refiner steps of both runs")
-    parser.add_argument("--out", type=Path, default=Path("outputs/prior_ablation"))
+    parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
+    parser.add_argument('--data', type=Path, default=default_data_dir())
+    parser.add_argument('--subset', default='val', choices=('val', 'test'))
+    parser.add_argument('--steps', type=int, default=0, help='refiner steps of both runs')
+    parser.add_argument('--out', type=Path, default=Path('outputs/prior_ablation'))
     args = parser.parse_args()
     if args.data is None:
-        sys.exit("prior_ablation: error: give --data or set SGDFUSE_DATA")
-    if args.subset == "val":
+        sys.exit('prior_ablation: error: give --data or set SGDFUSE_DATA')
+    if args.subset == 'val':
         wanted = set(split_train_names(args.data)[1])
-        pairs = [p for p in dataset_pairs(args.data, "train") if p.name in wanted]
+        pairs = [p for p in dataset_pairs(args.data, 'train') if p.name in wanted]
     else:
-        pairs = dataset_pairs(args.data, "test")
-    runs = {"thermal prior": {}, "empty prior": {"prior.source": "none"}}
+        pairs = dataset_pairs(args.data, 'test')
+    runs = {'thermal prior': {}, 'empty prior': {'prior.source': 'none'}}
     rows = {}
     masks = {p.name: target_masks(p) for p in pairs}
     used = [n for n, m in masks.items() if m is not None]
     thermal_contrast = float(np.mean([m[0][m[1]].mean() - m[0][m[2]].mean()
                                       for m in masks.values() if m is not None]))
     for label, overrides in runs.items():
-        config = load_config(overrides=dict(EVAL_OVERRIDES, **{"first_stage.type": "network",
-                                                                "refiner.steps": args.steps},
-                                            **overrides))
-        folder = args.out / args.subset / label.replace(" ", "_")
+        network = {'first_stage.type': 'network', 'refiner.steps': args.steps}
+        config = load_config(overrides=dict(EVAL_OVERRIDES, **network, **overrides))
+        folder = args.out / args.subset / label.replace(' ', '_')
         report = run_evaluation(pairs, folder, config, label, contact_rows=0)
         contrast, error = [], []
         for name in used:
             ir, targets, ring = masks[name]
-            fused = cv2.imread(str(folder / "fused" / f"{name}.png"),
+            fused = cv2.imread(str(folder / 'fused' / f'{name}.png'),
                                cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
             contrast.append(fused[targets].mean() - fused[ring].mean())
             error.append(np.abs(fused[targets] - ir[targets]).mean())
-        rows[label] = {**{k: report["mean"][k] for k in HEADLINE_METRICS},
-                       "contrast": float(np.mean(contrast)), "abs_to_ir": float(np.mean(error))}
-    head = "| run | " + " | ".join(HEADLINE_METRICS) + " | contrast | abs(F - ir) |"
-    lines = [f"# Prior ablation, RoadScene {args.subset} ({len(pairs)} pairs; target measures "
-             f"on the {len(used)} with warm targets), refiner K={args.steps}", "",
-             f"Thermal image's own target-vs-surround contrast: {thermal_contrast:.3f}", "",
-             head, "|---" * (len(HEADLINE_METRICS) + 3) + "|"]
+        rows[label] = {**{k: report['mean'][k] for k in HEADLINE_METRICS},
+                       'contrast': float(np.mean(contrast)), 'abs_to_ir': float(np.mean(error))}
+    head = '| run | ' + ' | '.join(HEADLINE_METRICS) + ' | contrast | abs(F - ir) |'
+    lines = [f'# Prior ablation, RoadScene {args.subset} ({len(pairs)} pairs; target measures '
+             f'on the {len(used)} with warm targets), refiner K={args.steps}', '',
+             f"Thermal image's own target-vs-surround contrast: {thermal_contrast:.3f}", '',
+             head, '|---' * (len(HEADLINE_METRICS) + 3) + '|']
     for label, r in rows.items():
-        lines.append(f"| {label} | " + " | ".join(f"{r[k]:.4g}" for k in HEADLINE_METRICS)
+        lines.append(f'| {label} | ' + ' | '.join(f'{r[k]:.4g}' for k in HEADLINE_METRICS)
                      + f" | {r['contrast']:.3f} | {r['abs_to_ir']:.3f} |")
-    text = "\n".join(lines) + "\n"
+    text = '\n'.join(lines) + '\n'
     print(text)
-    out = Path(__file__).parent / "results" / f"prior_ablation_{args.subset}"
-    out.with_suffix(".md").write_text(text)
-    out.with_suffix(".json").write_text(json.dumps(
-        {"rows": rows, "thermal_contrast": thermal_contrast, "pairs_with_targets": used,
-         "command": " ".join(["python"] + sys.argv)}, indent=1))
+    out = Path(__file__).parent / 'results' / f'prior_ablation_{args.subset}'
+    out.with_suffix('.md').write_text(text)
+    out.with_suffix('.json').write_text(json.dumps(
+        {'rows': rows, 'thermal_contrast': thermal_contrast, 'pairs_with_targets': used,
+         'command': ' '.join(['python'] + sys.argv)}, indent=1))
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     sys.exit(main())

@@ -1,4 +1,19 @@
-"""Quality table on the RoadScene test split (50 pairs): ours against the baselines and peers.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Quality table on the RoadScene test split (50 pairs): ours against the baselines and peers.
 
 Rows: the classical Laplacian baseline, the peer outputs in ../shared/data/peers (SAGE), the
 published CDDFuse row on the same 50 pairs, our first stage, our first stage + refiner at K = 1, 2,
@@ -13,27 +28,27 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import sys
 import time
-from pathlib import Path
 
 from sgdfuse_ros.config import load_config
 from sgdfuse_ros.dataset import dataset_pairs, default_data_dir
 from sgdfuse_ros.evaluate import EVAL_OVERRIDES, run_evaluation
-from sgdfuse_ros.metrics import HEADLINE_METRICS, format_table, score_folders
+from sgdfuse_ros.metrics import format_table, HEADLINE_METRICS, score_folders
 
 # Published on the same 50 pairs (CDDFuse, CVPR 2023, RoadScene table; SSIM with data_range=2).
-CDDFUSE = {"EN": 7.44, "SD": 54.67, "SF": 16.36, "MI": 2.30, "SCD": 1.81, "VIF": 0.69,
-           "Qabf": 0.52, "SSIM": 0.98}
+CDDFUSE = {'EN': 7.44, 'SD': 54.67, 'SF': 16.36, 'MI': 2.30, 'SCD': 1.81, 'VIF': 0.69,
+           'Qabf': 0.52, 'SSIM': 0.98}
 
 CONFIGS = {
-    "Laplacian baseline": {"first_stage.type": "laplacian", "refiner.steps": 0},
-    "ours: first stage": {"first_stage.type": "network", "refiner.steps": 0},
-    "ours: + refiner K=1": {"first_stage.type": "network", "refiner.steps": 1},
-    "ours: + refiner K=2": {"first_stage.type": "network", "refiner.steps": 2},
-    "ours: + refiner K=4": {"first_stage.type": "network", "refiner.steps": 4},
-    "ours: first stage, no prior (ablation)": {"first_stage.type": "network", "refiner.steps": 0,
-                                               "prior.source": "none"},
+    'Laplacian baseline': {'first_stage.type': 'laplacian', 'refiner.steps': 0},
+    'ours: first stage': {'first_stage.type': 'network', 'refiner.steps': 0},
+    'ours: + refiner K=1': {'first_stage.type': 'network', 'refiner.steps': 1},
+    'ours: + refiner K=2': {'first_stage.type': 'network', 'refiner.steps': 2},
+    'ours: + refiner K=4': {'first_stage.type': 'network', 'refiner.steps': 4},
+    'ours: first stage, no prior (ablation)': {'first_stage.type': 'network', 'refiner.steps': 0,
+                                               'prior.source': 'none'},
 }
 
 
@@ -43,83 +58,83 @@ def wins(ours: dict, other: dict) -> tuple:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=default_data_dir())
-    parser.add_argument("--peers", type=Path, default=None,
-                        help="folder of peer methods (default: DATA/../peers)")
-    parser.add_argument("--out", type=Path, default=Path("outputs/quality"))
-    parser.add_argument("--default-row", default=None,
+    parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
+    parser.add_argument('--data', type=Path, default=default_data_dir())
+    parser.add_argument('--peers', type=Path, default=None,
+                        help='folder of peer methods (default: DATA/../peers)')
+    parser.add_argument('--out', type=Path, default=Path('outputs/quality'))
+    parser.add_argument('--default-row', default=None,
                         help="row that is 'ours (default configuration)' (default: the one "
-                             "matching config/fusion.yaml)")
-    parser.add_argument("--results", type=Path,
-                        default=Path(__file__).parent / "results" / "quality_roadscene")
+                             'matching config/fusion.yaml)')
+    parser.add_argument('--results', type=Path,
+                        default=Path(__file__).parent / 'results' / 'quality_roadscene')
     args = parser.parse_args()
     if args.data is None:
-        sys.exit("quality_roadscene: error: give --data or set SGDFUSE_DATA")
-    pairs = dataset_pairs(args.data, "test")
+        sys.exit('quality_roadscene: error: give --data or set SGDFUSE_DATA')
+    pairs = dataset_pairs(args.data, 'test')
     defaults = load_config()
     rows, timing = {}, {}
     default_row = args.default_row
     for label, overrides in CONFIGS.items():
         config = load_config(overrides=dict(EVAL_OVERRIDES, **overrides))
         if default_row is None and all(defaults[k] == v for k, v in overrides.items()
-                                       if k in ("first_stage.type", "refiner.steps")) \
-                and "prior.source" not in overrides:
+                                       if k in ('first_stage.type', 'refiner.steps')) \
+                and 'prior.source' not in overrides:
             default_row = label
         started = time.perf_counter()
-        report = run_evaluation(pairs, args.out / label.replace(" ", "_").replace(":", "")
-                                .replace(",", "").replace("(", "").replace(")", "")
-                                .replace("+", "plus").replace("=", ""), config, label)
-        rows[label] = report["mean"]
-        timing[label] = {"wall_s": time.perf_counter() - started,
-                         "median_total_ms": report["timings_ms"]["total"]["median"]}
+        report = run_evaluation(pairs, args.out / label.replace(' ', '_').replace(':', '')
+                                .replace(',', '').replace('(', '').replace(')', '')
+                                .replace('+', 'plus').replace('=', ''), config, label)
+        rows[label] = report['mean']
+        timing[label] = {'wall_s': time.perf_counter() - started,
+                         'median_total_ms': report['timings_ms']['total']['median']}
         print(f"{label}: done in {timing[label]['wall_s']:.1f} s", file=sys.stderr)
 
-    peers = args.peers or (Path(args.data).parent / "peers")
+    peers = args.peers or (Path(args.data).parent / 'peers')
     names = [p.name for p in pairs]
-    for peer in sorted(peers.glob("*/roadscene50")) if peers.is_dir() else []:
-        _, mean = score_folders(peer, Path(args.data) / "ir", Path(args.data) / "vis", names)
-        rows[f"{peer.parent.name} (peer outputs)"] = mean
-    rows["CDDFuse (published)"] = CDDFUSE
+    for peer in sorted(peers.glob('*/roadscene50')) if peers.is_dir() else []:
+        _, mean = score_folders(peer, Path(args.data) / 'ir', Path(args.data) / 'vis', names)
+        rows[f'{peer.parent.name} (peer outputs)'] = mean
+    rows['CDDFuse (published)'] = CDDFUSE
 
     ours = rows[default_row]
     comparisons = {}
     for label, values in rows.items():
         if label != default_row:
             won, of = wins(ours, values)
-            comparisons[label] = {"wins": won, "of": of}
-    first = rows["ours: first stage"]
+            comparisons[label] = {'wins': won, 'of': of}
+    first = rows['ours: first stage']
     refiner_checks = {}
     for k in (1, 2, 4):
-        refined = rows[f"ours: + refiner K={k}"]
+        refined = rows[f'ours: + refiner K={k}']
         better = sum(refined[m] > first[m] for m in HEADLINE_METRICS)
         worst = min((refined[m] - first[m]) / abs(first[m]) for m in HEADLINE_METRICS)
-        refiner_checks[k] = {"better_than_first_stage": better, "of": len(HEADLINE_METRICS),
-                             "worst_relative_change": worst}
+        refiner_checks[k] = {'better_than_first_stage': better, 'of': len(HEADLINE_METRICS),
+                             'worst_relative_change': worst}
 
     table = format_table(rows)
-    lines = ["# Quality on RoadScene test (50 pairs)", "",
-             f"Default configuration row: **{default_row}**. Metrics: reference-evaluator "
-             "conventions (SSIM summed over both sources, data_range=2).", "", table, "",
-             "## Wins of the default configuration, metric by metric", "",
-             "| against | metrics won |", "|---|---|"]
+    lines = ['# Quality on RoadScene test (50 pairs)', '',
+             f'Default configuration row: **{default_row}**. Metrics: reference-evaluator '
+             'conventions (SSIM summed over both sources, data_range=2).', '', table, '',
+             '## Wins of the default configuration, metric by metric', '',
+             '| against | metrics won |', '|---|---|']
     lines += [f"| {k} | {v['wins']} of {v['of']} |" for k, v in comparisons.items()]
-    lines += ["", "## Refiner against the first stage", "",
-              "| K | metrics improved | worst relative change |", "|---|---|---|"]
+    lines += ['', '## Refiner against the first stage', '',
+              '| K | metrics improved | worst relative change |', '|---|---|---|']
     lines += [f"| {k} | {v['better_than_first_stage']} of {v['of']} | "
               f"{100 * v['worst_relative_change']:+.2f} % |" for k, v in refiner_checks.items()]
-    lines += ["", "## Time per frame (median, this machine)", "", "| row | ms |", "|---|---|"]
+    lines += ['', '## Time per frame (median, this machine)', '', '| row | ms |', '|---|---|']
     lines += [f"| {k} | {v['median_total_ms']:.1f} |" for k, v in timing.items()]
-    text = "\n".join(lines) + "\n"
+    text = '\n'.join(lines) + '\n'
     print(text)
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.with_suffix(".md").write_text(text)
-    args.results.with_suffix(".json").write_text(json.dumps(
-        {"rows": rows, "default_row": default_row, "wins": comparisons,
-         "refiner": refiner_checks, "timing": timing,
-         "command": "python benchmarks/quality_roadscene.py --data DATA"}, indent=1))
+    args.results.with_suffix('.md').write_text(text)
+    args.results.with_suffix('.json').write_text(json.dumps(
+        {'rows': rows, 'default_row': default_row, 'wins': comparisons,
+         'refiner': refiner_checks, 'timing': timing,
+         'command': 'python benchmarks/quality_roadscene.py --data DATA'}, indent=1))
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     sys.exit(main())

@@ -1,4 +1,19 @@
-"""What the seed method's refiner would cost per frame: an SR3-sized conditional UNet, 60 steps.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+What the seed method's refiner would cost per frame: an SR3-sized conditional UNet, 60 steps.
 
 The SGDFuse paper refines the first-stage fusion with a conditional diffusion model whose denoiser
 is the SR3 UNet (Saharia et al., "Image Super-Resolution via Iterative Refinement"). The sizes are
@@ -27,23 +42,22 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 import platform
 import sys
 import time
-from pathlib import Path
 from typing import Optional, Tuple
 
+from machine import cpu_model  # benchmarks/machine.py
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-RESULTS = Path(__file__).resolve().parent / "results"
-CACHE = RESULTS / "seed_reference.json"
+RESULTS = Path(__file__).resolve().parent / 'results'
+CACHE = RESULTS / 'seed_reference.json'
 SEED_STEPS = 60
 WIDTH, HEIGHT = 640, 480
 
-
-from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 
 class NoiseLevelEncoding(nn.Module):
     """Sinusoidal code of the (continuous) noise level, as in SR3."""
@@ -60,6 +74,7 @@ class NoiseLevelEncoding(nn.Module):
 
 
 class Block(nn.Module):
+
     def __init__(self, dim: int, dim_out: int, groups: int = 32):
         super().__init__()
         self.norm = nn.GroupNorm(groups, dim)
@@ -70,6 +85,7 @@ class Block(nn.Module):
 
 
 class ResBlock(nn.Module):
+
     def __init__(self, dim: int, dim_out: int, emb_dim: int, groups: int = 32):
         super().__init__()
         self.noise = nn.Linear(emb_dim, dim_out)
@@ -94,12 +110,13 @@ class SelfAttention(nn.Module):
     def forward(self, x):
         n, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(n, 3, c, h * w).unbind(1)
-        attn = torch.softmax(torch.einsum("ncq,nck->nqk", q, k) / math.sqrt(c), dim=-1)
-        y = torch.einsum("nqk,nck->ncq", attn, v).reshape(n, c, h, w)
+        attn = torch.softmax(torch.einsum('ncq,nck->nqk', q, k) / math.sqrt(c), dim=-1)
+        y = torch.einsum('nqk,nck->ncq', attn, v).reshape(n, c, h, w)
         return x + self.out(y)
 
 
 class ResAttn(nn.Module):
+
     def __init__(self, dim, dim_out, emb_dim, attention: bool, groups: int = 32):
         super().__init__()
         self.res = ResBlock(dim, dim_out, emb_dim, groups)
@@ -140,7 +157,7 @@ class SR3UNet(nn.Module):
                                        level in attention_levels, groups))
                 channels = width * mult
             if level != 0:
-                self.up.append(nn.Upsample(scale_factor=2, mode="nearest"))
+                self.up.append(nn.Upsample(scale_factor=2, mode='nearest'))
                 self.up.append(nn.Conv2d(channels, channels, 3, padding=1))
         self.head = Block(channels, out_channels, groups)  # GroupNorm, Swish, 3x3 conv
 
@@ -166,12 +183,12 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def step_flops(model: Optional[nn.Module] = None, width: int = WIDTH, height: int = HEIGHT) -> int:
-    """FLOPs of one denoising step, counted on the meta device (``model`` is moved there)."""
+    """Count the FLOPs of one denoising step on the meta device (``model`` is moved there)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    meta = SR3UNet().to("meta") if model is None else model.to("meta")
-    x = torch.zeros(1, meta.stem.in_channels, height, width, device="meta")
-    level = torch.zeros(1, device="meta")
+    meta = SR3UNet().to('meta') if model is None else model.to('meta')
+    x = torch.zeros(1, meta.stem.in_channels, height, width, device='meta')
+    level = torch.zeros(1, device='meta')
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         meta(x, level)
@@ -179,9 +196,12 @@ def step_flops(model: Optional[nn.Module] = None, width: int = WIDTH, height: in
 
 
 def time_step(width: int = WIDTH, height: int = HEIGHT, threads: int = 0) -> Tuple[float, float]:
-    """(wall seconds, process CPU seconds) of one denoising step on the CPU, after an untimed
-    warm-up at 1/16 of the area. CPU seconds / threads is what the wall time would be on idle
-    cores; on a shared machine the wall time can be much longer."""
+    """
+    Time one denoising step on the CPU: (wall seconds, process CPU seconds).
+
+    An untimed warm-up at 1/16 of the area comes first. CPU seconds / threads is what the wall time
+    would be on idle cores; on a shared machine the wall time can be much longer.
+    """
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -197,34 +217,34 @@ def time_step(width: int = WIDTH, height: int = HEIGHT, threads: int = 0) -> Tup
 
 
 def machine() -> dict:
-    cpu = cpu_model("unknown")
+    cpu = cpu_model('unknown')
     import os
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "load_average_1min": round(os.getloadavg()[0], 2)}
+    return {'cpu': cpu, 'logical_cpus': os.cpu_count(), 'torch': torch.__version__,
+            'torch_threads': torch.get_num_threads(), 'python': platform.python_version(),
+            'load_average_1min': round(os.getloadavg()[0], 2)}
 
 
 def measure(width: int = WIDTH, height: int = HEIGHT, time_it: bool = True) -> dict:
     params = count_parameters(SR3UNet())
     flops = step_flops(SR3UNet(), width, height)
     record = {
-        "architecture": "SR3 UNet as in SGDFuse's stage-2 config: in 5 ch (noisy + condition), "
-                        "out 3 ch, width 64, mults 1/2/4/8, 2 res blocks/level (3 on the way "
-                        "up), single-head self-attention in the middle block at 1/8 resolution, "
-                        "GroupNorm 32",
-        "parameters": params,
-        "size": [width, height],
-        "flops_per_step": flops,
-        "flops_counting": "torch.utils.flop_counter.FlopCounterMode (conv, matmul, attention; "
-                          "1 multiply-add = 2 FLOPs)",
-        "steps_per_frame": SEED_STEPS,
-        "flops_per_frame": flops * SEED_STEPS,
+        'architecture': "SR3 UNet as in SGDFuse's stage-2 config: in 5 ch (noisy + condition), "
+                        'out 3 ch, width 64, mults 1/2/4/8, 2 res blocks/level (3 on the way '
+                        'up), single-head self-attention in the middle block at 1/8 resolution, '
+                        'GroupNorm 32',
+        'parameters': params,
+        'size': [width, height],
+        'flops_per_step': flops,
+        'flops_counting': 'torch.utils.flop_counter.FlopCounterMode (conv, matmul, attention; '
+                          '1 multiply-add = 2 FLOPs)',
+        'steps_per_frame': SEED_STEPS,
+        'flops_per_frame': flops * SEED_STEPS,
     }
     if time_it:
         seconds, cpu_seconds = time_step(width, height)
         record.update(step_seconds=seconds, frame_seconds=seconds * SEED_STEPS,
                       step_cpu_seconds=cpu_seconds,
-                      date=time.strftime("%Y-%m-%d %H:%M:%S"), machine=machine())
+                      date=time.strftime('%Y-%m-%d %H:%M:%S'), machine=machine())
     return record
 
 
@@ -233,31 +253,31 @@ def load_cached() -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-time", action="store_true",
-                        help="only count parameters and FLOPs (the timed step takes ~30 s on 2 "
-                             "cores)")
-    parser.add_argument("--size", default=f"{WIDTH}x{HEIGHT}", help="WIDTHxHEIGHT")
-    parser.add_argument("--json", action="store_true", help="print the record as JSON (last line)")
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument('--no-time', action='store_true',
+                        help='only count parameters and FLOPs (the timed step takes ~30 s on 2 '
+                             'cores)')
+    parser.add_argument('--size', default=f'{WIDTH}x{HEIGHT}', help='WIDTHxHEIGHT')
+    parser.add_argument('--json', action='store_true', help='print the record as JSON (last line)')
     args = parser.parse_args(argv)
-    width, height = (int(v) for v in args.size.lower().split("x"))
+    width, height = (int(v) for v in args.size.lower().split('x'))
     record = measure(width, height, time_it=not args.no_time)
     if args.json:
         print(json.dumps(record))
         return 0
     print(f"SR3-sized refiner: {record['parameters'] / 1e6:.1f} M parameters, "
           f"{record['flops_per_step'] / 1e12:.2f} TFLOP per step at {width}x{height}")
-    if "step_seconds" in record:
+    if 'step_seconds' in record:
         print(f"one step: {record['step_seconds']:.1f} s on {record['machine']['cpu']} "
               f"({record['machine']['torch_threads']} threads) -> "
               f"{record['frame_seconds']:.0f} s per frame at {SEED_STEPS} steps "
               f"(CPU time {record['step_cpu_seconds']:.1f} s; load average "
               f"{record['machine']['load_average_1min']})")
         RESULTS.mkdir(parents=True, exist_ok=True)
-        CACHE.write_text(json.dumps(record, indent=1) + "\n")
-        print(f"cached in {CACHE}")
+        CACHE.write_text(json.dumps(record, indent=1) + '\n')
+        print(f'cached in {CACHE}')
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     sys.exit(main())

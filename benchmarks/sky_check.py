@@ -1,4 +1,21 @@
-"""Visible-led regions (daylight sky, road paint): does the fused image keep the visible view there?
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Check that the fused image keeps the visible view in visible-led regions.
+
+Visible-led regions are the daylight sky and road paint, for example.
 
 The no-reference fusion metrics reward copying the thermal camera's cold, noisy sky (every extra
 gradient raises SF, AG, EN and Qabf). This check measures what a person sees instead, inside the
@@ -25,18 +42,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+import sys
 
 import cv2
 import numpy as np
-import torch
-
 from sgdfuse_ros.config import load_config, parse_override
 from sgdfuse_ros.dataset import dataset_pairs, default_data_dir
 from sgdfuse_ros.evaluate import EVAL_OVERRIDES, run_evaluation
 from sgdfuse_ros.training.data import split_train_names
 from sgdfuse_ros.training.losses import visible_lead_map
+import torch
 
 MIN_AREA = 0.05
 
@@ -49,9 +65,9 @@ def region_stats(fused: np.ndarray, ir: np.ndarray, vis: np.ndarray, mask: np.nd
     """Grey images (float, 0..255) and a boolean mask -> level, texture, thermal detail."""
     df, dv, di = detail(fused)[mask], detail(vis)[mask], detail(ir)[mask]
     corr = np.corrcoef(df, di)[0, 1] if df.std() > 0 and di.std() > 0 else 0.0
-    return {"level": float(fused[mask].mean() - vis[mask].mean()),
-            "texture": float(np.abs(df).mean() / max(np.abs(dv).mean(), 1e-6)),
-            "thermal_detail": float(corr)}
+    return {'level': float(fused[mask].mean() - vis[mask].mean()),
+            'texture': float(np.abs(df).mean() / max(np.abs(dv).mean(), 1e-6)),
+            'thermal_detail': float(corr)}
 
 
 def lead_mask(ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
@@ -62,7 +78,7 @@ def lead_mask(ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
 def gray(path: Path) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if image is None:
-        raise SystemExit(f"sky_check: error: cannot read {path}")
+        raise SystemExit(f'sky_check: error: cannot read {path}')
     return image.astype(np.float64)
 
 
@@ -79,60 +95,61 @@ def score(rows_dirs: dict, pairs) -> dict:
             continue
         used.append(pair.name)
         for label, where in rows_dirs.items():
-            fused = {"thermal": ir, "visible": vis}.get(where)
+            fused = {'thermal': ir, 'visible': vis}.get(where)
             if fused is None:
-                fused = gray(Path(where) / f"{pair.name}.png")
+                fused = gray(Path(where) / f'{pair.name}.png')
             per[label].append(region_stats(fused, ir, vis, mask))
     means = {label: {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}
              for label, stats in per.items() if stats}
-    return {"pairs": used, "mean": means}
+    return {'pairs': used, 'mean': means}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=default_data_dir())
-    parser.add_argument("--subset", default="val", choices=("val", "test"))
-    parser.add_argument("--out", type=Path, default=Path("outputs/sky_check"))
-    parser.add_argument("--label", default=None, help="name of the extra row")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
+    parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
+    parser.add_argument('--data', type=Path, default=default_data_dir())
+    parser.add_argument('--subset', default='val', choices=('val', 'test'))
+    parser.add_argument('--out', type=Path, default=Path('outputs/sky_check'))
+    parser.add_argument('--label', default=None, help='name of the extra row')
+    parser.add_argument('--set', dest='overrides', action='append', default=[],
                         help="KEY=VALUE of the extra row's configuration (repeatable)")
-    parser.add_argument("--results", type=Path, default=None)
+    parser.add_argument('--results', type=Path, default=None)
     args = parser.parse_args()
     if args.data is None:
-        sys.exit("sky_check: error: give --data or set SGDFUSE_DATA")
-    if args.subset == "val":
+        sys.exit('sky_check: error: give --data or set SGDFUSE_DATA')
+    if args.subset == 'val':
         _, val = split_train_names(args.data)
         wanted = set(val)
-        pairs = [p for p in dataset_pairs(args.data, "train") if p.name in wanted]
+        pairs = [p for p in dataset_pairs(args.data, 'train') if p.name in wanted]
     else:
-        pairs = dataset_pairs(args.data, "test")
-    configs = {"Laplacian baseline": {"first_stage.type": "laplacian", "refiner.steps": 0},
-               "default configuration": {}}
+        pairs = dataset_pairs(args.data, 'test')
+    configs = {'Laplacian baseline': {'first_stage.type': 'laplacian', 'refiner.steps': 0},
+               'default configuration': {}}
     if args.overrides:
-        configs[args.label or "extra"] = dict(parse_override(t) for t in args.overrides)
-    rows = {"thermal": "thermal", "visible": "visible"}
+        configs[args.label or 'extra'] = dict(parse_override(t) for t in args.overrides)
+    rows = {'thermal': 'thermal', 'visible': 'visible'}
     for label, overrides in configs.items():
-        folder = args.out / args.subset / label.replace(" ", "_")
+        folder = args.out / args.subset / label.replace(' ', '_')
         run_evaluation(pairs, folder, load_config(overrides=dict(EVAL_OVERRIDES, **overrides)),
                        label, contact_rows=0, with_metrics=False)
-        rows[label] = str(folder / "fused")
+        rows[label] = str(folder / 'fused')
     result = score(rows, pairs)
     lines = [f"# Visible-led regions, RoadScene {args.subset} ({len(result['pairs'])} of "
-             f"{len(pairs)} pairs cover >= {MIN_AREA:.0%})", "",
-             "| row | level (grey levels vs visible) | texture (x visible) | thermal detail corr |",
-             "|---|---:|---:|---:|"]
-    for label, m in result["mean"].items():
+             f'{len(pairs)} pairs cover >= {MIN_AREA:.0%})', '',
+             '| row | level (grey levels vs visible) | texture (x visible) '
+             '| thermal detail corr |',
+             '|---|---:|---:|---:|']
+    for label, m in result['mean'].items():
         lines.append(f"| {label} | {m['level']:+.1f} | {m['texture']:.2f} | "
                      f"{m['thermal_detail']:.2f} |")
-    text = "\n".join(lines) + "\n"
+    text = '\n'.join(lines) + '\n'
     print(text)
-    out = args.results or Path(__file__).parent / "results" / f"sky_{args.subset}"
+    out = args.results or Path(__file__).parent / 'results' / f'sky_{args.subset}'
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(text)
-    out.with_suffix(".json").write_text(json.dumps(
-        {**result, "configs": configs, "command": " ".join(["python"] + sys.argv)}, indent=1))
+    out.with_suffix('.md').write_text(text)
+    out.with_suffix('.json').write_text(json.dumps(
+        {**result, 'configs': configs, 'command': ' '.join(['python'] + sys.argv)}, indent=1))
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     sys.exit(main())

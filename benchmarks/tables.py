@@ -1,3 +1,17 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Markdown tables the benchmark scripts print and write (shared by the scripts here)."""
 
 
@@ -5,5 +19,5 @@ def metric_table(rows) -> str:
     """``[(metric, value), ...]`` -> a two-column markdown table, the metric column aligned."""
     width = max(len(k) for k, _ in rows)
     lines = [f"| {'metric':<{width}} | value |", f"|{'-' * (width + 2)}|-------|"]
-    lines += [f"| {k:<{width}} | {v} |" for k, v in rows]
-    return "\n".join(lines)
+    lines += [f'| {k:<{width}} | {v} |' for k, v in rows]
+    return '\n'.join(lines)

@@ -1,4 +1,4 @@
-# Copyright 2026 sgdfuse_ros developers
+# Copyright 2026 The sgdfuse_ros authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
 # you may not use this file except in compliance with the License.
@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Start the sgdfuse_ros fusion node (a lifecycle node that configures and activates itself).
+"""
+Start the sgdfuse_ros fusion node (a lifecycle node that configures and activates itself).
 
     ros2 launch sgdfuse_ros fusion.launch.py \
         thermal_topic:=/flir/image_raw rgb_topic:=/camera/color/image_raw \

@@ -1,4 +1,19 @@
-"""Fuse on luminance, keep the visible camera's colour.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Fuse on luminance, keep the visible camera's colour.
 
 The visible frame is split into luminance and chroma (YCrCb, BT.601 as OpenCV defines it: the
 same weights as the gray conversion the fusion metrics use); the fused luminance replaces Y.
@@ -40,8 +55,12 @@ LIFT_EPS = 0.02
 def attenuate_chroma(chroma: Optional[np.ndarray], visible_y: np.ndarray,
                      fused_y: Optional[np.ndarray] = None, low: float = DARK_CHROMA_LOW,
                      high: float = DARK_CHROMA_HIGH) -> Optional[np.ndarray]:
-    """Chroma (uint8 HxWx2, 128 = neutral) faded to neutral where ``visible_y`` (0..1) is dark
-    and, given ``fused_y`` (0..1), where the fused luminance is above the visible one."""
+    """
+    Fade chroma (uint8 HxWx2, 128 = neutral) to neutral where the visible view is weak.
+
+    The visible view is weak where ``visible_y`` (0..1) is dark and, given ``fused_y`` (0..1),
+    where the fused luminance is above the visible one.
+    """
     if chroma is None:
         return None
     weight = (visible_y - np.float32(low)) * np.float32(1.0 / (high - low))

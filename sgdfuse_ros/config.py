@@ -1,4 +1,19 @@
-"""Read and validate the one configuration file that the node, the pipeline and the CLI share.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Read and validate the one configuration file that the node, the pipeline and the CLI share.
 
 The file has the ROS 2 parameter layout (``<node name or /**>: ros__parameters: {...}``), so it
 can be passed to ``ros2 run ... --ros-args --params-file`` unchanged. Nested dictionaries are
@@ -15,7 +30,7 @@ from typing import Any, Mapping, Optional
 import yaml
 
 from .errors import ConfigError
-from .parameters import SPECS, defaults
+from .parameters import defaults, SPECS
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 
@@ -23,32 +38,32 @@ PACKAGE_ROOT = Path(__file__).resolve().parent
 def share_dir() -> Path:
     """Directory holding config/ and models/: the source tree, or the installed share dir."""
     source_tree = PACKAGE_ROOT.parent
-    if (source_tree / "config" / "fusion.yaml").is_file():
+    if (source_tree / 'config' / 'fusion.yaml').is_file():
         return source_tree
     try:  # installed by colcon / ament
         from ament_index_python.packages import get_package_share_directory  # noqa: WPS433
-        return Path(get_package_share_directory("sgdfuse_ros"))
+        return Path(get_package_share_directory('sgdfuse_ros'))
     except Exception:  # pragma: no cover - only without the source tree and without ROS
         pass
     import sys
-    candidate = Path(sys.prefix) / "share" / "sgdfuse_ros"
+    candidate = Path(sys.prefix) / 'share' / 'sgdfuse_ros'
     return candidate if candidate.is_dir() else source_tree
 
 
 def default_config_path() -> Path:
-    return share_dir() / "config" / "fusion.yaml"
+    return share_dir() / 'config' / 'fusion.yaml'
 
 
 def models_dir() -> Path:
-    return share_dir() / "models"
+    return share_dir() / 'models'
 
 
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict:
+def flatten(tree: Mapping[str, Any], prefix: str = '') -> dict:
     flat = {}
     for key, value in tree.items():
-        name = f"{prefix}{key}"
+        name = f'{prefix}{key}'
         if isinstance(value, Mapping):
-            flat.update(flatten(value, name + "."))
+            flat.update(flatten(value, name + '.'))
         else:
             flat[name] = value
     return flat
@@ -57,33 +72,33 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict:
 def _ros_parameters(document: Any, path: Path) -> Mapping[str, Any]:
     if not isinstance(document, Mapping):
         raise ConfigError(f"{path}: expected a mapping with 'ros__parameters'")
-    if "ros__parameters" in document:
-        return document["ros__parameters"] or {}
+    if 'ros__parameters' in document:
+        return document['ros__parameters'] or {}
     for value in document.values():
-        if isinstance(value, Mapping) and "ros__parameters" in value:
-            return value["ros__parameters"] or {}
+        if isinstance(value, Mapping) and 'ros__parameters' in value:
+            return value['ros__parameters'] or {}
     raise ConfigError(f"{path}: no 'ros__parameters' section (ROS 2 parameter file layout)")
 
 
-def validate(values: Mapping[str, Any], origin: str = "config") -> dict:
+def validate(values: Mapping[str, Any], origin: str = 'config') -> dict:
     """Validate a flat {name: value} mapping against the parameter table."""
     checked = {}
     for name, value in values.items():
         spec = SPECS.get(name)
         if spec is None:
-            if name in ("use_sim_time",):  # ROS's own parameters may sit in the same file
+            if name in ('use_sim_time',):  # ROS's own parameters may sit in the same file
                 continue
             hint = difflib.get_close_matches(name, SPECS, n=1)
-            more = f" (did you mean {hint[0]}?)" if hint else ""
+            more = f' (did you mean {hint[0]}?)' if hint else ''
             raise ConfigError(f"{origin}: unknown parameter '{name}'{more}")
         checked[name] = spec.validate(value)
-    homography = checked.get("registration.homography")
+    homography = checked.get('registration.homography')
     if homography is not None and len(homography) not in (0, 9):
-        raise ConfigError(f"{origin}: registration.homography needs 9 numbers or none, "
-                          f"got {len(homography)}")
+        raise ConfigError(f'{origin}: registration.homography needs 9 numbers or none, '
+                          f'got {len(homography)}')
     if homography is not None and len(homography) == 9 and _singular(homography):
-        raise ConfigError(f"{origin}: registration.homography {homography} is singular (it "
-                          "does not map the thermal image onto a plane)")
+        raise ConfigError(f'{origin}: registration.homography {homography} is singular (it '
+                          'does not map the thermal image onto a plane)')
     return checked
 
 
@@ -99,50 +114,51 @@ def load_config(path: Optional[os.PathLike] = None,
     config = defaults()
     path = Path(path) if path is not None else default_config_path()
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f'config file not found: {path}')
     try:
         document = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        first = str(err).splitlines()[0] if str(err) else "parse error"
-        raise ConfigError(f"{path}: not valid YAML ({first})") from None
+        first = str(err).splitlines()[0] if str(err) else 'parse error'
+        raise ConfigError(f'{path}: not valid YAML ({first})') from None
     config.update(validate(flatten(_ros_parameters(document, path)), str(path)))
     if overrides:
-        config.update(validate(dict(overrides), "override"))
-    lo, hi = config["agc.low_percentile"], config["agc.high_percentile"]
+        config.update(validate(dict(overrides), 'override'))
+    lo, hi = config['agc.low_percentile'], config['agc.high_percentile']
     if lo >= hi:
-        raise ConfigError(f"agc.low_percentile ({lo}) must be below agc.high_percentile ({hi})")
+        raise ConfigError(f'agc.low_percentile ({lo}) must be below agc.high_percentile ({hi})')
     return config
 
 
 def parse_override(text: str) -> tuple:
     """'name=value' from the command line, value parsed as YAML (so 2, 2.5, true, [..] work)."""
-    if "=" not in text:
-        raise ConfigError(f"--set expects name=value, got {text!r}")
-    name, raw = text.split("=", 1)
+    if '=' not in text:
+        raise ConfigError(f'--set expects name=value, got {text!r}')
+    name, raw = text.split('=', 1)
     return name.strip(), yaml.safe_load(raw)
 
 
 def resolve_model_path(value: str, default_name: str) -> Path:
-    """An explicit weights path, or the shipped file under models/."""
+    """Return an explicit weights path, or the shipped file under models/."""
     return Path(value).expanduser() if value else models_dir() / default_name
 
 
 def check_model_file(path: os.PathLike, parameter: str, expected: str) -> Path:
-    """``path`` (from ``parameter``) is an existing, regular, readable file; else ConfigError.
+    """
+    ``path`` (from ``parameter``) is an existing, regular, readable file; else ConfigError.
 
     Checked before a loader opens it: a directory, a device (``/dev/zero``), a FIFO or an
     unreadable file each get their own one-line reason instead of a loader's stack of errors
     (or a read that never ends).
     """
     path = Path(path)
-    where = f"{parameter}: {path}"
+    where = f'{parameter}: {path}'
     if not path.exists():
-        raise ConfigError(f"{where} not found (expected {expected})")
+        raise ConfigError(f'{where} not found (expected {expected})')
     if path.is_dir():
-        raise ConfigError(f"{where} is a directory (expected {expected}, a file)")
+        raise ConfigError(f'{where} is a directory (expected {expected}, a file)')
     if not path.is_file():
-        raise ConfigError(f"{where} is not a regular file (expected {expected})")
+        raise ConfigError(f'{where} is not a regular file (expected {expected})')
     if not os.access(path, os.R_OK):
-        raise ConfigError(f"{where} is not readable by this process (permissions; expected "
-                          f"{expected})")
+        raise ConfigError(f'{where} is not readable by this process (permissions; expected '
+                          f'{expected})')
     return path

@@ -1,4 +1,19 @@
-"""Registered thermal/visible pairs on disk (RoadScene layout: ir/, vis/, split.json).
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Registered thermal/visible pairs on disk (RoadScene layout: ir/, vis/, split.json).
 
 The data are never copied into the repository: commands take ``--data DIR`` or read the
 ``SGDFUSE_DATA`` environment variable (CI sets it to ../shared/data/roadscene).
@@ -6,9 +21,9 @@ The data are never copied into the repository: commands take ``--data DIR`` or r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
@@ -17,7 +32,7 @@ import numpy as np
 
 from .errors import InputError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 
 
 @dataclass(frozen=True)
@@ -29,16 +44,16 @@ class Pair:
 
 def default_data_dir() -> Optional[Path]:
     """$SGDFUSE_DATA, else ../shared/data/roadscene beside the repository, else None."""
-    env = os.environ.get("SGDFUSE_DATA")
+    env = os.environ.get('SGDFUSE_DATA')
     if env:
         return Path(env)
-    beside = Path(__file__).resolve().parents[2] / "shared" / "data" / "roadscene"
+    beside = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'roadscene'
     return beside if beside.is_dir() else None
 
 
 def _images(folder: Path) -> dict:
     if not folder.is_dir():
-        raise InputError(f"folder not found: {folder}")
+        raise InputError(f'folder not found: {folder}')
     return {p.stem: p for p in sorted(folder.iterdir())
             if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()}
 
@@ -47,12 +62,13 @@ def read_split(split_file: Path, subset: str) -> List[str]:
     try:
         split = json.loads(Path(split_file).read_text())
     except FileNotFoundError:
-        raise InputError(f"split file not found: {split_file}") from None
+        raise InputError(f'split file not found: {split_file}') from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"split file {split_file} is not valid JSON ({err})") from None
+        raise InputError(f'split file {split_file} is not valid JSON ({err})') from None
     if subset not in split or not isinstance(split[subset], list):
         keys = [k for k, v in split.items() if isinstance(v, list)]
-        raise InputError(f"split file {split_file} has no list '{subset}' (has: {', '.join(keys)})")
+        raise InputError(f"split file {split_file} has no list '{subset}' "
+                         f"(has: {', '.join(keys)})")
     return [Path(n).stem for n in split[subset]]
 
 
@@ -63,14 +79,14 @@ def list_pairs(ir_dir, vis_dir, names: Optional[List[str]] = None) -> List[Pair]
         only_ir, only_vis = sorted(set(ir) - set(vis)), sorted(set(vis) - set(ir))
         if only_ir or only_vis:
             first = (only_ir or only_vis)[0]
-            raise InputError(f"unpaired images: {len(only_ir)} only in {ir_dir}, {len(only_vis)} "
-                             f"only in {vis_dir} (first: {first})")
+            raise InputError(f'unpaired images: {len(only_ir)} only in {ir_dir}, {len(only_vis)} '
+                             f'only in {vis_dir} (first: {first})')
         names = sorted(ir)
     missing = [n for n in names if n not in ir or n not in vis]
     if missing:
-        raise InputError(f"{len(missing)} listed pairs are missing (first: {missing[0]})")
+        raise InputError(f'{len(missing)} listed pairs are missing (first: {missing[0]})')
     if not names:
-        raise InputError(f"no images found in {ir_dir} and {vis_dir}")
+        raise InputError(f'no images found in {ir_dir} and {vis_dir}')
     return [Pair(n, ir[n], vis[n]) for n in names]
 
 
@@ -78,15 +94,15 @@ def dataset_pairs(data_dir, subset: Optional[str] = None) -> List[Pair]:
     """Pairs of a RoadScene-layout folder, optionally one subset of its split.json."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise InputError(f"data folder not found: {data_dir}")
-    names = read_split(data_dir / "split.json", subset) if subset else None
-    return list_pairs(data_dir / "ir", data_dir / "vis", names)
+        raise InputError(f'data folder not found: {data_dir}')
+    names = read_split(data_dir / 'split.json', subset) if subset else None
+    return list_pairs(data_dir / 'ir', data_dir / 'vis', names)
 
 
 def read_image(path: Path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
     image = cv2.imread(str(path), flags)
     if image is None:
-        raise InputError(f"cannot read image: {path}")
+        raise InputError(f'cannot read image: {path}')
     return image
 
 

@@ -1,3 +1,17 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Choose where networks run, once, at configure time."""
 
 from __future__ import annotations
@@ -6,7 +20,7 @@ import logging
 
 from .errors import ConfigError
 
-log = logging.getLogger("sgdfuse_ros")
+log = logging.getLogger('sgdfuse_ros')
 
 
 def cuda_available() -> bool:
@@ -19,18 +33,18 @@ def cuda_available() -> bool:
 
 def resolve_device(config: dict) -> str:
     """'cpu' or 'cuda' for ``config['device']`` (auto, cpu, cuda) and ``device_fallback``."""
-    wanted = config["device"]
-    if wanted == "cpu":
-        return "cpu"
+    wanted = config['device']
+    if wanted == 'cpu':
+        return 'cpu'
     if cuda_available():
-        return "cuda"
-    if wanted == "auto":
-        return "cpu"
-    if config.get("device_fallback", True):
-        log.warning("device=cuda requested but no CUDA device is usable: falling back to CPU")
-        return "cpu"
-    raise ConfigError("device=cuda requested but no CUDA device is usable "
-                      "(set device: cpu, or device_fallback: true)")
+        return 'cuda'
+    if wanted == 'auto':
+        return 'cpu'
+    if config.get('device_fallback', True):
+        log.warning('device=cuda requested but no CUDA device is usable: falling back to CPU')
+        return 'cpu'
+    raise ConfigError('device=cuda requested but no CUDA device is usable '
+                      '(set device: cpu, or device_fallback: true)')
 
 
 def set_threads(threads: int) -> None:

@@ -1,4 +1,19 @@
-"""``sgdfuse export``: write the networks as ONNX files for ``backend: onnx``.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+``sgdfuse export``: write the networks as ONNX files for ``backend: onnx``.
 
     sgdfuse export --out models/onnx [--what first-stage,refiner,sam-decoder] [--config FILE]
 
@@ -22,36 +37,36 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
 from pathlib import Path
+import sys
 from typing import List, Tuple
 
 from .errors import ConfigError, SgdfuseError
 
-log = logging.getLogger("sgdfuse_ros")
+log = logging.getLogger('sgdfuse_ros')
 
 PARTS = {
-    "first-stage": "sgdfuse_ros.fusion.network",
-    "refiner": "sgdfuse_ros.fusion.refiner",
-    "sam-decoder": "sgdfuse_ros.prior.sam_onnx",
+    'first-stage': 'sgdfuse_ros.fusion.network',
+    'refiner': 'sgdfuse_ros.fusion.refiner',
+    'sam-decoder': 'sgdfuse_ros.prior.sam_onnx',
 }
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", required=True, help="folder for the .onnx files")
-    parser.add_argument("--what", default=None,
+    parser.add_argument('--out', required=True, help='folder for the .onnx files')
+    parser.add_argument('--what', default=None,
                         help=f"comma-separated parts to export, of {','.join(PARTS)} (default: "
-                             "all; sam-decoder only when prior.sam.checkpoint is set)")
-    parser.add_argument("--config", default=None, help="config file (default: config/fusion.yaml)")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a parameter (repeatable), e.g. --set "
-                             "first_stage.weights=runs/a/first_stage.pt")
+                             'all; sam-decoder only when prior.sam.checkpoint is set)')
+    parser.add_argument('--config', default=None, help='config file (default: config/fusion.yaml)')
+    parser.add_argument('--set', action='append', default=[], metavar='NAME=VALUE',
+                        help='override a parameter (repeatable), e.g. --set '
+                             'first_stage.weights=runs/a/first_stage.pt')
 
 
 def parse_parts(text: str) -> List[str]:
-    parts = [p.strip() for p in text.split(",") if p.strip()]
+    parts = [p.strip() for p in text.split(',') if p.strip()]
     if not parts:
-        raise ConfigError("--what names no part")
+        raise ConfigError('--what names no part')
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
         raise ConfigError(f"--what: unknown part(s) {', '.join(unknown)} "
@@ -65,14 +80,14 @@ def find_exporter(part: str):
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
-        if err.name == module_name or (err.name and module_name.startswith(err.name + ".")):
-            return None, f"{module_name} is not in this build"
+        if err.name == module_name or (err.name and module_name.startswith(err.name + '.')):
+            return None, f'{module_name} is not in this build'
         return None, f"{module_name} needs the missing package '{err.name}'"
     except Exception as err:  # a module that fails to import must not hide the other parts
-        return None, f"{module_name} fails to import ({type(err).__name__}: {err})"
-    exporter = getattr(module, "export_onnx", None)
+        return None, f'{module_name} fails to import ({type(err).__name__}: {err})'
+    exporter = getattr(module, 'export_onnx', None)
     if not callable(exporter):
-        return None, f"{module_name} has no export_onnx(config, out_dir)"
+        return None, f'{module_name} has no export_onnx(config, out_dir)'
     return exporter, None
 
 
@@ -86,14 +101,14 @@ def export_part(part: str, config: dict, out_dir: Path) -> Tuple[List[Path], str
     except SgdfuseError as err:  # weights missing or mismatched: the owner's one-line message
         return [], str(err)
     except Exception as err:  # the exporter itself broke: say so in one line (-v logs it all)
-        log.debug("export of %s failed", part, exc_info=True)
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-        return [], f"export failed: {type(err).__name__}: {first}"
+        log.debug('export of %s failed', part, exc_info=True)
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ''
+        return [], f'export failed: {type(err).__name__}: {first}'
     paths = [Path(p) for p in (written if isinstance(written, (list, tuple)) else [written])]
     missing = [str(p) for p in paths if not p.is_file()]
     if not paths or missing:
         return [], f"export_onnx wrote no file{(' ' + ', '.join(missing)) if missing else ''}"
-    return paths, ""
+    return paths, ''
 
 
 def main(args) -> int:
@@ -101,10 +116,10 @@ def main(args) -> int:
 
     overrides = dict(parse_override(text) for text in args.set)
     config = load_config(args.config, overrides)
-    parts = parse_parts(args.what or ",".join(PARTS))
-    if args.what is None and not config["prior.sam.checkpoint"]:
-        parts.remove("sam-decoder")
-        print("sam-decoder: skipped (prior.sam.checkpoint is not set)", file=sys.stderr)
+    parts = parse_parts(args.what or ','.join(PARTS))
+    if args.what is None and not config['prior.sam.checkpoint']:
+        parts.remove('sam-decoder')
+        print('sam-decoder: skipped (prior.sam.checkpoint is not set)', file=sys.stderr)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = []
@@ -112,9 +127,9 @@ def main(args) -> int:
         paths, why = export_part(part, config, out_dir)
         if paths:
             for path in paths:
-                print(f"{part}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+                print(f'{part}: {path} ({path.stat().st_size / 1e6:.1f} MB)')
         else:
-            failed.append(f"{part} ({why})")
+            failed.append(f'{part} ({why})')
     if failed:
-        raise ConfigError("not exported: " + "; ".join(failed))
+        raise ConfigError('not exported: ' + '; '.join(failed))
     return 0

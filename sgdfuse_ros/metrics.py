@@ -1,4 +1,19 @@
-"""Standard infrared-visible image-fusion metrics.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Standard infrared-visible image-fusion metrics.
 
 The numbers follow the conventions of the evaluator that published IVIF tables use
 (``utils/Evaluator.py`` of CDDFuse, itself a port of the usual MATLAB code), so values
@@ -51,25 +66,25 @@ import numpy as np
 from .errors import InputError
 
 __all__ = [
-    "METRIC_NAMES",
-    "HEADLINE_METRICS",
-    "HIGHER_IS_BETTER",
-    "IMAGE_EXTENSIONS",
-    "to_gray",
-    "read_gray",
-    "fusion_metrics",
-    "score_folders",
-    "format_table",
+    'METRIC_NAMES',
+    'HEADLINE_METRICS',
+    'HIGHER_IS_BETTER',
+    'IMAGE_EXTENSIONS',
+    'to_gray',
+    'read_gray',
+    'fusion_metrics',
+    'score_folders',
+    'format_table',
 ]
 
 METRIC_NAMES: Tuple[str, ...] = (
-    "EN", "SD", "SF", "AG", "MI", "MI_bits", "SCD", "VIF", "Qabf", "SSIM", "SSIM255", "PSNR", "CC",
+    'EN', 'SD', 'SF', 'AG', 'MI', 'MI_bits', 'SCD', 'VIF', 'Qabf', 'SSIM', 'SSIM255', 'PSNR', 'CC',
 )
-HEADLINE_METRICS: Tuple[str, ...] = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM")
-HIGHER_IS_BETTER: Dict[str, bool] = {name: True for name in METRIC_NAMES}
+HEADLINE_METRICS: Tuple[str, ...] = ('EN', 'SD', 'SF', 'AG', 'MI', 'SCD', 'VIF', 'Qabf', 'SSIM')
+HIGHER_IS_BETTER: Dict[str, bool] = dict.fromkeys(METRIC_NAMES, True)
 
 #: Extensions tried, in this order, when a file is looked up by its stem.
-IMAGE_EXTENSIONS: Tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS: Tuple[str, ...] = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 
 _SSIM_WIN = 7
 _SSIM_K1 = 0.01
@@ -83,7 +98,8 @@ _LN2 = math.log(2.0)
 
 
 def to_gray(img: np.ndarray) -> np.ndarray:
-    """Gray float64 image exactly as the reference evaluator reads it.
+    """
+    Gray float64 image exactly as the reference evaluator reads it.
 
     ``img`` is what ``cv2.imread`` returns: uint8 BGR (HxWx3), BGRA (HxWx4) or gray (HxW or
     HxWx1).  Colour is converted like ``np.round(cv2.cvtColor(img.astype(float32),
@@ -91,14 +107,15 @@ def to_gray(img: np.ndarray) -> np.ndarray:
     would convert back to the same values).
     """
     a = np.asarray(img)
-    if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
-        raise InputError(f"expected a numeric image, got dtype {a.dtype}")
+    if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer)
+                               or np.issubdtype(a.dtype, np.floating)):
+        raise InputError(f'expected a numeric image, got dtype {a.dtype}')
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if a.ndim == 2:
         return a.astype(np.float64)
     if a.ndim != 3 or a.shape[2] not in (3, 4):
-        raise InputError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {a.shape}")
+        raise InputError(f'expected an HxW, HxWx3 or HxWx4 image, got shape {a.shape}')
     code = cv2.COLOR_BGR2GRAY if a.shape[2] == 3 else cv2.COLOR_BGRA2GRAY
     gray = cv2.cvtColor(np.ascontiguousarray(a, dtype=np.float32), code)
     return np.round(gray).astype(np.float64)
@@ -108,14 +125,14 @@ def read_gray(path) -> np.ndarray:
     """Read an image file as the reference does (``cv2.imread`` colour, then :func:`to_gray`)."""
     p = Path(path)
     if not p.is_file():
-        raise InputError(f"image not found: {p}")
+        raise InputError(f'image not found: {p}')
     try:
         buf = np.fromfile(str(p), dtype=np.uint8)
         img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
     except (OSError, cv2.error):
         img = None
     if img is None:
-        raise InputError(f"cannot read image (not an image or corrupt): {p}")
+        raise InputError(f'cannot read image (not an image or corrupt): {p}')
     return to_gray(img)
 
 
@@ -133,7 +150,8 @@ def _corr(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _is_byte_valued(x: np.ndarray) -> bool:
-    return bool(x.size) and float(x.min()) >= 0.0 and float(x.max()) <= 255.0 and bool(np.all(x == np.rint(x)))
+    return (bool(x.size) and float(x.min()) >= 0.0 and float(x.max()) <= 255.0
+            and bool(np.all(x == np.rint(x))))
 
 
 def _labels(x: np.ndarray) -> Tuple[np.ndarray, int]:
@@ -156,7 +174,8 @@ def _mutual_info(a: Tuple[np.ndarray, int], b: Tuple[np.ndarray, int]) -> float:
         return 0.0
     ia, ib = np.nonzero(joint)
     nij = joint[ia, ib].astype(np.float64)
-    mi = np.sum(nij * (np.log(nij) + math.log(n) - np.log(pa[ia].astype(np.float64)) - np.log(pb[ib].astype(np.float64)))) / n
+    mi = np.sum(nij * (np.log(nij) + math.log(n) - np.log(pa[ia].astype(np.float64))
+                       - np.log(pb[ib].astype(np.float64)))) / n
     return max(float(mi), 0.0)
 
 
@@ -166,7 +185,8 @@ def _valid_gauss(x: np.ndarray, k1d: np.ndarray) -> np.ndarray:
     h, w = x.shape
     if h - 2 * r <= 0 or w - 2 * r <= 0:
         return np.empty((max(h - 2 * r, 0), max(w - 2 * r, 0)))
-    out = cv2.sepFilter2D(np.ascontiguousarray(x), cv2.CV_64F, k1d, k1d, borderType=cv2.BORDER_REFLECT)
+    out = cv2.sepFilter2D(np.ascontiguousarray(x), cv2.CV_64F, k1d, k1d,
+                          borderType=cv2.BORDER_REFLECT)
     return out[r:h - r, r:w - r]
 
 
@@ -226,8 +246,12 @@ def _vif_pairs(dist: np.ndarray, refs: Sequence[np.ndarray]) -> list:
 
 
 def _sobel(img: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Gradient strength and orientation as ``Qabf_getArray``: Sobel by ``convolve2d(...,
-    'same')`` (zero padding), angle ``atan(gy / gx)`` and pi/2 where ``gx == 0``."""
+    """
+    Return gradient strength and orientation as ``Qabf_getArray`` computes them.
+
+    Sobel by ``convolve2d(..., 'same')`` (zero padding), angle ``atan(gy / gx)`` and pi/2 where
+    ``gx == 0``.
+    """
     p = np.pad(img, 1)
     # convolve2d flips the kernel: sx = left column minus right column, sy = below minus above.
     left = p[:-2, :-2] + 2.0 * p[1:-1, :-2] + p[2:, :-2]
@@ -242,9 +266,11 @@ def _sobel(img: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return g, np.arctan(ratio)
 
 
-def _qabf_map(g_src: np.ndarray, a_src: np.ndarray, g_f: np.ndarray, a_f: np.ndarray) -> np.ndarray:
+def _qabf_map(g_src: np.ndarray, a_src: np.ndarray, g_f: np.ndarray,
+              a_f: np.ndarray) -> np.ndarray:
     # Relative strength: min/max, except that equal strengths give gF itself (reference quirk).
-    ratio = np.divide(np.minimum(g_src, g_f), np.maximum(g_src, g_f), out=g_f.copy(), where=g_src != g_f)
+    ratio = np.divide(np.minimum(g_src, g_f), np.maximum(g_src, g_f), out=g_f.copy(),
+                      where=g_src != g_f)
     align = 1.0 - np.abs(a_src - a_f) / (math.pi / 2)
     q_g = 0.9994 / (1.0 + np.exp(-15.0 * (ratio - 0.5)))
     q_a = 0.9879 / (1.0 + np.exp(-22.0 * (align - 0.8)))
@@ -252,9 +278,10 @@ def _qabf_map(g_src: np.ndarray, a_src: np.ndarray, g_f: np.ndarray, a_f: np.nda
 
 
 def _box_sum_valid(x: np.ndarray) -> np.ndarray:
-    """Sums over every 7x7 window that lies inside the image (the SSIM map cropped by 3)."""
+    """Sum over every 7x7 window that lies inside the image (the SSIM map cropped by 3)."""
     r = (_SSIM_WIN - 1) // 2
-    s = cv2.boxFilter(x, cv2.CV_64F, (_SSIM_WIN, _SSIM_WIN), normalize=False, borderType=cv2.BORDER_REFLECT)
+    s = cv2.boxFilter(x, cv2.CV_64F, (_SSIM_WIN, _SSIM_WIN), normalize=False,
+                      borderType=cv2.BORDER_REFLECT)
     return s[r:-r, r:-r]
 
 
@@ -303,7 +330,7 @@ class _Scorer:
             lf = _labels(self.f)
             return _mutual_info(lf, _labels(self.a)) + _mutual_info(lf, _labels(self.b))
 
-        return self._get("mi", compute)
+        return self._get('mi', compute)
 
     def MI(self) -> float:
         return self._mi_nats()
@@ -348,7 +375,8 @@ class _Scorer:
     def _ssim_stats(self):
         def compute():
             if min(self.f.shape) < _SSIM_WIN:
-                raise InputError(f"images must be at least {_SSIM_WIN}x{_SSIM_WIN} for SSIM, got {self.f.shape}")
+                raise InputError(f'images must be at least {_SSIM_WIN}x{_SSIM_WIN} for SSIM, '
+                                 f'got {self.f.shape}')
             npix = float(_SSIM_WIN * _SSIM_WIN)
             cov_norm = npix / (npix - 1.0)
             f = self.f
@@ -362,7 +390,7 @@ class _Scorer:
                 stats.append((uf * us, uf * uf + us * us, vfs, vf + vs))
             return stats
 
-        return self._get("ssim", compute)
+        return self._get('ssim', compute)
 
     def _ssim(self, data_range: float) -> float:
         c1 = (_SSIM_K1 * data_range) ** 2
@@ -393,31 +421,35 @@ def _check_names(names: Iterable[str]) -> Tuple[str, ...]:
 def _as_gray_array(x, what: str) -> np.ndarray:
     a = np.asarray(x)
     if a.ndim != 2:
-        raise InputError(f"{what} must be a 2-D gray image (see metrics.to_gray), got shape {a.shape}")
+        raise InputError(f'{what} must be a 2-D gray image (see metrics.to_gray), '
+                         f'got shape {a.shape}')
     if a.size == 0:
-        raise InputError(f"{what} is empty")
-    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)) or a.dtype == bool:
-        raise InputError(f"{what} must be numeric, got dtype {a.dtype}")
+        raise InputError(f'{what} is empty')
+    if (not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating))
+            or a.dtype == bool):
+        raise InputError(f'{what} must be numeric, got dtype {a.dtype}')
     a = a.astype(np.float64, copy=False)
     if not np.all(np.isfinite(a)):
-        raise InputError(f"{what} contains NaN or infinite values")
+        raise InputError(f'{what} contains NaN or infinite values')
     return a
 
 
 def fusion_metrics(fused, ir, vis, names: Sequence[str] = METRIC_NAMES) -> Dict[str, float]:
-    """All requested metrics of one fused image against its two sources.
+    """
+    All requested metrics of one fused image against its two sources.
 
     Arguments are gray images as :func:`to_gray` returns them (float64, 0..255), all the
     same shape.  Returns ``{name: float}`` in the order of ``names``.
     """
     names = _check_names(names)
-    f = _as_gray_array(fused, "fused image")
-    a = _as_gray_array(ir, "infrared image")
-    b = _as_gray_array(vis, "visible image")
+    f = _as_gray_array(fused, 'fused image')
+    a = _as_gray_array(ir, 'infrared image')
+    b = _as_gray_array(vis, 'visible image')
     if not (f.shape == a.shape == b.shape):
-        raise InputError(f"image sizes differ: fused {f.shape}, infrared {a.shape}, visible {b.shape}")
+        raise InputError(f'image sizes differ: fused {f.shape}, infrared {a.shape}, '
+                         f'visible {b.shape}')
     scorer = _Scorer(f, a, b)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide='ignore', invalid='ignore'):
         return {name: float(getattr(scorer, name)()) for name in names}
 
 
@@ -450,7 +482,7 @@ def _list_stems(folder: Path) -> list:
 def _check_dir(path, what: str) -> Path:
     p = Path(path)
     if not p.is_dir():
-        raise InputError(f"{what} folder not found: {p}")
+        raise InputError(f'{what} folder not found: {p}')
     return p
 
 
@@ -462,7 +494,8 @@ def score_folders(
     *,
     metrics: Sequence[str] = METRIC_NAMES,
 ) -> Tuple[Dict[str, Dict[str, float]], Dict[str, float]]:
-    """Score every fused image of a folder against its infrared and visible sources.
+    """
+    Score every fused image of a folder against its infrared and visible sources.
 
     ``names_list`` lists the images to score (file names or stems, e.g. a split from
     ``split.json``); by default every image of ``fused_dir``.  Each image is looked up by
@@ -470,9 +503,9 @@ def score_folders(
     metrics keyed by stem and their mean.
     """
     metrics = _check_names(metrics)
-    fdir = _check_dir(fused_dir, "fused")
-    idir = _check_dir(ir_dir, "infrared")
-    vdir = _check_dir(vis_dir, "visible")
+    fdir = _check_dir(fused_dir, 'fused')
+    idir = _check_dir(ir_dir, 'infrared')
+    vdir = _check_dir(vis_dir, 'visible')
     if names_list is None:
         stems = _list_stems(fdir)
         if not stems:
@@ -485,31 +518,31 @@ def score_folders(
             if stem not in stems:
                 stems.append(stem)
         if not stems:
-            raise InputError("the list of images to score is empty")
+            raise InputError('the list of images to score is empty')
 
     paths = []
     missing: Dict[str, list] = {}
-    folders = (("fused", fdir), ("infrared", idir), ("visible", vdir))
+    folders = (('fused', fdir), ('infrared', idir), ('visible', vdir))
     for stem in stems:
         trio = tuple(_find_image(d, stem) for _, d in folders)
         for p, (what, d) in zip(trio, folders):
             if p is None:
-                missing.setdefault(f"{what} folder {d}", []).append(stem)
+                missing.setdefault(f'{what} folder {d}', []).append(stem)
         paths.append((stem, trio))
     if missing:
         parts = []
         for where, lacking in missing.items():
-            shown = ", ".join(lacking[:3]) + (", ..." if len(lacking) > 3 else "")
-            parts.append(f"{where} lacks {len(lacking)} of {len(stems)} images ({shown})")
-        raise InputError("; ".join(parts))
+            shown = ', '.join(lacking[:3]) + (', ...' if len(lacking) > 3 else '')
+            parts.append(f'{where} lacks {len(lacking)} of {len(stems)} images ({shown})')
+        raise InputError('; '.join(parts))
 
     per_image: Dict[str, Dict[str, float]] = {}
     for stem, (pf, pa, pb) in paths:
         f, a, b = read_gray(pf), read_gray(pa), read_gray(pb)
         if not (f.shape == a.shape == b.shape):
             raise InputError(
-                f"size mismatch for {stem}: fused {f.shape[1]}x{f.shape[0]}, infrared "
-                f"{a.shape[1]}x{a.shape[0]}, visible {b.shape[1]}x{b.shape[0]}"
+                f'size mismatch for {stem}: fused {f.shape[1]}x{f.shape[0]}, infrared '
+                f'{a.shape[1]}x{a.shape[0]}, visible {b.shape[1]}x{b.shape[0]}'
             )
         per_image[stem] = fusion_metrics(f, a, b, metrics)
     mean = {m: float(np.mean([v[m] for v in per_image.values()])) for m in metrics}
@@ -521,21 +554,23 @@ def score_folders(
 
 def _fmt(v) -> str:
     if v is None:
-        return "-"
+        return '-'
     v = float(v)
     if math.isnan(v):
-        return "nan"
+        return 'nan'
     if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    return f"{v:.4f}"
+        return 'inf' if v > 0 else '-inf'
+    return f'{v:.4f}'
 
 
-def format_table(rows: Dict[str, Dict[str, float]], metrics: Sequence[str] = HEADLINE_METRICS) -> str:
+def format_table(rows: Dict[str, Dict[str, float]],
+                 metrics: Sequence[str] = HEADLINE_METRICS) -> str:
     """Markdown table, one row per method (``rows = {method: {metric: value}}``)."""
     metrics = tuple(metrics)
-    header = "| Method | " + " | ".join(metrics) + " |"
-    rule = "|---|" + "|".join("---:" for _ in metrics) + "|"
+    header = '| Method | ' + ' | '.join(metrics) + ' |'
+    rule = '|---|' + '|'.join('---:' for _ in metrics) + '|'
     lines = [header, rule]
     for label, vals in rows.items():
-        lines.append("| " + str(label) + " | " + " | ".join(_fmt(vals.get(m)) for m in metrics) + " |")
-    return "\n".join(lines)
+        cells = ' | '.join(_fmt(vals.get(m)) for m in metrics)
+        lines.append('| ' + str(label) + ' | ' + cells + ' |')
+    return '\n'.join(lines)

@@ -1,4 +1,19 @@
-"""The fusion node's logic, independent of the middleware that carries its messages.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The fusion node's logic, independent of the middleware that carries its messages.
 
 Both front ends drive this class: the rclpy lifecycle node (:mod:`sgdfuse_ros.ros.fusion_node`)
 and the ROS-less live mode over Cyclone DDS (:mod:`sgdfuse_ros.live_cli`). They differ only in
@@ -37,11 +52,11 @@ at configure time unless ``device_fallback`` is set.
 
 from __future__ import annotations
 
+from collections import Counter, deque
+from dataclasses import dataclass, field
 import logging
 import threading
 import time
-from collections import Counter, deque
-from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, Optional
 
 import numpy as np
@@ -49,34 +64,34 @@ import numpy as np
 from . import messages
 from .config import validate as validate_values
 from .errors import ConfigError, ResourceError, SgdfuseError
-from .frame_check import Rejected, decode_camera_image, short
+from .frame_check import decode_camera_image, Rejected, short
 from .parameters import NODE_PARAMS, SPECS
 from .sync import ApproximateSync
-from .transport.base import RELIABLE, QosProfile, Transport
+from .transport.base import QosProfile, RELIABLE, Transport
 
-INPUTS = ("thermal", "rgb")
-INPUT_TOPICS = {"thermal": "thermal/image_raw", "rgb": "rgb/image_raw"}
-CAMERA_INFO_TOPIC = "rgb/camera_info"
-COMPRESSED_SUFFIX = "/compressed"
-DIAGNOSTICS_TOPIC = "/diagnostics"
+INPUTS = ('thermal', 'rgb')
+INPUT_TOPICS = {'thermal': 'thermal/image_raw', 'rgb': 'rgb/image_raw'}
+CAMERA_INFO_TOPIC = 'rgb/camera_info'
+COMPRESSED_SUFFIX = '/compressed'
+DIAGNOSTICS_TOPIC = '/diagnostics'
 OUTPUT_TYPES = {
-    "fused/image": messages.IMAGE,
-    "fused/camera_info": messages.CAMERA_INFO,
-    "semantic/labels": messages.IMAGE,
-    "semantic/targets": messages.IMAGE,
+    'fused/image': messages.IMAGE,
+    'fused/camera_info': messages.CAMERA_INFO,
+    'semantic/labels': messages.IMAGE,
+    'semantic/targets': messages.IMAGE,
     messages.OVERLAY_TOPIC: messages.IMAGE,
 }
-DROP_REASONS = ("unmatched", "late", "duplicate", "overflow", "busy", "stopped", "publish_failed",
-                "out_of_memory")
-REJECT_REASONS = ("encoding", "decode", "size", "pipeline")
-STATES = ("unconfigured", "inactive", "active", "finalized")
+DROP_REASONS = ('unmatched', 'late', 'duplicate', 'overflow', 'busy', 'stopped', 'publish_failed',
+                'out_of_memory')
+REJECT_REASONS = ('encoding', 'decode', 'size', 'pipeline')
+STATES = ('unconfigured', 'inactive', 'active', 'finalized')
 STAMP_JUMP_BACK_S = 1.0       # an older stamp by more than this resets the synchroniser
 RATE_WINDOW_S = 5.0           # rates are measured over this many seconds
 WARMUP_SHAPE = (256, 320)     # the dummy frame fused on activate
 # parameters that only the node reads: changing them never rebuilds the pipeline
-NODE_ONLY = frozenset(p.name for p in NODE_PARAMS) | {"output.encoding"}
+NODE_ONLY = frozenset(p.name for p in NODE_PARAMS) | {'output.encoding'}
 
-log = logging.getLogger("sgdfuse_ros.node")
+log = logging.getLogger('sgdfuse_ros.node')
 
 
 # --- small building blocks -----------------------------------------------------------------------
@@ -117,7 +132,7 @@ class LatestSlot:
             return replaced
 
     def take(self, timeout: Optional[float] = None):
-        """The waiting item (None after ``timeout`` or once closed)."""
+        """Return the waiting item (None after ``timeout`` or once closed)."""
         with self._cond:
             if self._item is None and not self._closed:
                 self._cond.wait(timeout)
@@ -184,8 +199,8 @@ class LatencyWindow:
         for stage, values in self.samples.items():
             if values:
                 p50, p90 = np.percentile(np.fromiter(values, float), (50, 90))
-                out[stage] = {"p50": round(float(p50), 3), "p90": round(float(p90), 3),
-                              "n": len(values)}
+                out[stage] = {'p50': round(float(p50), 3), 'p90': round(float(p90), 3),
+                              'n': len(values)}
         return out
 
 
@@ -205,7 +220,7 @@ class RateLimitedLog:
             return False
         more = self._suppressed.pop(key, 0)
         self._last[key] = now
-        self.logger.warning(text + (f" ({more} more since the last warning)" if more else ""))
+        self.logger.warning(text + (f' ({more} more since the last warning)' if more else ''))
         return True
 
 
@@ -223,24 +238,25 @@ def check_config(config: dict) -> dict:
     missing = sorted(set(SPECS) - set(config))
     if missing:
         raise ConfigError(f"configuration lacks {', '.join(missing)}")
-    checked = validate_values({k: v for k, v in config.items() if k in SPECS}, "parameters")
-    lo, hi = checked["agc.low_percentile"], checked["agc.high_percentile"]
+    checked = validate_values({k: v for k, v in config.items() if k in SPECS}, 'parameters')
+    lo, hi = checked['agc.low_percentile'], checked['agc.high_percentile']
     if lo >= hi:
-        raise ConfigError(f"agc.low_percentile ({lo}) must be below agc.high_percentile ({hi})")
+        raise ConfigError(f'agc.low_percentile ({lo}) must be below agc.high_percentile ({hi})')
     return checked
 
 
 # --- the node ------------------------------------------------------------------------------------
 
 class FusionNodeCore:
-    """The node: lifecycle, inputs, synchronisation, the worker, outputs, diagnostics.
+    """
+    The node: lifecycle, inputs, synchronisation, the worker, outputs, diagnostics.
 
     ``pipeline_factory(config)`` builds the fusion pipeline (default
     :class:`~sgdfuse_ros.pipeline.FusionPipeline`). With ``threaded=False`` no worker thread is
     started and :meth:`process_pending` fuses the waiting pair in the caller's thread (tests).
     """
 
-    def __init__(self, transport: Transport, config: dict, name: str = "fusion_node",
+    def __init__(self, transport: Transport, config: dict, name: str = 'fusion_node',
                  logger=None, pipeline_factory: Optional[Callable[[dict], Any]] = None,
                  clock: Callable[[], float] = time.monotonic, threaded: bool = True):
         self.transport = transport
@@ -250,9 +266,9 @@ class FusionNodeCore:
         self.pipeline_factory = pipeline_factory or _default_pipeline_factory
         self.clock = clock
         self.threaded = threaded
-        self.state = "unconfigured"
+        self.state = 'unconfigured'
         self.pipeline = None
-        self.device = "unknown"
+        self.device = 'unknown'
         self._lock = threading.RLock()
         self._publishers: Dict[str, Any] = {}
         self._subscriptions: list = []
@@ -266,99 +282,107 @@ class FusionNodeCore:
 
     # --- statistics ------------------------------------------------------------------------------
     def _reset_statistics(self) -> None:
-        self.sync = ApproximateSync(self.config["sync.slop"], self.config["sync.queue_size"])
+        self.sync = ApproximateSync(self.config['sync.slop'], self.config['sync.queue_size'])
         self._inputs = {name: InputCounters() for name in INPUTS}
-        self._rates = {name: RateMeter() for name in INPUTS + ("camera_info", "output")}
+        self._rates = {name: RateMeter() for name in INPUTS + ('camera_info', 'output')}
         self._rejections = {name: RateMeter() for name in INPUTS}
         self._camera_info_received = 0
         self._pairs_published = 0
         self._overlays_published = 0
-        self._latency = LatencyWindow(self.config["diagnostics.window"])
-        self._last_stamp = {name: None for name in INPUTS}
-        self._prior = {"source": "", "age_s": 0.0}
+        self._latency = LatencyWindow(self.config['diagnostics.window'])
+        self._last_stamp = dict.fromkeys(INPUTS)
+        self._prior = {'source': '', 'age_s': 0.0}
         self._sync_resets = 0
         self._pipeline_errors = 0
         self._worker_errors = 0
         self._recovered: Counter = Counter()     # faults the pipeline survived, by tag
         self._pairs = RateMeter()                # pairs formed by the synchroniser
-        self._warn = RateLimitedLog(self.log, self.config["warn.period_s"], self.clock)
+        self._warn = RateLimitedLog(self.log, self.config['warn.period_s'], self.clock)
 
     # --- lifecycle -------------------------------------------------------------------------------
     def configure(self) -> None:
-        """unconfigured -> inactive: publishers and the diagnostics timer exist, nothing flows."""
+        """
+        Go from unconfigured to inactive: publishers and the diagnostics timer exist.
+
+        Nothing flows yet.
+        """
         with self._lock:
-            if self.state != "unconfigured":
-                raise ConfigError(f"configure needs the unconfigured state, not {self.state}")
+            if self.state != 'unconfigured':
+                raise ConfigError(f'configure needs the unconfigured state, not {self.state}')
             self.config = check_config(self.config)
             self._check_device()
             self._reset_statistics()
-            output_qos = QosProfile(self.config["qos.output_reliability"],
-                                    self.config["qos.depth"])
+            output_qos = QosProfile(self.config['qos.output_reliability'],
+                                    self.config['qos.depth'])
             for topic, typename in OUTPUT_TYPES.items():
                 self._publishers[topic] = self.transport.create_publisher(topic, typename,
                                                                           output_qos)
             self._diagnostics_pub = self.transport.create_publisher(
                 DIAGNOSTICS_TOPIC, messages.DIAGNOSTIC_ARRAY, RELIABLE)
             self._start_diagnostics_timer()
-            self.state = "inactive"
+            self.state = 'inactive'
 
     def _check_device(self) -> None:
-        """``device: cuda`` with no usable GPU: ConfigError now (configure), not at the first
-        frame; with ``device_fallback`` a warning and the CPU."""
+        """
+        Check ``device: cuda`` at configure time rather than at the first frame.
+
+        With no usable GPU: ConfigError now (configure), not at the first frame; with
+        ``device_fallback`` a warning and the CPU.
+        """
         from .stages import needs_torch
         if needs_torch(self.config):
             from .device import resolve_device
             self.device = resolve_device(self.config)
 
     def activate(self) -> None:
-        """inactive -> active: build and warm up the pipeline, start the worker, subscribe."""
+        """Go from inactive to active: build and warm up the pipeline, start worker, subscribe."""
         with self._lock:
-            if self.state != "inactive":
-                raise ConfigError(f"activate needs the inactive state, not {self.state}")
+            if self.state != 'inactive':
+                raise ConfigError(f'activate needs the inactive state, not {self.state}')
         try:
             pipeline = self.pipeline_factory(dict(self.config))
         except SgdfuseError:
             raise
         except Exception as err:  # torch, onnxruntime, a broken weights file...
-            raise ConfigError(f"could not build the fusion pipeline: {type(err).__name__}: "
-                              f"{err}") from err
+            raise ConfigError(f'could not build the fusion pipeline: {type(err).__name__}: '
+                              f'{err}') from err
         try:
             self._warm_up(pipeline)
         except BaseException as err:
             _close(pipeline)
             if isinstance(err, Exception) and not isinstance(err, SgdfuseError):
-                raise ConfigError(f"the fusion pipeline failed on its warm-up frame: "
-                                  f"{type(err).__name__}: {err}") from err
+                raise ConfigError(f'the fusion pipeline failed on its warm-up frame: '
+                                  f'{type(err).__name__}: {err}') from err
             raise
         with self._lock:
             self.pipeline = pipeline
-            self.device = str(getattr(pipeline, "device", "unknown"))
+            self.device = str(getattr(pipeline, 'device', 'unknown'))
             self._rebuild = False
             # a fresh synchroniser per activation (stamps may restart), same counters
-            self.sync = ApproximateSync(self.config["sync.slop"], self.config["sync.queue_size"],
+            self.sync = ApproximateSync(self.config['sync.slop'], self.config['sync.queue_size'],
                                         counters=self.sync.counters)
-            self._last_stamp = {name: None for name in INPUTS}
+            self._last_stamp = dict.fromkeys(INPUTS)
             self._mailbox.reopen()
-            self.state = "active"
+            self.state = 'active'
             if self.threaded:
                 self._worker = threading.Thread(target=self._worker_loop, daemon=True,
-                                                name=f"{self.name}-worker")
+                                                name=f'{self.name}-worker')
                 self._worker.start()
         try:
             self._subscribe()
         except BaseException:
             self.deactivate()
             raise
-        self.log.info(f"{self.name}: active on {self.device}; fusing "
+        self.log.info(f'{self.name}: active on {self.device}; fusing '
                       f"{self.transport.resolve_topic_name(INPUT_TOPICS['thermal'])} + "
                       f"{self.transport.resolve_topic_name(INPUT_TOPICS['rgb'])}")
 
     def deactivate(self) -> None:
-        """active -> inactive: unsubscribe, stop the worker, free the models."""
+        """Go from active to inactive: unsubscribe, stop the worker, free the models."""
         with self._lock:
-            if self.state != "active":
-                raise ConfigError(f"deactivate needs the active state, not {self.state}")
-            self.state = "inactive"
+            if self.state != 'active':
+                raise ConfigError(f'deactivate needs the active state, not {self.state}')
+            self.state = 'inactive'
             subscriptions, self._subscriptions = self._subscriptions, []
         for subscription in subscriptions:  # outside the lock: callbacks may be running
             subscription.close()
@@ -367,61 +391,61 @@ class FusionNodeCore:
             self._worker.join(timeout=30.0)
             self._worker = None
         with self._lock:
-            self._discard_in_flight(self._mailbox.clear(), "stopped")
+            self._discard_in_flight(self._mailbox.clear(), 'stopped')
             self.sync.flush()
             pipeline, self.pipeline = self.pipeline, None
         _close(pipeline)
 
     def cleanup(self) -> None:
-        """inactive -> unconfigured: destroy publishers and timers."""
+        """Go from inactive to unconfigured: destroy publishers and timers."""
         with self._lock:
-            if self.state != "inactive":
-                raise ConfigError(f"cleanup needs the inactive state, not {self.state}")
+            if self.state != 'inactive':
+                raise ConfigError(f'cleanup needs the inactive state, not {self.state}')
             self._stop_diagnostics_timer()
             for publisher in list(self._publishers.values()) + [self._diagnostics_pub]:
                 if publisher is not None:
                     publisher.close()
             self._publishers, self._diagnostics_pub = {}, None
-            self.state = "unconfigured"
+            self.state = 'unconfigured'
 
     def shutdown(self) -> None:
         """Any state -> finalized."""
-        if self.state == "active":
+        if self.state == 'active':
             self.deactivate()
-        if self.state == "inactive":
+        if self.state == 'inactive':
             self.cleanup()
-        self.state = "finalized"
+        self.state = 'finalized'
 
     def _warm_up(self, pipeline) -> None:
         """One dummy frame through every stage, so the first real frame is not slow."""
         h, w = WARMUP_SHAPE
-        while h * w > self.config["limits.max_input_pixels"] and h > 8:
+        while h * w > self.config['limits.max_input_pixels'] and h > 8:
             h, w = h // 2, w // 2
         yy, xx = np.mgrid[0:h, 0:w]
         thermal = (20000 + 40 * ((xx // 16 + yy // 16) % 2)).astype(np.uint16)
         visible = np.dstack([(xx * 255 // w).astype(np.uint8)] * 3)
-        pipeline.process(thermal, visible, "mono16", "bgr8")
-        agc = getattr(pipeline, "agc", None)
-        if agc is not None and hasattr(agc, "reset"):
+        pipeline.process(thermal, visible, 'mono16', 'bgr8')
+        agc = getattr(pipeline, 'agc', None)
+        if agc is not None and hasattr(agc, 'reset'):
             agc.reset()  # the dummy frame must not steer the temporal AGC
 
     # --- subscriptions ---------------------------------------------------------------------------
     def _subscribe(self) -> None:
-        qos = QosProfile(self.config["qos.reliability"], self.config["qos.depth"])
-        compressed = self.config["input.compressed"]
+        qos = QosProfile(self.config['qos.reliability'], self.config['qos.depth'])
+        compressed = self.config['input.compressed']
         typename = messages.COMPRESSED if compressed else messages.IMAGE
         subscriptions = []
         for source in INPUTS:
             topic = INPUT_TOPICS[source]
             if compressed:  # image_transport: the remapped base topic + /compressed
                 topic = self.transport.resolve_topic_name(topic) + COMPRESSED_SUFFIX
-            callback = self.on_thermal if source == "thermal" else self.on_rgb
+            callback = self.on_thermal if source == 'thermal' else self.on_rgb
             subscriptions.append(self.transport.create_subscription(topic, typename, callback,
                                                                     qos))
         subscriptions.append(self.transport.create_subscription(
             CAMERA_INFO_TOPIC, messages.CAMERA_INFO, self.on_camera_info, qos))
         with self._lock:
-            if self.state == "active":
+            if self.state == 'active':
                 self._subscriptions = subscriptions
                 return
         for subscription in subscriptions:  # deactivated meanwhile
@@ -429,22 +453,22 @@ class FusionNodeCore:
 
     # --- inputs ----------------------------------------------------------------------------------
     def on_thermal(self, msg) -> None:
-        self._on_image("thermal", msg)
+        self._on_image('thermal', msg)
 
     def on_rgb(self, msg) -> None:
-        self._on_image("rgb", msg)
+        self._on_image('rgb', msg)
 
     def on_camera_info(self, msg) -> None:
         with self._lock:
             self._camera_info_received += 1
-            self._rates["camera_info"].tick(self.clock())
-            if int(getattr(msg, "width", 0)) > 0 and int(getattr(msg, "height", 0)) > 0:
+            self._rates['camera_info'].tick(self.clock())
+            if int(getattr(msg, 'width', 0)) > 0 and int(getattr(msg, 'height', 0)) > 0:
                 self._camera_info = msg
 
     def _on_image(self, source: str, msg) -> None:
         now = self.clock()
         with self._lock:
-            if self.state != "active":
+            if self.state != 'active':
                 return  # a late callback after deactivate: never counted, never used
             counters = self._inputs[source]
             counters.received += 1
@@ -455,19 +479,19 @@ class FusionNodeCore:
             self._reject(source, err.reason, str(err))
             return
         except Exception as err:  # whatever a broken message does, it costs only itself
-            self._reject(source, "decode", f"{type(err).__name__}: {short(err, 200)}")
+            self._reject(source, 'decode', f'{type(err).__name__}: {short(err, 200)}')
             return
         with self._lock:
-            if self.state != "active":
-                counters.dropped["stopped"] += 1
+            if self.state != 'active':
+                counters.dropped['stopped'] += 1
                 return
             self._check_stamp_jump(source, frame.stamp_s)
-            pairs = self.sync.add(0 if source == "thermal" else 1, frame.stamp_s, frame)
+            pairs = self.sync.add(0 if source == 'thermal' else 1, frame.stamp_s, frame)
             for _, thermal, _, rgb in pairs:
                 self._offer(Pair(thermal, rgb, self.clock()))
 
     def _decode(self, source: str, msg, now: float) -> Frame:
-        image, encoding = decode_camera_image(source, msg, self.config["limits.max_input_pixels"])
+        image, encoding = decode_camera_image(source, msg, self.config['limits.max_input_pixels'])
         header = msg.header
         return Frame(source, header.stamp, messages.stamp_seconds(header), str(header.frame_id),
                      image, encoding, now)
@@ -476,28 +500,28 @@ class FusionNodeCore:
         with self._lock:
             self._inputs[source].rejected[reason] += 1
             self._rejections[source].tick(self.clock())
-        self._warn.warning(f"{source}:{reason}", f"{self.name}: skipped a {source} frame: {text}")
+        self._warn.warning(f'{source}:{reason}', f'{self.name}: skipped a {source} frame: {text}')
 
     def _check_stamp_jump(self, source: str, stamp_s: float) -> None:
-        """A stamp far older than the last one (a looping bag, a restarted clock) resets sync."""
+        """Reset sync on a stamp far older than the last one (a looping bag, a restarted clock)."""
         last = self._last_stamp[source]
         self._last_stamp[source] = stamp_s if last is None else max(last, stamp_s)
         if last is not None and stamp_s < last - STAMP_JUMP_BACK_S:
             self.sync.flush()
-            self.sync = ApproximateSync(self.config["sync.slop"], self.config["sync.queue_size"],
+            self.sync = ApproximateSync(self.config['sync.slop'], self.config['sync.queue_size'],
                                         counters=self.sync.counters)
-            self._last_stamp = {name: None for name in INPUTS}
+            self._last_stamp = dict.fromkeys(INPUTS)
             self._last_stamp[source] = stamp_s
             self._sync_resets += 1
-            self.log.info(f"{self.name}: {source} stamps jumped back by {last - stamp_s:.2f} s "
-                          "(a looping bag?); synchroniser reset")
+            self.log.info(f'{self.name}: {source} stamps jumped back by {last - stamp_s:.2f} s '
+                          '(a looping bag?); synchroniser reset')
 
     def _offer(self, pair: Pair) -> None:
         """Hand a pair to the worker; the pair it replaces is dropped as busy (lock held)."""
         for frame in (pair.thermal, pair.rgb):
             self._inputs[frame.source].in_flight += 1
         self._pairs.tick(self.clock())
-        self._discard_in_flight(self._mailbox.put(pair), "busy")
+        self._discard_in_flight(self._mailbox.put(pair), 'busy')
 
     def _discard_in_flight(self, pair: Optional[Pair], reason: str, rejected: bool = False):
         if pair is None or pair.settled:
@@ -510,7 +534,7 @@ class FusionNodeCore:
 
     # --- the worker ------------------------------------------------------------------------------
     def _worker_loop(self) -> None:
-        while self.state == "active":
+        while self.state == 'active':
             pair = self._mailbox.take(timeout=0.5)
             if pair is not None:
                 self._process_guarded(pair)
@@ -532,40 +556,40 @@ class FusionNodeCore:
                 self._worker_errors += 1
                 if not pair.settled:
                     self._pipeline_errors += 1
-                    self._discard_in_flight(pair, "pipeline", rejected=True)
-            self.log.error(f"{self.name}: unexpected error while handling the pair at "
-                           f"{pair.rgb.stamp_s:.3f} ({type(err).__name__}: {short(err, 200)}); "
-                           "pair rejected, node keeps running", exc_info=True)
+                    self._discard_in_flight(pair, 'pipeline', rejected=True)
+            self.log.error(f'{self.name}: unexpected error while handling the pair at '
+                           f'{pair.rgb.stamp_s:.3f} ({type(err).__name__}: {short(err, 200)}); '
+                           'pair rejected, node keeps running', exc_info=True)
 
     def _process(self, pair: Pair) -> None:
         started = self.clock()
-        if self.state != "active":  # taken just as the node deactivated
+        if self.state != 'active':  # taken just as the node deactivated
             with self._lock:
-                self._discard_in_flight(pair, "stopped")
+                self._discard_in_flight(pair, 'stopped')
             return
         if self._rebuild:
             self._rebuild_pipeline()
         pipeline = self.pipeline
         if pipeline is None:
             with self._lock:
-                self._discard_in_flight(pair, "stopped")
+                self._discard_in_flight(pair, 'stopped')
             return
         try:
             result = pipeline.process(pair.thermal.image, pair.rgb.image, pair.thermal.encoding,
                                       pair.rgb.encoding)
         except ResourceError as err:  # out of memory even after the pipeline's retry
             with self._lock:
-                self._discard_in_flight(pair, "out_of_memory")
-            self._warn.warning("out_of_memory", f"{self.name}: skipped the pair at "
-                                                f"{pair.rgb.stamp_s:.3f}: {err}")
+                self._discard_in_flight(pair, 'out_of_memory')
+            self._warn.warning('out_of_memory', f'{self.name}: skipped the pair at '
+                                                f'{pair.rgb.stamp_s:.3f}: {err}')
             return
         except Exception as err:
             with self._lock:
                 self._pipeline_errors += 1
-                self._discard_in_flight(pair, "pipeline", rejected=True)
-            text = str(err) if isinstance(err, SgdfuseError) else f"{type(err).__name__}: {err}"
-            self._warn.warning("pipeline", f"{self.name}: could not fuse the pair at "
-                                           f"{pair.rgb.stamp_s:.3f}: {text}")
+                self._discard_in_flight(pair, 'pipeline', rejected=True)
+            text = str(err) if isinstance(err, SgdfuseError) else f'{type(err).__name__}: {err}'
+            self._warn.warning('pipeline', f'{self.name}: could not fuse the pair at '
+                                           f'{pair.rgb.stamp_s:.3f}: {text}')
             return
         fused_at = self.clock()
         config = self.config
@@ -573,19 +597,19 @@ class FusionNodeCore:
             overlay_pub = self._publishers.get(messages.OVERLAY_TOPIC)
             publishers = dict(self._publishers)
             camera_info = self._camera_info
-        overlay = bool(config["output.overlay"] and overlay_pub is not None
+        overlay = bool(config['output.overlay'] and overlay_pub is not None
                        and overlay_pub.subscription_count() > 0)
         try:
             outputs = messages.fusion_outputs(
-                result, pair.rgb.stamp, config["output.frame_id"] or pair.rgb.frame_id,
-                config["output.encoding"], camera_info=camera_info, overlay=overlay)
+                result, pair.rgb.stamp, config['output.frame_id'] or pair.rgb.frame_id,
+                config['output.encoding'], camera_info=camera_info, overlay=overlay)
             for topic, msg in outputs.items():
                 publishers[topic].publish(msg)
         except Exception as err:
             with self._lock:
-                self._discard_in_flight(pair, "publish_failed")
-            self._warn.warning("publish", f"{self.name}: publishing failed: "
-                                          f"{type(err).__name__}: {err}")
+                self._discard_in_flight(pair, 'publish_failed')
+            self._warn.warning('publish', f'{self.name}: publishing failed: '
+                                          f'{type(err).__name__}: {err}')
             return
         done = self.clock()
         with self._lock:
@@ -595,35 +619,36 @@ class FusionNodeCore:
                 counters.in_flight -= 1
                 counters.published += 1
             self._pairs_published += 1
-            self._recovered.update(getattr(result, "recovered", None) or ())
+            self._recovered.update(getattr(result, 'recovered', None) or ())
             self._overlays_published += int(overlay)
-            self._rates["output"].tick(done)
+            self._rates['output'].tick(done)
             for stage, ms in result.timings.items():
                 self._latency.add(stage, ms)
-            self._latency.add("wait", (started - pair.matched_at) * 1000.0)
-            self._latency.add("publish", (done - fused_at) * 1000.0)
-            self._latency.add("end_to_end",
+            self._latency.add('wait', (started - pair.matched_at) * 1000.0)
+            self._latency.add('publish', (done - fused_at) * 1000.0)
+            self._latency.add('end_to_end',
                               (done - max(pair.thermal.arrival, pair.rgb.arrival)) * 1000.0)
             prior = result.prior
-            self._prior = {"source": str(prior.source), "age_s": float(prior.age_s)}
+            self._prior = {'source': str(prior.source), 'age_s': float(prior.age_s)}
 
     def _rebuild_pipeline(self) -> None:
-        """A pipeline parameter changed at runtime: rebuild between two frames."""
+        """Rebuild the pipeline between two frames after a pipeline parameter changed."""
         self._rebuild = False
         config = dict(self.config)
         try:
             pipeline = self.pipeline_factory(config)
         except Exception as err:
-            self.log.error(f"{self.name}: could not rebuild the pipeline with the new "
-                           f"parameters, keeping the previous one: {err}")
+            self.log.error(f'{self.name}: could not rebuild the pipeline with the new '
+                           f'parameters, keeping the previous one: {err}')
             return
         old, self.pipeline = self.pipeline, pipeline
         _close(old)
-        self.log.info(f"{self.name}: pipeline rebuilt with the new parameters")
+        self.log.info(f'{self.name}: pipeline rebuilt with the new parameters')
 
     # --- parameters ------------------------------------------------------------------------------
     def set_parameters(self, changes: Dict[str, Any]) -> Dict[str, Any]:
-        """Validate and apply runtime changes, all or none; ConfigError says why not.
+        """
+        Validate and apply runtime changes, all or none; ConfigError says why not.
 
         Read-only parameters change only while unconfigured (they take effect on configure).
         Node parameters apply at once; pipeline parameters rebuild the pipeline before the
@@ -633,25 +658,25 @@ class FusionNodeCore:
             spec = SPECS.get(name)
             if spec is None:
                 raise ConfigError(f"unknown parameter '{name}'")
-            if spec.read_only and self.state not in ("unconfigured",):
-                raise ConfigError(f"parameter {name} is read-only while the node is "
-                                  f"{self.state} (set it in the parameter file, or while "
-                                  "unconfigured)")
+            if spec.read_only and self.state not in ('unconfigured',):
+                raise ConfigError(f'parameter {name} is read-only while the node is '
+                                  f'{self.state} (set it in the parameter file, or while '
+                                  'unconfigured)')
         with self._lock:
             candidate = dict(self.config)
             candidate.update({name: SPECS[name].validate(v) for name, v in changes.items()})
             candidate = check_config(candidate)
             changed = {k: v for k, v in candidate.items() if self.config.get(k) != v}
             self.config = candidate
-            if "sync.slop" in changed:
-                self.sync.slop = candidate["sync.slop"]
-            if "sync.queue_size" in changed:
-                self.sync.queue_size = candidate["sync.queue_size"]
-            if "warn.period_s" in changed:
-                self._warn.period_s = candidate["warn.period_s"]
-            if "diagnostics.window" in changed:
-                self._latency.size = candidate["diagnostics.window"]
-            if "diagnostics.period_s" in changed and self._diagnostics_timer is not None:
+            if 'sync.slop' in changed:
+                self.sync.slop = candidate['sync.slop']
+            if 'sync.queue_size' in changed:
+                self.sync.queue_size = candidate['sync.queue_size']
+            if 'warn.period_s' in changed:
+                self._warn.period_s = candidate['warn.period_s']
+            if 'diagnostics.window' in changed:
+                self._latency.size = candidate['diagnostics.window']
+            if 'diagnostics.period_s' in changed and self._diagnostics_timer is not None:
                 self._stop_diagnostics_timer()
                 self._start_diagnostics_timer()
             if any(name not in NODE_ONLY for name in changed) and self.pipeline is not None:
@@ -660,7 +685,7 @@ class FusionNodeCore:
 
     # --- diagnostics and statistics --------------------------------------------------------------
     def _start_diagnostics_timer(self) -> None:
-        self._diagnostics_timer = self.transport.create_timer(self.config["diagnostics.period_s"],
+        self._diagnostics_timer = self.transport.create_timer(self.config['diagnostics.period_s'],
                                                               self.publish_diagnostics)
 
     def _stop_diagnostics_timer(self) -> None:
@@ -675,86 +700,90 @@ class FusionNodeCore:
         try:  # a timer callback: nothing may escape into the executor
             publisher.publish(self.diagnostics())
         except Exception as err:
-            self._warn.warning("diagnostics", f"{self.name}: could not publish diagnostics: "
-                                              f"{type(err).__name__}: {short(err, 200)}")
+            self._warn.warning('diagnostics', f'{self.name}: could not publish diagnostics: '
+                                              f'{type(err).__name__}: {short(err, 200)}')
 
     def diagnostics(self):
-        """The diagnostic_msgs/DiagnosticArray describing the node now."""
+        """Return the diagnostic_msgs/DiagnosticArray describing the node now."""
         from .diagnostics import diagnostic_array
         return diagnostic_array(self.stats(), self.transport.now_ns())
 
     def stats(self) -> dict:
-        """A snapshot of everything counted and measured (a JSON-friendly dict)."""
+        """Return a snapshot of everything counted and measured (a JSON-friendly dict)."""
         now = self.clock()
         with self._lock:
             pipeline = self.pipeline
         prior_health = {}
-        prior_stats = getattr(pipeline, "prior_stats", None)
+        prior_stats = getattr(pipeline, 'prior_stats', None)
         if callable(prior_stats):  # outside the lock: it asks the SAM worker
             try:
                 prior_health = prior_stats() or {}
             except Exception as err:
-                prior_health = {"last_error": f"{type(err).__name__}: {short(err, 200)}"}
+                prior_health = {'last_error': f'{type(err).__name__}: {short(err, 200)}'}
         with self._lock:
             sync_stats = self.sync.stats()
             inputs = {}
             for index, source in enumerate(INPUTS):
                 counters = self._inputs[source]
-                sync_counts = sync_stats["thermal" if index == 0 else "visible"]
-                dropped = {reason: 0 for reason in DROP_REASONS}
-                for reason in ("unmatched", "late", "duplicate", "overflow"):
+                sync_counts = sync_stats['thermal' if index == 0 else 'visible']
+                dropped = dict.fromkeys(DROP_REASONS, 0)
+                for reason in ('unmatched', 'late', 'duplicate', 'overflow'):
                     dropped[reason] = sync_counts[reason]
                 for reason, count in counters.dropped.items():
                     dropped[reason] += count
                 rejected = {reason: counters.rejected.get(reason, 0) for reason in REJECT_REASONS}
                 last = self._rates[source].last()
                 inputs[source] = {
-                    "topic": self._input_topic(source),
-                    "received": counters.received,
-                    "published": counters.published,
-                    "dropped": dropped,
-                    "rejected": rejected,
-                    "pending": sync_counts["pending"] + counters.in_flight,
-                    "rejected_recently": self._rejections[source].count(now),
-                    "rate_hz": round(self._rates[source].rate(now), 3),
-                    "last_age_s": None if last is None else round(now - last, 3),
+                    'topic': self._input_topic(source),
+                    'received': counters.received,
+                    'published': counters.published,
+                    'dropped': dropped,
+                    'rejected': rejected,
+                    'pending': sync_counts['pending'] + counters.in_flight,
+                    'rejected_recently': self._rejections[source].count(now),
+                    'rate_hz': round(self._rates[source].rate(now), 3),
+                    'last_age_s': None if last is None else round(now - last, 3),
                 }
-            last_info = self._rates["camera_info"].last()
+            last_info = self._rates['camera_info'].last()
             return {
-                "node": self.name,
-                "state": self.state,
-                "device": self.device,
-                "config": {"prior.source": self.config["prior.source"],
-                           "first_stage.type": self.config["first_stage.type"],
-                           "refiner.steps": self.config["refiner.steps"],
-                           "sync.slop": self.config["sync.slop"],
-                           "sync.queue_size": self.config["sync.queue_size"],
-                           "diagnostics.period_s": self.config["diagnostics.period_s"]},
-                "inputs": inputs,
-                "camera_info": {"topic": self.transport.resolve_topic_name(CAMERA_INFO_TOPIC),
-                                "received": self._camera_info_received,
-                                "rate_hz": round(self._rates["camera_info"].rate(now), 3),
-                                "last_age_s": None if last_info is None
+                'node': self.name,
+                'state': self.state,
+                'device': self.device,
+                'config': {'prior.source': self.config['prior.source'],
+                           'first_stage.type': self.config['first_stage.type'],
+                           'refiner.steps': self.config['refiner.steps'],
+                           'sync.slop': self.config['sync.slop'],
+                           'sync.queue_size': self.config['sync.queue_size'],
+                           'diagnostics.period_s': self.config['diagnostics.period_s']},
+                'inputs': inputs,
+                'camera_info': {'topic': self.transport.resolve_topic_name(CAMERA_INFO_TOPIC),
+                                'received': self._camera_info_received,
+                                'rate_hz': round(self._rates['camera_info'].rate(now), 3),
+                                'last_age_s': None if last_info is None
                                 else round(now - last_info, 3)},
-                "output": {"published": self._pairs_published,
-                           "overlay_published": self._overlays_published,
-                           "rate_hz": round(self._rates["output"].rate(now), 3),
-                           "pipeline_errors": self._pipeline_errors,
-                           "worker_errors": self._worker_errors,
-                           "out_of_memory": self._inputs["rgb"].dropped.get("out_of_memory", 0),
-                           "recovered": dict(self._recovered),
-                           "pairs_recent": self._pairs.count(now),
-                           "sync_resets": self._sync_resets},
-                "latency_ms": self._latency.summary(),
-                "prior": dict(self._prior, **_prior_health(prior_health)),
+                'output': {'published': self._pairs_published,
+                           'overlay_published': self._overlays_published,
+                           'rate_hz': round(self._rates['output'].rate(now), 3),
+                           'pipeline_errors': self._pipeline_errors,
+                           'worker_errors': self._worker_errors,
+                           'out_of_memory': self._inputs['rgb'].dropped.get('out_of_memory', 0),
+                           'recovered': dict(self._recovered),
+                           'pairs_recent': self._pairs.count(now),
+                           'sync_resets': self._sync_resets},
+                'latency_ms': self._latency.summary(),
+                'prior': dict(self._prior, **_prior_health(prior_health)),
             }
 
     def _input_topic(self, source: str) -> str:
         topic = self.transport.resolve_topic_name(INPUT_TOPICS[source])
-        return topic + COMPRESSED_SUFFIX if self.config["input.compressed"] else topic
+        return topic + COMPRESSED_SUFFIX if self.config['input.compressed'] else topic
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
-        """True once no pair waits for or sits in the worker (tests, shutdown)."""
+        """
+        Wait until no pair waits for or sits in the worker (tests, shutdown).
+
+        True once idle, False after ``timeout`` seconds.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
@@ -765,21 +794,25 @@ class FusionNodeCore:
 
 
 def accounting_errors(stats: dict) -> list:
-    """Inputs whose counters do not add up (empty when the books balance)."""
+    """Return the inputs whose counters do not add up (empty when the books balance)."""
     errors = []
-    for source, counts in stats["inputs"].items():
-        total = (counts["published"] + sum(counts["dropped"].values())
-                 + sum(counts["rejected"].values()) + counts["pending"])
-        if total != counts["received"]:
+    for source, counts in stats['inputs'].items():
+        total = (counts['published'] + sum(counts['dropped'].values())
+                 + sum(counts['rejected'].values()) + counts['pending'])
+        if total != counts['received']:
             errors.append(f"{source}: received {counts['received']} != published + dropped + "
-                          f"rejected + pending = {total}")
+                          f'rejected + pending = {total}')
     return errors
 
 
 def _prior_health(stats: dict) -> dict:
-    """The SAM provider's counters that diagnostics show (empty for the other prior sources)."""
-    keys = ("sam_runs", "sam_failures", "sam_timeouts", "fallback_frames", "backoff_s",
-            "last_error", "worker_alive")
+    """
+    Return the SAM provider's counters that diagnostics show.
+
+    Empty for the other prior sources.
+    """
+    keys = ('sam_runs', 'sam_failures', 'sam_timeouts', 'fallback_frames', 'backoff_s',
+            'last_error', 'worker_alive')
     return {key: stats[key] for key in keys if key in stats}
 
 
@@ -789,5 +822,5 @@ def _default_pipeline_factory(config: dict):
 
 
 def _close(pipeline) -> None:
-    if pipeline is not None and hasattr(pipeline, "close"):
+    if pipeline is not None and hasattr(pipeline, 'close'):
         pipeline.close()

@@ -1,4 +1,19 @@
-"""Every parameter of the pipeline and the node, declared once.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Every parameter of the pipeline and the node, declared once.
 
 The same table serves three readers: :mod:`sgdfuse_ros.config` validates YAML files against it,
 the ROS node declares its parameters from it (with descriptors and ranges), and a test checks
@@ -9,8 +24,8 @@ Names are dotted, as ROS 2 flattens nested ``ros__parameters`` dictionaries.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+import math
 from typing import Any, Optional, Sequence
 
 from .errors import ConfigError
@@ -21,8 +36,8 @@ class ParamSpec:
     name: str
     default: Any
     description: str
-    min: Optional[float] = None
-    max: Optional[float] = None
+    min: Optional[float] = None  # noqa: A003  (public field name)
+    max: Optional[float] = None  # noqa: A003
     choices: Optional[Sequence[Any]] = None
     read_only: bool = False  # changes need a reconfigure (models, devices, sizes of buffers)
 
@@ -35,7 +50,8 @@ class ParamSpec:
         return type(self.default)
 
     def validate(self, value: Any) -> Any:
-        """Return ``value`` converted to this parameter's type, or raise ConfigError.
+        """
+        Return ``value`` converted to this parameter's type, or raise ConfigError.
 
         Out-of-range values are rejected, never clamped.
         """
@@ -65,19 +81,21 @@ class ParamSpec:
                 value = [float(v) for v in value]
         except (TypeError, ValueError):
             raise ConfigError(
-                f"parameter {self.name}: expected {kind.__name__}, got {value!r}") from None
+                f'parameter {self.name}: expected {kind.__name__}, got {value!r}') from None
         if kind is list and not all(math.isfinite(v) for v in value):
-            raise ConfigError(f"parameter {self.name}: NaN or infinity in {value!r}")
+            raise ConfigError(f'parameter {self.name}: NaN or infinity in {value!r}')
         if self.choices is not None and value not in self.choices:
             raise ConfigError(
-                f"parameter {self.name}: {value!r} is not one of {list(self.choices)}")
+                f'parameter {self.name}: {value!r} is not one of {list(self.choices)}')
         if kind in (int, float):
             if value != value:  # NaN
-                raise ConfigError(f"parameter {self.name}: NaN is not allowed")
+                raise ConfigError(f'parameter {self.name}: NaN is not allowed')
             if self.min is not None and value < self.min:
-                raise ConfigError(f"parameter {self.name}: {value} is below the minimum {self.min}")
+                raise ConfigError(f'parameter {self.name}: {value} is below the minimum '
+                                  f'{self.min}')
             if self.max is not None and value > self.max:
-                raise ConfigError(f"parameter {self.name}: {value} is above the maximum {self.max}")
+                raise ConfigError(f'parameter {self.name}: {value} is above the maximum '
+                                  f'{self.max}')
         return value
 
 
@@ -85,140 +103,141 @@ P = ParamSpec
 
 PIPELINE_PARAMS = [
     # --- compute -------------------------------------------------------------------------------
-    P("device", "auto", "Where networks run: auto (CUDA if present, else CPU), cpu or cuda.",
-      choices=("auto", "cpu", "cuda"), read_only=True),
-    P("device_fallback", True,
-      "With device=cuda and no usable GPU: true falls back to CPU with a warning, false stops at "
-      "configure time.", read_only=True),
-    P("backend", "torch", "Inference engine for the networks: torch or onnx (onnxruntime).",
-      choices=("torch", "onnx"), read_only=True),
-    P("threads", 0, "CPU threads for torch/onnxruntime (0 = library default).", min=0, max=256,
+    P('device', 'auto', 'Where networks run: auto (CUDA if present, else CPU), cpu or cuda.',
+      choices=('auto', 'cpu', 'cuda'), read_only=True),
+    P('device_fallback', True,
+      'With device=cuda and no usable GPU: true falls back to CPU with a warning, false stops at '
+      'configure time.', read_only=True),
+    P('backend', 'torch', 'Inference engine for the networks: torch or onnx (onnxruntime).',
+      choices=('torch', 'onnx'), read_only=True),
+    P('threads', 0, 'CPU threads for torch/onnxruntime (0 = library default).', min=0, max=256,
       read_only=True),
     # --- geometry ------------------------------------------------------------------------------
-    P("output.width", 0, "Width of the fused image in pixels (0 = the visible image's width).",
+    P('output.width', 0, "Width of the fused image in pixels (0 = the visible image's width).",
       min=0, max=8192),
-    P("output.height", 0, "Height of the fused image in pixels (0 = the visible image's height).",
+    P('output.height', 0, "Height of the fused image in pixels (0 = the visible image's height).",
       min=0, max=8192),
-    P("output.encoding", "bgr8", "Encoding of the fused image: bgr8 (colour from the visible "
-      "chroma) or mono8 (fused luminance).", choices=("bgr8", "mono8")),
-    P("registration.homography", [],
-      "Row-major 3x3 homography mapping thermal pixel coordinates to visible pixel coordinates "
-      "(9 numbers). Empty: the two images are taken as registered (same size; see "
-      "registration.resize_mismatched)."),
-    P("registration.resize_mismatched", False,
-      "With no homography, thermal and visible images of different sizes are an error; true "
-      "stretches the thermal image onto the visible frame instead."),
-    P("limits.max_input_pixels", 16_777_216,
-      "Frames with more pixels than this (per camera) are rejected.", min=1, max=1 << 30),
+    P('output.encoding', 'bgr8', 'Encoding of the fused image: bgr8 (colour from the visible '
+      'chroma) or mono8 (fused luminance).', choices=('bgr8', 'mono8')),
+    P('registration.homography', [],
+      'Row-major 3x3 homography mapping thermal pixel coordinates to visible pixel coordinates '
+      '(9 numbers). Empty: the two images are taken as registered (same size; see '
+      'registration.resize_mismatched).'),
+    P('registration.resize_mismatched', False,
+      'With no homography, thermal and visible images of different sizes are an error; true '
+      'stretches the thermal image onto the visible frame instead.'),
+    P('limits.max_input_pixels', 16_777_216,
+      'Frames with more pixels than this (per camera) are rejected.', min=1, max=1 << 30),
     # --- thermal automatic gain control ----------------------------------------------------------
-    P("agc.mode", "auto",
-      "auto: mono8 passes through, 16-bit and float frames get the percentile window; always: "
-      "every frame gets the window; off: fixed scaling (full type range, or agc.fixed_* for 32FC1).",
-      choices=("auto", "always", "off")),
-    P("agc.low_percentile", 1.0, "Lower percentile of the AGC window.", min=0.0, max=49.0),
-    P("agc.high_percentile", 99.0, "Upper percentile of the AGC window.", min=51.0, max=100.0),
-    P("agc.min_span", 16.0,
-      "Smallest AGC window in raw units (keeps noise of near-constant frames from being "
-      "amplified).", min=0.0, max=1e9),
-    P("agc.smoothing", 0.0,
-      "Temporal smoothing of the AGC window between frames (0 = none, 0.9 = slow).",
+    P('agc.mode', 'auto',
+      'auto: mono8 passes through, 16-bit and float frames get the percentile window; always: '
+      'every frame gets the window; off: fixed scaling (full type range, or agc.fixed_* for '
+      '32FC1).',
+      choices=('auto', 'always', 'off')),
+    P('agc.low_percentile', 1.0, 'Lower percentile of the AGC window.', min=0.0, max=49.0),
+    P('agc.high_percentile', 99.0, 'Upper percentile of the AGC window.', min=51.0, max=100.0),
+    P('agc.min_span', 16.0,
+      'Smallest AGC window in raw units (keeps noise of near-constant frames from being '
+      'amplified).', min=0.0, max=1e9),
+    P('agc.smoothing', 0.0,
+      'Temporal smoothing of the AGC window between frames (0 = none, 0.9 = slow).',
       min=0.0, max=0.99),
-    P("agc.fixed_min", 0.0, "32FC1 with agc.mode=off: raw value mapped to black.",
+    P('agc.fixed_min', 0.0, '32FC1 with agc.mode=off: raw value mapped to black.',
       min=-1e9, max=1e9),
-    P("agc.fixed_max", 1.0, "32FC1 with agc.mode=off: raw value mapped to white.",
+    P('agc.fixed_max', 1.0, '32FC1 with agc.mode=off: raw value mapped to white.',
       min=-1e9, max=1e9),
-    # --- semantic prior ----------------------------------------------------------------------------
-    P("prior.source", "thermal",
-      "Semantic prior: sam (Segment Anything, needs prior.sam.checkpoint), thermal (fallback "
-      "from thermal saliency, no checkpoint) or none (empty prior).",
-      choices=("sam", "thermal", "none"), read_only=True),
-    P("prior.every_frame", False,
-      "true: compute the prior synchronously for every frame (deterministic evaluation); false: "
-      "SAM runs in its own worker and frames use the newest prior.", read_only=True),
-    P("prior.rate_hz", 2.0, "Rate at which the SAM worker refreshes the prior.", min=0.01,
+    # --- semantic prior --------------------------------------------------------------------------
+    P('prior.source', 'thermal',
+      'Semantic prior: sam (Segment Anything, needs prior.sam.checkpoint), thermal (fallback '
+      'from thermal saliency, no checkpoint) or none (empty prior).',
+      choices=('sam', 'thermal', 'none'), read_only=True),
+    P('prior.every_frame', False,
+      'true: compute the prior synchronously for every frame (deterministic evaluation); false: '
+      'SAM runs in its own worker and frames use the newest prior.', read_only=True),
+    P('prior.rate_hz', 2.0, 'Rate at which the SAM worker refreshes the prior.', min=0.01,
       max=120.0),
-    P("prior.max_age_s", 2.0,
-      "An asynchronous prior older than this is replaced by the thermal fallback.",
+    P('prior.max_age_s', 2.0,
+      'An asynchronous prior older than this is replaced by the thermal fallback.',
       min=0.0, max=3600.0),
-    P("prior.on_sam_error", "fallback",
-      "With prior.source=sam and a missing/mismatched checkpoint or a failing worker: fallback "
-      "(use the thermal prior, loudly) or error (stop).", choices=("fallback", "error"),
+    P('prior.on_sam_error', 'fallback',
+      'With prior.source=sam and a missing/mismatched checkpoint or a failing worker: fallback '
+      '(use the thermal prior, loudly) or error (stop).', choices=('fallback', 'error'),
       read_only=True),
-    P("prior.sam.model_type", "vit_b", "SAM image encoder of the checkpoint.",
-      choices=("vit_b", "vit_l", "vit_h"), read_only=True),
-    P("prior.sam.checkpoint", "", "Path of the SAM checkpoint (.pth).", read_only=True),
-    P("prior.sam.max_points", 8, "At most this many point prompts per frame, on warm blobs.",
+    P('prior.sam.model_type', 'vit_b', 'SAM image encoder of the checkpoint.',
+      choices=('vit_b', 'vit_l', 'vit_h'), read_only=True),
+    P('prior.sam.checkpoint', '', 'Path of the SAM checkpoint (.pth).', read_only=True),
+    P('prior.sam.max_points', 8, 'At most this many point prompts per frame, on warm blobs.',
       min=1, max=256),
-    P("prior.sam.auto_grid", 0,
+    P('prior.sam.auto_grid', 0,
       "Points per side of the automatic mask generator's grid for a full partition "
-      "(0 = off).", min=0, max=64),
-    P("prior.sam.min_area", 64, "Masks smaller than this many pixels are dropped.", min=0,
+      '(0 = off).', min=0, max=64),
+    P('prior.sam.min_area', 64, 'Masks smaller than this many pixels are dropped.', min=0,
       max=1_000_000),
-    P("prior.sam.timeout_s", 30.0,
-      "A SAM call that takes longer is abandoned and the fallback prior takes over.",
+    P('prior.sam.timeout_s', 30.0,
+      'A SAM call that takes longer is abandoned and the fallback prior takes over.',
       min=0.1, max=3600.0),
-    P("prior.thermal.sigma", 2.0, "Gaussian blur (pixels at 640 wide) before finding warm blobs.",
+    P('prior.thermal.sigma', 2.0, 'Gaussian blur (pixels at 640 wide) before finding warm blobs.',
       min=0.0, max=50.0),
-    P("prior.thermal.k", 1.5,
-      "A pixel is warm if it is more than k robust standard deviations above the median.",
+    P('prior.thermal.k', 1.5,
+      'A pixel is warm if it is more than k robust standard deviations above the median.',
       min=0.0, max=20.0),
-    P("prior.thermal.min_area", 30, "Warm blobs smaller than this (pixels at 640 wide) are "
-      "dropped.", min=0, max=1_000_000),
-    P("prior.thermal.max_regions", 32, "At most this many target regions (largest kept).",
+    P('prior.thermal.min_area', 30, 'Warm blobs smaller than this (pixels at 640 wide) are '
+      'dropped.', min=0, max=1_000_000),
+    P('prior.thermal.max_regions', 32, 'At most this many target regions (largest kept).',
       min=1, max=65535),
-    # --- fusion stages -------------------------------------------------------------------------------
-    P("first_stage.type", "network",
-      "First-stage fusion: network (learned, prior-guided) or laplacian (classical pyramid).",
-      choices=("network", "laplacian"), read_only=True),
-    P("first_stage.weights", "", "Weights of the first-stage network (empty = shipped "
-      "models/first_stage.pt).", read_only=True),
-    P("first_stage.levels", 4, "Pyramid levels of the laplacian first stage.", min=1, max=8),
-    P("refiner.steps", 2, "Denoising steps of the diffusion refiner (0 disables it; 1, 2 or 4 "
-      "are the trained settings).", min=0, max=16),
-    P("refiner.weights", "", "Weights of the refiner (empty = shipped models/refiner.pt).",
+    # --- fusion stages ---------------------------------------------------------------------------
+    P('first_stage.type', 'network',
+      'First-stage fusion: network (learned, prior-guided) or laplacian (classical pyramid).',
+      choices=('network', 'laplacian'), read_only=True),
+    P('first_stage.weights', '', 'Weights of the first-stage network (empty = shipped '
+      'models/first_stage.pt).', read_only=True),
+    P('first_stage.levels', 4, 'Pyramid levels of the laplacian first stage.', min=1, max=8),
+    P('refiner.steps', 2, 'Denoising steps of the diffusion refiner (0 disables it; 1, 2 or 4 '
+      'are the trained settings).', min=0, max=16),
+    P('refiner.weights', '', 'Weights of the refiner (empty = shipped models/refiner.pt).',
       read_only=True),
-    P("refiner.seed", 0, "Seed of the refiner's noise (fixed, so output is reproducible).",
+    P('refiner.seed', 0, "Seed of the refiner's noise (fixed, so output is reproducible).",
       min=0, max=2**31 - 1),
-    # --- faults ------------------------------------------------------------------------------------
-    P("faults.oom_retry", "no_refiner",
-      "A frame that runs out of (GPU) memory is retried once at lower cost, then skipped and "
-      "counted: no_refiner (retry without the refiner), half_resolution (retry at half the "
-      "output size, upsampled back) or none (skip at once).",
-      choices=("no_refiner", "half_resolution", "none")),
+    # --- faults ----------------------------------------------------------------------------------
+    P('faults.oom_retry', 'no_refiner',
+      'A frame that runs out of (GPU) memory is retried once at lower cost, then skipped and '
+      'counted: no_refiner (retry without the refiner), half_resolution (retry at half the '
+      'output size, upsampled back) or none (skip at once).',
+      choices=('no_refiner', 'half_resolution', 'none')),
 ]
 
 NODE_PARAMS = [
-    P("autostart", True, "The lifecycle node configures and activates itself on start (false: "
-      "it waits for `ros2 lifecycle set`).", read_only=True),
-    P("sync.slop", 0.02, "Largest stamp difference (s) between a thermal and an RGB image that "
-      "are fused together (approximate time synchronisation). Keep it below half the frame "
+    P('autostart', True, 'The lifecycle node configures and activates itself on start (false: '
+      'it waits for `ros2 lifecycle set`).', read_only=True),
+    P('sync.slop', 0.02, 'Largest stamp difference (s) between a thermal and an RGB image that '
+      'are fused together (approximate time synchronisation). Keep it below half the frame '
       "period of the faster camera, or a lost frame's partner pairs with its neighbour.",
       min=0.0, max=10.0),
-    P("sync.queue_size", 10, "Messages kept per topic while waiting for a partner.", min=1,
+    P('sync.queue_size', 10, 'Messages kept per topic while waiting for a partner.', min=1,
       max=10_000),
-    P("qos.reliability", "best_effort", "Reliability of the camera subscriptions: best_effort "
-      "(sensor data QoS) or reliable.", choices=("best_effort", "reliable"), read_only=True),
-    P("qos.depth", 5, "History depth of the camera subscriptions and of the outputs.", min=1,
+    P('qos.reliability', 'best_effort', 'Reliability of the camera subscriptions: best_effort '
+      '(sensor data QoS) or reliable.', choices=('best_effort', 'reliable'), read_only=True),
+    P('qos.depth', 5, 'History depth of the camera subscriptions and of the outputs.', min=1,
       max=1000, read_only=True),
-    P("qos.output_reliability", "reliable", "Reliability of the outputs: reliable (matches "
-      "both reliable and best-effort subscribers) or best_effort.",
-      choices=("best_effort", "reliable"), read_only=True),
-    P("input.compressed", False, "Subscribe to sensor_msgs/CompressedImage (topics with a "
-      "/compressed suffix) instead of raw images.", read_only=True),
-    P("output.frame_id", "", "frame_id of the outputs (empty = the RGB image's frame_id, which "
-      "is the frame the fused image lives in)."),
-    P("output.overlay", True, "Publish semantic/overlay (colour overlay of the prior) while "
-      "someone subscribes."),
-    P("diagnostics.period_s", 1.0, "Period of the /diagnostics status.", min=0.1, max=60.0),
-    P("diagnostics.window", 100, "Fused frames over which the latency percentiles of "
-      "/diagnostics are computed.", min=10, max=10_000),
-    P("warn.period_s", 5.0, "Rate limit (s) of repeated warnings about bad frames.", min=0.0,
+    P('qos.output_reliability', 'reliable', 'Reliability of the outputs: reliable (matches '
+      'both reliable and best-effort subscribers) or best_effort.',
+      choices=('best_effort', 'reliable'), read_only=True),
+    P('input.compressed', False, 'Subscribe to sensor_msgs/CompressedImage (topics with a '
+      '/compressed suffix) instead of raw images.', read_only=True),
+    P('output.frame_id', '', "frame_id of the outputs (empty = the RGB image's frame_id, which "
+      'is the frame the fused image lives in).'),
+    P('output.overlay', True, 'Publish semantic/overlay (colour overlay of the prior) while '
+      'someone subscribes.'),
+    P('diagnostics.period_s', 1.0, 'Period of the /diagnostics status.', min=0.1, max=60.0),
+    P('diagnostics.window', 100, 'Fused frames over which the latency percentiles of '
+      '/diagnostics are computed.', min=10, max=10_000),
+    P('warn.period_s', 5.0, 'Rate limit (s) of repeated warnings about bad frames.', min=0.0,
       max=3600.0),
 ]
 
 ALL_PARAMS = PIPELINE_PARAMS + NODE_PARAMS
 SPECS = {p.name: p for p in ALL_PARAMS}
-assert len(SPECS) == len(ALL_PARAMS), "duplicate parameter name"
+assert len(SPECS) == len(ALL_PARAMS), 'duplicate parameter name'
 
 
 def defaults() -> dict:
@@ -227,54 +246,60 @@ def defaults() -> dict:
 
 
 def render_yaml() -> str:
-    """The documented default config file (``python -m sgdfuse_ros.parameters > config/fusion.yaml``)."""
+    """
+    Render the documented default config file.
+
+    Usage: ``python -m sgdfuse_ros.parameters > config/fusion.yaml``.
+    """
     import textwrap
 
     import yaml
 
     lines = [
-        "# sgdfuse_ros configuration, in the ROS 2 parameter file layout. Read by the node, the",
-        "# pipeline, `sgdfuse evaluate`, `sgdfuse replay` and the benchmarks. Each parameter lists",
-        "# its range; values out of range are rejected, never clamped. [reconfigure] marks the ones",
-        "# that take effect when the lifecycle node is configured again.",
-        "# Generated from sgdfuse_ros/parameters.py: python -m sgdfuse_ros.parameters",
-        "/**:",
-        "  ros__parameters:",
+        '# sgdfuse_ros configuration, in the ROS 2 parameter file layout. Read by the node, the',
+        '# pipeline, `sgdfuse evaluate`, `sgdfuse replay` and the benchmarks. Each parameter '
+        'lists',
+        '# its range; values out of range are rejected, never clamped. [reconfigure] marks the '
+        'ones',
+        '# that take effect when the lifecycle node is configured again.',
+        '# Generated from sgdfuse_ros/parameters.py: python -m sgdfuse_ros.parameters',
+        '/**:',
+        '  ros__parameters:',
     ]
     groups: dict = {}
     for p in ALL_PARAMS:  # keep the table's order, but one YAML section per prefix
-        groups.setdefault(p.name.split(".")[0] if "." in p.name else "", []).append(p)
+        groups.setdefault(p.name.split('.')[0] if '.' in p.name else '', []).append(p)
     for params in groups.values():
         opened: list = []
-        for p in sorted(params, key=lambda q: q.name.count(".") > 1):
-            parts = p.name.split(".")
+        for p in sorted(params, key=lambda q: q.name.count('.') > 1):
+            parts = p.name.split('.')
             keep = 0
             while keep < min(len(opened), len(parts) - 1) and opened[keep] == parts[keep]:
                 keep += 1
             opened = opened[:keep]
             for depth in range(keep, len(parts) - 1):
-                lines.append("    " + "  " * depth + parts[depth] + ":")
+                lines.append('    ' + '  ' * depth + parts[depth] + ':')
                 opened.append(parts[depth])
-            indent = "    " + "  " * (len(parts) - 1)
+            indent = '    ' + '  ' * (len(parts) - 1)
             notes = []
             if p.choices:
-                notes.append("one of: " + ", ".join(map(str, p.choices)))
+                notes.append('one of: ' + ', '.join(map(str, p.choices)))
             if p.min is not None:
-                notes.append(f"range {p.min:g} .. {p.max:g}")
+                notes.append(f'range {p.min:g} .. {p.max:g}')
             if p.read_only:
-                notes.append("[reconfigure]")
-            text = p.description + (" (" + "; ".join(notes) + ")" if notes else "")
-            lines.extend(indent + "# " + line for line in textwrap.wrap(text, 90))
+                notes.append('[reconfigure]')
+            text = p.description + (' (' + '; '.join(notes) + ')' if notes else '')
+            lines.extend(indent + '# ' + line for line in textwrap.wrap(text, 90))
             value = (f'"{p.default}"' if isinstance(p.default, str)
-                     else yaml.safe_dump(p.default, default_flow_style=True).split("\n")[0])
+                     else yaml.safe_dump(p.default, default_flow_style=True).split('\n')[0])
             if isinstance(p.default, list) and not p.default:
                 # ROS 2 parameter files cannot hold an empty list (its type is unknown and
                 # rcl refuses the file): leave the line commented out; unset means the default
-                lines.append(f"{indent}# {parts[-1]}: {value}")
+                lines.append(f'{indent}# {parts[-1]}: {value}')
                 continue
-            lines.append(f"{indent}{parts[-1]}: {value}")
-    return "\n".join(lines) + "\n"
+            lines.append(f'{indent}{parts[-1]}: {value}')
+    return '\n'.join(lines) + '\n'
 
 
-if __name__ == "__main__":
-    print(render_yaml(), end="")
+if __name__ == '__main__':
+    print(render_yaml(), end='')

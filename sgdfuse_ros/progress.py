@@ -1,4 +1,19 @@
-"""A small progress bar on stderr: count, rate and time left.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+A small progress bar on stderr: count, rate and time left.
 
     with Progress(total=len(items), label="replay", quiet=args.quiet) as bar:
         for item in items:
@@ -21,16 +36,16 @@ from typing import Optional, TextIO
 
 def format_duration(seconds: float) -> str:
     """``75.2`` -> ``'1:15'``; ``3725`` -> ``'1:02:05'``; unknown -> ``'?'``."""
-    if seconds is None or seconds != seconds or seconds == float("inf") or seconds < 0:
-        return "?"
+    if seconds is None or seconds != seconds or seconds == float('inf') or seconds < 0:
+        return '?'
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+    return f'{hours}:{minutes:02d}:{secs:02d}' if hours else f'{minutes}:{secs:02d}'
 
 
 class Progress:
-    def __init__(self, total: Optional[int] = None, label: str = "", unit: str = "it",
+    def __init__(self, total: Optional[int] = None, label: str = '', unit: str = 'it',
                  quiet: bool = False, stream: Optional[TextIO] = None, width: int = 24,
                  refresh_s: float = 0.1, clock=time.monotonic):
         self.total = int(total) if total else None
@@ -43,7 +58,7 @@ class Progress:
         self.clock = clock
         self.count = 0
         self.start = clock()
-        self._last_draw = float("-inf")
+        self._last_draw = float('-inf')
         self._drawn = False
         self._closed = False
         try:
@@ -71,17 +86,17 @@ class Progress:
         return max(self.total - self.count, 0) / rate if rate > 0 else None
 
     def line(self) -> str:
-        """The text of the bar as it would be drawn now."""
-        head = f"{self.label} " if self.label else ""
-        rate = f"{self.rate:.1f} {self.unit}/s"
+        """Return the text of the bar as it would be drawn now."""
+        head = f'{self.label} ' if self.label else ''
+        rate = f'{self.rate:.1f} {self.unit}/s'
         if self.total:
             fraction = min(self.count / self.total, 1.0)
             filled = int(round(fraction * self.width))
-            bar = "#" * filled + "." * (self.width - filled)
+            bar = '#' * filled + '.' * (self.width - filled)
             left = self.remaining_s
-            return (f"{head}[{bar}] {self.count}/{self.total} {rate} "
+            return (f'{head}[{bar}] {self.count}/{self.total} {rate} '
                     f"left {format_duration(left) if left is not None else '?'}")
-        return f"{head}{self.count} {self.unit} {rate} elapsed {format_duration(self.elapsed)}"
+        return f'{head}{self.count} {self.unit} {rate} elapsed {format_duration(self.elapsed)}'
 
     # --- drawing ---------------------------------------------------------------------------------
     def update(self, n: int = 1) -> None:
@@ -91,7 +106,7 @@ class Progress:
         now = self.clock()
         if now - self._last_draw >= self.refresh_s or (self.total and self.count >= self.total):
             self._last_draw = now
-            self.stream.write("\r" + self.line() + "\x1b[K")
+            self.stream.write('\r' + self.line() + '\x1b[K')
             self.stream.flush()
             self._drawn = True
 
@@ -100,10 +115,10 @@ class Progress:
         if self.quiet:
             return
         if self._drawn:
-            self.stream.write("\r\x1b[K")
-        self.stream.write(text.rstrip("\n") + "\n")
+            self.stream.write('\r\x1b[K')
+        self.stream.write(text.rstrip('\n') + '\n')
         self._drawn = False
-        self._last_draw = float("-inf")
+        self._last_draw = float('-inf')
         self.stream.flush()
 
     def done(self, summary: Optional[str] = None) -> None:
@@ -114,20 +129,20 @@ class Progress:
         if self.quiet:
             return
         if self._drawn:
-            self.stream.write("\r\x1b[K")
-        head = f"{self.label}: " if self.label else ""
-        tail = f" ({summary})" if summary else ""
-        self.stream.write(f"{head}{self.count} {self.unit} in {format_duration(self.elapsed)}, "
-                          f"{self.rate:.2f} {self.unit}/s{tail}\n")
+            self.stream.write('\r\x1b[K')
+        head = f'{self.label}: ' if self.label else ''
+        tail = f' ({summary})' if summary else ''
+        self.stream.write(f'{head}{self.count} {self.unit} in {format_duration(self.elapsed)}, '
+                          f'{self.rate:.2f} {self.unit}/s{tail}\n')
         self.stream.flush()
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> 'Progress':
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.done()
         elif self._drawn and not self.quiet:  # leave the terminal on a fresh line
-            self.stream.write("\n")
+            self.stream.write('\n')
             self.stream.flush()
             self._closed = True

@@ -1,4 +1,19 @@
-"""Put the thermal image into the visible camera's frame, at the output resolution.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Put the thermal image into the visible camera's frame, at the output resolution.
 
 A 3x3 homography (thermal pixel -> visible pixel) handles cameras that differ in resolution and
 field of view; with none set, the two images must have the same size (or, if the config says so,
@@ -22,7 +37,7 @@ class Registration:
         self.homography = (np.asarray(homography, dtype=np.float64).reshape(3, 3)
                            if homography is not None and len(homography) == 9 else None)
         if self.homography is not None and abs(np.linalg.det(self.homography)) < 1e-12:
-            raise InputError("registration.homography is singular")
+            raise InputError('registration.homography is singular')
         self.output_size = (int(output_size[0]), int(output_size[1]))
         self.resize_mismatched = resize_mismatched
         self._cache_key = None
@@ -30,10 +45,10 @@ class Registration:
         self._valid: Optional[np.ndarray] = None
 
     @classmethod
-    def from_config(cls, config: dict) -> "Registration":
-        return cls(config["registration.homography"] or None,
-                   (config["output.width"], config["output.height"]),
-                   config["registration.resize_mismatched"])
+    def from_config(cls, config: dict) -> 'Registration':
+        return cls(config['registration.homography'] or None,
+                   (config['output.width'], config['output.height']),
+                   config['registration.resize_mismatched'])
 
     def out_size(self, visible_shape: Sequence[int]) -> Tuple[int, int]:
         """(width, height) of the output for a visible image of ``visible_shape``."""
@@ -48,9 +63,9 @@ class Registration:
         if self.homography is None:
             if thermal_shape[:2] != visible_shape[:2] and not self.resize_mismatched:
                 raise InputError(
-                    f"thermal {thermal_shape[1]}x{thermal_shape[0]} and visible "
-                    f"{visible_shape[1]}x{visible_shape[0]} differ in size and "
-                    "registration.homography is empty")
+                    f'thermal {thermal_shape[1]}x{thermal_shape[0]} and visible '
+                    f'{visible_shape[1]}x{visible_shape[0]} differ in size and '
+                    'registration.homography is empty')
             self._matrix, self._valid = None, None
         else:
             scale = np.diag([w / visible_shape[1], h / visible_shape[0], 1.0])

@@ -1,4 +1,19 @@
-"""A synthetic, registered thermal/visible sample that the repository generates itself.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+A synthetic, registered thermal/visible sample that the repository generates itself.
 
 The main job (``sgdfuse demo``) and the tests need pairs on a machine that has no dataset. The
 scenes are procedural night-time street views, seeded: the visible camera sees the textured
@@ -94,7 +109,8 @@ def make_pair(seed: int = 0, size: Tuple[int, int] = (640, 480)):
     cv2.rectangle(car, (cx, cy - cw // 3), (cx + cw, cy), 1.0, -1)
     vis = np.where(car[..., None] > 0, np.array([35, 30, 30], np.float32), vis)
     thermal = np.where(car > 0, 0.45, thermal)
-    cv2.rectangle(thermal, (cx + cw - cw // 4, cy - cw // 4), (cx + cw, cy - 2), 0.85, -1)  # engine
+    # the engine
+    cv2.rectangle(thermal, (cx + cw - cw // 4, cy - cw // 4), (cx + cw, cy - 2), 0.85, -1)
     vis = np.where(targets[..., None] > 0, np.array([28, 26, 30], np.float32) +
                    4 * _noise(rng, (h, w), 4)[..., None], vis)
     thermal = np.where(targets > 0, 0.8 + 0.08 * _noise(rng, (h, w), 6), thermal)
@@ -109,15 +125,15 @@ def write_sample(out_dir, n: int = 4, size: Tuple[int, int] = (640, 480),
                  seed: int = 0) -> Tuple[Path, Path]:
     """Write ``n`` pairs as ``ir/``, ``vis/`` PNGs and a ``split.json`` (all pairs in "test")."""
     out_dir = Path(out_dir)
-    ir_dir, vis_dir = out_dir / "ir", out_dir / "vis"
+    ir_dir, vis_dir = out_dir / 'ir', out_dir / 'vis'
     ir_dir.mkdir(parents=True, exist_ok=True)
     vis_dir.mkdir(parents=True, exist_ok=True)
     names: List[str] = []
     for i in range(n):
         ir, vis, _ = make_pair(seed + i, size)
-        name = f"sample_{i:03d}.png"
+        name = f'sample_{i:03d}.png'
         cv2.imwrite(str(ir_dir / name), ir)
         cv2.imwrite(str(vis_dir / name), vis)
         names.append(name)
-    (out_dir / "split.json").write_text(json.dumps({"train": [], "test": names}, indent=1))
+    (out_dir / 'split.json').write_text(json.dumps({'train': [], 'test': names}, indent=1))
     return ir_dir, vis_dir

@@ -1,4 +1,19 @@
-"""Plug-in stages, chosen by name in the config.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Plug-in stages, chosen by name in the config.
 
 Three kinds, each a callable over float32 images in [0, 1] at the output resolution:
 
@@ -33,7 +48,7 @@ class _PriorAdapter:
 
     def __init__(self, fn):
         self.fn = fn
-        self.name = getattr(fn, "name", "unknown")
+        self.name = getattr(fn, 'name', 'unknown')
 
     def __call__(self, thermal, visible_y, visible_bgr=None):
         return self.fn(thermal, visible_y)
@@ -42,37 +57,37 @@ class _PriorAdapter:
         pass
 
 
-@register(PRIOR_SOURCES, "thermal")
+@register(PRIOR_SOURCES, 'thermal')
 def _thermal_prior(config, device):
     from .prior.thermal import ThermalPrior
     return _PriorAdapter(ThermalPrior.from_config(config))
 
 
-@register(PRIOR_SOURCES, "none")
+@register(PRIOR_SOURCES, 'none')
 def _empty_prior(config, device):
     from .prior.thermal import EmptyPrior
     return _PriorAdapter(EmptyPrior())
 
 
-@register(PRIOR_SOURCES, "sam")
+@register(PRIOR_SOURCES, 'sam')
 def _sam_prior(config, device):
     from .prior.sam import build_sam_provider
     return build_sam_provider(config, device)
 
 
-@register(FIRST_STAGES, "laplacian")
+@register(FIRST_STAGES, 'laplacian')
 def _laplacian(config, device):
     from .fusion.laplacian import LaplacianStage
-    return LaplacianStage(config["first_stage.levels"])
+    return LaplacianStage(config['first_stage.levels'])
 
 
-@register(FIRST_STAGES, "network")
+@register(FIRST_STAGES, 'network')
 def _network(config, device):
     from .fusion.network import build_first_stage
     return build_first_stage(config, device)
 
 
-@register(REFINERS, "diffusion")
+@register(REFINERS, 'diffusion')
 def _diffusion(config, device):
     from .fusion.refiner import build_refiner
     return build_refiner(config, device)
@@ -86,19 +101,19 @@ def _lookup(table, name, what):
 
 
 def build_prior_source(config: dict, device: str):
-    return _lookup(PRIOR_SOURCES, config["prior.source"], "prior source")(config, device)
+    return _lookup(PRIOR_SOURCES, config['prior.source'], 'prior source')(config, device)
 
 
 def build_first_stage(config: dict, device: str):
-    return _lookup(FIRST_STAGES, config["first_stage.type"], "first stage")(config, device)
+    return _lookup(FIRST_STAGES, config['first_stage.type'], 'first stage')(config, device)
 
 
 def build_refiner(config: dict, device: str) -> Optional[Callable]:
-    if config["refiner.steps"] <= 0:
+    if config['refiner.steps'] <= 0:
         return None
-    return _lookup(REFINERS, "diffusion", "refiner")(config, device)
+    return _lookup(REFINERS, 'diffusion', 'refiner')(config, device)
 
 
 def needs_torch(config: dict) -> bool:
-    return (config["first_stage.type"] == "network" or config["refiner.steps"] > 0
-            or config["prior.source"] == "sam")
+    return (config['first_stage.type'] == 'network' or config['refiner.steps'] > 0
+            or config['prior.source'] == 'sam')

@@ -1,4 +1,19 @@
-"""Approximate time synchronisation of two camera streams, with every message accounted for.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Approximate time synchronisation of two camera streams, with every message accounted for.
 
 The node (rclpy or DDS transport) and the bag replay use this same class, so a replay pairs
 messages exactly as the live node does. Semantics follow message_filters'
@@ -49,7 +64,7 @@ class ApproximateSync:
     def __post_init__(self):
         self._stamps: List[List[float]] = [[], []]
         self._items: List[List[Any]] = [[], []]
-        self._last_paired: List[float] = [float("-inf"), float("-inf")]
+        self._last_paired: List[float] = [float('-inf'), float('-inf')]
 
     def pending(self, topic: int) -> int:
         return len(self._stamps[topic])
@@ -64,25 +79,25 @@ class ApproximateSync:
     def add(self, topic: int, stamp: float, item: Any) -> List[Tuple[float, Any, float, Any]]:
         """Offer one message; return the pairs it completes as (stamp0, item0, stamp1, item1)."""
         if topic not in TOPICS:
-            raise ValueError("topic must be 0 (thermal) or 1 (visible)")
+            raise ValueError('topic must be 0 (thermal) or 1 (visible)')
         counters = self.counters[topic]
         counters.received += 1
         stamps, items = self._stamps[topic], self._items[topic]
         if stamp <= self._last_paired[topic]:
             counters.late += 1
             if self.on_drop is not None:
-                self.on_drop(topic, stamp, item, "late")
+                self.on_drop(topic, stamp, item, 'late')
             return []
         index = bisect.bisect_left(stamps, stamp)
         if index < len(stamps) and stamps[index] == stamp:
             counters.duplicate += 1
             if self.on_drop is not None:
-                self.on_drop(topic, stamp, item, "duplicate")
+                self.on_drop(topic, stamp, item, 'duplicate')
             return []
         stamps.insert(index, stamp)
         items.insert(index, item)
         while len(stamps) > self.queue_size:
-            self._drop(topic, 0, "overflow")
+            self._drop(topic, 0, 'overflow')
         return self._match()
 
     def _match(self) -> list:
@@ -101,10 +116,10 @@ class ApproximateSync:
             b = others[j]
             own = self._stamps[a_topic]
             if abs(b - a) > self.slop or (len(own) > 1 and abs(own[1] - b) < abs(a - b)):
-                self._drop(a_topic, 0, "unmatched")
+                self._drop(a_topic, 0, 'unmatched')
                 continue
             for _ in range(j):
-                self._drop(b_topic, 0, "unmatched")
+                self._drop(b_topic, 0, 'unmatched')
             a_item = self._items[a_topic].pop(0)
             self._stamps[a_topic].pop(0)
             b_item = self._items[b_topic].pop(0)
@@ -122,9 +137,9 @@ class ApproximateSync:
         """End of stream: every waiting message is unmatched."""
         for topic in TOPICS:
             while self._stamps[topic]:
-                self._drop(topic, 0, "unmatched")
+                self._drop(topic, 0, 'unmatched')
 
     def stats(self) -> dict:
-        names = ("thermal", "visible")
+        names = ('thermal', 'visible')
         return {names[t]: dict(self.counters[t].as_dict(), pending=self.pending(t))
                 for t in TOPICS}

@@ -1,4 +1,19 @@
-"""A synthetic thermal + RGB camera pair that publishes over Cyclone DDS like real ROS 2 drivers.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+A synthetic thermal + RGB camera pair that publishes over Cyclone DDS like real ROS 2 drivers.
 
 For trying ``sgdfuse live`` (or the ROS node) without cameras, and for the live test and the
 live benchmark. It publishes ``thermal/image_raw`` (mono16, like a radiometric camera),
@@ -20,18 +35,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 import sys
 import time
-from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 
 from . import messages
 
-THERMAL_FRAME = "thermal_optical"
-RGB_FRAME = "rgb_optical"
-BAD_KINDS = ("encoding", "decode")
+THERMAL_FRAME = 'thermal_optical'
+RGB_FRAME = 'rgb_optical'
+BAD_KINDS = ('encoding', 'decode')
 
 
 class SyntheticCamera:
@@ -65,13 +80,13 @@ class SyntheticCamera:
     # --- messages --------------------------------------------------------------------------------
     def thermal_msg(self, index: int, stamp_ns: int, bad: Optional[str] = None):
         header = messages.make_header(int(stamp_ns), THERMAL_FRAME)
-        msg = messages.image_msg(self.thermal(index), header, "mono16")
-        if bad == "encoding":  # a colour encoding on a thermal topic
+        msg = messages.image_msg(self.thermal(index), header, 'mono16')
+        if bad == 'encoding':  # a colour encoding on a thermal topic
             msg = messages.msg_type(messages.IMAGE)(
-                header=header, height=msg.height, width=msg.width // 3 or 1, encoding="bgr8",
+                header=header, height=msg.height, width=msg.width // 3 or 1, encoding='bgr8',
                 is_bigendian=0, step=(msg.width // 3 or 1) * 3, data=msg.data[
                     :(msg.width // 3 or 1) * 3 * msg.height])
-        elif bad == "decode":  # the payload is shorter than height * step
+        elif bad == 'decode':  # the payload is shorter than height * step
             msg = messages.msg_type(messages.IMAGE)(
                 header=header, height=msg.height, width=msg.width, encoding=msg.encoding,
                 is_bigendian=0, step=msg.step, data=msg.data[: msg.data.size // 2])
@@ -79,7 +94,7 @@ class SyntheticCamera:
 
     def rgb_msg(self, index: int, stamp_ns: int):
         return messages.image_msg(self.rgb(index), messages.make_header(int(stamp_ns), RGB_FRAME),
-                                  "bgr8")
+                                  'bgr8')
 
     def camera_info_msg(self, stamp_ns: int):
         return messages.camera_info_msg(self.width, self.height,
@@ -101,16 +116,16 @@ def run(transport, camera: SyntheticCamera, rate_hz: float = 30.0, frames: int =
     from .transport.base import SENSOR_DATA
 
     qos = qos or SENSOR_DATA
-    thermal_pub = transport.create_publisher("thermal/image_raw", messages.IMAGE, qos)
-    rgb_pub = transport.create_publisher("rgb/image_raw", messages.IMAGE, qos)
-    info_pub = transport.create_publisher("rgb/camera_info", messages.CAMERA_INFO, qos)
+    thermal_pub = transport.create_publisher('thermal/image_raw', messages.IMAGE, qos)
+    rgb_pub = transport.create_publisher('rgb/image_raw', messages.IMAGE, qos)
+    info_pub = transport.create_publisher('rgb/camera_info', messages.CAMERA_INFO, qos)
     if wait_subscribers > 0:
         deadline = time.monotonic() + wait_timeout_s
         while min(thermal_pub.subscription_count(), rgb_pub.subscription_count()) < \
                 wait_subscribers:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no subscriber matched the camera topics within "
-                                   f"{wait_timeout_s:g} s")
+                raise TimeoutError(f'no subscriber matched the camera topics within '
+                                   f'{wait_timeout_s:g} s')
             time.sleep(0.05)
     rng = np.random.default_rng(seed)
     period = 1.0 / rate_hz
@@ -125,50 +140,50 @@ def run(transport, camera: SyntheticCamera, rate_hz: float = 30.0, frames: int =
         jitter = rng.uniform(-jitter_ms, jitter_ms, 2) * 1e6
         thermal_ns, rgb_ns = capture_ns + int(jitter[0]), capture_ns + int(jitter[1])
         bad = bad_kind(index, bad_every)
-        entry = {"index": index, "thermal_ns": thermal_ns, "rgb_ns": rgb_ns, "bad": bad}
+        entry = {'index': index, 'thermal_ns': thermal_ns, 'rgb_ns': rgb_ns, 'bad': bad}
         thermal = camera.thermal_msg(index, thermal_ns, bad)
         rgb = camera.rgb_msg(index, rgb_ns)
         info = camera.camera_info_msg(rgb_ns)
-        order = ("thermal", "rgb") if rng.random() < 0.5 else ("rgb", "thermal")
+        order = ('thermal', 'rgb') if rng.random() < 0.5 else ('rgb', 'thermal')
         for which in order:
-            if which == "thermal":
+            if which == 'thermal':
                 thermal_pub.publish(thermal)
-                entry["thermal_sent"] = time.time()
+                entry['thermal_sent'] = time.time()
             else:
                 info_pub.publish(info)
                 rgb_pub.publish(rgb)
-                entry["rgb_sent"] = time.time()
+                entry['rgb_sent'] = time.time()
         log.append(entry)
-    late = [e for e in log if max(e["thermal_sent"], e["rgb_sent"]) * 1e9 - max(
-        e["thermal_ns"], e["rgb_ns"]) > 2 * period * 1e9]
-    return {"rate_hz": rate_hz, "width": camera.width, "height": camera.height,
-            "frames": log, "late_publishes": len(late), "thermal_frame": THERMAL_FRAME,
-            "rgb_frame": RGB_FRAME}
+    late = [e for e in log if max(e['thermal_sent'], e['rgb_sent']) * 1e9 - max(
+        e['thermal_ns'], e['rgb_ns']) > 2 * period * 1e9]
+    return {'rate_hz': rate_hz, 'width': camera.width, 'height': camera.height,
+            'frames': log, 'late_publishes': len(late), 'thermal_frame': THERMAL_FRAME,
+            'rgb_frame': RGB_FRAME}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m sgdfuse_ros.synthetic_camera",
-        description="Publish a synthetic thermal (mono16) + RGB (bgr8) camera pair over DDS "
-                    "with ROS 2 conventions.")
-    parser.add_argument("--domain-id", type=int,
-                        default=int(os.environ.get("ROS_DOMAIN_ID", "0") or 0))
-    parser.add_argument("--namespace", default="/")
-    parser.add_argument("--rate", type=float, default=30.0, help="frames per second")
-    parser.add_argument("--frames", type=int, default=300)
-    parser.add_argument("--size", default="640x512", help="WIDTHxHEIGHT")
-    parser.add_argument("--jitter-ms", type=float, default=3.0,
-                        help="stamp jitter of each camera, uniform +-ms")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scenes", type=int, default=4)
-    parser.add_argument("--bad-every", type=int, default=0,
-                        help="break every N-th thermal frame (0: never)")
-    parser.add_argument("--wait-subscribers", type=int, default=1,
-                        help="wait until this many subscribers match both image topics")
-    parser.add_argument("--wait-timeout", type=float, default=20.0)
-    parser.add_argument("--localhost-only", action="store_true",
-                        help="loopback only (also ROS_LOCALHOST_ONLY=1)")
-    parser.add_argument("--log", type=Path, help="write what was sent when (JSON)")
+        prog='python -m sgdfuse_ros.synthetic_camera',
+        description='Publish a synthetic thermal (mono16) + RGB (bgr8) camera pair over DDS '
+                    'with ROS 2 conventions.')
+    parser.add_argument('--domain-id', type=int,
+                        default=int(os.environ.get('ROS_DOMAIN_ID', '0') or 0))
+    parser.add_argument('--namespace', default='/')
+    parser.add_argument('--rate', type=float, default=30.0, help='frames per second')
+    parser.add_argument('--frames', type=int, default=300)
+    parser.add_argument('--size', default='640x512', help='WIDTHxHEIGHT')
+    parser.add_argument('--jitter-ms', type=float, default=3.0,
+                        help='stamp jitter of each camera, uniform +-ms')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--scenes', type=int, default=4)
+    parser.add_argument('--bad-every', type=int, default=0,
+                        help='break every N-th thermal frame (0: never)')
+    parser.add_argument('--wait-subscribers', type=int, default=1,
+                        help='wait until this many subscribers match both image topics')
+    parser.add_argument('--wait-timeout', type=float, default=20.0)
+    parser.add_argument('--localhost-only', action='store_true',
+                        help='loopback only (also ROS_LOCALHOST_ONLY=1)')
+    parser.add_argument('--log', type=Path, help='write what was sent when (JSON)')
     return parser
 
 
@@ -178,24 +193,24 @@ def main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        width, height = (int(v) for v in args.size.lower().split("x"))
+        width, height = (int(v) for v in args.size.lower().split('x'))
     except ValueError:
-        print(f"synthetic_camera: error: --size expects WIDTHxHEIGHT, got {args.size!r}",
+        print(f'synthetic_camera: error: --size expects WIDTHxHEIGHT, got {args.size!r}',
               file=sys.stderr)
         return 2
-    localhost = args.localhost_only or os.environ.get("ROS_LOCALHOST_ONLY") == "1"
-    config = localhost_config() if localhost and not os.environ.get("CYCLONEDDS_URI") else None
+    localhost = args.localhost_only or os.environ.get('ROS_LOCALHOST_ONLY') == '1'
+    config = localhost_config() if localhost and not os.environ.get('CYCLONEDDS_URI') else None
     camera = SyntheticCamera(width, height, args.scenes, args.seed)
     try:
-        transport = DdsTransport(args.domain_id, args.namespace, "synthetic_camera", config)
+        transport = DdsTransport(args.domain_id, args.namespace, 'synthetic_camera', config)
     except SgdfuseError as err:
-        print(f"synthetic_camera: error: {err}", file=sys.stderr)
+        print(f'synthetic_camera: error: {err}', file=sys.stderr)
         return 2
     try:
         log = run(transport, camera, args.rate, args.frames, args.jitter_ms, args.seed,
                   args.bad_every, args.wait_subscribers, args.wait_timeout)
     except TimeoutError as err:
-        print(f"synthetic_camera: error: {err}", file=sys.stderr)
+        print(f'synthetic_camera: error: {err}', file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         return 130
@@ -209,5 +224,5 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     sys.exit(main())

@@ -1,3 +1,17 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Synthetic thermal/visible scenes with known warm targets, for the prior tests."""
 
 import cv2
@@ -5,7 +19,8 @@ import numpy as np
 
 
 def warm_scene(shape=(512, 640), targets=None, seed=0, noise=0.02):
-    """(thermal float32 [0, 1], visible BGR uint8, list of bool target masks).
+    """
+    (thermal float32 [0, 1], visible BGR uint8, list of bool target masks).
 
     A cool background with a vertical gradient and structured clutter, plus warm ellipses
     (people- and car-sized at 640 wide) that are 0.25-0.4 warmer than their surroundings.

@@ -1,14 +1,27 @@
-import pytest
-import yaml
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 
+import pytest
 from sgdfuse_ros.config import default_config_path, flatten, load_config, parse_override
 from sgdfuse_ros.errors import ConfigError
-from sgdfuse_ros.parameters import SPECS, defaults, render_yaml
+from sgdfuse_ros.parameters import defaults, render_yaml, SPECS
+import yaml
 
 
 def test_shipped_config_documents_every_parameter():
     document = yaml.safe_load(default_config_path().read_text())
-    flat = flatten(document["/**"]["ros__parameters"])
+    flat = flatten(document['/**']['ros__parameters'])
     # empty-list defaults stay commented out: ROS 2 parameter files cannot hold an empty list
     unset = {name for name, spec in SPECS.items() if spec.default == []}
     assert set(flat) == set(SPECS) - unset
@@ -28,42 +41,43 @@ def test_defaults_load():
 
 
 def test_overrides_validated_not_clamped(tmp_path):
-    with pytest.raises(ConfigError, match="above the maximum"):
-        load_config(overrides={"agc.high_percentile": 101})
-    with pytest.raises(ConfigError, match="not one of"):
-        load_config(overrides={"prior.source": "magic"})
-    with pytest.raises(ConfigError, match="did you mean output.width"):
-        load_config(overrides={"output.widht": 10})
-    with pytest.raises(ConfigError, match="expected int"):
-        load_config(overrides={"output.width": 1.5})
-    with pytest.raises(ConfigError, match="9 numbers"):
-        load_config(overrides={"registration.homography": [1, 0, 0]})
+    with pytest.raises(ConfigError, match='above the maximum'):
+        load_config(overrides={'agc.high_percentile': 101})
+    with pytest.raises(ConfigError, match='not one of'):
+        load_config(overrides={'prior.source': 'magic'})
+    with pytest.raises(ConfigError, match='did you mean output.width'):
+        load_config(overrides={'output.widht': 10})
+    with pytest.raises(ConfigError, match='expected int'):
+        load_config(overrides={'output.width': 1.5})
+    with pytest.raises(ConfigError, match='9 numbers'):
+        load_config(overrides={'registration.homography': [1, 0, 0]})
 
 
 def test_file_errors_are_one_line(tmp_path):
-    with pytest.raises(ConfigError, match="not found"):
-        load_config(tmp_path / "missing.yaml")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("a: [unclosed\n")
+    with pytest.raises(ConfigError, match='not found'):
+        load_config(tmp_path / 'missing.yaml')
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('a: [unclosed\n')
     with pytest.raises(ConfigError) as err:
         load_config(bad)
-    assert "\n" not in str(err.value)
-    nosection = tmp_path / "nosection.yaml"
-    nosection.write_text("device: cpu\n")
-    with pytest.raises(ConfigError, match="ros__parameters"):
+    assert '\n' not in str(err.value)
+    nosection = tmp_path / 'nosection.yaml'
+    nosection.write_text('device: cpu\n')
+    with pytest.raises(ConfigError, match='ros__parameters'):
         load_config(nosection)
 
 
 def test_node_named_section_and_nesting(tmp_path):
-    path = tmp_path / "c.yaml"
-    path.write_text("fusion_node:\n  ros__parameters:\n    output: {width: 320}\n"
-                    "    use_sim_time: true\n")
+    path = tmp_path / 'c.yaml'
+    path.write_text('fusion_node:\n  ros__parameters:\n    output: {width: 320}\n'
+                    '    use_sim_time: true\n')
     config = load_config(path)
-    assert config["output.width"] == 320 and config["output.height"] == SPECS["output.height"].default
+    assert config['output.width'] == 320
+    assert config['output.height'] == SPECS['output.height'].default
 
 
 def test_parse_override():
-    assert parse_override("refiner.steps=2") == ("refiner.steps", 2)
-    assert parse_override("registration.homography=[1,0,0,0,1,0,0,0,1]")[1][0] == 1
+    assert parse_override('refiner.steps=2') == ('refiner.steps', 2)
+    assert parse_override('registration.homography=[1,0,0,0,1,0,0,0,1]')[1][0] == 1
     with pytest.raises(ConfigError):
-        parse_override("nonsense")
+        parse_override('nonsense')

@@ -1,24 +1,37 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """The learned stages: shapes and ranges, the weights files, the sampler, the pipeline."""
 
 import numpy as np
 import pytest
-import torch
-
 from sgdfuse_ros.config import load_config
 from sgdfuse_ros.errors import ConfigError
 from sgdfuse_ros.fusion.laplacian import laplacian_fusion
-from sgdfuse_ros.fusion.network import FirstStageNet, build_first_stage, load_first_stage
-from sgdfuse_ros.fusion.refiner import RefinerNet, build_refiner, load_refiner
+from sgdfuse_ros.fusion.network import build_first_stage, FirstStageNet, load_first_stage
+from sgdfuse_ros.fusion.refiner import build_refiner, load_refiner, RefinerNet
 from sgdfuse_ros.fusion.samplers import refine, sample_ddim, sdedit_start
 from sgdfuse_ros.fusion.schedules import cosine_schedule, linear_schedule, sampling_timesteps
 from sgdfuse_ros.fusion.weights import save_weights
 from sgdfuse_ros.pipeline import FusionPipeline
 from sgdfuse_ros.prior.format import SemanticPrior
 from sgdfuse_ros.prior.thermal import ThermalPrior
+import torch
 
-SMALL_FIRST = {"levels": 4, "c1": 8, "c2": 16, "blocks": 1, "fine_vis": True}
-SMALL_REFINER = {"c1": 8, "c2": 16, "blocks": 1, "temb": 8, "schedule": "cosine", "T": 1000,
-                 "t_start": 200}
+SMALL_FIRST = {'levels': 4, 'c1': 8, 'c2': 16, 'blocks': 1, 'fine_vis': True}
+SMALL_REFINER = {'c1': 8, 'c2': 16, 'blocks': 1, 'temb': 8, 'schedule': 'cosine', 'T': 1000,
+                 't_start': 200}
 
 
 def scene(h=301, w=496, seed=0):
@@ -43,8 +56,8 @@ def weights(tmp_path):
     torch.manual_seed(0)
     first = randomised(FirstStageNet(**SMALL_FIRST), 1, 0.3)
     refiner = randomised(RefinerNet(**SMALL_REFINER), 2, 0.1)
-    fp = save_weights(tmp_path / "first_stage.pt", "first_stage", SMALL_FIRST, first)
-    rp = save_weights(tmp_path / "refiner.pt", "refiner", SMALL_REFINER, refiner)
+    fp = save_weights(tmp_path / 'first_stage.pt', 'first_stage', SMALL_FIRST, first)
+    rp = save_weights(tmp_path / 'refiner.pt', 'refiner', SMALL_REFINER, refiner)
     return fp, rp
 
 
@@ -61,11 +74,15 @@ def test_untrained_first_stage_is_the_hand_designed_fusion():
 
 
 def test_first_stage_without_fine_vis_still_loads(tmp_path):
-    """Weights written before the finest band had its visible mix (no ``fine_vis`` in their
-    arch) load as that older network; fine_vis=True adds exactly one head channel."""
-    old_arch = {k: v for k, v in SMALL_FIRST.items() if k != "fine_vis"}
+    """
+    Older weights without ``fine_vis`` still load.
+
+    Weights written before the finest band had its visible mix load as that older network;
+    fine_vis=True adds exactly one head channel.
+    """
+    old_arch = {k: v for k, v in SMALL_FIRST.items() if k != 'fine_vis'}
     old = randomised(FirstStageNet(**old_arch), 3, 0.3)
-    path = save_weights(tmp_path / "old.pt", "first_stage", old_arch, old)
+    path = save_weights(tmp_path / 'old.pt', 'first_stage', old_arch, old)
     stage = load_first_stage(path)
     assert stage.model.fine_vis is False
     ir, vis = scene(64, 96)
@@ -78,14 +95,18 @@ def test_first_stage_without_fine_vis_still_loads(tmp_path):
 def _finest(x: np.ndarray) -> np.ndarray:
     t = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None, None]
     up = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(t, 2), scale_factor=2,
-                                         mode="bilinear", align_corners=False)
+                                         mode='bilinear', align_corners=False)
     return (t - up)[0, 0].numpy()
 
 
 def test_fine_vis_mix_passes_the_visible_finest_band():
-    """Thermal sky noise stronger than the visible sky's fine detail: the max-abs finest band
-    takes the thermal noise; with the finest visible gain high and the max-abs gain low (what
-    the network learns for a daylight sky) the output's finest band is the visible one."""
+    """
+    A daylight sky keeps the visible camera's finest band.
+
+    Thermal sky noise is stronger than the visible sky's fine detail, so the max-abs finest band
+    takes the thermal noise; with the finest visible gain high and the max-abs gain low (what the
+    network learns for a daylight sky) the output's finest band is the visible one.
+    """
     net = FirstStageNet(**SMALL_FIRST).eval()
     rng = np.random.default_rng(0)
     ir = (0.2 + 0.08 * rng.standard_normal((64, 64))).astype(np.float32)
@@ -96,7 +117,8 @@ def test_fine_vis_mix_passes_the_visible_finest_band():
     def corr_with_visible():
         with torch.no_grad():
             out = net(t(ir), t(vis), zeros, zeros)[0, 0].numpy()
-        return np.corrcoef(_finest(out)[4:-4, 4:-4].ravel(), _finest(vis)[4:-4, 4:-4].ravel())[0, 1]
+        return np.corrcoef(_finest(out)[4:-4, 4:-4].ravel(),
+                           _finest(vis)[4:-4, 4:-4].ravel())[0, 1]
 
     before = corr_with_visible()
     k = 4 + 3 * (net.n_detail - 1)
@@ -184,69 +206,70 @@ def test_schedules_are_data():
 
 def test_pipeline_loads_weights_through_config(weights):
     fp, rp = weights
-    cfg = load_config(overrides={"first_stage.type": "network", "first_stage.weights": str(fp),
-                                 "refiner.weights": str(rp), "refiner.steps": 2,
-                                 "device": "cpu"})
+    cfg = load_config(overrides={'first_stage.type': 'network', 'first_stage.weights': str(fp),
+                                 'refiner.weights': str(rp), 'refiner.steps': 2,
+                                 'device': 'cpu'})
     ir, vis = scene(120, 161)
     bgr = np.dstack([vis, vis * 0.9, vis * 0.8])
     with FusionPipeline(cfg) as pipe:
         result = pipe.process((ir * 255).astype(np.uint8), (bgr * 255).astype(np.uint8))
     assert result.refined and result.fused_bgr.shape == (120, 161, 3)
     assert result.first_stage_y.shape == (120, 161)
-    assert not np.array_equal(result.fused_y, (np.clip(result.first_stage_y, 0, 1) * 255 + .5).astype(np.uint8))
+    first_stage_u8 = (np.clip(result.first_stage_y, 0, 1) * 255 + .5).astype(np.uint8)
+    assert not np.array_equal(result.fused_y, first_stage_u8)
 
 
 def _one_line(err):
     text = str(err.value)
-    assert "\n" not in text
+    assert '\n' not in text
     return text
 
 
 def test_missing_corrupt_and_mismatched_weights_are_one_line_config_errors(tmp_path, weights):
     fp, rp = weights
-    cfg = load_config(overrides={"first_stage.weights": str(tmp_path / "nope.pt")})
+    cfg = load_config(overrides={'first_stage.weights': str(tmp_path / 'nope.pt')})
     with pytest.raises(ConfigError) as err:
-        build_first_stage(cfg, "cpu")
-    assert "nope.pt" in _one_line(err)
+        build_first_stage(cfg, 'cpu')
+    assert 'nope.pt' in _one_line(err)
 
-    corrupt = tmp_path / "corrupt.pt"
+    corrupt = tmp_path / 'corrupt.pt'
     corrupt.write_bytes(fp.read_bytes()[:200])
     with pytest.raises(ConfigError) as err:
         load_first_stage(corrupt)
-    assert "corrupt.pt" in _one_line(err)
+    assert 'corrupt.pt' in _one_line(err)
 
-    garbage = tmp_path / "garbage.pt"
-    garbage.write_text("not a torch file")
+    garbage = tmp_path / 'garbage.pt'
+    garbage.write_text('not a torch file')
     with pytest.raises(ConfigError) as err:
         load_first_stage(garbage)
-    assert "garbage.pt" in _one_line(err)
+    assert 'garbage.pt' in _one_line(err)
 
     with pytest.raises(ConfigError) as err:  # a refiner file where a first stage is expected
         load_first_stage(rp)
     assert "expected 'first_stage'" in _one_line(err)
 
     other = FirstStageNet(levels=4, c1=12, c2=16, blocks=1)
-    mismatched = tmp_path / "mismatched.pt"
-    save_weights(mismatched, "first_stage", SMALL_FIRST, other)  # arch says c1=8, tensors c1=12
+    mismatched = tmp_path / 'mismatched.pt'
+    save_weights(mismatched, 'first_stage', SMALL_FIRST, other)  # arch says c1=8, tensors c1=12
     with pytest.raises(ConfigError) as err:
         load_first_stage(mismatched)
-    assert "mismatched.pt" in _one_line(err) and "do not match" in _one_line(err)
+    assert 'mismatched.pt' in _one_line(err) and 'do not match' in _one_line(err)
 
-    bad_arch = tmp_path / "bad_arch.pt"
-    save_weights(bad_arch, "refiner", {**SMALL_REFINER, "t_start": 5000}, other)
-    cfg = load_config(overrides={"refiner.weights": str(bad_arch), "refiner.steps": 2})
+    bad_arch = tmp_path / 'bad_arch.pt'
+    save_weights(bad_arch, 'refiner', {**SMALL_REFINER, 't_start': 5000}, other)
+    cfg = load_config(overrides={'refiner.weights': str(bad_arch), 'refiner.steps': 2})
     with pytest.raises(ConfigError) as err:
-        build_refiner(cfg, "cpu")
-    assert "bad_arch.pt" in _one_line(err)
+        build_refiner(cfg, 'cpu')
+    assert 'bad_arch.pt' in _one_line(err)
 
 
 def test_onnx_first_stage_matches_torch_at_an_odd_size(weights):
-    pytest.importorskip("onnxruntime")
+    pytest.importorskip('onnxruntime')
     fp, _ = weights
-    cfg = load_config(overrides={"backend": "onnx", "first_stage.weights": str(fp),
-                                 "device": "cpu"})
-    stage = build_first_stage(cfg, "cpu")
-    assert stage.backend == "onnx"
+    cfg = load_config(overrides={'backend': 'onnx', 'first_stage.weights': str(fp),
+                                 'device': 'cpu'})
+    stage = build_first_stage(cfg, 'cpu')
+    assert stage.backend == 'onnx'
     ir, vis = scene(61, 93)
     prior = ThermalPrior()(ir, vis)
     out = stage(ir, vis, prior)
@@ -256,12 +279,12 @@ def test_onnx_first_stage_matches_torch_at_an_odd_size(weights):
 
 
 def test_onnx_refiner_matches_torch(weights):
-    pytest.importorskip("onnxruntime")
+    pytest.importorskip('onnxruntime')
     _, rp = weights
-    cfg = load_config(overrides={"backend": "onnx", "refiner.weights": str(rp),
-                                 "refiner.steps": 2, "refiner.seed": 3, "device": "cpu"})
-    refiner = build_refiner(cfg, "cpu")
-    assert refiner.backend == "onnx"
+    cfg = load_config(overrides={'backend': 'onnx', 'refiner.weights': str(rp),
+                                 'refiner.steps': 2, 'refiner.seed': 3, 'device': 'cpu'})
+    refiner = build_refiner(cfg, 'cpu')
+    assert refiner.backend == 'onnx'
     ir, vis = scene(61, 93)
     prior = ThermalPrior()(ir, vis)
     first = laplacian_fusion(ir, vis)

@@ -1,4 +1,4 @@
-# Copyright 2015 Open Source Robotics Foundation, Inc.
+# Copyright 2026 The sgdfuse_ros authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
 # you may not use this file except in compliance with the License.
@@ -12,15 +12,24 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""ament_pep257 over the package, as in every ament_python package (needs ROS 2's linters)."""
+"""
+Docstrings of the whole package: pydocstyle with ament's conventions.
+
+ament_pep257 does the checking; the test is skipped where ROS 2's linters are not installed.
+"""
+
+from pathlib import Path
 
 import pytest
 
-ament_pep257 = pytest.importorskip("ament_pep257.main")
+ament_pep257 = pytest.importorskip('ament_pep257.main')
+
+PACKAGE = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.linter
 @pytest.mark.pep257
-def test_pep257():
+def test_pep257(monkeypatch):
+    monkeypatch.chdir(PACKAGE)
     rc = ament_pep257.main(argv=['.', 'test'])
-    assert rc == 0, 'Found code style errors / warnings'
+    assert rc == 0, 'docstring convention violations (see the output above)'

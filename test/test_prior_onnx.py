@@ -1,40 +1,61 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """The SAM decoder in onnxruntime agrees with the torch decoder on the same embedding."""
 
 import numpy as np
-import pytest
-import torch
-
 from prior_scenes import warm_scene
-from sgdfuse_ros.errors import ConfigError
+import pytest
 from sgdfuse_ros.config import validate
+from sgdfuse_ros.errors import ConfigError
 from sgdfuse_ros.parameters import defaults
-from sgdfuse_ros.prior.sam import (TINY_TEST_MODEL, SamFrameEncoder, SamSegmenter,
-                                   TorchMaskDecoder, build_segmenter, random_sam)
-from sgdfuse_ros.prior.sam_onnx import OnnxMaskDecoder, export_decoder
-
+from sgdfuse_ros.prior.sam import (
+    build_segmenter,
+    random_sam,
+    SamFrameEncoder,
+    SamSegmenter,
+    TINY_TEST_MODEL,
+    TorchMaskDecoder,
+)
+from sgdfuse_ros.prior.sam_onnx import export_decoder, OnnxMaskDecoder
+import torch
 
 
 def config_with(values: dict) -> dict:
-    """The parameter table's defaults with ``values``, validated (independent of the YAML file
-    in the checkout), with the classical first stage and no refiner: these tests are about the
-    prior."""
+    """
+    Return the parameter table's defaults with ``values``, validated.
+
+    Independent of the YAML file in the checkout, with the classical first stage and no refiner:
+    these tests are about the prior.
+    """
     config = defaults()
-    config.update(validate({"first_stage.type": "laplacian", "refiner.steps": 0, **values}))
+    config.update(validate({'first_stage.type': 'laplacian', 'refiner.steps': 0, **values}))
     return config
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def model():
     return random_sam(TINY_TEST_MODEL, seed=3)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def onnx_decoder(model):
-    return OnnxMaskDecoder.from_model(model, "cpu")
+    return OnnxMaskDecoder.from_model(model, 'cpu')
 
 
-@pytest.mark.parametrize("shape", [(240, 320), (322, 478), (300, 200)])
-@pytest.mark.parametrize("prompts, points", [(1, 1), (5, 1), (3, 2)])
+@pytest.mark.parametrize('shape', [(240, 320), (322, 478), (300, 200)])
+@pytest.mark.parametrize('prompts, points', [(1, 1), (5, 1), (3, 2)])
 def test_onnx_decoder_matches_torch(model, onnx_decoder, shape, prompts, points):
     _, visible, _ = warm_scene(shape)
     encoder = SamFrameEncoder(model)
@@ -58,8 +79,8 @@ def test_onnx_decoder_matches_torch(model, onnx_decoder, shape, prompts, points)
 
 def test_segmenter_gives_the_same_prior_with_either_decoder(model, onnx_decoder):
     thermal, visible, _ = warm_scene((240, 320))
-    options = dict(max_points=4, auto_grid=2, min_area=16,
-                   grid_options=dict(pred_iou_thresh=0.0, stability_score_thresh=0.0))
+    options = {'max_points': 4, 'auto_grid': 2, 'min_area': 16,
+               'grid_options': {'pred_iou_thresh': 0.0, 'stability_score_thresh': 0.0}}
     by_torch = SamSegmenter(model, **options)(thermal, visible)
     by_onnx = SamSegmenter(model, decoder=onnx_decoder, **options)(thermal, visible)
     assert np.mean(by_torch.labels == by_onnx.labels) > 0.999
@@ -67,32 +88,31 @@ def test_segmenter_gives_the_same_prior_with_either_decoder(model, onnx_decoder)
 
 
 def test_backend_onnx_in_the_config_selects_it(model, tmp_path):
-    config = config_with({"prior.source": "sam", "backend": "onnx", "device": "cpu"})
-    segmenter = build_segmenter(config, "cpu", TINY_TEST_MODEL, model=model)
-    assert segmenter.decoder_name == "onnx"
-    assert segmenter.encoder.decoder.providers == ["CPUExecutionProvider"]
-    path = tmp_path / "sam_decoder.onnx"
+    config = config_with({'prior.source': 'sam', 'backend': 'onnx', 'device': 'cpu'})
+    segmenter = build_segmenter(config, 'cpu', TINY_TEST_MODEL, model=model)
+    assert segmenter.decoder_name == 'onnx'
+    assert segmenter.encoder.decoder.providers == ['CPUExecutionProvider']
+    path = tmp_path / 'sam_decoder.onnx'
     export_decoder(model, path)
     import onnx
     onnx.checker.check_model(str(path))
-    from_file = OnnxMaskDecoder(path, "cpu")
+    from_file = OnnxMaskDecoder(path, 'cpu')
     assert from_file.img_size == model.image_encoder.img_size
 
 
 def test_sgdfuse_export_writes_the_decoder_of_the_configured_checkpoint(tmp_path):
     import onnxruntime
+    from sgdfuse_ros.prior.sam import random_sam, TINY_TEST_MODEL
+    from sgdfuse_ros.prior.sam_onnx import export_onnx, INPUT_NAMES
     import torch
 
-    from sgdfuse_ros.prior.sam import TINY_TEST_MODEL, random_sam
-    from sgdfuse_ros.prior.sam_onnx import INPUT_NAMES, export_onnx
-
-    checkpoint = tmp_path / "tiny.pth"
+    checkpoint = tmp_path / 'tiny.pth'
     torch.save(random_sam(TINY_TEST_MODEL, seed=1).state_dict(), checkpoint)
-    out = export_onnx({"prior.sam.checkpoint": str(checkpoint),
-                       "prior.sam.model_type": TINY_TEST_MODEL}, tmp_path / "onnx")
-    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    out = export_onnx({'prior.sam.checkpoint': str(checkpoint),
+                       'prior.sam.model_type': TINY_TEST_MODEL}, tmp_path / 'onnx')
+    session = onnxruntime.InferenceSession(str(out), providers=['CPUExecutionProvider'])
     names = [i.name for i in session.get_inputs()]
-    assert names[:3] == ["image_embeddings", "point_coords", "point_labels"]
+    assert names[:3] == ['image_embeddings', 'point_coords', 'point_labels']
     assert set(names) <= set(INPUT_NAMES)
-    with pytest.raises(ConfigError, match="prior.sam.checkpoint is empty"):
-        export_onnx({"prior.sam.checkpoint": "", "prior.sam.model_type": "vit_b"}, tmp_path)
+    with pytest.raises(ConfigError, match='prior.sam.checkpoint is empty'):
+        export_onnx({'prior.sam.checkpoint': '', 'prior.sam.model_type': 'vit_b'}, tmp_path)

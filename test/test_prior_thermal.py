@@ -1,28 +1,41 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """The checkpoint-free parts of the prior: thermal fallback, warm-point prompts, mask merging."""
 
 import numpy as np
-import pytest
-
 from prior_scenes import iou, warm_scene
+import pytest
 from sgdfuse_ros.prior.format import SemanticPrior
 from sgdfuse_ros.prior.merge import MaskCandidate, merge_masks
 from sgdfuse_ros.prior.prompts import warm_point_prompts
 from sgdfuse_ros.prior.thermal import EmptyPrior, ThermalPrior
 
 
-@pytest.mark.parametrize("shape", [(256, 320), (512, 640), (330, 500), (1024, 1280)])
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize('shape', [(256, 320), (512, 640), (330, 500), (1024, 1280)])
+@pytest.mark.parametrize('seed', [0, 1])
 def test_fallback_prior_finds_known_warm_targets(shape, seed):
     thermal, _, masks = warm_scene(shape, seed=seed)
     prior = ThermalPrior()(thermal)
-    assert prior.source == "thermal" and prior.shape == shape
+    assert prior.source == 'thermal' and prior.shape == shape
     assert prior.labels.dtype == np.uint16 and prior.targets.dtype == np.float32
     assert 0.0 <= prior.targets.min() and prior.targets.max() <= 1.0
     scores = []
     for mask in masks:
         ids = [i for i in np.unique(prior.labels[mask]) if i > 0]
         scores.append(max((iou(mask, prior.labels == i) for i in ids), default=0.0))
-    print(f"{shape} seed {seed}: per-target IoU {np.round(scores, 3).tolist()}")
+    print(f'{shape} seed {seed}: per-target IoU {np.round(scores, 3).tolist()}')
     assert min(scores) >= 0.7, scores  # measured 0.73-0.91 (the 20x20 px one is the hardest)
     truth = np.any(masks, axis=0)
     assert prior.targets[truth].mean() > 0.7
@@ -41,7 +54,7 @@ def test_fallback_prior_on_flat_frame_is_empty_and_labels_are_ordered():
     assert areas == blobs.areas.tolist() and areas == sorted(areas, reverse=True)
     assert blobs.boxes.shape == (blobs.count, 4)
     assert ThermalPrior(max_regions=3)(thermal).num_regions == 3
-    assert EmptyPrior()(thermal).source == "none"
+    assert EmptyPrior()(thermal).source == 'none'
 
 
 def test_prompts_sit_inside_the_warmest_targets_in_rank_order():
@@ -51,7 +64,7 @@ def test_prompts_sit_inside_the_warmest_targets_in_rank_order():
     hit = []
     for k, (x, y) in enumerate(prompts.points):
         inside = [i for i, m in enumerate(masks) if m[int(y), int(x)]]
-        assert len(inside) == 1, f"prompt {k} at {(x, y)} is on no known target"
+        assert len(inside) == 1, f'prompt {k} at {(x, y)} is on no known target'
         assert prompts.blob_mask(k)[int(y), int(x)]
         hit.append(inside[0])
     assert sorted(hit) == [0, 1, 2, 3]
@@ -85,7 +98,7 @@ def test_merge_resolves_overlaps_targets_first_and_small_inside_large():
     tiny = MaskCandidate(_box(shape, 5, 9, 5, 9), 0.99)                 # 16 px < min_area
     dup = MaskCandidate(_box(shape, 30, 79, 50, 70), 0.95)              # near-copy of person
     prior = merge_masks([road, sign, person, tiny, dup], shape, min_area=20)
-    assert prior.source == "sam" and prior.labels.dtype == np.uint16
+    assert prior.source == 'sam' and prior.labels.dtype == np.uint16
     assert prior.num_regions == 3  # person, road, sign; tiny dropped, dup merged
     assert set(np.unique(prior.labels)) == {0, 1, 2, 3}
     assert np.all(prior.labels[person.mask] == 1)            # targets get the first labels

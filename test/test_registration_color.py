@@ -1,3 +1,17 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 import cv2
 import numpy as np
 import pytest
@@ -42,7 +56,7 @@ def test_homography_composes_with_output_resolution():
 
 
 def test_no_homography_requires_same_size_unless_allowed():
-    with pytest.raises(InputError, match="differ in size"):
+    with pytest.raises(InputError, match='differ in size'):
         Registration(None).thermal(np.zeros((256, 320), np.float32), (480, 640, 3))
     out = Registration(None, resize_mismatched=True).thermal(
         np.zeros((256, 320), np.float32), (480, 640, 3))
@@ -50,7 +64,7 @@ def test_no_homography_requires_same_size_unless_allowed():
 
 
 def test_singular_homography_rejected():
-    with pytest.raises(InputError, match="singular"):
+    with pytest.raises(InputError, match='singular'):
         Registration([0] * 9)
 
 
@@ -90,9 +104,13 @@ def test_dark_visible_chroma_fades_to_neutral():
 
 
 def test_chroma_fades_where_thermal_lifted_the_luminance():
-    """A dim sodium-lit street (visible Y 0.3, yellow cast) that the thermal camera lifted to 0.9
+    """
+    Keep a third of the cast where the thermal camera lifted the luminance.
+
+    A dim sodium-lit street (visible Y 0.3, yellow cast) that the thermal camera lifted to 0.9
     keeps a third of its cast; where fused and visible agree the colour is untouched; a darker
-    fused pixel (thermal dimmed it) keeps its colour."""
+    fused pixel (thermal dimmed it) keeps its colour.
+    """
     from sgdfuse_ros.color import LIFT_EPS, attenuate_chroma
     chroma = np.full((1, 3, 2), 128, np.uint8)
     chroma[..., 1] = 88  # Cb below neutral: yellow

@@ -1,4 +1,4 @@
-# Copyright 2026 sgdfuse_ros developers
+# Copyright 2026 The sgdfuse_ros authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
 # you may not use this file except in compliance with the License.
@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The rclpy lifecycle node (skipped where ROS 2 is not installed).
+"""
+The rclpy lifecycle node (skipped where ROS 2 is not installed).
 
 Run in a sourced ROS 2 workspace: ``colcon test --packages-select sgdfuse_ros`` or
 ``python -m pytest test/test_ros_node.py``.
@@ -23,9 +24,9 @@ import time
 import numpy as np
 import pytest
 
-rclpy = pytest.importorskip("rclpy")
-pytest.importorskip("sensor_msgs.msg")
-pytest.importorskip("rclpy.lifecycle")
+rclpy = pytest.importorskip('rclpy')
+pytest.importorskip('sensor_msgs.msg')
+pytest.importorskip('rclpy.lifecycle')
 
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -53,7 +54,7 @@ def spin_until(executor, condition, timeout=10.0):
 
 
 def test_parameters_are_declared_with_descriptors(ros):
-    node = FusionNode("fusion_node_params")
+    node = FusionNode('fusion_node_params')
     try:
         for spec in ALL_PARAMS:
             descriptor = node.describe_parameter(spec.name)
@@ -68,15 +69,15 @@ def test_parameters_are_declared_with_descriptors(ros):
 
 
 def test_runtime_changes_are_validated_and_read_only_refused(ros):
-    node = FusionNode("fusion_node_set")
+    node = FusionNode('fusion_node_set')
     try:
         assert node.autostart()
-        (result,) = node.set_parameters([Parameter("sync.slop", value=11.0)])
+        (result,) = node.set_parameters([Parameter('sync.slop', value=11.0)])
         assert not result.successful and result.reason  # refused, with the reason
         assert node.core.sync.slop == 0.05
-        (result,) = node.set_parameters([Parameter("prior.source", value="none")])
+        (result,) = node.set_parameters([Parameter('prior.source', value='none')])
         assert not result.successful
-        (result,) = node.set_parameters([Parameter("sync.slop", value=0.02)])
+        (result,) = node.set_parameters([Parameter('sync.slop', value=0.02)])
         assert result.successful and node.core.sync.slop == 0.02
     finally:
         node._release()
@@ -84,23 +85,23 @@ def test_runtime_changes_are_validated_and_read_only_refused(ros):
 
 
 def test_autostarted_node_fuses_a_pair_and_frees_models_on_deactivate(ros):
-    node = FusionNode("fusion_node_live", namespace="/sgdfuse_test")
-    helper = rclpy.create_node("sgdfuse_test_camera", namespace="/sgdfuse_test")
+    node = FusionNode('fusion_node_live', namespace='/sgdfuse_test')
+    helper = rclpy.create_node('sgdfuse_test_camera', namespace='/sgdfuse_test')
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     executor.add_node(helper)
     try:
-        assert node.autostart() and node.core.state == "active"
+        assert node.autostart() and node.core.state == 'active'
         received = []
-        helper.create_subscription(Image, "fused/image", received.append, 10)
-        thermal_pub = helper.create_publisher(Image, "thermal/image_raw", qos_profile_sensor_data)
-        rgb_pub = helper.create_publisher(Image, "rgb/image_raw", qos_profile_sensor_data)
+        helper.create_subscription(Image, 'fused/image', received.append, 10)
+        thermal_pub = helper.create_publisher(Image, 'thermal/image_raw', qos_profile_sensor_data)
+        rgb_pub = helper.create_publisher(Image, 'rgb/image_raw', qos_profile_sensor_data)
         ir, vis, _ = make_pair(2, (160, 120))
         assert spin_until(executor, lambda: thermal_pub.get_subscription_count() > 0)
 
         def send(stamp):
-            thermal = messages.image_msg(ir, messages.make_header(stamp + 0.002, "thermal"))
-            rgb = messages.image_msg(vis, messages.make_header(stamp, "rgb"))
+            thermal = messages.image_msg(ir, messages.make_header(stamp + 0.002, 'thermal'))
+            rgb = messages.image_msg(vis, messages.make_header(stamp, 'rgb'))
             thermal_pub.publish(messages.serialize(thermal))
             rgb_pub.publish(messages.serialize(rgb))
 
@@ -108,15 +109,15 @@ def test_autostarted_node_fuses_a_pair_and_frees_models_on_deactivate(ros):
             send(100.0 + i / 30)
             if spin_until(executor, lambda: received, timeout=0.1):
                 break
-        assert received, "no fused image"
+        assert received, 'no fused image'
         msg = received[0]
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        assert (msg.width, msg.height, msg.encoding) == (160, 120, "bgr8")
+        assert (msg.width, msg.height, msg.encoding) == (160, 120, 'bgr8')
         assert min(abs(stamp - (100.0 + i / 30)) for i in range(20)) < 1e-6
-        assert msg.header.frame_id == "rgb"
+        assert msg.header.frame_id == 'rgb'
         assert np.asarray(msg.data).size == 160 * 120 * 3
         node.trigger_deactivate()
-        assert node.core.state == "inactive" and node.core.pipeline is None
+        assert node.core.state == 'inactive' and node.core.pipeline is None
     finally:
         node._release()
         executor.shutdown()

@@ -1,20 +1,37 @@
-"""The shipped weights on real daylight frames (RoadScene validation pairs, never the test split):
-the daylight sky follows the visible camera, and warm targets still stand out as in the thermal
-image. Guards against a retraining that brings back the thermal sky clutter."""
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The shipped weights on real daylight frames.
+
+RoadScene validation pairs, never the test split: the daylight sky follows the visible camera, and
+warm targets still stand out as in the thermal image. Guards against a retraining that brings back
+the thermal sky clutter.
+"""
 
 import cv2
 import numpy as np
 import pytest
-import torch
-
 from sgdfuse_ros.config import load_config
 from sgdfuse_ros.dataset import dataset_pairs, read_pair
 from sgdfuse_ros.pipeline import FusionPipeline
 from sgdfuse_ros.training.data import split_train_names
 from sgdfuse_ros.training.losses import visible_lead_map
+import torch
 
 # held-out TRAIN pairs with a large daylight sky (see models/README.md)
-DAYLIGHT = ("FLIR_00311", "FLIR_01463", "FLIR_04968")
+DAYLIGHT = ('FLIR_00311', 'FLIR_01463', 'FLIR_04968')
 
 
 def _detail(gray):
@@ -23,9 +40,9 @@ def _detail(gray):
 
 def fuse_daylight(roadscene, **overrides):
     assert set(DAYLIGHT) <= set(split_train_names(roadscene)[1])  # validation pairs only
-    pairs = [p for p in dataset_pairs(roadscene, "train") if p.name in DAYLIGHT]
-    config = load_config(overrides={"output.width": 0, "output.height": 0,
-                                    "prior.every_frame": True, **overrides})
+    pairs = [p for p in dataset_pairs(roadscene, 'train') if p.name in DAYLIGHT]
+    config = load_config(overrides={'output.width': 0, 'output.height': 0,
+                                    'prior.every_frame': True, **overrides})
     out = []
     with FusionPipeline(config) as pipeline:
         for pair in pairs:
@@ -38,7 +55,7 @@ def fuse_daylight(roadscene, **overrides):
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def fused_daylight(roadscene):
     return fuse_daylight(roadscene)
 
@@ -58,8 +75,11 @@ def test_daylight_sky_follows_the_visible_camera(fused_daylight):
 
 
 def test_warm_targets_still_stand_out_in_daylight(fused_daylight):
-    """Warm targets (the thermal prior's) keep their thermal level and stand out from their
-    surround as in the thermal image; the surround excludes the sky, which is meant to change."""
+    """
+    Warm targets keep their thermal level and stand out from their surround.
+
+    The surround excludes the sky, which is meant to change.
+    """
     checked = 0
     for name, ir, vis, result in fused_daylight:
         targets = result.prior.targets > 0.5

@@ -1,3 +1,17 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """ApproximateSync: the one synchroniser the node and the bag replay share."""
 
 import random
@@ -21,15 +35,15 @@ def feed(sync, events):
 
 def balanced(sync):
     for name, c in sync.stats().items():
-        total = c["matched"] + c["unmatched"] + c["late"] + c["duplicate"] + c["overflow"] + \
-            c["pending"]
-        assert total == c["received"], (name, c)
+        total = c['matched'] + c['unmatched'] + c['late'] + c['duplicate'] + c['overflow'] + \
+            c['pending']
+        assert total == c['received'], (name, c)
 
 
 def test_equal_stamps_pair_as_soon_as_both_arrived():
     sync = ApproximateSync(slop=0.01, queue_size=5)
-    assert sync.add(THERMAL, 1.0, "t") == []
-    assert sync.add(RGB, 1.0, "r") == [(1.0, "t", 1.0, "r")]
+    assert sync.add(THERMAL, 1.0, 't') == []
+    assert sync.add(RGB, 1.0, 'r') == [(1.0, 't', 1.0, 'r')]
     assert sync.pending(THERMAL) == sync.pending(RGB) == 0
     balanced(sync)
 
@@ -40,7 +54,7 @@ def test_pairs_within_slop_and_not_beyond():
     pairs = feed(sync, [(THERMAL, 0.0), (RGB, 0.06), (THERMAL, 0.1)])
     assert pairs == [(0.1, 0.06)]
     stats = sync.stats()
-    assert stats["thermal"]["unmatched"] == 1 and stats["thermal"]["matched"] == 1
+    assert stats['thermal']['unmatched'] == 1 and stats['thermal']['matched'] == 1
     balanced(sync)
     # exactly slop apart still pairs (binary-exact stamps)
     sync = ApproximateSync(slop=0.25, queue_size=10)
@@ -67,7 +81,7 @@ def test_a_better_partner_on_the_same_topic_wins():
     # thermal 0.0 and 0.03 both fit rgb 0.04; 0.03 is closer, 0.0 is dropped
     pairs = feed(sync, [(THERMAL, 0.0), (THERMAL, 0.03), (RGB, 0.04)])
     assert pairs == [(0.03, 0.04)]
-    assert sync.stats()["thermal"]["unmatched"] == 1
+    assert sync.stats()['thermal']['unmatched'] == 1
     balanced(sync)
 
 
@@ -78,7 +92,7 @@ def test_out_of_order_arrivals_are_sorted_and_late_ones_dropped():
     # older than what was already paired on its topic: late, never paired
     assert feed(sync, [(THERMAL, 0.05), (RGB, 0.05)]) == []
     stats = sync.stats()
-    assert stats["thermal"]["late"] == 1 and stats["visible"]["late"] == 1
+    assert stats['thermal']['late'] == 1 and stats['visible']['late'] == 1
     balanced(sync)
 
 
@@ -86,15 +100,15 @@ def test_duplicate_stamps_are_counted_once():
     sync = ApproximateSync(slop=0.01, queue_size=10)
     assert feed(sync, [(THERMAL, 2.0), (THERMAL, 2.0), (RGB, 2.0)]) == [(2.0, 2.0)]
     stats = sync.stats()
-    assert stats["thermal"]["duplicate"] == 1 and stats["thermal"]["matched"] == 1
+    assert stats['thermal']['duplicate'] == 1 and stats['thermal']['matched'] == 1
     balanced(sync)
 
 
 def test_queue_overflow_drops_the_oldest():
     sync = ApproximateSync(slop=0.01, queue_size=3)
     feed(sync, [(THERMAL, 0.1 * i) for i in range(5)])
-    stats = sync.stats()["thermal"]
-    assert stats["overflow"] == 2 and stats["pending"] == 3
+    stats = sync.stats()['thermal']
+    assert stats['overflow'] == 2 and stats['pending'] == 3
     # the survivors are the newest three: 0.2 pairs, 0.0 and 0.1 are gone
     assert feed(sync, [(RGB, 0.2)]) == [(0.2, 0.2)]
     balanced(sync)
@@ -110,7 +124,7 @@ def test_missing_partner_frame_drops_only_its_counterpart():
     pairs = feed(sync, events)
     assert [p[0] for p in pairs] == pytest.approx([0.0, 0.1, 0.3, 0.4])
     stats = sync.stats()
-    assert stats["thermal"]["unmatched"] == 1 and stats["visible"]["unmatched"] == 0
+    assert stats['thermal']['unmatched'] == 1 and stats['visible']['unmatched'] == 0
     balanced(sync)
 
 
@@ -118,7 +132,7 @@ def test_a_silent_topic_never_pairs_and_flush_accounts_for_the_rest():
     sync = ApproximateSync(slop=0.01, queue_size=4)
     assert feed(sync, [(RGB, 0.1 * i) for i in range(10)]) == []
     sync.flush()
-    stats = sync.stats()["visible"]
+    stats = sync.stats()['visible']
     assert stats == dict(stats, received=10, overflow=6, unmatched=4, pending=0, matched=0)
     balanced(sync)
 
@@ -129,9 +143,9 @@ def test_on_drop_reports_every_dropped_message():
                            on_drop=lambda topic, stamp, item, why: seen.append((topic, stamp,
                                                                                 why)))
     feed(sync, [(THERMAL, 0.0), (THERMAL, 0.0), (THERMAL, 0.1), (THERMAL, 0.2), (RGB, 0.5)])
-    assert (THERMAL, 0.0, "duplicate") in seen and (THERMAL, 0.0, "overflow") in seen
-    assert [why for _, _, why in seen].count("unmatched") == 2
-    counted = sum(c["unmatched"] + c["late"] + c["duplicate"] + c["overflow"]
+    assert (THERMAL, 0.0, 'duplicate') in seen and (THERMAL, 0.0, 'overflow') in seen
+    assert [why for _, _, why in seen].count('unmatched') == 2
+    counted = sum(c['unmatched'] + c['late'] + c['duplicate'] + c['overflow']
                   for c in sync.stats().values())
     assert counted == len(seen)
 
@@ -141,7 +155,7 @@ def test_rejects_unknown_topics():
         ApproximateSync().add(2, 0.0, None)
 
 
-@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize('seed', range(5))
 def test_random_streams_keep_every_invariant(seed):
     """Jitter, losses, duplicates and reordering: the books always balance, pairs are valid."""
     rng = random.Random(seed)
@@ -159,7 +173,7 @@ def test_random_streams_keep_every_invariant(seed):
                 events.append((rng.uniform(0, 0.05) + base, topic, stamp))  # duplicate
     events.sort()  # arrival order differs from stamp order
     used, keep = set(), []
-    last = {THERMAL: float("-inf"), RGB: float("-inf")}
+    last = {THERMAL: float('-inf'), RGB: float('-inf')}
     for _, topic, stamp in events:
         item = object()
         keep.append(item)
@@ -173,5 +187,5 @@ def test_random_streams_keep_every_invariant(seed):
     sync.flush()
     balanced(sync)
     stats = sync.stats()
-    assert stats["thermal"]["pending"] == stats["visible"]["pending"] == 0
-    assert stats["thermal"]["matched"] == stats["visible"]["matched"] > 200
+    assert stats['thermal']['pending'] == stats['visible']['pending'] == 0
+    assert stats['thermal']['matched'] == stats['visible']['matched'] > 200

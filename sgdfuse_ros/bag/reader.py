@@ -1,4 +1,19 @@
-"""Open ROS 2 bags for reading and find their camera topics.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Open ROS 2 bags for reading and find their camera topics.
 
 Accepted inputs (all through ``rosbags``, no ROS needed):
 
@@ -22,23 +37,23 @@ that settles it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
+import re
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import yaml
 
 from ..errors import InputError
-from ..messages import CAMERA_INFO, COMPRESSED, IMAGE, deserialize
+from ..messages import CAMERA_INFO, COMPRESSED, deserialize, IMAGE
 
-THERMAL_ENCODINGS = ("mono8", "8UC1", "mono16", "16UC1", "32FC1")
-COLOUR_ENCODINGS = ("bgr8", "rgb8", "bgra8", "rgba8")
-THERMAL_WORDS = {"thermal", "therm", "ir", "lwir", "mwir", "tir", "flir", "boson", "lepton",
-                 "radiometric", "thermography"}
-RGB_WORDS = {"rgb", "color", "colour", "visible", "vis", "bgr"}
-NEVER_WORDS = {"depth", "disparity", "mask", "masks", "label", "labels", "semantic", "fused",
-               "fusion", "targets", "overlay", "confidence", "segmentation", "compresseddepth"}
+THERMAL_ENCODINGS = ('mono8', '8UC1', 'mono16', '16UC1', '32FC1')
+COLOUR_ENCODINGS = ('bgr8', 'rgb8', 'bgra8', 'rgba8')
+THERMAL_WORDS = {'thermal', 'therm', 'ir', 'lwir', 'mwir', 'tir', 'flir', 'boson', 'lepton',
+                 'radiometric', 'thermography'}
+RGB_WORDS = {'rgb', 'color', 'colour', 'visible', 'vis', 'bgr'}
+NEVER_WORDS = {'depth', 'disparity', 'mask', 'masks', 'label', 'labels', 'semantic', 'fused',
+               'fusion', 'targets', 'overlay', 'confidence', 'segmentation', 'compresseddepth'}
 
 
 class BagReadError(InputError):
@@ -51,22 +66,22 @@ class BagReadError(InputError):
 
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+    return f'{type(err).__name__}: {text[0]}' if text else type(err).__name__
 
 
 def _hint(err: BaseException) -> str:
     text = str(err)
-    if "end magic" in text or "magic is invalid" in text:
-        return (" (the MCAP file is truncated or was never closed; `mcap recover` can rebuild "
-                "it)")
-    if "malformed" in text or "not a database" in text:
-        return " (the sqlite3 database is truncated or damaged)"
-    return ""
+    if 'end magic' in text or 'magic is invalid' in text:
+        return (' (the MCAP file is truncated or was never closed; `mcap recover` can rebuild '
+                'it)')
+    if 'malformed' in text or 'not a database' in text:
+        return ' (the sqlite3 database is truncated or damaged)'
+    return ''
 
 
 def name_words(topic: str) -> set:
     """``/flir_boson/image_raw`` -> {'flir', 'boson', 'image', 'raw'}."""
-    return {w for w in re.split(r"[^a-z0-9]+", topic.lower()) if w}
+    return {w for w in re.split(r'[^a-z0-9]+', topic.lower()) if w}
 
 
 @dataclass
@@ -79,12 +94,12 @@ class TopicSummary:
 
     @property
     def kind(self) -> str:
-        return {IMAGE: "Image", COMPRESSED: "CompressedImage",
-                CAMERA_INFO: "CameraInfo"}.get(self.msgtype, self.msgtype)
+        return {IMAGE: 'Image', COMPRESSED: 'CompressedImage',
+                CAMERA_INFO: 'CameraInfo'}.get(self.msgtype, self.msgtype)
 
     def describe(self) -> str:
-        enc = f" {self.encoding}" if self.encoding else ""
-        return f"{self.name} ({self.kind}{enc}, {self.count} msgs)"
+        enc = f' {self.encoding}' if self.encoding else ''
+        return f'{self.name} ({self.kind}{enc}, {self.count} msgs)'
 
 
 class BagInput:
@@ -92,7 +107,7 @@ class BagInput:
 
     def __init__(self, path):
         self.path = Path(path)
-        self.description = ""
+        self.description = ''
         self.notes: List[str] = []
         self._reader = None
         self._topics: Optional[Dict[str, TopicSummary]] = None
@@ -104,60 +119,61 @@ class BagInput:
 
         path = self.path
         if not path.exists():
-            raise InputError(f"bag not found: {path}")
+            raise InputError(f'bag not found: {path}')
         target = path
         if path.is_dir():
-            meta = path / "metadata.yaml"
+            meta = path / 'metadata.yaml'
             if meta.is_file():
                 self.description = self._describe_directory(meta)
             else:
                 files = sorted(p for p in path.iterdir()
-                               if p.suffix in (".db3", ".mcap") and p.is_file())
+                               if p.suffix in ('.db3', '.mcap') and p.is_file())
                 if not files:
-                    raise InputError(f"not a ROS 2 bag: {path} has no metadata.yaml and no "
-                                     f".db3/.mcap file")
+                    raise InputError(f'not a ROS 2 bag: {path} has no metadata.yaml and no '
+                                     f'.db3/.mcap file')
                 if len(files) > 1:
-                    raise InputError(f"{path} has no metadata.yaml and {len(files)} storage files; "
-                                     f"run `ros2 bag reindex {path}` first, or pass one file")
+                    raise InputError(f'{path} has no metadata.yaml and {len(files)} storage '
+                                     f'files; run `ros2 bag reindex {path}` first, or pass one '
+                                     f'file')
                 target = files[0]
-                self.notes.append(f"{path} has no metadata.yaml; read {target.name} on its own")
+                self.notes.append(f'{path} has no metadata.yaml; read {target.name} on its own')
         if target.is_file():
-            if target.suffix not in (".db3", ".mcap"):
-                raise InputError(f"not a ROS 2 bag: {target} (expected a bag directory, a .mcap "
-                                 f"or a .db3 file)")
+            if target.suffix not in ('.db3', '.mcap'):
+                raise InputError(f'not a ROS 2 bag: {target} (expected a bag directory, a .mcap '
+                                 f'or a .db3 file)')
             self._check_magic(target)
             self.description = self.description or (
-                "standalone MCAP file" if target.suffix == ".mcap" else "standalone sqlite3 file")
+                'standalone MCAP file' if target.suffix == '.mcap' else 'standalone sqlite3 file')
         try:
             reader = Reader(target)
             reader.open()
         except InputError:
             raise
         except Exception as err:  # rosbags, apsw, yaml and OS errors alike
-            raise InputError(f"cannot open bag {path}: {_first_line(err)}{_hint(err)}") from None
+            raise InputError(f'cannot open bag {path}: {_first_line(err)}{_hint(err)}') from None
         self._reader = reader
 
     @staticmethod
     def _check_magic(path: Path) -> None:
         """Reject files that are plainly not the storage they claim to be."""
         try:
-            with path.open("rb") as handle:
+            with path.open('rb') as handle:
                 head = handle.read(16)
         except OSError as err:
-            raise InputError(f"cannot read {path}: {_first_line(err)}") from None
-        if path.suffix == ".mcap" and not head.startswith(b"\x89MCAP"):
-            raise InputError(f"not an MCAP file: {path}")
-        if path.suffix == ".db3" and not head.startswith(b"SQLite format 3\x00"):
-            raise InputError(f"not an sqlite3 database: {path}")
+            raise InputError(f'cannot read {path}: {_first_line(err)}') from None
+        if path.suffix == '.mcap' and not head.startswith(b'\x89MCAP'):
+            raise InputError(f'not an MCAP file: {path}')
+        if path.suffix == '.db3' and not head.startswith(b'SQLite format 3\x00'):
+            raise InputError(f'not an sqlite3 database: {path}')
 
     @staticmethod
     def _describe_directory(meta: Path) -> str:
         try:
-            info = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
+            info = yaml.safe_load(meta.read_text())['rosbag2_bagfile_information']
             return (f"rosbag2 directory ({info.get('storage_identifier', '?')}, "
                     f"metadata version {info.get('version', '?')})")
         except Exception as err:
-            raise InputError(f"cannot read {meta}: {_first_line(err)}") from None
+            raise InputError(f'cannot read {meta}: {_first_line(err)}') from None
 
     # --- topics ----------------------------------------------------------------------------------
     @property
@@ -174,7 +190,7 @@ class BagInput:
         return self._topics
 
     def peek_encoding(self, topic: str) -> Optional[str]:
-        """The first message's encoding (Image) or format (CompressedImage); cached."""
+        """Return the first message's encoding (Image) or format (CompressedImage); cached."""
         entry = self.topics[topic]
         if entry.encoding is not None or entry.msgtype not in (IMAGE, COMPRESSED):
             return entry.encoding
@@ -204,8 +220,8 @@ class BagInput:
                 except StopIteration:
                     return
                 except Exception as err:
-                    raise BagReadError(f"bag {self.path} became unreadable after {count} "
-                                       f"messages: {_first_line(err)}", count) from None
+                    raise BagReadError(f'bag {self.path} became unreadable after {count} '
+                                       f'messages: {_first_line(err)}', count) from None
                 count += 1
                 yield conn.topic, conn.msgtype, int(log_time), raw
         finally:
@@ -219,7 +235,7 @@ class BagInput:
                 pass
             self._reader = None
 
-    def __enter__(self) -> "BagInput":
+    def __enter__(self) -> 'BagInput':
         return self
 
     def __exit__(self, *exc) -> None:
@@ -241,18 +257,18 @@ class CameraTopics:
     automatic: bool = True
 
     def describe(self) -> str:
-        how = "found" if self.automatic else "given"
-        info = self.rgb_info.name if self.rgb_info else "none (fused/camera_info uncalibrated)"
-        return (f"topics ({how}): thermal={self.thermal.describe()} "
-                f"rgb={self.rgb.describe()} rgb_info={info}")
+        how = 'found' if self.automatic else 'given'
+        info = self.rgb_info.name if self.rgb_info else 'none (fused/camera_info uncalibrated)'
+        return (f'topics ({how}): thermal={self.thermal.describe()} '
+                f'rgb={self.rgb.describe()} rgb_info={info}')
 
     def as_dict(self) -> dict:
         def one(t):
-            return None if t is None else {"topic": t.name, "type": t.msgtype,
-                                           "encoding": t.encoding, "count": t.count}
-        return {"thermal": one(self.thermal), "rgb": one(self.rgb),
-                "rgb_info": one(self.rgb_info), "thermal_info": one(self.thermal_info),
-                "chosen": "automatic" if self.automatic else "given"}
+            return None if t is None else {'topic': t.name, 'type': t.msgtype,
+                                           'encoding': t.encoding, 'count': t.count}
+        return {'thermal': one(self.thermal), 'rgb': one(self.rgb),
+                'rgb_info': one(self.rgb_info), 'thermal_info': one(self.thermal_info),
+                'chosen': 'automatic' if self.automatic else 'given'}
 
 
 def _image_topics(bag: BagInput) -> List[TopicSummary]:
@@ -262,11 +278,11 @@ def _image_topics(bag: BagInput) -> List[TopicSummary]:
 def _listing(bag: BagInput) -> str:
     images = _image_topics(bag)
     if not images:
-        names = ", ".join(sorted(bag.topics)) or "none"
-        return f"no image topics (topics: {names})"
+        names = ', '.join(sorted(bag.topics)) or 'none'
+        return f'no image topics (topics: {names})'
     for t in images:
         bag.peek_encoding(t.name)
-    return "image topics: " + "; ".join(t.describe() for t in images)
+    return 'image topics: ' + '; '.join(t.describe() for t in images)
 
 
 def _thermal_like(bag: BagInput, t: TopicSummary) -> bool:
@@ -278,72 +294,76 @@ def _thermal_like(bag: BagInput, t: TopicSummary) -> bool:
 def _rgb_like(bag: BagInput, t: TopicSummary) -> bool:
     if t.msgtype == IMAGE:
         return bag.peek_encoding(t.name) in COLOUR_ENCODINGS
-    fmt = (bag.peek_encoding(t.name) or "").lower()
-    return not (name_words(t.name) & THERMAL_WORDS) and "depth" not in fmt
+    fmt = (bag.peek_encoding(t.name) or '').lower()
+    return not (name_words(t.name) & THERMAL_WORDS) and 'depth' not in fmt
 
 
 def _pick(candidates: List[TopicSummary], prefer: set, what: str, option: str,
           bag: BagInput) -> TopicSummary:
     if not candidates:
-        raise InputError(f"bag {bag.path} has no {what} topic ({_listing(bag)}); "
-                         f"name one with {option}")
+        raise InputError(f'bag {bag.path} has no {what} topic ({_listing(bag)}); '
+                         f'name one with {option}')
     if len(candidates) == 1:
         return candidates[0]
     preferred = [t for t in candidates if name_words(t.name) & prefer]
     if len(preferred) == 1:
         return preferred[0]
-    names = ", ".join(t.describe() for t in (preferred or candidates))
-    raise InputError(f"bag {bag.path} has several possible {what} topics ({names}); "
-                     f"choose one with {option}")
+    names = ', '.join(t.describe() for t in (preferred or candidates))
+    raise InputError(f'bag {bag.path} has several possible {what} topics ({names}); '
+                     f'choose one with {option}')
 
 
 def _given(bag: BagInput, name: str, option: str, types=(IMAGE, COMPRESSED)) -> TopicSummary:
     entry = bag.topics.get(name)
     if entry is None:
-        close = [t for t in bag.topics if t.rstrip("/").split("/")[-1] in name] or list(bag.topics)
-        raise InputError(f"{option} {name}: no such topic in {bag.path} "
+        close = [t for t in bag.topics if t.rstrip('/').split('/')[-1] in name] or list(bag.topics)
+        raise InputError(f'{option} {name}: no such topic in {bag.path} '
                          f"(topics: {', '.join(sorted(close)[:12])})")
     if entry.msgtype not in types:
-        raise InputError(f"{option} {name}: type {entry.msgtype}, expected "
+        raise InputError(f'{option} {name}: type {entry.msgtype}, expected '
                          f"{' or '.join(types)}")
     bag.peek_encoding(name)
     return entry
 
 
 def _info_for(bag: BagInput, image_topic: str) -> Optional[TopicSummary]:
-    """The CameraInfo topic of the camera that publishes ``image_topic`` (same namespace)."""
+    """
+    Return the CameraInfo topic of the camera that publishes ``image_topic``.
+
+    Same namespace as the image topic.
+    """
     infos = [t for t in bag.topics.values() if t.msgtype == CAMERA_INFO]
-    parts = image_topic.rstrip("/").split("/")
+    parts = image_topic.rstrip('/').split('/')
     for depth in range(len(parts) - 1, 0, -1):  # /a/b/image_raw/compressed -> /a/b, then /a
-        prefix = "/".join(parts[:depth])
-        matches = [t for t in infos if t.name.rsplit("/", 1)[0] == prefix]
+        prefix = '/'.join(parts[:depth])
+        matches = [t for t in infos if t.name.rsplit('/', 1)[0] == prefix]
         if len(matches) == 1:
             return matches[0]
         if matches:
-            named = [t for t in matches if t.name.endswith("/camera_info")]
+            named = [t for t in matches if t.name.endswith('/camera_info')]
             return named[0] if len(named) == 1 else None
     return None
 
 
 def choose_topics(bag: BagInput, thermal: Optional[str] = None, rgb: Optional[str] = None,
                   rgb_info: Optional[str] = None) -> CameraTopics:
-    """The thermal, RGB and RGB camera-info topics: the given ones, or found in the bag."""
+    """Return the thermal, RGB and RGB camera-info topics: the given ones, or found in the bag."""
     usable = [t for t in _image_topics(bag) if not (name_words(t.name) & NEVER_WORDS)]
     if thermal:
-        thermal_topic = _given(bag, thermal, "--thermal-topic")
+        thermal_topic = _given(bag, thermal, '--thermal-topic')
     else:
         thermal_topic = _pick([t for t in usable if _thermal_like(bag, t)
-                               and t.name != rgb], THERMAL_WORDS, "thermal image",
-                              "--thermal-topic", bag)
+                               and t.name != rgb], THERMAL_WORDS, 'thermal image',
+                              '--thermal-topic', bag)
     if rgb:
-        rgb_topic = _given(bag, rgb, "--rgb-topic")
+        rgb_topic = _given(bag, rgb, '--rgb-topic')
     else:
         rgb_topic = _pick([t for t in usable if t.name != thermal_topic.name
-                           and _rgb_like(bag, t)], RGB_WORDS, "RGB image", "--rgb-topic", bag)
+                           and _rgb_like(bag, t)], RGB_WORDS, 'RGB image', '--rgb-topic', bag)
     if rgb_topic.name == thermal_topic.name:
-        raise InputError(f"the thermal and RGB topics are the same ({rgb_topic.name})")
+        raise InputError(f'the thermal and RGB topics are the same ({rgb_topic.name})')
     if rgb_info:
-        info = _given(bag, rgb_info, "--rgb-info-topic", types=(CAMERA_INFO,))
+        info = _given(bag, rgb_info, '--rgb-info-topic', types=(CAMERA_INFO,))
     else:
         info = _info_for(bag, rgb_topic.name)
     return CameraTopics(thermal_topic, rgb_topic, info, _info_for(bag, thermal_topic.name),

@@ -1,8 +1,24 @@
-"""``sgdfuse replay``: fuse a recorded ROS 2 bag exactly as the node would, into a new bag and a
-report.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+r"""
+``sgdfuse replay``: fuse a recorded ROS 2 bag exactly as the node would.
+
+The output is a new bag and a report.
 
     sgdfuse replay recording/ --out fused_bag            # topics found automatically
-    sgdfuse replay run.mcap --out fused --storage mcap --thermal-topic /flir/image_raw \\
+    sgdfuse replay run.mcap --out fused --storage mcap --thermal-topic /flir/image_raw \
         --rgb-topic /camera/color/image_raw/compressed --set sync.slop=0.03
 
 Messages are read in log-time order (the order the node would have received them) and paired by
@@ -23,59 +39,59 @@ one-line error naming the damage.
 
 from __future__ import annotations
 
+from pathlib import Path
 import sys
 import time
-from pathlib import Path
 from typing import Dict, Optional
 
 from ..errors import InputError
 from ..frame_check import Rejected
 
-OUTPUT_TYPES = {"fused/image": "sensor_msgs/msg/Image",
-                "fused/camera_info": "sensor_msgs/msg/CameraInfo",
-                "semantic/labels": "sensor_msgs/msg/Image",
-                "semantic/targets": "sensor_msgs/msg/Image",
-                "semantic/overlay": "sensor_msgs/msg/Image"}
+OUTPUT_TYPES = {'fused/image': 'sensor_msgs/msg/Image',
+                'fused/camera_info': 'sensor_msgs/msg/CameraInfo',
+                'semantic/labels': 'sensor_msgs/msg/Image',
+                'semantic/targets': 'sensor_msgs/msg/Image',
+                'semantic/overlay': 'sensor_msgs/msg/Image'}
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("in_bag", metavar="IN_BAG",
-                        help="input bag: rosbag2 directory (sqlite3 or mcap), .mcap or .db3 file")
-    parser.add_argument("--out", required=True, metavar="OUT_BAG", help="output bag to create")
-    parser.add_argument("--thermal-topic", metavar="T", help="thermal Image/CompressedImage topic "
-                        "(default: found from types, encodings and names)")
-    parser.add_argument("--rgb-topic", metavar="R", help="RGB Image/CompressedImage topic")
-    parser.add_argument("--rgb-info-topic", metavar="C", help="RGB CameraInfo topic (default: the "
-                        "camera_info beside the RGB topic)")
-    parser.add_argument("--namespace", default="/fusion",
-                        help="namespace of the output topics (default /fusion)")
-    parser.add_argument("--storage", choices=("sqlite3", "mcap"), default="sqlite3",
-                        help="output storage (default sqlite3, which Humble plays)")
-    parser.add_argument("--version", type=int, choices=(8, 9), default=8,
-                        help="output rosbag2 metadata version (default 8, which Humble reads)")
-    parser.add_argument("--copy-inputs", action="store_true",
-                        help="also copy the camera topics (and their camera_info) to the output")
-    parser.add_argument("--overlay", action="store_true",
-                        help="also write semantic/overlay (prior drawn over the fused image)")
-    parser.add_argument("--config", metavar="FILE", help="config file (default: the package's "
-                        "config/fusion.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="NAME=VALUE", help="override one parameter (repeatable)")
-    parser.add_argument("--report", metavar="DIR", help="report folder (default OUT_BAG_report)")
-    parser.add_argument("--no-metrics", action="store_true",
-                        help="skip the per-frame fusion metrics (faster)")
-    parser.add_argument("--every-frame-prior", action="store_true",
-                        help="compute the semantic prior for every frame (prior.every_frame=true; "
-                        "deterministic, slower with SAM)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument('in_bag', metavar='IN_BAG',
+                        help='input bag: rosbag2 directory (sqlite3 or mcap), .mcap or .db3 file')
+    parser.add_argument('--out', required=True, metavar='OUT_BAG', help='output bag to create')
+    parser.add_argument('--thermal-topic', metavar='T', help='thermal Image/CompressedImage topic '
+                        '(default: found from types, encodings and names)')
+    parser.add_argument('--rgb-topic', metavar='R', help='RGB Image/CompressedImage topic')
+    parser.add_argument('--rgb-info-topic', metavar='C', help='RGB CameraInfo topic (default: the '
+                        'camera_info beside the RGB topic)')
+    parser.add_argument('--namespace', default='/fusion',
+                        help='namespace of the output topics (default /fusion)')
+    parser.add_argument('--storage', choices=('sqlite3', 'mcap'), default='sqlite3',
+                        help='output storage (default sqlite3, which Humble plays)')
+    parser.add_argument('--version', type=int, choices=(8, 9), default=8,
+                        help='output rosbag2 metadata version (default 8, which Humble reads)')
+    parser.add_argument('--copy-inputs', action='store_true',
+                        help='also copy the camera topics (and their camera_info) to the output')
+    parser.add_argument('--overlay', action='store_true',
+                        help='also write semantic/overlay (prior drawn over the fused image)')
+    parser.add_argument('--config', metavar='FILE', help="config file (default: the package's "
+                        'config/fusion.yaml)')
+    parser.add_argument('--set', dest='overrides', action='append', default=[],
+                        metavar='NAME=VALUE', help='override one parameter (repeatable)')
+    parser.add_argument('--report', metavar='DIR', help='report folder (default OUT_BAG_report)')
+    parser.add_argument('--no-metrics', action='store_true',
+                        help='skip the per-frame fusion metrics (faster)')
+    parser.add_argument('--every-frame-prior', action='store_true',
+                        help='compute the semantic prior for every frame (prior.every_frame=true; '
+                        'deterministic, slower with SAM)')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing output bag')
+    parser.add_argument('--quiet', action='store_true', help='no progress output')
 
 
 def check_namespace(namespace: str) -> str:
     import re
-    ns = "/" + namespace.strip().strip("/") if namespace.strip("/ ") else ""
-    if ns and not re.fullmatch(r"(/[A-Za-z_][A-Za-z0-9_]*)+", ns):
-        raise InputError(f"--namespace {namespace!r} is not a valid ROS namespace "
+    ns = '/' + namespace.strip().strip('/') if namespace.strip('/ ') else ''
+    if ns and not re.fullmatch(r'(/[A-Za-z_][A-Za-z0-9_]*)+', ns):
+        raise InputError(f'--namespace {namespace!r} is not a valid ROS namespace '
                          f"(letters, digits, '_', separated by '/')")
     return ns
 
@@ -86,7 +102,8 @@ def _u8(thermal_f32):
 
 
 class Replay:
-    """One replay: bag in, pipeline, bag out, report. ``run()`` does everything.
+    """
+    One replay: bag in, pipeline, bag out, report. ``run()`` does everything.
 
     Each camera message is handled as the node handles it on arrival
     (:class:`sgdfuse_ros.node_core.FusionNodeCore`): CDR decode, encoding and size checks, image
@@ -108,18 +125,18 @@ class Replay:
         self.writer, self.report, self.namespace = writer, report, namespace
         self.copy_inputs, self.overlay, self.with_metrics = copy_inputs, overlay, with_metrics
         self.progress = progress
-        self.sync = ApproximateSync(slop=config["sync.slop"], queue_size=config["sync.queue_size"])
+        self.sync = ApproximateSync(slop=config['sync.slop'], queue_size=config['sync.queue_size'])
         self.sync_resets = 0
-        self.roles = {topics.thermal.name: "thermal", topics.rgb.name: "rgb"}
+        self.roles = {topics.thermal.name: 'thermal', topics.rgb.name: 'rgb'}
         if topics.rgb_info is not None:
-            self.roles[topics.rgb_info.name] = "rgb_info"
+            self.roles[topics.rgb_info.name] = 'rgb_info'
         if copy_inputs and topics.thermal_info is not None:
-            self.roles.setdefault(topics.thermal_info.name, "thermal_info")
+            self.roles.setdefault(topics.thermal_info.name, 'thermal_info')
         self.other_read: Dict[str, int] = {r: 0 for r in self.roles.values()
-                                          if r not in ("thermal", "rgb")}
+                                           if r not in ('thermal', 'rgb')}
         self.rgb_info = None
-        self.last_stamp = {"thermal": None, "rgb": None}   # newest stamp seen (jump check)
-        self.latest = {"thermal": None, "rgb": None}       # last stamp seen (closest-gap hint)
+        self.last_stamp = {'thermal': None, 'rgb': None}   # newest stamp seen (jump check)
+        self.latest = {'thermal': None, 'rgb': None}       # last stamp seen (closest-gap hint)
         self.pairs = 0
         self.read_error: Optional[str] = None
         self.interrupted = False
@@ -130,31 +147,31 @@ class Replay:
                 self._metrics = (fusion_metrics, to_gray)
             except ImportError:
                 self.with_metrics = False
-                report.notes.append("metrics module not available: no fusion metrics")
+                report.notes.append('metrics module not available: no fusion metrics')
 
     def output_topic(self, relative: str) -> str:
-        return f"{self.namespace}/{relative}"
+        return f'{self.namespace}/{relative}'
 
     def declare_topics(self) -> None:
         from ..messages import OUTPUT_TOPICS
-        names = list(OUTPUT_TOPICS) + (["semantic/overlay"] if self.overlay else [])
+        names = list(OUTPUT_TOPICS) + (['semantic/overlay'] if self.overlay else [])
         for rel in names:
             self.writer.add_topic(self.output_topic(rel), OUTPUT_TYPES[rel])
         if self.copy_inputs:
             outputs = {self.output_topic(rel) for rel in names}
             for name in self.roles:
                 if name in outputs:
-                    raise InputError(f"input topic {name} collides with an output topic; "
-                                     f"choose another --namespace")
+                    raise InputError(f'input topic {name} collides with an output topic; '
+                                     f'choose another --namespace')
                 entry = self.bag.topics[name]
                 qos = [q for c in entry.connections
-                       for q in (getattr(c.ext, "offered_qos_profiles", None) or [])][:1]
+                       for q in (getattr(c.ext, 'offered_qos_profiles', None) or [])][:1]
                 self.writer.add_topic(name, entry.msgtype, qos or None)
 
-    # --- the stream ----------------------------------------------------------------------------------
+    # --- the stream ------------------------------------------------------------------------------
     def run(self) -> None:
-        from ..messages import deserialize
         from .reader import BagReadError
+        from ..messages import deserialize
 
         self.declare_topics()
         stream = self.bag.messages(list(self.roles))
@@ -163,14 +180,14 @@ class Replay:
                 role = self.roles[topic]
                 if self.copy_inputs:
                     self.writer.write(topic, log_ns, raw, msgtype)
-                if role not in ("thermal", "rgb"):
+                if role not in ('thermal', 'rgb'):
                     self.other_read[role] += 1
-                    if role == "rgb_info":
+                    if role == 'rgb_info':
                         try:
                             self.rgb_info = deserialize(raw, msgtype)
                         except Exception as err:
-                            self.report.notes.append(f"an RGB camera_info message did not "
-                                                     f"decode ({type(err).__name__})")
+                            self.report.notes.append(f'an RGB camera_info message did not '
+                                                     f'decode ({type(err).__name__})')
                     continue
                 self.report.message(role)
                 self.arrive(role, msgtype, raw, log_ns)
@@ -191,30 +208,30 @@ class Replay:
             msg = deserialize(raw, msgtype)
             stamp_ns = stamp_nanoseconds(msg)
         except Exception as err:
-            self.report.rejected(role, "cdr", f"message does not deserialise as {msgtype}: "
-                                              f"{type(err).__name__}")
+            self.report.rejected(role, 'cdr', f'message does not deserialise as {msgtype}: '
+                                              f'{type(err).__name__}')
             return
         try:
             image, encoding = self.decode(role, msg)
         except Rejected as err:
             self.report.rejected(role, err.reason, str(err))
             return
-        self.report.timing("message_decode", (time.perf_counter() - tick) * 1000.0)
+        self.report.timing('message_decode', (time.perf_counter() - tick) * 1000.0)
         self.stamp_seen(role, stamp_ns)
         frame = (msg.header, image, encoding, log_ns, stamp_ns)
-        for _, thermal, _, rgb in self.sync.add(0 if role == "thermal" else 1, stamp_ns * 1e-9,
+        for _, thermal, _, rgb in self.sync.add(0 if role == 'thermal' else 1, stamp_ns * 1e-9,
                                                 frame):
             self.fuse(thermal, rgb)
 
     def decode(self, role: str, msg):
-        """The node's checks, in its order (:mod:`sgdfuse_ros.frame_check`)."""
+        """Run the node's checks, in its order (:mod:`sgdfuse_ros.frame_check`)."""
         from ..frame_check import decode_camera_image
-        return decode_camera_image(role, msg, self.config["limits.max_input_pixels"])
+        return decode_camera_image(role, msg, self.config['limits.max_input_pixels'])
 
     def stamp_seen(self, role: str, stamp_ns: int) -> None:
         from ..node_core import STAMP_JUMP_BACK_S
 
-        other = self.latest["rgb" if role == "thermal" else "thermal"]
+        other = self.latest['rgb' if role == 'thermal' else 'thermal']
         if other is not None:
             self.report.stamp_gap(abs(stamp_ns - other) * 1e-9)
         self.latest[role] = stamp_ns
@@ -223,14 +240,14 @@ class Replay:
         self.last_stamp[role] = stamp_s if last is None else max(last, stamp_s)
         if last is not None and stamp_s < last - STAMP_JUMP_BACK_S:
             self.sync.flush()
-            self.sync = type(self.sync)(self.config["sync.slop"], self.config["sync.queue_size"],
+            self.sync = type(self.sync)(self.config['sync.slop'], self.config['sync.queue_size'],
                                         counters=self.sync.counters)
-            self.last_stamp = {"thermal": None, "rgb": None, role: stamp_s}
+            self.last_stamp = {'thermal': None, 'rgb': None, role: stamp_s}
             self.sync_resets += 1
-            self.report.notes.append(f"{role} stamps jumped back by {last - stamp_s:.2f} s at "
-                                     f"{stamp_s:.3f}; synchroniser reset (as the node does)")
+            self.report.notes.append(f'{role} stamps jumped back by {last - stamp_s:.2f} s at '
+                                     f'{stamp_s:.3f}; synchroniser reset (as the node does)')
 
-    # --- one pair --------------------------------------------------------------------------------------
+    # --- one pair --------------------------------------------------------------------------------
     def fuse(self, thermal_frame, rgb_frame) -> None:
         from ..errors import ResourceError, SgdfuseError
         from ..messages import fusion_outputs
@@ -242,18 +259,18 @@ class Replay:
         try:
             result = self.pipeline.process(thermal, visible, t_enc, v_enc)
         except ResourceError as err:  # out of memory even after the pipeline's retry
-            self.report.failure(index, r_stamp, "out_of_memory", str(err))
+            self.report.failure(index, r_stamp, 'out_of_memory', str(err))
             return self._tick()
         except SgdfuseError as err:
-            self.report.failure(index, r_stamp, "pipeline", str(err))
+            self.report.failure(index, r_stamp, 'pipeline', str(err))
             return self._tick()
         except Exception as err:  # the node survives anything a frame does; so does the replay
-            self.report.failure(index, r_stamp, "pipeline_bug", f"{type(err).__name__}: {err}")
+            self.report.failure(index, r_stamp, 'pipeline_bug', f'{type(err).__name__}: {err}')
             return self._tick()
 
         tick = time.perf_counter()
-        frame_id = self.config["output.frame_id"] or str(header.frame_id)
-        outputs = fusion_outputs(result, header.stamp, frame_id, self.config["output.encoding"],
+        frame_id = self.config['output.frame_id'] or str(header.frame_id)
+        outputs = fusion_outputs(result, header.stamp, frame_id, self.config['output.encoding'],
                                  self.rgb_info, self.overlay)
         log_ns = max(t_log, r_log)
         for rel, msg in outputs.items():
@@ -269,7 +286,7 @@ class Replay:
             metrics_ms = (time.perf_counter() - tick) * 1000.0
         timings = dict(result.timings, write=write_ms)
         if metrics_ms is not None:
-            timings["metrics"] = metrics_ms
+            timings['metrics'] = metrics_ms
         self.report.frame(index, r_stamp, t_stamp, timings, metrics, result.prior_source,
                           result.refined, result.notes)
         if self.report.wants_sample(index):
@@ -284,45 +301,45 @@ class Replay:
 
 
 def _settings(config: dict, args, namespace: str) -> dict:
-    keys = ("sync.slop", "sync.queue_size", "prior.source", "prior.every_frame",
-            "first_stage.type", "refiner.steps", "backend", "device", "output.encoding")
+    keys = ('sync.slop', 'sync.queue_size', 'prior.source', 'prior.every_frame',
+            'first_stage.type', 'refiner.steps', 'backend', 'device', 'output.encoding')
     settings = {k: config[k] for k in keys}
-    settings.update({"namespace": namespace, "storage": args.storage, "version": args.version,
-                     "copy_inputs": args.copy_inputs, "metrics": not args.no_metrics})
+    settings.update({'namespace': namespace, 'storage': args.storage, 'version': args.version,
+                     'copy_inputs': args.copy_inputs, 'metrics': not args.no_metrics})
     return settings
 
 
 def default_report_dir(out_bag) -> Path:
     out = Path(out_bag)
-    return out.with_name(out.name + "_report")
+    return out.with_name(out.name + '_report')
 
 
 def main(args) -> int:
-    from ..config import load_config, parse_override
-    from ..pipeline import FusionPipeline
-    from ..progress import Progress
     from .reader import choose_topics, open_bag
     from .report import ReplayReport
     from .writer import BagWriter, prepare_output
+    from ..config import load_config, parse_override
+    from ..pipeline import FusionPipeline
+    from ..progress import Progress
 
     overrides = dict(parse_override(text) for text in args.overrides)
     if args.every_frame_prior:
-        overrides["prior.every_frame"] = True
+        overrides['prior.every_frame'] = True
     config = load_config(args.config, overrides)
     namespace = check_namespace(args.namespace)
     in_path, out_path = Path(args.in_bag), Path(args.out)
     if in_path.exists() and out_path.exists() and in_path.resolve() == out_path.resolve():
-        raise InputError("--out must not be the input bag")
+        raise InputError('--out must not be the input bag')
     report_dir = Path(args.report) if args.report else default_report_dir(out_path)
 
     def say(text: str) -> None:
         if not args.quiet:
-            print(f"replay: {text}", file=sys.stderr)
+            print(f'replay: {text}', file=sys.stderr)
 
     with open_bag(in_path) as bag:
         topics = choose_topics(bag, args.thermal_topic, args.rgb_topic, args.rgb_info_topic)
         prepare_output(out_path, args.overwrite)  # before the (slow) pipeline is built
-        say(f"{bag.description}; {topics.describe()}")
+        say(f'{bag.description}; {topics.describe()}')
         for note in bag.notes:
             say(note)
         expected = min(topics.thermal.count, topics.rgb.count)
@@ -331,19 +348,20 @@ def main(args) -> int:
                               with_metrics=not args.no_metrics)
         report.notes.extend(bag.notes)
         pipeline = FusionPipeline(config)
-        custom = {"sgdfuse_ros.replay.input": str(in_path),
-                  "sgdfuse_ros.replay.thermal_topic": topics.thermal.name,
-                  "sgdfuse_ros.replay.rgb_topic": topics.rgb.name}
+        custom = {'sgdfuse_ros.replay.input': str(in_path),
+                  'sgdfuse_ros.replay.thermal_topic': topics.thermal.name,
+                  'sgdfuse_ros.replay.rgb_topic': topics.rgb.name}
         try:
-            with BagWriter(out_path, args.storage, args.version, args.overwrite, custom) as writer, \
-                    Progress(expected, label="replay", unit="pairs", quiet=args.quiet) as bar:
+            with BagWriter(out_path, args.storage, args.version, args.overwrite,
+                           custom) as writer, \
+                    Progress(expected, label='replay', unit='pairs', quiet=args.quiet) as bar:
                 replay = Replay(bag, topics, pipeline, config, writer, report, namespace,
                                 copy_inputs=args.copy_inputs, overlay=args.overlay,
                                 with_metrics=not args.no_metrics, progress=bar)
                 start = time.perf_counter()
                 replay.run()
                 wall = time.perf_counter() - start
-                bar.done(f"{len(report.frames)} fused, {len(report.failures)} failed")
+                bar.done(f'{len(report.frames)} fused, {len(report.failures)} failed')
         finally:
             pipeline.close()
         result = report.finish(replay.sync.stats(), wall, dict(writer.counts),
@@ -351,38 +369,39 @@ def main(args) -> int:
                                other_read=replay.other_read, sync_resets=replay.sync_resets)
     report.write(report_dir)
 
-    pairs = result["pairs"]
-    msgs = result["messages"]
-    dropped = {role: dict({k: msgs[role][k] for k in ("unmatched", "late", "duplicate",
-                                                       "overflow") if msgs[role][k]},
-                          **{f"rejected_{k}": v for k, v in msgs[role]["rejected"].items()})
-               for role in ("thermal", "rgb")}
+    pairs = result['pairs']
+    msgs = result['messages']
+    dropped = {role: dict({k: msgs[role][k]
+                           for k in ('unmatched', 'late', 'duplicate', 'overflow')
+                           if msgs[role][k]},
+                          **{f'rejected_{k}': v for k, v in msgs[role]['rejected'].items()})
+               for role in ('thermal', 'rgb')}
     say(f"read {msgs['thermal']['read']} thermal + {msgs['rgb']['read']} rgb messages; "
         f"{pairs['matched']} pairs matched, {pairs['fused']} fused, {pairs['failed']} failed; "
         f"unpaired: thermal {dropped['thermal'] or 0}, rgb {dropped['rgb'] or 0}")
-    if result["metrics"] and result["metrics"]["frames_scored"]:
-        mean = result["metrics"]["mean"]
-        say("mean metrics: " + " ".join(f"{k}={mean[k]:.3f}" for k in
-                                        ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM")
+    if result['metrics'] and result['metrics']['frames_scored']:
+        mean = result['metrics']['mean']
+        headline = ('EN', 'SD', 'SF', 'AG', 'MI', 'SCD', 'VIF', 'Qabf', 'SSIM')
+        say('mean metrics: ' + ' '.join(f'{k}={mean[k]:.3f}' for k in headline
                                         if mean.get(k) is not None))
-    thr = result["throughput"]
-    if thr["pairs_per_s"]:
+    thr = result['throughput']
+    if thr['pairs_per_s']:
         say(f"throughput {thr['pairs_per_s']:.2f} pairs/s end to end; output {out_path}; "
-            f"report {report_dir}")
+            f'report {report_dir}')
     if replay.interrupted:
         raise KeyboardInterrupt
     if replay.read_error:
         raise InputError(f"{replay.read_error}; the {pairs['fused']} pairs fused before the "
-                         f"damage are in {out_path} (report: {report_dir})")
-    if pairs["matched"] == 0:
-        gap = pairs["closest_thermal_rgb_gap_s"]
-        hint = (f"; the closest thermal/RGB stamps were {gap:.3f} s apart (raise it with "
-                f"--set sync.slop=...)" if gap is not None else "")
+                         f'damage are in {out_path} (report: {report_dir})')
+    if pairs['matched'] == 0:
+        gap = pairs['closest_thermal_rgb_gap_s']
+        hint = (f'; the closest thermal/RGB stamps were {gap:.3f} s apart (raise it with '
+                f'--set sync.slop=...)' if gap is not None else '')
         raise InputError(f"no thermal/RGB pairs within sync.slop={config['sync.slop']} s "
                          f"({msgs['thermal']['read']} thermal, {msgs['rgb']['read']} RGB messages)"
-                         f"{hint}; report: {report_dir}")
-    if pairs["fused"] == 0:
-        reason = next(iter(result["failure_reasons"]), "unknown")
+                         f'{hint}; report: {report_dir}')
+    if pairs['fused'] == 0:
+        reason = next(iter(result['failure_reasons']), 'unknown')
         raise InputError(f"all {pairs['failed']} pairs failed (first reason: {reason}); "
-                         f"report: {report_dir}")
+                         f'report: {report_dir}')
     return 0

@@ -1,30 +1,48 @@
-"""The replay report: ``report.json`` (everything), ``report.md`` (for people) and
-``contact_sheet.png`` (sampled frames: thermal | visible | fused | prior overlay).
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The replay report: ``report.json``, ``report.md`` and ``contact_sheet.png``.
+
+``report.json`` holds everything, ``report.md`` is for people and ``contact_sheet.png`` shows
+sampled frames (thermal | visible | fused | prior overlay).
 
 The report accounts for every message it was given: for each camera topic,
 ``read = rejected + matched + unmatched + late + duplicate + overflow`` (rejected: the message
 failed the node's input checks -- CDR, encoding, size, decode -- and never reached the
-synchroniser; the rest are the synchroniser's counters), and ``pairs matched = fused + failed``. :meth:`ReplayReport.finish` checks both and
-raises :class:`AccountingError` (a bug, not a user error) if a message went missing.
+synchroniser; the rest are the synchroniser's counters), and
+``pairs matched = fused + failed``. :meth:`ReplayReport.finish` checks both and raises
+:class:`AccountingError` (a bug, not a user error) if a message went missing.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 import json
 import math
-from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import cv2
 import numpy as np
 
-ROLES = ("thermal", "rgb")
-DROP_REASONS = ("unmatched", "late", "duplicate", "overflow")
-PIPELINE_STAGES = ("decode", "register", "prior", "first_stage", "refiner", "colour", "total")
-REPLAY_STAGES = ("message_decode", "metrics", "write")
+ROLES = ('thermal', 'rgb')
+DROP_REASONS = ('unmatched', 'late', 'duplicate', 'overflow')
+PIPELINE_STAGES = ('decode', 'register', 'prior', 'first_stage', 'refiner', 'colour', 'total')
+REPLAY_STAGES = ('message_decode', 'metrics', 'write')
 PANEL_HEIGHT = 160
-PANELS = ("thermal", "visible", "fused", "prior overlay")
+PANELS = ('thermal', 'visible', 'fused', 'prior overlay')
 
 
 class AccountingError(RuntimeError):
@@ -35,9 +53,9 @@ def percentiles(values) -> Optional[dict]:
     if not values:
         return None
     a = np.asarray(values, np.float64)
-    return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
-            "p99": float(np.percentile(a, 99)), "mean": float(a.mean()),
-            "max": float(a.max()), "n": int(a.size)}
+    return {'p50': float(np.percentile(a, 50)), 'p90': float(np.percentile(a, 90)),
+            'p99': float(np.percentile(a, 99)), 'mean': float(a.mean()),
+            'max': float(a.max()), 'n': int(a.size)}
 
 
 def _finite_mean(values) -> Optional[float]:
@@ -46,7 +64,7 @@ def _finite_mean(values) -> Optional[float]:
 
 
 def _json_safe(value):
-    """NaN / inf are not JSON: written as null (inf) with the count kept elsewhere."""
+    """Make NaN / inf JSON-safe: written as null (inf) with the count kept elsewhere."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
@@ -95,12 +113,12 @@ class ReplayReport:
         self.notes: List[str] = []
         self.result: Optional[dict] = None
 
-    # --- collecting --------------------------------------------------------------------------------
+    # --- collecting ------------------------------------------------------------------------------
     def message(self, role: str) -> None:
         self.read[role] += 1
 
     def rejected(self, role: str, reason: str, text: str) -> None:
-        """A message that failed the input checks (reason: cdr, encoding, size, decode)."""
+        """Count a message that failed the input checks (reason: cdr, encoding, size, decode)."""
         self.rejections[role][reason] += 1
         if len(self.rejection_examples[role]) < 5:
             self.rejection_examples[role].append(text)
@@ -116,16 +134,16 @@ class ReplayReport:
               metrics: Optional[dict], prior_source: str, refined: bool, notes) -> None:
         for name, ms in timings.items():
             self.timing(name, ms)
-        self.frames.append({"index": index, "stamp_ns": int(stamp_ns),
-                            "thermal_stamp_ns": int(thermal_stamp_ns),
-                            "stamp_offset_ms": (thermal_stamp_ns - stamp_ns) / 1e6,
-                            "timings_ms": {k: round(v, 3) for k, v in timings.items()},
-                            "metrics": metrics, "prior_source": prior_source,
-                            "refined": bool(refined), "notes": list(notes)})
+        self.frames.append({'index': index, 'stamp_ns': int(stamp_ns),
+                            'thermal_stamp_ns': int(thermal_stamp_ns),
+                            'stamp_offset_ms': (thermal_stamp_ns - stamp_ns) / 1e6,
+                            'timings_ms': {k: round(v, 3) for k, v in timings.items()},
+                            'metrics': metrics, 'prior_source': prior_source,
+                            'refined': bool(refined), 'notes': list(notes)})
 
     def failure(self, index: int, stamp_ns: int, kind: str, reason: str) -> None:
-        self.failures.append({"index": index, "stamp_ns": int(stamp_ns), "kind": kind,
-                              "reason": reason})
+        self.failures.append({'index': index, 'stamp_ns': int(stamp_ns), 'kind': kind,
+                              'reason': reason})
 
     def wants_sample(self, index: int) -> bool:
         return index in self.sample_at
@@ -134,83 +152,83 @@ class ReplayReport:
         self.samples.append((index, stamp_ns, [_thumbnail(x) for x in
                                                (thermal, visible, fused, overlay)]))
 
-    # --- summarising ---------------------------------------------------------------------------------
+    # --- summarising -----------------------------------------------------------------------------
     def finish(self, sync_stats: dict, wall_s: float, outputs: Dict[str, int],
                read_error: Optional[str] = None, interrupted: bool = False,
                other_read: Optional[Dict[str, int]] = None, sync_resets: int = 0) -> dict:
         messages = {}
-        for role, sync_role in (("thermal", "thermal"), ("rgb", "visible")):
+        for role, sync_role in (('thermal', 'thermal'), ('rgb', 'visible')):
             counters = dict(sync_stats[sync_role])
             rejected = dict(self.rejections[role])
-            row = {"topic": (self.topics.get(role) or {}).get("topic"),
-                   "read": self.read[role], "rejected": rejected,
-                   "matched": counters["matched"]}
+            row = {'topic': (self.topics.get(role) or {}).get('topic'),
+                   'read': self.read[role], 'rejected': rejected,
+                   'matched': counters['matched']}
             row.update({reason: counters[reason] for reason in DROP_REASONS})
-            if counters["pending"]:
+            if counters['pending']:
                 raise AccountingError(f"{role}: {counters['pending']} messages still pending "
-                                      f"after the end of the stream")
+                                      f'after the end of the stream')
             n_rejected = sum(rejected.values())
-            accounted = n_rejected + row["matched"] + sum(row[r] for r in DROP_REASONS)
-            if row["read"] != accounted or counters["received"] + n_rejected != row["read"]:
+            accounted = n_rejected + row['matched'] + sum(row[r] for r in DROP_REASONS)
+            if row['read'] != accounted or counters['received'] + n_rejected != row['read']:
                 raise AccountingError(f"{role}: read {row['read']} but accounted {accounted} "
-                                      f"({row})")
+                                      f'({row})')
             if self.rejection_examples[role]:
-                row["rejected_examples"] = self.rejection_examples[role]
+                row['rejected_examples'] = self.rejection_examples[role]
             messages[role] = row
-        if messages["thermal"]["matched"] != messages["rgb"]["matched"]:
-            raise AccountingError("thermal and rgb matched counts differ")
-        matched = messages["thermal"]["matched"]
+        if messages['thermal']['matched'] != messages['rgb']['matched']:
+            raise AccountingError('thermal and rgb matched counts differ')
+        matched = messages['thermal']['matched']
         fused, failed = len(self.frames), len(self.failures)
         if matched != fused + failed:
-            raise AccountingError(f"{matched} pairs matched but {fused} fused + {failed} failed")
+            raise AccountingError(f'{matched} pairs matched but {fused} fused + {failed} failed')
         for name, count in (other_read or {}).items():
-            messages[name] = {"topic": (self.topics.get(name) or {}).get("topic"), "read": count}
+            messages[name] = {'topic': (self.topics.get(name) or {}).get('topic'), 'read': count}
 
         metrics = None
         if self.with_metrics:
-            names = [k for f in self.frames[:1] for k in (f["metrics"] or {})]
-            scored = [f for f in self.frames if f["metrics"]]
-            metrics = {"frames_scored": len(scored),
-                       "mean": {n: _finite_mean([f["metrics"][n] for f in scored]) for n in names},
-                       "non_finite": {n: sum(1 for f in scored if not math.isfinite(
-                           f["metrics"][n])) for n in names}}
+            names = [k for f in self.frames[:1] for k in (f['metrics'] or {})]
+            scored = [f for f in self.frames if f['metrics']]
+            metrics = {'frames_scored': len(scored),
+                       'mean': {n: _finite_mean([f['metrics'][n] for f in scored]) for n in names},
+                       'non_finite': {n: sum(1 for f in scored if not math.isfinite(
+                           f['metrics'][n])) for n in names}}
         latency = {name: percentiles(self.timings.get(name))
                    for name in PIPELINE_STAGES + REPLAY_STAGES if self.timings.get(name)}
-        total_ms = self.timings.get("total") or []
+        total_ms = self.timings.get('total') or []
         recorded_rate = None
         if len(self.frames) > 1:
-            span_s = (self.frames[-1]["stamp_ns"] - self.frames[0]["stamp_ns"]) * 1e-9
+            span_s = (self.frames[-1]['stamp_ns'] - self.frames[0]['stamp_ns']) * 1e-9
             recorded_rate = (len(self.frames) - 1) / span_s if span_s > 0 else None
         pairs_per_s = fused / wall_s if wall_s > 0 else None
         self.result = {
-            "tool": "sgdfuse replay",
-            "input": {"bag": self.input_bag, "topics": self.topics},
-            "output": {"bag": self.output_bag, "messages": outputs},
-            "settings": self.settings,
-            "messages": messages,
-            "pairs": {"matched": matched, "fused": fused, "failed": failed,
-                      "closest_thermal_rgb_gap_s": self.closest_gap_s,
-                      "sync_resets": sync_resets},
-            "failures": self.failures,
-            "failure_reasons": dict(Counter(f["reason"] for f in self.failures).most_common()),
-            "metrics": metrics,
-            "latency_ms": latency,
-            "throughput": {"wall_s": wall_s,
-                           "pairs_per_s": pairs_per_s,
-                           "pipeline_pairs_per_s": (1000.0 / float(np.mean(total_ms))
+            'tool': 'sgdfuse replay',
+            'input': {'bag': self.input_bag, 'topics': self.topics},
+            'output': {'bag': self.output_bag, 'messages': outputs},
+            'settings': self.settings,
+            'messages': messages,
+            'pairs': {'matched': matched, 'fused': fused, 'failed': failed,
+                      'closest_thermal_rgb_gap_s': self.closest_gap_s,
+                      'sync_resets': sync_resets},
+            'failures': self.failures,
+            'failure_reasons': dict(Counter(f['reason'] for f in self.failures).most_common()),
+            'metrics': metrics,
+            'latency_ms': latency,
+            'throughput': {'wall_s': wall_s,
+                           'pairs_per_s': pairs_per_s,
+                           'pipeline_pairs_per_s': (1000.0 / float(np.mean(total_ms))
                                                     if total_ms else None),
-                           "recorded_pairs_per_s": recorded_rate,
-                           "realtime_factor": (pairs_per_s / recorded_rate
+                           'recorded_pairs_per_s': recorded_rate,
+                           'realtime_factor': (pairs_per_s / recorded_rate
                                                if pairs_per_s and recorded_rate else None)},
-            "read_error": read_error,
-            "interrupted": interrupted,
-            "notes": self.notes,
-            "contact_sheet": None,
-            "frames": self.frames,
+            'read_error': read_error,
+            'interrupted': interrupted,
+            'notes': self.notes,
+            'contact_sheet': None,
+            'frames': self.frames,
         }
         return self.result
 
-    # --- writing ---------------------------------------------------------------------------------------
+    # --- writing ---------------------------------------------------------------------------------
     def contact_sheet(self) -> Optional[np.ndarray]:
         if not self.samples:
             return None
@@ -219,7 +237,7 @@ class ReplayReport:
             labelled = []
             for name, panel in zip(PANELS, panels):
                 panel = panel.copy()
-                text = name if name != "thermal" else f"#{index} t={stamp_ns / 1e9:.3f}"
+                text = name if name != 'thermal' else f'#{index} t={stamp_ns / 1e9:.3f}'
                 cv2.putText(panel, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3,
                             cv2.LINE_AA)
                 cv2.putText(panel, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
@@ -237,23 +255,23 @@ class ReplayReport:
 
     def write(self, folder) -> Path:
         if self.result is None:
-            raise RuntimeError("finish() the report before writing it")
+            raise RuntimeError('finish() the report before writing it')
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         sheet = self.contact_sheet()
         if sheet is not None:
-            cv2.imwrite(str(folder / "contact_sheet.png"), sheet)
-            self.result["contact_sheet"] = "contact_sheet.png"
-        (folder / "report.json").write_text(json.dumps(_json_safe(self.result), indent=1) + "\n")
-        (folder / "report.md").write_text(render_markdown(self.result))
+            cv2.imwrite(str(folder / 'contact_sheet.png'), sheet)
+            self.result['contact_sheet'] = 'contact_sheet.png'
+        (folder / 'report.json').write_text(json.dumps(_json_safe(self.result), indent=1) + '\n')
+        (folder / 'report.md').write_text(render_markdown(self.result))
         return folder
 
 
 def _fmt(value, digits: int = 3) -> str:
     if value is None:
-        return "-"
+        return '-'
     if isinstance(value, float):
-        return f"{value:.{digits}f}" if math.isfinite(value) else str(value)
+        return f'{value:.{digits}f}' if math.isfinite(value) else str(value)
     return str(value)
 
 
@@ -261,70 +279,71 @@ def render_markdown(r: dict) -> str:
     try:
         from ..metrics import HEADLINE_METRICS
     except ImportError:  # pragma: no cover - metrics module not in this build
-        HEADLINE_METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM")
+        HEADLINE_METRICS = ('EN', 'SD', 'SF', 'AG', 'MI', 'SCD', 'VIF', 'Qabf', 'SSIM')
 
-    lines = ["# sgdfuse replay report", "",
+    lines = ['# sgdfuse replay report', '',
              f"- input bag: `{r['input']['bag']}`", f"- output bag: `{r['output']['bag']}`"]
-    topics = r["input"]["topics"]
-    for role in ("thermal", "rgb", "rgb_info"):
+    topics = r['input']['topics']
+    for role in ('thermal', 'rgb', 'rgb_info'):
         t = topics.get(role)
         if t:
-            enc = f", {t['encoding']}" if t.get("encoding") else ""
+            enc = f", {t['encoding']}" if t.get('encoding') else ''
             lines.append(f"- {role}: `{t['topic']}` ({t['type']}{enc})")
-    s = r["settings"]
-    lines.append("- settings: " + ", ".join(f"{k}={v}" for k, v in s.items()))
-    if r.get("read_error"):
-        lines += ["", f"**The input bag stopped being readable:** {r['read_error']}"]
-    if r.get("interrupted"):
-        lines += ["", "**Interrupted:** the replay was stopped before the end of the bag."]
-    p = r["pairs"]
-    lines += ["", "## Messages", "",
-              "| topic | read | matched | unmatched | late | duplicate | overflow | rejected |",
-              "|---|---|---|---|---|---|---|---|"]
+    s = r['settings']
+    lines.append('- settings: ' + ', '.join(f'{k}={v}' for k, v in s.items()))
+    if r.get('read_error'):
+        lines += ['', f"**The input bag stopped being readable:** {r['read_error']}"]
+    if r.get('interrupted'):
+        lines += ['', '**Interrupted:** the replay was stopped before the end of the bag.']
+    p = r['pairs']
+    lines += ['', '## Messages', '',
+              '| topic | read | matched | unmatched | late | duplicate | overflow | rejected |',
+              '|---|---|---|---|---|---|---|---|']
     for role in ROLES:
-        m = r["messages"][role]
-        rejected = ", ".join(f"{n} {k}" for k, n in m["rejected"].items()) or "0"
+        m = r['messages'][role]
+        rejected = ', '.join(f'{n} {k}' for k, n in m['rejected'].items()) or '0'
         lines.append(f"| {role} `{m['topic']}` | {m['read']} | {m['matched']} | {m['unmatched']} "
                      f"| {m['late']} | {m['duplicate']} | {m['overflow']} | {rejected} |")
-    lines += ["", f"Pairs matched: **{p['matched']}**; fused: **{p['fused']}**; failed: "
+    lines += ['', f"Pairs matched: **{p['matched']}**; fused: **{p['fused']}**; failed: "
               f"**{p['failed']}**. Closest thermal/RGB stamps seen: "
               f"{_fmt(p['closest_thermal_rgb_gap_s'], 4)} s "
               f"(sync.slop = {s.get('sync.slop')} s)."]
     for role in ROLES:
-        for example in r["messages"][role].get("rejected_examples", []):
-            lines.append(f"- rejected {role} message: {example}")
-    if p.get("sync_resets"):
+        for example in r['messages'][role].get('rejected_examples', []):
+            lines.append(f'- rejected {role} message: {example}')
+    if p.get('sync_resets'):
         lines.append(f"- the synchroniser was reset {p['sync_resets']} times (stamps jumped back)")
-    if p["matched"] == 0:
-        lines += ["", "**No pairs were matched**: no thermal and RGB messages had stamps within "
-                  "sync.slop of each other."]
-    if r["failures"]:
-        lines += ["", "## Failed frames", "", "| reason | frames |", "|---|---|"]
-        lines += [f"| {reason} | {n} |" for reason, n in r["failure_reasons"].items()]
-    met = r.get("metrics")
-    if met and met["frames_scored"]:
-        names = [n for n in HEADLINE_METRICS if n in met["mean"]]
-        lines += ["", f"## Fusion metrics (mean over {met['frames_scored']} frames)", "",
-                  "| " + " | ".join(names) + " |", "|" + "---|" * len(names),
-                  "| " + " | ".join(_fmt(met["mean"][n]) for n in names) + " |"]
-    if r["latency_ms"]:
-        lines += ["", "## Latency (ms)", "", "| stage | p50 | p90 | p99 | mean |", "|---|---|---|---|---|"]
-        for stage, v in r["latency_ms"].items():
+    if p['matched'] == 0:
+        lines += ['', '**No pairs were matched**: no thermal and RGB messages had stamps within '
+                  'sync.slop of each other.']
+    if r['failures']:
+        lines += ['', '## Failed frames', '', '| reason | frames |', '|---|---|']
+        lines += [f'| {reason} | {n} |' for reason, n in r['failure_reasons'].items()]
+    met = r.get('metrics')
+    if met and met['frames_scored']:
+        names = [n for n in HEADLINE_METRICS if n in met['mean']]
+        lines += ['', f"## Fusion metrics (mean over {met['frames_scored']} frames)", '',
+                  '| ' + ' | '.join(names) + ' |', '|' + '---|' * len(names),
+                  '| ' + ' | '.join(_fmt(met['mean'][n]) for n in names) + ' |']
+    if r['latency_ms']:
+        lines += ['', '## Latency (ms)', '',
+                  '| stage | p50 | p90 | p99 | mean |', '|---|---|---|---|---|']
+        for stage, v in r['latency_ms'].items():
             lines.append(f"| {stage} | {_fmt(v['p50'], 1)} | {_fmt(v['p90'], 1)} | "
                          f"{_fmt(v['p99'], 1)} | {_fmt(v['mean'], 1)} |")
-    t = r["throughput"]
-    lines += ["", "## Throughput", "",
-              f"- end to end (read, decode, fuse, score, write): "
+    t = r['throughput']
+    lines += ['', '## Throughput', '',
+              f'- end to end (read, decode, fuse, score, write): '
               f"{_fmt(t['pairs_per_s'], 2)} pairs/s over {_fmt(t['wall_s'], 1)} s",
-              f"- pipeline only (1000 / mean total latency): "
+              f'- pipeline only (1000 / mean total latency): '
               f"{_fmt(t['pipeline_pairs_per_s'], 2)} pairs/s",
               f"- recorded pair rate: {_fmt(t['recorded_pairs_per_s'], 2)} pairs/s; real-time "
               f"factor (end to end / recorded): {_fmt(t['realtime_factor'], 2)}"]
-    out = r["output"]["messages"]
-    lines += ["", "## Output topics", "", "| topic | messages |", "|---|---|"]
-    lines += [f"| `{name}` | {n} |" for name, n in out.items()]
-    if r.get("notes"):
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in r["notes"]]
-    if r.get("contact_sheet"):
-        lines += ["", "## Contact sheet", "", "![contact sheet](contact_sheet.png)"]
-    return "\n".join(lines) + "\n"
+    out = r['output']['messages']
+    lines += ['', '## Output topics', '', '| topic | messages |', '|---|---|']
+    lines += [f'| `{name}` | {n} |' for name, n in out.items()]
+    if r.get('notes'):
+        lines += ['', '## Notes', ''] + [f'- {n}' for n in r['notes']]
+    if r.get('contact_sheet'):
+        lines += ['', '## Contact sheet', '', '![contact sheet](contact_sheet.png)']
+    return '\n'.join(lines) + '\n'

@@ -1,4 +1,19 @@
-"""Write ROS 2 bags that ROS 2 Humble can play.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Write ROS 2 bags that ROS 2 Humble can play.
 
 Default output: rosbag2 **metadata version 8, sqlite3 storage**. Humble (which itself records
 version 5) reads a metadata file field by field, by version number, and does not reject a newer
@@ -22,20 +37,26 @@ so memory does not grow with the bag. A failed write removes the half-written ba
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
+import shutil
 from typing import Dict, Optional, Sequence
 
 from ..errors import InputError
 from ..messages import serialize, typestore
 
-STORAGES = ("sqlite3", "mcap")
+STORAGES = ('sqlite3', 'mcap')
 VERSIONS = (8, 9)
 
 
 def default_qos(depth: int = 10):
-    from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness,
-                                    QosReliability, QosTime)
+    from rosbags.interfaces import (
+        Qos,
+        QosDurability,
+        QosHistory,
+        QosLiveliness,
+        QosReliability,
+        QosTime,
+    )
     zero = QosTime(sec=0, nsec=0)
     return Qos(history=QosHistory.KEEP_LAST, depth=depth, reliability=QosReliability.RELIABLE,
                durability=QosDurability.VOLATILE, deadline=zero, lifespan=zero,
@@ -44,16 +65,20 @@ def default_qos(depth: int = 10):
 
 
 def looks_like_bag(path: Path) -> bool:
-    """A rosbag2 directory (metadata + storage files only) or a standalone storage file."""
+    """
+    Tell whether ``path`` is a rosbag2 directory or a standalone storage file.
+
+    A directory counts with metadata + storage files only.
+    """
     if path.is_file():
-        return path.suffix in (".db3", ".mcap")
+        return path.suffix in ('.db3', '.mcap')
     if not path.is_dir():
         return False
     entries = list(path.iterdir())
-    allowed = {".db3", ".mcap", ".yaml", ".zstd", ".db3-journal", ".tmp"}
-    return all(p.is_file() and (p.suffix in allowed or p.name.endswith(".db3-journal"))
+    allowed = {'.db3', '.mcap', '.yaml', '.zstd', '.db3-journal', '.tmp'}
+    return all(p.is_file() and (p.suffix in allowed or p.name.endswith('.db3-journal'))
                for p in entries) and (not entries or any(
-                   p.name == "metadata.yaml" or p.suffix in (".db3", ".mcap") for p in entries))
+                   p.name == 'metadata.yaml' or p.suffix in ('.db3', '.mcap') for p in entries))
 
 
 def prepare_output(path, overwrite: bool = False) -> Path:
@@ -61,41 +86,41 @@ def prepare_output(path, overwrite: bool = False) -> Path:
     path = Path(path)
     if path.exists() or path.is_symlink():
         if not overwrite:
-            raise InputError(f"output bag already exists: {path} (choose another --out, or "
-                             f"pass --overwrite)")
+            raise InputError(f'output bag already exists: {path} (choose another --out, or '
+                             f'pass --overwrite)')
         if not looks_like_bag(path):
-            raise InputError(f"refusing to overwrite {path}: it does not look like a ROS 2 bag")
+            raise InputError(f'refusing to overwrite {path}: it does not look like a ROS 2 bag')
         if path.is_dir():
             shutil.rmtree(path)
         else:
             path.unlink()
     if not path.parent.is_dir():
-        raise InputError(f"folder for the output bag does not exist: {path.parent}")
+        raise InputError(f'folder for the output bag does not exist: {path.parent}')
     return path
 
 
 class BagWriter:
     """``with BagWriter(path) as bag: bag.write("/topic", log_time_ns, msg)``."""
 
-    def __init__(self, path, storage: str = "sqlite3", version: int = 8,
+    def __init__(self, path, storage: str = 'sqlite3', version: int = 8,
                  overwrite: bool = False, custom_data: Optional[Dict[str, str]] = None):
         if storage not in STORAGES:
             raise InputError(f"unknown storage '{storage}' (one of: {', '.join(STORAGES)})")
         if int(version) not in VERSIONS:
-            raise InputError(f"unsupported bag version {version} (8 or 9; 8 plays in Humble)")
+            raise InputError(f'unsupported bag version {version} (8 or 9; 8 plays in Humble)')
         self.path = prepare_output(path, overwrite)
         self.storage = storage
         self.version = int(version)
-        self.custom_data = {"sgdfuse_ros.writer": "sgdfuse_ros"}
+        self.custom_data = {'sgdfuse_ros.writer': 'sgdfuse_ros'}
         self.custom_data.update({str(k): str(v) for k, v in (custom_data or {}).items()})
         self.counts: Dict[str, int] = {}
         self._connections: Dict[str, object] = {}
         self._types: Dict[str, str] = {}
         self._writer = None
 
-    def open(self) -> "BagWriter":
+    def open(self) -> 'BagWriter':  # noqa: A003  (file-like API)
         from rosbags.rosbag2 import StoragePlugin, Writer
-        plugin = StoragePlugin.SQLITE3 if self.storage == "sqlite3" else StoragePlugin.MCAP
+        plugin = StoragePlugin.SQLITE3 if self.storage == 'sqlite3' else StoragePlugin.MCAP
         try:
             self._writer = Writer(self.path, version=self.version, storage_plugin=plugin)
             for key, value in self.custom_data.items():
@@ -103,15 +128,15 @@ class BagWriter:
             self._writer.open()
         except Exception as err:
             self._writer = None
-            raise InputError(f"cannot create bag {self.path}: {err}") from None
+            raise InputError(f'cannot create bag {self.path}: {err}') from None
         return self
 
     def add_topic(self, topic: str, msgtype: str, qos: Optional[Sequence] = None) -> None:
         """Declare a topic (done implicitly by ``write``); topics with no message stay listed."""
         if topic in self._connections:
             if self._types[topic] != msgtype:
-                raise InputError(f"topic {topic} written with two types: {self._types[topic]} "
-                                 f"and {msgtype}")
+                raise InputError(f'topic {topic} written with two types: {self._types[topic]} '
+                                 f'and {msgtype}')
             return
         profiles = list(qos) if qos else [default_qos()]
         self._connections[topic] = self._writer.add_connection(
@@ -123,7 +148,7 @@ class BagWriter:
         """Write a message object, or raw CDR bytes (then ``msgtype`` is required)."""
         if isinstance(msg, (bytes, bytearray, memoryview)):
             if msgtype is None and topic not in self._types:
-                raise ValueError("raw bytes need a msgtype")
+                raise ValueError('raw bytes need a msgtype')
             data = msg
             msgtype = msgtype or self._types[topic]
         else:
@@ -149,7 +174,7 @@ class BagWriter:
         if self.path.is_dir():
             shutil.rmtree(self.path, ignore_errors=True)
 
-    def __enter__(self) -> "BagWriter":
+    def __enter__(self) -> 'BagWriter':
         return self.open()
 
     def __exit__(self, exc_type, exc, tb) -> bool:

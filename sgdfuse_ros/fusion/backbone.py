@@ -1,4 +1,19 @@
-"""The small low-resolution UNet that both learned stages use as their trunk.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The small low-resolution UNet that both learned stages use as their trunk.
 
 CPU speed at 640x512 is the design constraint: the input is folded by pixel-unshuffle (x4), so
 every 3x3 convolution runs at 1/4 or 1/8 of the resolution, on 16..48 channels. No batch
@@ -14,6 +29,7 @@ from torch.nn import functional as F
 
 
 class ResBlock(nn.Module):
+
     def __init__(self, channels: int, dilation: int = 1):
         super().__init__()
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation)
@@ -24,7 +40,8 @@ class ResBlock(nn.Module):
 
 
 class LowResUNet(nn.Module):
-    """(N, in_ch, H, W) -> (N, out_ch, H/4, W/4); H and W multiples of 8 (caller pads).
+    """
+    (N, in_ch, H, W) -> (N, out_ch, H/4, W/4); H and W multiples of 8 (caller pads).
 
     The stem is a 4x4 stride-4 convolution: the same as pixel-unshuffle x4 followed by a 1x1
     convolution, without materialising the unshuffled tensor.
@@ -49,9 +66,13 @@ class LowResUNet(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def use_channels_last(self) -> "LowResUNet":
-        """Inference on CPU: oneDNN convolutions run about 2x faster in NHWC; the input is
-        converted on entry and the output returned in the usual NCHW layout (same values)."""
+    def use_channels_last(self) -> 'LowResUNet':
+        """
+        Switch to the channels-last layout for inference on CPU.
+
+        oneDNN convolutions run about 2x faster in NHWC; the input is converted on entry and the
+        output returned in the usual NCHW layout (same values).
+        """
         self.to(memory_format=torch.channels_last)
         self.channels_last = True
         return self
@@ -60,7 +81,8 @@ class LowResUNet(nn.Module):
 
     def forward(self, x, cond=None):
         if self.channels_last:
-            return self._forward(x.contiguous(memory_format=torch.channels_last), cond).contiguous()
+            x = x.contiguous(memory_format=torch.channels_last)
+            return self._forward(x, cond).contiguous()
         return self._forward(x, cond)
 
     def _forward(self, x, cond=None):
@@ -70,7 +92,7 @@ class LowResUNet(nn.Module):
         if self.cond_fc is not None:
             s2 = s2 + self.cond_fc(cond)[:, :, None, None]
         s2 = self.mid(s2)
-        up = F.interpolate(s2, size=s1.shape[-2:], mode="bilinear", align_corners=False)
+        up = F.interpolate(s2, size=s1.shape[-2:], mode='bilinear', align_corners=False)
         y = F.relu(self.fuse(torch.cat([s1, F.relu(up)], dim=1)))
         y = F.relu(self.dec(y))
         return self.head(y)
@@ -81,7 +103,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int):
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
     if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        x = F.pad(x, (0, pw, 0, ph), mode='replicate')
     return x, (h, w)
 
 

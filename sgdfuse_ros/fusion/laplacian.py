@@ -1,4 +1,19 @@
-"""Classical multi-scale fusion: a Laplacian pyramid, the baseline first stage.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Classical multi-scale fusion: a Laplacian pyramid, the baseline first stage.
 
 Detail bands take, per pixel, the coefficient of larger magnitude (the stronger edge of the two
 cameras); the base band is the mean of the two sources. No learning, no prior: the reference
@@ -26,7 +41,8 @@ def _pyramid(image: np.ndarray, levels: int):
 
 
 def _stronger(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per pixel, ``x`` where ``|x| >= |y|`` else ``y`` (``np.where`` semantics, NaN -> y).
+    """
+    Per pixel, ``x`` where ``|x| >= |y|`` else ``y`` (``np.where`` semantics, NaN -> y).
 
     OpenCV's compare and masked copy run about 4x faster than ``np.where`` on a boolean mask.
     """
@@ -50,7 +66,7 @@ def laplacian_fusion(thermal: np.ndarray, visible: np.ndarray, levels: int = 4) 
 class LaplacianStage:
     """First-stage plug-in wrapping :func:`laplacian_fusion` (ignores the prior)."""
 
-    name = "laplacian"
+    name = 'laplacian'
 
     def __init__(self, levels: int = 4):
         self.levels = int(levels)

@@ -1,4 +1,19 @@
-"""The learned first stage: prior-guided fusion of thermal and visible luminance.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The learned first stage: prior-guided fusion of thermal and visible luminance.
 
 Design (CPU budget: <= 25 ms at 640x512 on 2 cores). The network never paints pixels itself.
 A fixed Laplacian pyramid (2x2 mean down, bilinear up, ``levels`` bands) decomposes both sources;
@@ -31,12 +46,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..config import resolve_model_path
-from .backbone import LowResUNet, count_parameters, pad_to_multiple
+from .backbone import count_parameters, LowResUNet, pad_to_multiple
 from .weights import load_weights
+from ..config import resolve_model_path
 
-KIND = "first_stage"
-DEFAULT_ARCH = {"levels": 4, "c1": 16, "c2": 32, "blocks": 2, "fine_vis": True}
+KIND = 'first_stage'
+DEFAULT_ARCH = {'levels': 4, 'c1': 16, 'c2': 32, 'blocks': 2, 'fine_vis': True}
 
 
 def gaussian_pyramid(x: torch.Tensor, levels: int) -> List[torch.Tensor]:
@@ -47,7 +62,7 @@ def gaussian_pyramid(x: torch.Tensor, levels: int) -> List[torch.Tensor]:
 
 
 def upsample_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=like.shape[-2:], mode='bilinear', align_corners=False)
 
 
 def laplacian_pyramid(x: torch.Tensor, levels: int) -> List[torch.Tensor]:
@@ -73,7 +88,7 @@ def resize_controls(maps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return maps
     if h < mh:
         return F.avg_pool2d(maps, mh // h)
-    return F.interpolate(maps, size=(h, w), mode="bilinear", align_corners=False)
+    return F.interpolate(maps, size=(h, w), mode='bilinear', align_corners=False)
 
 
 class FirstStageNet(nn.Module):
@@ -83,16 +98,16 @@ class FirstStageNet(nn.Module):
                  fine_vis: bool = False):
         super().__init__()
         if not 3 <= int(levels) <= 6:
-            raise ValueError("levels must be 3..6")
+            raise ValueError('levels must be 3..6')
         self.levels = int(levels)
         self.fine_vis = bool(fine_vis)
-        self.arch = {"levels": self.levels, "c1": int(c1), "c2": int(c2), "blocks": int(blocks),
-                     "fine_vis": self.fine_vis}
+        self.arch = {'levels': self.levels, 'c1': int(c1), 'c2': int(c2), 'blocks': int(blocks),
+                     'fine_vis': self.fine_vis}
         self.n_detail = self.levels - 1
         self.net = LowResUNet(4, 4 + 3 * (self.n_detail - 1) + int(self.fine_vis), c1, c2, blocks)
 
     @classmethod
-    def from_arch(cls, arch: dict) -> "FirstStageNet":
+    def from_arch(cls, arch: dict) -> 'FirstStageNet':
         return cls(**arch)
 
     @property
@@ -113,7 +128,8 @@ class FirstStageNet(nn.Module):
         ob = resize_controls(o[:, 0:3], base_a)
         w_ir = 1.5 * torch.sigmoid(ob[:, 0:1])
         w_vis = 1.5 * torch.sigmoid(ob[:, 1:2])
-        mean = 0.5 * (base_a.mean(dim=(2, 3), keepdim=True) + base_b.mean(dim=(2, 3), keepdim=True))
+        mean = 0.5 * (base_a.mean(dim=(2, 3), keepdim=True)
+                      + base_b.mean(dim=(2, 3), keepdim=True))
         out = w_ir * base_a + w_vis * base_b + (1.0 - w_ir - w_vis) * mean \
             + 0.25 * torch.tanh(ob[:, 2:3])
         # detail bands, coarse to fine, collapsed as we go (the same sums as collapse(bands))
@@ -160,10 +176,14 @@ def image_tensor(image: np.ndarray, device) -> torch.Tensor:
 
 
 class TorchStage:
-    """What the torch plug-ins share: the model on its device in inference layout, the training
-    facts of its weights file, ``close()`` (frees the model) and its parameter count."""
+    """
+    What the torch plug-ins share.
 
-    def __init__(self, model: nn.Module, device: str = "cpu", info: dict = None):
+    The model on its device in inference layout, the training facts of its weights file,
+    ``close()`` (frees the model) and its parameter count.
+    """
+
+    def __init__(self, model: nn.Module, device: str = 'cpu', info: dict = None):
         self.model = model.to(device).eval()
         self.model.net.use_channels_last()
         self.device = device
@@ -180,7 +200,7 @@ class TorchStage:
 class NetworkFirstStage(TorchStage):
     """First-stage plug-in: ``(thermal, visible_y, prior) -> fused_y`` (float32 HxW in [0, 1])."""
 
-    name = "network"
+    name = 'network'
 
     @torch.inference_mode()
     def __call__(self, thermal: np.ndarray, visible_y: np.ndarray, prior) -> np.ndarray:
@@ -191,17 +211,17 @@ class NetworkFirstStage(TorchStage):
         return out[0, 0].float().cpu().numpy()
 
 
-def load_first_stage(path, device: str = "cpu") -> NetworkFirstStage:
+def load_first_stage(path, device: str = 'cpu') -> NetworkFirstStage:
     model, payload = load_weights(path, KIND, FirstStageNet.from_arch)
-    return NetworkFirstStage(model, device, payload.get("info"))
+    return NetworkFirstStage(model, device, payload.get('info'))
 
 
 def build_first_stage(config: dict, device: str):
-    """The configured first stage: torch, or onnxruntime with ``backend: onnx``."""
-    path = resolve_model_path(config["first_stage.weights"], "first_stage.pt")
-    if config.get("backend") == "onnx":
+    """Build the configured first stage: torch, or onnxruntime with ``backend: onnx``."""
+    path = resolve_model_path(config['first_stage.weights'], 'first_stage.pt')
+    if config.get('backend') == 'onnx':
         model, payload = load_weights(path, KIND, FirstStageNet.from_arch)
-        return OnnxFirstStage(model, config, payload.get("info"))
+        return OnnxFirstStage(model, config, payload.get('info'))
     return load_first_stage(path, device)
 
 
@@ -209,14 +229,18 @@ def build_first_stage(config: dict, device: str):
 # ONNX (``backend: onnx`` and ``sgdfuse export``)
 # --------------------------------------------------------------------------------------------
 
-ONNX_INPUTS = ("thermal", "visible_y", "targets", "boundaries")
-ONNX_OUTPUTS = ("fused_y",)
+ONNX_INPUTS = ('thermal', 'visible_y', 'targets', 'boundaries')
+ONNX_OUTPUTS = ('fused_y',)
 ONNX_VERIFY_SIZES = ((512, 640), (256, 328))  # multiples of 8: padding happens outside the graph
 
 
 def export_first_stage(model: FirstStageNet, path) -> Path:
-    """Write ``model`` as ONNX (inputs (1, 1, H, W) each, H and W multiples of 8), verified
-    against torch at two sizes by :func:`sgdfuse_ros.backends.export_module`."""
+    """
+    Write ``model`` as ONNX, verified against torch.
+
+    Inputs are (1, 1, H, W) each, H and W multiples of 8; the graph is checked against torch at two
+    sizes by :func:`sgdfuse_ros.backends.export_module`.
+    """
     import copy
 
     from ..backends import export_module
@@ -231,27 +255,31 @@ def export_first_stage(model: FirstStageNet, path) -> Path:
 def export_onnx(config: dict, out_dir):
     """``sgdfuse export`` hook: the configured first-stage weights -> out_dir/first_stage.onnx."""
     from pathlib import Path
-    path = resolve_model_path(config["first_stage.weights"], "first_stage.pt")
+    path = resolve_model_path(config['first_stage.weights'], 'first_stage.pt')
     model, _ = load_weights(path, KIND, FirstStageNet.from_arch)
-    return export_first_stage(model, Path(out_dir) / "first_stage.onnx")
+    return export_first_stage(model, Path(out_dir) / 'first_stage.onnx')
 
 
 class OnnxFirstStage:
-    """The same stage run by onnxruntime: the graph is exported from the weights at configure
-    time (a second or two), padding to a multiple of 8 is done here, outside the graph."""
+    """
+    The same stage run by onnxruntime.
 
-    name = "network"
-    backend = "onnx"
+    The graph is exported from the weights at configure time (a second or two); padding to a
+    multiple of 8 is done here, outside the graph.
+    """
+
+    name = 'network'
+    backend = 'onnx'
 
     def __init__(self, model: FirstStageNet, config: dict, info: dict = None):
-        import tempfile
         from pathlib import Path
+        import tempfile
 
         from ..backends import OnnxModule
         self.info = info or {}
         self.multiple = model.multiple
-        self._tmp = tempfile.TemporaryDirectory(prefix="sgdfuse_onnx_")
-        path = export_first_stage(model, Path(self._tmp.name) / "first_stage.onnx")
+        self._tmp = tempfile.TemporaryDirectory(prefix='sgdfuse_onnx_')
+        path = export_first_stage(model, Path(self._tmp.name) / 'first_stage.onnx')
         self.runner = OnnxModule.from_config(path, config)
 
     def __call__(self, thermal: np.ndarray, visible_y: np.ndarray, prior) -> np.ndarray:
@@ -266,7 +294,7 @@ class OnnxFirstStage:
         for plane in (thermal, visible_y, targets, boundaries):
             plane = np.asarray(plane, np.float32)
             if ph or pw:
-                plane = np.pad(plane, ((0, ph), (0, pw)), mode="edge")
+                plane = np.pad(plane, ((0, ph), (0, pw)), mode='edge')
             planes.append(plane[None, None])
         out = self.runner(*planes)
         return np.array(out[0, 0, :h, :w], dtype=np.float32)

@@ -1,4 +1,19 @@
-"""The second stage: a few-step conditional diffusion refiner of the fused luminance.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The second stage: a few-step conditional diffusion refiner of the fused luminance.
 
 Denoiser (``RefinerNet``): predicts ``x0`` (images in [-1, 1]) from the noisy ``x_t``, the
 timestep and the conditions: thermal, visible luminance, the prior's targets and boundaries and
@@ -25,16 +40,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..config import resolve_model_path
 from .backbone import LowResUNet, pad_to_multiple
-from .network import TorchStage, image_tensor, prior_tensors, upsample_to
+from .network import image_tensor, prior_tensors, TorchStage, upsample_to
 from .samplers import refine
 from .schedules import make_schedule
 from .weights import load_weights
+from ..config import resolve_model_path
 
-KIND = "refiner"
-DEFAULT_ARCH = {"c1": 24, "c2": 32, "blocks": 2, "temb": 16, "schedule": "cosine", "T": 1000,
-                "t_start": 250}
+KIND = 'refiner'
+DEFAULT_ARCH = {'c1': 24, 'c2': 32, 'blocks': 2, 'temb': 16, 'schedule': 'cosine', 'T': 1000,
+                't_start': 250}
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, num_steps: int) -> torch.Tensor:
@@ -47,18 +62,18 @@ def timestep_embedding(t: torch.Tensor, dim: int, num_steps: int) -> torch.Tenso
 
 
 def highpass(x: torch.Tensor) -> torch.Tensor:
-    """The finest Laplacian band (x minus its 2x2-mean, bilinear-upsampled)."""
+    """Return the finest Laplacian band (x minus its 2x2-mean, bilinear-upsampled)."""
     return x - upsample_to(F.avg_pool2d(x, 2), x)
 
 
 class RefinerNet(nn.Module):
     def __init__(self, c1: int = 24, c2: int = 32, blocks: int = 2, temb: int = 16,
-                 schedule: str = "cosine", T: int = 1000, t_start: int = 250):
+                 schedule: str = 'cosine', T: int = 1000, t_start: int = 250):
         super().__init__()
         if not 1 <= int(t_start) < int(T):
-            raise ValueError("t_start must be in 1..T-1")
-        self.arch = {"c1": int(c1), "c2": int(c2), "blocks": int(blocks), "temb": int(temb),
-                     "schedule": str(schedule), "T": int(T), "t_start": int(t_start)}
+            raise ValueError('t_start must be in 1..T-1')
+        self.arch = {'c1': int(c1), 'c2': int(c2), 'blocks': int(blocks), 'temb': int(temb),
+                     'schedule': str(schedule), 'T': int(T), 't_start': int(t_start)}
         self.temb = int(temb)
         self.num_steps = int(T)
         self.t_start = int(t_start)
@@ -67,11 +82,11 @@ class RefinerNet(nn.Module):
         self.net = LowResUNet(6, 16 + 2, c1, c2, blocks, cond_dim=temb * 2)
 
     @classmethod
-    def from_arch(cls, arch: dict) -> "RefinerNet":
+    def from_arch(cls, arch: dict) -> 'RefinerNet':
         return cls(**arch)
 
     def conditions(self, ir, vis, targets, boundaries, first):
-        """Padded condition tensors, reused across the K denoiser calls."""
+        """Return the padded condition tensors, reused across the K denoiser calls."""
         cond = torch.cat([ir, vis, targets, boundaries, first], dim=1)
         cond, size = pad_to_multiple(cond, 8)
         hp = highpass(cond[:, 0:2])
@@ -79,10 +94,12 @@ class RefinerNet(nn.Module):
 
     def denoise(self, x_t: torch.Tensor, t, cond: torch.Tensor, hp: torch.Tensor,
                 buffer: torch.Tensor = None) -> torch.Tensor:
-        """x_t (N, 1, Hp, Wp) in [-1, 1] at timestep t (int or (N,) tensor) -> x0^ in [-1, 1].
+        """
+        x_t (N, 1, Hp, Wp) in [-1, 1] at timestep t (int or (N,) tensor) -> x0^ in [-1, 1].
 
         ``buffer``: optional (N, 6, Hp, Wp) channels-last tensor already holding ``cond`` in
-        channels 1..5 (inference: the conditions are laid out once per frame, not per step)."""
+        channels 1..5 (inference: the conditions are laid out once per frame, not per step).
+        """
         n = x_t.shape[0]
         if not torch.is_tensor(t):
             t = torch.full((n,), int(t), device=x_t.device)
@@ -114,12 +131,12 @@ class RefinerNet(nn.Module):
 class DiffusionRefiner(TorchStage):
     """Refiner plug-in: ``(thermal, visible_y, prior, first_y) -> refined_y`` (float32 [0, 1])."""
 
-    name = "diffusion"
+    name = 'diffusion'
 
-    def __init__(self, model: RefinerNet, steps: int, seed: int = 0, device: str = "cpu",
+    def __init__(self, model: RefinerNet, steps: int, seed: int = 0, device: str = 'cpu',
                  info: dict = None):
         if steps < 1:
-            raise ValueError("steps must be >= 1")
+            raise ValueError('steps must be >= 1')
         super().__init__(model, device, info)
         self.steps = int(steps)
         self.seed = int(seed)
@@ -130,7 +147,7 @@ class DiffusionRefiner(TorchStage):
         if shape not in self._noise:
             if len(self._noise) >= 4:  # a stream of changing sizes must not grow memory
                 self._noise.clear()
-            gen = torch.Generator(device="cpu").manual_seed(self.seed)
+            gen = torch.Generator(device='cpu').manual_seed(self.seed)
             self._noise[shape] = torch.randn((1, 1) + shape, generator=gen).to(self.device)
         return self._noise[shape]
 
@@ -145,34 +162,38 @@ class DiffusionRefiner(TorchStage):
         return out[0, 0].float().cpu().numpy()
 
 
-def load_refiner(path, steps: int, seed: int = 0, device: str = "cpu") -> DiffusionRefiner:
+def load_refiner(path, steps: int, seed: int = 0, device: str = 'cpu') -> DiffusionRefiner:
     model, payload = load_weights(path, KIND, RefinerNet.from_arch)
-    return DiffusionRefiner(model, steps, seed, device, payload.get("info"))
+    return DiffusionRefiner(model, steps, seed, device, payload.get('info'))
 
 
 def build_refiner(config: dict, device: str) -> DiffusionRefiner:
-    """The configured refiner: torch, or onnxruntime for the denoiser with ``backend: onnx``."""
-    path = resolve_model_path(config["refiner.weights"], "refiner.pt")
-    if config.get("backend") == "onnx":
+    """Build the configured refiner: torch, or onnxruntime for the denoiser (``backend: onnx``)."""
+    path = resolve_model_path(config['refiner.weights'], 'refiner.pt')
+    if config.get('backend') == 'onnx':
         model, payload = load_weights(path, KIND, RefinerNet.from_arch)
-        return OnnxDiffusionRefiner(model, config["refiner.steps"], config["refiner.seed"],
-                                    config, payload.get("info"))
-    return load_refiner(path, config["refiner.steps"], config["refiner.seed"], device)
+        return OnnxDiffusionRefiner(model, config['refiner.steps'], config['refiner.seed'],
+                                    config, payload.get('info'))
+    return load_refiner(path, config['refiner.steps'], config['refiner.seed'], device)
 
 
 # --------------------------------------------------------------------------------------------
 # ONNX export of one denoiser call (``sgdfuse export``); the sampler loop stays outside
 # --------------------------------------------------------------------------------------------
 
-ONNX_INPUTS = ("x_and_conditions", "time_features", "highpass")
-ONNX_OUTPUTS = ("x0",)
+ONNX_INPUTS = ('x_and_conditions', 'time_features', 'highpass')
+ONNX_OUTPUTS = ('x0',)
 
 
 class DenoiserGraph(nn.Module):
-    """One denoiser call with the per-frame parts precomputed outside the graph:
+    """
+    One denoiser call with the per-frame parts precomputed outside the graph.
+
+    Inputs:
     ``x_and_conditions`` (1, 6, H, W) = [x_t, thermal, visible_y, targets, boundaries, first],
     ``time_features`` (1, 2*temb) = ``time_mlp(timestep_embedding(t))``,
-    ``highpass`` (1, 2, H, W) = finest bands of thermal and visible; H, W multiples of 8."""
+    ``highpass`` (1, 2, H, W) = finest bands of thermal and visible; H, W multiples of 8.
+    """
 
     def __init__(self, model: RefinerNet):
         super().__init__()
@@ -204,32 +225,39 @@ def _export_denoiser(model: RefinerNet, path):
 
 
 def export_onnx(config: dict, out_dir):
-    """``sgdfuse export`` hook: the configured refiner's denoiser -> out_dir/refiner.onnx
-    (verified against torch at two sizes). The K-step SDEdit/DDIM loop is not in the graph."""
+    """
+    ``sgdfuse export`` hook: write the configured refiner's denoiser as ONNX.
+
+    The graph goes to out_dir/refiner.onnx, verified against torch at two sizes. The K-step
+    SDEdit/DDIM loop is not in the graph.
+    """
     from pathlib import Path
-    path = resolve_model_path(config["refiner.weights"], "refiner.pt")
+    path = resolve_model_path(config['refiner.weights'], 'refiner.pt')
     model, _ = load_weights(path, KIND, RefinerNet.from_arch)
-    return _export_denoiser(model, Path(out_dir) / "refiner.onnx")
+    return _export_denoiser(model, Path(out_dir) / 'refiner.onnx')
 
 
 class OnnxDiffusionRefiner(DiffusionRefiner):
-    """``backend: onnx``: the same sampler, each denoiser call run by onnxruntime (the graph is
-    exported from the weights at configure time; padding, the time features and the DDIM
-    updates stay outside the graph)."""
+    """
+    ``backend: onnx``: the same sampler, each denoiser call run by onnxruntime.
 
-    backend = "onnx"
+    The graph is exported from the weights at configure time; padding, the time features and the
+    DDIM updates stay outside the graph.
+    """
+
+    backend = 'onnx'
 
     def __init__(self, model: RefinerNet, steps: int, seed: int, config: dict, info: dict = None):
-        import tempfile
         from pathlib import Path
+        import tempfile
 
         from ..backends import OnnxModule
-        super().__init__(model, steps, seed, "cpu", info)
+        super().__init__(model, steps, seed, 'cpu', info)
         self.model.net.channels_last = False
         self.model.net.to(memory_format=torch.contiguous_format)
-        self._tmp = tempfile.TemporaryDirectory(prefix="sgdfuse_onnx_")
+        self._tmp = tempfile.TemporaryDirectory(prefix='sgdfuse_onnx_')
         weights_dir = Path(self._tmp.name)
-        path = _export_denoiser(self.model, weights_dir / "refiner.onnx")
+        path = _export_denoiser(self.model, weights_dir / 'refiner.onnx')
         self.runner = OnnxModule.from_config(path, config)
         self._features = {}
 
@@ -244,8 +272,8 @@ class OnnxDiffusionRefiner(DiffusionRefiner):
     @torch.inference_mode()
     def __call__(self, thermal, visible_y, prior, first):
         model = self.model
-        ir, vis, fs = (image_tensor(a, "cpu") for a in (thermal, visible_y, first))
-        t, b = prior_tensors(prior, thermal.shape, "cpu")
+        ir, vis, fs = (image_tensor(a, 'cpu') for a in (thermal, visible_y, first))
+        t, b = prior_tensors(prior, thermal.shape, 'cpu')
         cond, hp, (h, w) = model.conditions(ir, vis, t, b, fs)
         noise = pad_to_multiple(self.noise(thermal.shape).cpu(), 8)[0]
         inputs = np.empty((1, 6) + tuple(cond.shape[-2:]), np.float32)

@@ -1,4 +1,19 @@
-"""Samplers: plain functions over a denoiser ``denoise(x_t, t) -> x0_hat`` (images in [-1, 1]).
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Samplers: plain functions over a denoiser ``denoise(x_t, t) -> x0_hat`` (images in [-1, 1]).
 
 The refiner does SDEdit-style refinement: it noises the first-stage result to a moderate
 ``t_start`` and walks back to t = 0 with K deterministic DDIM steps (eta = 0):
@@ -46,7 +61,7 @@ def sample_ddim(denoise: Callable[[torch.Tensor, int], torch.Tensor], x_start: t
 
 def refine(denoise, first: torch.Tensor, steps: int, t_start: int, schedule: NoiseSchedule,
            noise: torch.Tensor) -> torch.Tensor:
-    """SDEdit + DDIM: ``first`` in [-1, 1] -> refined x_0 in [-1, 1] (unclamped)."""
+    """Refine with SDEdit + DDIM: ``first`` in [-1, 1] -> x_0 in [-1, 1] (unclamped)."""
     from .schedules import sampling_timesteps
     timesteps = sampling_timesteps(t_start, steps)
     return sample_ddim(denoise, sdedit_start(first, timesteps[0], schedule, noise), timesteps,

@@ -1,4 +1,19 @@
-"""Weights files of the learned stages: a plain state dict plus a small metadata dict.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Weights files of the learned stages: a plain state dict plus a small metadata dict.
 
     {"kind": "first_stage", "format": 1, "arch": {...hyper-parameters...},
      "state_dict": {...tensors...}, "info": {...training facts...}}
@@ -22,45 +37,45 @@ def save_weights(path, kind: str, arch: dict, model, info: Optional[dict] = None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    payload = {"kind": kind, "format": FORMAT, "arch": dict(arch), "state_dict": state,
-               "info": dict(info or {})}
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    payload = {'kind': kind, 'format': FORMAT, 'arch': dict(arch), 'state_dict': state,
+               'info': dict(info or {})}
+    tmp = path.with_suffix(path.suffix + '.tmp')
     torch.save(payload, tmp)
     tmp.replace(path)
     return path
 
 
-def load_weights(path, kind: str, build: Callable[[dict], "object"]):
+def load_weights(path, kind: str, build: Callable[[dict], 'object']):
     """Read ``path`` and return ``(model, payload)``; ``build(arch) -> nn.Module``."""
     import torch
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{kind} weights not found: {path} (train them with `sgdfuse train "
+        raise ConfigError(f'{kind} weights not found: {path} (train them with `sgdfuse train '
                           f"{kind.replace('_', '-')}` or set {kind}.weights)")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # corrupt, truncated, not a torch file, unsafe pickle
         first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"{kind} weights {path} cannot be read ({first})") from None
-    if not isinstance(payload, dict) or "state_dict" not in payload or "arch" not in payload:
+        raise ConfigError(f'{kind} weights {path} cannot be read ({first})') from None
+    if not isinstance(payload, dict) or 'state_dict' not in payload or 'arch' not in payload:
         raise ConfigError(f"{kind} weights {path}: expected a dict with 'kind', 'arch' and "
                           f"'state_dict' (format {FORMAT})")
-    if payload.get("kind") != kind:
+    if payload.get('kind') != kind:
         raise ConfigError(f"{path} holds '{payload.get('kind')}' weights, expected '{kind}'")
-    if payload.get("format") != FORMAT:
+    if payload.get('format') != FORMAT:
         raise ConfigError(f"{kind} weights {path}: format {payload.get('format')}, "
-                          f"expected {FORMAT}")
+                          f'expected {FORMAT}')
     try:
-        model = build(dict(payload["arch"]))
+        model = build(dict(payload['arch']))
     except (TypeError, ValueError, KeyError) as err:
-        raise ConfigError(f"{kind} weights {path}: unusable architecture "
+        raise ConfigError(f'{kind} weights {path}: unusable architecture '
                           f"{payload['arch']!r} ({err})") from None
     try:
-        model.load_state_dict(payload["state_dict"], strict=True)
+        model.load_state_dict(payload['state_dict'], strict=True)
     except (RuntimeError, KeyError, TypeError) as err:
         detail = str(err).strip().splitlines()
-        detail = " ".join(line.strip() for line in detail[:3])[:200]
-        raise ConfigError(f"{kind} weights {path} do not match the architecture "
+        detail = ' '.join(line.strip() for line in detail[:3])[:200]
+        raise ConfigError(f'{kind} weights {path} do not match the architecture '
                           f"{payload['arch']!r}: {detail}") from None
     model.eval()
     return model, payload

@@ -1,4 +1,19 @@
-"""The semantic prior: the one format every fusion stage reads, whatever produced it.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The semantic prior: the one format every fusion stage reads, whatever produced it.
 
 ``SemanticPrior`` holds three maps at the output resolution:
 
@@ -16,8 +31,8 @@ this frame).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
+import time
 from typing import Tuple
 
 import cv2
@@ -29,7 +44,7 @@ class SemanticPrior:
     labels: np.ndarray
     targets: np.ndarray
     boundaries: np.ndarray
-    source: str = "none"
+    source: str = 'none'
     stamp: float = field(default_factory=time.monotonic)
     age_s: float = 0.0
 
@@ -41,7 +56,7 @@ class SemanticPrior:
         if self.boundaries.dtype != np.float32:
             self.boundaries = self.boundaries.astype(np.float32)
         if not (self.labels.shape == self.targets.shape == self.boundaries.shape):
-            raise ValueError("prior maps must share one shape")
+            raise ValueError('prior maps must share one shape')
 
     @property
     def shape(self) -> Tuple[int, int]:
@@ -52,14 +67,14 @@ class SemanticPrior:
         return int(self.labels.max()) if self.labels.size else 0
 
     @classmethod
-    def empty(cls, shape: Tuple[int, int], source: str = "none") -> "SemanticPrior":
+    def empty(cls, shape: Tuple[int, int], source: str = 'none') -> 'SemanticPrior':
         h, w = shape
         return cls(np.zeros((h, w), np.uint16), np.zeros((h, w), np.float32),
                    np.zeros((h, w), np.float32), source=source)
 
     @classmethod
     def from_labels(cls, labels: np.ndarray, target_ids, source: str,
-                    soft_targets: np.ndarray = None) -> "SemanticPrior":
+                    soft_targets: np.ndarray = None) -> 'SemanticPrior':
         """Build targets and boundaries from a label map and the ids that are targets."""
         labels = labels.astype(np.uint16)
         if soft_targets is None:
@@ -70,8 +85,8 @@ class SemanticPrior:
             targets = soft_targets.astype(np.float32)
         return cls(labels, targets, label_boundaries(labels), source=source)
 
-    def resized(self, shape: Tuple[int, int]) -> "SemanticPrior":
-        """The prior at another resolution (labels nearest, maps linear)."""
+    def resized(self, shape: Tuple[int, int]) -> 'SemanticPrior':
+        """Return the prior at another resolution (labels nearest, maps linear)."""
         if tuple(shape) == self.shape:
             return self
         size = (shape[1], shape[0])
@@ -97,7 +112,7 @@ def label_boundaries(labels: np.ndarray) -> np.ndarray:
 
 
 def overlay(bgr: np.ndarray, prior: SemanticPrior, alpha: float = 0.45) -> np.ndarray:
-    """A colour picture of the prior over an image, for people (contact sheets, the overlay topic)."""
+    """Draw the prior over an image for people (contact sheets, the overlay topic)."""
     if bgr.ndim == 2:
         bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
     prior = prior.resized(bgr.shape[:2])

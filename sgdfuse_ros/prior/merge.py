@@ -1,4 +1,19 @@
-"""SAM masks -> one :class:`SemanticPrior`: duplicates merged, overlaps resolved, small dropped.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+SAM masks -> one :class:`SemanticPrior`: duplicates merged, overlaps resolved, small dropped.
 
 SAM returns overlapping binary masks (a person, the person's jacket, the car behind). The prior
 needs one label per pixel, so:
@@ -26,8 +41,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .format import SemanticPrior, label_boundaries
-from .thermal import WarmBlobs, target_strength
+from .format import label_boundaries, SemanticPrior
+from .thermal import target_strength, WarmBlobs
 
 
 @dataclass
@@ -63,14 +78,18 @@ def _dedupe(candidates: List[Tuple[MaskCandidate, int]], duplicate_iou: float):
 
 def merge_masks(candidates: Sequence[MaskCandidate], shape: Tuple[int, int],
                 min_area: int = 64, blobs: Optional[WarmBlobs] = None,
-                duplicate_iou: float = 0.85, source: str = "sam") -> SemanticPrior:
-    """Resolve ``candidates`` into a prior of ``shape``; ``blobs`` (the thermal analysis of the
-    same frame) marks warm-on-average regions as targets and grades the targets map."""
+                duplicate_iou: float = 0.85, source: str = 'sam') -> SemanticPrior:
+    """
+    Resolve ``candidates`` into a prior of ``shape``.
+
+    ``blobs`` (the thermal analysis of the same frame) marks warm-on-average regions as targets and
+    grades the targets map.
+    """
     h, w = shape
     sized = []
     for cand in candidates:
         if cand.mask.shape != (h, w):
-            raise ValueError(f"mask of shape {cand.mask.shape} for a prior of shape {(h, w)}")
+            raise ValueError(f'mask of shape {cand.mask.shape} for a prior of shape {(h, w)}')
         area = cand.area
         if area >= max(min_area, 1):
             sized.append((cand, area))

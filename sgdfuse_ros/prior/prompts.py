@@ -1,4 +1,19 @@
-"""Point prompts for SAM from thermal saliency: one positive point inside each warm blob.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Point prompts for SAM from thermal saliency: one positive point inside each warm blob.
 
 A thermal camera tells where the warm objects are but draws their outlines poorly; SAM draws
 outlines well but does not know which objects matter. So the prompts come from the thermal
@@ -39,7 +54,7 @@ def warm_point_prompts(thermal: np.ndarray, max_points: int,
                        blob_finder: ThermalPrior = None) -> PointPrompts:
     """At most ``max_points`` prompts on the warmest blobs of ``thermal`` (float32 HxW, [0, 1])."""
     if max_points < 1:
-        raise ValueError("max_points must be at least 1")
+        raise ValueError('max_points must be at least 1')
     finder = blob_finder if blob_finder is not None else ThermalPrior()
     blobs = finder.warm_blobs(thermal)
     ranked = []

@@ -1,4 +1,19 @@
-"""The Segment Anything prior: checkpoint loading, one embedding per frame, thermal prompts.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The Segment Anything prior: checkpoint loading, one embedding per frame, thermal prompts.
 
     provider = build_sam_provider(config, device)     # what the pipeline calls each frame
     prior = provider(thermal, visible_y, visible_bgr)  # SemanticPrior(source='sam' or 'thermal')
@@ -22,35 +37,37 @@ When and where this runs (every frame, or a worker thread with fallback) is the 
 
 from __future__ import annotations
 
+from functools import partial
 import logging
+from pathlib import Path
 import threading
 import time
-from functools import partial
-from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..errors import ConfigError
 from .format import SemanticPrior
 from .merge import MaskCandidate, merge_masks
 from .prompts import PointPrompts, warm_point_prompts
 from .thermal import ThermalPrior
+from ..errors import ConfigError
 
-log = logging.getLogger("sgdfuse_ros")
+log = logging.getLogger('sgdfuse_ros')
 
-SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h")
-TINY_TEST_MODEL = "tiny_test"  # small SAM for tests and benchmarks; not offered to users
-ENCODER_WIDTHS = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
-ENCODER_KEY = "image_encoder.patch_embed.proj.weight"
+SAM_MODEL_TYPES = ('vit_b', 'vit_l', 'vit_h')
+TINY_TEST_MODEL = 'tiny_test'  # small SAM for tests and benchmarks; not offered to users
+ENCODER_WIDTHS = {768: 'vit_b', 1024: 'vit_l', 1280: 'vit_h'}
+ENCODER_KEY = 'image_encoder.patch_embed.proj.weight'
 
 
 class PriorCancelled(Exception):
-    """A SAM computation stopped on request (worker shutdown or timeout) before a layer.
+    """
+    A SAM computation stopped on request (worker shutdown or timeout) before a layer.
 
     :class:`SamFrameEncoder` puts a forward pre-hook on every linear and convolution layer of
     the model that raises this once cancelling was requested, so a running encoder or decoder
-    stops within one layer (well under a second for vit_b on a CPU) rather than at its end."""
+    stops within one layer (well under a second for vit_b on a CPU) rather than at its end.
+    """
 
 
 # --------------------------------------------------------------------------------------------
@@ -58,13 +75,22 @@ class PriorCancelled(Exception):
 # --------------------------------------------------------------------------------------------
 
 def build_tiny_test_sam(checkpoint=None):
-    """The SAM architecture (same classes as the registry's) shrunk to ~80k parameters: 128-px
-    input, 2 transformer blocks of width 32, 32-channel embedding. For fast tests only."""
+    """
+    Build the SAM architecture shrunk to ~80k parameters, for fast tests only.
+
+    Same classes as the registry's: 128-px input, 2 transformer blocks of width 32, 32-channel
+    embedding.
+    """
+    from segment_anything.modeling import (
+        ImageEncoderViT,
+        MaskDecoder,
+        PromptEncoder,
+        Sam,
+        TwoWayTransformer,
+    )
     import torch
-    from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder, Sam,
-                                           TwoWayTransformer)
     if checkpoint is not None:
-        raise ValueError("the tiny test model is loaded through load_sam(), not the registry")
+        raise ValueError('the tiny test model is loaded through load_sam(), not the registry')
     image_size, patch, width, embed = 128, 16, 32, 32
     grid = image_size // patch
     return Sam(
@@ -84,8 +110,11 @@ def build_tiny_test_sam(checkpoint=None):
 
 
 def model_builders() -> dict:
-    """model type -> builder: the three of ``segment_anything.sam_model_registry``, plus the
-    tiny test model."""
+    """
+    Map model type -> builder.
+
+    The three of ``segment_anything.sam_model_registry``, plus the tiny test model.
+    """
     from segment_anything import sam_model_registry
     builders = {name: sam_model_registry[name] for name in SAM_MODEL_TYPES}
     builders[TINY_TEST_MODEL] = build_tiny_test_sam
@@ -98,40 +127,41 @@ def _build(model_type: str, device: Optional[str] = None):
     if model_type not in builders:
         raise ConfigError(f"unknown SAM model type '{model_type}' "
                           f"(known: {', '.join(SAM_MODEL_TYPES)})")
-    if device == "meta":
-        with torch.device("meta"):
+    if device == 'meta':
+        with torch.device('meta'):
             return builders[model_type]()
     return builders[model_type]()
 
 
-def read_state_dict(path: Path, expected: str = "a SAM checkpoint") -> Dict[str, "object"]:
-    """The tensors of a checkpoint file, read without running any pickled code."""
+def read_state_dict(path: Path, expected: str = 'a SAM checkpoint') -> Dict[str, 'object']:
+    """Read the tensors of a checkpoint file without running any pickled code."""
     import torch
+
     from ..config import check_model_file
-    path = check_model_file(path, "SAM checkpoint", expected)
+    path = check_model_file(path, 'SAM checkpoint', expected)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # corrupt, truncated, not a torch file, or unsafe pickle content
         text = str(err).strip()
-        if "Weights only load failed" in text:
-            reason = "it holds pickled Python objects besides tensors, refused because " \
-                     "unpickling them could run code"
+        if 'Weights only load failed' in text:
+            reason = 'it holds pickled Python objects besides tensors, refused because ' \
+                     'unpickling them could run code'
         elif isinstance(err, EOFError):
-            reason = "the file is empty or truncated"
+            reason = 'the file is empty or truncated'
         else:
-            reason = f"{type(err).__name__}: " + (text.splitlines()[0].split(". ")[0][:120]
-                                                   if text else "unreadable")
-        raise ConfigError(f"SAM checkpoint {path} cannot be read safely as {expected} "
-                          f"({reason})") from None
+            first = text.splitlines()[0].split('. ')[0][:120] if text else 'unreadable'
+            reason = f'{type(err).__name__}: ' + first
+        raise ConfigError(f'SAM checkpoint {path} cannot be read safely as {expected} '
+                          f'({reason})') from None
     if isinstance(state, dict):
-        for wrapper in ("model", "state_dict"):  # common training-script wrappers
+        for wrapper in ('model', 'state_dict'):  # common training-script wrappers
             inner = state.get(wrapper)
             if isinstance(inner, dict) and ENCODER_KEY not in state:
                 state = inner
     if not isinstance(state, dict) or not state or \
             not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise ConfigError(f"SAM checkpoint {path} is not a state dict of tensors "
-                          f"(expected {expected})")
+        raise ConfigError(f'SAM checkpoint {path} is not a state dict of tensors '
+                          f'(expected {expected})')
     return state
 
 
@@ -155,28 +185,31 @@ def check_state_dict(state: dict, model, path: Path, model_type: str) -> None:
         return
     guess = guess_model_type(state)
     if guess and guess != model_type:
-        what = f"looks like a {guess} checkpoint"
-    elif guess is None and not any(k.startswith("image_encoder.") for k in state):
-        what = "has no SAM image encoder weights"
+        what = f'looks like a {guess} checkpoint'
+    elif guess is None and not any(k.startswith('image_encoder.') for k in state):
+        what = 'has no SAM image encoder weights'
     else:
-        what = "does not match"
+        what = 'does not match'
     details = []
     if wrong:
         k = wrong[0]
-        details.append(f"{len(wrong)} shape mismatches, e.g. {k} {tuple(state[k].shape)} vs "
-                       f"{tuple(expected[k].shape)}")
+        details.append(f'{len(wrong)} shape mismatches, e.g. {k} {tuple(state[k].shape)} vs '
+                       f'{tuple(expected[k].shape)}')
     if missing:
-        details.append(f"{len(missing)} missing keys, e.g. {missing[0]}")
+        details.append(f'{len(missing)} missing keys, e.g. {missing[0]}')
     if unexpected:
-        details.append(f"{len(unexpected)} unexpected keys, e.g. {unexpected[0]}")
+        details.append(f'{len(unexpected)} unexpected keys, e.g. {unexpected[0]}')
     if not_float:
-        details.append(f"{len(not_float)} non-float tensors, e.g. {not_float[0]}")
-    raise ConfigError(f"SAM checkpoint {path} {what}, expected {model_type} "
+        details.append(f'{len(not_float)} non-float tensors, e.g. {not_float[0]}')
+    raise ConfigError(f'SAM checkpoint {path} {what}, expected {model_type} '
                       f"(prior.sam.model_type): {'; '.join(details)}")
 
 
-def load_sam(checkpoint, model_type: str = "vit_b", device: str = "cpu"):
-    """A SAM model of ``model_type`` with the weights of ``checkpoint``, on ``device`` (eval).
+def load_sam(checkpoint, model_type: str = 'vit_b', device: str = 'cpu'):
+    """
+    Load a SAM model of ``model_type`` with the weights of ``checkpoint`` (eval mode).
+
+    The model is placed on ``device``.
 
     The architecture comes from the registry (built on the meta device: no initialisation
     cost), the weights are checked, then assigned. On CUDA the image encoder is kept in float16
@@ -184,8 +217,8 @@ def load_sam(checkpoint, model_type: str = "vit_b", device: str = "cpu"):
     """
     import torch
     path = Path(checkpoint).expanduser()
-    state = read_state_dict(path, f"a SAM {model_type} state dict")
-    model = _build(model_type, device="meta")
+    state = read_state_dict(path, f'a SAM {model_type} state dict')
+    model = _build(model_type, device='meta')
     check_state_dict(state, model, path, model_type)
     state = {k: v.to(torch.float32) for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
@@ -196,18 +229,18 @@ def load_sam(checkpoint, model_type: str = "vit_b", device: str = "cpu"):
         model.load_state_dict(state, strict=True)
     model.eval().requires_grad_(False)
     model.to(device)
-    if device == "cuda":
+    if device == 'cuda':
         model.image_encoder.half()
     return model
 
 
-def random_sam(model_type: str = TINY_TEST_MODEL, seed: int = 0, device: str = "cpu"):
-    """A SAM of ``model_type`` with random weights (tests and speed benchmarks only)."""
+def random_sam(model_type: str = TINY_TEST_MODEL, seed: int = 0, device: str = 'cpu'):
+    """Build a SAM of ``model_type`` with random weights (tests and speed benchmarks only)."""
     import torch
     torch.manual_seed(seed)
     model = _build(model_type).eval().requires_grad_(False)
     model.to(device)
-    if device == "cuda":
+    if device == 'cuda':
         model.image_encoder.half()
     return model
 
@@ -219,15 +252,17 @@ def random_sam(model_type: str = TINY_TEST_MODEL, seed: int = 0, device: str = "
 class TorchMaskDecoder:
     """Prompt encoder + mask decoder + upscaling in torch."""
 
-    name = "torch"
+    name = 'torch'
 
     def __init__(self, model):
         self.model = model
 
     def __call__(self, features, coords, labels, input_size, original_size):
-        """``coords`` (B, N, 2) float in the model's input frame, ``labels`` (B, N).
+        """
+        ``coords`` (B, N, 2) float in the model's input frame, ``labels`` (B, N).
 
-        Returns (mask logits B x 3 x H x W at ``original_size``, predicted IoU B x 3), torch."""
+        Returns (mask logits B x 3 x H x W at ``original_size``, predicted IoU B x 3), torch.
+        """
         import torch
         with torch.inference_mode():
             sparse, dense = self.model.prompt_encoder(points=(coords, labels), boxes=None,
@@ -241,7 +276,8 @@ class TorchMaskDecoder:
 
 
 class SamFrameEncoder:
-    """SAM's image embedding for the current frame, and mask prediction from it.
+    """
+    SAM's image embedding for the current frame, and mask prediction from it.
 
     Also stands in for ``SamPredictor`` inside ``SamAutomaticMaskGenerator`` (``set_image`` of
     the frame already embedded is free, ``predict_torch`` goes to the chosen decoder), so the
@@ -249,15 +285,15 @@ class SamFrameEncoder:
     """
 
     def __init__(self, model, decoder=None, encoder_dtype=None):
-        import torch
         from segment_anything.utils.transforms import ResizeLongestSide
+        import torch
         self.model = model
         self.cancel = threading.Event()  # set: the running computation stops at its next layer
         cancel = self.cancel
 
         def stop_if_cancelled(module, inputs):  # a closure, not a method: deepcopy-safe
             if cancel.is_set():
-                raise PriorCancelled("SAM computation cancelled")
+                raise PriorCancelled('SAM computation cancelled')
 
         layers = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)
         self._hooks = [m.register_forward_pre_hook(stop_if_cancelled)
@@ -280,7 +316,7 @@ class SamFrameEncoder:
 
     @staticmethod
     def _key(image: np.ndarray):
-        return (image.__array_interface__["data"][0], image.shape, image.strides)
+        return (image.__array_interface__['data'][0], image.shape, image.strides)
 
     def embed(self, image_rgb: np.ndarray) -> None:
         """Run the image encoder once for this frame (HxWx3 uint8 RGB)."""
@@ -296,11 +332,11 @@ class SamFrameEncoder:
 
     def check_cancel(self) -> None:
         if self.cancel.is_set():
-            raise PriorCancelled("SAM computation cancelled")
+            raise PriorCancelled('SAM computation cancelled')
 
     # --- the SamPredictor interface SamAutomaticMaskGenerator uses --------------------------
-    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
-        if image_format != "RGB":
+    def set_image(self, image: np.ndarray, image_format: str = 'RGB') -> None:
+        if image_format != 'RGB':
             image = image[..., ::-1]
         if self.features is None or self._key(image) != self._image_key:
             self.embed(image)
@@ -314,9 +350,9 @@ class SamFrameEncoder:
     def predict_torch(self, point_coords, point_labels, boxes=None, mask_input=None,
                       multimask_output=True, return_logits=False):
         if boxes is not None or mask_input is not None or not multimask_output:
-            raise NotImplementedError("only multimask point prompts are used here")
+            raise NotImplementedError('only multimask point prompts are used here')
         if self.features is None:
-            raise RuntimeError("embed() a frame before predicting masks")
+            raise RuntimeError('embed() a frame before predicting masks')
         self.check_cancel()
         logits, iou = self.decoder(self.features, point_coords, point_labels, self.input_size,
                                    self.original_size)
@@ -324,8 +360,12 @@ class SamFrameEncoder:
         return masks, iou, None
 
     def predict_points(self, points_xy: np.ndarray):
-        """One positive point per prompt (``points_xy`` (B, 2) in frame pixels) ->
-        (bool masks B x 3 x H x W, predicted IoU B x 3), numpy."""
+        """
+        Decode one positive point per prompt into masks.
+
+        ``points_xy`` (B, 2) in frame pixels -> (bool masks B x 3 x H x W, predicted IoU B x 3),
+        numpy.
+        """
         torch = self._torch
         coords = self.transform.apply_coords(points_xy.astype(np.float64), self.original_size)
         coords = torch.as_tensor(coords, dtype=torch.float32, device=self.device)[:, None, :]
@@ -336,23 +376,27 @@ class SamFrameEncoder:
 
 def sam_input_image(thermal: np.ndarray, visible_bgr: np.ndarray,
                     min_contrast: float = 8.0) -> Tuple[np.ndarray, str]:
-    """The picture SAM segments: the visible image (RGB), unless it is too dark or flat to show
-    anything (luma standard deviation below ``min_contrast`` grey levels, e.g. at night), then
-    the thermal image as grey RGB. Returns (HxWx3 uint8 RGB, 'visible' or 'thermal')."""
+    """
+    Choose the picture SAM segments: the visible image, or the thermal one when dark.
+
+    The visible image (RGB) is used unless it is too dark or flat to show anything (luma standard
+    deviation below ``min_contrast`` grey levels, e.g. at night); then the thermal image is used as
+    grey RGB. Returns (HxWx3 uint8 RGB, 'visible' or 'thermal').
+    """
     if visible_bgr is not None:
         vis = visible_bgr if visible_bgr.ndim == 3 else np.repeat(visible_bgr[..., None], 3, 2)
         vis = np.ascontiguousarray(vis[..., :3][..., ::-1])
         luma = vis[::4, ::4].mean(axis=2)
         if float(luma.std()) >= min_contrast:
-            return vis, "visible"
+            return vis, 'visible'
     gray = np.clip(np.asarray(thermal, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2)), "thermal"
+    return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2)), 'thermal'
 
 
 class SamSegmenter:
     """One frame in, one SemanticPrior(source='sam') out, synchronously."""
 
-    name = "sam"
+    name = 'sam'
 
     def __init__(self, model, *, max_points: int = 8, auto_grid: int = 0, min_area: int = 64,
                  decoder=None, encoder_dtype=None, blob_finder: ThermalPrior = None,
@@ -369,28 +413,36 @@ class SamSegmenter:
         self.generator = None
         if self.auto_grid > 0:
             from segment_anything import SamAutomaticMaskGenerator
-            options = dict(points_per_batch=16, crop_n_layers=0, output_mode="binary_mask")
+            options = {'points_per_batch': 16, 'crop_n_layers': 0, 'output_mode': 'binary_mask'}
             options.update(grid_options or {})
             self.generator = SamAutomaticMaskGenerator(model, points_per_side=self.auto_grid,
                                                        **options)
             self.generator.predictor = self.encoder  # share the frame's embedding
         self.last_timings: Dict[str, float] = {}
-        self.last_input = ""
+        self.last_input = ''
 
     def request_cancel(self) -> None:
-        """Ask a computation running in another thread to stop at its next step (it raises
-        PriorCancelled); the next call starts afresh."""
+        """
+        Ask a computation running in another thread to stop.
+
+        The computation stops at its next step (it raises PriorCancelled); the next call starts
+        afresh.
+        """
         self.encoder.cancel.set()
 
     @property
     def decoder_name(self) -> str:
-        return getattr(self.encoder.decoder, "name", "torch")
+        return getattr(self.encoder.decoder, 'name', 'torch')
 
     def prompt_masks(self, prompts: PointPrompts) -> List[MaskCandidate]:
-        """One target mask per warm prompt: of SAM's three, the best by predicted IoU weighted
-        by how much of the warm blob it covers; masks covering more than ``max_mask_fraction``
-        of the frame (background grabs) or less than ``min_blob_recall`` of the blob are
-        refused, and then the warm blob itself stands in, so a target is never lost."""
+        """
+        Pick one target mask per warm prompt.
+
+        Of SAM's three, the best by predicted IoU weighted by how much of the warm blob it covers;
+        masks covering more than ``max_mask_fraction`` of the frame (background grabs) or less than
+        ``min_blob_recall`` of the blob are refused, and then the warm blob itself stands in, so a
+        target is never lost.
+        """
         if len(prompts) == 0:
             return []
         masks, iou = self.encoder.predict_points(prompts.points)
@@ -422,7 +474,7 @@ class SamSegmenter:
         if self.generator is None:
             return []
         records = self.generator.generate(image_rgb)
-        return [MaskCandidate(np.asarray(r["segmentation"], bool), float(r["predicted_iou"]),
+        return [MaskCandidate(np.asarray(r['segmentation'], bool), float(r['predicted_iou']),
                               False) for r in records]
 
     def __call__(self, thermal: np.ndarray, visible_bgr: np.ndarray = None) -> SemanticPrior:
@@ -440,17 +492,17 @@ class SamSegmenter:
         image, self.last_input = sam_input_image(thermal, visible_bgr)
         try:
             self.encoder.embed(image)
-            lap("encoder")
+            lap('encoder')
             prompts = warm_point_prompts(thermal, self.max_points, self.blob_finder)
-            lap("prompts")
+            lap('prompts')
             candidates = self.prompt_masks(prompts)
-            lap("decoder")
+            lap('decoder')
             candidates += self.grid_masks(image)
-            lap("grid")
+            lap('grid')
             self.encoder.check_cancel()
             prior = merge_masks(candidates, thermal.shape, self.min_area, prompts.blobs,
                                 source=self.name)
-            lap("merge")
+            lap('merge')
         finally:
             self.encoder.forget()
         self.last_timings = timings
@@ -462,8 +514,8 @@ class SamSegmenter:
 # --------------------------------------------------------------------------------------------
 
 def make_decoder(model, backend: str, device: str, threads: int = 0):
-    """The mask decoder for ``backend`` (config ``backend``: torch or onnx)."""
-    if backend == "onnx":
+    """Return the mask decoder for ``backend`` (config ``backend``: torch or onnx)."""
+    if backend == 'onnx':
         from .sam_onnx import OnnxMaskDecoder
         return OnnxMaskDecoder.from_model(model, device, threads)
     return TorchMaskDecoder(model)
@@ -473,24 +525,25 @@ def build_segmenter(config: dict, device: str, model_type: Optional[str] = None,
                     model=None) -> SamSegmenter:
     """SAM from the config's checkpoint (or ``model``, already built), ready for frames."""
     from ..config import resolve_model_path
-    model_type = model_type or config["prior.sam.model_type"]
+    model_type = model_type or config['prior.sam.model_type']
     if model is None:
-        value = config["prior.sam.checkpoint"]
-        path = resolve_model_path(value, f"sam_{model_type}.pth")
+        value = config['prior.sam.checkpoint']
+        path = resolve_model_path(value, f'sam_{model_type}.pth')
         if not value and not path.is_file():
-            raise ConfigError(f"prior.source=sam needs prior.sam.checkpoint (a SAM {model_type} "
-                              f".pth file; none given and no {path})")
+            raise ConfigError(f'prior.source=sam needs prior.sam.checkpoint (a SAM {model_type} '
+                              f'.pth file; none given and no {path})')
         model = load_sam(path, model_type, device)
-    decoder = make_decoder(model, config["backend"], device, config["threads"])
-    return SamSegmenter(model, max_points=config["prior.sam.max_points"],
-                        auto_grid=config["prior.sam.auto_grid"],
-                        min_area=config["prior.sam.min_area"], decoder=decoder,
+    decoder = make_decoder(model, config['backend'], device, config['threads'])
+    return SamSegmenter(model, max_points=config['prior.sam.max_points'],
+                        auto_grid=config['prior.sam.auto_grid'],
+                        min_area=config['prior.sam.min_area'], decoder=decoder,
                         blob_finder=ThermalPrior.from_config(config))
 
 
 def build_sam_provider(config: dict, device: str, *, model_type: Optional[str] = None,
                        model=None):
-    """The prior source for ``prior.source: sam``.
+    """
+    Build the prior source for ``prior.source: sam``.
 
     A missing or mismatched checkpoint raises a one-line ConfigError with
     ``prior.on_sam_error: error``; with ``fallback`` it is logged loudly and the provider serves
@@ -502,15 +555,15 @@ def build_sam_provider(config: dict, device: str, *, model_type: Optional[str] =
     try:
         segmenter = build_segmenter(config, device, model_type, model)
     except ConfigError as err:
-        if config["prior.on_sam_error"] == "error":
+        if config['prior.on_sam_error'] == 'error':
             raise
-        log.error("SAM prior unavailable, serving the THERMAL FALLBACK prior instead "
-                  "(prior.on_sam_error=fallback): %s", err)
+        log.error('SAM prior unavailable, serving the THERMAL FALLBACK prior instead '
+                  '(prior.on_sam_error=fallback): %s', err)
         return PriorProvider.from_config(None, fallback, config, unavailable=str(err))
     provider = PriorProvider.from_config(segmenter, fallback, config)
-    log.info("semantic prior: SAM %s on %s, decoder %s, %s, up to %d prompts%s",
-             model_type or config["prior.sam.model_type"], device, segmenter.decoder_name,
-             "every frame" if config["prior.every_frame"] else
+    log.info('semantic prior: SAM %s on %s, decoder %s, %s, up to %d prompts%s',
+             model_type or config['prior.sam.model_type'], device, segmenter.decoder_name,
+             'every frame' if config['prior.every_frame'] else
              f"worker at {config['prior.rate_hz']:g} Hz", segmenter.max_points,
-             f", grid {segmenter.auto_grid}x{segmenter.auto_grid}" if segmenter.auto_grid else "")
+             f', grid {segmenter.auto_grid}x{segmenter.auto_grid}' if segmenter.auto_grid else '')
     return provider

@@ -1,4 +1,19 @@
-"""SAM's prompt encoder + mask decoder in ONNX, run by onnxruntime (``backend: onnx``).
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+SAM's prompt encoder + mask decoder in ONNX, run by onnxruntime (``backend: onnx``).
 
 The graph is the package's ``segment_anything.utils.onnx.SamOnnxModel`` (prompt encoding and
 mask decoding, all four mask outputs), exported with ``torch.onnx.export(..., dynamo=False,
@@ -21,19 +36,19 @@ from __future__ import annotations
 
 import io
 import logging
-import warnings
 from pathlib import Path
 from typing import Union
+import warnings
 
 import numpy as np
 
 from ..errors import ConfigError
 
-log = logging.getLogger("sgdfuse_ros")
+log = logging.getLogger('sgdfuse_ros')
 
-INPUT_NAMES = ["image_embeddings", "point_coords", "point_labels", "mask_input",
-               "has_mask_input", "orig_im_size"]
-OUTPUT_NAMES = ["masks", "iou_predictions", "low_res_masks"]
+INPUT_NAMES = ['image_embeddings', 'point_coords', 'point_labels', 'mask_input',
+               'has_mask_input', 'orig_im_size']
+OUTPUT_NAMES = ['masks', 'iou_predictions', 'low_res_masks']
 OPSET = 17
 
 
@@ -48,8 +63,11 @@ def _example_inputs(model):
 
 
 def _decoder_parts(model):
-    """The prompt encoder and mask decoder of ``model``, copied to the CPU in float32 (what
-    SamOnnxModel reads of a Sam; the image encoder stays where it is)."""
+    """
+    Copy the prompt encoder and mask decoder of ``model`` to the CPU in float32.
+
+    That is what SamOnnxModel reads of a Sam; the image encoder stays where it is.
+    """
     import copy
     from types import SimpleNamespace
 
@@ -78,25 +96,27 @@ def _decoder_graph(model):
 def upscale_masks(low_res, img_size: int, input_size, original_size):
     """Low-resolution mask logits -> the frame's size, exactly as ``Sam.postprocess_masks``."""
     from torch.nn import functional as F
-    masks = F.interpolate(low_res, (img_size, img_size), mode="bilinear", align_corners=False)
+    masks = F.interpolate(low_res, (img_size, img_size), mode='bilinear', align_corners=False)
     masks = masks[..., : input_size[0], : input_size[1]]
-    return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
+    return F.interpolate(masks, tuple(original_size), mode='bilinear', align_corners=False)
 
 
 def export_decoder(model, target: Union[str, Path, io.BytesIO]) -> None:
-    """Write ``model``'s prompt encoder + mask decoder as ONNX to a path or a byte buffer.
+    """
+    Write ``model``'s prompt encoder + mask decoder as ONNX to a path or a byte buffer.
 
     Inputs: image_embeddings (1, C, h, w), point_coords (B, N, 2) in the model's input frame,
     point_labels (B, N) (1 foreground, 0 background, -1 padding), mask_input (1, 1, 4h, 4w),
     has_mask_input (1,) (orig_im_size is traced out: the graph does not upscale). Outputs:
     low-resolution mask logits (B, 4, 4h, 4w) as masks and low_res_masks, iou_predictions
-    (B, 4)."""
+    (B, 4).
+    """
     import torch
     wrapped = _decoder_graph(model)
-    dynamic = {"point_coords": {0: "prompts", 1: "points"},
-               "point_labels": {0: "prompts", 1: "points"}}
+    dynamic = {'point_coords': {0: 'prompts', 1: 'points'},
+               'point_labels': {0: 'prompts', 1: 'points'}}
     with warnings.catch_warnings():  # tracer chatter about python values in the graph
-        warnings.simplefilter("ignore")
+        warnings.simplefilter('ignore')
         torch.onnx.export(wrapped, _example_inputs(model), target, input_names=INPUT_NAMES,
                           output_names=OUTPUT_NAMES, dynamic_axes=dynamic, opset_version=OPSET,
                           do_constant_folding=True, dynamo=False)
@@ -105,12 +125,16 @@ def export_decoder(model, target: Union[str, Path, io.BytesIO]) -> None:
 class OnnxMaskDecoder:
     """Same call as :class:`sgdfuse_ros.prior.sam.TorchMaskDecoder`, run by onnxruntime."""
 
-    name = "onnx"
+    name = 'onnx'
 
-    def __init__(self, model_bytes_or_path, device: str = "cpu", threads: int = 0,
+    def __init__(self, model_bytes_or_path, device: str = 'cpu', threads: int = 0,
                  img_size: int = 0):
-        """``img_size``: the image encoder's input side (1024 for SAM; default: 16 x the
-        embedding side, SAM's patch size)."""
+        """
+        Open an onnxruntime session on the exported decoder.
+
+        ``img_size``: the image encoder's input side (1024 for SAM; default: 16 x the embedding
+        side, SAM's patch size).
+        """
         import onnxruntime as ort
 
         from ..backends import session_options, usable_providers
@@ -122,30 +146,34 @@ class OnnxMaskDecoder:
         try:
             self.session = ort.InferenceSession(source, options, providers=providers)
         except Exception as err:
-            raise ConfigError(f"onnxruntime cannot load the SAM decoder: {type(err).__name__}: "
+            raise ConfigError(f'onnxruntime cannot load the SAM decoder: {type(err).__name__}: '
                               f"{str(err).splitlines()[0] if str(err) else ''}") from None
         self.providers = self.session.get_providers()
         self._inputs = {i.name: i for i in self.session.get_inputs()}
-        grid = self._inputs["image_embeddings"].shape[2:]  # (h, w) of the embedding
+        grid = self._inputs['image_embeddings'].shape[2:]  # (h, w) of the embedding
         self.img_size = int(img_size) if img_size else 16 * int(grid[0])
         self._empty_mask = np.zeros([1, 1, 4 * int(grid[0]), 4 * int(grid[1])], np.float32)
-        log.debug("SAM decoder on onnxruntime, providers %s", self.providers)
+        log.debug('SAM decoder on onnxruntime, providers %s', self.providers)
 
     @classmethod
-    def from_model(cls, model, device: str = "cpu", threads: int = 0) -> "OnnxMaskDecoder":
+    def from_model(cls, model, device: str = 'cpu', threads: int = 0) -> 'OnnxMaskDecoder':
         """Export ``model``'s decoder in memory and open it."""
         buffer = io.BytesIO()
         try:
             export_decoder(model, buffer)
         except Exception as err:
-            raise ConfigError(f"cannot export the SAM decoder to ONNX: {type(err).__name__}: "
+            raise ConfigError(f'cannot export the SAM decoder to ONNX: {type(err).__name__}: '
                               f"{str(err).splitlines()[0] if str(err) else ''}") from None
         return cls(buffer.getvalue(), device, threads, model.image_encoder.img_size)
 
     def __call__(self, features, coords, labels, input_size, original_size):
-        """``features`` (1, C, h, w) torch, ``coords`` (B, N, 2) in the model's input frame,
+        """
+        Decode point prompts with onnxruntime.
+
+        ``features`` (1, C, h, w) torch, ``coords`` (B, N, 2) in the model's input frame,
         ``labels`` (B, N) -> (mask logits B x 3 x H x W at ``original_size``, IoU B x 3) as CPU
-        torch tensors; ``input_size`` is the frame's size inside the encoder's padded square."""
+        torch tensors; ``input_size`` is the frame's size inside the encoder's padded square.
+        """
         import torch
         coords = np.asarray(coords.detach().cpu().numpy(), np.float32)
         labels = np.asarray(labels.detach().cpu().numpy(), np.float32)
@@ -155,12 +183,12 @@ class OnnxMaskDecoder:
         coords = np.concatenate([coords, np.zeros((batch, 1, 2), np.float32)], axis=1)
         labels = np.concatenate([labels, -np.ones((batch, 1), np.float32)], axis=1)
         feeds = {
-            "image_embeddings": features.detach().float().cpu().numpy(),
-            "point_coords": coords,
-            "point_labels": labels,
-            "mask_input": self._empty_mask,
-            "has_mask_input": np.zeros(1, np.float32),
-            "orig_im_size": np.asarray(original_size, np.float32),
+            'image_embeddings': features.detach().float().cpu().numpy(),
+            'point_coords': coords,
+            'point_labels': labels,
+            'mask_input': self._empty_mask,
+            'has_mask_input': np.zeros(1, np.float32),
+            'orig_im_size': np.asarray(original_size, np.float32),
         }
         feeds = {k: v for k, v in feeds.items() if k in self._inputs}  # unused ones get dropped
         masks, iou, _ = self.session.run(None, feeds)
@@ -174,11 +202,11 @@ def export_onnx(config: dict, out_dir) -> Path:
     """``sgdfuse export``: the configured SAM checkpoint's prompt encoder + mask decoder."""
     from .sam import load_sam
 
-    checkpoint = config.get("prior.sam.checkpoint", "")
+    checkpoint = config.get('prior.sam.checkpoint', '')
     if not checkpoint:
-        raise ConfigError("prior.sam.checkpoint is empty: set it (--set prior.sam.checkpoint=PATH) "
-                          "to export SAM's decoder")
-    model = load_sam(checkpoint, config["prior.sam.model_type"], "cpu")
+        raise ConfigError('prior.sam.checkpoint is empty: set it '
+                          "(--set prior.sam.checkpoint=PATH) to export SAM's decoder")
+    model = load_sam(checkpoint, config['prior.sam.model_type'], 'cpu')
     out = Path(out_dir) / f"sam_{config['prior.sam.model_type']}_decoder.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)
     export_decoder(model, out)

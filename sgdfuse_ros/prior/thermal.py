@@ -1,4 +1,19 @@
-"""The fallback prior: warm blobs of the thermal image, no checkpoint needed.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The fallback prior: warm blobs of the thermal image, no checkpoint needed.
 
 Warm objects (people, animals, engines) are what a thermal camera adds to a visible one, so the
 fallback marks as targets the connected regions that stand out above the scene's robust
@@ -18,7 +33,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .format import SemanticPrior, label_boundaries
+from .format import label_boundaries, SemanticPrior
 
 WORK_WIDTH = 640          # sizes are defined at this width
 MAX_WORK_WIDTH = 800      # wider frames are analysed downscaled to WORK_WIDTH
@@ -42,7 +57,7 @@ class WarmBlobs:
 
 
 class ThermalPrior:
-    name = "thermal"
+    name = 'thermal'
 
     def __init__(self, sigma: float = 2.0, k: float = 1.5, min_area: int = 30,
                  max_regions: int = 32, min_contrast: float = 0.04):
@@ -53,9 +68,9 @@ class ThermalPrior:
         self.min_contrast = float(min_contrast)
 
     @classmethod
-    def from_config(cls, config: dict) -> "ThermalPrior":
-        return cls(config["prior.thermal.sigma"], config["prior.thermal.k"],
-                   config["prior.thermal.min_area"], config["prior.thermal.max_regions"])
+    def from_config(cls, config: dict) -> 'ThermalPrior':
+        return cls(config['prior.thermal.sigma'], config['prior.thermal.k'],
+                   config['prior.thermal.min_area'], config['prior.thermal.max_regions'])
 
     def warm_blobs(self, thermal: np.ndarray) -> WarmBlobs:
         """Label the warm regions of ``thermal`` (float32 HxW in [0, 1]), largest first."""
@@ -80,7 +95,7 @@ class ThermalPrior:
             mask, connectivity=8, ltype=ltype)
         areas = stats[1:, cv2.CC_STAT_AREA].astype(np.int64)
         min_area = self.min_area * scale * scale
-        order = [i for i in np.argsort(-areas, kind="stable") if areas[i] >= min_area]
+        order = [i for i in np.argsort(-areas, kind='stable') if areas[i] >= min_area]
         order = order[: self.max_regions]
         if len(order) == count - 1 and order == list(range(count - 1)) and \
                 components.dtype == np.uint16:
@@ -113,7 +128,8 @@ class ThermalPrior:
 
 
 def target_strength(smooth: np.ndarray, inside: np.ndarray, threshold: float) -> np.ndarray:
-    """The ``targets`` map of a prior whose target pixels are ``inside`` (bool HxW).
+    """
+    Return the ``targets`` map of a prior whose target pixels are ``inside`` (bool HxW).
 
     0.5 at the warm threshold rising to 1.0 at the warmest target pixels' level (90th
     percentile), never below 0.5 inside a target (so a cooler part of a warm object, such as
@@ -134,7 +150,7 @@ def target_strength(smooth: np.ndarray, inside: np.ndarray, threshold: float) ->
 class EmptyPrior:
     """prior.source = none: an all-background prior (the ablation and the cheapest setting)."""
 
-    name = "none"
+    name = 'none'
 
     def __call__(self, thermal: np.ndarray, visible_y: np.ndarray = None) -> SemanticPrior:
         return SemanticPrior.empty(thermal.shape, source=self.name)

@@ -1,4 +1,19 @@
-"""A slow prior (SAM) off the critical path: its own thread, newest frame only, never waited for.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+A slow prior (SAM) off the critical path: its own thread, newest frame only, never waited for.
 
     worker = AsyncPriorWorker(segmenter, rate_hz=2.0, timeout_s=30.0)
     worker.submit(thermal, visible_bgr, stamp)   # every frame; replaces a frame not yet taken
@@ -22,23 +37,27 @@ dying process.
 from __future__ import annotations
 
 import atexit
+from dataclasses import dataclass
 import logging
 import threading
 import time
-import weakref
-from dataclasses import dataclass
 from typing import Callable, Optional
+import weakref
 
-log = logging.getLogger("sgdfuse_ros")
+log = logging.getLogger('sgdfuse_ros')
 
-_LIVE_WORKERS: "weakref.WeakSet" = weakref.WeakSet()
+_LIVE_WORKERS: 'weakref.WeakSet' = weakref.WeakSet()
 EXIT_WAIT_S = 60.0  # at interpreter exit, wait this long for a cancelled computation to stop
 
 
 @atexit.register
 def _close_live_workers() -> None:
-    """A daemon thread still inside torch when the interpreter finalises aborts the process
-    ("terminate called without an active exception"): cancel and wait for it instead."""
+    """
+    Cancel the live workers and wait for them at interpreter exit.
+
+    A daemon thread still inside torch when the interpreter finalises aborts the process
+    ("terminate called without an active exception").
+    """
     for worker in list(_LIVE_WORKERS):
         worker.close(timeout_s=EXIT_WAIT_S)
 
@@ -50,13 +69,13 @@ class WorkerState:
     prior: object = None        # newest successful result (None before the first)
     stamp: float = 0.0          # clock time of the frame that result was computed for
     healthy: bool = True        # False after a failure or during an overdue computation
-    last_error: str = ""        # why it is unhealthy (or the last failure)
+    last_error: str = ''        # why it is unhealthy (or the last failure)
 
 
 class AsyncPriorWorker:
     def __init__(self, compute: Callable, rate_hz: float, timeout_s: float,
                  backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic, name: str = "sam-prior"):
+                 clock: Callable[[], float] = time.monotonic, name: str = 'sam-prior'):
         self.compute = compute
         self.period_s = 1.0 / float(rate_hz)
         self.timeout_s = float(timeout_s)
@@ -76,7 +95,7 @@ class AsyncPriorWorker:
         self.attempts = 0               # computations started
         self.failures = 0               # raised + timed out
         self.timeouts = 0
-        self.last_error = ""
+        self.last_error = ''
         self.last_run_s = 0.0           # duration of the last finished computation
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
@@ -108,8 +127,11 @@ class AsyncPriorWorker:
         return self._running_since is not None
 
     def close(self, timeout_s: float = 2.0) -> bool:
-        """Stop the thread; True if it ended within ``timeout_s`` (False: it is stuck inside a
-        computation, left to finish as a daemon thread and ignored)."""
+        """
+        Stop the thread; True if it ended within ``timeout_s``.
+
+        False: it is stuck inside a computation, left to finish as a daemon thread and ignored.
+        """
         with self._cond:
             self._stop = True
             self._cond.notify_all()
@@ -118,27 +140,27 @@ class AsyncPriorWorker:
             self._request_cancel()
         self._thread.join(timeout_s)
         if self._thread.is_alive():  # stays in _LIVE_WORKERS: the exit hook waits for it
-            log.warning("SAM prior worker still inside a computation after %.1f s; it was "
-                        "cancelled and ends at its next layer (daemon thread)", timeout_s)
+            log.warning('SAM prior worker still inside a computation after %.1f s; it was '
+                        'cancelled and ends at its next layer (daemon thread)', timeout_s)
             return False
         _LIVE_WORKERS.discard(self)
         return True
 
     # --- internals -------------------------------------------------------------------------------
     def _request_cancel(self) -> None:
-        cancel = getattr(self.compute, "request_cancel", None)
+        cancel = getattr(self.compute, 'request_cancel', None)
         if cancel is not None:
             try:
                 cancel()
             except Exception as err:  # pragma: no cover - a broken compute object
-                log.debug("request_cancel failed: %s", err)
+                log.debug('request_cancel failed: %s', err)
 
     def _check_overdue(self) -> None:  # with the lock held
         if self._running_since is None or self._running_overdue:
             return
         if self.clock() - self._running_since > self.timeout_s:
             self._running_overdue = True
-            self._fail(f"timeout: no prior after {self.timeout_s:g} s (prior.sam.timeout_s)",
+            self._fail(f'timeout: no prior after {self.timeout_s:g} s (prior.sam.timeout_s)',
                        timeout=True)
             self._request_cancel()
 
@@ -148,7 +170,7 @@ class AsyncPriorWorker:
         self._consecutive_failures += 1
         self._healthy = False
         self.last_error = message
-        log.warning("SAM prior failed (%s); thermal fallback, retry in %.1f s", message,
+        log.warning('SAM prior failed (%s); thermal fallback, retry in %.1f s', message,
                     self.backoff_s)
 
     def _loop(self) -> None:
@@ -182,8 +204,8 @@ class AsyncPriorWorker:
                 elif error is not None:
                     self._fail(error)
                 elif self.last_run_s > self.timeout_s:  # finished late without anyone polling
-                    self._fail(f"timeout: prior took {self.last_run_s:.1f} s "
-                               f"(prior.sam.timeout_s={self.timeout_s:g})", timeout=True)
+                    self._fail(f'timeout: prior took {self.last_run_s:.1f} s '
+                               f'(prior.sam.timeout_s={self.timeout_s:g})', timeout=True)
                 else:
                     self.runs += 1
                     self._result = (prior, stamp)

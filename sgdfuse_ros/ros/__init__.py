@@ -1,4 +1,4 @@
-# Copyright 2026 sgdfuse_ros developers
+# Copyright 2026 The sgdfuse_ros authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
 # you may not use this file except in compliance with the License.
@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The ROS 2 front end: the rclpy lifecycle node and its transport (needs a ROS 2 install).
+"""
+The ROS 2 front end: the rclpy lifecycle node and its transport (needs a ROS 2 install).
 
 Nothing here is imported by the rest of the package; the node's logic lives in
 :mod:`sgdfuse_ros.node_core` and runs the same without ROS (``sgdfuse live``).

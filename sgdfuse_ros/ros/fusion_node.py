@@ -1,4 +1,4 @@
-# Copyright 2026 sgdfuse_ros developers
+# Copyright 2026 The sgdfuse_ros authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
 # you may not use this file except in compliance with the License.
@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""``fusion_node``: the rclpy lifecycle node.
+"""
+``fusion_node``: the rclpy lifecycle node.
 
     ros2 run sgdfuse_ros fusion_node --ros-args --params-file config/fusion.yaml
     ros2 launch sgdfuse_ros fusion.launch.py thermal_topic:=/flir/image_raw
@@ -40,26 +41,30 @@ import array
 import sys
 from typing import Any, Dict
 
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
 import rclpy
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
-from ..errors import ConfigError, SgdfuseError
-from ..node_core import FusionNodeCore, check_config
-from ..parameters import ALL_PARAMS, SPECS, ParamSpec
 from .rclpy_transport import RclpyTransport
+from ..errors import ConfigError, SgdfuseError
+from ..node_core import check_config, FusionNodeCore
+from ..parameters import ALL_PARAMS, ParamSpec, SPECS
 
-NODE_NAME = "fusion_node"
+NODE_NAME = 'fusion_node'
 
 
 def parameter_descriptor(spec: ParamSpec) -> ParameterDescriptor:
-    """The ROS descriptor of one parameter: description, range or choices, read-only."""
+    """Build the ROS descriptor of one parameter: description, range or choices, read-only."""
     descriptor = ParameterDescriptor(name=spec.name, description=spec.description,
                                      read_only=bool(spec.read_only))
     if spec.choices is not None:
-        descriptor.additional_constraints = "one of: " + ", ".join(map(str, spec.choices))
+        descriptor.additional_constraints = 'one of: ' + ', '.join(map(str, spec.choices))
     if spec.kind is int and spec.min is not None:
         descriptor.integer_range = [IntegerRange(from_value=int(spec.min),
                                                  to_value=int(spec.max), step=0)]
@@ -70,7 +75,7 @@ def parameter_descriptor(spec: ParamSpec) -> ParameterDescriptor:
 
 
 def _plain(value: Any) -> Any:
-    """rclpy parameter values as the table's types (arrays come back as array.array)."""
+    """Convert rclpy parameter values to the table's types (arrays come as array.array)."""
     if isinstance(value, array.array):
         return list(value)
     return value
@@ -97,9 +102,9 @@ class FusionNode(Node):
             try:
                 self.declare_parameter(spec.name, default, descriptor)
             except Exception as err:  # wrong type or out of range in the parameter file
-                errors.append(f"{spec.name}: {err}")
+                errors.append(f'{spec.name}: {err}')
         if errors:
-            raise ConfigError("invalid parameters: " + "; ".join(errors))
+            raise ConfigError('invalid parameters: ' + '; '.join(errors))
 
     def parameter_values(self) -> Dict[str, Any]:
         values = {}
@@ -135,7 +140,7 @@ class FusionNode(Node):
                                   pipeline_factory=self.pipeline_factory)
             core.configure()
         except SgdfuseError as err:
-            self.get_logger().error(f"configure failed: {err}")
+            self.get_logger().error(f'configure failed: {err}')
             return TransitionCallbackReturn.FAILURE
         self.core = core
         return TransitionCallbackReturn.SUCCESS
@@ -144,10 +149,10 @@ class FusionNode(Node):
         try:
             self.core.activate()
         except SgdfuseError as err:
-            self.get_logger().error(f"activate failed: {err}")
+            self.get_logger().error(f'activate failed: {err}')
             return TransitionCallbackReturn.FAILURE
         except Exception as err:  # a model that does not load must not kill the process
-            self.get_logger().error(f"activate failed: {type(err).__name__}: {err}")
+            self.get_logger().error(f'activate failed: {type(err).__name__}: {err}')
             return TransitionCallbackReturn.FAILURE
         return super().on_activate(state)
 
@@ -165,7 +170,7 @@ class FusionNode(Node):
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: State) -> TransitionCallbackReturn:
-        self.get_logger().error("error during a transition: releasing everything")
+        self.get_logger().error('error during a transition: releasing everything')
         self._release()
         return TransitionCallbackReturn.SUCCESS  # back to unconfigured
 
@@ -178,12 +183,12 @@ class FusionNode(Node):
 
     # --- start-up -------------------------------------------------------------------------------
     def autostart(self) -> bool:
-        """configure + activate; False (with the reason logged) if either failed."""
+        """Configure and activate; False (with the reason logged) if either failed."""
         self.trigger_configure()
-        if self.core is None or self.core.state != "inactive":
+        if self.core is None or self.core.state != 'inactive':
             return False
         self.trigger_activate()
-        return self.core is not None and self.core.state == "active"
+        return self.core is not None and self.core.state == 'active'
 
 
 def main(args=None) -> int:
@@ -195,13 +200,13 @@ def main(args=None) -> int:
     try:
         node = FusionNode()
     except SgdfuseError as err:
-        print(f"fusion_node: error: {err}", file=sys.stderr)
+        print(f'fusion_node: error: {err}', file=sys.stderr)
         rclpy.try_shutdown()
         return 2
     try:
-        if node.get_parameter("autostart").value and not node.autostart():
-            node.get_logger().error("could not start; fix the error above, then "
-                                    "`ros2 lifecycle set` the node or restart it")
+        if node.get_parameter('autostart').value and not node.autostart():
+            node.get_logger().error('could not start; fix the error above, then '
+                                    '`ros2 lifecycle set` the node or restart it')
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -212,5 +217,5 @@ def main(args=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     sys.exit(main())

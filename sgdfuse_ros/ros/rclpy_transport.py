@@ -1,4 +1,4 @@
-# Copyright 2026 sgdfuse_ros developers
+# Copyright 2026 The sgdfuse_ros authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
 # you may not use this file except in compliance with the License.
@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The rclpy implementation of :class:`sgdfuse_ros.transport.base.Transport`.
+"""
+The rclpy implementation of :class:`sgdfuse_ros.transport.base.Transport`.
 
 Messages cross rclpy as CDR bytes: subscriptions are created with ``raw=True`` and the bytes
 deserialised with ``rosbags``; publishers publish the ``rosbags`` serialisation (rclpy
@@ -31,8 +32,8 @@ from ..transport.base import Publisher, QosProfile, Subscription, Timer, Transpo
 
 def message_class(typename: str):
     """``sensor_msgs/msg/Image`` -> the rclpy message class ``sensor_msgs.msg.Image``."""
-    package, kind, name = typename.split("/")
-    return getattr(importlib.import_module(f"{package}.{kind}"), name)
+    package, kind, name = typename.split('/')
+    return getattr(importlib.import_module(f'{package}.{kind}'), name)
 
 
 def rclpy_qos(profile: QosProfile):
@@ -40,13 +41,14 @@ def rclpy_qos(profile: QosProfile):
 
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST, depth=int(profile.depth),
-        reliability=(ReliabilityPolicy.BEST_EFFORT if profile.reliability == "best_effort"
+        reliability=(ReliabilityPolicy.BEST_EFFORT if profile.reliability == 'best_effort'
                      else ReliabilityPolicy.RELIABLE),
-        durability=(DurabilityPolicy.VOLATILE if profile.durability == "volatile"
+        durability=(DurabilityPolicy.VOLATILE if profile.durability == 'volatile'
                     else DurabilityPolicy.TRANSIENT_LOCAL))
 
 
 class RclpyPublisher(Publisher):
+
     def __init__(self, node, topic: str, typename: str, qos: QosProfile):
         self._node = node
         self.typename = typename
@@ -85,6 +87,7 @@ class RclpySubscription(Subscription):
 
 
 class RclpyTimer(Timer):
+
     def __init__(self, node, period_s: float, callback: Callable[[], None]):
         self._node = node
         self._timer = node.create_timer(float(period_s), callback)

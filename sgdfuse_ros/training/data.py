@@ -1,4 +1,19 @@
-"""Training data: RoadScene TRAIN pairs (never the test split), random crops and flips, seeded.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Training data: RoadScene TRAIN pairs (never the test split), random crops and flips, seeded.
 
 Every pair is read once and kept in memory as float32 maps in [0, 1]: thermal, visible luminance
 (YCrCb Y, the channel the pipeline fuses) and the semantic prior's targets and boundaries
@@ -34,21 +49,21 @@ class Sample:
 
 def split_train_names(data_dir, val_every: int = 14) -> tuple:
     """(training names, validation names) from split.json's TRAIN list only."""
-    names = [p.name for p in dataset_pairs(data_dir, "train")]
+    names = [p.name for p in dataset_pairs(data_dir, 'train')]
     if len(names) < 2:
-        raise InputError(f"{data_dir}: need at least 2 train pairs, found {len(names)}")
+        raise InputError(f'{data_dir}: need at least 2 train pairs, found {len(names)}')
     val = names[val_every // 2::val_every] if val_every > 0 else []
     train = [n for n in names if n not in set(val)]
     return train, val
 
 
 def load_samples(data_dir, names: Sequence[str]) -> List[Sample]:
-    pairs = {p.name: p for p in dataset_pairs(data_dir, "train")}
+    pairs = {p.name: p for p in dataset_pairs(data_dir, 'train')}
     prior = ThermalPrior()
     out = []
     for name in names:
         if name not in pairs:
-            raise InputError(f"{name} is not a train pair of {data_dir}")
+            raise InputError(f'{name} is not a train pair of {data_dir}')
         thermal_u8, visible = read_pair(pairs[name])
         if thermal_u8.dtype != np.uint8:
             thermal_u8 = cv2.normalize(thermal_u8, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
@@ -62,15 +77,19 @@ def load_samples(data_dir, names: Sequence[str]) -> List[Sample]:
 
 
 class CropSampler:
-    """Random ``crop`` x ``crop`` patches with horizontal flips; the prior is dropped (set empty)
-    with probability ``empty_prior`` so the stage also works without one."""
+    """
+    Sample random ``crop`` x ``crop`` patches with horizontal flips.
+
+    The prior is dropped (set empty) with probability ``empty_prior`` so the stage also works
+    without one.
+    """
 
     def __init__(self, samples: List[Sample], crop: int, seed: int, empty_prior: float = 0.15):
         if not samples:
-            raise InputError("no training samples")
+            raise InputError('no training samples')
         small = [s.name for s in samples if min(s.thermal.shape) < crop]
         if small:
-            raise InputError(f"crop {crop} is larger than image {small[0]}")
+            raise InputError(f'crop {crop} is larger than image {small[0]}')
         self.samples = samples
         self.crop = int(crop)
         self.empty_prior = float(empty_prior)

@@ -1,6 +1,23 @@
-"""The training loop shared by both stages: seeded crops, AdamW with cosine decay, a progress
-line on stderr (rate, ETA), a JSONL log of the loss terms and validation metrics, checkpoints
-every few minutes (model, optimiser, step, RNG states, best model so far) and resume.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The training loop shared by both stages.
+
+Seeded crops, AdamW with cosine decay, a progress line on stderr (rate, ETA), a JSONL log of the
+loss terms and validation metrics, checkpoints every few minutes (model, optimiser, step, RNG
+states, best model so far) and resume.
 
 A *task* (see :mod:`sgdfuse_ros.training.tasks`) supplies the model, the loss of a batch and a
 ``fuse(sample)`` used for validation on held-out TRAIN pairs. The weights written to ``out`` are
@@ -11,22 +28,26 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 import sys
 import time
-from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 
 from ..errors import ConfigError
-from ..metrics import HEADLINE_METRICS, fusion_metrics, to_gray
+from ..metrics import fusion_metrics, HEADLINE_METRICS, to_gray
 
-CKPT_NAME = "checkpoint.pt"
+CKPT_NAME = 'checkpoint.pt'
 
 
 def validation_metrics(fuse, samples) -> dict:
-    """Mean headline metrics of ``fuse(sample) -> fused BGR uint8`` over samples, scored as
-    ``sgdfuse evaluate`` does (fused colour image read as gray)."""
+    """
+    Score ``fuse`` over samples with the mean headline metrics.
+
+    ``fuse(sample)`` returns fused BGR uint8; scored as ``sgdfuse evaluate`` does (fused colour
+    image read as gray).
+    """
     rows = []
     for s in samples:
         bgr = fuse(s)
@@ -36,8 +57,12 @@ def validation_metrics(fuse, samples) -> dict:
 
 
 def selection_score(metrics: dict, reference: dict) -> float:
-    """Mean over the headline metrics of log(value / reference), each clipped to +-0.25 (so no
-    single metric, e.g. SD, buys the others)."""
+    """
+    Score metrics against a reference: the mean of clipped log ratios.
+
+    The mean over the headline metrics of log(value / reference), each clipped to +-0.25 (so no
+    single metric, e.g. SD, buys the others).
+    """
     parts = []
     for k in HEADLINE_METRICS:
         ref, val = reference.get(k, 0.0), metrics.get(k, 0.0)
@@ -48,33 +73,34 @@ def selection_score(metrics: dict, reference: dict) -> float:
 
 def _format_eta(seconds: float) -> str:
     seconds = int(max(seconds, 0))
-    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    return f'{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
 
 
 class Progress:
+
     def __init__(self, total: int, start: int = 0, stream=None):
         self.total, self.start = total, start
         self.stream = stream if stream is not None else sys.stderr
         self.t0 = time.monotonic()
         self.last = 0.0
 
-    def update(self, step: int, text: str = "", force: bool = False) -> None:
+    def update(self, step: int, text: str = '', force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self.last < 1.0:
             return
         self.last = now
         done = step - self.start
         rate = done / max(now - self.t0, 1e-6)
-        eta = (self.total - step) / rate if rate > 0 else float("inf")
+        eta = (self.total - step) / rate if rate > 0 else float('inf')
         width = 24
         filled = int(width * step / max(self.total, 1))
-        bar = "#" * filled + "-" * (width - filled)
-        eta_text = _format_eta(eta) if math.isfinite(eta) else "?"
-        self.stream.write(f"\r[{bar}] {step}/{self.total} {rate:.2f} it/s ETA {eta_text} {text}  ")
+        bar = '#' * filled + '-' * (width - filled)
+        eta_text = _format_eta(eta) if math.isfinite(eta) else '?'
+        self.stream.write(f'\r[{bar}] {step}/{self.total} {rate:.2f} it/s ETA {eta_text} {text}  ')
         self.stream.flush()
 
     def close(self) -> None:
-        self.stream.write("\n")
+        self.stream.write('\n')
         self.stream.flush()
 
 
@@ -83,49 +109,54 @@ def train(task, sampler, val_samples: List, out: Path, work: Path, steps: int, b
           checkpoint_every_s: float = 120.0, minutes: Optional[float] = None,
           reference: Optional[dict] = None, quiet: bool = False, info: Optional[dict] = None,
           stop_after: Optional[int] = None) -> dict:
-    """Run (or resume) a training; returns a summary dict. ``minutes`` (wall clock) or
-    ``stop_after`` (steps in this invocation) stop early, cleanly, with a checkpoint to resume."""
+    """
+    Run (or resume) a training; return a summary dict.
+
+    ``minutes`` (wall clock) or ``stop_after`` (steps in this invocation) stop early, cleanly, with
+    a checkpoint to resume.
+    """
     import torch
 
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     ckpt_path = work / CKPT_NAME
-    log_path = work / "log.jsonl"
+    log_path = work / 'log.jsonl'
     model = task.model
     device = task.device
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optim, lambda s: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))))
-    step, best_score, best_state, best_metrics = 0, -float("inf"), None, None
+        optim,
+        lambda s: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))))
+    step, best_score, best_state, best_metrics = 0, -float('inf'), None, None
     if resume and ckpt_path.is_file():
         try:
-            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-            model.load_state_dict(ckpt["model"])
-            optim.load_state_dict(ckpt["optimizer"])
-            schedule.load_state_dict(ckpt["scheduler"])
-            sampler.set_state(ckpt["sampler_rng"])
-            torch.set_rng_state(ckpt["torch_rng"])
-            step = int(ckpt["step"])
-            best_score = float(ckpt["best_score"])
-            best_state = ckpt.get("best_state")
-            best_metrics = ckpt.get("best_metrics")
-            reference = ckpt.get("reference") or reference
+            ckpt = torch.load(ckpt_path, map_location='cpu', weights_only=True)
+            model.load_state_dict(ckpt['model'])
+            optim.load_state_dict(ckpt['optimizer'])
+            schedule.load_state_dict(ckpt['scheduler'])
+            sampler.set_state(ckpt['sampler_rng'])
+            torch.set_rng_state(ckpt['torch_rng'])
+            step = int(ckpt['step'])
+            best_score = float(ckpt['best_score'])
+            best_state = ckpt.get('best_state')
+            best_metrics = ckpt.get('best_metrics')
+            reference = ckpt.get('reference') or reference
         except Exception as err:
-            raise ConfigError(f"cannot resume from {ckpt_path} ({type(err).__name__}: "
+            raise ConfigError(f'cannot resume from {ckpt_path} ({type(err).__name__}: '
                               f"{str(err).splitlines()[0][:160] if str(err) else ''})") from None
     elif resume and not quiet:
-        print(f"no checkpoint at {ckpt_path}: starting from step 0", file=sys.stderr)
+        print(f'no checkpoint at {ckpt_path}: starting from step 0', file=sys.stderr)
     if not resume and log_path.exists():
         log_path.unlink()
-    log = log_path.open("a")
+    log = log_path.open('a')
 
     def save_checkpoint():
-        payload = {"model": model.state_dict(), "optimizer": optim.state_dict(),
-                   "scheduler": schedule.state_dict(), "sampler_rng": sampler.state(),
-                   "torch_rng": torch.get_rng_state(), "step": step, "best_score": best_score,
-                   "best_state": best_state, "best_metrics": best_metrics, "reference": reference}
-        tmp = ckpt_path.with_suffix(".tmp")
+        payload = {'model': model.state_dict(), 'optimizer': optim.state_dict(),
+                   'scheduler': schedule.state_dict(), 'sampler_rng': sampler.state(),
+                   'torch_rng': torch.get_rng_state(), 'step': step, 'best_score': best_score,
+                   'best_state': best_state, 'best_metrics': best_metrics, 'reference': reference}
+        tmp = ckpt_path.with_suffix('.tmp')
         torch.save(payload, tmp)
         tmp.replace(ckpt_path)
 
@@ -138,19 +169,19 @@ def train(task, sampler, val_samples: List, out: Path, work: Path, steps: int, b
             metrics = validation_metrics(task.fuse, val_samples)
         model.train()
         score = selection_score(metrics, reference) if reference else 0.0
-        record = {"step": step, "val": metrics, "score": score, "time": time.time()}
+        record = {'step': step, 'val': metrics, 'score': score, 'time': time.time()}
         if step > 0 and score > best_score:  # step 0 (untrained) is logged, never shipped
             best_score, best_metrics = score, metrics
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            record["best"] = True
-        log.write(json.dumps(record) + "\n")
+            record['best'] = True
+        log.write(json.dumps(record) + '\n')
         log.flush()
         return record
 
-    if reference is None and val_samples and hasattr(task, "reference_fuse"):
+    if reference is None and val_samples and hasattr(task, 'reference_fuse'):
         with torch.inference_mode():
             reference = validation_metrics(task.reference_fuse, val_samples)
-        log.write(json.dumps({"step": step, "reference": reference}) + "\n")
+        log.write(json.dumps({'step': step, 'reference': reference}) + '\n')
     if step == 0 and val_samples:
         run_validation()
 
@@ -171,9 +202,9 @@ def train(task, sampler, val_samples: List, out: Path, work: Path, steps: int, b
             break
         data = torch.from_numpy(sampler.batch(batch)).to(device)
         terms = task.loss(data)
-        loss = terms["total"]
+        loss = terms['total']
         if not torch.isfinite(loss):
-            raise RuntimeError(f"loss is {loss.item()} at step {step}")
+            raise RuntimeError(f'loss is {loss.item()} at step {step}')
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -185,10 +216,11 @@ def train(task, sampler, val_samples: List, out: Path, work: Path, steps: int, b
         last_loss = value
         smoothed = value if smoothed is None else 0.95 * smoothed + 0.05 * value
         if step % 10 == 0 or step == steps:
-            log.write(json.dumps({"step": step, "lr": schedule.get_last_lr()[0],
-                                  **{k: round(float(v.detach()), 6) for k, v in terms.items()}}) + "\n")
+            values = {k: round(float(v.detach()), 6) for k, v in terms.items()}
+            log.write(json.dumps({'step': step, 'lr': schedule.get_last_lr()[0], **values})
+                      + '\n')
         if progress:
-            progress.update(step, f"loss {smoothed:.4f} best {best_score:+.4f}")
+            progress.update(step, f'loss {smoothed:.4f} best {best_score:+.4f}')
         if val_every and step % val_every == 0:
             run_validation()
         if time.monotonic() - last_ckpt > checkpoint_every_s:
@@ -199,13 +231,13 @@ def train(task, sampler, val_samples: List, out: Path, work: Path, steps: int, b
     save_checkpoint()
     if progress:
         progress.update(step, f"loss {smoothed if smoothed is not None else float('nan'):.4f} "
-                        f"best {best_score:+.4f}", force=True)
+                        f'best {best_score:+.4f}', force=True)
         progress.close()
     log.close()
     final_state = best_state if best_state is not None else model.state_dict()
     model.load_state_dict(final_state)
-    summary = {"steps": step, "stopped_early": stopped_early, "best_score": best_score,
-               "best_metrics": best_metrics, "reference": reference, "first_loss": first_loss,
-               "last_loss": last_loss, "seconds": time.monotonic() - t_start}
-    task.save(out, {**(info or {}), **{k: v for k, v in summary.items() if k != "seconds"}})
+    summary = {'steps': step, 'stopped_early': stopped_early, 'best_score': best_score,
+               'best_metrics': best_metrics, 'reference': reference, 'first_loss': first_loss,
+               'last_loss': last_loss, 'seconds': time.monotonic() - t_start}
+    task.save(out, {**(info or {}), **{k: v for k, v in summary.items() if k != 'seconds'}})
     return summary

@@ -1,4 +1,19 @@
-"""No-reference fusion losses (images in [0, 1], shape (N, 1, H, W)).
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+No-reference fusion losses (images in [0, 1], shape (N, 1, H, W)).
 
 Each term is a differentiable stand-in for what the fusion metrics reward:
 
@@ -34,16 +49,16 @@ from typing import Dict
 import torch
 from torch.nn import functional as F
 
-DEFAULT_WEIGHTS = {"intensity": 1.0, "gradient": 30.0, "gradient_deficit": 0.0,
-                   "gradient_vector": 0.0, "ssim": 1.0, "scd": 0.5, "contrast": 1.0,
-                   "visible_lead": 1.0, "lead_edges": 1.0}
+DEFAULT_WEIGHTS = {'intensity': 1.0, 'gradient': 30.0, 'gradient_deficit': 0.0,
+                   'gradient_vector': 0.0, 'ssim': 1.0, 'scd': 0.5, 'contrast': 1.0,
+                   'visible_lead': 1.0, 'lead_edges': 1.0}
 
 
 def sobel(x: torch.Tensor):
     """(gx, gy) Sobel derivatives (/4), replicate border."""
     kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device,
                       dtype=x.dtype).view(1, 1, 3, 3) / 4.0
-    p = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    p = F.pad(x, (1, 1, 1, 1), mode='replicate')
     return F.conv2d(p, kx), F.conv2d(p, kx.transpose(2, 3))
 
 
@@ -53,8 +68,11 @@ def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
 
 
 def box_filter(x: torch.Tensor, window: int) -> torch.Tensor:
-    """Mean over ``window`` x ``window`` (valid), per channel, as two 1-D convolutions (much
-    faster on CPU than avg_pool2d with stride 1)."""
+    """
+    Average over ``window`` x ``window`` (valid), per channel.
+
+    Computed as two 1-D convolutions (much faster on CPU than avg_pool2d with stride 1).
+    """
     c = x.shape[1]
     k = torch.full((c, 1, 1, window), 1.0 / window, device=x.device, dtype=x.dtype)
     x = F.conv2d(x, k, groups=c)
@@ -63,8 +81,12 @@ def box_filter(x: torch.Tensor, window: int) -> torch.Tensor:
 
 def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 7, c1: float = 1e-6,
          c2: float = 9e-6) -> torch.Tensor:
-    """Mean SSIM per image (N,), uniform window. The constants are small (the reported SSIM
-    uses data_range=2 on 0..255 images, i.e. nearly none), so low-contrast structure counts."""
+    """
+    Compute the mean SSIM per image (N,) with a uniform window.
+
+    The constants are small (the reported SSIM uses data_range=2 on 0..255 images, i.e. nearly
+    none), so low-contrast structure counts.
+    """
     return ssim_map(x, y, window, c1, c2).mean(dim=(1, 2, 3))
 
 
@@ -86,10 +108,14 @@ LEAD_LOW, LEAD_HIGH, LEAD_WINDOW = 0.2, 0.4, 9
 
 
 def visible_lead_map(ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-    """(N, 1, H, W) in [0, 1]: 1 where the visible image is, over a 9x9 neighbourhood, brighter
-    than the thermal one by >= 0.4 (cold background in daylight), 0 below a 0.2 gap."""
+    """
+    Map where the visible image leads: (N, 1, H, W) in [0, 1].
+
+    1 where the visible image is, over a 9x9 neighbourhood, brighter than the thermal one by >= 0.4
+    (cold background in daylight), 0 below a 0.2 gap.
+    """
     pad = LEAD_WINDOW // 2
-    gap = box_filter(F.pad(vis - ir, (pad, pad, pad, pad), mode="replicate"), LEAD_WINDOW)
+    gap = box_filter(F.pad(vis - ir, (pad, pad, pad, pad), mode='replicate'), LEAD_WINDOW)
     return ((gap - LEAD_LOW) / (LEAD_HIGH - LEAD_LOW)).clamp(0.0, 1.0)
 
 
@@ -103,19 +129,19 @@ def correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def fusion_losses(fused, ir, vis, targets, weights: Dict[str, float] = None,
                   background: float = 0.2, contrast_ratio: float = 1.1) -> Dict[str, torch.Tensor]:
-    """Dict of the weighted terms and their sum under ``"total"``."""
+    """Return a dict of the weighted terms and their sum under ``"total"``."""
     w = dict(DEFAULT_WEIGHTS if weights is None else weights)
-    contrast_ratio = float(w.pop("contrast_ratio", contrast_ratio))
-    target_weight = float(w.pop("target_weight", 1.0))
-    lead = float(w.pop("visible_lead", 0.0))
-    lead_edges = float(w.pop("lead_edges", 0.0))
+    contrast_ratio = float(w.pop('contrast_ratio', contrast_ratio))
+    target_weight = float(w.pop('target_weight', 1.0))
+    lead = float(w.pop('visible_lead', 0.0))
+    lead_edges = float(w.pop('lead_edges', 0.0))
     terms = {}
     brighter = torch.maximum(ir, vis)
     weight = background + target_weight * targets
     lead_map = visible_lead_map(ir, vis) if lead > 0 or lead_edges > 0 else None
     if lead > 0:
         weight = weight + lead * lead_map
-    terms["intensity"] = (weight * (fused - brighter).abs()).mean()
+    terms['intensity'] = (weight * (fused - brighter).abs()).mean()
     (ax, ay), (bx, by), (fx, fy) = sobel(ir), sobel(vis), sobel(fused)
     if lead_edges > 0:  # thermal edges inside visible-led regions are not edges to keep
         keep = 1.0 - lead_edges * lead_map
@@ -125,19 +151,20 @@ def fusion_losses(fused, ir, vis, targets, weights: Dict[str, float] = None,
     g_ref = torch.maximum(g_ir, g_vis)
     g_fused = torch.sqrt(fx * fx + fy * fy + 1e-8)
     ir_wins = g_ir >= g_vis
-    terms["gradient_vector"] = ((fx - torch.where(ir_wins, ax, bx)).abs()
+    terms['gradient_vector'] = ((fx - torch.where(ir_wins, ax, bx)).abs()
                                 + (fy - torch.where(ir_wins, ay, by)).abs()).mean()
-    terms["gradient"] = (g_fused - g_ref).abs().mean()
-    terms["gradient_deficit"] = F.relu(g_ref - g_fused).mean()
+    terms['gradient'] = (g_fused - g_ref).abs().mean()
+    terms['gradient_deficit'] = F.relu(g_ref - g_fused).mean()
     if lead_edges <= 0:
-        terms["ssim"] = (2.0 - ssim(fused, ir) - ssim(fused, vis)).mean()
+        terms['ssim'] = (2.0 - ssim(fused, ir) - ssim(fused, vis)).mean()
     else:  # SSIM(F, ir) counts as met inside visible-led regions
         keep = box_filter(1.0 - lead_edges * lead_map, 7)
         ir_part = (keep * ssim_map(fused, ir) + (1.0 - keep)).mean(dim=(1, 2, 3))
-        terms["ssim"] = (2.0 - ir_part - ssim(fused, vis)).mean()
-    terms["scd"] = (2.0 - correlation(ir, fused - vis) - correlation(vis, fused - ir)).mean()
+        terms['ssim'] = (2.0 - ir_part - ssim(fused, vis)).mean()
+    terms['scd'] = (2.0 - correlation(ir, fused - vis) - correlation(vis, fused - ir)).mean()
     std = lambda t: t.std(dim=(1, 2, 3))  # noqa: E731
-    terms["contrast"] = F.relu(contrast_ratio * torch.maximum(std(ir), std(vis)) - std(fused)).mean()
+    terms['contrast'] = F.relu(contrast_ratio * torch.maximum(std(ir), std(vis))
+                               - std(fused)).mean()
     out = {k: w.get(k, 0.0) * v for k, v in terms.items() if w.get(k, 0.0)}
-    out["total"] = sum(out.values())
+    out['total'] = sum(out.values())
     return out

@@ -1,4 +1,19 @@
-"""Cyclone DDS transport speaking ROS 2 wire conventions, for hosts without ROS 2.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Cyclone DDS transport speaking ROS 2 wire conventions, for hosts without ROS 2.
 
 What a ROS 2 graph on the same network sees (rmw_cyclonedds_cpp conventions):
 
@@ -28,44 +43,46 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from .. import messages
-from ..errors import ConfigError
 from .base import Publisher, QosProfile, Subscription, Timer, Transport
 from .dds_types import idl_type
+from .. import messages
+from ..errors import ConfigError
 
-log = logging.getLogger("sgdfuse_ros.dds")
+log = logging.getLogger('sgdfuse_ros.dds')
 
 MAX_DOMAIN_ID = 232  # highest id whose RTPS ports fit in 16 bits with the default port mapping
 
 
 def dds_topic_name(ros_topic: str) -> str:
     """``/ns/thermal/image_raw`` -> ``rt/ns/thermal/image_raw``."""
-    if not ros_topic.startswith("/"):
-        raise ValueError(f"expected a fully qualified ROS topic name, got {ros_topic!r}")
-    return "rt" + ros_topic
+    if not ros_topic.startswith('/'):
+        raise ValueError(f'expected a fully qualified ROS topic name, got {ros_topic!r}')
+    return 'rt' + ros_topic
 
 
 def localhost_config(max_participants: int = 32) -> str:
-    """Cyclone DDS XML for loopback only: no multicast, unicast discovery to 127.0.0.1.
+    """
+    Cyclone DDS XML for loopback only: no multicast, unicast discovery to 127.0.0.1.
 
     Large messages are cut into big fragments (loopback has a 64 KiB MTU), which keeps the
     packet count of a 640x512 image low.
     """
     return (
-        "<CycloneDDS><Domain Id=\"any\">"
-        "<General><Interfaces><NetworkInterface address=\"127.0.0.1\" multicast=\"false\"/>"
-        "</Interfaces><AllowMulticast>false</AllowMulticast>"
-        "<MaxMessageSize>65000B</MaxMessageSize></General>"
-        "<Discovery><ParticipantIndex>auto</ParticipantIndex>"
-        f"<MaxAutoParticipantIndex>{int(max_participants)}</MaxAutoParticipantIndex>"
-        "<Peers><Peer Address=\"127.0.0.1\"/></Peers></Discovery>"
-        "<Internal><SocketReceiveBufferSize min=\"default\" max=\"4MB\"/></Internal>"
-        "</Domain></CycloneDDS>"
+        '<CycloneDDS><Domain Id="any">'
+        '<General><Interfaces><NetworkInterface address="127.0.0.1" multicast="false"/>'
+        '</Interfaces><AllowMulticast>false</AllowMulticast>'
+        '<MaxMessageSize>65000B</MaxMessageSize></General>'
+        '<Discovery><ParticipantIndex>auto</ParticipantIndex>'
+        f'<MaxAutoParticipantIndex>{int(max_participants)}</MaxAutoParticipantIndex>'
+        '<Peers><Peer Address="127.0.0.1"/></Peers></Discovery>'
+        '<Internal><SocketReceiveBufferSize min="default" max="4MB"/></Internal>'
+        '</Domain></CycloneDDS>'
     )
 
 
 def pad_cdr(data: bytes) -> bytes:
-    """Pad CDR bytes to a multiple of 4, recording the padding in the encapsulation options.
+    """
+    Pad CDR bytes to a multiple of 4, recording the padding in the encapsulation options.
 
     DDS sends serialized payloads in 4-byte units; XTypes (7.6.3.1.2) puts the number of
     padding bytes in the two lowest bits of the options field, so a reader recovers the exact
@@ -75,11 +92,11 @@ def pad_cdr(data: bytes) -> bytes:
     if not padding:
         return bytes(data)
     return bytes(data[:3]) + bytes([(data[3] & 0xFC) | padding]) + bytes(data[4:]) + \
-        b"\0" * padding
+        b'\0' * padding
 
 
 def unpad_cdr(data: bytes) -> bytes:
-    """The serialized message without the padding :func:`pad_cdr` (or any writer) added."""
+    """Return the serialized message without the padding :func:`pad_cdr` (or a writer) added."""
     data = bytes(data)
     padding = data[3] & 0x03 if len(data) >= 4 else 0
     if not padding:
@@ -91,9 +108,9 @@ def dds_qos(profile: QosProfile):
     from cyclonedds.qos import Policy, Qos
     from cyclonedds.util import duration
 
-    reliability = (Policy.Reliability.BestEffort if profile.reliability == "best_effort"
+    reliability = (Policy.Reliability.BestEffort if profile.reliability == 'best_effort'
                    else Policy.Reliability.Reliable(duration(milliseconds=100)))
-    durability = (Policy.Durability.Volatile if profile.durability == "volatile"
+    durability = (Policy.Durability.Volatile if profile.durability == 'volatile'
                   else Policy.Durability.TransientLocal)
     return Qos(reliability, Policy.History.KeepLast(int(profile.depth)), durability,
                Policy.DataRepresentation(use_cdrv0_representation=True))
@@ -132,7 +149,8 @@ def _delete(entity) -> None:
 
 
 class DdsPublisher(Publisher):
-    def __init__(self, transport: "DdsTransport", topic: str, typename: str, qos: QosProfile):
+
+    def __init__(self, transport: 'DdsTransport', topic: str, typename: str, qos: QosProfile):
         from cyclonedds.pub import DataWriter
 
         self.topic, self.typename = topic, typename
@@ -149,10 +167,10 @@ class DdsPublisher(Publisher):
         from cyclonedds.core import DDSException
 
         if self._closed:
-            raise RuntimeError(f"publisher of {self.topic} is closed")
+            raise RuntimeError(f'publisher of {self.topic} is closed')
         ret = ddspy_write(self._writer._ref, pad_cdr(data))
         if ret < 0:
-            raise DDSException(ret, f"while writing to {self.topic}")
+            raise DDSException(ret, f'while writing to {self.topic}')
 
     def subscription_count(self) -> int:
         if self._closed:
@@ -166,7 +184,7 @@ class DdsPublisher(Publisher):
 
 
 class DdsSubscription(Subscription):
-    def __init__(self, transport: "DdsTransport", topic: str, typename: str,
+    def __init__(self, transport: 'DdsTransport', topic: str, typename: str,
                  callback: Callable[[Any], None], qos: QosProfile, raw: bool):
         from cyclonedds.core import InstanceState, ReadCondition, SampleState, ViewState
         from cyclonedds.sub import DataReader
@@ -189,6 +207,7 @@ class DdsSubscription(Subscription):
 
 
 class _ThreadTimer(Timer):
+
     def __init__(self, period_s: float, callback: Callable[[], None], name: str):
         self._stop = threading.Event()
         self.period = float(period_s)
@@ -205,7 +224,7 @@ class _ThreadTimer(Timer):
             try:
                 self.callback()
             except Exception:  # a timer callback must not kill the timer
-                log.exception("timer callback failed")
+                log.exception('timer callback failed')
 
     def cancel(self) -> None:
         self._stop.set()
@@ -216,15 +235,15 @@ class _ThreadTimer(Timer):
 class DdsTransport(Transport):
     """One DDS participant; publishers, subscriptions and timers of one node."""
 
-    def __init__(self, domain_id: int = 0, namespace: str = "/", node_name: str = "sgdfuse",
+    def __init__(self, domain_id: int = 0, namespace: str = '/', node_name: str = 'sgdfuse',
                  config_xml: Optional[str] = None, remaps: Optional[Dict[str, str]] = None):
         from cyclonedds.core import GuardCondition, WaitSet
         from cyclonedds.domain import Domain, DomainParticipant
 
         if not 0 <= int(domain_id) <= MAX_DOMAIN_ID:
-            raise ConfigError(f"DDS domain id must be in 0..{MAX_DOMAIN_ID}, got {domain_id}")
+            raise ConfigError(f'DDS domain id must be in 0..{MAX_DOMAIN_ID}, got {domain_id}')
         self.domain_id = int(domain_id)
-        self.namespace = "/" + namespace.strip("/") if namespace.strip("/") else "/"
+        self.namespace = '/' + namespace.strip('/') if namespace.strip('/') else '/'
         self.node_name = node_name
         self.remaps = dict(remaps or {})
         try:
@@ -234,8 +253,8 @@ class DdsTransport(Transport):
                 else None
             self.participant = DomainParticipant(self.domain_id)
         except Exception as err:  # bad CYCLONEDDS_URI, no usable interface...
-            raise ConfigError(f"could not start Cyclone DDS on domain {domain_id}: {err} "
-                              "(check CYCLONEDDS_URI)") from None
+            raise ConfigError(f'could not start Cyclone DDS on domain {domain_id}: {err} '
+                              '(check CYCLONEDDS_URI)') from None
         self._topics: Dict[str, Any] = {}
         self._lock = threading.RLock()          # topics, subscription list
         self._dispatch_lock = threading.Lock()  # held while a subscription's callbacks run
@@ -247,20 +266,20 @@ class DdsTransport(Transport):
         self._waitset.attach(self._wakeup)
         self._running = True
         self._dispatcher = threading.Thread(target=self._dispatch_loop, daemon=True,
-                                            name=f"dds-dispatch-{node_name}")
+                                            name=f'dds-dispatch-{node_name}')
         self._dispatcher.start()
 
     # --- topics ----------------------------------------------------------------------------------
     def topic(self, ros_topic: str, typename: str):
-        """The DDS topic for an already resolved ROS topic name (one per name)."""
+        """Return the DDS topic for an already resolved ROS topic name (one per name)."""
         from cyclonedds.topic import Topic
 
         with self._lock:
             existing = self._topics.get(ros_topic)
             if existing is not None:
                 if existing[1] != typename:
-                    raise ConfigError(f"topic {ros_topic} is already used with type "
-                                      f"{existing[1]}, not {typename}")
+                    raise ConfigError(f'topic {ros_topic} is already used with type '
+                                      f'{existing[1]}, not {typename}')
                 return existing[0]
             topic = Topic(self.participant, dds_topic_name(ros_topic), idl_type(typename))
             self._topics[ros_topic] = (topic, typename)
@@ -285,7 +304,7 @@ class DdsTransport(Transport):
         return subscription
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
-        timer = _ThreadTimer(period_s, callback, f"timer-{self.node_name}")
+        timer = _ThreadTimer(period_s, callback, f'timer-{self.node_name}')
         with self._lock:
             self._timers.append(timer)
         return timer
@@ -347,7 +366,7 @@ class DdsTransport(Transport):
                         subscription.callback(messages.deserialize(data,
                                                                    subscription.typename))
                 except Exception:  # the dispatcher must survive any callback
-                    log.exception("callback of %s failed", subscription.topic)
+                    log.exception('callback of %s failed', subscription.topic)
 
     def close(self) -> None:
         if not self._running:

@@ -1,4 +1,19 @@
-"""ROS 2 message types as Cyclone DDS topic types, built from ``rosbags``' definitions.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+ROS 2 message types as Cyclone DDS topic types, built from ``rosbags``' definitions.
 
 A ROS 2 graph sees a DDS topic as a ROS topic when its name is ``rt/<ros name>`` and its type is
 named ``<pkg>::msg::dds_::<Name>_`` with the message's fields, in order, as plain (final) IDL
@@ -23,21 +38,21 @@ def _base_types() -> dict:
     if _BASE is None:
         from cyclonedds.idl import types as t
         _BASE = {
-            "bool": bool, "byte": t.byte, "char": t.uint8, "int8": t.int8, "uint8": t.uint8,
-            "int16": t.int16, "uint16": t.uint16, "int32": t.int32, "uint32": t.uint32,
-            "int64": t.int64, "uint64": t.uint64, "float32": t.float32, "float64": t.float64,
-            "string": str,
+            'bool': bool, 'byte': t.byte, 'char': t.uint8, 'int8': t.int8, 'uint8': t.uint8,
+            'int16': t.int16, 'uint16': t.uint16, 'int32': t.int32, 'uint32': t.uint32,
+            'int64': t.int64, 'uint64': t.uint64, 'float32': t.float32, 'float64': t.float64,
+            'string': str,
         }
     return _BASE
 
 
 def dds_type_name(ros_typename: str) -> str:
     """``sensor_msgs/msg/Image`` -> ``sensor_msgs::msg::dds_::Image_`` (rosidl's DDS naming)."""
-    parts = ros_typename.split("/")
+    parts = ros_typename.split('/')
     if len(parts) != 3 or not all(parts):
-        raise ValueError(f"not a ROS 2 type name: {ros_typename!r} (expected pkg/msg/Name)")
+        raise ValueError(f'not a ROS 2 type name: {ros_typename!r} (expected pkg/msg/Name)')
     package, kind, name = parts
-    return f"{package}::{kind}::dds_::{name}_"
+    return f'{package}::{kind}::dds_::{name}_'
 
 
 def _field_type(node: Any) -> Any:
@@ -47,12 +62,12 @@ def _field_type(node: Any) -> Any:
     kind, detail = node
     if kind == Nodetype.BASE:
         name, bound = detail
-        if name == "string" and bound:
+        if name == 'string' and bound:
             return t.bounded_str[bound]
         try:
             return _base_types()[name]
         except KeyError:
-            raise ValueError(f"unsupported ROS field type {name!r}") from None
+            raise ValueError(f'unsupported ROS field type {name!r}') from None
     if kind == Nodetype.NAME:
         return idl_type(detail)
     if kind == Nodetype.ARRAY:
@@ -62,12 +77,12 @@ def _field_type(node: Any) -> Any:
         element, bound = detail
         return t.sequence[_field_type(element), bound] if bound else \
             t.sequence[_field_type(element)]
-    raise ValueError(f"unsupported ROS field node {kind!r}")
+    raise ValueError(f'unsupported ROS field node {kind!r}')
 
 
 @lru_cache(maxsize=None)
 def idl_type(ros_typename: str):
-    """The cyclonedds IdlStruct class for a ROS 2 message type (cached, one class per type)."""
+    """Return the cyclonedds IdlStruct class for a ROS 2 message type (cached per type)."""
     from cyclonedds.idl import make_idl_struct
 
     from ..messages import typestore
@@ -75,12 +90,12 @@ def idl_type(ros_typename: str):
     try:
         _constants, fields = typestore().fielddefs[ros_typename]
     except KeyError:
-        raise ValueError(f"unknown ROS 2 message type {ros_typename!r}") from None
+        raise ValueError(f'unknown ROS 2 message type {ros_typename!r}') from None
     if not fields:  # ROS 2 gives empty messages one uint8 member
-        fields = [("structure_needs_at_least_one_member",
-                   (_base_node("uint8")))]
+        fields = [('structure_needs_at_least_one_member',
+                   (_base_node('uint8')))]
     members = {name: _field_type(node) for name, node in fields}
-    class_name = ros_typename.replace("/", "_")
+    class_name = ros_typename.replace('/', '_')
     return make_idl_struct(class_name, dds_type_name(ros_typename), members)
 
 
@@ -90,18 +105,18 @@ def _base_node(name: str):
 
 
 def idl_sample(msg: Any):
-    """A ``rosbags`` message as an instance of its IdlStruct (slow; for checks, not data paths)."""
+    """Convert a ``rosbags`` message to an instance of its IdlStruct (slow; for checks)."""
     import numpy as np
 
     cls = idl_type(msg.__msgtype__)
     values = {}
     for name in cls.__annotations__:
         value = getattr(msg, name)
-        if hasattr(value, "__msgtype__"):
+        if hasattr(value, '__msgtype__'):
             value = idl_sample(value)
         elif isinstance(value, np.ndarray):
             value = value.tolist()
         elif isinstance(value, (list, tuple)):
-            value = [idl_sample(v) if hasattr(v, "__msgtype__") else v for v in value]
+            value = [idl_sample(v) if hasattr(v, '__msgtype__') else v for v in value]
         values[name] = value
     return cls(**values)

@@ -1,4 +1,19 @@
-"""An in-process transport: publishers deliver straight to subscriptions of the same object.
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+An in-process transport: publishers deliver straight to subscriptions of the same object.
 
 For tests and tools that run the node's logic without any middleware. Delivery is synchronous
 (in the publisher's thread). With ``roundtrip=True`` every message goes through ``rosbags``
@@ -8,26 +23,27 @@ network. Timers do not run by themselves: :meth:`MemoryTransport.fire_timers` ca
 
 from __future__ import annotations
 
+from collections import defaultdict
 import threading
 import time
-from collections import defaultdict
 from typing import Any, Callable, Dict, List, Optional
 
-from .. import messages
 from .base import Publisher, QosProfile, Subscription, Timer, Transport
+from .. import messages
 
 
 class MemoryPublisher(Publisher):
-    def __init__(self, transport: "MemoryTransport", topic: str, typename: str, qos: QosProfile):
+
+    def __init__(self, transport: 'MemoryTransport', topic: str, typename: str, qos: QosProfile):
         self.transport, self.topic, self.typename, self.qos = transport, topic, typename, qos
         self.closed = False
         self.sent: List[Any] = []  # every message published (kept for inspection)
 
     def publish(self, msg: Any) -> None:
         if self.closed:
-            raise RuntimeError(f"publisher of {self.topic} is closed")
-        if getattr(msg, "__msgtype__", self.typename) != self.typename:
-            raise TypeError(f"{self.topic} carries {self.typename}, not {msg.__msgtype__}")
+            raise RuntimeError(f'publisher of {self.topic} is closed')
+        if getattr(msg, '__msgtype__', self.typename) != self.typename:
+            raise TypeError(f'{self.topic} carries {self.typename}, not {msg.__msgtype__}')
         self.sent.append(msg)
         self.transport._deliver(self.topic, self.typename, msg)
 
@@ -39,6 +55,7 @@ class MemoryPublisher(Publisher):
 
 
 class MemorySubscription(Subscription):
+
     def __init__(self, transport, topic, typename, callback, qos):
         self.transport, self.topic, self.typename = transport, topic, typename
         self.callback, self.qos = callback, qos
@@ -49,6 +66,7 @@ class MemorySubscription(Subscription):
 
 
 class MemoryTimer(Timer):
+
     def __init__(self, period_s: float, callback: Callable[[], None]):
         self.period_s, self.callback = period_s, callback
         self.cancelled = False
@@ -58,7 +76,7 @@ class MemoryTimer(Timer):
 
 
 class MemoryTransport(Transport):
-    def __init__(self, namespace: str = "/", node_name: str = "node",
+    def __init__(self, namespace: str = '/', node_name: str = 'node',
                  remaps: Optional[Dict[str, str]] = None, roundtrip: bool = False,
                  now_ns: Optional[Callable[[], int]] = None):
         self.namespace, self.node_name = namespace, node_name
