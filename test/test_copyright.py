@@ -31,8 +31,9 @@ PACKAGE = Path(__file__).resolve().parents[1]
 @pytest.mark.linter
 def test_copyright(monkeypatch):
     # As colcon runs it: from the package directory, every .py file below it. This directory is
-    # also the repository root, where ament_copyright would also ask for repository-level LICENSE
-    # and CONTRIBUTING.md files; the license is declared in package.xml, so those two are left out.
+    # also the repository root, where ament_copyright would also check repository-level LICENSE
+    # and CONTRIBUTING.md files; LICENSE holds the full Apache-2.0 text (as package.xml
+    # declares) and there is no CONTRIBUTING.md, so those two are left out of this check.
     monkeypatch.chdir(PACKAGE)
     rc = ament_copyright.main(argv=['.', 'test', '--exclude', 'LICENSE', 'CONTRIBUTING.md'])
     assert rc == 0, 'some files lack a copyright line or a recognised license notice'
