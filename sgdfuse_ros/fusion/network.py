@@ -144,16 +144,20 @@ class FirstStageNet(nn.Module):
                     + torch.sigmoid(g[:, 1:2] - 3.0) * a
                     + torch.sigmoid(g[:, 2:3] - 3.0) * b)
             out = upsample_to(out, band) + band
-        # finest band (full resolution): only the edge-keeping gain, to stay within the budget;
-        # one 3-channel upsample gives the coarse result and both sources' 1/2-scale levels
+        # finest band (full resolution): the edge-keeping gain and, with fine_vis, the visible
+        # mix, both upsampled from 1/4 scale in one call; one 3-channel upsample gives the coarse
+        # result and both sources' 1/2-scale levels
         up = upsample_to(torch.cat([out, gauss[1]], dim=1), sources)
         a = sources[:, 0:1] - up[:, 1:2]
         b = sources[:, 1:2] - up[:, 2:3]
-        gain0 = resize_controls(2.0 * torch.sigmoid(o[:, 3:4]), a)
-        fused = up[:, 0:1] + gain0 * torch.where(a.abs() >= b.abs(), a, b)
+        gains = 2.0 * torch.sigmoid(o[:, 3:4])
         if self.fine_vis:
             k = 4 + 3 * (self.n_detail - 1)
-            fused = fused + resize_controls(torch.sigmoid(o[:, k:k + 1] - 3.0), b) * b
+            gains = torch.cat([gains, torch.sigmoid(o[:, k:k + 1] - 3.0)], dim=1)
+        gains = resize_controls(gains, a)
+        fused = up[:, 0:1] + gains[:, 0:1] * torch.where(a.abs() >= b.abs(), a, b)
+        if self.fine_vis:
+            fused = fused + gains[:, 1:2] * b
         fused = fused[..., :h, :w].clamp(0.0, 1.0)
         if return_controls:
             return fused, o
