@@ -32,10 +32,11 @@ Each term is a differentiable stand-in for what the fusion metrics reward:
 - ``contrast``: ``relu(ratio * max(std(ir), std(vis)) - std(F))`` per image (SD, EN); the ratio
   (default 1.1) can be given in the weights dict as ``contrast_ratio``.
 
-Visible-led regions (weights keys ``visible_lead`` and ``lead_edges``, default 0 = off). Where the
-visible camera is much brighter than the thermal one (``visible_lead_map`` ``V``: a daylight sky,
-painted road markings, other cold surfaces in daylight) the thermal image holds no target, only the
-cold background's texture and the sensor's noise, and the visible image is the reference.
+Visible-led regions (weights keys ``visible_lead`` and ``lead_edges``; absent or 0 = off, both 1 in
+``DEFAULT_WEIGHTS`` and in the refiner's weights). Where the visible camera is much brighter than
+the thermal one (``visible_lead_map`` ``V``: a daylight sky, painted road markings, other cold
+surfaces in daylight) the thermal image holds no target, only the cold background's texture and
+the sensor's noise, and the visible image is the reference.
 ``visible_lead`` = ``lam`` adds ``lam * V`` to the intensity weight (towards the brighter, visible
 level); ``lead_edges`` = ``e`` (0..1) scales thermal edges by ``1 - e * V`` in the gradient terms
 (thermal sky clutter is then no longer an edge to keep, so it costs) and asks ``SSIM(F, ir)`` only
