@@ -47,7 +47,7 @@ from sgdfuse_ros.dataset import dataset_pairs, default_data_dir, read_pair
 from sgdfuse_ros.evaluate import EVAL_OVERRIDES, run_evaluation
 from sgdfuse_ros.metrics import HEADLINE_METRICS
 from sgdfuse_ros.prior.thermal import ThermalPrior
-from sgdfuse_ros.training.data import split_train_names
+from sgdfuse_ros.training.data import validation_pairs
 
 MIN_TARGET = 0.002
 RING = 15
@@ -75,8 +75,7 @@ def main() -> int:
     if args.data is None:
         sys.exit('prior_ablation: error: give --data or set SGDFUSE_DATA')
     if args.subset == 'val':
-        wanted = set(split_train_names(args.data)[1])
-        pairs = [p for p in dataset_pairs(args.data, 'train') if p.name in wanted]
+        pairs = validation_pairs(args.data)
     else:
         pairs = dataset_pairs(args.data, 'test')
     runs = {'thermal prior': {}, 'empty prior': {'prior.source': 'none'}}

@@ -36,6 +36,7 @@ from sgdfuse_ros.config import load_config
 from sgdfuse_ros.dataset import dataset_pairs, default_data_dir
 from sgdfuse_ros.evaluate import EVAL_OVERRIDES, run_evaluation
 from sgdfuse_ros.metrics import format_table, HEADLINE_METRICS, score_folders
+from sky_check import MIN_AREA, pair_region
 
 # Published on the same 50 pairs (CDDFuse, CVPR 2023, RoadScene table; SSIM with data_range=2).
 CDDFUSE = {'EN': 7.44, 'SD': 54.67, 'SF': 16.36, 'MI': 2.30, 'SCD': 1.81, 'VIF': 0.69,
@@ -73,7 +74,7 @@ def main() -> int:
         sys.exit('quality_roadscene: error: give --data or set SGDFUSE_DATA')
     pairs = dataset_pairs(args.data, 'test')
     defaults = load_config()
-    rows, timing = {}, {}
+    rows, timing, per_image = {}, {}, {}
     default_row = args.default_row
     for label, overrides in CONFIGS.items():
         config = load_config(overrides=dict(EVAL_OVERRIDES, **overrides))
@@ -86,6 +87,7 @@ def main() -> int:
                                 .replace(',', '').replace('(', '').replace(')', '')
                                 .replace('+', 'plus').replace('=', ''), config, label)
         rows[label] = report['mean']
+        per_image[label] = report['per_image']
         timing[label] = {'wall_s': time.perf_counter() - started,
                          'median_total_ms': report['timings_ms']['total']['median']}
         print(f"{label}: done in {timing[label]['wall_s']:.1f} s", file=sys.stderr)
@@ -112,6 +114,16 @@ def main() -> int:
         refiner_checks[k] = {'better_than_first_stage': better, 'of': len(HEADLINE_METRICS),
                              'worst_relative_change': worst}
 
+    # where the default and the baseline differ: pairs with daylight sky (visible-led regions,
+    # as benchmarks/sky_check.py finds them) against the rest
+    sky = {p.name for p in pairs if pair_region(p)[2].mean() >= MIN_AREA}
+    split = {}
+    for label in (default_row, 'Laplacian baseline'):
+        for group, inside in (('with daylight sky', True), ('without', False)):
+            values = [v for n, v in per_image[label].items() if (n in sky) == inside]
+            split[f'{label}, {group} ({len(values)})'] = {
+                m: sum(v[m] for v in values) / len(values) for m in HEADLINE_METRICS}
+
     table = format_table(rows)
     lines = ['# Quality on RoadScene test (50 pairs)', '',
              f'Default configuration row: **{default_row}**. Metrics: reference-evaluator '
@@ -123,6 +135,8 @@ def main() -> int:
               '| K | metrics improved | worst relative change |', '|---|---|---|']
     lines += [f"| {k} | {v['better_than_first_stage']} of {v['of']} | "
               f"{100 * v['worst_relative_change']:+.2f} % |" for k, v in refiner_checks.items()]
+    lines += ['', '## Default and baseline, pairs with and without daylight sky', '',
+              format_table(split)]
     lines += ['', '## Time per frame (median, this machine)', '', '| row | ms |', '|---|---|']
     lines += [f"| {k} | {v['median_total_ms']:.1f} |" for k, v in timing.items()]
     text = '\n'.join(lines) + '\n'
@@ -131,7 +145,7 @@ def main() -> int:
     args.results.with_suffix('.md').write_text(text)
     args.results.with_suffix('.json').write_text(json.dumps(
         {'rows': rows, 'default_row': default_row, 'wins': comparisons,
-         'refiner': refiner_checks, 'timing': timing,
+         'refiner': refiner_checks, 'timing': timing, 'sky_split': split,
          'command': 'python benchmarks/quality_roadscene.py --data DATA'}, indent=1))
     return 0
 

@@ -50,7 +50,7 @@ import numpy as np
 from sgdfuse_ros.config import load_config, parse_override
 from sgdfuse_ros.dataset import dataset_pairs, default_data_dir
 from sgdfuse_ros.evaluate import EVAL_OVERRIDES, run_evaluation
-from sgdfuse_ros.training.data import split_train_names
+from sgdfuse_ros.training.data import validation_pairs
 from sgdfuse_ros.training.losses import visible_lead_map
 import torch
 
@@ -82,15 +82,20 @@ def gray(path: Path) -> np.ndarray:
     return image.astype(np.float64)
 
 
+def pair_region(pair):
+    """Return (thermal, visible, visible-led mask) of a pair, grey, at the visible size."""
+    ir, vis = gray(pair.thermal), gray(pair.visible)
+    if ir.shape != vis.shape:
+        ir = cv2.resize(ir, (vis.shape[1], vis.shape[0]))
+    return ir, vis, lead_mask(ir, vis)
+
+
 def score(rows_dirs: dict, pairs) -> dict:
     """{label: folder of <name>.png or a source key} -> {label: mean stats} over the pairs."""
     per = {label: [] for label in rows_dirs}
     used = []
     for pair in pairs:
-        ir, vis = gray(pair.thermal), gray(pair.visible)
-        if ir.shape != vis.shape:
-            ir = cv2.resize(ir, (vis.shape[1], vis.shape[0]))
-        mask = lead_mask(ir, vis)
+        ir, vis, mask = pair_region(pair)
         if mask.mean() < MIN_AREA:
             continue
         used.append(pair.name)
@@ -117,9 +122,7 @@ def main() -> int:
     if args.data is None:
         sys.exit('sky_check: error: give --data or set SGDFUSE_DATA')
     if args.subset == 'val':
-        _, val = split_train_names(args.data)
-        wanted = set(val)
-        pairs = [p for p in dataset_pairs(args.data, 'train') if p.name in wanted]
+        pairs = validation_pairs(args.data)
     else:
         pairs = dataset_pairs(args.data, 'test')
     configs = {'Laplacian baseline': {'first_stage.type': 'laplacian', 'refiner.steps': 0},

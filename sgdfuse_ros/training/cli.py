@@ -56,7 +56,12 @@ def add_arguments(parser) -> None:
                         help='refiner: frozen first-stage weights (default models/first_stage.pt)')
     parser.add_argument('--arch', default=None,
                         help="JSON of architecture hyper-parameters (default: the stage's own)")
-    parser.add_argument('--loss-weights', default=None, help='JSON of loss weights')
+    parser.add_argument('--loss-weights', default=None,
+                        help='JSON of loss weights, replacing the stage defaults; keys: '
+                             'intensity, gradient, gradient_deficit, gradient_vector, ssim, '
+                             'scd, contrast, visible_lead, lead_edges (daylight-sky terms), '
+                             'target_weight, contrast_ratio, denoise (refiner); see '
+                             'models/README.md')
 
 
 def main(args) -> int:

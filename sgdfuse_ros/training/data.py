@@ -57,6 +57,12 @@ def split_train_names(data_dir, val_every: int = 14) -> tuple:
     return train, val
 
 
+def validation_pairs(data_dir, val_every: int = 14) -> list:
+    """Return the held-out validation pairs of :func:`split_train_names`, in split order."""
+    wanted = set(split_train_names(data_dir, val_every)[1])
+    return [p for p in dataset_pairs(data_dir, 'train') if p.name in wanted]
+
+
 def load_samples(data_dir, names: Sequence[str]) -> List[Sample]:
     pairs = {p.name: p for p in dataset_pairs(data_dir, 'train')}
     prior = ThermalPrior()
