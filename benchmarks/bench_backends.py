@@ -19,8 +19,8 @@ torch vs ONNX Runtime for the learned first stage, per intra-op thread count.
 
 Builds the first-stage network (trained weights if ``models/first_stage.pt`` exists, else freshly
 initialised: the cost does not depend on the weights), exports it with
-:func:`sgdfuse_ros.backends.export_module` and times the bare network (no pipeline) in torch
-(``torch.set_num_threads``) and in :class:`sgdfuse_ros.backends.OnnxModule` (intra-op threads,
+:func:`sgdfuse_ros.onnx.runtime.export_module` and times the bare network (no pipeline) in torch
+(``torch.set_num_threads``) and in :class:`sgdfuse_ros.onnx.runtime.OnnxModule` (intra-op threads,
 spinning off, reused output buffers), median and p90 of ``--frames`` calls after 3 warm-up
 calls. Checks that both agree (max abs difference). Writes ``results/backends_cpu.json`` and
 ``.md``.
@@ -76,7 +76,7 @@ def timed(fn, frames: int):
 
 
 def main(argv=None) -> int:
-    from sgdfuse_ros.backends import export_module, OnnxModule
+    from sgdfuse_ros.onnx.runtime import export_module, OnnxModule
     import torch
 
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])

@@ -60,8 +60,8 @@ def frames(size):
     import cv2
     w, h = size
     try:
-        from sgdfuse_ros.color import split_luma
-        from sgdfuse_ros.dataset import dataset_pairs, default_data_dir, read_pair
+        from sgdfuse_ros.eval.datasets import dataset_pairs, default_data_dir, read_pair
+        from sgdfuse_ros.pipeline.color import split_luma
         pair = dataset_pairs(default_data_dir(), 'train')[0]
         ir, vis = read_pair(pair)
         ir = cv2.resize(ir, (w, h)).astype(np.float32) / 255.0

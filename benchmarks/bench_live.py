@@ -18,7 +18,8 @@ Live benchmark: camera -> ``sgdfuse live`` -> subscriber, three processes over C
     python benchmarks/bench_live.py                      # 12 s at 30 Hz, 640x512
     python benchmarks/bench_live.py --seconds 30 --size 1280x720 --set refiner.steps=1
 
-The synthetic camera (:mod:`sgdfuse_ros.synthetic_camera`) publishes thermal (mono16) and RGB
+The synthetic camera (:mod:`sgdfuse_ros.transport.synthetic_camera`) publishes thermal (mono16)
+and RGB
 (bgr8) images plus camera info at ``--rate`` with +-3 ms stamp jitter; the node runs as its own
 process (``sgdfuse live``, the shipped config plus ``--set`` overrides); this process subscribes
 to ``fused/image`` (reliable) like a downstream detector. Everything stays on the loopback
@@ -56,7 +57,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # the package, when not installed
 
-from sgdfuse_ros import messages  # noqa: E402
+from sgdfuse_ros.node import messages  # noqa: E402
 from sgdfuse_ros.transport.base import QosProfile  # noqa: E402
 from sgdfuse_ros.transport.dds import DdsTransport, localhost_config  # noqa: E402
 
@@ -112,7 +113,7 @@ def run(args) -> dict:
         if node.poll() is not None:
             raise RuntimeError('the node stopped:\n' + node.stdout.read())
         camera = subprocess.Popen(
-            [sys.executable, '-m', 'sgdfuse_ros.synthetic_camera', '--namespace', NS,
+            [sys.executable, '-m', 'sgdfuse_ros.transport.synthetic_camera', '--namespace', NS,
              '--domain-id', str(domain), '--frames', str(frames), '--rate', str(args.rate),
              '--size', args.size, '--jitter-ms', str(args.jitter_ms), '--wait-subscribers', '1',
              '--wait-timeout', '120', '--log', str(camera_log)],

@@ -22,7 +22,8 @@ Pipeline benchmark: per-stage latency, frame rate and memory of the fusion pipel
 
 For each frame size, device (cpu; cuda when torch sees one), backend (torch; onnx when
 onnxruntime is installed) and configuration (classical Laplacian; learned first stage with
-refiner steps K = 0, 1, 2, 4), synthetic pairs from :func:`sgdfuse_ros.sample.make_pair` go
+refiner steps K = 0, 1, 2, 4), synthetic pairs from
+:func:`sgdfuse_ros.eval.synthetic_pairs.make_pair` go
 through the path a node takes: thermal as a mono16 ``sensor_msgs/Image`` with a 14-bit range
 (exercises the AGC), visible as bgr8; CDR bytes are deserialised (``msg_in``), fused
 (``FusionPipeline.process``: decode/AGC, register, prior, first stage, refiner, colour) and the
@@ -60,7 +61,8 @@ from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 import numpy as np  # noqa: E402
 from sgdfuse_ros.config import load_config  # noqa: E402
 from sgdfuse_ros.errors import SgdfuseError  # noqa: E402
-from sgdfuse_ros.messages import (  # noqa: E402
+from sgdfuse_ros.eval.synthetic_pairs import make_pair  # noqa: E402
+from sgdfuse_ros.node.messages import (  # noqa: E402
     compressed_msg,
     deserialize,
     IMAGE,
@@ -69,8 +71,7 @@ from sgdfuse_ros.messages import (  # noqa: E402
     make_header,
     serialize,
 )
-from sgdfuse_ros.pipeline import FusionPipeline  # noqa: E402
-from sgdfuse_ros.sample import make_pair  # noqa: E402
+from sgdfuse_ros.pipeline.fusion_pipeline import FusionPipeline  # noqa: E402
 
 RESULTS = HERE / 'results'
 STAGES = ('msg_in', 'decode', 'register', 'prior', 'first_stage', 'refiner', 'colour', 'encode')
@@ -114,7 +115,7 @@ def machine_description(gpu: Optional[str] = None) -> dict:
     import cv2
 
     cpu = cpu_model('unknown')
-    from sgdfuse_ros.backends import physical_cores
+    from sgdfuse_ros.onnx.runtime import physical_cores
 
     info = {'cpu': cpu, 'logical_cpus': os.cpu_count(), 'physical_cores': physical_cores(),
             'python': platform.python_version(), 'numpy': np.__version__,

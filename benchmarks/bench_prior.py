@@ -44,7 +44,7 @@ import cv2
 from machine import cpu_model  # benchmarks/machine.py
 import numpy as np
 from sgdfuse_ros.config import validate
-from sgdfuse_ros.dataset import dataset_pairs, default_data_dir, read_pair
+from sgdfuse_ros.eval.datasets import dataset_pairs, default_data_dir, read_pair
 from sgdfuse_ros.parameters import defaults
 
 
@@ -120,7 +120,7 @@ def fused_rate(config: dict, pool, seconds: float, label: str, min_sam_runs: int
     Frames/s over ``seconds`` (frames fed back to back), longer (up to ``max_seconds``) until SAM
     has completed ``min_sam_runs`` priors.
     """
-    from sgdfuse_ros.pipeline import FusionPipeline
+    from sgdfuse_ros.pipeline.fusion_pipeline import FusionPipeline
     t0 = time.perf_counter()
     pipeline = FusionPipeline(config)
     build_s = time.perf_counter() - t0
@@ -234,10 +234,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.data is None:
         sys.exit('bench_prior: error: give --data or set SGDFUSE_DATA')
+    from sgdfuse_ros.onnx.sam_decoder import OnnxMaskDecoder
     from sgdfuse_ros.prior.merge import merge_masks
     from sgdfuse_ros.prior.prompts import warm_point_prompts
     from sgdfuse_ros.prior.sam import random_sam, SamFrameEncoder, SamSegmenter
-    from sgdfuse_ros.prior.sam_onnx import OnnxMaskDecoder
     from sgdfuse_ros.prior.thermal import ThermalPrior
     import torch
 

@@ -107,8 +107,8 @@ class Scenes:
 
     def __init__(self, thermal_size, rgb_size, count: int = 4, seed: int = 0):
         import cv2
-        from sgdfuse_ros import messages
-        from sgdfuse_ros.sample import make_pair
+        from sgdfuse_ros.eval.synthetic_pairs import make_pair
+        from sgdfuse_ros.node import messages
 
         (tw, th), (rw, rh) = thermal_size, rgb_size
         h = np.asarray(homography(thermal_size, rgb_size), np.float64).reshape(3, 3)
@@ -141,7 +141,7 @@ def bad_kind(index: int, bad_every: int):
 
 
 def camera_main(args) -> int:
-    from sgdfuse_ros import messages
+    from sgdfuse_ros.node import messages
     from sgdfuse_ros.transport.base import SENSOR_DATA
     from sgdfuse_ros.transport.dds import DdsTransport
 
@@ -247,8 +247,8 @@ def memory_summary(samples, warmup_s: float):
 
 
 def run(args) -> dict:
-    from sgdfuse_ros import messages
-    from sgdfuse_ros.node_core import accounting_errors
+    from sgdfuse_ros.node import messages
+    from sgdfuse_ros.node.core import accounting_errors
     from sgdfuse_ros.transport.base import QosProfile
     from sgdfuse_ros.transport.dds import DdsTransport, localhost_config
 

@@ -41,11 +41,11 @@ import sys
 
 import cv2
 import numpy as np
-from sgdfuse_ros.color import split_luma
+from sgdfuse_ros.cli.evaluate import EVAL_OVERRIDES, run_evaluation
 from sgdfuse_ros.config import load_config
-from sgdfuse_ros.dataset import dataset_pairs, default_data_dir, read_pair
-from sgdfuse_ros.evaluate import EVAL_OVERRIDES, run_evaluation
-from sgdfuse_ros.metrics import HEADLINE_METRICS
+from sgdfuse_ros.eval.datasets import dataset_pairs, default_data_dir, read_pair
+from sgdfuse_ros.eval.metrics import HEADLINE_METRICS
+from sgdfuse_ros.pipeline.color import split_luma
 from sgdfuse_ros.prior.thermal import ThermalPrior
 from sgdfuse_ros.training.data import validation_pairs
 

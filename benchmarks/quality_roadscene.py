@@ -18,7 +18,8 @@ Quality table on the RoadScene test split (50 pairs): ours against the baselines
 Rows: the classical Laplacian baseline, the peer outputs in ../shared/data/peers (SAGE), the
 published CDDFuse row on the same 50 pairs, our first stage, our first stage + refiner at K = 1, 2,
 4, and the ablation without prior. Every row except the published one is scored here with
-``sgdfuse_ros.metrics`` (the reference evaluator's conventions). Prints the table with win counts
+``sgdfuse_ros.eval.metrics`` (the reference evaluator's conventions).
+Prints the table with win counts
 and writes ``benchmarks/results/quality_roadscene.{json,md}``.
 
     python benchmarks/quality_roadscene.py --data ../shared/data/roadscene [--out outputs/quality]
@@ -32,10 +33,10 @@ from pathlib import Path
 import sys
 import time
 
+from sgdfuse_ros.cli.evaluate import EVAL_OVERRIDES, run_evaluation
 from sgdfuse_ros.config import load_config
-from sgdfuse_ros.dataset import dataset_pairs, default_data_dir
-from sgdfuse_ros.evaluate import EVAL_OVERRIDES, run_evaluation
-from sgdfuse_ros.metrics import format_table, HEADLINE_METRICS, score_folders
+from sgdfuse_ros.eval.datasets import dataset_pairs, default_data_dir
+from sgdfuse_ros.eval.metrics import format_table, HEADLINE_METRICS, score_folders
 from sky_check import MIN_AREA, pair_region
 
 # Published on the same 50 pairs (CDDFuse, CVPR 2023, RoadScene table; SSIM with data_range=2).

@@ -47,9 +47,9 @@ import sys
 
 import cv2
 import numpy as np
+from sgdfuse_ros.cli.evaluate import EVAL_OVERRIDES, run_evaluation
 from sgdfuse_ros.config import load_config, parse_override
-from sgdfuse_ros.dataset import dataset_pairs, default_data_dir
-from sgdfuse_ros.evaluate import EVAL_OVERRIDES, run_evaluation
+from sgdfuse_ros.eval.datasets import dataset_pairs, default_data_dir
 from sgdfuse_ros.training.data import validation_pairs
 from sgdfuse_ros.training.losses import visible_lead_map
 import torch

@@ -16,7 +16,7 @@
 
 import pytest
 
-from sgdfuse_ros.dataset import default_data_dir
+from sgdfuse_ros.eval.datasets import default_data_dir
 
 
 @pytest.fixture(scope='session')

@@ -22,9 +22,10 @@ The output is a new bag and a report.
         --rgb-topic /camera/color/image_raw/compressed --set sync.slop=0.03
 
 Messages are read in log-time order (the order the node would have received them) and paired by
-the node's own synchroniser (:class:`sgdfuse_ros.sync.ApproximateSync`, with ``sync.slop`` and
+the node's own synchroniser (:class:`sgdfuse_ros.node.sync.ApproximateSync`, with ``sync.slop`` and
 ``sync.queue_size`` from the config). Each pair goes through :class:`FusionPipeline` with the same
-config file, and the node's outputs (:func:`sgdfuse_ros.messages.fusion_outputs`) are written under
+config file, and the node's outputs (:func:`sgdfuse_ros.node.messages.fusion_outputs`)
+are written under
 ``--namespace`` (default ``/fusion``): ``fused/image``, ``fused/camera_info``,
 ``semantic/labels``, ``semantic/targets``. Every output carries the stamp of its pair's RGB image
 (copied field by field; the fused image lives in the RGB camera's frame) and is written at the log
@@ -45,7 +46,7 @@ import time
 from typing import Dict, Optional
 
 from ..errors import InputError
-from ..frame_check import Rejected
+from ..node.frame_check import Rejected
 
 OUTPUT_TYPES = {'fused/image': 'sensor_msgs/msg/Image',
                 'fused/camera_info': 'sensor_msgs/msg/CameraInfo',
@@ -106,7 +107,7 @@ class Replay:
     One replay: bag in, pipeline, bag out, report. ``run()`` does everything.
 
     Each camera message is handled as the node handles it on arrival
-    (:class:`sgdfuse_ros.node_core.FusionNodeCore`): CDR decode, encoding and size checks, image
+    (:class:`sgdfuse_ros.node.core.FusionNodeCore`): CDR decode, encoding and size checks, image
     decode -- a message failing one is *rejected* with that reason and never offered to the
     synchroniser -- then the stamp-jump check (stamps going back by more than
     ``STAMP_JUMP_BACK_S``, e.g. a looping recording, reset the synchroniser) and
@@ -119,7 +120,7 @@ class Replay:
     def __init__(self, bag, topics, pipeline, config: dict, writer, report, namespace: str,
                  copy_inputs: bool = False, overlay: bool = False, with_metrics: bool = True,
                  progress=None):
-        from ..sync import ApproximateSync
+        from ..node.sync import ApproximateSync
 
         self.bag, self.topics, self.pipeline, self.config = bag, topics, pipeline, config
         self.writer, self.report, self.namespace = writer, report, namespace
@@ -143,7 +144,7 @@ class Replay:
         self._metrics = None
         if with_metrics:
             try:
-                from ..metrics import fusion_metrics, to_gray
+                from ..eval.metrics import fusion_metrics, to_gray
                 self._metrics = (fusion_metrics, to_gray)
             except ImportError:
                 self.with_metrics = False
@@ -153,7 +154,7 @@ class Replay:
         return f'{self.namespace}/{relative}'
 
     def declare_topics(self) -> None:
-        from ..messages import OUTPUT_TOPICS
+        from ..node.messages import OUTPUT_TOPICS
         names = list(OUTPUT_TOPICS) + (['semantic/overlay'] if self.overlay else [])
         for rel in names:
             self.writer.add_topic(self.output_topic(rel), OUTPUT_TYPES[rel])
@@ -171,7 +172,7 @@ class Replay:
     # --- the stream ------------------------------------------------------------------------------
     def run(self) -> None:
         from .reader import BagReadError
-        from ..messages import deserialize
+        from ..node.messages import deserialize
 
         self.declare_topics()
         stream = self.bag.messages(list(self.roles))
@@ -201,7 +202,7 @@ class Replay:
 
     def arrive(self, role: str, msgtype: str, raw, log_ns: int) -> None:
         """One camera message, handled as the node's input callback handles it."""
-        from ..messages import deserialize, stamp_nanoseconds
+        from ..node.messages import deserialize, stamp_nanoseconds
 
         tick = time.perf_counter()
         try:
@@ -224,12 +225,12 @@ class Replay:
             self.fuse(thermal, rgb)
 
     def decode(self, role: str, msg):
-        """Run the node's checks, in its order (:mod:`sgdfuse_ros.frame_check`)."""
-        from ..frame_check import decode_camera_image
+        """Run the node's checks, in its order (:mod:`sgdfuse_ros.node.frame_check`)."""
+        from ..node.frame_check import decode_camera_image
         return decode_camera_image(role, msg, self.config['limits.max_input_pixels'])
 
     def stamp_seen(self, role: str, stamp_ns: int) -> None:
-        from ..node_core import STAMP_JUMP_BACK_S
+        from ..node.core import STAMP_JUMP_BACK_S
 
         other = self.latest['rgb' if role == 'thermal' else 'thermal']
         if other is not None:
@@ -250,7 +251,7 @@ class Replay:
     # --- one pair --------------------------------------------------------------------------------
     def fuse(self, thermal_frame, rgb_frame) -> None:
         from ..errors import ResourceError, SgdfuseError
-        from ..messages import fusion_outputs
+        from ..node.messages import fusion_outputs
 
         _, thermal, t_enc, t_log, t_stamp = thermal_frame
         header, visible, v_enc, r_log, r_stamp = rgb_frame
@@ -318,9 +319,9 @@ def main(args) -> int:
     from .reader import choose_topics, open_bag
     from .report import ReplayReport
     from .writer import BagWriter, prepare_output
+    from ..cli.progress import Progress
     from ..config import load_config, parse_override
-    from ..pipeline import FusionPipeline
-    from ..progress import Progress
+    from ..pipeline.fusion_pipeline import FusionPipeline
 
     overrides = dict(parse_override(text) for text in args.overrides)
     if args.every_frame_prior:

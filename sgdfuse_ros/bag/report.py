@@ -277,7 +277,7 @@ def _fmt(value, digits: int = 3) -> str:
 
 def render_markdown(r: dict) -> str:
     try:
-        from ..metrics import HEADLINE_METRICS
+        from ..eval.metrics import HEADLINE_METRICS
     except ImportError:  # pragma: no cover - metrics module not in this build
         HEADLINE_METRICS = ('EN', 'SD', 'SF', 'AG', 'MI', 'SCD', 'VIF', 'Qabf', 'SSIM')
 

@@ -42,7 +42,7 @@ import shutil
 from typing import Dict, Optional, Sequence
 
 from ..errors import InputError
-from ..messages import serialize, typestore
+from ..node.messages import serialize, typestore
 
 STORAGES = ('sqlite3', 'mcap')
 VERSIONS = (8, 9)

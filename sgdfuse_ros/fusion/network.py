@@ -243,11 +243,11 @@ def export_first_stage(model: FirstStageNet, path) -> Path:
     Write ``model`` as ONNX, verified against torch.
 
     Inputs are (1, 1, H, W) each, H and W multiples of 8; the graph is checked against torch at two
-    sizes by :func:`sgdfuse_ros.backends.export_module`.
+    sizes by :func:`sgdfuse_ros.onnx.runtime.export_module`.
     """
     import copy
 
-    from ..backends import export_module
+    from ..onnx.runtime import export_module
     graph = copy.deepcopy(model).cpu().float().eval()
     graph.net.channels_last = False
     graph.net.to(memory_format=torch.contiguous_format)
@@ -279,7 +279,7 @@ class OnnxFirstStage:
         from pathlib import Path
         import tempfile
 
-        from ..backends import OnnxModule
+        from ..onnx.runtime import OnnxModule
         self.info = info or {}
         self.multiple = model.multiple
         self._tmp = tempfile.TemporaryDirectory(prefix='sgdfuse_onnx_')

@@ -210,7 +210,7 @@ class DenoiserGraph(nn.Module):
 def _export_denoiser(model: RefinerNet, path):
     import copy
 
-    from ..backends import export_module
+    from ..onnx.runtime import export_module
     model = copy.deepcopy(model).cpu().float().eval()
     model.net.channels_last = False
     model.net.to(memory_format=torch.contiguous_format)
@@ -251,7 +251,7 @@ class OnnxDiffusionRefiner(DiffusionRefiner):
         from pathlib import Path
         import tempfile
 
-        from ..backends import OnnxModule
+        from ..onnx.runtime import OnnxModule
         super().__init__(model, steps, seed, 'cpu', info)
         self.model.net.channels_last = False
         self.model.net.to(memory_format=torch.contiguous_format)

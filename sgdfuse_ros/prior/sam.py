@@ -29,7 +29,7 @@ and mask decoder run for one batch of point prompts on the warm blobs
 (:mod:`sgdfuse_ros.prior.prompts`) and, with ``prior.sam.auto_grid`` > 0, for the package's
 ``SamAutomaticMaskGenerator`` on a coarse grid, sharing the same embedding. The masks are
 merged into the prior format by :func:`sgdfuse_ros.prior.merge.merge_masks`. The decoder runs
-in torch or, with ``backend: onnx``, in onnxruntime (:mod:`sgdfuse_ros.prior.sam_onnx`).
+in torch or, with ``backend: onnx``, in onnxruntime (:mod:`sgdfuse_ros.onnx.sam_decoder`).
 
 When and where this runs (every frame, or a worker thread with fallback) is the business of
 :class:`sgdfuse_ros.prior.provider.PriorProvider`.
@@ -516,7 +516,7 @@ class SamSegmenter:
 def make_decoder(model, backend: str, device: str, threads: int = 0):
     """Return the mask decoder for ``backend`` (config ``backend``: torch or onnx)."""
     if backend == 'onnx':
-        from .sam_onnx import OnnxMaskDecoder
+        from ..onnx.sam_decoder import OnnxMaskDecoder
         return OnnxMaskDecoder.from_model(model, device, threads)
     return TorchMaskDecoder(model)
 

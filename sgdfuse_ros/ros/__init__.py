@@ -16,5 +16,5 @@
 The ROS 2 front end: the rclpy lifecycle node and its transport (needs a ROS 2 install).
 
 Nothing here is imported by the rest of the package; the node's logic lives in
-:mod:`sgdfuse_ros.node_core` and runs the same without ROS (``sgdfuse live``).
+:mod:`sgdfuse_ros.node.core` and runs the same without ROS (``sgdfuse live``).
 """

@@ -31,7 +31,7 @@ range, choices, read-only flag). Runtime changes (``ros2 param set``) are valida
 table: out-of-range values are refused with the reason, never clamped; read-only parameters
 can only come from the parameter file or the command line.
 
-All the logic lives in :class:`sgdfuse_ros.node_core.FusionNodeCore`; this module only adapts it
+All the logic lives in :class:`sgdfuse_ros.node.core.FusionNodeCore`; this module only adapts it
 to rclpy.
 """
 
@@ -53,7 +53,7 @@ from rclpy.parameter import Parameter
 
 from .rclpy_transport import RclpyTransport
 from ..errors import ConfigError, SgdfuseError
-from ..node_core import check_config, FusionNodeCore
+from ..node.core import check_config, FusionNodeCore
 from ..parameters import ALL_PARAMS, ParamSpec, SPECS
 
 NODE_NAME = 'fusion_node'

@@ -26,7 +26,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable
 
-from .. import messages
+from ..node import messages
 from ..transport.base import Publisher, QosProfile, Subscription, Timer, Transport
 
 

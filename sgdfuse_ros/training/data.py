@@ -29,9 +29,9 @@ from typing import List, Sequence
 import cv2
 import numpy as np
 
-from ..color import split_luma
-from ..dataset import dataset_pairs, read_pair
 from ..errors import InputError
+from ..eval.datasets import dataset_pairs, read_pair
+from ..pipeline.color import split_luma
 from ..prior.thermal import ThermalPrior
 
 

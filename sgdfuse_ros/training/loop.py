@@ -36,7 +36,7 @@ from typing import List, Optional
 import numpy as np
 
 from ..errors import ConfigError
-from ..metrics import fusion_metrics, HEADLINE_METRICS, to_gray
+from ..eval.metrics import fusion_metrics, HEADLINE_METRICS, to_gray
 
 CKPT_NAME = 'checkpoint.pt'
 

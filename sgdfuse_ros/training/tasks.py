@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 from .losses import fusion_losses
-from ..color import merge_luma
 from ..fusion.laplacian import laplacian_fusion
 from ..fusion.network import FirstStageNet
 from ..fusion.network import KIND as FIRST_KIND
 from ..fusion.weights import save_weights
+from ..pipeline.color import merge_luma
 
 
 def _planes(data: torch.Tensor):

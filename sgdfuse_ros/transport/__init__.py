@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-Middleware transports for the node's logic (:mod:`sgdfuse_ros.node_core`).
+Middleware transports for the node's logic (:mod:`sgdfuse_ros.node.core`).
 
 - :mod:`.base`: the interface (publishers, subscriptions, timers, clock, ROS name resolution);
 - :mod:`.dds`: Cyclone DDS with ROS 2 wire conventions (``sgdfuse live``, no ROS needed);

@@ -15,12 +15,12 @@
 """
 The small interface between the node's logic and a middleware.
 
-:class:`~sgdfuse_ros.node_core.FusionNodeCore` talks to the outside world only through a
+:class:`~sgdfuse_ros.node.core.FusionNodeCore` talks to the outside world only through a
 :class:`Transport`; two implement it: rclpy (:mod:`sgdfuse_ros.ros.rclpy_transport`, production)
 and Cyclone DDS speaking ROS 2 wire conventions (:mod:`sgdfuse_ros.transport.dds`, for hosts
 without ROS). Tests use an in-memory one.
 
-Messages crossing the interface are ``rosbags`` message objects (:mod:`sgdfuse_ros.messages`):
+Messages crossing the interface are ``rosbags`` message objects (:mod:`sgdfuse_ros.node.messages`):
 both real transports move ROS 2 CDR bytes and (de)serialise them with ``rosbags``, so the node's
 logic sees exactly the same objects whichever middleware carries them.
 

@@ -29,7 +29,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from .base import Publisher, QosProfile, Subscription, Timer, Transport
-from .. import messages
+from ..node import messages
 
 
 class MemoryPublisher(Publisher):

@@ -1,0 +1,79 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+``sgdfuse``: the command-line tool.
+
+Each subcommand lives in its own module, which provides ``add_arguments(parser)`` and
+``main(args) -> int``; this file only dispatches. A user error (:class:`SgdfuseError`) is printed
+as one line and exits with status 2; nothing else is swallowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from ..errors import SgdfuseError
+
+COMMANDS = {
+    'evaluate': ('sgdfuse_ros.cli.evaluate', 'fuse a folder of registered pairs; metrics, report, '
+                 'contact sheet'),
+    'metrics': ('sgdfuse_ros.cli.metrics', 'score folders of fused images against the sources'),
+    'demo': ('sgdfuse_ros.cli.demo',
+             'the main job on an embedded sample (or RoadScene with --data)'),
+    'train': ('sgdfuse_ros.cli.train', 'train the first stage or the diffusion refiner'),
+    'make-bag': ('sgdfuse_ros.cli.make_bag', 'write a ROS 2 bag from registered image pairs'),
+    'replay': ('sgdfuse_ros.bag.replay', 'fuse a ROS 2 bag into an output bag and a report'),
+    'export': ('sgdfuse_ros.cli.export', 'export the networks to ONNX'),
+    'live': ('sgdfuse_ros.cli.live', 'run the fusion node without ROS 2, over Cyclone DDS'),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='sgdfuse', description='Thermal + visible fusion (SGDFuse for ROS 2).')
+    parser.add_argument('-v', '--verbose', action='store_true', help='log more')
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name and err.name.startswith('sgdfuse_ros'):
+                continue  # subcommand not available in this build
+            raise
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command)
+        command.set_defaults(_main=module.main)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format='%(levelname)s %(name)s: %(message)s')
+    if not getattr(args, '_main', None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._main(args) or 0)
+    except SgdfuseError as err:
+        print(f'sgdfuse {args.command}: error: {err}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f'sgdfuse {args.command}: interrupted', file=sys.stderr)
+        return 130

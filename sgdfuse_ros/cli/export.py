@@ -1,0 +1,135 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+``sgdfuse export``: write the networks as ONNX files for ``backend: onnx``.
+
+    sgdfuse export --out models/onnx [--what first-stage,refiner,sam-decoder] [--config FILE]
+
+Each part is exported by the module that owns its network, through a function
+``export_onnx(config, out_dir) -> path (or list of paths)``:
+
+==============  ===============================  ====================================
+part            module                           needs
+==============  ===============================  ====================================
+first-stage     ``sgdfuse_ros.fusion.network``   ``first_stage.weights``
+refiner         ``sgdfuse_ros.fusion.refiner``   ``refiner.weights``
+sam-decoder     ``sgdfuse_ros.onnx.sam_decoder``   ``prior.sam.checkpoint``
+==============  ===============================  ====================================
+
+(generic helpers for those functions: :func:`sgdfuse_ros.onnx.runtime.export_module`). Every part
+that cannot be exported (module not in this build, no ``export_onnx``, weights missing) is named
+with its reason; the command then exits non-zero with one line listing them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+import sys
+from typing import List, Tuple
+
+from ..errors import ConfigError, SgdfuseError
+
+log = logging.getLogger('sgdfuse_ros')
+
+PARTS = {
+    'first-stage': 'sgdfuse_ros.fusion.network',
+    'refiner': 'sgdfuse_ros.fusion.refiner',
+    'sam-decoder': 'sgdfuse_ros.onnx.sam_decoder',
+}
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument('--out', required=True, help='folder for the .onnx files')
+    parser.add_argument('--what', default=None,
+                        help=f"comma-separated parts to export, of {','.join(PARTS)} (default: "
+                             'all; sam-decoder only when prior.sam.checkpoint is set)')
+    parser.add_argument('--config', default=None, help='config file (default: config/fusion.yaml)')
+    parser.add_argument('--set', action='append', default=[], metavar='NAME=VALUE',
+                        help='override a parameter (repeatable), e.g. --set '
+                             'first_stage.weights=runs/a/first_stage.pt')
+
+
+def parse_parts(text: str) -> List[str]:
+    parts = [p.strip() for p in text.split(',') if p.strip()]
+    if not parts:
+        raise ConfigError('--what names no part')
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        raise ConfigError(f"--what: unknown part(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(PARTS)})")
+    return list(dict.fromkeys(parts))
+
+
+def find_exporter(part: str):
+    """(export function, None) or (None, why it is not available)."""
+    module_name = PARTS[part]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name == module_name or (err.name and module_name.startswith(err.name + '.')):
+            return None, f'{module_name} is not in this build'
+        return None, f"{module_name} needs the missing package '{err.name}'"
+    except Exception as err:  # a module that fails to import must not hide the other parts
+        return None, f'{module_name} fails to import ({type(err).__name__}: {err})'
+    exporter = getattr(module, 'export_onnx', None)
+    if not callable(exporter):
+        return None, f'{module_name} has no export_onnx(config, out_dir)'
+    return exporter, None
+
+
+def export_part(part: str, config: dict, out_dir: Path) -> Tuple[List[Path], str]:
+    """(written files, '') or ([], reason)."""
+    exporter, why = find_exporter(part)
+    if exporter is None:
+        return [], why
+    try:
+        written = exporter(config, out_dir)
+    except SgdfuseError as err:  # weights missing or mismatched: the owner's one-line message
+        return [], str(err)
+    except Exception as err:  # the exporter itself broke: say so in one line (-v logs it all)
+        log.debug('export of %s failed', part, exc_info=True)
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ''
+        return [], f'export failed: {type(err).__name__}: {first}'
+    paths = [Path(p) for p in (written if isinstance(written, (list, tuple)) else [written])]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if not paths or missing:
+        return [], f"export_onnx wrote no file{(' ' + ', '.join(missing)) if missing else ''}"
+    return paths, ''
+
+
+def main(args) -> int:
+    from ..config import load_config, parse_override
+
+    overrides = dict(parse_override(text) for text in args.set)
+    config = load_config(args.config, overrides)
+    parts = parse_parts(args.what or ','.join(PARTS))
+    if args.what is None and not config['prior.sam.checkpoint']:
+        parts.remove('sam-decoder')
+        print('sam-decoder: skipped (prior.sam.checkpoint is not set)', file=sys.stderr)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for part in parts:
+        paths, why = export_part(part, config, out_dir)
+        if paths:
+            for path in paths:
+                print(f'{part}: {path} ({path.stat().st_size / 1e6:.1f} MB)')
+        else:
+            failed.append(f'{part} ({why})')
+    if failed:
+        raise ConfigError('not exported: ' + '; '.join(failed))
+    return 0

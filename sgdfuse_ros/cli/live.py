@@ -1,0 +1,169 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+``sgdfuse live``: the fusion node without ROS 2, over Cyclone DDS with ROS 2 conventions.
+
+Runs exactly the node logic the rclpy node runs (:class:`~sgdfuse_ros.node.core.FusionNodeCore`)
+on the DDS transport (:mod:`sgdfuse_ros.transport.dds`): it subscribes to
+``<ns>/thermal/image_raw``, ``<ns>/rgb/image_raw`` and ``<ns>/rgb/camera_info`` and publishes
+``<ns>/fused/image``, ``<ns>/fused/camera_info``, ``<ns>/semantic/labels``,
+``<ns>/semantic/targets``, ``<ns>/semantic/overlay`` (while subscribed) and ``/diagnostics``.
+A ROS 2 graph on the same network and domain (rmw_cyclonedds_cpp or any RTPS-compatible rmw)
+sees these as ordinary ROS topics.
+
+    sgdfuse live --namespace /car --domain-id 3 --thermal-topic /flir/image_raw
+
+Stops on Ctrl-C / SIGTERM (or after ``--duration``), then prints the frame accounting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import signal
+import sys
+import threading
+import time
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument('--config', type=Path, default=None,
+                        help='parameter file (ROS 2 layout; default: the shipped '
+                             'config/fusion.yaml)')
+    parser.add_argument('--set', dest='overrides', action='append', default=[],
+                        metavar='NAME=VALUE', help='override one parameter (repeatable)')
+    parser.add_argument('--namespace', default='/', help="ROS namespace of the node's topics")
+    parser.add_argument('--name', default='fusion_node', help='node name (diagnostics)')
+    parser.add_argument('--domain-id', type=int, default=None,
+                        help='DDS domain (default: $ROS_DOMAIN_ID, else 0)')
+    parser.add_argument('--thermal-topic', default=None,
+                        help='remap thermal/image_raw to this topic')
+    parser.add_argument('--rgb-topic', default=None, help='remap rgb/image_raw to this topic')
+    parser.add_argument('--camera-info-topic', default=None,
+                        help='remap rgb/camera_info to this topic')
+    parser.add_argument('--remap', action='append', default=[], metavar='FROM:=TO',
+                        help='any other remapping, ROS syntax (repeatable)')
+    parser.add_argument('--localhost-only', action='store_true',
+                        help='stay on the loopback interface (also ROS_LOCALHOST_ONLY=1); '
+                             'ignored when CYCLONEDDS_URI is set')
+    parser.add_argument('--duration', type=float, default=0.0,
+                        help='stop after this many seconds (0: run until Ctrl-C)')
+    parser.add_argument('--status-period', type=float, default=10.0,
+                        help='print a status line every this many seconds (0: never)')
+    parser.add_argument('--stats-json', type=Path, default=None,
+                        help='write the final statistics (accounting, latency) as JSON')
+
+
+def _remaps(args, namespace: str, name: str) -> dict:
+    from ..errors import ConfigError
+    from ..transport.base import parse_remaps
+
+    rules = list(args.remap)
+    for base, target in (('thermal/image_raw', args.thermal_topic),
+                         ('rgb/image_raw', args.rgb_topic),
+                         ('rgb/camera_info', args.camera_info_topic)):
+        if target:
+            rules.append(f'{base}:={target}')
+    try:
+        return parse_remaps(rules, namespace, name)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def status_line(stats: dict) -> str:
+    inputs = stats['inputs']
+    latency = stats['latency_ms'].get('end_to_end')
+    parts = [f"{s} {c['rate_hz']:.1f} Hz" for s, c in inputs.items()]
+    parts.append(f"fused {stats['output']['rate_hz']:.1f} Hz")
+    if latency:
+        parts.append(f"latency p50 {latency['p50']:.1f} ms p90 {latency['p90']:.1f} ms")
+    dropped = sum(sum(c['dropped'].values()) for c in inputs.values())
+    rejected = sum(sum(c['rejected'].values()) for c in inputs.values())
+    parts.append(f'dropped {dropped} rejected {rejected} frames')
+    return ', '.join(parts)
+
+
+def main(args) -> int:
+    import logging
+
+    from ..config import load_config, parse_override
+    from ..errors import ConfigError
+    from ..node.core import accounting_errors, FusionNodeCore
+    from ..transport.base import resolve_topic
+    from ..transport.dds import DdsTransport, localhost_config
+
+    overrides = dict(parse_override(text) for text in args.overrides)
+    config = load_config(args.config, overrides)
+    if args.duration < 0:
+        raise ConfigError('--duration must be >= 0')
+    domain = args.domain_id
+    if domain is None:
+        try:
+            domain = int(os.environ.get('ROS_DOMAIN_ID', '0') or 0)
+        except ValueError:
+            raise ConfigError('ROS_DOMAIN_ID must be an integer') from None
+    namespace = '/' + args.namespace.strip('/')
+    localhost = args.localhost_only or os.environ.get('ROS_LOCALHOST_ONLY') == '1'
+    xml = localhost_config() if localhost and not os.environ.get('CYCLONEDDS_URI') else None
+    remaps = _remaps(args, namespace, args.name)
+    transport = DdsTransport(domain, namespace, args.name, xml, remaps)
+    full_name = resolve_topic(args.name, namespace)
+    core = FusionNodeCore(transport, config, name=full_name,
+                          logger=logging.getLogger('sgdfuse_ros.live'))
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        core.configure()
+        core.activate()
+        print(f'sgdfuse live: {full_name} active on {core.device}, DDS domain {domain}: '
+              f"{transport.resolve_topic_name('thermal/image_raw')} + "
+              f"{transport.resolve_topic_name('rgb/image_raw')} -> "
+              f"{transport.resolve_topic_name('fused/image')} (Ctrl-C to stop)", flush=True)
+        started = time.monotonic()
+        while not stop.is_set():
+            wait = args.status_period if args.status_period > 0 else 1.0
+            if args.duration > 0:
+                wait = min(wait, max(0.0, started + args.duration - time.monotonic()))
+            if stop.wait(wait):
+                break
+            if args.duration > 0 and time.monotonic() - started >= args.duration:
+                break
+            if args.status_period > 0:
+                print('sgdfuse live: ' + status_line(core.stats()), flush=True)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        try:
+            core.shutdown()
+        finally:
+            transport.close()
+    stats = core.stats()
+    if args.stats_json:
+        args.stats_json.write_text(json.dumps(stats, indent=1))
+    print('sgdfuse live: stopped; ' + status_line(stats), flush=True)
+    for source, counts in stats['inputs'].items():
+        dropped = {k: v for k, v in counts['dropped'].items() if v}
+        rejected = {k: v for k, v in counts['rejected'].items() if v}
+        print(f"  {source}: received {counts['received']}, published {counts['published']}, "
+              f"dropped {dropped or 0}, rejected {rejected or 0}, pending {counts['pending']}")
+    problems = accounting_errors(stats)
+    for problem in problems:
+        print(f'sgdfuse live: accounting mismatch: {problem}', file=sys.stderr)
+    return 1 if problems else 0

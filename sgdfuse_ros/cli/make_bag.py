@@ -1,0 +1,213 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+``sgdfuse make-bag``: a realistic ROS 2 bag from registered thermal/visible image pairs.
+
+    sgdfuse make-bag --data /work/shared/data/roadscene --subset test --out roadscene_test
+    sgdfuse make-bag --ir pairs/ir --vis pairs/vis --out pairs_bag --rgb-format jpeg --storage mcap
+
+What the bag holds, per pair (frame ``i`` of ``--repeat`` passes over the pairs):
+
+- ``/rgb/image_raw`` (``sensor_msgs/Image`` bgr8) or ``/rgb/image_raw/compressed``
+  (``CompressedImage`` JPEG) stamped ``t_i = start + i / rate``;
+- ``/thermal/image_raw`` stamped ``t_i + u``, ``u`` uniform in ``[-jitter, +jitter]``: the two
+  cameras are not hardware-triggered, as on most robots;
+- ``/thermal/camera_info`` and ``/rgb/camera_info`` with the image's size and pinhole intrinsics
+  for a 50 degree horizontal field of view (``fx = fy = (w / 2) / tan(25 deg)``, principal point
+  at the centre, no distortion). The pairs are registered, so both cameras get the same model.
+- log (receive) times a few milliseconds after the stamps: 10 +- 2 ms for the thermal camera
+  (a USB thermal core buffers a frame), 4 +- 1 ms for the RGB camera.
+
+Thermal as ``mono16`` (default) mimics the raw output of a 14-bit radiometric core (FLIR Boson /
+Lepton): an 8-bit value ``v`` becomes ``7000 + 30 v`` counts plus Gaussian noise of 3 counts,
+clipped to ``[0, 16383]``, so the scene spans about 7000..14650 counts and the node's automatic
+gain control has real work to do. ``--thermal-encoding mono8`` writes the 8-bit image as is.
+
+Pairs of different sizes are fine (a bag may change frame size); stamps and noise come from
+``--seed`` so the same command writes the same bag.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+import sys
+
+from ..errors import InputError
+
+THERMAL_TOPIC = '/thermal/image_raw'
+THERMAL_INFO_TOPIC = '/thermal/camera_info'
+RGB_TOPIC = '/rgb/image_raw'
+RGB_COMPRESSED_TOPIC = '/rgb/image_raw/compressed'
+RGB_INFO_TOPIC = '/rgb/camera_info'
+THERMAL_FRAME = 'thermal_optical_frame'
+RGB_FRAME = 'rgb_optical_frame'
+
+COUNTS_OFFSET = 7000     # raw counts of an 8-bit 0
+COUNTS_PER_LEVEL = 30    # raw counts per 8-bit grey level
+COUNTS_NOISE = 3.0       # standard deviation of the temporal noise, in counts
+COUNTS_MAX = (1 << 14) - 1
+HFOV_DEG = 50.0
+THERMAL_DELAY_MS = (10.0, 2.0)  # mean, spread of the receive delay
+RGB_DELAY_MS = (4.0, 1.0)
+DEFAULT_START_S = 1_700_000_000.0
+
+
+def add_arguments(parser) -> None:
+    src = parser.add_argument_group('source pairs (registered; matched by file name)')
+    src.add_argument('--ir', metavar='DIR', help='folder of thermal images')
+    src.add_argument('--vis', metavar='DIR', help='folder of visible images')
+    src.add_argument('--data', metavar='DIR', help='RoadScene-layout folder (ir/, vis/, '
+                     'split.json); default $SGDFUSE_DATA or ../shared/data/roadscene')
+    src.add_argument('--subset', metavar='NAME', help='only this list of split.json (e.g. test)')
+    parser.add_argument('--out', required=True, metavar='BAG', help='bag to write')
+    parser.add_argument('--rate', type=float, default=10.0, help='frame rate in Hz (default 10)')
+    parser.add_argument('--jitter-ms', type=float, default=5.0,
+                        help='largest thermal-vs-RGB stamp offset in ms (default 5)')
+    parser.add_argument('--thermal-encoding', choices=('mono16', 'mono8'), default='mono16',
+                        help='mono16: 14-bit raw counts (default); mono8: the 8-bit image')
+    parser.add_argument('--rgb-format', choices=('raw', 'jpeg'), default='raw',
+                        help='raw: sensor_msgs/Image bgr8 (default); jpeg: CompressedImage')
+    parser.add_argument('--jpeg-quality', type=int, default=90, help='JPEG quality (default 90)')
+    parser.add_argument('--storage', choices=('sqlite3', 'mcap'), default='sqlite3',
+                        help='storage plugin (default sqlite3)')
+    parser.add_argument('--version', type=int, choices=(8, 9), default=8,
+                        help='rosbag2 metadata version (default 8, which Humble reads)')
+    parser.add_argument('--repeat', type=int, default=1, help='passes over the pairs (default 1)')
+    parser.add_argument('--seed', type=int, default=0, help='seed of jitter and noise')
+    parser.add_argument('--start', type=float, default=DEFAULT_START_S,
+                        help='stamp of the first frame, seconds since the epoch')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing bag')
+    parser.add_argument('--quiet', action='store_true', help='no progress output')
+
+
+def raw_counts(gray_u8, rng):
+    """8-bit thermal image -> plausible 14-bit radiometric counts (uint16)."""
+    import numpy as np
+    counts = COUNTS_OFFSET + COUNTS_PER_LEVEL * gray_u8.astype(np.float32)
+    counts += rng.normal(0.0, COUNTS_NOISE, size=gray_u8.shape).astype(np.float32)
+    return np.clip(np.rint(counts), 0, COUNTS_MAX).astype(np.uint16)
+
+
+def intrinsics(width: int, height: int, hfov_deg: float = HFOV_DEG):
+    import numpy as np
+    f = (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
+    return np.array([f, 0.0, (width - 1) / 2.0, 0.0, f, (height - 1) / 2.0, 0.0, 0.0, 1.0])
+
+
+def source_pairs(args):
+    from ..eval.datasets import dataset_pairs, default_data_dir, list_pairs
+    if args.ir or args.vis:
+        if not (args.ir and args.vis):
+            raise InputError('--ir and --vis go together')
+        if args.data or args.subset:
+            raise InputError('give either --ir/--vis or --data/--subset, not both')
+        return list_pairs(args.ir, args.vis)
+    data = args.data or default_data_dir()
+    if data is None:
+        raise InputError('no pairs: give --ir DIR --vis DIR, or --data DIR (or set SGDFUSE_DATA)')
+    return dataset_pairs(data, args.subset)
+
+
+def check_arguments(args) -> None:
+    if not (args.rate > 0 and math.isfinite(args.rate)):
+        raise InputError(f'--rate must be a positive number of Hz, got {args.rate}')
+    if not (args.jitter_ms >= 0 and math.isfinite(args.jitter_ms)):
+        raise InputError(f'--jitter-ms must be >= 0, got {args.jitter_ms}')
+    if args.jitter_ms / 1000.0 >= 0.5 / args.rate:
+        raise InputError(f'--jitter-ms {args.jitter_ms} is half a frame period or more at '
+                         f'{args.rate} Hz: thermal frames would pair with the wrong RGB frame')
+    if args.repeat < 1:
+        raise InputError(f'--repeat must be >= 1, got {args.repeat}')
+    if not 1 <= args.jpeg_quality <= 100:
+        raise InputError(f'--jpeg-quality must be in 1..100, got {args.jpeg_quality}')
+    if args.start < 0:
+        raise InputError('--start must be >= 0')
+
+
+def main(args) -> int:
+    import numpy as np
+
+    from .progress import Progress
+    from ..bag.writer import BagWriter
+    from ..eval.datasets import read_pair
+    from ..node import messages as m
+
+    check_arguments(args)
+    pairs = source_pairs(args)
+    rng = np.random.default_rng(args.seed)
+    period_ns = int(round(1e9 / args.rate))
+    start_ns = int(round(args.start * 1e9))
+    jitter_ns = args.jitter_ms * 1e6
+    rgb_topic = RGB_TOPIC if args.rgb_format == 'raw' else RGB_COMPRESSED_TOPIC
+    total = len(pairs) * args.repeat
+    custom = {'sgdfuse_ros.make_bag.pairs': str(len(pairs)),
+              'sgdfuse_ros.make_bag.rate_hz': f'{args.rate:g}',
+              'sgdfuse_ros.make_bag.jitter_ms': f'{args.jitter_ms:g}',
+              'sgdfuse_ros.make_bag.thermal_encoding': args.thermal_encoding,
+              'sgdfuse_ros.make_bag.seed': str(args.seed)}
+
+    def delay(spec) -> int:
+        mean, spread = spec
+        return int(round((mean + rng.uniform(-spread, spread)) * 1e6))
+
+    with BagWriter(args.out, args.storage, args.version, args.overwrite, custom) as bag, \
+            Progress(total, label='make-bag', unit='pairs', quiet=args.quiet) as bar:
+        for topic, msgtype in ((THERMAL_TOPIC, m.IMAGE), (THERMAL_INFO_TOPIC, m.CAMERA_INFO),
+                               (rgb_topic, m.IMAGE if args.rgb_format == 'raw' else m.COMPRESSED),
+                               (RGB_INFO_TOPIC, m.CAMERA_INFO)):
+            bag.add_topic(topic, msgtype)
+        frame = 0
+        for _ in range(args.repeat):
+            for pair in pairs:
+                thermal, visible = read_pair(pair)
+                if thermal.shape[:2] != visible.shape[:2]:
+                    raise InputError(f'pair {pair.name}: thermal {thermal.shape[1]}x'
+                                     f'{thermal.shape[0]} and visible {visible.shape[1]}x'
+                                     f'{visible.shape[0]} differ; make-bag needs registered pairs')
+                rgb_ns = start_ns + frame * period_ns
+                thermal_ns = rgb_ns + int(round(rng.uniform(-jitter_ns, jitter_ns)))
+                height, width = visible.shape[:2]
+                k = intrinsics(width, height)
+
+                rgb_header = m.make_header(rgb_ns, RGB_FRAME)
+                if args.rgb_format == 'raw':
+                    rgb_msg = m.image_msg(visible, rgb_header, 'bgr8')
+                else:
+                    rgb_msg = m.compressed_msg(visible, rgb_header, 'jpeg', args.jpeg_quality)
+                rgb_log = rgb_ns + delay(RGB_DELAY_MS)
+                bag.write(rgb_topic, rgb_log, rgb_msg)
+                bag.write(RGB_INFO_TOPIC, rgb_log,
+                          m.camera_info_msg(width, height, m.make_header(rgb_ns, RGB_FRAME), k=k))
+
+                thermal_header = m.make_header(thermal_ns, THERMAL_FRAME)
+                if args.thermal_encoding == 'mono16':
+                    thermal_msg = m.image_msg(raw_counts(thermal, rng), thermal_header, 'mono16')
+                else:
+                    thermal_msg = m.image_msg(thermal, thermal_header, 'mono8')
+                thermal_log = thermal_ns + delay(THERMAL_DELAY_MS)
+                bag.write(THERMAL_TOPIC, thermal_log, thermal_msg)
+                bag.write(THERMAL_INFO_TOPIC, thermal_log, m.camera_info_msg(
+                    width, height, m.make_header(thermal_ns, THERMAL_FRAME), k=k))
+                frame += 1
+                bar.update()
+        bar.done(f'{frame} pairs -> {Path(args.out)}')
+    if not args.quiet:
+        print(f'make-bag: wrote {Path(args.out)} ({args.storage}, metadata version '
+              f'{args.version}): {THERMAL_TOPIC} ({args.thermal_encoding}), {rgb_topic} '
+              f"({'bgr8' if args.rgb_format == 'raw' else 'jpeg'}), {THERMAL_INFO_TOPIC}, "
+              f'{RGB_INFO_TOPIC}; {frame} frames at {args.rate:g} Hz, jitter <= '
+              f'{args.jitter_ms:g} ms', file=sys.stderr)
+    return 0

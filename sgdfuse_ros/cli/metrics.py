@@ -1,0 +1,173 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+``sgdfuse metrics``: score folders of fused images with the standard fusion metrics.
+
+Example::
+
+    sgdfuse metrics outputs/sgdfuse outputs/sage --data /data/roadscene --out results.json
+
+prints one markdown table (a row per folder) on stdout and, with ``--out``, writes the
+per-image values and the mean of every folder as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+import sys
+
+from ..errors import InputError
+from ..eval.metrics import format_table, HEADLINE_METRICS, METRIC_NAMES, score_folders
+
+DATA_ENV = 'SGDFUSE_DATA'
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        'Score folders of fused images against their infrared and visible sources with the '
+        'standard IVIF metrics (' + ', '.join(METRIC_NAMES) + '), as published tables '
+        'compute them.'
+    )
+    parser.add_argument('fused_dirs', nargs='+', metavar='FUSED_DIR',
+                        help='folder(s) of fused images, matched to the sources by file stem')
+    parser.add_argument('--data', default=os.environ.get(DATA_ENV), metavar='DIR',
+                        help='dataset folder holding ir/, vis/ and split.json: shorthand for '
+                             '--ir DIR/ir --vis DIR/vis --split DIR/split.json '
+                             f'(default: ${DATA_ENV} if set)')
+    parser.add_argument('--ir', metavar='DIR', help='folder of infrared source images')
+    parser.add_argument('--vis', metavar='DIR', help='folder of visible source images')
+    parser.add_argument('--split', metavar='JSON',
+                        help='split file {subset: [image names]}; only those images are scored')
+    parser.add_argument('--subset', default=None, metavar='NAME',
+                        help='key of --split to score (default: test)')
+    parser.add_argument('--names', metavar='M1,M2',
+                        help='metrics to compute and show, comma separated (default: all are '
+                             'computed, the table shows ' + ','.join(HEADLINE_METRICS) + ')')
+    parser.add_argument('--labels', metavar='L1,L2',
+                        help='row labels, one per FUSED_DIR (default: folder names)')
+    parser.add_argument('--out', metavar='JSON', help='write per-image values and means here')
+
+
+def _split_list(text: str) -> list:
+    return [t.strip() for t in text.split(',') if t.strip()]
+
+
+def _resolve_sources(args):
+    data = Path(args.data) if getattr(args, 'data', None) else None
+    ir, vis, split = args.ir, args.vis, args.split
+    if data is not None:
+        if not data.is_dir():
+            raise InputError(f'dataset folder not found: {data}')
+        # The dataset's split only applies when its images are the sources.
+        if split is None and ir is None and vis is None and (data / 'split.json').is_file():
+            split = str(data / 'split.json')
+        ir = ir or str(data / 'ir')
+        vis = vis or str(data / 'vis')
+    if ir is None or vis is None:
+        raise InputError(f'give the sources with --ir DIR --vis DIR, or --data DIR '
+                         f'(or set ${DATA_ENV})')
+    return ir, vis, split
+
+
+def _load_split(split, subset):
+    if split is None:
+        if subset is not None:
+            raise InputError('--subset needs --split (or --data with a split.json)')
+        return None, None
+    subset = subset or 'test'
+    try:
+        with open(split, encoding='utf-8') as fh:
+            table = json.load(fh)
+    except OSError as err:
+        raise InputError(f'cannot read split file {split}: {err.strerror or err}') from None
+    except ValueError as err:
+        raise InputError(f'split file {split} is not valid JSON: {err}') from None
+    if not isinstance(table, dict):
+        raise InputError(f'split file {split} must hold a JSON object {{subset: [names]}}')
+    names = table.get(subset)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        keys = [k for k, v in table.items() if isinstance(v, list)]
+        raise InputError(f"split file {split} has no list '{subset}' "
+                         f"(lists: {', '.join(keys) or 'none'})")
+    return names, subset
+
+
+def _labels(dirs, labels_arg):
+    if labels_arg is not None:
+        labels = _split_list(labels_arg)
+        if len(labels) != len(dirs):
+            raise InputError(f'--labels gives {len(labels)} label(s) for {len(dirs)} folder(s)')
+    else:
+        labels = [Path(d).resolve().name or str(d) for d in dirs]
+        if len(set(labels)) != len(labels):
+            labels = ['/'.join(Path(d).resolve().parts[-2:]) for d in dirs]
+    if len(set(labels)) != len(labels):
+        raise InputError('row labels are not unique; give --labels')
+    return labels
+
+
+def main(args) -> int:
+    ir, vis, split = _resolve_sources(args)
+    image_names, subset = _load_split(split, getattr(args, 'subset', None))
+    if getattr(args, 'names', None):
+        metrics = _split_list(args.names)
+        shown = metrics
+    else:
+        metrics = list(METRIC_NAMES)
+        shown = list(HEADLINE_METRICS)
+    labels = _labels(args.fused_dirs, getattr(args, 'labels', None))
+
+    rows, results = {}, {}
+    for label, fdir in zip(labels, args.fused_dirs):
+        per_image, mean = score_folders(fdir, ir, vis, image_names, metrics=metrics)
+        rows[label] = mean
+        results[label] = {'dir': str(fdir), 'count': len(per_image), 'mean': mean,
+                          'per_image': per_image}
+
+    print(format_table(rows, shown))
+    n = len(next(iter(results.values()))['per_image'])
+    where = f' ({Path(split).name}: {subset})' if split else ''
+    print(f'{n} image(s) per folder{where}', file=sys.stderr)
+
+    if getattr(args, 'out', None):
+        out = Path(args.out)
+        doc = {
+            'ir': str(ir),
+            'vis': str(vis),
+            'split': str(split) if split else None,
+            'subset': subset,
+            'metrics': metrics,
+            'results': results,
+        }
+        try:
+            if out.parent and not out.parent.exists():
+                out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(doc, indent=1) + '\n', encoding='utf-8')
+        except OSError as err:
+            raise InputError(f'cannot write {out}: {err.strerror or err}') from None
+    return 0
+
+
+if __name__ == '__main__':  # pragma: no cover - convenience entry point
+    _parser = argparse.ArgumentParser(prog='sgdfuse metrics')
+    add_arguments(_parser)
+    try:
+        sys.exit(main(_parser.parse_args()))
+    except InputError as _err:
+        print(f'error: {_err}', file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,126 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+``sgdfuse train first-stage|refiner``: train a learned stage on the TRAIN split.
+
+    sgdfuse train first-stage --data /work/shared/data/roadscene --out models/first_stage.pt
+    sgdfuse train refiner --first-stage models/first_stage.pt --out models/refiner.pt
+
+Only split.json's ``train`` names are read (a few of them are held out for validation and model
+selection); the test pairs are never touched. Checkpoints, the JSONL log and the progress go to
+``--work`` (default ``outputs/train/<stage>``); ``--resume`` continues from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import sys
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument('stage', choices=('first-stage', 'refiner'), help='what to train')
+    parser.add_argument('--data', default=None, help='RoadScene-layout folder (default: '
+                        '$SGDFUSE_DATA or ../shared/data/roadscene)')
+    parser.add_argument('--out', default=None, help='weights file to write (default: '
+                        'models/first_stage.pt or models/refiner.pt)')
+    parser.add_argument('--work', default=None, help='checkpoint + log folder '
+                        '(default outputs/train/<stage>)')
+    parser.add_argument('--steps', type=int, default=4000, help='optimiser steps')
+    parser.add_argument('--crop', type=int, default=128, help='square crop size (pixels)')
+    parser.add_argument('--batch', type=int, default=8, help='crops per step')
+    parser.add_argument('--lr', type=float, default=2e-3, help='peak learning rate (AdamW)')
+    parser.add_argument('--seed', type=int, default=0, help='seed of crops, flips, noise, init')
+    parser.add_argument('--resume', action='store_true', help="continue from --work's checkpoint")
+    parser.add_argument('--val-every', type=int, default=250,
+                        help='validate on held-out TRAIN pairs every N steps (0 = never)')
+    parser.add_argument('--val-pairs', type=int, default=14,
+                        help='hold out every N-th train pair for validation (0 = none)')
+    parser.add_argument('--minutes', type=float, default=None,
+                        help='stop cleanly after this many minutes (checkpoint kept)')
+    parser.add_argument('--threads', type=int, default=0, help='torch CPU threads (0 = default)')
+    parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
+    parser.add_argument('--first-stage', default=None,
+                        help='refiner: frozen first-stage weights (default models/first_stage.pt)')
+    parser.add_argument('--arch', default=None,
+                        help="JSON of architecture hyper-parameters (default: the stage's own)")
+    parser.add_argument('--loss-weights', default=None,
+                        help='JSON of loss weights, replacing the stage defaults; keys: '
+                             'intensity, gradient, gradient_deficit, gradient_vector, ssim, '
+                             'scd, contrast, visible_lead, lead_edges (daylight-sky terms), '
+                             'target_weight, contrast_ratio, denoise (refiner); see '
+                             'models/README.md')
+
+
+def main(args) -> int:
+    import torch
+
+    from ..config import models_dir
+    from ..errors import ConfigError, InputError
+    from ..eval.datasets import default_data_dir
+    from ..training.data import CropSampler, load_samples, split_train_names
+    from ..training.loop import train
+
+    data_dir = Path(args.data) if args.data else default_data_dir()
+    if data_dir is None:
+        raise InputError('no data folder: pass --data DIR or set SGDFUSE_DATA')
+    if args.steps < 1 or args.batch < 1 or args.crop < 32 or args.crop % 8:
+        raise ConfigError('--steps and --batch must be >= 1, --crop >= 32 and a multiple of 8')
+    kind = args.stage.replace('-', '_')
+    out = Path(args.out) if args.out else models_dir() / f'{kind}.pt'
+    work = Path(args.work) if args.work else Path('outputs') / 'train' / args.stage
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = 'cuda' if args.device in ('auto', 'cuda') and torch.cuda.is_available() else 'cpu'
+    torch.manual_seed(args.seed)
+    try:
+        arch = json.loads(args.arch) if args.arch else None
+        loss_weights = json.loads(args.loss_weights) if args.loss_weights else None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f'--arch/--loss-weights: not valid JSON ({err})') from None
+
+    train_names, val_names = split_train_names(data_dir, args.val_pairs)
+    samples = load_samples(data_dir, train_names)
+    val_samples = load_samples(data_dir, val_names)
+    sampler = CropSampler(samples, args.crop, args.seed)
+    if args.stage == 'first-stage':
+        from ..fusion.network import DEFAULT_ARCH
+        from ..training.tasks import FirstStageTask
+        task = FirstStageTask(arch or DEFAULT_ARCH, device, loss_weights)
+    else:
+        from ..fusion.network import load_first_stage
+        from ..fusion.refiner import DEFAULT_ARCH
+        from ..training.tasks import RefinerTask
+        first_path = (Path(args.first_stage) if args.first_stage
+                      else models_dir() / 'first_stage.pt')
+        first = load_first_stage(first_path, device)
+        task = RefinerTask(arch or DEFAULT_ARCH, first.model, device, loss_weights, seed=args.seed)
+    command_args = sys.argv[2:] if sys.argv[1:2] == ['train'] else sys.argv[1:]
+    command = 'sgdfuse train ' + ' '.join(command_args)
+    info = {'data': 'RoadScene train split', 'train_pairs': len(samples),
+            'val_pairs': len(val_samples), 'crop': args.crop, 'batch': args.batch,
+            'lr': args.lr, 'seed': args.seed, 'device': device, 'command': command.strip()}
+    print(f'training {args.stage} on {len(samples)} train pairs ({len(val_samples)} held out '
+          f'for validation), {args.steps} steps of {args.batch}x{args.crop}^2 on {device}',
+          file=sys.stderr)
+    summary = train(task, sampler, val_samples, out, work, args.steps, args.batch, lr=args.lr,
+                    resume=args.resume, val_every=args.val_every, minutes=args.minutes,
+                    info=info)
+    print(f"wrote {out} after {summary['steps']} steps ({summary['seconds'] / 60:.1f} min); "
+          f"best validation score {summary['best_score']:+.4f}", file=sys.stderr)
+    if summary['best_metrics']:
+        print('validation (held-out train pairs): ' + ' '.join(
+            f'{k}={v:.3f}' for k, v in summary['best_metrics'].items()), file=sys.stderr)
+    return 0

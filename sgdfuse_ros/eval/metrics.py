@@ -1,0 +1,576 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Standard infrared-visible image-fusion metrics.
+
+The numbers follow the conventions of the evaluator that published IVIF tables use
+(``utils/Evaluator.py`` of CDDFuse, itself a port of the usual MATLAB code), so values
+computed here can be put next to published ones:
+
+* images are read with OpenCV, converted with ``COLOR_BGR2GRAY`` in float32 and rounded
+  (:func:`to_gray`, :func:`read_gray`); every metric then works on float64 0..255 gray;
+* ``EN``      Shannon entropy (bits) of the 256-bin histogram of the fused image;
+* ``SD``      population standard deviation of the fused image;
+* ``SF``      spatial frequency ``sqrt(mean(dx^2) + mean(dy^2))`` (forward differences);
+* ``AG``      average gradient ``mean(sqrt((gx^2 + gy^2) / 2))`` with central differences
+  inside and one-sided differences on the border (``np.gradient``);
+* ``MI``      ``MI(F, IR) + MI(F, VIS)`` in nats, each from the exact joint histogram of
+  the gray levels (every distinct value is its own bin, as ``sklearn``'s
+  ``mutual_info_score`` on the flattened images); ``MI_bits`` is the same in bits;
+* ``SCD``     sum of the correlations of differences ``corr(IR, F - VIS) + corr(VIS, F - IR)``;
+* ``VIF``     multiscale pixel-domain VIF (4 scales, Gaussian windows 17/9/5/3, sigma_n^2 = 2),
+  summed over the two sources: ``vifp(IR, F) + vifp(VIS, F)``;
+* ``Qabf``    Xydeas-Petrovic edge-preservation metric (Sobel, zero padding);
+* ``SSIM``    ``ssim(F, IR) + ssim(F, VIS)`` with the scikit-image defaults of the
+  reference (7x7 uniform window, sample covariance, K1 = 0.01, K2 = 0.03, mean over the
+  map cropped by 3 pixels) and ``data_range = 2`` -- the float default of old
+  scikit-image, which is what published tables used; ``SSIM255`` is the same with the
+  meaningful ``data_range = 255``;
+* ``PSNR``    ``10 log10(max(F)^2 / MSE)`` with ``MSE`` the mean of the two source MSEs;
+* ``CC``      mean of the Pearson correlations ``corr(IR, F)`` and ``corr(VIS, F)``.
+
+Degenerate inputs never raise nor give NaN; the values are the reference's where it has
+one and defined here otherwise:
+
+* a correlation with a constant operand (``SCD``, ``CC``) counts as 0;
+* ``vifp`` of a constant source is 1 (the reference's NaN fallback);
+* ``Qabf`` is 0 when neither source has any gradient (the Sobel filter zero-pads, as the
+  reference, so only all-zero sources have none);
+* ``PSNR`` is ``inf`` when ``F == IR == VIS`` (and ``-inf`` when ``F`` is all zero and the
+  MSE is not);
+* ``MI`` is 0 when either image of a pair is constant;
+* images smaller than the VIF pyramid (41 px) use the scales that fit; SSIM needs 7x7.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Dict, Iterable, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = [
+    'METRIC_NAMES',
+    'HEADLINE_METRICS',
+    'HIGHER_IS_BETTER',
+    'IMAGE_EXTENSIONS',
+    'to_gray',
+    'read_gray',
+    'fusion_metrics',
+    'score_folders',
+    'format_table',
+]
+
+METRIC_NAMES: Tuple[str, ...] = (
+    'EN', 'SD', 'SF', 'AG', 'MI', 'MI_bits', 'SCD', 'VIF', 'Qabf', 'SSIM', 'SSIM255', 'PSNR', 'CC',
+)
+HEADLINE_METRICS: Tuple[str, ...] = ('EN', 'SD', 'SF', 'AG', 'MI', 'SCD', 'VIF', 'Qabf', 'SSIM')
+HIGHER_IS_BETTER: Dict[str, bool] = dict.fromkeys(METRIC_NAMES, True)
+
+#: Extensions tried, in this order, when a file is looked up by its stem.
+IMAGE_EXTENSIONS: Tuple[str, ...] = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
+
+_SSIM_WIN = 7
+_SSIM_K1 = 0.01
+_SSIM_K2 = 0.03
+_VIF_SIGMA_NSQ = 2.0
+_VIF_EPS = 1e-10
+_LN2 = math.log(2.0)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def to_gray(img: np.ndarray) -> np.ndarray:
+    """
+    Gray float64 image exactly as the reference evaluator reads it.
+
+    ``img`` is what ``cv2.imread`` returns: uint8 BGR (HxWx3), BGRA (HxWx4) or gray (HxW or
+    HxWx1).  Colour is converted like ``np.round(cv2.cvtColor(img.astype(float32),
+    COLOR_BGR2GRAY))``; a gray image is returned as is (its three replicated channels
+    would convert back to the same values).
+    """
+    a = np.asarray(img)
+    if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer)
+                               or np.issubdtype(a.dtype, np.floating)):
+        raise InputError(f'expected a numeric image, got dtype {a.dtype}')
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim == 2:
+        return a.astype(np.float64)
+    if a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise InputError(f'expected an HxW, HxWx3 or HxWx4 image, got shape {a.shape}')
+    code = cv2.COLOR_BGR2GRAY if a.shape[2] == 3 else cv2.COLOR_BGRA2GRAY
+    gray = cv2.cvtColor(np.ascontiguousarray(a, dtype=np.float32), code)
+    return np.round(gray).astype(np.float64)
+
+
+def read_gray(path) -> np.ndarray:
+    """Read an image file as the reference does (``cv2.imread`` colour, then :func:`to_gray`)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f'image not found: {p}')
+    try:
+        buf = np.fromfile(str(p), dtype=np.uint8)
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    except (OSError, cv2.error):
+        img = None
+    if img is None:
+        raise InputError(f'cannot read image (not an image or corrupt): {p}')
+    return to_gray(img)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _corr(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation as the reference writes it; 0 if either operand is constant."""
+    xc = x - x.mean()
+    yc = y - y.mean()
+    den = float(np.sum(xc * xc)) * float(np.sum(yc * yc))
+    if not den > 0.0:
+        return 0.0
+    return float(np.sum(xc * yc) / math.sqrt(den))
+
+
+def _is_byte_valued(x: np.ndarray) -> bool:
+    return (bool(x.size) and float(x.min()) >= 0.0 and float(x.max()) <= 255.0
+            and bool(np.all(x == np.rint(x))))
+
+
+def _labels(x: np.ndarray) -> Tuple[np.ndarray, int]:
+    """Integer labels of the distinct values of ``x`` (flattened) and their number."""
+    if _is_byte_valued(x):
+        return x.ravel().astype(np.intp), 256
+    uniq, inv = np.unique(x.ravel(), return_inverse=True)
+    return inv.ravel().astype(np.intp), int(uniq.size)
+
+
+def _mutual_info(a: Tuple[np.ndarray, int], b: Tuple[np.ndarray, int]) -> float:
+    """Mutual information (nats) of two label images from their exact joint histogram."""
+    la, na = a
+    lb, nb = b
+    n = la.size
+    joint = np.bincount(la * nb + lb, minlength=na * nb).reshape(na, nb)
+    pa = joint.sum(axis=1)
+    pb = joint.sum(axis=0)
+    if np.count_nonzero(pa) <= 1 or np.count_nonzero(pb) <= 1:
+        return 0.0
+    ia, ib = np.nonzero(joint)
+    nij = joint[ia, ib].astype(np.float64)
+    mi = np.sum(nij * (np.log(nij) + math.log(n) - np.log(pa[ia].astype(np.float64))
+                       - np.log(pb[ib].astype(np.float64)))) / n
+    return max(float(mi), 0.0)
+
+
+def _valid_gauss(x: np.ndarray, k1d: np.ndarray) -> np.ndarray:
+    """``convolve2d(x, rot90(outer(k, k), 2), 'valid')`` for a symmetric odd 1-D kernel."""
+    r = (k1d.size - 1) // 2
+    h, w = x.shape
+    if h - 2 * r <= 0 or w - 2 * r <= 0:
+        return np.empty((max(h - 2 * r, 0), max(w - 2 * r, 0)))
+    out = cv2.sepFilter2D(np.ascontiguousarray(x), cv2.CV_64F, k1d, k1d,
+                          borderType=cv2.BORDER_REFLECT)
+    return out[r:h - r, r:w - r]
+
+
+def _vif_kernel(scale: int) -> np.ndarray:
+    n = 2 ** (4 - scale + 1) + 1
+    sd = n / 5.0
+    m = (n - 1) / 2.0
+    t = np.arange(-m, m + 1)
+    g = np.exp(-(t * t) / (2.0 * sd * sd))
+    # The 2-D window exp(-(x^2 + y^2) / 2sd^2) is the outer product of g with itself; its
+    # smallest entry is far above the eps*max cut of the MATLAB code, so nothing is cut.
+    return g / g.sum()
+
+
+_VIF_KERNELS = tuple(_vif_kernel(s) for s in range(1, 5))
+
+
+def _vif_pairs(dist: np.ndarray, refs: Sequence[np.ndarray]) -> list:
+    """Multiscale pixel VIF ``vifp(ref, dist)`` for each ref, sharing the work on ``dist``."""
+    num = [0.0] * len(refs)
+    den = [0.0] * len(refs)
+    refs = list(refs)
+    eps = _VIF_EPS
+    for scale, win in enumerate(_VIF_KERNELS, start=1):
+        if scale > 1:
+            dist = _valid_gauss(dist, win)[::2, ::2]
+            refs = [_valid_gauss(r, win)[::2, ::2] for r in refs]
+        if dist.size == 0:
+            break
+        mu2 = _valid_gauss(dist, win)
+        if mu2.size == 0:
+            break
+        s2 = _valid_gauss(dist * dist, win) - mu2 * mu2
+        s2[s2 < 0] = 0.0
+        s2_small = s2 < eps
+        for i, ref in enumerate(refs):
+            mu1 = _valid_gauss(ref, win)
+            s1 = _valid_gauss(ref * ref, win) - mu1 * mu1
+            s12 = _valid_gauss(ref * dist, win) - mu1 * mu2
+            s1[s1 < 0] = 0.0
+            g = s12 / (s1 + eps)
+            sv = s2 - g * s12
+            small = s1 < eps
+            g[small] = 0.0
+            sv[small] = s2[small]
+            s1[small] = 0.0
+            g[s2_small] = 0.0
+            sv[s2_small] = 0.0
+            neg = g < 0
+            sv[neg] = s2[neg]
+            g[neg] = 0.0
+            sv[sv <= eps] = eps
+            num[i] += float(np.sum(np.log10(1.0 + g * g * s1 / (sv + _VIF_SIGMA_NSQ))))
+            den[i] += float(np.sum(np.log10(1.0 + s1 / _VIF_SIGMA_NSQ)))
+    # 0/0 (a constant source) is NaN in the reference, which then reports 1.
+    return [1.0 if d == 0.0 else n / d for n, d in zip(num, den)]
+
+
+def _sobel(img: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """
+    Return gradient strength and orientation as ``Qabf_getArray`` computes them.
+
+    Sobel by ``convolve2d(..., 'same')`` (zero padding), angle ``atan(gy / gx)`` and pi/2 where
+    ``gx == 0``.
+    """
+    p = np.pad(img, 1)
+    # convolve2d flips the kernel: sx = left column minus right column, sy = below minus above.
+    left = p[:-2, :-2] + 2.0 * p[1:-1, :-2] + p[2:, :-2]
+    right = p[:-2, 2:] + 2.0 * p[1:-1, 2:] + p[2:, 2:]
+    above = p[:-2, :-2] + 2.0 * p[:-2, 1:-1] + p[:-2, 2:]
+    below = p[2:, :-2] + 2.0 * p[2:, 1:-1] + p[2:, 2:]
+    sx = left - right
+    sy = below - above
+    g = np.sqrt(sx * sx + sy * sy)
+    # atan(+-inf) = +-pi/2; where sx == 0 the reference sets pi/2 whatever sy is.
+    ratio = np.divide(sy, sx, out=np.full(img.shape, np.inf), where=sx != 0)
+    return g, np.arctan(ratio)
+
+
+def _qabf_map(g_src: np.ndarray, a_src: np.ndarray, g_f: np.ndarray,
+              a_f: np.ndarray) -> np.ndarray:
+    # Relative strength: min/max, except that equal strengths give gF itself (reference quirk).
+    ratio = np.divide(np.minimum(g_src, g_f), np.maximum(g_src, g_f), out=g_f.copy(),
+                      where=g_src != g_f)
+    align = 1.0 - np.abs(a_src - a_f) / (math.pi / 2)
+    q_g = 0.9994 / (1.0 + np.exp(-15.0 * (ratio - 0.5)))
+    q_a = 0.9879 / (1.0 + np.exp(-22.0 * (align - 0.8)))
+    return q_g * q_a
+
+
+def _box_sum_valid(x: np.ndarray) -> np.ndarray:
+    """Sum over every 7x7 window that lies inside the image (the SSIM map cropped by 3)."""
+    r = (_SSIM_WIN - 1) // 2
+    s = cv2.boxFilter(x, cv2.CV_64F, (_SSIM_WIN, _SSIM_WIN), normalize=False,
+                      borderType=cv2.BORDER_REFLECT)
+    return s[r:-r, r:-r]
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+class _Scorer:
+    """Lazily computed, shared intermediate results for one (fused, ir, vis) triple."""
+
+    def __init__(self, f: np.ndarray, a: np.ndarray, b: np.ndarray):
+        self.f, self.a, self.b = f, a, b
+        self._cache: dict = {}
+
+    def _get(self, key, fn):
+        if key not in self._cache:
+            self._cache[key] = fn()
+        return self._cache[key]
+
+    # ---- single-image metrics
+    def EN(self) -> float:
+        u8 = np.clip(np.rint(self.f), 0, 255).astype(np.intp).ravel()
+        h = np.bincount(u8, minlength=256) / u8.size
+        h = h[h > 0]
+        return float(-np.sum(h * np.log2(h))) + 0.0
+
+    def SD(self) -> float:
+        return float(np.std(self.f))
+
+    def SF(self) -> float:
+        f = self.f
+        dx = f[:, 1:] - f[:, :-1]
+        dy = f[1:, :] - f[:-1, :]
+        mx = float(np.mean(dx * dx)) if dx.size else 0.0
+        my = float(np.mean(dy * dy)) if dy.size else 0.0
+        return math.sqrt(mx + my)
+
+    def AG(self) -> float:
+        f = self.f
+        gx = np.gradient(f, axis=1) if f.shape[1] > 1 else np.zeros_like(f)
+        gy = np.gradient(f, axis=0) if f.shape[0] > 1 else np.zeros_like(f)
+        return float(np.mean(np.sqrt((gx * gx + gy * gy) / 2.0)))
+
+    # ---- information
+    def _mi_nats(self) -> float:
+        def compute():
+            lf = _labels(self.f)
+            return _mutual_info(lf, _labels(self.a)) + _mutual_info(lf, _labels(self.b))
+
+        return self._get('mi', compute)
+
+    def MI(self) -> float:
+        return self._mi_nats()
+
+    def MI_bits(self) -> float:
+        return self._mi_nats() / _LN2
+
+    # ---- correlation based
+    def SCD(self) -> float:
+        f, a, b = self.f, self.a, self.b
+        return _corr(a, f - b) + _corr(b, f - a)
+
+    def CC(self) -> float:
+        f, a, b = self.f, self.a, self.b
+        return (_corr(a, f) + _corr(b, f)) / 2.0
+
+    def PSNR(self) -> float:
+        f, a, b = self.f, self.a, self.b
+        mse = (float(np.mean((a - f) ** 2)) + float(np.mean((b - f) ** 2))) / 2.0
+        peak = float(np.max(f)) ** 2
+        if mse == 0.0:
+            return math.inf
+        if peak == 0.0:
+            return -math.inf
+        return 10.0 * math.log10(peak / mse)
+
+    # ---- structural
+    def VIF(self) -> float:
+        va, vb = _vif_pairs(self.f, (self.a, self.b))
+        return va + vb
+
+    def Qabf(self) -> float:
+        ga, aa = _sobel(self.a)
+        gb, ab = _sobel(self.b)
+        gf, af = _sobel(self.f)
+        den = float(np.sum(ga + gb))
+        if den == 0.0:
+            return 0.0
+        num = float(np.sum(_qabf_map(ga, aa, gf, af) * ga + _qabf_map(gb, ab, gf, af) * gb))
+        return num / den
+
+    def _ssim_stats(self):
+        def compute():
+            if min(self.f.shape) < _SSIM_WIN:
+                raise InputError(f'images must be at least {_SSIM_WIN}x{_SSIM_WIN} for SSIM, '
+                                 f'got {self.f.shape}')
+            npix = float(_SSIM_WIN * _SSIM_WIN)
+            cov_norm = npix / (npix - 1.0)
+            f = self.f
+            uf = _box_sum_valid(f) / npix
+            vf = cov_norm * (_box_sum_valid(f * f) / npix - uf * uf)
+            stats = []
+            for s in (self.a, self.b):
+                us = _box_sum_valid(s) / npix
+                vs = cov_norm * (_box_sum_valid(s * s) / npix - us * us)
+                vfs = cov_norm * (_box_sum_valid(f * s) / npix - uf * us)
+                stats.append((uf * us, uf * uf + us * us, vfs, vf + vs))
+            return stats
+
+        return self._get('ssim', compute)
+
+    def _ssim(self, data_range: float) -> float:
+        c1 = (_SSIM_K1 * data_range) ** 2
+        c2 = (_SSIM_K2 * data_range) ** 2
+        total = 0.0
+        for ufs, uff_uss, vfs, vf_vs in self._ssim_stats():
+            s = ((2.0 * ufs + c1) * (2.0 * vfs + c2)) / ((uff_uss + c1) * (vf_vs + c2))
+            total += float(s.mean())
+        return total
+
+    def SSIM(self) -> float:
+        return self._ssim(2.0)
+
+    def SSIM255(self) -> float:
+        return self._ssim(255.0)
+
+
+def _check_names(names: Iterable[str]) -> Tuple[str, ...]:
+    if isinstance(names, str):
+        names = [names]
+    out = tuple(names)
+    bad = [n for n in out if n not in METRIC_NAMES]
+    if bad:
+        raise InputError(f"unknown metric(s) {', '.join(bad)}; known: {', '.join(METRIC_NAMES)}")
+    return out
+
+
+def _as_gray_array(x, what: str) -> np.ndarray:
+    a = np.asarray(x)
+    if a.ndim != 2:
+        raise InputError(f'{what} must be a 2-D gray image (see metrics.to_gray), '
+                         f'got shape {a.shape}')
+    if a.size == 0:
+        raise InputError(f'{what} is empty')
+    if (not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating))
+            or a.dtype == bool):
+        raise InputError(f'{what} must be numeric, got dtype {a.dtype}')
+    a = a.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(a)):
+        raise InputError(f'{what} contains NaN or infinite values')
+    return a
+
+
+def fusion_metrics(fused, ir, vis, names: Sequence[str] = METRIC_NAMES) -> Dict[str, float]:
+    """
+    All requested metrics of one fused image against its two sources.
+
+    Arguments are gray images as :func:`to_gray` returns them (float64, 0..255), all the
+    same shape.  Returns ``{name: float}`` in the order of ``names``.
+    """
+    names = _check_names(names)
+    f = _as_gray_array(fused, 'fused image')
+    a = _as_gray_array(ir, 'infrared image')
+    b = _as_gray_array(vis, 'visible image')
+    if not (f.shape == a.shape == b.shape):
+        raise InputError(f'image sizes differ: fused {f.shape}, infrared {a.shape}, '
+                         f'visible {b.shape}')
+    scorer = _Scorer(f, a, b)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        return {name: float(getattr(scorer, name)()) for name in names}
+
+
+# --------------------------------------------------------------------------- folders
+
+
+def _find_image(folder: Path, name: str) -> Optional[Path]:
+    """``folder/name`` if it exists, else the first ``folder/<stem><ext>`` that does."""
+    direct = folder / name
+    if Path(name).suffix.lower() in IMAGE_EXTENSIONS and direct.is_file():
+        return direct
+    stem = Path(name).stem if Path(name).suffix.lower() in IMAGE_EXTENSIONS else name
+    for ext in IMAGE_EXTENSIONS:
+        for cand in (folder / (stem + ext), folder / (stem + ext.upper())):
+            if cand.is_file():
+                return cand
+    return None
+
+
+def _list_stems(folder: Path) -> list:
+    stems = []
+    seen = set()
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and p.stem not in seen:
+            seen.add(p.stem)
+            stems.append(p.stem)
+    return stems
+
+
+def _check_dir(path, what: str) -> Path:
+    p = Path(path)
+    if not p.is_dir():
+        raise InputError(f'{what} folder not found: {p}')
+    return p
+
+
+def score_folders(
+    fused_dir,
+    ir_dir,
+    vis_dir,
+    names_list: Optional[Iterable[str]] = None,
+    *,
+    metrics: Sequence[str] = METRIC_NAMES,
+) -> Tuple[Dict[str, Dict[str, float]], Dict[str, float]]:
+    """
+    Score every fused image of a folder against its infrared and visible sources.
+
+    ``names_list`` lists the images to score (file names or stems, e.g. a split from
+    ``split.json``); by default every image of ``fused_dir``.  Each image is looked up by
+    stem in each folder with any of :data:`IMAGE_EXTENSIONS`.  Returns the per-image
+    metrics keyed by stem and their mean.
+    """
+    metrics = _check_names(metrics)
+    fdir = _check_dir(fused_dir, 'fused')
+    idir = _check_dir(ir_dir, 'infrared')
+    vdir = _check_dir(vis_dir, 'visible')
+    if names_list is None:
+        stems = _list_stems(fdir)
+        if not stems:
+            raise InputError(f"no images ({'/'.join(IMAGE_EXTENSIONS)}) in fused folder {fdir}")
+    else:
+        stems = []
+        for n in names_list:
+            n = str(n)
+            stem = Path(n).stem if Path(n).suffix.lower() in IMAGE_EXTENSIONS else n
+            if stem not in stems:
+                stems.append(stem)
+        if not stems:
+            raise InputError('the list of images to score is empty')
+
+    paths = []
+    missing: Dict[str, list] = {}
+    folders = (('fused', fdir), ('infrared', idir), ('visible', vdir))
+    for stem in stems:
+        trio = tuple(_find_image(d, stem) for _, d in folders)
+        for p, (what, d) in zip(trio, folders):
+            if p is None:
+                missing.setdefault(f'{what} folder {d}', []).append(stem)
+        paths.append((stem, trio))
+    if missing:
+        parts = []
+        for where, lacking in missing.items():
+            shown = ', '.join(lacking[:3]) + (', ...' if len(lacking) > 3 else '')
+            parts.append(f'{where} lacks {len(lacking)} of {len(stems)} images ({shown})')
+        raise InputError('; '.join(parts))
+
+    per_image: Dict[str, Dict[str, float]] = {}
+    for stem, (pf, pa, pb) in paths:
+        f, a, b = read_gray(pf), read_gray(pa), read_gray(pb)
+        if not (f.shape == a.shape == b.shape):
+            raise InputError(
+                f'size mismatch for {stem}: fused {f.shape[1]}x{f.shape[0]}, infrared '
+                f'{a.shape[1]}x{a.shape[0]}, visible {b.shape[1]}x{b.shape[0]}'
+            )
+        per_image[stem] = fusion_metrics(f, a, b, metrics)
+    mean = {m: float(np.mean([v[m] for v in per_image.values()])) for m in metrics}
+    return per_image, mean
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return '-'
+    v = float(v)
+    if math.isnan(v):
+        return 'nan'
+    if math.isinf(v):
+        return 'inf' if v > 0 else '-inf'
+    return f'{v:.4f}'
+
+
+def format_table(rows: Dict[str, Dict[str, float]],
+                 metrics: Sequence[str] = HEADLINE_METRICS) -> str:
+    """Markdown table, one row per method (``rows = {method: {metric: value}}``)."""
+    metrics = tuple(metrics)
+    header = '| Method | ' + ' | '.join(metrics) + ' |'
+    rule = '|---|' + '|'.join('---:' for _ in metrics) + '|'
+    lines = [header, rule]
+    for label, vals in rows.items():
+        cells = ' | '.join(_fmt(vals.get(m)) for m in metrics)
+        lines.append('| ' + str(label) + ' | ' + cells + ' |')
+    return '\n'.join(lines)

@@ -1,0 +1,119 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Plug-in stages, chosen by name in the config.
+
+Three kinds, each a callable over float32 images in [0, 1] at the output resolution:
+
+- prior source: ``(thermal, visible_y, visible_bgr) -> SemanticPrior`` (and optional ``close()``)
+- first stage: ``(thermal, visible_y, prior) -> fused_y``
+- refiner: ``(thermal, visible_y, prior, first_y) -> refined_y``
+
+Builders take ``(config, device)``. Heavy modules (torch, segment_anything) are imported only
+by the builders that need them, so the classical configuration starts in milliseconds.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional
+
+from ..errors import ConfigError
+
+PRIOR_SOURCES: Dict[str, Callable] = {}
+FIRST_STAGES: Dict[str, Callable] = {}
+REFINERS: Dict[str, Callable] = {}
+
+
+def register(table: Dict[str, Callable], name: str):
+    def decorate(builder):
+        table[name] = builder
+        return builder
+    return decorate
+
+
+class _PriorAdapter:
+    """Wraps a ``(thermal, visible_y) -> prior`` callable in the prior-source signature."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.name = getattr(fn, 'name', 'unknown')
+
+    def __call__(self, thermal, visible_y, visible_bgr=None):
+        return self.fn(thermal, visible_y)
+
+    def close(self):
+        pass
+
+
+@register(PRIOR_SOURCES, 'thermal')
+def _thermal_prior(config, device):
+    from ..prior.thermal import ThermalPrior
+    return _PriorAdapter(ThermalPrior.from_config(config))
+
+
+@register(PRIOR_SOURCES, 'none')
+def _empty_prior(config, device):
+    from ..prior.thermal import EmptyPrior
+    return _PriorAdapter(EmptyPrior())
+
+
+@register(PRIOR_SOURCES, 'sam')
+def _sam_prior(config, device):
+    from ..prior.sam import build_sam_provider
+    return build_sam_provider(config, device)
+
+
+@register(FIRST_STAGES, 'laplacian')
+def _laplacian(config, device):
+    from ..fusion.laplacian import LaplacianStage
+    return LaplacianStage(config['first_stage.levels'])
+
+
+@register(FIRST_STAGES, 'network')
+def _network(config, device):
+    from ..fusion.network import build_first_stage
+    return build_first_stage(config, device)
+
+
+@register(REFINERS, 'diffusion')
+def _diffusion(config, device):
+    from ..fusion.refiner import build_refiner
+    return build_refiner(config, device)
+
+
+def _lookup(table, name, what):
+    try:
+        return table[name]
+    except KeyError:
+        raise ConfigError(f"unknown {what} '{name}' (known: {', '.join(sorted(table))})") from None
+
+
+def build_prior_source(config: dict, device: str):
+    return _lookup(PRIOR_SOURCES, config['prior.source'], 'prior source')(config, device)
+
+
+def build_first_stage(config: dict, device: str):
+    return _lookup(FIRST_STAGES, config['first_stage.type'], 'first stage')(config, device)
+
+
+def build_refiner(config: dict, device: str) -> Optional[Callable]:
+    if config['refiner.steps'] <= 0:
+        return None
+    return _lookup(REFINERS, 'diffusion', 'refiner')(config, device)
+
+
+def needs_torch(config: dict) -> bool:
+    return (config['first_stage.type'] == 'network' or config['refiner.steps'] > 0
+            or config['prior.source'] == 'sam')

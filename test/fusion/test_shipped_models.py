@@ -1,0 +1,100 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The shipped weights on real daylight frames.
+
+RoadScene validation pairs, never the test split: the daylight sky follows the visible camera, and
+warm targets still stand out as in the thermal image. Guards against a retraining that brings back
+the thermal sky clutter.
+"""
+
+import cv2
+import numpy as np
+import pytest
+from sgdfuse_ros.config import load_config
+from sgdfuse_ros.eval.datasets import read_pair
+from sgdfuse_ros.pipeline.fusion_pipeline import FusionPipeline
+from sgdfuse_ros.training.data import validation_pairs
+from sgdfuse_ros.training.losses import visible_lead_map
+import torch
+
+# held-out TRAIN pairs with a large daylight sky (see models/README.md)
+DAYLIGHT = ('FLIR_00311', 'FLIR_01463', 'FLIR_04968')
+
+
+def _detail(gray):
+    return gray - cv2.GaussianBlur(gray, (5, 5), 0)
+
+
+def fuse_daylight(roadscene, **overrides):
+    pairs = [p for p in validation_pairs(roadscene) if p.name in DAYLIGHT]  # never test pairs
+    assert len(pairs) == len(DAYLIGHT)
+    config = load_config(overrides={'output.width': 0, 'output.height': 0,
+                                    'prior.every_frame': True, **overrides})
+    out = []
+    with FusionPipeline(config) as pipeline:
+        for pair in pairs:
+            thermal, visible = read_pair(pair)
+            result = pipeline.process(thermal, visible)
+            ir = thermal.astype(np.float32) / 255.0
+            vis_y = cv2.cvtColor(visible, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0
+            out.append((pair.name, ir, vis_y, result))
+    assert len(out) == len(DAYLIGHT)
+    return out
+
+
+@pytest.fixture(scope='module')
+def fused_daylight(roadscene):
+    return fuse_daylight(roadscene)
+
+
+def test_daylight_sky_follows_the_visible_camera(fused_daylight):
+    for name, ir, vis, result in fused_daylight:
+        t = lambda a: torch.from_numpy(a)[None, None]  # noqa: E731
+        sky = visible_lead_map(t(ir), t(vis))[0, 0].numpy() > 0.5
+        assert sky.mean() > 0.2, name
+        fused = cv2.cvtColor(result.fused_bgr, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0
+        level = fused[sky].mean() - vis[sky].mean()
+        texture = np.abs(_detail(fused)[sky]).mean() / np.abs(_detail(vis)[sky]).mean()
+        thermal_texture = np.abs(_detail(ir)[sky]).mean() / np.abs(_detail(vis)[sky]).mean()
+        # session 1's weights: about -0.5 and 2.9x here (the thermal camera's dark, noisy sky)
+        assert level > -0.25, (name, level)
+        assert texture < 1.6 and texture < thermal_texture, (name, texture, thermal_texture)
+
+
+def test_warm_targets_still_stand_out_in_daylight(fused_daylight):
+    """
+    Warm targets keep their thermal level and stand out from their surround.
+
+    The surround excludes the sky, which is meant to change.
+    """
+    checked = 0
+    for name, ir, vis, result in fused_daylight:
+        targets = result.prior.targets > 0.5
+        if targets.mean() < 0.002:
+            continue
+        t = lambda a: torch.from_numpy(a)[None, None]  # noqa: E731
+        sky = visible_lead_map(t(ir), t(vis))[0, 0].numpy() > 0.5
+        ring = cv2.dilate(targets.astype(np.uint8), np.ones((31, 31), np.uint8)).astype(bool)
+        ring &= ~targets & ~sky
+        fused = result.fused_y.astype(np.float32) / 255.0
+        thermal_contrast = ir[targets].mean() - ir[ring].mean()
+        fused_contrast = fused[targets].mean() - fused[ring].mean()
+        error = np.abs(fused[targets] - ir[targets]).mean()
+        assert fused_contrast > 0.5 * thermal_contrast > 0, (name, fused_contrast,
+                                                             thermal_contrast)
+        assert error < 0.12, (name, error)
+        checked += 1
+    assert checked >= 2

@@ -1,0 +1,125 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+import numpy as np
+import pytest
+
+from sgdfuse_ros.config import load_config
+from sgdfuse_ros.errors import InputError
+from sgdfuse_ros.eval.synthetic_pairs import make_pair
+from sgdfuse_ros.pipeline.fusion_pipeline import FusionPipeline
+from sgdfuse_ros.prior.format import SemanticPrior
+
+CLASSICAL = {'first_stage.type': 'laplacian', 'refiner.steps': 0, 'prior.source': 'thermal'}
+
+
+@pytest.fixture(scope='module')
+def pipeline():
+    with FusionPipeline(load_config(overrides=CLASSICAL)) as p:
+        yield p
+
+
+@pytest.fixture(scope='module')
+def scene():
+    return make_pair(3, (320, 240))
+
+
+def test_result_fields(pipeline, scene):
+    ir, vis, _ = scene
+    r = pipeline.process(ir, vis)
+    assert r.fused_bgr.shape == (240, 320, 3) and r.fused_bgr.dtype == np.uint8
+    assert r.fused_y.shape == (240, 320) and r.fused_y.dtype == np.uint8
+    assert r.labels.dtype == np.uint16 and r.prior.source == 'thermal'
+    for stage in ('decode', 'register', 'prior', 'first_stage', 'colour', 'total'):
+        assert r.timings[stage] >= 0
+    assert r.timings['total'] >= r.timings['first_stage']
+
+
+def test_fused_keeps_warm_targets_and_visible_texture(pipeline, scene):
+    ir, vis, targets = scene
+    r = pipeline.process(ir, vis)
+    vis_y = r.visible.mean(axis=2)
+    # warm people are dark in the visible image and must be bright in the fused one
+    assert r.fused_y[targets].mean() > vis_y[targets].mean() + 40
+    # the prior found them
+    found = (r.prior.targets > 0.5)
+    iou = (found & targets).sum() / (found | targets).sum()
+    assert iou > 0.5, iou
+
+
+@pytest.mark.parametrize('encoding,scale', [('mono8', None), ('mono16', 30), ('16UC1', 30),
+                                            ('32FC1', 0.1)])
+def test_thermal_encodings(pipeline, scene, encoding, scale):
+    ir, vis, targets = scene
+    if encoding == 'mono8':
+        raw = ir
+    elif encoding == '32FC1':
+        raw = (20.0 + ir.astype(np.float32) * scale).astype(np.float32)
+    else:
+        raw = (7000 + ir.astype(np.uint16) * scale).astype(np.uint16)
+    r = pipeline.process(raw, vis, thermal_encoding=encoding)
+    assert r.fused_y[targets].mean() > r.fused_y[~targets].mean()
+
+
+def test_visible_rgb8_and_mono8(pipeline, scene):
+    ir, vis, _ = scene
+    a = pipeline.process(ir, vis, visible_encoding='bgr8')
+    b = pipeline.process(ir, np.ascontiguousarray(vis[..., ::-1]), visible_encoding='rgb8')
+    np.testing.assert_array_equal(a.fused_bgr, b.fused_bgr)
+    gray = pipeline.process(ir, vis.mean(axis=2).astype(np.uint8), visible_encoding='mono8')
+    assert (gray.fused_bgr[..., 0] == gray.fused_bgr[..., 1]).all()
+
+
+def test_given_prior_is_used_and_resized(pipeline, scene):
+    ir, vis, _ = scene
+    prior = SemanticPrior.empty((60, 80), source='sam')
+    r = pipeline.process(ir, vis, prior=prior)
+    assert r.prior.source == 'sam' and r.prior.shape == (240, 320)
+
+
+def test_output_resolution_and_homography(scene):
+    ir, vis, _ = scene
+    H = [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1]
+    config = load_config(overrides=dict(CLASSICAL, **{'output.width': 160, 'output.height': 120,
+                                                      'registration.homography': H}))
+    with FusionPipeline(config) as p:
+        r = p.process(ir, vis)
+    assert r.fused_bgr.shape == (120, 160, 3)
+
+
+def test_bad_frames_raise_input_error(pipeline, scene):
+    ir, vis, _ = scene
+    with pytest.raises(InputError, match='empty'):
+        pipeline.process(np.zeros((0, 5), np.uint8), vis)
+    with pytest.raises(InputError, match='differ in size'):
+        pipeline.process(ir[:100], vis)
+    with pytest.raises(InputError, match='unsupported thermal encoding'):
+        pipeline.process(ir, vis, thermal_encoding='bayer')
+    with pytest.raises(InputError, match='max_input_pixels'):
+        with FusionPipeline(load_config(overrides=dict(CLASSICAL, **{
+                'limits.max_input_pixels': 1000}))) as small:
+            small.process(ir, vis)
+    with pytest.raises(InputError):
+        pipeline.process('not an image', vis)
+
+
+def test_failing_refiner_publishes_first_stage(scene):
+    ir, vis, _ = scene
+    with FusionPipeline(load_config(overrides=CLASSICAL)) as p:
+        def broken(*args):
+            raise RuntimeError('boom')
+        p.refiner = broken
+        r = p.process(ir, vis)
+        assert not r.refined and p.refiner_failures == 1 and 'boom' in r.notes[0]
+        np.testing.assert_allclose(r.fused_y / 255.0, r.first_stage_y, atol=1 / 255 + 1e-6)
