@@ -36,7 +36,8 @@ import time
 from sgdfuse_ros.cli.evaluate import EVAL_OVERRIDES, run_evaluation
 from sgdfuse_ros.config import load_config
 from sgdfuse_ros.eval.datasets import dataset_pairs, default_data_dir
-from sgdfuse_ros.eval.metrics import format_table, HEADLINE_METRICS, score_folders
+from sgdfuse_ros.eval.metrics import HEADLINE_METRICS
+from sgdfuse_ros.eval.scoring import format_table, score_folders
 from sky_check import MIN_AREA, pair_region
 
 # Published on the same 50 pairs (CDDFuse, CVPR 2023, RoadScene table; SSIM with data_range=2).

@@ -13,9 +13,9 @@
 # limitations under the License.
 
 r"""
-``sgdfuse replay``: fuse a recorded ROS 2 bag exactly as the node would.
+The replay: fuse a recorded ROS 2 bag exactly as the node would.
 
-The output is a new bag and a report.
+The output is a new bag and a report; the command is :mod:`sgdfuse_ros.cli.replay`.
 
     sgdfuse replay recording/ --out fused_bag            # topics found automatically
     sgdfuse replay run.mcap --out fused --storage mcap --thermal-topic /flir/image_raw \
@@ -40,8 +40,6 @@ one-line error naming the damage.
 
 from __future__ import annotations
 
-from pathlib import Path
-import sys
 import time
 from typing import Dict, Optional
 
@@ -53,48 +51,6 @@ OUTPUT_TYPES = {'fused/image': 'sensor_msgs/msg/Image',
                 'semantic/labels': 'sensor_msgs/msg/Image',
                 'semantic/targets': 'sensor_msgs/msg/Image',
                 'semantic/overlay': 'sensor_msgs/msg/Image'}
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument('in_bag', metavar='IN_BAG',
-                        help='input bag: rosbag2 directory (sqlite3 or mcap), .mcap or .db3 file')
-    parser.add_argument('--out', required=True, metavar='OUT_BAG', help='output bag to create')
-    parser.add_argument('--thermal-topic', metavar='T', help='thermal Image/CompressedImage topic '
-                        '(default: found from types, encodings and names)')
-    parser.add_argument('--rgb-topic', metavar='R', help='RGB Image/CompressedImage topic')
-    parser.add_argument('--rgb-info-topic', metavar='C', help='RGB CameraInfo topic (default: the '
-                        'camera_info beside the RGB topic)')
-    parser.add_argument('--namespace', default='/fusion',
-                        help='namespace of the output topics (default /fusion)')
-    parser.add_argument('--storage', choices=('sqlite3', 'mcap'), default='sqlite3',
-                        help='output storage (default sqlite3, which Humble plays)')
-    parser.add_argument('--version', type=int, choices=(8, 9), default=8,
-                        help='output rosbag2 metadata version (default 8, which Humble reads)')
-    parser.add_argument('--copy-inputs', action='store_true',
-                        help='also copy the camera topics (and their camera_info) to the output')
-    parser.add_argument('--overlay', action='store_true',
-                        help='also write semantic/overlay (prior drawn over the fused image)')
-    parser.add_argument('--config', metavar='FILE', help="config file (default: the package's "
-                        'config/fusion.yaml)')
-    parser.add_argument('--set', dest='overrides', action='append', default=[],
-                        metavar='NAME=VALUE', help='override one parameter (repeatable)')
-    parser.add_argument('--report', metavar='DIR', help='report folder (default OUT_BAG_report)')
-    parser.add_argument('--no-metrics', action='store_true',
-                        help='skip the per-frame fusion metrics (faster)')
-    parser.add_argument('--every-frame-prior', action='store_true',
-                        help='compute the semantic prior for every frame (prior.every_frame=true; '
-                        'deterministic, slower with SAM)')
-    parser.add_argument('--overwrite', action='store_true', help='replace an existing output bag')
-    parser.add_argument('--quiet', action='store_true', help='no progress output')
-
-
-def check_namespace(namespace: str) -> str:
-    import re
-    ns = '/' + namespace.strip().strip('/') if namespace.strip('/ ') else ''
-    if ns and not re.fullmatch(r'(/[A-Za-z_][A-Za-z0-9_]*)+', ns):
-        raise InputError(f'--namespace {namespace!r} is not a valid ROS namespace '
-                         f"(letters, digits, '_', separated by '/')")
-    return ns
 
 
 def _u8(thermal_f32):
@@ -299,110 +255,3 @@ class Replay:
     def _tick(self) -> None:
         if self.progress is not None:
             self.progress.update()
-
-
-def _settings(config: dict, args, namespace: str) -> dict:
-    keys = ('sync.slop', 'sync.queue_size', 'prior.source', 'prior.every_frame',
-            'first_stage.type', 'refiner.steps', 'backend', 'device', 'output.encoding')
-    settings = {k: config[k] for k in keys}
-    settings.update({'namespace': namespace, 'storage': args.storage, 'version': args.version,
-                     'copy_inputs': args.copy_inputs, 'metrics': not args.no_metrics})
-    return settings
-
-
-def default_report_dir(out_bag) -> Path:
-    out = Path(out_bag)
-    return out.with_name(out.name + '_report')
-
-
-def main(args) -> int:
-    from .reader import choose_topics, open_bag
-    from .report import ReplayReport
-    from .writer import BagWriter, prepare_output
-    from ..cli.progress import Progress
-    from ..config import load_config, parse_override
-    from ..pipeline.fusion_pipeline import FusionPipeline
-
-    overrides = dict(parse_override(text) for text in args.overrides)
-    if args.every_frame_prior:
-        overrides['prior.every_frame'] = True
-    config = load_config(args.config, overrides)
-    namespace = check_namespace(args.namespace)
-    in_path, out_path = Path(args.in_bag), Path(args.out)
-    if in_path.exists() and out_path.exists() and in_path.resolve() == out_path.resolve():
-        raise InputError('--out must not be the input bag')
-    report_dir = Path(args.report) if args.report else default_report_dir(out_path)
-
-    def say(text: str) -> None:
-        if not args.quiet:
-            print(f'replay: {text}', file=sys.stderr)
-
-    with open_bag(in_path) as bag:
-        topics = choose_topics(bag, args.thermal_topic, args.rgb_topic, args.rgb_info_topic)
-        prepare_output(out_path, args.overwrite)  # before the (slow) pipeline is built
-        say(f'{bag.description}; {topics.describe()}')
-        for note in bag.notes:
-            say(note)
-        expected = min(topics.thermal.count, topics.rgb.count)
-        report = ReplayReport(in_path, out_path, topics.as_dict(),
-                              _settings(config, args, namespace), expected,
-                              with_metrics=not args.no_metrics)
-        report.notes.extend(bag.notes)
-        pipeline = FusionPipeline(config)
-        custom = {'sgdfuse_ros.replay.input': str(in_path),
-                  'sgdfuse_ros.replay.thermal_topic': topics.thermal.name,
-                  'sgdfuse_ros.replay.rgb_topic': topics.rgb.name}
-        try:
-            with BagWriter(out_path, args.storage, args.version, args.overwrite,
-                           custom) as writer, \
-                    Progress(expected, label='replay', unit='pairs', quiet=args.quiet) as bar:
-                replay = Replay(bag, topics, pipeline, config, writer, report, namespace,
-                                copy_inputs=args.copy_inputs, overlay=args.overlay,
-                                with_metrics=not args.no_metrics, progress=bar)
-                start = time.perf_counter()
-                replay.run()
-                wall = time.perf_counter() - start
-                bar.done(f'{len(report.frames)} fused, {len(report.failures)} failed')
-        finally:
-            pipeline.close()
-        result = report.finish(replay.sync.stats(), wall, dict(writer.counts),
-                               read_error=replay.read_error, interrupted=replay.interrupted,
-                               other_read=replay.other_read, sync_resets=replay.sync_resets)
-    report.write(report_dir)
-
-    pairs = result['pairs']
-    msgs = result['messages']
-    dropped = {role: dict({k: msgs[role][k]
-                           for k in ('unmatched', 'late', 'duplicate', 'overflow')
-                           if msgs[role][k]},
-                          **{f'rejected_{k}': v for k, v in msgs[role]['rejected'].items()})
-               for role in ('thermal', 'rgb')}
-    say(f"read {msgs['thermal']['read']} thermal + {msgs['rgb']['read']} rgb messages; "
-        f"{pairs['matched']} pairs matched, {pairs['fused']} fused, {pairs['failed']} failed; "
-        f"unpaired: thermal {dropped['thermal'] or 0}, rgb {dropped['rgb'] or 0}")
-    if result['metrics'] and result['metrics']['frames_scored']:
-        mean = result['metrics']['mean']
-        headline = ('EN', 'SD', 'SF', 'AG', 'MI', 'SCD', 'VIF', 'Qabf', 'SSIM')
-        say('mean metrics: ' + ' '.join(f'{k}={mean[k]:.3f}' for k in headline
-                                        if mean.get(k) is not None))
-    thr = result['throughput']
-    if thr['pairs_per_s']:
-        say(f"throughput {thr['pairs_per_s']:.2f} pairs/s end to end; output {out_path}; "
-            f'report {report_dir}')
-    if replay.interrupted:
-        raise KeyboardInterrupt
-    if replay.read_error:
-        raise InputError(f"{replay.read_error}; the {pairs['fused']} pairs fused before the "
-                         f'damage are in {out_path} (report: {report_dir})')
-    if pairs['matched'] == 0:
-        gap = pairs['closest_thermal_rgb_gap_s']
-        hint = (f'; the closest thermal/RGB stamps were {gap:.3f} s apart (raise it with '
-                f'--set sync.slop=...)' if gap is not None else '')
-        raise InputError(f"no thermal/RGB pairs within sync.slop={config['sync.slop']} s "
-                         f"({msgs['thermal']['read']} thermal, {msgs['rgb']['read']} RGB messages)"
-                         f'{hint}; report: {report_dir}')
-    if pairs['fused'] == 0:
-        reason = next(iter(result['failure_reasons']), 'unknown')
-        raise InputError(f"all {pairs['failed']} pairs failed (first reason: {reason}); "
-                         f'report: {report_dir}')
-    return 0

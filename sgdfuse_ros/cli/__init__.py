@@ -37,7 +37,7 @@ COMMANDS = {
              'the main job on an embedded sample (or RoadScene with --data)'),
     'train': ('sgdfuse_ros.cli.train', 'train the first stage or the diffusion refiner'),
     'make-bag': ('sgdfuse_ros.cli.make_bag', 'write a ROS 2 bag from registered image pairs'),
-    'replay': ('sgdfuse_ros.bag.replay', 'fuse a ROS 2 bag into an output bag and a report'),
+    'replay': ('sgdfuse_ros.cli.replay', 'fuse a ROS 2 bag into an output bag and a report'),
     'export': ('sgdfuse_ros.cli.export', 'export the networks to ONNX'),
     'live': ('sgdfuse_ros.cli.live', 'run the fusion node without ROS 2, over Cyclone DDS'),
 }

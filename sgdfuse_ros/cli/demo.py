@@ -75,7 +75,7 @@ def main(args) -> int:
     outputs['report (sample)'] = out / 'evaluate_sample' / 'report.md'
     outputs['contact sheet (sample)'] = out / 'evaluate_sample' / 'contact_sheet.png'
 
-    if _available('sgdfuse_ros.bag.replay'):
+    if _available('sgdfuse_ros.cli.replay'):
         bag_in, bag_out = out / 'sample_bag', out / 'sample_bag_fused'
         _run(['make-bag', '--ir', str(sample / 'ir'), '--vis', str(sample / 'vis'),
               '--out', str(bag_in), '--overwrite', *quiet])

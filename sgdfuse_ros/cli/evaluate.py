@@ -205,7 +205,7 @@ def render_report(report: dict, with_sheet: bool) -> str:
              f"{report['pairs']} pairs, device {report['device']}, prior sources "
              f"{report['prior_sources']}, wall time {report['wall_s']:.1f} s.", '']
     if 'mean' in report:
-        from ..eval.metrics import format_table
+        from ..eval.scoring import format_table
         lines += ['## Metrics (mean over the pairs; reference-evaluator conventions)', '',
                   format_table({report['label']: report['mean']}), '']
     lines += ['## Per-stage time (ms)', '', '| stage | median | p90 | mean |', '|---|---|---|---|']
@@ -230,7 +230,7 @@ def main(args) -> int:
         report = run_evaluation(pairs, args.out, config, label, args.contact_rows,
                                 not args.no_metrics, lambda done, total: bar.update())
     if 'mean' in report:
-        from ..eval.metrics import format_table
+        from ..eval.scoring import format_table
         print(format_table({label: report['mean']}))
     print(f"fused images: {args.out / 'fused'}")
     print(f"report:       {args.out / 'report.md'}")

@@ -32,7 +32,8 @@ from pathlib import Path
 import sys
 
 from ..errors import InputError
-from ..eval.metrics import format_table, HEADLINE_METRICS, METRIC_NAMES, score_folders
+from ..eval.metrics import HEADLINE_METRICS, METRIC_NAMES
+from ..eval.scoring import format_table, score_folders
 
 DATA_ENV = 'SGDFUSE_DATA'
 

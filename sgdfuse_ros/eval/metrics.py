@@ -52,13 +52,15 @@ one and defined here otherwise:
   MSE is not);
 * ``MI`` is 0 when either image of a pair is constant;
 * images smaller than the VIF pyramid (41 px) use the scales that fit; SSIM needs 7x7.
+
+Scoring folders of images and printing tables is :mod:`sgdfuse_ros.eval.scoring`.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -69,12 +71,9 @@ __all__ = [
     'METRIC_NAMES',
     'HEADLINE_METRICS',
     'HIGHER_IS_BETTER',
-    'IMAGE_EXTENSIONS',
     'to_gray',
     'read_gray',
     'fusion_metrics',
-    'score_folders',
-    'format_table',
 ]
 
 METRIC_NAMES: Tuple[str, ...] = (
@@ -82,9 +81,6 @@ METRIC_NAMES: Tuple[str, ...] = (
 )
 HEADLINE_METRICS: Tuple[str, ...] = ('EN', 'SD', 'SF', 'AG', 'MI', 'SCD', 'VIF', 'Qabf', 'SSIM')
 HIGHER_IS_BETTER: Dict[str, bool] = dict.fromkeys(METRIC_NAMES, True)
-
-#: Extensions tried, in this order, when a file is looked up by its stem.
-IMAGE_EXTENSIONS: Tuple[str, ...] = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 
 _SSIM_WIN = 7
 _SSIM_K1 = 0.01
@@ -451,126 +447,3 @@ def fusion_metrics(fused, ir, vis, names: Sequence[str] = METRIC_NAMES) -> Dict[
     scorer = _Scorer(f, a, b)
     with np.errstate(divide='ignore', invalid='ignore'):
         return {name: float(getattr(scorer, name)()) for name in names}
-
-
-# --------------------------------------------------------------------------- folders
-
-
-def _find_image(folder: Path, name: str) -> Optional[Path]:
-    """``folder/name`` if it exists, else the first ``folder/<stem><ext>`` that does."""
-    direct = folder / name
-    if Path(name).suffix.lower() in IMAGE_EXTENSIONS and direct.is_file():
-        return direct
-    stem = Path(name).stem if Path(name).suffix.lower() in IMAGE_EXTENSIONS else name
-    for ext in IMAGE_EXTENSIONS:
-        for cand in (folder / (stem + ext), folder / (stem + ext.upper())):
-            if cand.is_file():
-                return cand
-    return None
-
-
-def _list_stems(folder: Path) -> list:
-    stems = []
-    seen = set()
-    for p in sorted(folder.iterdir()):
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and p.stem not in seen:
-            seen.add(p.stem)
-            stems.append(p.stem)
-    return stems
-
-
-def _check_dir(path, what: str) -> Path:
-    p = Path(path)
-    if not p.is_dir():
-        raise InputError(f'{what} folder not found: {p}')
-    return p
-
-
-def score_folders(
-    fused_dir,
-    ir_dir,
-    vis_dir,
-    names_list: Optional[Iterable[str]] = None,
-    *,
-    metrics: Sequence[str] = METRIC_NAMES,
-) -> Tuple[Dict[str, Dict[str, float]], Dict[str, float]]:
-    """
-    Score every fused image of a folder against its infrared and visible sources.
-
-    ``names_list`` lists the images to score (file names or stems, e.g. a split from
-    ``split.json``); by default every image of ``fused_dir``.  Each image is looked up by
-    stem in each folder with any of :data:`IMAGE_EXTENSIONS`.  Returns the per-image
-    metrics keyed by stem and their mean.
-    """
-    metrics = _check_names(metrics)
-    fdir = _check_dir(fused_dir, 'fused')
-    idir = _check_dir(ir_dir, 'infrared')
-    vdir = _check_dir(vis_dir, 'visible')
-    if names_list is None:
-        stems = _list_stems(fdir)
-        if not stems:
-            raise InputError(f"no images ({'/'.join(IMAGE_EXTENSIONS)}) in fused folder {fdir}")
-    else:
-        stems = []
-        for n in names_list:
-            n = str(n)
-            stem = Path(n).stem if Path(n).suffix.lower() in IMAGE_EXTENSIONS else n
-            if stem not in stems:
-                stems.append(stem)
-        if not stems:
-            raise InputError('the list of images to score is empty')
-
-    paths = []
-    missing: Dict[str, list] = {}
-    folders = (('fused', fdir), ('infrared', idir), ('visible', vdir))
-    for stem in stems:
-        trio = tuple(_find_image(d, stem) for _, d in folders)
-        for p, (what, d) in zip(trio, folders):
-            if p is None:
-                missing.setdefault(f'{what} folder {d}', []).append(stem)
-        paths.append((stem, trio))
-    if missing:
-        parts = []
-        for where, lacking in missing.items():
-            shown = ', '.join(lacking[:3]) + (', ...' if len(lacking) > 3 else '')
-            parts.append(f'{where} lacks {len(lacking)} of {len(stems)} images ({shown})')
-        raise InputError('; '.join(parts))
-
-    per_image: Dict[str, Dict[str, float]] = {}
-    for stem, (pf, pa, pb) in paths:
-        f, a, b = read_gray(pf), read_gray(pa), read_gray(pb)
-        if not (f.shape == a.shape == b.shape):
-            raise InputError(
-                f'size mismatch for {stem}: fused {f.shape[1]}x{f.shape[0]}, infrared '
-                f'{a.shape[1]}x{a.shape[0]}, visible {b.shape[1]}x{b.shape[0]}'
-            )
-        per_image[stem] = fusion_metrics(f, a, b, metrics)
-    mean = {m: float(np.mean([v[m] for v in per_image.values()])) for m in metrics}
-    return per_image, mean
-
-
-# --------------------------------------------------------------------------- tables
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return '-'
-    v = float(v)
-    if math.isnan(v):
-        return 'nan'
-    if math.isinf(v):
-        return 'inf' if v > 0 else '-inf'
-    return f'{v:.4f}'
-
-
-def format_table(rows: Dict[str, Dict[str, float]],
-                 metrics: Sequence[str] = HEADLINE_METRICS) -> str:
-    """Markdown table, one row per method (``rows = {method: {metric: value}}``)."""
-    metrics = tuple(metrics)
-    header = '| Method | ' + ' | '.join(metrics) + ' |'
-    rule = '|---|' + '|'.join('---:' for _ in metrics) + '|'
-    lines = [header, rule]
-    for label, vals in rows.items():
-        cells = ' | '.join(_fmt(vals.get(m)) for m in metrics)
-        lines.append('| ' + str(label) + ' | ' + cells + ' |')
-    return '\n'.join(lines)

@@ -33,6 +33,7 @@ import pytest
 from sgdfuse_ros.cli import metrics as metrics_cli
 from sgdfuse_ros.errors import InputError, SgdfuseError
 from sgdfuse_ros.eval import metrics as M
+from sgdfuse_ros.eval import scoring as S
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -253,7 +254,7 @@ def _write_set(root, stems, shape=(48, 64), vis_shape=None):
 
 def test_score_folders(tmp_path):
     _write_set(tmp_path, ['a', 'b'])
-    per, mean = M.score_folders(tmp_path / 'fused', tmp_path / 'ir', tmp_path / 'vis')
+    per, mean = S.score_folders(tmp_path / 'fused', tmp_path / 'ir', tmp_path / 'vis')
     assert sorted(per) == ['a', 'b']
     for k in M.METRIC_NAMES:
         assert mean[k] == pytest.approx((per['a'][k] + per['b'][k]) / 2)
@@ -261,31 +262,31 @@ def test_score_folders(tmp_path):
                               M.read_gray(tmp_path / 'ir' / 'a.jpg'),
                               M.read_gray(tmp_path / 'vis' / 'a.png'))
     assert per['a'] == direct
-    per, _ = M.score_folders(tmp_path / 'fused', tmp_path / 'ir', tmp_path / 'vis', ['b.jpg'])
+    per, _ = S.score_folders(tmp_path / 'fused', tmp_path / 'ir', tmp_path / 'vis', ['b.jpg'])
     assert list(per) == ['b']
     with pytest.raises(InputError, match='lacks 1 of 2'):
-        M.score_folders(tmp_path / 'fused', tmp_path / 'ir', tmp_path / 'vis', ['a', 'zz'])
+        S.score_folders(tmp_path / 'fused', tmp_path / 'ir', tmp_path / 'vis', ['a', 'zz'])
     with pytest.raises(InputError, match='not found'):
-        M.score_folders(tmp_path / 'nope', tmp_path / 'ir', tmp_path / 'vis')
+        S.score_folders(tmp_path / 'nope', tmp_path / 'ir', tmp_path / 'vis')
     (tmp_path / 'empty').mkdir()
     with pytest.raises(InputError, match='no images'):
-        M.score_folders(tmp_path / 'empty', tmp_path / 'ir', tmp_path / 'vis')
+        S.score_folders(tmp_path / 'empty', tmp_path / 'ir', tmp_path / 'vis')
 
 
 def test_score_folders_size_mismatch(tmp_path):
     _write_set(tmp_path, ['a'], vis_shape=(40, 64))
     with pytest.raises(InputError, match='size mismatch for a'):
-        M.score_folders(tmp_path / 'fused', tmp_path / 'ir', tmp_path / 'vis')
+        S.score_folders(tmp_path / 'fused', tmp_path / 'ir', tmp_path / 'vis')
 
 
 def test_format_table():
     rows = {'A': dict.fromkeys(M.METRIC_NAMES, 1.23456), 'B': {'EN': 7.0, 'SD': math.inf}}
-    lines = M.format_table(rows).splitlines()
+    lines = S.format_table(rows).splitlines()
     assert lines[0] == '| Method | ' + ' | '.join(M.HEADLINE_METRICS) + ' |'
     assert len(lines) == 4
     assert lines[2].startswith('| A | 1.2346 |')
     assert lines[3].startswith('| B | 7.0000 | inf | - |')
-    assert M.format_table(rows, ['EN']).splitlines()[3] == '| B | 7.0000 |'
+    assert S.format_table(rows, ['EN']).splitlines()[3] == '| B | 7.0000 |'
 
 
 # --------------------------------------------------------------------------- CLI

@@ -1,0 +1,158 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Folders of fused images scored against their sources, and the tables of the results.
+
+The measures themselves are :mod:`sgdfuse_ros.eval.metrics`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Dict, Iterable, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .metrics import _check_names, fusion_metrics, HEADLINE_METRICS, METRIC_NAMES, read_gray
+from ..errors import InputError
+
+__all__ = ['IMAGE_EXTENSIONS', 'score_folders', 'format_table']
+
+#: Extensions tried, in this order, when a file is looked up by its stem.
+IMAGE_EXTENSIONS: Tuple[str, ...] = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
+
+
+# --------------------------------------------------------------------------- folders
+
+
+def _find_image(folder: Path, name: str) -> Optional[Path]:
+    """``folder/name`` if it exists, else the first ``folder/<stem><ext>`` that does."""
+    direct = folder / name
+    if Path(name).suffix.lower() in IMAGE_EXTENSIONS and direct.is_file():
+        return direct
+    stem = Path(name).stem if Path(name).suffix.lower() in IMAGE_EXTENSIONS else name
+    for ext in IMAGE_EXTENSIONS:
+        for cand in (folder / (stem + ext), folder / (stem + ext.upper())):
+            if cand.is_file():
+                return cand
+    return None
+
+
+def _list_stems(folder: Path) -> list:
+    stems = []
+    seen = set()
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and p.stem not in seen:
+            seen.add(p.stem)
+            stems.append(p.stem)
+    return stems
+
+
+def _check_dir(path, what: str) -> Path:
+    p = Path(path)
+    if not p.is_dir():
+        raise InputError(f'{what} folder not found: {p}')
+    return p
+
+
+def score_folders(
+    fused_dir,
+    ir_dir,
+    vis_dir,
+    names_list: Optional[Iterable[str]] = None,
+    *,
+    metrics: Sequence[str] = METRIC_NAMES,
+) -> Tuple[Dict[str, Dict[str, float]], Dict[str, float]]:
+    """
+    Score every fused image of a folder against its infrared and visible sources.
+
+    ``names_list`` lists the images to score (file names or stems, e.g. a split from
+    ``split.json``); by default every image of ``fused_dir``.  Each image is looked up by
+    stem in each folder with any of :data:`IMAGE_EXTENSIONS`.  Returns the per-image
+    metrics keyed by stem and their mean.
+    """
+    metrics = _check_names(metrics)
+    fdir = _check_dir(fused_dir, 'fused')
+    idir = _check_dir(ir_dir, 'infrared')
+    vdir = _check_dir(vis_dir, 'visible')
+    if names_list is None:
+        stems = _list_stems(fdir)
+        if not stems:
+            raise InputError(f"no images ({'/'.join(IMAGE_EXTENSIONS)}) in fused folder {fdir}")
+    else:
+        stems = []
+        for n in names_list:
+            n = str(n)
+            stem = Path(n).stem if Path(n).suffix.lower() in IMAGE_EXTENSIONS else n
+            if stem not in stems:
+                stems.append(stem)
+        if not stems:
+            raise InputError('the list of images to score is empty')
+
+    paths = []
+    missing: Dict[str, list] = {}
+    folders = (('fused', fdir), ('infrared', idir), ('visible', vdir))
+    for stem in stems:
+        trio = tuple(_find_image(d, stem) for _, d in folders)
+        for p, (what, d) in zip(trio, folders):
+            if p is None:
+                missing.setdefault(f'{what} folder {d}', []).append(stem)
+        paths.append((stem, trio))
+    if missing:
+        parts = []
+        for where, lacking in missing.items():
+            shown = ', '.join(lacking[:3]) + (', ...' if len(lacking) > 3 else '')
+            parts.append(f'{where} lacks {len(lacking)} of {len(stems)} images ({shown})')
+        raise InputError('; '.join(parts))
+
+    per_image: Dict[str, Dict[str, float]] = {}
+    for stem, (pf, pa, pb) in paths:
+        f, a, b = read_gray(pf), read_gray(pa), read_gray(pb)
+        if not (f.shape == a.shape == b.shape):
+            raise InputError(
+                f'size mismatch for {stem}: fused {f.shape[1]}x{f.shape[0]}, infrared '
+                f'{a.shape[1]}x{a.shape[0]}, visible {b.shape[1]}x{b.shape[0]}'
+            )
+        per_image[stem] = fusion_metrics(f, a, b, metrics)
+    mean = {m: float(np.mean([v[m] for v in per_image.values()])) for m in metrics}
+    return per_image, mean
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return '-'
+    v = float(v)
+    if math.isnan(v):
+        return 'nan'
+    if math.isinf(v):
+        return 'inf' if v > 0 else '-inf'
+    return f'{v:.4f}'
+
+
+def format_table(rows: Dict[str, Dict[str, float]],
+                 metrics: Sequence[str] = HEADLINE_METRICS) -> str:
+    """Markdown table, one row per method (``rows = {method: {metric: value}}``)."""
+    metrics = tuple(metrics)
+    header = '| Method | ' + ' | '.join(metrics) + ' |'
+    rule = '|---|' + '|'.join('---:' for _ in metrics) + '|'
+    lines = [header, rule]
+    for label, vals in rows.items():
+        cells = ' | '.join(_fmt(vals.get(m)) for m in metrics)
+        lines.append('| ' + str(label) + ' | ' + cells + ' |')
+    return '\n'.join(lines)
