@@ -20,13 +20,13 @@
 Each part is exported by the module that owns its network, through a function
 ``export_onnx(config, out_dir) -> path (or list of paths)``:
 
-==============  ===============================  ====================================
-part            module                           needs
-==============  ===============================  ====================================
-first-stage     ``sgdfuse_ros.fusion.network``   ``first_stage.weights``
-refiner         ``sgdfuse_ros.fusion.refiner``   ``refiner.weights``
-sam-decoder     ``sgdfuse_ros.onnx.sam_decoder``   ``prior.sam.checkpoint``
-==============  ===============================  ====================================
+==============  ==================================  ====================================
+part            module                              needs
+==============  ==================================  ====================================
+first-stage     ``sgdfuse_ros.onnx.first_stage``    ``first_stage.weights``
+refiner         ``sgdfuse_ros.onnx.refiner``        ``refiner.weights``
+sam-decoder     ``sgdfuse_ros.onnx.sam_decoder``    ``prior.sam.checkpoint``
+==============  ==================================  ====================================
 
 (generic helpers for those functions: :func:`sgdfuse_ros.onnx.runtime.export_module`). Every part
 that cannot be exported (module not in this build, no ``export_onnx``, weights missing) is named
@@ -46,8 +46,8 @@ from ..errors import ConfigError, SgdfuseError
 log = logging.getLogger('sgdfuse_ros')
 
 PARTS = {
-    'first-stage': 'sgdfuse_ros.fusion.network',
-    'refiner': 'sgdfuse_ros.fusion.refiner',
+    'first-stage': 'sgdfuse_ros.onnx.first_stage',
+    'refiner': 'sgdfuse_ros.onnx.refiner',
     'sam-decoder': 'sgdfuse_ros.onnx.sam_decoder',
 }
 

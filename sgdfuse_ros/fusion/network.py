@@ -34,61 +34,24 @@ of ``[thermal, visible_y, prior.targets, prior.boundaries]``) predicts smooth pe
 
 The last layer starts at zero, so an untrained network is exactly that hand-designed fusion and
 training moves the controls per region (e.g. towards the thermal level on warm targets).
+
+The ONNX Runtime version of this stage and its export live in :mod:`sgdfuse_ros.onnx.first_stage`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import List
-
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from .backbone import count_parameters, LowResUNet, pad_to_multiple
+from .backbone import LowResUNet, pad_to_multiple
+from .tensors import (gaussian_pyramid, image_tensor, prior_tensors, resize_controls,
+                      TorchStage, upsample_to)
 from .weights import load_weights
 from ..config import resolve_model_path
 
 KIND = 'first_stage'
 DEFAULT_ARCH = {'levels': 4, 'c1': 16, 'c2': 32, 'blocks': 2, 'fine_vis': True}
-
-
-def gaussian_pyramid(x: torch.Tensor, levels: int) -> List[torch.Tensor]:
-    out = [x]
-    for _ in range(levels - 1):
-        out.append(F.avg_pool2d(out[-1], 2))
-    return out
-
-
-def upsample_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(x, size=like.shape[-2:], mode='bilinear', align_corners=False)
-
-
-def laplacian_pyramid(x: torch.Tensor, levels: int) -> List[torch.Tensor]:
-    """Bands fine -> coarse, the last one the base (sizes must divide by 2**(levels-1))."""
-    gauss = gaussian_pyramid(x, levels)
-    bands = [fine - upsample_to(coarse, fine) for fine, coarse in zip(gauss[:-1], gauss[1:])]
-    bands.append(gauss[-1])
-    return bands
-
-
-def collapse(bands: List[torch.Tensor]) -> torch.Tensor:
-    out = bands[-1]
-    for band in reversed(bands[:-1]):
-        out = upsample_to(out, band) + band
-    return out
-
-
-def resize_controls(maps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Control maps (1/4 scale) at a band's resolution: mean-pool down, bilinear up."""
-    h, w = like.shape[-2:]
-    mh = maps.shape[-2]
-    if h == mh:
-        return maps
-    if h < mh:
-        return F.avg_pool2d(maps, mh // h)
-    return F.interpolate(maps, size=(h, w), mode='bilinear', align_corners=False)
 
 
 class FirstStageNet(nn.Module):
@@ -114,11 +77,7 @@ class FirstStageNet(nn.Module):
     def multiple(self) -> int:
         return max(8, 2 ** (self.levels - 1))
 
-    def controls(self, ir, vis, targets, boundaries):
-        x = torch.cat([ir, vis, targets, boundaries], dim=1)
-        return self.net(x)
-
-    def forward(self, ir, vis, targets, boundaries, return_controls: bool = False):
+    def forward(self, ir, vis, targets, boundaries):
         x = torch.cat([ir, vis, targets, boundaries], dim=1)
         x, (h, w) = pad_to_multiple(x, self.multiple)
         o = self.net(x)
@@ -158,47 +117,7 @@ class FirstStageNet(nn.Module):
         fused = up[:, 0:1] + gains[:, 0:1] * torch.where(a.abs() >= b.abs(), a, b)
         if self.fine_vis:
             fused = fused + gains[:, 1:2] * b
-        fused = fused[..., :h, :w].clamp(0.0, 1.0)
-        if return_controls:
-            return fused, o
-        return fused
-
-
-def prior_tensors(prior, shape, device):
-    """targets, boundaries of a SemanticPrior (or zeros for None) as (1, 1, H, W) tensors."""
-    if prior is None:
-        zeros = torch.zeros((1, 1) + tuple(shape), device=device)
-        return zeros, zeros
-    prior = prior.resized(shape)
-    t = torch.from_numpy(np.ascontiguousarray(prior.targets, np.float32))[None, None]
-    b = torch.from_numpy(np.ascontiguousarray(prior.boundaries, np.float32))[None, None]
-    return t.to(device), b.to(device)
-
-
-def image_tensor(image: np.ndarray, device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None].to(device)
-
-
-class TorchStage:
-    """
-    What the torch plug-ins share.
-
-    The model on its device in inference layout, the training facts of its weights file,
-    ``close()`` (frees the model) and its parameter count.
-    """
-
-    def __init__(self, model: nn.Module, device: str = 'cpu', info: dict = None):
-        self.model = model.to(device).eval()
-        self.model.net.use_channels_last()
-        self.device = device
-        self.info = info or {}
-
-    def close(self):
-        self.model = None
-
-    @property
-    def parameters(self) -> int:
-        return count_parameters(self.model)
+        return fused[..., :h, :w].clamp(0.0, 1.0)
 
 
 class NetworkFirstStage(TorchStage):
@@ -224,87 +143,7 @@ def build_first_stage(config: dict, device: str):
     """Build the configured first stage: torch, or onnxruntime with ``backend: onnx``."""
     path = resolve_model_path(config['first_stage.weights'], 'first_stage.pt')
     if config.get('backend') == 'onnx':
+        from ..onnx.first_stage import OnnxFirstStage
         model, payload = load_weights(path, KIND, FirstStageNet.from_arch)
         return OnnxFirstStage(model, config, payload.get('info'))
     return load_first_stage(path, device)
-
-
-# --------------------------------------------------------------------------------------------
-# ONNX (``backend: onnx`` and ``sgdfuse export``)
-# --------------------------------------------------------------------------------------------
-
-ONNX_INPUTS = ('thermal', 'visible_y', 'targets', 'boundaries')
-ONNX_OUTPUTS = ('fused_y',)
-ONNX_VERIFY_SIZES = ((512, 640), (256, 328))  # multiples of 8: padding happens outside the graph
-
-
-def export_first_stage(model: FirstStageNet, path) -> Path:
-    """
-    Write ``model`` as ONNX, verified against torch.
-
-    Inputs are (1, 1, H, W) each, H and W multiples of 8; the graph is checked against torch at two
-    sizes by :func:`sgdfuse_ros.onnx.runtime.export_module`.
-    """
-    import copy
-
-    from ..onnx.runtime import export_module
-    graph = copy.deepcopy(model).cpu().float().eval()
-    graph.net.channels_last = False
-    graph.net.to(memory_format=torch.contiguous_format)
-    examples = tuple(torch.rand(1, 1, *ONNX_VERIFY_SIZES[0]) for _ in ONNX_INPUTS)
-    return export_module(graph, examples, path, ONNX_INPUTS, ONNX_OUTPUTS,
-                         verify_sizes=ONNX_VERIFY_SIZES)
-
-
-def export_onnx(config: dict, out_dir):
-    """``sgdfuse export`` hook: the configured first-stage weights -> out_dir/first_stage.onnx."""
-    from pathlib import Path
-    path = resolve_model_path(config['first_stage.weights'], 'first_stage.pt')
-    model, _ = load_weights(path, KIND, FirstStageNet.from_arch)
-    return export_first_stage(model, Path(out_dir) / 'first_stage.onnx')
-
-
-class OnnxFirstStage:
-    """
-    The same stage run by onnxruntime.
-
-    The graph is exported from the weights at configure time (a second or two); padding to a
-    multiple of 8 is done here, outside the graph.
-    """
-
-    name = 'network'
-    backend = 'onnx'
-
-    def __init__(self, model: FirstStageNet, config: dict, info: dict = None):
-        from pathlib import Path
-        import tempfile
-
-        from ..onnx.runtime import OnnxModule
-        self.info = info or {}
-        self.multiple = model.multiple
-        self._tmp = tempfile.TemporaryDirectory(prefix='sgdfuse_onnx_')
-        path = export_first_stage(model, Path(self._tmp.name) / 'first_stage.onnx')
-        self.runner = OnnxModule.from_config(path, config)
-
-    def __call__(self, thermal: np.ndarray, visible_y: np.ndarray, prior) -> np.ndarray:
-        h, w = thermal.shape
-        if prior is None:
-            targets = boundaries = np.zeros((h, w), np.float32)
-        else:
-            prior = prior.resized((h, w))
-            targets, boundaries = prior.targets, prior.boundaries
-        ph, pw = (-h) % self.multiple, (-w) % self.multiple
-        planes = []
-        for plane in (thermal, visible_y, targets, boundaries):
-            plane = np.asarray(plane, np.float32)
-            if ph or pw:
-                plane = np.pad(plane, ((0, ph), (0, pw)), mode='edge')
-            planes.append(plane[None, None])
-        out = self.runner(*planes)
-        return np.array(out[0, 0, :h, :w], dtype=np.float32)
-
-    def close(self):
-        self.runner = None
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None

@@ -29,6 +29,8 @@ A fresh network returns ``first`` exactly, so training starts from "no change".
 
 Sampling (``DiffusionRefiner``): SDEdit + K deterministic DDIM steps from the noised first-stage
 result (:mod:`.samplers`); ``refiner.seed`` fixes the noise, so output is reproducible.
+The ONNX Runtime version (the denoiser call as a graph, the loop outside) and its export live in
+:mod:`sgdfuse_ros.onnx.refiner`.
 """
 
 from __future__ import annotations
@@ -41,9 +43,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from .backbone import LowResUNet, pad_to_multiple
-from .network import image_tensor, prior_tensors, TorchStage, upsample_to
 from .samplers import refine
 from .schedules import make_schedule
+from .tensors import highpass, image_tensor, prior_tensors, TorchStage, upsample_to
 from .weights import load_weights
 from ..config import resolve_model_path
 
@@ -59,11 +61,6 @@ def timestep_embedding(t: torch.Tensor, dim: int, num_steps: int) -> torch.Tenso
                       * (-math.log(1000.0) / max(half - 1, 1)))
     angle = (t.float() / num_steps * 1000.0)[:, None] * freqs[None, :]
     return torch.cat([torch.sin(angle), torch.cos(angle)], dim=1)
-
-
-def highpass(x: torch.Tensor) -> torch.Tensor:
-    """Return the finest Laplacian band (x minus its 2x2-mean, bilinear-upsampled)."""
-    return x - upsample_to(F.avg_pool2d(x, 2), x)
 
 
 class RefinerNet(nn.Module):
@@ -92,6 +89,26 @@ class RefinerNet(nn.Module):
         hp = highpass(cond[:, 0:2])
         return cond, hp, size
 
+    def time_features(self, t: torch.Tensor) -> torch.Tensor:
+        """(N,) integer timesteps -> (N, 2*temb): what the network's conditioning sees."""
+        return self.time_mlp(timestep_embedding(t, self.temb, self.num_steps))
+
+    def predict_x0(self, inputs: torch.Tensor, time_features: torch.Tensor,
+                   hp: torch.Tensor) -> torch.Tensor:
+        """
+        One denoiser call: the network's output turned into ``x0^`` in [-1, 1].
+
+        ``inputs`` (N, 6, Hp, Wp) = [x_t, thermal, visible_y, targets, boundaries, first],
+        ``time_features`` from :meth:`time_features`, ``hp`` (N, 2, Hp, Wp) the finest bands of
+        thermal and visible. The one place the x0 parameterisation is written: the torch sampler
+        and the exported ONNX graph (:mod:`sgdfuse_ros.onnx.refiner`) both call it.
+        """
+        out = self.net(inputs, time_features)
+        residual = F.pixel_shuffle(out[:, :16], 4)
+        gains = upsample_to(0.5 * torch.tanh(out[:, 16:18]), residual)
+        first = 2.0 * inputs[:, 5:6] - 1.0
+        return first + residual + 2.0 * (gains * hp).sum(dim=1, keepdim=True)
+
     def denoise(self, x_t: torch.Tensor, t, cond: torch.Tensor, hp: torch.Tensor,
                 buffer: torch.Tensor = None) -> torch.Tensor:
         """
@@ -103,29 +120,31 @@ class RefinerNet(nn.Module):
         n = x_t.shape[0]
         if not torch.is_tensor(t):
             t = torch.full((n,), int(t), device=x_t.device)
-        emb = self.time_mlp(timestep_embedding(t, self.temb, self.num_steps))
         if buffer is not None:
             buffer[:, 0:1].copy_(x_t)
-            out = self.net(buffer, emb)
+            inputs = buffer
         else:
-            out = self.net(torch.cat([x_t, cond], dim=1), emb)
-        residual = F.pixel_shuffle(out[:, :16], 4)
-        gains = upsample_to(0.5 * torch.tanh(out[:, 16:18]), residual)
-        first = 2.0 * cond[:, 4:5] - 1.0
-        return first + residual + 2.0 * (gains * hp).sum(dim=1, keepdim=True)
+            inputs = torch.cat([x_t, cond], dim=1)
+        return self.predict_x0(inputs, self.time_features(t), hp)
+
+    def sample(self, cond: torch.Tensor, size, steps: int, noise: torch.Tensor,
+               denoise) -> torch.Tensor:
+        """Run SDEdit + K DDIM steps from the noised first stage; crop to ``size``; [0, 1]."""
+        h, w = size
+        x0 = refine(denoise, 2.0 * cond[:, 4:5] - 1.0, steps, self.t_start, self.schedule,
+                    pad_to_multiple(noise, 8)[0])
+        return ((x0[..., :h, :w] + 1.0) * 0.5).clamp(0.0, 1.0)
 
     def forward(self, ir, vis, targets, boundaries, first, steps: int, noise: torch.Tensor):
         """Refine ``first`` (N, 1, H, W) in [0, 1] with K=steps DDIM steps -> [0, 1]."""
-        cond, hp, (h, w) = self.conditions(ir, vis, targets, boundaries, first)
-        noise = pad_to_multiple(noise, 8)[0]
+        cond, hp, size = self.conditions(ir, vis, targets, boundaries, first)
         buffer = None
         if self.net.channels_last:
             buffer = torch.empty((cond.shape[0], 6) + tuple(cond.shape[-2:]), dtype=cond.dtype,
                                  device=cond.device, memory_format=torch.channels_last)
             buffer[:, 1:].copy_(cond)
-        x0 = refine(lambda x, t: self.denoise(x, t, cond, hp, buffer), 2.0 * cond[:, 4:5] - 1.0,
-                    steps, self.t_start, self.schedule, noise)
-        return ((x0[..., :h, :w] + 1.0) * 0.5).clamp(0.0, 1.0)
+        return self.sample(cond, size, steps, noise,
+                           lambda x, t: self.denoise(x, t, cond, hp, buffer))
 
 
 class DiffusionRefiner(TorchStage):
@@ -171,127 +190,8 @@ def build_refiner(config: dict, device: str) -> DiffusionRefiner:
     """Build the configured refiner: torch, or onnxruntime for the denoiser (``backend: onnx``)."""
     path = resolve_model_path(config['refiner.weights'], 'refiner.pt')
     if config.get('backend') == 'onnx':
+        from ..onnx.refiner import OnnxDiffusionRefiner
         model, payload = load_weights(path, KIND, RefinerNet.from_arch)
         return OnnxDiffusionRefiner(model, config['refiner.steps'], config['refiner.seed'],
                                     config, payload.get('info'))
     return load_refiner(path, config['refiner.steps'], config['refiner.seed'], device)
-
-
-# --------------------------------------------------------------------------------------------
-# ONNX export of one denoiser call (``sgdfuse export``); the sampler loop stays outside
-# --------------------------------------------------------------------------------------------
-
-ONNX_INPUTS = ('x_and_conditions', 'time_features', 'highpass')
-ONNX_OUTPUTS = ('x0',)
-
-
-class DenoiserGraph(nn.Module):
-    """
-    One denoiser call with the per-frame parts precomputed outside the graph.
-
-    Inputs:
-    ``x_and_conditions`` (1, 6, H, W) = [x_t, thermal, visible_y, targets, boundaries, first],
-    ``time_features`` (1, 2*temb) = ``time_mlp(timestep_embedding(t))``,
-    ``highpass`` (1, 2, H, W) = finest bands of thermal and visible; H, W multiples of 8.
-    """
-
-    def __init__(self, model: RefinerNet):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x_and_conditions, time_features, highpass_bands):
-        out = self.model.net(x_and_conditions, time_features)
-        residual = F.pixel_shuffle(out[:, :16], 4)
-        gains = upsample_to(0.5 * torch.tanh(out[:, 16:18]), residual)
-        first = 2.0 * x_and_conditions[:, 5:6] - 1.0
-        return first + residual + 2.0 * (gains * highpass_bands).sum(dim=1, keepdim=True)
-
-
-def _export_denoiser(model: RefinerNet, path):
-    import copy
-
-    from ..onnx.runtime import export_module
-    model = copy.deepcopy(model).cpu().float().eval()
-    model.net.channels_last = False
-    model.net.to(memory_format=torch.contiguous_format)
-    graph = DenoiserGraph(model).eval()
-    h, w = 512, 640
-    with torch.no_grad():
-        t = torch.full((1,), model.t_start)
-        features = model.time_mlp(timestep_embedding(t, model.temb, model.num_steps))
-    examples = (torch.rand(1, 6, h, w), features, torch.rand(1, 2, h, w) - 0.5)
-    return export_module(graph, examples, path, ONNX_INPUTS, ONNX_OUTPUTS,
-                         verify_sizes=((h, w), (256, 328)))
-
-
-def export_onnx(config: dict, out_dir):
-    """
-    ``sgdfuse export`` hook: write the configured refiner's denoiser as ONNX.
-
-    The graph goes to out_dir/refiner.onnx, verified against torch at two sizes. The K-step
-    SDEdit/DDIM loop is not in the graph.
-    """
-    from pathlib import Path
-    path = resolve_model_path(config['refiner.weights'], 'refiner.pt')
-    model, _ = load_weights(path, KIND, RefinerNet.from_arch)
-    return _export_denoiser(model, Path(out_dir) / 'refiner.onnx')
-
-
-class OnnxDiffusionRefiner(DiffusionRefiner):
-    """
-    ``backend: onnx``: the same sampler, each denoiser call run by onnxruntime.
-
-    The graph is exported from the weights at configure time; padding, the time features and the
-    DDIM updates stay outside the graph.
-    """
-
-    backend = 'onnx'
-
-    def __init__(self, model: RefinerNet, steps: int, seed: int, config: dict, info: dict = None):
-        from pathlib import Path
-        import tempfile
-
-        from ..onnx.runtime import OnnxModule
-        super().__init__(model, steps, seed, 'cpu', info)
-        self.model.net.channels_last = False
-        self.model.net.to(memory_format=torch.contiguous_format)
-        self._tmp = tempfile.TemporaryDirectory(prefix='sgdfuse_onnx_')
-        weights_dir = Path(self._tmp.name)
-        path = _export_denoiser(self.model, weights_dir / 'refiner.onnx')
-        self.runner = OnnxModule.from_config(path, config)
-        self._features = {}
-
-    def _time_features(self, t: int) -> np.ndarray:
-        if t not in self._features:
-            with torch.no_grad():
-                emb = timestep_embedding(torch.full((1,), int(t)), self.model.temb,
-                                         self.model.num_steps)
-                self._features[t] = self.model.time_mlp(emb).numpy().astype(np.float32)
-        return self._features[t]
-
-    @torch.inference_mode()
-    def __call__(self, thermal, visible_y, prior, first):
-        model = self.model
-        ir, vis, fs = (image_tensor(a, 'cpu') for a in (thermal, visible_y, first))
-        t, b = prior_tensors(prior, thermal.shape, 'cpu')
-        cond, hp, (h, w) = model.conditions(ir, vis, t, b, fs)
-        noise = pad_to_multiple(self.noise(thermal.shape).cpu(), 8)[0]
-        inputs = np.empty((1, 6) + tuple(cond.shape[-2:]), np.float32)
-        inputs[:, 1:] = cond.numpy()
-        hp_np = np.ascontiguousarray(hp.numpy())
-
-        def denoise(x, step_t):
-            inputs[:, 0:1] = x.numpy()
-            return torch.from_numpy(np.array(self.runner(inputs, self._time_features(step_t),
-                                                         hp_np)))
-
-        x0 = refine(denoise, 2.0 * cond[:, 4:5] - 1.0, self.steps, model.t_start,
-                    model.schedule, noise)
-        return ((x0[0, 0, :h, :w] + 1.0) * 0.5).clamp(0.0, 1.0).numpy().astype(np.float32)
-
-    def close(self):
-        super().close()
-        self.runner = None
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None

@@ -12,4 +12,10 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""ONNX Runtime: sessions, providers, export, and the SAM mask decoder graph."""
+"""
+The ONNX home: every exported graph and its runner.
+
+``runtime`` (ONNX Runtime sessions, providers, generic export), ``first_stage`` and ``refiner``
+(the learned stages' graphs, ``backend: onnx`` plug-ins and ``sgdfuse export`` hooks),
+``sam_decoder`` (the SAM mask decoder graph).
+"""
