@@ -63,6 +63,7 @@ import numpy as np
 
 from . import messages
 from .frame_check import decode_camera_image, Rejected, short
+from .memory import release_memory
 from .sync import ApproximateSync
 from ..config import validate as validate_values
 from ..errors import ConfigError, ResourceError, SgdfuseError
@@ -395,6 +396,8 @@ class FusionNodeCore:
             self.sync.flush()
             pipeline, self.pipeline = self.pipeline, None
         _close(pipeline)
+        del pipeline
+        release_memory()  # CUDA cache back to the driver, heap trimmed (docs/ros.md: Memory)
 
     def cleanup(self) -> None:
         """Go from inactive to unconfigured: destroy publishers and timers."""
@@ -646,13 +649,12 @@ class FusionNodeCore:
         self.log.info(f'{self.name}: pipeline rebuilt with the new parameters')
 
     # --- parameters ------------------------------------------------------------------------------
-    def set_parameters(self, changes: Dict[str, Any]) -> Dict[str, Any]:
+    def check_parameters(self, changes: Dict[str, Any]) -> Dict[str, Any]:
         """
-        Validate and apply runtime changes, all or none; ConfigError says why not.
+        Return the configuration ``changes`` would give, change nothing; ConfigError says why not.
 
-        Read-only parameters change only while unconfigured (they take effect on configure).
-        Node parameters apply at once; pipeline parameters rebuild the pipeline before the
-        next frame.
+        The check half of :meth:`set_parameters` (rclpy's on-set callback calls it; the
+        post-set callback then applies).
         """
         for name in changes:
             spec = SPECS.get(name)
@@ -665,7 +667,18 @@ class FusionNodeCore:
         with self._lock:
             candidate = dict(self.config)
             candidate.update({name: SPECS[name].validate(v) for name, v in changes.items()})
-            candidate = check_config(candidate)
+            return check_config(candidate)
+
+    def set_parameters(self, changes: Dict[str, Any]) -> Dict[str, Any]:
+        """
+        Validate and apply runtime changes, all or none; ConfigError says why not.
+
+        Read-only parameters change only while unconfigured (they take effect on configure).
+        Node parameters apply at once; pipeline parameters rebuild the pipeline before the
+        next frame.
+        """
+        with self._lock:
+            candidate = self.check_parameters(changes)
             changed = {k: v for k, v in candidate.items() if self.config.get(k) != v}
             self.config = candidate
             if 'sync.slop' in changed:

@@ -20,16 +20,22 @@
 
 Lifecycle (``rclpy.lifecycle``), started automatically unless ``autostart`` is false:
 
-- configure: parameters read and validated, publishers and the /diagnostics timer created;
-- activate: the fusion pipeline is built and warmed up on a dummy frame (models load here),
-  the camera subscriptions are created;
-- deactivate: subscriptions destroyed, worker stopped, pipeline closed (models freed);
+- configure: parameters read and validated, the outputs created as lifecycle publishers
+  (silent until activated), /diagnostics and its timer created;
+- activate: the lifecycle publishers enabled, the fusion pipeline built and warmed up on a dummy
+  frame (models load here), the camera subscriptions created;
+- deactivate: subscriptions destroyed, worker stopped, pipeline closed (models freed, CUDA cache
+  emptied, heap trimmed), lifecycle publishers disabled;
 - cleanup: publishers destroyed.
 
 Every parameter of :mod:`sgdfuse_ros.parameters` is declared with a descriptor (description,
-range, choices, read-only flag). Runtime changes (``ros2 param set``) are validated by the same
-table: out-of-range values are refused with the reason, never clamped; read-only parameters
-can only come from the parameter file or the command line.
+range, choices, read-only flag). Runtime changes (``ros2 param set``) are checked in the
+on-set callback against the same table (out-of-range values are refused with the reason, never
+clamped; read-only parameters can only come from the parameter file or the command line) and
+applied in the post-set callback, once rclpy has stored them (rclpy without
+``add_post_set_parameters_callback``, i.e. Humble: applied at the end of the on-set callback).
+Per-topic QoS: the standard ``qos_overrides.<topic>.<publisher|subscription>.<policy>``
+parameters (:mod:`sgdfuse_ros.ros.rclpy_transport`).
 
 All the logic lives in :class:`sgdfuse_ros.node.core.FusionNodeCore`; this module only adapts it
 to rclpy.
@@ -81,6 +87,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _changes(parameters) -> Dict[str, Any]:
+    """``{name: value}`` of the node's own parameters among rclpy ``Parameter`` objects."""
+    return {p.name: _plain(p.value) for p in parameters if p.name in SPECS}
+
+
 class FusionNode(Node):
     """The lifecycle node; ``pipeline_factory`` replaces the pipeline (tests)."""
 
@@ -90,7 +101,11 @@ class FusionNode(Node):
         self.core = None
         self._declare_parameters()
         self.transport = RclpyTransport(self)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_on_set_parameters_callback(self._check_parameters)
+        # Humble's rclpy has no post-set callback: there the on-set callback also applies
+        self._apply_on_check = not hasattr(self, 'add_post_set_parameters_callback')
+        if not self._apply_on_check:
+            self.add_post_set_parameters_callback(self._apply_parameters)
 
     # --- parameters ---------------------------------------------------------------------------
     def _declare_parameters(self) -> None:
@@ -117,19 +132,32 @@ class FusionNode(Node):
                 isinstance(spec.default, list) else value
         return check_config(values)
 
-    def _on_set_parameters(self, parameters) -> SetParametersResult:
-        changes = {p.name: _plain(p.value) for p in parameters if p.name in SPECS}
-        if not changes:
+    def _check_parameters(self, parameters) -> SetParametersResult:
+        """On-set callback: accept or refuse, with the reason; changes nothing (but on Humble)."""
+        changes = _changes(parameters)
+        if not changes:  # qos_overrides.* and other parameters: not ours to judge
             return SetParametersResult(successful=True)
         try:
-            if self.core is not None:
-                self.core.set_parameters(changes)
-            else:  # unconfigured: checked now, read on configure
+            if self.core is None:  # unconfigured: checked now, read on configure
                 for name, value in changes.items():
                     SPECS[name].validate(value)
+            elif self._apply_on_check:
+                self.core.set_parameters(changes)
+            else:
+                self.core.check_parameters(changes)
         except ConfigError as err:
             return SetParametersResult(successful=False, reason=str(err))
         return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, parameters) -> None:
+        """Post-set callback: apply what the on-set callback accepted and rclpy stored."""
+        changes = _changes(parameters)
+        if not changes or self.core is None:
+            return
+        try:
+            self.core.set_parameters(changes)
+        except ConfigError as err:  # accepted a moment ago; the node state changed meanwhile
+            self.get_logger().error(f'could not apply {sorted(changes)}: {err}')
 
     # --- lifecycle ------------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -146,18 +174,21 @@ class FusionNode(Node):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
+        # lifecycle publishers first: the first fused frame must not be dropped silently
+        result = super().on_activate(state)
+        if result != TransitionCallbackReturn.SUCCESS:
+            return result
         try:
             self.core.activate()
-        except SgdfuseError as err:
-            self.get_logger().error(f'activate failed: {err}')
-            return TransitionCallbackReturn.FAILURE
         except Exception as err:  # a model that does not load must not kill the process
-            self.get_logger().error(f'activate failed: {type(err).__name__}: {err}')
+            text = str(err) if isinstance(err, SgdfuseError) else f'{type(err).__name__}: {err}'
+            self.get_logger().error(f'activate failed: {text}')
+            super().on_deactivate(state)
             return TransitionCallbackReturn.FAILURE
-        return super().on_activate(state)
+        return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        self.core.deactivate()
+        self.core.deactivate()  # subscriptions gone, worker stopped, models and memory freed
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:

@@ -19,6 +19,13 @@ Messages cross rclpy as CDR bytes: subscriptions are created with ``raw=True`` a
 deserialised with ``rosbags``; publishers publish the ``rosbags`` serialisation (rclpy
 publishes ``bytes`` as a serialized message). The node's logic therefore sees exactly the same
 message objects as with the DDS transport, and no per-field Python copies of image data are made.
+
+ROS idioms: the node's outputs are lifecycle publishers (``create_lifecycle_publisher``: they
+publish only while the node is active), ``/diagnostics`` is a plain publisher (it reports the
+inactive state too), and every publisher and subscription takes the standard QoS overrides
+(``QoSOverridingOptions.with_default_policies()``): history, depth and reliability can be set
+per topic with read-only ``qos_overrides.<resolved topic>.<publisher|subscription>.<policy>``
+parameters, on top of the defaults the ``qos.*`` parameters give.
 """
 
 from __future__ import annotations
@@ -36,6 +43,13 @@ def message_class(typename: str):
     return getattr(importlib.import_module(f'{package}.{kind}'), name)
 
 
+def qos_overriding_options():
+    """Let users override history, depth and reliability per topic (``qos_overrides.*``)."""
+    from rclpy.qos_overriding_options import QoSOverridingOptions
+
+    return QoSOverridingOptions.with_default_policies()
+
+
 def rclpy_qos(profile: QosProfile):
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -48,11 +62,20 @@ def rclpy_qos(profile: QosProfile):
 
 
 class RclpyPublisher(Publisher):
+    """
+    One output; ``managed`` makes it a lifecycle publisher (silent unless the node is active).
 
-    def __init__(self, node, topic: str, typename: str, qos: QosProfile):
+    Only a node with ``create_lifecycle_publisher`` (``rclpy.lifecycle.LifecycleNode``) can
+    hold managed publishers; on a plain node they are plain publishers.
+    """
+
+    def __init__(self, node, topic: str, typename: str, qos: QosProfile, managed: bool = False):
         self._node = node
         self.typename = typename
-        self._publisher = node.create_publisher(message_class(typename), topic, rclpy_qos(qos))
+        self.managed = bool(managed and hasattr(node, 'create_lifecycle_publisher'))
+        create = node.create_lifecycle_publisher if self.managed else node.create_publisher
+        self._publisher = create(message_class(typename), topic, rclpy_qos(qos),
+                                 qos_overriding_options=qos_overriding_options())
         self.topic = self._publisher.topic_name
 
     def publish(self, msg: Any) -> None:
@@ -63,7 +86,10 @@ class RclpyPublisher(Publisher):
 
     def close(self) -> None:
         if self._publisher is not None:
-            self._node.destroy_publisher(self._publisher)
+            if self.managed:
+                self._node.destroy_lifecycle_publisher(self._publisher)
+            else:
+                self._node.destroy_publisher(self._publisher)
             self._publisher = None
 
 
@@ -74,7 +100,8 @@ class RclpySubscription(Subscription):
         self.typename = typename
         self._callback = callback
         self._subscription = node.create_subscription(
-            message_class(typename), topic, self._on_bytes, rclpy_qos(qos), raw=True)
+            message_class(typename), topic, self._on_bytes, rclpy_qos(qos), raw=True,
+            qos_overriding_options=qos_overriding_options())
         self.topic = self._subscription.topic_name
 
     def _on_bytes(self, data: bytes) -> None:
@@ -111,7 +138,9 @@ class RclpyTransport(Transport):
         return self.node.resolve_topic_name(name)  # expansion and the node's remap rules
 
     def create_publisher(self, topic: str, typename: str, qos: QosProfile) -> RclpyPublisher:
-        return RclpyPublisher(self.node, topic, typename, qos)
+        # the fused outputs follow the lifecycle; /diagnostics also reports an inactive node
+        managed = typename != messages.DIAGNOSTIC_ARRAY
+        return RclpyPublisher(self.node, topic, typename, qos, managed=managed)
 
     def create_subscription(self, topic: str, typename: str, callback: Callable[[Any], None],
                             qos: QosProfile) -> RclpySubscription:

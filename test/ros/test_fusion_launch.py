@@ -13,62 +13,234 @@
 # limitations under the License.
 
 """
-Launch test: ``fusion.launch.py`` starts the node, which becomes active.
+Launch test: ``fusion.launch.py`` in a namespace, with remapped camera topics.
 
-It then publishes /diagnostics (skipped where ROS 2 / launch_testing are not installed).
+What a ROS user sees from another process: the node becomes active; camera pairs sent with
+best-effort and with reliable QoS come back fused with their stamps and frame ids on every
+output (fused image + camera info, labels, targets; the overlay only while subscribed);
+/diagnostics balances its books; ``ros2 param set`` is accepted or refused with the reason;
+deactivate stops the outputs and activate resumes them; the graph shows the namespaced outputs
+and the remapped inputs; on shutdown the node exits with 0.
+
+Run by ``colcon test`` (pytest + the launch_testing plugin) in a workspace where the package is
+built and sourced; skipped where ROS 2 / launch_testing are not installed.
 """
 
 import os
-import time
 import unittest
 
 import pytest
 
 launch_testing = pytest.importorskip('launch_testing')
+pytest.importorskip('launch_testing.actions')
+pytest.importorskip('launch_testing.asserts')
 pytest.importorskip('launch_ros')
 rclpy = pytest.importorskip('rclpy')
-
-launch = pytest.importorskip('launch')
-pytest.importorskip('launch_testing.actions')
+DiagnosticStatus = pytest.importorskip('diagnostic_msgs.msg').DiagnosticStatus
+LaunchDescription = pytest.importorskip('launch').LaunchDescription
 IncludeLaunchDescription = pytest.importorskip('launch.actions').IncludeLaunchDescription
 PythonLaunchDescriptionSource = pytest.importorskip(
     'launch.launch_description_sources').PythonLaunchDescriptionSource
+Transition = pytest.importorskip('lifecycle_msgs.msg').Transition
+pytest.importorskip('sensor_msgs.msg')
+
+from ros_probe import (  # noqa: E402
+    camera_info_msg, diagnostic_values, FX, HEIGHT, Probe, stamp_s, WIDTH)
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 LAUNCH_FILE = os.path.join(os.path.dirname(__file__), '..', '..', 'launch', 'fusion.launch.py')
+NAMESPACE = '/launch_test'
+NODE = NAMESPACE + '/fusion_node'
+DIAG_NAME = NODE.lstrip('/')
+THERMAL = '/launch_test_cams/flir/image_raw'
+RGB = '/launch_test_cams/color/image_raw'
+CAMERA_INFO = '/launch_test_cams/color/camera_info'
+FUSED = NAMESPACE + '/fused/image'
+OUTPUTS = {FUSED: Image, NAMESPACE + '/fused/camera_info': CameraInfo,
+           NAMESPACE + '/semantic/labels': Image, NAMESPACE + '/semantic/targets': Image}
+OVERLAY = NAMESPACE + '/semantic/overlay'
 
 
 @pytest.mark.launch_test
 def generate_test_description():
     fusion = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(LAUNCH_FILE),
-        launch_arguments={'namespace': 'launch_test', 'device': 'cpu'}.items())
-    return launch.LaunchDescription([fusion, launch_testing.actions.ReadyToTest()])
+        launch_arguments={'namespace': NAMESPACE, 'device': 'cpu', 'thermal_topic': THERMAL,
+                          'rgb_topic': RGB, 'camera_info_topic': CAMERA_INFO}.items())
+    return LaunchDescription([fusion, launch_testing.actions.ReadyToTest()])
 
 
-class TestFusionLaunch(unittest.TestCase):
+class TestFusionNode(unittest.TestCase):
+    """One probe node for all tests; they run in name order (test_1_... first)."""
 
-    def test_node_reports_diagnostics(self):
-        from diagnostic_msgs.msg import DiagnosticArray
-
+    @classmethod
+    def setUpClass(cls):
         rclpy.init()
-        node = rclpy.create_node('fusion_launch_probe')
-        seen = []
-        node.create_subscription(DiagnosticArray, '/diagnostics', seen.append, 10)
-        try:
-            deadline = time.monotonic() + 30.0
-            while not any('launch_test/fusion_node' in s.name for a in seen for s in a.status):
-                self.assertLess(time.monotonic(), deadline, 'no diagnostics from the node')
-                rclpy.spin_once(node, timeout_sec=0.1)
-            processing = [s for a in seen for s in a.status if s.name.endswith('processing')]
-            self.assertTrue(any(kv.key == 'device' and kv.value == 'cpu'
-                                for s in processing for kv in s.values))
-        finally:
-            node.destroy_node()
-            rclpy.shutdown()
+        cls.probe = Probe('fusion_launch_probe')
+        for topic, msg_type in OUTPUTS.items():
+            cls.probe.listen(topic, msg_type)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.probe.close()
+        rclpy.shutdown()
+
+    def books_balance(self, status) -> bool:
+        values = diagnostic_values(status)
+        for source in ('thermal', 'rgb'):
+            parts = [int(values[f'{source} {what}'])
+                     for what in ('published', 'dropped', 'rejected', 'pending')]
+            if int(values[f'{source} received']) != sum(parts):
+                return False
+        return True
+
+    def test_1_launch_file_brings_the_node_to_active(self):
+        probe = self.probe
+        state = None
+        # the node configures and activates itself before it spins: wait for its services
+        self.assertTrue(probe.spin_until(lambda: probe.node.count_publishers(FUSED) > 0, 120.0),
+                        'the node never created its outputs')
+        for _ in range(600):
+            state = probe.lifecycle_state(NODE)
+            if state == 'active':
+                break
+            probe.spin_for(0.2)
+        self.assertEqual(state, 'active')
+
+    def test_2_best_effort_and_reliable_cameras_are_fused_with_their_stamps(self):
+        probe = self.probe
+        info_pub = probe.node.create_publisher(CameraInfo, CAMERA_INFO, 10)
+        self.assertTrue(probe.spin_until(lambda: info_pub.get_subscription_count() > 0, 30.0))
+        info_pub.publish(camera_info_msg(99.0, 'rgb_optical'))
+        probe.spin_for(0.5)
+        for base, reliability in ((100.0, 'best_effort'), (200.0, 'reliable')):
+            pubs = probe.cameras(THERMAL, RGB, reliability)
+            stamps = [base + i / 10 for i in range(10)]
+            fused = probe.send_pairs_lockstep(pubs, stamps, FUSED)
+            # best effort may lose a frame on a loaded machine, reliable must not
+            self.assertGreaterEqual(len(fused), 9 if reliability == 'best_effort' else 10,
+                                    f'{reliability}: fused {fused} of {stamps}')
+            for pub in pubs:
+                probe.node.destroy_publisher(pub)
+        probe.node.destroy_publisher(info_pub)
+        # every output of a pair carries the RGB stamp and frame id, in the RGB image's size
+        probe.spin_for(1.0)
+        fused_stamps = set(probe.fused_stamps(FUSED))
+        for topic in OUTPUTS:
+            self.assertTrue(probe.heard[topic], f'nothing on {topic}')
+            for msg in probe.heard[topic]:
+                self.assertIn(round(stamp_s(msg.header.stamp), 6), fused_stamps, topic)
+                self.assertEqual(msg.header.frame_id, 'rgb_optical', topic)
+                self.assertEqual((msg.width, msg.height), (WIDTH, HEIGHT), topic)
+        fused = probe.heard[FUSED][-1]
+        self.assertEqual(fused.encoding, 'bgr8')
+        self.assertEqual(len(fused.data), WIDTH * HEIGHT * 3)
+        self.assertEqual(probe.heard[NAMESPACE + '/semantic/labels'][-1].encoding, 'mono16')
+        self.assertEqual(probe.heard[NAMESPACE + '/semantic/targets'][-1].encoding, 'mono8')
+        info = probe.heard[NAMESPACE + '/fused/camera_info'][-1]
+        self.assertAlmostEqual(info.k[0], FX)  # the camera's intrinsics, output size = input
+        self.assertEqual(probe.heard[OVERLAY], [])  # nobody subscribed: never published
+
+    def test_3_overlay_only_while_subscribed(self):
+        probe = self.probe
+        status = probe.wait_diagnostics(DIAG_NAME, 'processing')
+        self.assertIsNotNone(status)
+        self.assertEqual(diagnostic_values(status)['overlay published'], '0')
+        probe.listen(OVERLAY, Image)
+        pubs = probe.cameras(THERMAL, RGB, 'reliable')
+        # the node sees the new subscriber once discovery is through: send until one comes back
+        sent = 300.0
+
+        def one_more():
+            nonlocal sent
+            sent += 0.1
+            probe.send_pair(pubs, sent)
+            probe.spin_for(0.3)
+        self.assertTrue(probe.spin_until(lambda: probe.heard[OVERLAY], 60.0, step=one_more),
+                        'no overlay while subscribed')
+        overlay = probe.heard[OVERLAY][-1]
+        self.assertEqual((overlay.encoding, overlay.header.frame_id), ('bgr8', 'rgb_optical'))
+        probe.stop_listening(OVERLAY)
+        self.assertTrue(probe.spin_until(lambda: probe.node.count_subscribers(OVERLAY) == 0,
+                                         10.0))
+        probe.spin_for(1.0)
+        published = int(diagnostic_values(probe.wait_diagnostics(
+            DIAG_NAME, 'processing'))['overlay published'])
+        fused = probe.send_pairs_lockstep(pubs, [400.0 + i / 10 for i in range(5)], FUSED)
+        self.assertEqual(len(fused), 5)
+        after = probe.wait_diagnostics(DIAG_NAME, 'processing')  # taken after the 5 pairs
+        self.assertEqual(int(diagnostic_values(after)['overlay published']), published)
+        for pub in pubs:
+            probe.node.destroy_publisher(pub)
+
+    def test_4_diagnostics_name_the_remapped_inputs_and_balance_their_books(self):
+        probe = self.probe
+        status = probe.wait_diagnostics(DIAG_NAME, 'inputs', self.books_balance)
+        self.assertIsNotNone(status, 'received != published + dropped + rejected + pending')
+        values = diagnostic_values(status)
+        self.assertEqual(values['thermal topic'], THERMAL)
+        self.assertEqual(values['rgb topic'], RGB)
+        self.assertEqual(values['camera_info topic'], CAMERA_INFO)
+        self.assertGreaterEqual(int(values['rgb published']), 19)
+        processing = diagnostic_values(probe.diagnostics(DIAG_NAME, 'processing'))
+        self.assertEqual((processing['state'], processing['device']), ('active', 'cpu'))
+
+    def test_5_parameters_accepted_or_refused_with_the_reason(self):
+        probe = self.probe
+        result = probe.set_parameter(NODE, 'sync.slop', 0.03)
+        self.assertTrue(result.successful, result.reason)
+        self.assertAlmostEqual(probe.get_parameter(NODE, 'sync.slop'), 0.03)
+        # applied, not only stored: the synchroniser reports the new slop
+        status = probe.wait_diagnostics(
+            DIAG_NAME, 'synchronisation', lambda s: diagnostic_values(s)['slop (s)'] == '0.03')
+        self.assertIsNotNone(status, 'sync.slop accepted but not applied')
+        for name, value, why in (('sync.slop', 20.0, ''),          # rclpy: out of range
+                                 ('device', 'cuda', ''),           # rclpy: read-only
+                                 ('sync.queue_size', 0, ''),       # rclpy: out of range
+                                 ('output.encoding', 'rgb16', 'output.encoding')):  # ours
+            result = probe.set_parameter(NODE, name, value)
+            self.assertFalse(result.successful, f'{name}={value!r} was accepted')
+            self.assertTrue(result.reason, f'{name}={value!r} refused without a reason')
+            self.assertIn(why, result.reason)
+        self.assertAlmostEqual(probe.get_parameter(NODE, 'sync.slop'), 0.03)
+        self.assertEqual(probe.get_parameter(NODE, 'device'), 'cpu')
+
+    def test_6_outputs_stop_on_deactivate_and_resume_on_activate(self):
+        probe = self.probe
+        pubs = probe.cameras(THERMAL, RGB, 'reliable')
+        self.assertTrue(probe.change_state(NODE, Transition.TRANSITION_DEACTIVATE))
+        self.assertEqual(probe.lifecycle_state(NODE), 'inactive')
+        heard = {topic: len(probe.heard[topic]) for topic in OUTPUTS}
+        for i in range(5):
+            probe.send_pair(pubs, 500.0 + i / 10)
+            probe.spin_for(0.2)
+        probe.spin_for(2.0)
+        self.assertEqual({topic: len(probe.heard[topic]) for topic in OUTPUTS}, heard)
+        status = probe.wait_diagnostics(DIAG_NAME, 'processing')
+        self.assertEqual(status.level, DiagnosticStatus.ERROR)  # 'inactive: not processing'
+        self.assertTrue(probe.change_state(NODE, Transition.TRANSITION_ACTIVATE))
+        self.assertEqual(probe.lifecycle_state(NODE), 'active')
+        pubs = probe.cameras(THERMAL, RGB, 'reliable')
+        fused = probe.send_pairs_lockstep(pubs, [600.0 + i / 10 for i in range(5)], FUSED)
+        self.assertEqual(len(fused), 5)
+
+    def test_7_graph_shows_namespaced_outputs_and_remapped_inputs(self):
+        node = self.probe.node
+        publishers = {name for name, _ in node.get_publisher_names_and_types_by_node(
+            'fusion_node', NAMESPACE)}
+        subscriptions = {name for name, _ in node.get_subscriber_names_and_types_by_node(
+            'fusion_node', NAMESPACE)}
+        self.assertLessEqual(set(OUTPUTS) | {OVERLAY, '/diagnostics'}, publishers)
+        self.assertLessEqual({THERMAL, RGB, CAMERA_INFO}, subscriptions)
+        # the standard per-topic QoS override parameters exist (QoSOverridingOptions)
+        self.assertEqual(self.probe.get_parameter(
+            NODE, f'qos_overrides.{THERMAL}.subscription.reliability'), 'best_effort')
+        self.assertEqual(self.probe.get_parameter(
+            NODE, f'qos_overrides.{FUSED}.publisher.reliability'), 'reliable')
 
 
 @launch_testing.post_shutdown_test()
 class TestShutdown(unittest.TestCase):
 
-    def test_exit_code(self, proc_info):
-        launch_testing.asserts.assertExitCodes(proc_info, allowable_exit_codes=[0, -2, -15])
+    def test_exit_code_is_zero(self, proc_info):
+        launch_testing.asserts.assertExitCodes(proc_info)

@@ -35,7 +35,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from sgdfuse_ros.eval.synthetic_pairs import make_pair  # noqa: E402
 from sgdfuse_ros.node import messages  # noqa: E402
-from sgdfuse_ros.parameters import ALL_PARAMS  # noqa: E402
+from sgdfuse_ros.parameters import ALL_PARAMS, SPECS  # noqa: E402
 from sgdfuse_ros.ros.fusion_node import FusionNode  # noqa: E402
 
 
@@ -70,15 +70,60 @@ def test_parameters_are_declared_with_descriptors(ros):
 
 def test_runtime_changes_are_validated_and_read_only_refused(ros):
     node = FusionNode('fusion_node_set')
+    default_slop = SPECS['sync.slop'].default
     try:
         assert node.autostart()
         (result,) = node.set_parameters([Parameter('sync.slop', value=11.0)])
         assert not result.successful and result.reason  # refused, with the reason
-        assert node.core.sync.slop == 0.05
+        assert node.core.sync.slop == default_slop
+        (result,) = node.set_parameters([Parameter('output.encoding', value='rgb16')])
+        assert not result.successful and 'output.encoding' in result.reason  # our check
+        assert node.core.config['output.encoding'] == 'bgr8'
         (result,) = node.set_parameters([Parameter('prior.source', value='none')])
         assert not result.successful
-        (result,) = node.set_parameters([Parameter('sync.slop', value=0.02)])
-        assert result.successful and node.core.sync.slop == 0.02
+        (result,) = node.set_parameters([Parameter('sync.slop', value=0.03)])
+        # checked in the on-set callback, applied in the post-set one (or at once on Humble)
+        assert result.successful and node.core.sync.slop == 0.03
+        assert node.get_parameter('sync.slop').value == 0.03
+    finally:
+        node._release()
+        node.destroy_node()
+
+
+def test_outputs_are_lifecycle_publishers_and_diagnostics_is_not(ros):
+    from rclpy.lifecycle import LifecyclePublisher
+
+    node = FusionNode('fusion_node_pubs')
+    try:
+        assert node.autostart()
+        outputs = {topic: pub._publisher for topic, pub in node.core._publishers.items()}
+        assert outputs and all(isinstance(p, LifecyclePublisher) and p.is_activated
+                               for p in outputs.values())
+        assert not isinstance(node.core._diagnostics_pub._publisher, LifecyclePublisher)
+        node.trigger_deactivate()
+        assert not any(p.is_activated for p in outputs.values())  # silent while inactive
+        node.trigger_activate()
+        assert all(p.is_activated for p in outputs.values())
+    finally:
+        node._release()
+        node.destroy_node()
+
+
+def test_standard_qos_overrides_reach_the_subscriptions(ros):
+    from rclpy.qos import ReliabilityPolicy
+
+    override = 'qos_overrides./thermal/image_raw.subscription.reliability'
+    node = FusionNode('fusion_node_qos',
+                      parameter_overrides=[Parameter(override, value='reliable')])
+    try:
+        assert node.autostart()
+        profiles = {sub._subscription.topic_name: sub._subscription.qos_profile
+                    for sub in node.core._subscriptions}
+        assert profiles['/thermal/image_raw'].reliability == ReliabilityPolicy.RELIABLE
+        # the other camera keeps the qos.reliability default (best effort)
+        assert profiles['/rgb/image_raw'].reliability == ReliabilityPolicy.BEST_EFFORT
+        assert node.get_parameter(override).value == 'reliable'
+        assert node.has_parameter('qos_overrides./fused/image.publisher.reliability')
     finally:
         node._release()
         node.destroy_node()
@@ -118,6 +163,10 @@ def test_autostarted_node_fuses_a_pair_and_frees_models_on_deactivate(ros):
         assert np.asarray(msg.data).size == 160 * 120 * 3
         node.trigger_deactivate()
         assert node.core.state == 'inactive' and node.core.pipeline is None
+        count = len(received)
+        send(200.0)  # nobody subscribes any more, and the outputs are disabled
+        spin_until(executor, lambda: len(received) > count, timeout=1.0)
+        assert len(received) == count
     finally:
         node._release()
         executor.shutdown()
