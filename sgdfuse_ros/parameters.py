@@ -108,10 +108,19 @@ PIPELINE_PARAMS = [
     P('device_fallback', True,
       'With device=cuda and no usable GPU: true falls back to CPU with a warning, false stops at '
       'configure time.', read_only=True),
-    P('backend', 'torch', 'Inference engine for the networks: torch or onnx (onnxruntime).',
-      choices=('torch', 'onnx'), read_only=True),
-    P('threads', 0, 'CPU threads for torch/onnxruntime (0 = library default).', min=0, max=256,
+    P('backend', 'auto', 'Inference engine for the networks: torch, onnx (onnxruntime) or auto '
+      '(onnx on the CPU, where it is faster and degrades less under load; torch on CUDA).',
+      choices=('auto', 'torch', 'onnx'), read_only=True),
+    P('threads', 0, 'CPU threads for torch, onnxruntime and OpenCV: the count (fixed), the most '
+      '(adaptive) or, if > 0, the count (library); 0 = the physical cores.', min=0, max=256,
       read_only=True),
+    P('thread_policy', 'adaptive', 'How the CPU thread pools behave on a shared computer. '
+      'adaptive: workers never spin while waiting, and the thread count (1 .. threads) is the one '
+      'that measured fastest recently, probed again now and then and when the frame time moves '
+      '(a co-running detector takes a core: fewer threads stall less); fixed: no spinning, '
+      "always threads; library: the libraries' defaults (torch spin-waits; 5x slower beside a "
+      'busy core), for comparison. Reported in /diagnostics.',
+      choices=('adaptive', 'fixed', 'library'), read_only=True),
     # --- geometry ------------------------------------------------------------------------------
     P('output.width', 0, "Width of the fused image in pixels (0 = the visible image's width).",
       min=0, max=8192),

@@ -733,6 +733,8 @@ class FusionNodeCore:
                 prior_health = prior_stats() or {}
             except Exception as err:
                 prior_health = {'last_error': f'{type(err).__name__}: {short(err, 200)}'}
+        compute_stats = getattr(pipeline, 'compute_stats', None)  # threads, backend
+        compute = compute_stats() if callable(compute_stats) else {}
         with self._lock:
             sync_stats = self.sync.stats()
             inputs = {}
@@ -785,6 +787,7 @@ class FusionNodeCore:
                            'sync_resets': self._sync_resets},
                 'latency_ms': self._latency.summary(),
                 'prior': dict(self._prior, **_prior_health(prior_health)),
+                'compute': compute,
             }
 
     def _input_topic(self, source: str) -> str:

@@ -30,8 +30,10 @@ Three statuses, named like diagnostic_updater's tasks (``<node>: <task>``), so
   ``diagnostics.window`` frames), frames dropped because the worker was busy, pipeline errors,
   prior source and age (and the SAM worker's failures, timeouts, back-off and last error),
   device, frames skipped for lack of memory and frames saved by a fallback (refiner failed,
-  out-of-memory retry). WARN when pipeline errors occur, frames were skipped or saved, or the
-  prior is not the configured one; ERROR when the node is not active.
+  out-of-memory retry), and how the CPU is used: backend, ``thread_policy``, the thread count
+  in use (with ``adaptive``: the candidates, switches, probes and the last measured cost per
+  count) and OpenMP's wait policy. WARN when pipeline errors occur, frames were skipped or
+  saved, or the prior is not the configured one; ERROR when the node is not active.
 
 Values are strings, as the message requires.
 """
@@ -142,6 +144,7 @@ def processing_status(stats: dict) -> Tuple[int, str, List[Tuple[str, str]]]:
                        ('last_error', 'SAM last error')):
         if key in prior:
             values.append((label, _fmt(prior[key]) if prior[key] != '' else 'none'))
+    values += compute_values(stats.get('compute') or {})
     for stage, summary in stats['latency_ms'].items():
         values.append((f'latency {stage} p50 (ms)', _fmt(summary['p50'])))
         values.append((f'latency {stage} p90 (ms)', _fmt(summary['p90'])))
@@ -165,6 +168,26 @@ def processing_status(stats: dict) -> Tuple[int, str, List[Tuple[str, str]]]:
     if problems:
         return WARN, summary + '; ' + '; '.join(problems), values
     return OK, summary, values
+
+
+COMPUTE_KEYS = (('backend', 'backend'), ('thread_policy', 'thread policy'),
+                ('threads', 'threads'), ('candidates', 'thread candidates'),
+                ('switches', 'thread switches'), ('probes', 'thread probes'),
+                ('omp_wait_policy', 'omp wait policy'))
+
+
+def compute_values(compute: dict) -> List[Tuple[str, str]]:
+    """Backend and thread policy (``FusionPipeline.compute_stats``) as key/value pairs."""
+    values = []
+    for key, label in COMPUTE_KEYS:
+        if key in compute:
+            value = compute[key]
+            if isinstance(value, (list, tuple)):
+                value = ', '.join(str(v) for v in value)
+            values.append((label, _fmt(value)))
+    for count, cost in sorted((compute.get('ms_per_megapixel') or {}).items()):
+        values.append((f'cost with {count} threads (ms per megapixel)', _fmt(cost)))
+    return values
 
 
 def diagnostic_array(stats: dict, stamp_ns: int):

@@ -41,6 +41,7 @@ from pathlib import Path
 import threading
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 import warnings
+import weakref
 
 import numpy as np
 
@@ -197,6 +198,28 @@ def _provider_entries(providers: Sequence[str], trt_cache_dir: Optional[Path]) -
 
 # --- running ONNX files --------------------------------------------------------------------------
 
+_LIVE: 'weakref.WeakSet[OnnxModule]' = weakref.WeakSet()  # modules use_threads() reaches
+
+
+def use_threads(threads: int) -> None:
+    """Run every live :class:`OnnxModule` of this process with ``threads`` intra-op threads."""
+    for module in list(_LIVE):
+        module.use_threads(threads)
+
+
+class _Run:
+    """One session with its IO binding and output buffers (per intra-op thread count)."""
+
+    def __init__(self, session):
+        self.session = session
+        self.binding = session.io_binding()
+        self.geometry: Optional[Tuple] = None
+        self.out_arrays: Optional[List[np.ndarray]] = None  # CPU: numpy buffers ORT writes into
+        self.out_values: Optional[list] = None              # OrtValues bound as outputs
+        self.in_values: Dict[str, object] = {}              # CUDA: device copies of the inputs
+        self.plain: set = set()  # geometries whose output shapes are not fixed: session.run
+
+
 class OnnxModule:
     """
     One ONNX file in one ONNX Runtime session; call it like the torch module it came from.
@@ -207,56 +230,107 @@ class OnnxModule:
     ``reuse_outputs`` is true: the returned arrays are then overwritten by the next call, so the
     caller must copy what it keeps. Not thread-safe by design of IO binding: calls are serialised
     by a lock.
+
+    The intra-op thread count of a session is fixed when it is built, so on the CPU the module
+    keeps one session per count it was asked for: ``extra_threads`` are built at once (the
+    ``adaptive`` thread policy's candidates, so that switching costs nothing at run time), any
+    other count on first use; :meth:`use_threads` (or the module function :func:`use_threads`,
+    for every module of the process) picks the one the next calls run on. Workers never spin
+    unless ``allow_spinning``.
     """
 
     def __init__(self, path: Union[str, os.PathLike], device: str = 'auto', threads: int = 0,
                  providers: Optional[Sequence[str]] = None, allow_spinning: bool = False,
                  reuse_outputs: bool = False, tensorrt: bool = True,
-                 trt_cache_dir: Optional[Union[str, os.PathLike]] = None):
-        import onnxruntime
-
+                 trt_cache_dir: Optional[Union[str, os.PathLike]] = None,
+                 extra_threads: Sequence[int] = ()):
         self.path = Path(path)
         if not self.path.is_file():
             raise ConfigError(f'ONNX file not found: {self.path} (write it with `sgdfuse export`)')
         requested = list(providers) if providers is not None else \
             usable_providers(device, tensorrt=tensorrt)
-        options = session_options(threads, allow_spinning)
         if trt_cache_dir is None and TENSORRT in requested:
             trt_cache_dir = self.path.parent / 'trt_cache'
-        try:
-            self.session = onnxruntime.InferenceSession(
-                str(self.path), options, providers=_provider_entries(requested, trt_cache_dir))
-        except Exception as err:  # corrupt file, unsupported opset, ...
-            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else \
-                type(err).__name__
-            raise ConfigError(f'ONNX file {self.path} cannot be loaded ({first})') from None
-        self.providers: List[str] = self.session.get_providers()
+        self._provider_entries = _provider_entries(requested, trt_cache_dir)
+        self.allow_spinning = bool(allow_spinning)
+        self._runs: Dict[int, _Run] = {}
+        count = int(threads) if threads and threads > 0 else physical_cores()
+        self._active = self._open(count)
+        session = self._active.session
+        self.providers: List[str] = session.get_providers()
         self.device = 'cuda' if self.providers[0] in GPU_PROVIDERS else 'cpu'
-        self.threads = options.intra_op_num_threads
-        self.inputs = self.session.get_inputs()
-        self.outputs = self.session.get_outputs()
+        self.threads = count
+        self.inputs = session.get_inputs()
+        self.outputs = session.get_outputs()
         self.input_names = [i.name for i in self.inputs]
         self.output_names = [o.name for o in self.outputs]
         self._input_dtypes = [np.dtype(_NUMPY_OF_ONNX.get(i.type, np.float32))
                               for i in self.inputs]
         self.reuse_outputs = bool(reuse_outputs)
-        self._binding = self.session.io_binding()
-        self._geometry: Optional[Tuple] = None
-        self._out_arrays: Optional[List[np.ndarray]] = None  # CPU: numpy buffers ORT writes into
-        self._out_values: Optional[list] = None              # OrtValues bound as outputs
-        self._in_values: Dict[str, object] = {}              # CUDA: device copies of the inputs
-        self._plain: set = set()  # geometries whose output shapes are not fixed: session.run
         self._lock = threading.Lock()
-        log.info('onnx: %s on %s, %d intra-op threads', self.path.name,
-                 ', '.join(self.providers), self.threads)
+        if self.device == 'cpu':
+            for extra in extra_threads:
+                if int(extra) >= 1:
+                    self._run_for(int(extra))
+        _LIVE.add(self)
+        log.info('onnx: %s on %s, %d intra-op threads%s', self.path.name,
+                 ', '.join(self.providers), self.threads,
+                 f' (also ready: {sorted(set(self._runs) - {count})})'
+                 if len(self._runs) > 1 else '')
+
+    def _open(self, threads: int) -> _Run:
+        import onnxruntime
+
+        options = session_options(threads, self.allow_spinning)
+        try:
+            session = onnxruntime.InferenceSession(str(self.path), options,
+                                                   providers=self._provider_entries)
+        except Exception as err:  # corrupt file, unsupported opset, ...
+            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else \
+                type(err).__name__
+            raise ConfigError(f'ONNX file {self.path} cannot be loaded ({first})') from None
+        run = self._runs[threads] = _Run(session)
+        return run
+
+    def _run_for(self, threads: int) -> _Run:
+        run = self._runs.get(threads)
+        return run if run is not None else self._open(threads)
+
+    @property
+    def session(self):
+        return self._active.session
+
+    @property
+    def thread_counts(self) -> List[int]:
+        """The intra-op thread counts that have a session."""
+        return sorted(self._runs)
+
+    def use_threads(self, threads: int) -> None:
+        """Run the next calls with ``threads`` intra-op threads (no effect on a GPU provider)."""
+        threads = int(threads)
+        if self.device != 'cpu' or threads < 1 or threads == self.threads:
+            return
+        with self._lock:
+            self._active = self._run_for(threads)
+            self.threads = threads
 
     @classmethod
     def from_config(cls, path, config: dict, **kwargs) -> 'OnnxModule':
-        """``device``/``device_fallback`` and ``threads`` from the pipeline config."""
-        from ..pipeline.device import resolve_device
+        """
+        ``device``/``device_fallback``, ``threads`` and ``thread_policy`` from the config.
+
+        With ``thread_policy: adaptive`` the sessions of every candidate count are built at
+        once (:func:`sgdfuse_ros.pipeline.device.thread_candidates`).
+        """
+        from ..pipeline.device import resolve_device, thread_candidates
 
         device = resolve_device(config)  # raises ConfigError for cuda without a GPU, no fallback
-        return cls(path, device=device, threads=config.get('threads', 0), **kwargs)
+        threads = config.get('threads', 0)
+        if config.get('thread_policy') == 'adaptive' and device == 'cpu':
+            candidates = thread_candidates(threads, physical_cores())
+            kwargs.setdefault('extra_threads', candidates)
+            threads = candidates[-1]
+        return cls(path, device=device, threads=threads, **kwargs)
 
     # -- calling ----------------------------------------------------------------------------------
     def _feeds(self, args, kwargs) -> List[np.ndarray]:
@@ -277,70 +351,70 @@ class OnnxModule:
     def __call__(self, *args, **kwargs):
         feeds = self._feeds(args, kwargs)
         with self._lock:
-            outputs = self._run(feeds)
+            outputs = self._run(self._active, feeds)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
-    def _bind_inputs(self, feeds: List[np.ndarray]) -> None:
+    def _bind_inputs(self, run: _Run, feeds: List[np.ndarray]) -> None:
         import onnxruntime
 
         for name, array in zip(self.input_names, feeds):
             if self.device == 'cpu':
-                self._binding.bind_cpu_input(name, array)  # zero-copy view of the numpy array
+                run.binding.bind_cpu_input(name, array)  # zero-copy view of the numpy array
                 continue
-            value = self._in_values.get(name)
+            value = run.in_values.get(name)
             if value is not None and tuple(value.shape()) == array.shape:
                 value.update_inplace(array)  # host -> device into the existing buffer
             else:
                 value = onnxruntime.OrtValue.ortvalue_from_numpy(array, 'cuda', 0)
-                self._in_values[name] = value
-            self._binding.bind_ortvalue_input(name, value)
+                run.in_values[name] = value
+            run.binding.bind_ortvalue_input(name, value)
 
-    def _allocate_outputs(self, shapes_dtypes) -> None:
+    def _allocate_outputs(self, run: _Run, shapes_dtypes) -> None:
         import onnxruntime
 
-        self._out_arrays, self._out_values = [], []
+        run.out_arrays, run.out_values = [], []
         for name, (shape, dtype) in zip(self.output_names, shapes_dtypes):
             if self.device == 'cpu':
                 array = np.empty(shape, dtype)
                 value = onnxruntime.OrtValue.ortvalue_from_numpy(array)  # wraps, no copy
-                self._out_arrays.append(array)
+                run.out_arrays.append(array)
             else:
                 value = onnxruntime.OrtValue.ortvalue_from_shape_and_type(shape, dtype, 'cuda', 0)
-            self._out_values.append(value)
-            self._binding.bind_ortvalue_output(name, value)
+            run.out_values.append(value)
+            run.binding.bind_ortvalue_output(name, value)
 
-    def _run(self, feeds: List[np.ndarray]) -> List[np.ndarray]:
+    def _run(self, run: _Run, feeds: List[np.ndarray]) -> List[np.ndarray]:
         geometry = tuple((a.shape, a.dtype.str) for a in feeds)
-        if geometry in self._plain:
-            return self.session.run(self.output_names, dict(zip(self.input_names, feeds)))
-        self._bind_inputs(feeds)
-        if geometry != self._geometry:
+        if geometry in run.plain:
+            return run.session.run(self.output_names, dict(zip(self.input_names, feeds)))
+        self._bind_inputs(run, feeds)
+        if geometry != run.geometry:
             # first frame of this geometry: let ORT allocate, learn the output shapes
-            self._binding.clear_binding_outputs()
+            run.binding.clear_binding_outputs()
             for name in self.output_names:
-                self._binding.bind_output(name, self.device)
-            self.session.run_with_iobinding(self._binding)
-            first = self._binding.copy_outputs_to_cpu()
-            self._binding.clear_binding_outputs()
-            self._allocate_outputs([(o.shape, o.dtype) for o in first])
-            self._geometry = geometry
+                run.binding.bind_output(name, self.device)
+            run.session.run_with_iobinding(run.binding)
+            first = run.binding.copy_outputs_to_cpu()
+            run.binding.clear_binding_outputs()
+            self._allocate_outputs(run, [(o.shape, o.dtype) for o in first])
+            run.geometry = geometry
             return list(first)
         if not self.reuse_outputs and self.device == 'cpu':
-            self._binding.clear_binding_outputs()
-            self._allocate_outputs([(a.shape, a.dtype) for a in self._out_arrays])
+            run.binding.clear_binding_outputs()
+            self._allocate_outputs(run, [(a.shape, a.dtype) for a in run.out_arrays])
         try:
-            self.session.run_with_iobinding(self._binding)
+            run.session.run_with_iobinding(run.binding)
         except Exception as err:
             if 'shape' not in str(err).lower():
                 raise
             # output shape depends on the data, not only on the input geometry
-            self._plain.add(geometry)
-            self._geometry = None
-            self._binding.clear_binding_outputs()
-            return self.session.run(self.output_names, dict(zip(self.input_names, feeds)))
+            run.plain.add(geometry)
+            run.geometry = None
+            run.binding.clear_binding_outputs()
+            return run.session.run(self.output_names, dict(zip(self.input_names, feeds)))
         if self.device == 'cpu':
-            return list(self._out_arrays)
-        return [value.numpy() for value in self._out_values]
+            return list(run.out_arrays)
+        return [value.numpy() for value in run.out_values]
 
 
 # --- exporting torch modules ---------------------------------------------------------------------

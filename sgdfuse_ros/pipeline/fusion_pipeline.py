@@ -50,7 +50,8 @@ import numpy as np
 
 from . import stages
 from .color import attenuate_chroma, merge_luma, split_luma
-from .device import resolve_device, set_threads
+from .device import (prepare_process, resolve_backend, resolve_device, single_interop_thread,
+                     ThreadPolicy)
 from .encodings import check_size, ThermalAGC, visible_to_bgr
 from .registration import Registration
 from ..config import check_model_file, load_config, resolve_model_path
@@ -132,9 +133,15 @@ class FusionPipeline:
         self.config = dict(config) if config is not None else load_config()
         cfg = self.config
         check_weight_paths(cfg)
+        # before anything imports torch: its OpenMP reads the wait policy once, when it loads
+        prepare_process(cfg.get('thread_policy', 'adaptive'))
         self.device = resolve_device(cfg) if stages.needs_torch(cfg) else 'cpu'
-        if stages.needs_torch(cfg):
-            set_threads(cfg['threads'])
+        cfg['backend'] = resolve_backend(cfg, self.device)
+        self.threads = ThreadPolicy(cfg.get('thread_policy', 'adaptive'), cfg['threads'],
+                                    self.device)
+        if stages.needs_torch(cfg) and self.threads.policy != 'library':
+            single_interop_thread()
+        self.threads.before_frame()  # the stages are built with the count they start with
         self.max_pixels = cfg['limits.max_input_pixels']
         self.oom_retry = cfg.get('faults.oom_retry', 'no_refiner')
         self.agc = ThermalAGC.from_config(cfg)
@@ -157,7 +164,12 @@ class FusionPipeline:
         return {'device': self.device, 'prior': self.config['prior.source'],
                 'first_stage': self.config['first_stage.type'],
                 'refiner_steps': self.config['refiner.steps'],
-                'backend': self.config['backend']}
+                'backend': self.config['backend'], 'threads': self.threads.count,
+                'thread_policy': self.threads.policy}
+
+    def compute_stats(self) -> dict:
+        """Device, backend and the thread policy's state (for ``/diagnostics``)."""
+        return dict(self.threads.stats(), device=self.device, backend=self.config['backend'])
 
     def process(self, thermal: np.ndarray, visible: np.ndarray,
                 thermal_encoding: Optional[str] = None, visible_encoding: Optional[str] = None,
@@ -176,6 +188,7 @@ class FusionPipeline:
 
         check_size(thermal, 'thermal', self.max_pixels)
         check_size(visible, 'visible', self.max_pixels)
+        self.threads.before_frame()
         ir = self.agc(thermal, thermal_encoding)
         vis, _ = visible_to_bgr(visible, visible_encoding)
         lap('decode')
@@ -205,6 +218,8 @@ class FusionPipeline:
         lap('colour')
         timings['total'] = (time.perf_counter() - t0) * 1000.0
         self.frames += 1
+        if not recovered:  # a retried frame's time says nothing about the thread count
+            self.threads.after_frame(timings['total'], fused_y.size)
         return FusionResult(fused_bgr, fused_y, prior, ir, vis, first, timings, refined, notes,
                             recovered)
 

@@ -378,6 +378,9 @@ def test_diagnostics_report_rates_latency_drops_and_prior(scene):
         assert key in values, key
     assert values['prior source'] == 'thermal' and values['device'] == 'cpu'
     assert values['published'] == '6'
+    # how the CPU is used (thread_policy): the shipped default, the count in use
+    assert values['thread policy'] == 'adaptive' and values['backend'] in ('onnx', 'torch')
+    assert int(values['threads']) >= 1 and 'omp wait policy' in values
     sync = report['cam/fusion_node: synchronisation']
     assert sync['values']['pairs'] == '6' and sync['values']['thermal dropped (unmatched)'] == '0'
     assert all(s.hardware_id == 'cpu' for s in array.status)

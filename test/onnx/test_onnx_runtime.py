@@ -238,3 +238,31 @@ def test_export_verification_catches_baked_shapes(tmp_path):
     export_module(PadToEight(), example, tmp_path / 'pad.onnx', ['x'], ['y'],
                   verify_sizes=[(32, 48)])
     assert (tmp_path / 'pad.onnx').is_file()
+
+
+def test_thread_counts_switch_sessions_with_the_same_output(exported):
+    model, path = exported
+    runner = OnnxModule(path, device='cpu', threads=2, extra_threads=(1,), reuse_outputs=True)
+    assert runner.thread_counts == [1, 2] and runner.threads == 2
+    rng = np.random.default_rng(3)
+    ir = rng.random((1, 1, 64, 80), dtype=np.float32)
+    vis = rng.random((1, 1, 64, 80), dtype=np.float32)
+    two = [np.array(o) for o in runner(ir, vis)]
+    backends.use_threads(1)  # every live module of the process
+    assert runner.threads == 1
+    assert runner.session.get_session_options().intra_op_num_threads == 1
+    one = [np.array(o) for o in runner(ir, vis)]
+    for a, b in zip(one, two):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    runner.use_threads(3)  # a count it has no session for yet: built on first use
+    assert runner.thread_counts == [1, 2, 3]
+    np.testing.assert_allclose(runner(ir, vis)[0], two[0], atol=1e-6)
+    assert runner.session.get_session_options().intra_op_num_threads == 3
+
+
+def test_adaptive_policy_builds_every_candidate(exported):
+    _, path = exported
+    cfg = {'device': 'cpu', 'device_fallback': True, 'threads': 2, 'thread_policy': 'adaptive'}
+    assert OnnxModule.from_config(path, cfg).thread_counts == [1, 2]
+    cfg['thread_policy'] = 'fixed'
+    assert OnnxModule.from_config(path, cfg).thread_counts == [2]
