@@ -36,6 +36,7 @@ COMMANDS = {
     'demo': ('sgdfuse_ros.cli.demo',
              'the main job on an embedded sample (or RoadScene with --data)'),
     'train': ('sgdfuse_ros.cli.train', 'train the first stage or the diffusion refiner'),
+    'adapt': ('sgdfuse_ros.cli.adapt', 'fine-tune the learned stages on your own bag (no labels)'),
     'make-bag': ('sgdfuse_ros.cli.make_bag', 'write a ROS 2 bag from registered image pairs'),
     'replay': ('sgdfuse_ros.cli.replay', 'fuse a ROS 2 bag into an output bag and a report'),
     'export': ('sgdfuse_ros.cli.export', 'export the networks to ONNX'),
