@@ -54,6 +54,7 @@ CPU = 'CPUExecutionProvider'
 CUDA = 'CUDAExecutionProvider'
 TENSORRT = 'TensorrtExecutionProvider'
 GPU_PROVIDERS = (TENSORRT, CUDA)
+DYNAMIC_BLOCK_BASE = 4  # ONNX Runtime's session.dynamic_block_base (0 = static shares)
 
 # ONNX tensor element types that the pipeline's networks use
 _NUMPY_OF_ONNX = {'tensor(float)': np.float32, 'tensor(float16)': np.float16,
@@ -167,7 +168,10 @@ def session_options(threads: int = 0, allow_spinning: bool = False):
     ``threads`` intra-op threads (0: the physical cores); one inter-op thread, sequential
     execution (the pipeline's graphs are chains); all graph optimisations. Spinning worker
     threads are off by default: between frames they would burn the cores that OpenCV and the
-    other ROS nodes need; turn on for a dedicated machine where the last milliseconds count.
+    other ROS nodes need, and a spinning worker stalls the others when a co-running process
+    takes a core; turn on for a dedicated machine where the last milliseconds count. Without
+    spinning, parallel loops are split dynamically (``session.dynamic_block_base``), so a worker
+    that lost its core to another process delays the operator less.
     """
     import onnxruntime
 
@@ -178,6 +182,10 @@ def session_options(threads: int = 0, allow_spinning: bool = False):
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry('session.intra_op.allow_spinning',
                                      '1' if allow_spinning else '0')
+    if not allow_spinning and options.intra_op_num_threads > 1:
+        # work is handed out in shrinking blocks as threads come free, instead of one equal
+        # share each: a worker whose core is taken by another process then holds up less
+        options.add_session_config_entry('session.dynamic_block_base', str(DYNAMIC_BLOCK_BASE))
     return options
 
 
