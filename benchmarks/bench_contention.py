@@ -436,6 +436,15 @@ def machine() -> dict:
     return info
 
 
+def package_commit(root: str) -> Optional[str]:
+    """Return the short commit of the ``--package-root`` checkout (None where unknown)."""
+    try:
+        return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=root,
+                              capture_output=True, text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def settle_frames(worker: Worker, args) -> int:
     """Untimed frames before timing: ``--settle`` where a thread tuner adapts, else 2."""
     if worker.variant == 'reference':
@@ -457,6 +466,9 @@ def run(args) -> dict:
     report = {'machine': machine(), 'command': 'python benchmarks/bench_contention.py '
               + ' '.join(sys.argv[1:]), 'size': list(SIZE), 'frames': args.frames,
               'settle': args.settle, 'results': {}, 'compute': {}, 'live': {}}
+    if args.package_root:
+        report['package_root'] = str(args.package_root)
+        report['machine']['package_commit'] = package_commit(args.package_root)
     began = time.monotonic()
     workers = [Worker(v, args) for v in variants]
     active: List[subprocess.Popen] = []
@@ -558,7 +570,9 @@ def write(report: dict, out_dir: Path, suffix: str) -> Path:
     head = (f"# Contention benchmark ({SIZE[0]}x{SIZE[1]}, cpu)\n\n{m['date']}; {m['cpu']} "
             f"({m['logical_cpus']} logical CPUs); torch {m['torch']}, onnxruntime "
             f"{m['onnxruntime']}; load average {m['load_average_1min_at_start']} at start, "
-            f"{m['load_average_1min_at_end']} at the end; commit {m['git_commit']}; "
+            f"{m['load_average_1min_at_end']} at the end; commit {m['git_commit']}"
+            + (f" (sgdfuse_ros from commit {m['package_commit']})" if m.get('package_commit')
+               else '') + '; '
             f"{report['wall_s']:.0f} s.\n\nCommand: `{report['command']}`\n\n"
             f"End-to-end ms per frame, **median / p90**, {report['frames']} timed frames per "
             f"cell after {report['settle']} untimed ones under the same load (2 for variants "

@@ -25,8 +25,9 @@ Two halves, both generic (they know nothing about a particular network):
   requested when onnxruntime lists it, a CUDA device is usable (``torch.cuda.is_available()``)
   and the provider's shared library loads; so a machine without CUDA never sees ONNX Runtime's
   "failed to load provider" errors. Intra-op threads come from the config's ``threads`` (0 = the
-  physical cores this process may use). Inputs are bound without copies (IO binding) and output
-  buffers are allocated once per input geometry.
+  physical cores this process may use) and ``thread_policy`` (``adaptive``: one session per
+  candidate count, switched by :func:`use_threads`); workers never spin. Inputs are bound
+  without copies (IO binding) and output buffers are allocated once per input geometry.
 
 A learned stage that runs on ONNX Runtime sets ``backend = "onnx"`` on its plug-in object; the
 benchmarks read that attribute to tell which stages honour ``backend: onnx``.
