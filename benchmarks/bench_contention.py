@@ -25,9 +25,10 @@ each load condition the benchmark starts the co-running load, lets it run for a 
 asks each variant in turn to fuse ``--settle`` frames (not timed, so that the ``adaptive``
 thread policy sees the new load, as a running node would; 2 for the other variants; at most
 ``--max-seconds``) and ``--frames`` timed frames (at most ``--max-seconds``, at least 3), and
-stops the load. Frames: four synthetic
-640x512 scenes, thermal as mono16 14-bit and visible as bgr8 CDR messages, timed end to end as
-in ``bench_pipeline.py`` (deserialise, fuse, serialise).
+stops the load. The whole matrix is kept within ``--budget`` seconds (a cell may use at most
+half of the time left per remaining cell for its untimed and again for its timed frames).
+Frames: four synthetic 640x512 scenes, thermal as mono16 14-bit and visible as bgr8 CDR
+messages, timed end to end as in ``bench_pipeline.py`` (deserialise, fuse, serialise).
 
 Variants (``--variants``): ``default`` (the shipped configuration: learned first stage +
 refiner K=2, ``backend: auto`` = onnx on the CPU, ``thread_policy: adaptive``), ``torch`` (the
@@ -476,6 +477,7 @@ def run(args) -> dict:
         for worker in workers:
             report['compute'][worker.variant] = {'start': worker.wait_ready().get('compute')}
             report['results'][worker.variant] = {}
+        cells = len(conditions(loads, counts)) * len(workers)
         for name, kind, count in conditions(loads, counts):
             if kind:
                 active = start_load(kind, count, args.load_limit)
@@ -483,8 +485,12 @@ def run(args) -> dict:
             load_avg = round(os.getloadavg()[0], 2)
             for worker in workers:
                 frames = args.frames * (3 if worker.variant == 'reference' else 1)
+                # the matrix must end within --budget seconds: a slow cell gets fewer frames
+                left = max(1.0, args.budget - (time.monotonic() - began))
+                max_s = min(args.max_seconds, 0.5 * left / max(1, cells))
+                cells -= 1
                 reply = worker.ask(cmd='run', frames=frames, settle=settle_frames(worker, args),
-                                   max_s=args.max_seconds)
+                                   max_s=max_s)
                 report['results'][worker.variant][name] = dict(summary(reply['ms']),
                                                                load_average=load_avg)
                 report['compute'][worker.variant][name] = reply.get('compute')
@@ -593,6 +599,9 @@ def main(argv=None) -> int:
     parser.add_argument('--frames', type=int, default=None, help='timed frames per cell')
     parser.add_argument('--settle', type=int, default=None, help='untimed frames per cell')
     parser.add_argument('--max-seconds', type=float, default=None, help='timed seconds per cell')
+    parser.add_argument('--budget', type=float, default=None,
+                        help='seconds for all conditions (cells get fewer frames to fit; '
+                             'the live part comes on top)')
     parser.add_argument('--load-warmup', type=float, default=None,
                         help='seconds between starting a load and timing')
     parser.add_argument('--load-limit', type=float, default=180.0,
@@ -614,7 +623,8 @@ def main(argv=None) -> int:
                 'loads': 'detector,busy' if quick else 'detector,busy,memory',
                 'counts': '1' if quick else '1,2', 'frames': 8 if quick else 20,
                 'settle': 8 if quick else 12, 'max_seconds': 6.0 if quick else 10.0,
-                'load_warmup': 2.0 if quick else 3.0, 'live_seconds': 6.0 if quick else 12.0,
+                'load_warmup': 2.0 if quick else 3.0, 'budget': 70.0 if quick else 420.0,
+                'live_seconds': 6.0 if quick else 12.0,
                 'settle_seconds': 2.0 if quick else 4.0}
     for key, value in defaults.items():
         if getattr(args, key) is None:
