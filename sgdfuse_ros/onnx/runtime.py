@@ -162,7 +162,7 @@ def usable_providers(device: str = 'auto', tensorrt: bool = True,
     return wanted + [CPU]
 
 
-def session_options(threads: int = 0, allow_spinning: bool = False):
+def session_options(threads: int = 0, allow_spinning: bool = False, dynamic_blocks: bool = True):
     """
     ONNX Runtime session options with the thread counts set on purpose.
 
@@ -172,7 +172,8 @@ def session_options(threads: int = 0, allow_spinning: bool = False):
     other ROS nodes need, and a spinning worker stalls the others when a co-running process
     takes a core; turn on for a dedicated machine where the last milliseconds count. Without
     spinning, parallel loops are split dynamically (``session.dynamic_block_base``), so a worker
-    that lost its core to another process delays the operator less.
+    that lost its core to another process delays the operator less (``dynamic_blocks``; off
+    for ``thread_policy: library``, the behaviour before).
     """
     import onnxruntime
 
@@ -183,7 +184,7 @@ def session_options(threads: int = 0, allow_spinning: bool = False):
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry('session.intra_op.allow_spinning',
                                      '1' if allow_spinning else '0')
-    if not allow_spinning and options.intra_op_num_threads > 1:
+    if dynamic_blocks and not allow_spinning and options.intra_op_num_threads > 1:
         # work is handed out in shrinking blocks as threads come free, instead of one equal
         # share each: a worker whose core is taken by another process then holds up less
         options.add_session_config_entry('session.dynamic_block_base', str(DYNAMIC_BLOCK_BASE))
@@ -252,7 +253,7 @@ class OnnxModule:
                  providers: Optional[Sequence[str]] = None, allow_spinning: bool = False,
                  reuse_outputs: bool = False, tensorrt: bool = True,
                  trt_cache_dir: Optional[Union[str, os.PathLike]] = None,
-                 extra_threads: Sequence[int] = ()):
+                 extra_threads: Sequence[int] = (), dynamic_blocks: bool = True):
         self.path = Path(path)
         if not self.path.is_file():
             raise ConfigError(f'ONNX file not found: {self.path} (write it with `sgdfuse export`)')
@@ -262,6 +263,7 @@ class OnnxModule:
             trt_cache_dir = self.path.parent / 'trt_cache'
         self._provider_entries = _provider_entries(requested, trt_cache_dir)
         self.allow_spinning = bool(allow_spinning)
+        self.dynamic_blocks = bool(dynamic_blocks)
         self._runs: Dict[int, _Run] = {}
         count = int(threads) if threads and threads > 0 else physical_cores()
         self._active = self._open(count)
@@ -290,7 +292,7 @@ class OnnxModule:
     def _open(self, threads: int) -> _Run:
         import onnxruntime
 
-        options = session_options(threads, self.allow_spinning)
+        options = session_options(threads, self.allow_spinning, self.dynamic_blocks)
         try:
             session = onnxruntime.InferenceSession(str(self.path), options,
                                                    providers=self._provider_entries)
@@ -335,6 +337,7 @@ class OnnxModule:
 
         device = resolve_device(config)  # raises ConfigError for cuda without a GPU, no fallback
         threads = config.get('threads', 0)
+        kwargs.setdefault('dynamic_blocks', config.get('thread_policy') != 'library')
         if config.get('thread_policy') == 'adaptive' and device == 'cpu':
             candidates = thread_candidates(threads, physical_cores())
             kwargs.setdefault('extra_threads', candidates)

@@ -264,5 +264,12 @@ def test_adaptive_policy_builds_every_candidate(exported):
     _, path = exported
     cfg = {'device': 'cpu', 'device_fallback': True, 'threads': 2, 'thread_policy': 'adaptive'}
     assert OnnxModule.from_config(path, cfg).thread_counts == [1, 2]
+    options = OnnxModule.from_config(path, cfg).session.get_session_options()
+    assert options.get_session_config_entry('session.intra_op.allow_spinning') == '0'
+    assert options.get_session_config_entry('session.dynamic_block_base') == '4'
     cfg['thread_policy'] = 'fixed'
     assert OnnxModule.from_config(path, cfg).thread_counts == [2]
+    cfg['thread_policy'] = 'library'  # the behaviour before: static shares
+    options = OnnxModule.from_config(path, cfg).session.get_session_options()
+    with pytest.raises(RuntimeError):  # not set at all
+        options.get_session_config_entry('session.dynamic_block_base')
