@@ -123,10 +123,24 @@ def load_config(path: Optional[os.PathLike] = None,
     config.update(validate(flatten(_ros_parameters(document, path)), str(path)))
     if overrides:
         config.update(validate(dict(overrides), 'override'))
+    _check_agc_range(config)
+    return config
+
+
+def check_config(config: Mapping[str, Any]) -> dict:
+    """Validate a complete flat configuration (types, ranges, cross-checks)."""
+    missing = sorted(set(SPECS) - set(config))
+    if missing:
+        raise ConfigError(f"configuration lacks {', '.join(missing)}")
+    checked = validate({k: v for k, v in config.items() if k in SPECS}, 'parameters')
+    _check_agc_range(checked)
+    return checked
+
+
+def _check_agc_range(config: Mapping[str, Any]) -> None:
     lo, hi = config['agc.low_percentile'], config['agc.high_percentile']
     if lo >= hi:
         raise ConfigError(f'agc.low_percentile ({lo}) must be below agc.high_percentile ({hi})')
-    return config
 
 
 def parse_override(text: str) -> tuple:

@@ -46,12 +46,6 @@ from typing import Dict, Optional
 from ..errors import InputError
 from ..node.frame_check import Rejected
 
-OUTPUT_TYPES = {'fused/image': 'sensor_msgs/msg/Image',
-                'fused/camera_info': 'sensor_msgs/msg/CameraInfo',
-                'semantic/labels': 'sensor_msgs/msg/Image',
-                'semantic/targets': 'sensor_msgs/msg/Image',
-                'semantic/overlay': 'sensor_msgs/msg/Image'}
-
 
 def _u8(thermal_f32):
     import numpy as np
@@ -92,7 +86,6 @@ class Replay:
         self.other_read: Dict[str, int] = {r: 0 for r in self.roles.values()
                                            if r not in ('thermal', 'rgb')}
         self.rgb_info = None
-        self.last_stamp = {'thermal': None, 'rgb': None}   # newest stamp seen (jump check)
         self.latest = {'thermal': None, 'rgb': None}       # last stamp seen (closest-gap hint)
         self.pairs = 0
         self.read_error: Optional[str] = None
@@ -110,8 +103,8 @@ class Replay:
         return f'{self.namespace}/{relative}'
 
     def declare_topics(self) -> None:
-        from ..node.messages import OUTPUT_TOPICS
-        names = list(OUTPUT_TOPICS) + (['semantic/overlay'] if self.overlay else [])
+        from ..node.messages import OUTPUT_TOPICS, OUTPUT_TYPES, OVERLAY_TOPIC
+        names = list(OUTPUT_TOPICS) + ([OVERLAY_TOPIC] if self.overlay else [])
         for rel in names:
             self.writer.add_topic(self.output_topic(rel), OUTPUT_TYPES[rel])
         if self.copy_inputs:
@@ -186,22 +179,15 @@ class Replay:
         return decode_camera_image(role, msg, self.config['limits.max_input_pixels'])
 
     def stamp_seen(self, role: str, stamp_ns: int) -> None:
-        from ..node.core import STAMP_JUMP_BACK_S
-
         other = self.latest['rgb' if role == 'thermal' else 'thermal']
         if other is not None:
             self.report.stamp_gap(abs(stamp_ns - other) * 1e-9)
         self.latest[role] = stamp_ns
         stamp_s = stamp_ns * 1e-9
-        last = self.last_stamp[role]
-        self.last_stamp[role] = stamp_s if last is None else max(last, stamp_s)
-        if last is not None and stamp_s < last - STAMP_JUMP_BACK_S:
-            self.sync.flush()
-            self.sync = type(self.sync)(self.config['sync.slop'], self.config['sync.queue_size'],
-                                        counters=self.sync.counters)
-            self.last_stamp = {'thermal': None, 'rgb': None, role: stamp_s}
+        jump = self.sync.jumped_back(0 if role == 'thermal' else 1, stamp_s)
+        if jump:
             self.sync_resets += 1
-            self.report.notes.append(f'{role} stamps jumped back by {last - stamp_s:.2f} s at '
+            self.report.notes.append(f'{role} stamps jumped back by {jump:.2f} s at '
                                      f'{stamp_s:.3f}; synchroniser reset (as the node does)')
 
     # --- one pair --------------------------------------------------------------------------------

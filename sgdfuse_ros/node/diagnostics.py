@@ -40,13 +40,16 @@ Values are strings, as the message requires.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 from . import messages
+from ..transport.base import RELIABLE
 
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
+
+
 SILENT_AFTER_S = 2.0   # an input with no frame for this long (while active) is reported
-RECENT_S = 5.0         # the window of "rejected recently" (node_core.RATE_WINDOW_S)
+RECENT_S = 5.0         # the window of "rejected recently" (meters.RATE_WINDOW_S)
 
 
 def _fmt(value: Any) -> str:
@@ -212,3 +215,37 @@ def as_dict(array) -> Dict[str, Dict[str, Any]]:
     """Convert a DiagnosticArray to {status name: {'level', 'message', 'values': {key: value}}}."""
     return {s.name: {'level': int(s.level), 'message': s.message,
                      'values': {kv.key: kv.value for kv in s.values}} for s in array.status}
+
+
+class DiagnosticsPublisher:
+    """``/diagnostics`` every ``period_s``: the array ``make()`` returns (the node's stats)."""
+
+    def __init__(self, transport, period_s: float, make: Callable[[], Any],
+                 on_error: Callable[[Exception], None]):
+        self.transport, self.make, self.on_error = transport, make, on_error
+        self.publisher = transport.create_publisher(messages.DIAGNOSTICS_TOPIC,
+                                                    messages.DIAGNOSTIC_ARRAY, RELIABLE)
+        self.timer = None
+        self.set_period(period_s)
+
+    def set_period(self, period_s: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.transport.create_timer(period_s, self.publish)
+
+    def publish(self) -> None:
+        publisher = self.publisher
+        if publisher is None:
+            return
+        try:  # a timer callback: nothing may escape into the executor
+            publisher.publish(self.make())
+        except Exception as err:
+            self.on_error(err)
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.publisher is not None:
+            self.publisher.close()
+            self.publisher = None

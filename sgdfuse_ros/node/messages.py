@@ -188,10 +188,23 @@ def scale_camera_info(info, width: int, height: int, header=None):
         binning_y=info.binning_y, roi=info.roi)
 
 
-# --- the node's outputs --------------------------------------------------------------------------
+# --- the node's topics (relative to its namespace) and outputs -----------------------------------
 
-OUTPUT_TOPICS = ('fused/image', 'fused/camera_info', 'semantic/labels', 'semantic/targets')
+INPUT_TOPICS = {'thermal': 'thermal/image_raw', 'rgb': 'rgb/image_raw'}
+CAMERA_INFO_TOPIC = 'rgb/camera_info'
+COMPRESSED_SUFFIX = '/compressed'  # image_transport's compressed topic: base topic + suffix
+DIAGNOSTICS_TOPIC = '/diagnostics'
 OVERLAY_TOPIC = 'semantic/overlay'
+# every topic the node (and the bag replay) publishes for a fused pair, relative to the
+# node's namespace, with its message type; the overlay only when asked for
+OUTPUT_TYPES = {
+    'fused/image': IMAGE,
+    'fused/camera_info': CAMERA_INFO,
+    'semantic/labels': IMAGE,
+    'semantic/targets': IMAGE,
+    OVERLAY_TOPIC: IMAGE,
+}
+OUTPUT_TOPICS = tuple(topic for topic in OUTPUT_TYPES if topic != OVERLAY_TOPIC)  # always sent
 
 
 def fusion_outputs(result, stamp, frame_id: str, encoding: str = 'bgr8',

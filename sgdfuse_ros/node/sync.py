@@ -29,6 +29,10 @@ Otherwise ``a`` is dropped as unmatched. Messages of the other topic older than 
 dropped as unmatched too.
 
 Counters per topic: ``received = matched + unmatched + late + duplicate + overflow + pending``.
+
+A stamp older than its topic's newest by more than ``STAMP_JUMP_BACK_S`` (a looping bag, a
+restarted clock) restarts pairing (:meth:`ApproximateSync.jumped_back`); the node and the bag
+replay both call it.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Tuple
 
 TOPICS = (0, 1)  # 0 = thermal, 1 = visible
+STAMP_JUMP_BACK_S = 1.0  # an older stamp by more than this restarts the synchroniser
 
 
 @dataclass
@@ -65,6 +70,7 @@ class ApproximateSync:
         self._stamps: List[List[float]] = [[], []]
         self._items: List[List[Any]] = [[], []]
         self._last_paired: List[float] = [float('-inf'), float('-inf')]
+        self._newest: List[Optional[float]] = [None, None]  # newest stamp seen (jump check)
 
     def pending(self, topic: int) -> int:
         return len(self._stamps[topic])
@@ -138,6 +144,26 @@ class ApproximateSync:
         for topic in TOPICS:
             while self._stamps[topic]:
                 self._drop(topic, 0, 'unmatched')
+
+    def restart(self) -> None:
+        """Pair afresh (stamps may restart): waiting messages are unmatched, counters kept."""
+        self.flush()
+        self._last_paired = [float('-inf'), float('-inf')]
+        self._newest = [None, None]
+
+    def jumped_back(self, topic: int, stamp: float) -> float:
+        """
+        Track ``topic``'s newest stamp; restart on a jump back by more than STAMP_JUMP_BACK_S.
+
+        Return the jump in seconds (0.0 when there was none). Call it before :meth:`add`.
+        """
+        newest = self._newest[topic]
+        self._newest[topic] = stamp if newest is None else max(newest, stamp)
+        if newest is not None and stamp < newest - STAMP_JUMP_BACK_S:
+            self.restart()
+            self._newest[topic] = stamp
+            return newest - stamp
+        return 0.0
 
     def stats(self) -> dict:
         names = ('thermal', 'visible')

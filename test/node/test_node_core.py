@@ -28,7 +28,8 @@ from sgdfuse_ros.config import load_config
 from sgdfuse_ros.errors import ConfigError
 from sgdfuse_ros.eval.synthetic_pairs import make_pair
 from sgdfuse_ros.node import messages
-from sgdfuse_ros.node.core import accounting_errors, FusionNodeCore
+from sgdfuse_ros.node.accounting import accounting_errors
+from sgdfuse_ros.node.core import FusionNodeCore
 from sgdfuse_ros.node.diagnostics import as_dict, ERROR, OK, WARN
 from sgdfuse_ros.pipeline.fusion_pipeline import FusionResult
 from sgdfuse_ros.prior.format import SemanticPrior
