@@ -402,7 +402,7 @@ class FusionNodeCore:
                 self._rebuild = True
         return changed
 
-    # --- diagnostics and statistics (:mod:`.accounting`) ------------------------------------------
+    # --- diagnostics and statistics (:mod:`.accounting`) -----------------------------------------
     def publish_diagnostics(self) -> None:
         if self._diagnostics is not None:
             self._diagnostics.publish()
