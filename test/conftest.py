@@ -14,9 +14,31 @@
 
 """Shared fixtures: the RoadScene folder ($SGDFUSE_DATA, else ../shared/data/roadscene)."""
 
+from importlib import metadata
+import os
+
 import pytest
 
 from sgdfuse_ros.eval.datasets import default_data_dir
+
+
+def pytest_report_header(config):
+    """Name the Python stack of this run (CI runs the suite on two: .ci/run)."""
+    import cv2
+    import numpy
+
+    def where(module):
+        return os.path.dirname(os.path.dirname(os.path.abspath(module.__file__)))
+
+    def version(dist):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return 'absent'
+    return [f'stack: numpy {numpy.__version__} from {where(numpy)}; '
+            f'OpenCV {cv2.__version__} from {where(cv2)}',
+            'stack: ' + ', '.join(f'{dist} {version(dist)}' for dist in
+                                  ('torch', 'onnxruntime-gpu', 'onnxruntime', 'rosbags'))]
 
 
 @pytest.fixture(scope='session')
