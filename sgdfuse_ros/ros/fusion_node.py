@@ -240,10 +240,14 @@ def main(args=None) -> int:
                                     '`ros2 lifecycle set` the node or restart it')
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        pass  # Ctrl-C / SIGINT (launch's shutdown): a normal end, exit status 0
     finally:
-        node._release()
-        node.destroy_node()
+        # after SIGINT the context is already shut down: release what we can, never raise here
+        for step in (node._release, node.destroy_node):
+            try:
+                step()
+            except Exception as err:
+                print(f'fusion_node: shutdown: {type(err).__name__}: {err}', file=sys.stderr)
         rclpy.try_shutdown()
     return 0
 

@@ -111,8 +111,9 @@ class TestFusionNode(unittest.TestCase):
         probe = self.probe
         info_pub = probe.node.create_publisher(CameraInfo, CAMERA_INFO, 10)
         self.assertTrue(probe.spin_until(lambda: info_pub.get_subscription_count() > 0, 30.0))
-        info_pub.publish(camera_info_msg(99.0, 'rgb_optical'))
-        probe.spin_for(0.5)
+        for _ in range(3):  # the node subscribes camera info best effort, like the cameras
+            info_pub.publish(camera_info_msg(99.0, 'rgb_optical'))
+            probe.spin_for(0.2)
         for base, reliability in ((100.0, 'best_effort'), (200.0, 'reliable')):
             pubs = probe.cameras(THERMAL, RGB, reliability)
             stamps = [base + i / 10 for i in range(10)]
