@@ -116,7 +116,6 @@ def read_bag_frames(bag, topics, config: dict, frames: int, val_frames: int,
     :class:`InputError` when the bag yields no usable pair.
     """
     from ..bag.reader import BagReadError
-    from ..node.core import STAMP_JUMP_BACK_S
     from ..node.frame_check import decode_camera_image
     from ..node.messages import deserialize, stamp_nanoseconds
     from ..node.sync import ApproximateSync
@@ -132,7 +131,6 @@ def read_bag_frames(bag, topics, config: dict, frames: int, val_frames: int,
     max_pixels = config['limits.max_input_pixels']
     slop, queue = config['sync.slop'], config['sync.queue_size']
     sync = ApproximateSync(slop=slop, queue_size=queue)
-    last_stamp = {'thermal': None, 'rgb': None}
     messages = {'thermal': 0, 'rgb': 0}
     rejected = {'thermal': 0, 'rgb': 0}
     out = BagFrames([], [], (0, 0), 0, messages, rejected)
@@ -175,12 +173,7 @@ def read_bag_frames(bag, topics, config: dict, frames: int, val_frames: int,
                 rejected[role] += 1
                 continue
             stamp_s = stamp_ns * 1e-9
-            last = last_stamp[role]
-            last_stamp[role] = stamp_s if last is None else max(last, stamp_s)
-            if last is not None and stamp_s < last - STAMP_JUMP_BACK_S:  # as the node does
-                sync.flush()
-                sync = ApproximateSync(slop=slop, queue_size=queue)
-                last_stamp = {'thermal': None, 'rgb': None, role: stamp_s}
+            sync.jumped_back(0 if role == 'thermal' else 1, stamp_s)  # as the node does
             item = (image, encoding, stamp_ns)
             for _, thermal_frame, _, rgb_frame in sync.add(0 if role == 'thermal' else 1,
                                                            stamp_s, item):

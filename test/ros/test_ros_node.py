@@ -99,7 +99,7 @@ def test_outputs_are_lifecycle_publishers_and_diagnostics_is_not(ros):
         outputs = {topic: pub._publisher for topic, pub in node.core._publishers.items()}
         assert outputs and all(isinstance(p, LifecyclePublisher) and p.is_activated
                                for p in outputs.values())
-        assert not isinstance(node.core._diagnostics_pub._publisher, LifecyclePublisher)
+        assert not isinstance(node.core._diagnostics.publisher._publisher, LifecyclePublisher)
         node.trigger_deactivate()
         assert not any(p.is_activated for p in outputs.values())  # silent while inactive
         node.trigger_activate()
