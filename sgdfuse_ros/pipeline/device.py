@@ -111,8 +111,10 @@ def prepare_process(policy: str, environ=None, modules=None) -> str:
 
     Returns what happened, for ``/diagnostics``: ``PASSIVE`` (set now, or already loaded with
     it), ``ACTIVE (set by the user)``, ``library default`` or ``library default (torch was
-    imported before the pipeline)``. Call it as early as possible: the entry points call it
-    before anything imports torch; :class:`FusionPipeline` calls it again (harmless).
+    imported before the pipeline)``. :class:`FusionPipeline` calls it first thing, before its
+    stages import torch (nothing else in the package imports torch at module level, so the
+    node and the ``sgdfuse`` commands get there in time); a program that imports torch itself
+    should call it before that, or set ``OMP_WAIT_POLICY=PASSIVE`` in its environment.
     """
     environ = os.environ if environ is None else environ
     modules = sys.modules if modules is None else modules
@@ -120,7 +122,12 @@ def prepare_process(policy: str, environ=None, modules=None) -> str:
         raise ConfigError(f"unknown thread_policy '{policy}' "
                           f"(one of {', '.join(THREAD_POLICIES)})")
     user = environ.get('OMP_WAIT_POLICY')
-    if policy == 'library':
+    if environ is os.environ and _PROCESS.get('omp_wait_policy', '').startswith('PASSIVE'):
+        user = None  # we put it there, for an earlier pipeline of this process
+    if policy == 'library' and environ is os.environ and 'torch' in modules and \
+            _PROCESS.get('omp_wait_policy', '').startswith('PASSIVE'):
+        state = 'PASSIVE (set for an earlier pipeline of this process)'
+    elif policy == 'library':
         state = f'{user} (set by the user)' if user else 'library default'
     elif 'torch' in modules and _PROCESS.get('omp_wait_policy', '').startswith('PASSIVE'):
         state = _PROCESS['omp_wait_policy']  # we set it before torch was imported
