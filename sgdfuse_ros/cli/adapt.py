@@ -90,6 +90,10 @@ def add_arguments(parser) -> None:
                              'first_stage.weights, i.e. the shipped file)')
     parser.add_argument('--refiner', metavar='W', default=None,
                         help="starting refiner weights (default: the config's refiner.weights)")
+    parser.add_argument('--loss-weights', metavar='JSON', default=None,
+                        help='loss weights replacing those stored in the starting weights file '
+                             "(keys as in `sgdfuse train --help`); applied to both stages' own "
+                             'weights, e.g. \'{"visible_lead": 0}\'')
     parser.add_argument('--thermal-topic', metavar='T', help='thermal Image/CompressedImage topic '
                         '(default: found from types, encodings and names)')
     parser.add_argument('--rgb-topic', metavar='R', help='RGB Image/CompressedImage topic')
@@ -127,6 +131,16 @@ def check_arguments(args) -> None:
         raise InputError('--stop-after must be >= 1')
     if args.minutes is not None and not args.minutes > 0:
         raise InputError('--minutes must be > 0')
+    if args.loss_weights is not None:
+        try:
+            weights = json.loads(args.loss_weights)
+        except ValueError as err:
+            raise InputError(f'--loss-weights: not valid JSON ({err})') from None
+        if not isinstance(weights, dict) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool)
+                for v in weights.values()):
+            raise InputError('--loss-weights must be a JSON object of numbers, e.g. '
+                             '\'{"visible_lead": 0}\'')
 
 
 def writable_folder(path: Path, option: str) -> Path:
@@ -185,6 +199,7 @@ def run_settings(args, config: dict, bag_path: Path, starts: dict) -> dict:
             'frames': args.frames, 'val_frames': args.val_frames, 'val_every': args.val_every,
             'batch': args.batch, 'crop': args.crop, 'lr': args.lr, 'seed': args.seed,
             'thermal_topic': args.thermal_topic, 'rgb_topic': args.rgb_topic,
+            'loss_weights': args.loss_weights,
             'start': {k: file_digest(path) for k, (path, _, _) in starts.items()},
             'config': {k: config[k] for k in FRAME_KEYS}}
 
@@ -334,7 +349,7 @@ def main(args) -> int:
     if args.stage in ('first-stage', 'both'):
         from ..training.tasks import FirstStageTask
         arch = dict(first_payload['arch'])
-        weights = _loss_weights(first_payload)
+        weights = _loss_weights(first_payload, args.loss_weights)
         task = FirstStageTask(arch, device, weights)
         task.model.load_state_dict(first_model.state_dict())
         reference = FirstStageTask(arch, device, weights)
@@ -355,7 +370,7 @@ def main(args) -> int:
         from ..training.tasks import RefinerTask
         refiner_path, refiner_model, refiner_payload = starts['refiner']
         arch = dict(refiner_payload['arch'])
-        weights = _loss_weights(refiner_payload)
+        weights = _loss_weights(refiner_payload, args.loss_weights)
         task = RefinerTask(arch, first_model, device, weights, seed=args.seed)
         task.model.load_state_dict(refiner_model.state_dict())
         reference = RefinerTask(arch, first_model, device, weights, seed=args.seed)
@@ -379,7 +394,19 @@ def main(args) -> int:
     return 0
 
 
-def _loss_weights(payload: dict):
-    """Return the loss weights the starting stage was trained with (None: the stage defaults)."""
+def _loss_weights(payload: dict, override: str = None):
+    """
+    Return the loss weights the starting stage was trained with, updated by ``--loss-weights``.
+
+    None (the stage's defaults) when the file stores none and nothing overrides them.
+    """
     weights = (payload.get('info') or {}).get('loss_weights')
-    return dict(weights) if isinstance(weights, dict) else None
+    weights = dict(weights) if isinstance(weights, dict) else None
+    if override:
+        from ..training.losses import DEFAULT_WEIGHTS
+        from ..training.tasks import REFINER_LOSS_WEIGHTS
+        if weights is None:
+            refiner = payload.get('kind') == 'refiner'
+            weights = dict(REFINER_LOSS_WEIGHTS if refiner else DEFAULT_WEIGHTS)
+        weights.update(json.loads(override))
+    return weights

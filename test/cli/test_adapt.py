@@ -106,7 +106,7 @@ def test_frames_are_read_as_the_node_reads_them(tmp_path, thermal, rgb):
 def test_adapt_writes_weights_the_pipeline_loads(bag, tmp_path, capsys):
     out = tmp_path / 'adapted'
     code = cli(['adapt', str(bag), '--out', str(out), '--steps', '3', '--refiner-steps', '2',
-                '--val-frames', '0', *FAST])
+                '--val-frames', '0', '--loss-weights', '{"visible_lead": 0.5}', *FAST])
     assert code == 0, capsys.readouterr().err
     first, refiner = out / 'first_stage.pt', out / 'refiner.pt'
     start_first = load_first_stage(models_dir() / 'first_stage.pt')
@@ -116,6 +116,12 @@ def test_adapt_writes_weights_the_pipeline_loads(bag, tmp_path, capsys):
     assert not torch.equal(params(adapted_refiner.model), params(start_refiner.model))
     assert adapted_first.info['train_pairs'] == 6 and adapted_first.info['steps'] == 3
     assert adapted_first.info['adapted_from'].endswith('first_stage.pt')
+    # the stored loss weights of each stage, with --loss-weights on top
+    for start, adapted in ((start_first, adapted_first), (start_refiner, adapted_refiner)):
+        stored = start.info.get('loss_weights')
+        if stored:
+            assert adapted.info['loss_weights'] == dict(stored, visible_lead=0.5)
+        assert adapted.info['loss_weights']['visible_lead'] == 0.5
     config = load_config(None, {'first_stage.weights': str(first),
                                 'refiner.weights': str(refiner)})
     ir, vis, _ = make_pair(0, SIZE)
@@ -163,6 +169,7 @@ def _not_a_bag(tmp_path):
     ('no_pairs', 'no thermal/RGB pairs'),
     ('unwritable_out', 'is not writable'),
     ('bad_weights', 'first_stage weights'),
+    ('bad_loss_weights', '--loss-weights'),
 ])
 def test_bad_input_is_one_line_before_any_work(tmp_path, capsys, case, needle):
     bag = tmp_path / 'bag'
@@ -184,6 +191,9 @@ def test_bad_input_is_one_line_before_any_work(tmp_path, capsys, case, needle):
         write_bag(bag, n=3)
         (tmp_path / 'w.pt').write_bytes(b'not torch')
         extra = ['--first-stage', str(tmp_path / 'w.pt')]
+    elif case == 'bad_loss_weights':
+        write_bag(bag, n=3)
+        extra = ['--loss-weights', '{"visible_lead": "none"}']
     code = cli(['adapt', str(bag), '--out', str(out), *extra, *FAST])
     assert code == 2
     line = first_line_error(capsys)
