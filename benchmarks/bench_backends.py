@@ -72,7 +72,9 @@ def timed(fn, frames: int):
         start = time.perf_counter()
         fn()
         times.append((time.perf_counter() - start) * 1e3)
-    return round(float(np.median(times)), 2), round(float(np.percentile(times, 90)), 2)
+    from sgdfuse_ros.node.meters import percentile_summary
+    summary = percentile_summary(times, ('median', 'p90'), digits=2)
+    return summary['median'], summary['p90']
 
 
 def main(argv=None) -> int:

@@ -34,14 +34,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
-import platform
 import sys
 import tempfile
 import time
 
-from machine import cpu_model  # benchmarks/machine.py
+from machine import describe  # benchmarks/machine.py
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
@@ -50,10 +48,7 @@ sys.path.insert(0, str(HERE.parent))
 
 def machine() -> dict:
     import torch
-    cpu = cpu_model(platform.processor())
-    return {'cpu': cpu, 'cores': os.cpu_count(), 'torch': torch.__version__,
-            'threads': torch.get_num_threads(), 'loadavg': os.getloadavg(),
-            'date': time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}
+    return dict(describe(('torch', 'onnxruntime')), threads=torch.get_num_threads())
 
 
 def frames(size):
@@ -83,7 +78,9 @@ def timed(fn, n, warmup=10):
         t = time.perf_counter()
         fn()
         ts.append((time.perf_counter() - t) * 1000.0)
-    return float(np.median(ts)), float(np.percentile(ts, 90)), float(np.percentile(ts, 10))
+    from sgdfuse_ros.node.meters import percentile_summary
+    summary = percentile_summary(ts, ('median', 'p90', 'p10'))
+    return summary['median'], summary['p90'], summary['p10']
 
 
 def main(argv=None) -> int:
@@ -162,7 +159,8 @@ def main(argv=None) -> int:
     info = {'size': f'{w}x{h}', 'frames': args.frames, 'device': args.device,
             'input': source, 'machine': machine(), 'rows': rows}
     lines = [f'# Learned stages, {w}x{h}, {args.device}, {args.threads} threads',
-             '', f"{info['machine']['cpu']}; load average {info['machine']['loadavg']}; "
+             '', f"{info['machine']['cpu']}; load average "
+             f"{info['machine']['load_average_1min_at_start']}; "
              f"{info['machine']['date']}; input: {source}", '',
              '| stage | K | median ms | p90 ms | p10 ms | budget ms (median) | params | weights |',
              '|---|---|---|---|---|---|---|---|']

@@ -43,11 +43,9 @@ with our pipeline per frame at 640x480, in time and in FLOPs. Results: ``results
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 from pathlib import Path
-import platform
 import subprocess
 import sys
 import time
@@ -57,7 +55,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))                # seed_reference
 sys.path.insert(0, str(HERE.parent))         # the package, when not installed
 
-from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
+from machine import describe  # noqa: E402  (benchmarks/machine.py)
 import numpy as np  # noqa: E402
 from sgdfuse_ros.config import load_config  # noqa: E402
 from sgdfuse_ros.errors import SgdfuseError  # noqa: E402
@@ -71,6 +69,7 @@ from sgdfuse_ros.node.messages import (  # noqa: E402
     make_header,
     serialize,
 )
+from sgdfuse_ros.node.meters import percentile_summary  # noqa: E402
 from sgdfuse_ros.pipeline.fusion_pipeline import FusionPipeline  # noqa: E402
 
 RESULTS = HERE / 'results'
@@ -114,24 +113,11 @@ def reset_peak_rss() -> bool:
 def machine_description(gpu: Optional[str] = None) -> dict:
     import cv2
 
-    cpu = cpu_model('unknown')
     from sgdfuse_ros.onnx.runtime import physical_cores
 
-    info = {'cpu': cpu, 'logical_cpus': os.cpu_count(), 'physical_cores': physical_cores(),
-            'python': platform.python_version(), 'numpy': np.__version__,
-            'opencv': cv2.__version__,
-            'date': datetime.datetime.now().isoformat(timespec='seconds'),
-            'load_average_1min_at_start': round(os.getloadavg()[0], 2)}
-    from importlib import metadata  # versions without importing torch (memory of classical rows)
-
-    for name, dist in (('torch', 'torch'), ('onnxruntime', 'onnxruntime-gpu')):
-        try:
-            info[name] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            try:
-                info[name] = metadata.version(name)
-            except metadata.PackageNotFoundError:
-                info[name] = None
+    # versions read without importing torch (memory of classical rows)
+    info = dict(describe(('torch', 'onnxruntime')), physical_cores=physical_cores(),
+                numpy=np.__version__, opencv=cv2.__version__)
     info['torch_threads'] = None  # filled in at the end if a learned stage loaded torch
     if gpu:
         info['gpu'] = gpu
@@ -273,8 +259,7 @@ def summarise(samples: List[Dict[str, float]]) -> dict:
     out = {}
     for key in keys:
         values = np.array([s.get(key, 0.0) for s in samples])
-        out[key] = {'median': round(float(np.median(values)), 3),
-                    'p90': round(float(np.percentile(values, 90)), 3)}
+        out[key] = percentile_summary(values, ('median', 'p90'), digits=3)
     return out
 
 
@@ -443,11 +428,13 @@ def markdown(report: dict) -> str:
         lines += ['', '## Seed method (SR3-sized refiner, 60 steps) vs this pipeline, per frame '
                   f'at {RATIO_SIZE[0]}x{RATIO_SIZE[1]}', '']
         timed = seed.get('frame_seconds')
+        load = seed['machine'].get('load_average_1min_at_start',
+                                   seed['machine'].get('load_average_1min'))
         lines.append(f"Seed refiner: {seed['parameters'] / 1e6:.1f} M parameters, "
                      f"{seed['flops_per_step'] / 1e12:.2f} TFLOP per step ("
                      f"{seed['flops_per_frame'] / 1e12:.0f} TFLOP per frame); one step "
                      + (f"{seed['step_seconds']:.1f} s on {seed['machine']['cpu']} "
-                        f"({seed['date']}, load {seed['machine'].get('load_average_1min')}) -> "
+                        f"({seed['date']}, load {load}) -> "
                         f'{timed:.0f} s per frame.' if timed else
                         'not timed (run with --seed-ref).'))
         lines += ['', '| config | backend | our e2e ms (median) | our GFLOP/frame | time ratio '

@@ -30,18 +30,16 @@ resized to 640x512 (a common thermal camera size). Prints a table and writes
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 from pathlib import Path
-import platform
 import statistics
 import sys
 import tempfile
 import time
 
 import cv2
-from machine import cpu_model  # benchmarks/machine.py
+from machine import describe  # benchmarks/machine.py
 import numpy as np
 from sgdfuse_ros.config import validate
 from sgdfuse_ros.eval.datasets import dataset_pairs, default_data_dir, read_pair
@@ -64,14 +62,8 @@ SIZE = (640, 512)  # width, height
 
 
 def machine() -> dict:
-    import onnxruntime
     import torch
-    cpu = cpu_model('unknown')
-    info = {'cpu': cpu, 'logical_cpus': os.cpu_count(), 'torch': torch.__version__,
-            'torch_threads': torch.get_num_threads(), 'onnxruntime': onnxruntime.__version__,
-            'python': platform.python_version(),
-            'date': datetime.datetime.now().isoformat(timespec='seconds'),
-            'load_average_1min_at_start': round(os.getloadavg()[0], 2)}
+    info = dict(describe(('torch', 'onnxruntime')), torch_threads=torch.get_num_threads())
     if torch.cuda.is_available():
         info['gpu'] = torch.cuda.get_device_name(0)
     return info

@@ -26,3 +26,33 @@ def cpu_model(default: str = 'unknown') -> str:
     except OSError:
         pass
     return default
+
+
+def describe(packages=('torch', 'onnxruntime', 'opencv')) -> dict:
+    """
+    Return the facts every benchmark records about the machine it ran on.
+
+    CPU model, logical CPUs, Python, the date, the 1-minute load average at the start and the
+    versions of ``packages`` (read from the installed distributions, without importing them:
+    None where one is not installed). Scripts add their own fields (threads, GPU, ...).
+    """
+    import datetime
+    from importlib import metadata
+    import os
+    import platform
+
+    info = {'cpu': cpu_model('unknown'), 'logical_cpus': os.cpu_count(),
+            'python': platform.python_version(),
+            'date': datetime.datetime.now().isoformat(timespec='seconds'),
+            'load_average_1min_at_start': round(os.getloadavg()[0], 2)}
+    distributions = {'torch': ('torch',), 'onnxruntime': ('onnxruntime-gpu', 'onnxruntime'),
+                     'opencv': ('opencv-python-headless', 'opencv-python')}
+    for name in packages:
+        info[name] = None
+        for dist in distributions.get(name, (name,)):
+            try:
+                info[name] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return info

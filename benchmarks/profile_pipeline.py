@@ -38,7 +38,6 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import bench_pipeline as bench  # noqa: E402
-import numpy as np  # noqa: E402
 from sgdfuse_ros.node.messages import deserialize, IMAGE, image_from_msg  # noqa: E402
 
 
@@ -79,9 +78,10 @@ def main(argv=None) -> int:
     print(f'{args.config} at {size[0]}x{size[1]}, {args.frames} frames under cProfile '
           '(profiling adds overhead per Python call)')
     print('stage         median ms   p90 ms')
+    from sgdfuse_ros.node.meters import percentile_summary
     for key in timings[0]:
-        values = [t[key] for t in timings]
-        print(f'{key:<12} {np.median(values):9.2f} {np.percentile(values, 90):8.2f}')
+        summary = percentile_summary([t[key] for t in timings], ('median', 'p90'))
+        print(f"{key:<12} {summary['median']:9.2f} {summary['p90']:8.2f}")
     text = io.StringIO()
     pstats.Stats(profiler, stream=text).sort_stats('tottime').print_stats(args.top)
     lines = text.getvalue().splitlines()

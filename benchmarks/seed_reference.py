@@ -43,12 +43,11 @@ import argparse
 import json
 import math
 from pathlib import Path
-import platform
 import sys
 import time
 from typing import Optional, Tuple
 
-from machine import cpu_model  # benchmarks/machine.py
+from machine import describe  # benchmarks/machine.py
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -217,11 +216,7 @@ def time_step(width: int = WIDTH, height: int = HEIGHT, threads: int = 0) -> Tup
 
 
 def machine() -> dict:
-    cpu = cpu_model('unknown')
-    import os
-    return {'cpu': cpu, 'logical_cpus': os.cpu_count(), 'torch': torch.__version__,
-            'torch_threads': torch.get_num_threads(), 'python': platform.python_version(),
-            'load_average_1min': round(os.getloadavg()[0], 2)}
+    return dict(describe(('torch',)), torch_threads=torch.get_num_threads())
 
 
 def measure(width: int = WIDTH, height: int = HEIGHT, time_it: bool = True) -> dict:
@@ -272,7 +267,7 @@ def main(argv=None) -> int:
               f"({record['machine']['torch_threads']} threads) -> "
               f"{record['frame_seconds']:.0f} s per frame at {SEED_STEPS} steps "
               f"(CPU time {record['step_cpu_seconds']:.1f} s; load average "
-              f"{record['machine']['load_average_1min']})")
+              f"{record['machine']['load_average_1min_at_start']})")
         RESULTS.mkdir(parents=True, exist_ok=True)
         CACHE.write_text(json.dumps(record, indent=1) + '\n')
         print(f'cached in {CACHE}')

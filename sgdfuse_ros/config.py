@@ -29,7 +29,7 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 from .parameters import defaults, SPECS
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -118,8 +118,8 @@ def load_config(path: Optional[os.PathLike] = None,
     try:
         document = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        first = str(err).splitlines()[0] if str(err) else 'parse error'
-        raise ConfigError(f'{path}: not valid YAML ({first})') from None
+        raise ConfigError(f'{path}: not valid YAML ({first_line(err, default="parse error")})') \
+            from None
     config.update(validate(flatten(_ros_parameters(document, path)), str(path)))
     if overrides:
         config.update(validate(dict(overrides), 'override'))

@@ -34,3 +34,14 @@ class ConfigError(SgdfuseError):
 
 class ResourceError(SgdfuseError):
     """The machine ran out of something (GPU or host memory) for one frame: it was skipped."""
+
+
+def first_line(err, limit: int = None, default: str = '') -> str:
+    """Return the first line of ``str(err)``, cut to ``limit`` characters; ``default`` if empty."""
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else default
+
+
+def error_line(err, limit: int = None) -> str:
+    """Return ``'<ExceptionType>: <first line of the message>'``: an exception in one log line."""
+    return f'{type(err).__name__}: {first_line(err, limit)}'

@@ -52,10 +52,8 @@ class AccountingError(RuntimeError):
 def percentiles(values) -> Optional[dict]:
     if not values:
         return None
-    a = np.asarray(values, np.float64)
-    return {'p50': float(np.percentile(a, 50)), 'p90': float(np.percentile(a, 90)),
-            'p99': float(np.percentile(a, 99)), 'mean': float(a.mean()),
-            'max': float(a.max()), 'n': int(a.size)}
+    from ..node.meters import percentile_summary
+    return percentile_summary(values, ('p50', 'p90', 'p99', 'mean', 'max', 'n'))
 
 
 def _finite_mean(values) -> Optional[float]:

@@ -95,9 +95,8 @@ def _check_pairs(pairs: List[Pair], config: dict) -> List[tuple]:
 
 
 def percentiles(values: List[float]) -> Dict[str, float]:
-    arr = np.asarray(values, np.float64)
-    return {'median': float(np.median(arr)), 'p90': float(np.percentile(arr, 90)),
-            'mean': float(arr.mean()), 'n': int(arr.size)}
+    from ..node.meters import percentile_summary
+    return percentile_summary(values, ('median', 'p90', 'mean', 'n'))
 
 
 def _tile(image: np.ndarray, height: int, label: str) -> np.ndarray:

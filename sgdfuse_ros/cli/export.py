@@ -41,7 +41,7 @@ from pathlib import Path
 import sys
 from typing import List, Tuple
 
-from ..errors import ConfigError, SgdfuseError
+from ..errors import ConfigError, error_line, SgdfuseError
 
 log = logging.getLogger('sgdfuse_ros')
 
@@ -102,8 +102,7 @@ def export_part(part: str, config: dict, out_dir: Path) -> Tuple[List[Path], str
         return [], str(err)
     except Exception as err:  # the exporter itself broke: say so in one line (-v logs it all)
         log.debug('export of %s failed', part, exc_info=True)
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ''
-        return [], f'export failed: {type(err).__name__}: {first}'
+        return [], f'export failed: {error_line(err, 200)}'
     paths = [Path(p) for p in (written if isinstance(written, (list, tuple)) else [written])]
     missing = [str(p) for p in paths if not p.is_file()]
     if not paths or missing:

@@ -27,7 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 
 FORMAT = 1
 
@@ -55,7 +55,7 @@ def load_weights(path, kind: str, build: Callable[[dict], 'object']):
     try:
         payload = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # corrupt, truncated, not a torch file, unsafe pickle
-        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        first = first_line(err, 160, type(err).__name__)
         raise ConfigError(f'{kind} weights {path} cannot be read ({first})') from None
     if not isinstance(payload, dict) or 'state_dict' not in payload or 'arch' not in payload:
         raise ConfigError(f"{kind} weights {path}: expected a dict with 'kind', 'arch' and "

@@ -15,16 +15,46 @@
 How the node measures itself: event rates and per-stage latency windows.
 
 Both are plain containers; the node core calls them with its lock held.
+:func:`percentile_summary` is the one percentile summary of the package (latency windows, bag
+replay reports, ``sgdfuse evaluate``) and of the benchmarks.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Deque, Dict, Optional
+from typing import Deque, Dict, Iterable, Optional, Sequence
 
 import numpy as np
 
 RATE_WINDOW_S = 5.0           # rates are measured over this many seconds
+
+
+def percentile_summary(values: Iterable[float], keys: Sequence[str] = ('p50', 'p90'),
+                       digits: Optional[int] = None) -> dict:
+    """
+    Summarise ``values`` as ``{key: number}``, each rounded to ``digits`` when given.
+
+    Keys: ``pNN`` (the NN-th percentile, linear interpolation), ``median``, ``mean``, ``max``
+    and ``n`` (the count, never rounded).
+    """
+    a = np.asarray(values if isinstance(values, (list, tuple, np.ndarray)) else list(values),
+                   np.float64)
+    out = {}
+    for key in keys:
+        if key == 'n':
+            out[key] = int(a.size)
+            continue
+        if key == 'median':
+            value = np.median(a)
+        elif key == 'mean':
+            value = a.mean()
+        elif key == 'max':
+            value = a.max()
+        else:
+            value = np.percentile(a, float(key[1:]))
+        value = float(value)
+        out[key] = round(value, digits) if digits is not None else value
+    return out
 
 
 class RateMeter:
@@ -68,7 +98,5 @@ class LatencyWindow:
         out = {}
         for stage, values in self.samples.items():
             if values:
-                p50, p90 = np.percentile(np.fromiter(values, float), (50, 90))
-                out[stage] = {'p50': round(float(p50), 3), 'p90': round(float(p90), 3),
-                              'n': len(values)}
+                out[stage] = percentile_summary(values, ('p50', 'p90', 'n'), digits=3)
         return out

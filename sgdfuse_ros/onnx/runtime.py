@@ -46,7 +46,7 @@ import weakref
 
 import numpy as np
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, error_line, first_line, InputError
 
 log = logging.getLogger('sgdfuse_ros')
 
@@ -297,8 +297,7 @@ class OnnxModule:
             session = onnxruntime.InferenceSession(str(self.path), options,
                                                    providers=self._provider_entries)
         except Exception as err:  # corrupt file, unsupported opset, ...
-            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else \
-                type(err).__name__
+            first = first_line(err, 200, type(err).__name__)
             raise ConfigError(f'ONNX file {self.path} cannot be loaded ({first})') from None
         run = self._runs[threads] = _Run(session)
         return run
@@ -498,9 +497,8 @@ def export_module(module, example_inputs: Sequence, path: Union[str, os.PathLike
                 try:
                     error = max_abs_difference(module, runner, inputs)
                 except Exception as err:  # shapes baked in: ORT or the comparison fails
-                    first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ''
                     raise ValueError(f'ONNX export of {type(module).__name__} fails at {w}x{h} '
-                                     f'({type(err).__name__}: {first})') from None
+                                     f'({error_line(err, 160)})') from None
                 if not error <= atol:
                     raise ValueError(f'ONNX export of {type(module).__name__} disagrees with '
                                      f'torch at {w}x{h} (max abs difference {error:.3g} > '

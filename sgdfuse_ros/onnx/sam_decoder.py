@@ -43,7 +43,7 @@ import warnings
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, error_line
 
 log = logging.getLogger('sgdfuse_ros')
 
@@ -147,8 +147,8 @@ class OnnxMaskDecoder:
         try:
             self.session = ort.InferenceSession(source, options, providers=providers)
         except Exception as err:
-            raise ConfigError(f'onnxruntime cannot load the SAM decoder: {type(err).__name__}: '
-                              f"{str(err).splitlines()[0] if str(err) else ''}") from None
+            raise ConfigError('onnxruntime cannot load the SAM decoder: '
+                              f'{error_line(err)}') from None
         self.providers = self.session.get_providers()
         self._inputs = {i.name: i for i in self.session.get_inputs()}
         grid = self._inputs['image_embeddings'].shape[2:]  # (h, w) of the embedding
@@ -163,8 +163,8 @@ class OnnxMaskDecoder:
         try:
             export_decoder(model, buffer)
         except Exception as err:
-            raise ConfigError(f'cannot export the SAM decoder to ONNX: {type(err).__name__}: '
-                              f"{str(err).splitlines()[0] if str(err) else ''}") from None
+            raise ConfigError(f'cannot export the SAM decoder to ONNX: {error_line(err)}') \
+                from None
         return cls(buffer.getvalue(), device, threads, model.image_encoder.img_size)
 
     def __call__(self, features, coords, labels, input_size, original_size):

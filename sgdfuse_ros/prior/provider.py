@@ -39,8 +39,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from .format import SemanticPrior
-from .worker import AsyncPriorWorker
-from ..errors import SgdfuseError
+from .worker import AsyncPriorWorker, backoff_delay
+from ..errors import error_line, SgdfuseError
 
 log = logging.getLogger('sgdfuse_ros')
 WAITING = 'waiting for the first SAM prior'
@@ -137,12 +137,11 @@ class PriorProvider:
         except Exception as err:
             sync['failures'] += 1
             sync['consecutive'] += 1
-            text = str(err).splitlines()[0] if str(err) else ''
-            sync['last_error'] = f'{type(err).__name__}: {text}'
+            sync['last_error'] = error_line(err)
             if self.on_error == 'error':
                 raise SgdfuseError(f"SAM prior failed: {sync['last_error']} "
                                    '(prior.on_sam_error=error)') from None
-            delay = min(self.backoff_base_s * 2 ** (sync['consecutive'] - 1), self.backoff_max_s)
+            delay = backoff_delay(sync['consecutive'], self.backoff_base_s, self.backoff_max_s)
             sync['retry_at'] = self.clock() + delay
             log.warning('SAM prior failed (%s); thermal fallback, retry in %.1f s',
                         sync['last_error'], delay)

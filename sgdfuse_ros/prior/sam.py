@@ -50,7 +50,7 @@ from .format import SemanticPrior
 from .merge import MaskCandidate, merge_masks
 from .prompts import PointPrompts, warm_point_prompts
 from .thermal import ThermalPrior
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 
 log = logging.getLogger('sgdfuse_ros')
 
@@ -149,7 +149,7 @@ def read_state_dict(path: Path, expected: str = 'a SAM checkpoint') -> Dict[str,
         elif isinstance(err, EOFError):
             reason = 'the file is empty or truncated'
         else:
-            first = text.splitlines()[0].split('. ')[0][:120] if text else 'unreadable'
+            first = first_line(text, default='unreadable').split('. ')[0][:120]
             reason = f'{type(err).__name__}: ' + first
         raise ConfigError(f'SAM checkpoint {path} cannot be read safely as {expected} '
                           f'({reason})') from None

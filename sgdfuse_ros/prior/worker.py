@@ -44,7 +44,15 @@ import time
 from typing import Callable, Optional
 import weakref
 
+from ..errors import error_line
+
 log = logging.getLogger('sgdfuse_ros')
+
+
+def backoff_delay(failures: int, base_s: float, max_s: float) -> float:
+    """Seconds to wait after ``failures`` consecutive failures: 0, base, 2 base, ... max."""
+    return 0.0 if failures <= 0 else min(base_s * 2 ** (failures - 1), max_s)
+
 
 _LIVE_WORKERS: 'weakref.WeakSet' = weakref.WeakSet()
 EXIT_WAIT_S = 60.0  # at interpreter exit, wait this long for a cancelled computation to stop
@@ -115,8 +123,7 @@ class AsyncPriorWorker:
 
     @property
     def backoff_s(self) -> float:
-        n = self._consecutive_failures
-        return 0.0 if n == 0 else min(self.backoff_base_s * 2 ** (n - 1), self.backoff_max_s)
+        return backoff_delay(self._consecutive_failures, self.backoff_base_s, self.backoff_max_s)
 
     @property
     def alive(self) -> bool:
@@ -192,7 +199,7 @@ class AsyncPriorWorker:
             try:
                 prior = self.compute(*args)
             except Exception as err:  # the worker must survive anything the model throws
-                error = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                error = error_line(err)
             with self._cond:
                 finished = self.clock()
                 self.last_run_s = finished - started

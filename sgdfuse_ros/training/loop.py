@@ -35,7 +35,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, error_line
 from ..eval.metrics import fusion_metrics, HEADLINE_METRICS, to_gray
 
 CKPT_NAME = 'checkpoint.pt'
@@ -143,8 +143,7 @@ def train(task, sampler, val_samples: List, out: Path, work: Path, steps: int, b
             best_metrics = ckpt.get('best_metrics')
             reference = ckpt.get('reference') or reference
         except Exception as err:
-            raise ConfigError(f'cannot resume from {ckpt_path} ({type(err).__name__}: '
-                              f"{str(err).splitlines()[0][:160] if str(err) else ''})") from None
+            raise ConfigError(f'cannot resume from {ckpt_path} ({error_line(err, 160)})') from None
     elif resume and not quiet:
         print(f'no checkpoint at {ckpt_path}: starting from step 0', file=sys.stderr)
     if not resume and log_path.exists():
