@@ -43,5 +43,6 @@ def first_line(err, limit: int = None, default: str = '') -> str:
 
 
 def error_line(err, limit: int = None) -> str:
-    """Return ``'<ExceptionType>: <first line of the message>'``: an exception in one log line."""
-    return f'{type(err).__name__}: {first_line(err, limit)}'
+    """Return ``'<ExceptionType>: <first line of the message>'`` (the type alone if none)."""
+    line = first_line(err, limit)
+    return f'{type(err).__name__}: {line}' if line else type(err).__name__

@@ -44,7 +44,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import yaml
 
-from ..errors import InputError
+from ..errors import error_line, InputError
 from ..node.messages import CAMERA_INFO, COMPRESSED, deserialize, IMAGE
 
 THERMAL_ENCODINGS = ('mono8', '8UC1', 'mono16', '16UC1', '32FC1')
@@ -62,11 +62,6 @@ class BagReadError(InputError):
     def __init__(self, message: str, messages_read: int):
         super().__init__(message)
         self.messages_read = messages_read
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f'{type(err).__name__}: {text[0]}' if text else type(err).__name__
 
 
 def _hint(err: BaseException) -> str:
@@ -150,7 +145,7 @@ class BagInput:
         except InputError:
             raise
         except Exception as err:  # rosbags, apsw, yaml and OS errors alike
-            raise InputError(f'cannot open bag {path}: {_first_line(err)}{_hint(err)}') from None
+            raise InputError(f'cannot open bag {path}: {error_line(err)}{_hint(err)}') from None
         self._reader = reader
 
     @staticmethod
@@ -160,7 +155,7 @@ class BagInput:
             with path.open('rb') as handle:
                 head = handle.read(16)
         except OSError as err:
-            raise InputError(f'cannot read {path}: {_first_line(err)}') from None
+            raise InputError(f'cannot read {path}: {error_line(err)}') from None
         if path.suffix == '.mcap' and not head.startswith(b'\x89MCAP'):
             raise InputError(f'not an MCAP file: {path}')
         if path.suffix == '.db3' and not head.startswith(b'SQLite format 3\x00'):
@@ -173,7 +168,7 @@ class BagInput:
             return (f"rosbag2 directory ({info.get('storage_identifier', '?')}, "
                     f"metadata version {info.get('version', '?')})")
         except Exception as err:
-            raise InputError(f'cannot read {meta}: {_first_line(err)}') from None
+            raise InputError(f'cannot read {meta}: {error_line(err)}') from None
 
     # --- topics ----------------------------------------------------------------------------------
     @property
@@ -221,7 +216,7 @@ class BagInput:
                     return
                 except Exception as err:
                     raise BagReadError(f'bag {self.path} became unreadable after {count} '
-                                       f'messages: {_first_line(err)}', count) from None
+                                       f'messages: {error_line(err)}', count) from None
                 count += 1
                 yield conn.topic, conn.msgtype, int(log_time), raw
         finally:

@@ -55,7 +55,7 @@ from .device import (prepare_process, resolve_backend, resolve_device, single_in
 from .encodings import check_size, ThermalAGC, visible_to_bgr
 from .registration import Registration
 from ..config import check_model_file, load_config, resolve_model_path
-from ..errors import InputError, ResourceError, SgdfuseError
+from ..errors import error_line, InputError, ResourceError, SgdfuseError
 from ..prior.format import SemanticPrior
 
 log = logging.getLogger('sgdfuse_ros')
@@ -99,11 +99,6 @@ def is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and any(
         needle in text for needle in ('out of memory', 'failed to allocate memory',
                                       "can't allocate memory"))
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f'{type(err).__name__}: {text[0][:160]}' if text else type(err).__name__
 
 
 def check_weight_paths(cfg: dict) -> None:
@@ -208,7 +203,7 @@ class FusionPipeline:
         except Exception as err:
             if not is_out_of_memory(err):
                 raise
-            oom = f"{_first_line(err)} in {state.get('stage', 'a stage')}"
+            oom = f"{error_line(err, 160)} in {state.get('stage', 'a stage')}"
         if oom is not None:  # outside the except block: the traceback's tensors are gone
             fused, refined, notes, recovered = self._after_out_of_memory(oom, ir, vis_y, vis,
                                                                          state, lap)
@@ -277,7 +272,7 @@ class FusionPipeline:
         except Exception as err:
             if not is_out_of_memory(err):
                 raise
-            oom = _first_line(err)
+            oom = error_line(err, 160)
         if oom is not None:
             self.release_memory()
             self.oom_skipped += 1
@@ -308,7 +303,7 @@ class FusionPipeline:
             try:
                 torch.cuda.empty_cache()
             except Exception as err:  # a broken CUDA context: the retry will say more
-                log.warning('torch.cuda.empty_cache() failed: %s', _first_line(err))
+                log.warning('torch.cuda.empty_cache() failed: %s', error_line(err, 160))
 
     def prior_stats(self) -> dict:
         """
@@ -320,7 +315,7 @@ class FusionPipeline:
         try:
             return dict(stats()) if callable(stats) else {}
         except Exception as err:  # diagnostics must never take the node down
-            return {'last_error': f'prior stats unavailable: {_first_line(err)}'}
+            return {'last_error': f'prior stats unavailable: {error_line(err, 160)}'}
 
     def close(self) -> None:
         """Free models and stop workers (the node calls this on deactivate)."""
