@@ -490,7 +490,7 @@ def run(args) -> dict:
                 max_s = min(args.max_seconds, 0.5 * left / max(1, cells))
                 cells -= 1
                 reply = worker.ask(cmd='run', frames=frames, settle=settle_frames(worker, args),
-                                   max_s=max_s)
+                                   max_s=max_s, timeout=4 * max_s + 120.0)
                 report['results'][worker.variant][name] = dict(summary(reply['ms']),
                                                                load_average=load_avg)
                 report['compute'][worker.variant][name] = reply.get('compute')
