@@ -13,15 +13,13 @@
 # limitations under the License.
 
 """
-The Segment Anything prior: checkpoint loading, one embedding per frame, thermal prompts.
+The Segment Anything prior: one embedding per frame, thermal prompts, masks to a prior.
 
     provider = build_sam_provider(config, device)     # what the pipeline calls each frame
     prior = provider(thermal, visible_y, visible_bgr)  # SemanticPrior(source='sam' or 'thermal')
 
-Loading is safe: the checkpoint is read with ``torch.load(..., weights_only=True)`` (a pickle
-cannot run code), checked against the architecture the ``segment_anything`` registry builds for
-``prior.sam.model_type`` (every key, every shape; a vit_h file given as vit_b is named as such),
-and assigned into that model. Any problem is one ``ConfigError`` line naming the file.
+The model and its checkpoint, loaded safely (``weights_only=True``, every key and shape checked):
+:mod:`sgdfuse_ros.prior.sam_checkpoint`.
 
 Per frame (:class:`SamSegmenter`): the image encoder runs once (the costly part: ~31 CPU-seconds
 for vit_b on the 2-core development CPU; on a GPU it runs in float16), then the prompt encoder
@@ -37,9 +35,7 @@ When and where this runs (every frame, or a worker thread with fallback) is the 
 
 from __future__ import annotations
 
-from functools import partial
 import logging
-from pathlib import Path
 import threading
 import time
 from typing import Dict, List, Optional, Tuple
@@ -49,15 +45,11 @@ import numpy as np
 from .format import SemanticPrior
 from .merge import MaskCandidate, merge_masks
 from .prompts import PointPrompts, warm_point_prompts
+from .sam_checkpoint import load_sam, random_sam, SAM_MODEL_TYPES, TINY_TEST_MODEL  # noqa: F401
 from .thermal import ThermalPrior
-from ..errors import ConfigError, first_line
+from ..errors import ConfigError
 
 log = logging.getLogger('sgdfuse_ros')
-
-SAM_MODEL_TYPES = ('vit_b', 'vit_l', 'vit_h')
-TINY_TEST_MODEL = 'tiny_test'  # small SAM for tests and benchmarks; not offered to users
-ENCODER_WIDTHS = {768: 'vit_b', 1024: 'vit_l', 1280: 'vit_h'}
-ENCODER_KEY = 'image_encoder.patch_embed.proj.weight'
 
 
 class PriorCancelled(Exception):
@@ -68,181 +60,6 @@ class PriorCancelled(Exception):
     the model that raises this once cancelling was requested, so a running encoder or decoder
     stops within one layer (well under a second for vit_b on a CPU) rather than at its end.
     """
-
-
-# --------------------------------------------------------------------------------------------
-# model construction and safe loading
-# --------------------------------------------------------------------------------------------
-
-def build_tiny_test_sam(checkpoint=None):
-    """
-    Build the SAM architecture shrunk to ~80k parameters, for fast tests only.
-
-    Same classes as the registry's: 128-px input, 2 transformer blocks of width 32, 32-channel
-    embedding.
-    """
-    from segment_anything.modeling import (
-        ImageEncoderViT,
-        MaskDecoder,
-        PromptEncoder,
-        Sam,
-        TwoWayTransformer,
-    )
-    import torch
-    if checkpoint is not None:
-        raise ValueError('the tiny test model is loaded through load_sam(), not the registry')
-    image_size, patch, width, embed = 128, 16, 32, 32
-    grid = image_size // patch
-    return Sam(
-        image_encoder=ImageEncoderViT(
-            depth=2, embed_dim=width, img_size=image_size, mlp_ratio=2,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=2, patch_size=patch,
-            qkv_bias=True, use_rel_pos=True, global_attn_indexes=[1], window_size=4,
-            out_chans=embed),
-        prompt_encoder=PromptEncoder(embed_dim=embed, image_embedding_size=(grid, grid),
-                                     input_image_size=(image_size, image_size), mask_in_chans=4),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=1, embedding_dim=embed, mlp_dim=64, num_heads=2),
-            transformer_dim=embed, iou_head_depth=2, iou_head_hidden_dim=32),
-        pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375],
-    ).eval()
-
-
-def model_builders() -> dict:
-    """
-    Map model type -> builder.
-
-    The three of ``segment_anything.sam_model_registry``, plus the tiny test model.
-    """
-    from segment_anything import sam_model_registry
-    builders = {name: sam_model_registry[name] for name in SAM_MODEL_TYPES}
-    builders[TINY_TEST_MODEL] = build_tiny_test_sam
-    return builders
-
-
-def _build(model_type: str, device: Optional[str] = None):
-    import torch
-    builders = model_builders()
-    if model_type not in builders:
-        raise ConfigError(f"unknown SAM model type '{model_type}' "
-                          f"(known: {', '.join(SAM_MODEL_TYPES)})")
-    if device == 'meta':
-        with torch.device('meta'):
-            return builders[model_type]()
-    return builders[model_type]()
-
-
-def read_state_dict(path: Path, expected: str = 'a SAM checkpoint') -> Dict[str, 'object']:
-    """Read the tensors of a checkpoint file without running any pickled code."""
-    import torch
-
-    from ..config import check_model_file
-    path = check_model_file(path, 'SAM checkpoint', expected)
-    try:
-        state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # corrupt, truncated, not a torch file, or unsafe pickle content
-        text = str(err).strip()
-        if 'Weights only load failed' in text:
-            reason = 'it holds pickled Python objects besides tensors, refused because ' \
-                     'unpickling them could run code'
-        elif isinstance(err, EOFError):
-            reason = 'the file is empty or truncated'
-        else:
-            first = first_line(text, default='unreadable').split('. ')[0][:120]
-            reason = f'{type(err).__name__}: ' + first
-        raise ConfigError(f'SAM checkpoint {path} cannot be read safely as {expected} '
-                          f'({reason})') from None
-    if isinstance(state, dict):
-        for wrapper in ('model', 'state_dict'):  # common training-script wrappers
-            inner = state.get(wrapper)
-            if isinstance(inner, dict) and ENCODER_KEY not in state:
-                state = inner
-    if not isinstance(state, dict) or not state or \
-            not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise ConfigError(f'SAM checkpoint {path} is not a state dict of tensors '
-                          f'(expected {expected})')
-    return state
-
-
-def guess_model_type(state: dict) -> Optional[str]:
-    """vit_b / vit_l / vit_h from the encoder width of a SAM state dict, None if unknown."""
-    weight = state.get(ENCODER_KEY)
-    if weight is None or weight.ndim != 4:
-        return None
-    return ENCODER_WIDTHS.get(int(weight.shape[0]))
-
-
-def check_state_dict(state: dict, model, path: Path, model_type: str) -> None:
-    """Every key and shape of ``model`` present in ``state``, nothing extra; else ConfigError."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [k for k in expected
-             if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    not_float = [k for k in expected if k in state and not state[k].is_floating_point()]
-    if not (missing or unexpected or wrong or not_float):
-        return
-    guess = guess_model_type(state)
-    if guess and guess != model_type:
-        what = f'looks like a {guess} checkpoint'
-    elif guess is None and not any(k.startswith('image_encoder.') for k in state):
-        what = 'has no SAM image encoder weights'
-    else:
-        what = 'does not match'
-    details = []
-    if wrong:
-        k = wrong[0]
-        details.append(f'{len(wrong)} shape mismatches, e.g. {k} {tuple(state[k].shape)} vs '
-                       f'{tuple(expected[k].shape)}')
-    if missing:
-        details.append(f'{len(missing)} missing keys, e.g. {missing[0]}')
-    if unexpected:
-        details.append(f'{len(unexpected)} unexpected keys, e.g. {unexpected[0]}')
-    if not_float:
-        details.append(f'{len(not_float)} non-float tensors, e.g. {not_float[0]}')
-    raise ConfigError(f'SAM checkpoint {path} {what}, expected {model_type} '
-                      f"(prior.sam.model_type): {'; '.join(details)}")
-
-
-def load_sam(checkpoint, model_type: str = 'vit_b', device: str = 'cpu'):
-    """
-    Load a SAM model of ``model_type`` with the weights of ``checkpoint`` (eval mode).
-
-    The model is placed on ``device``.
-
-    The architecture comes from the registry (built on the meta device: no initialisation
-    cost), the weights are checked, then assigned. On CUDA the image encoder is kept in float16
-    (see :class:`SamFrameEncoder`); everything else stays float32.
-    """
-    import torch
-    path = Path(checkpoint).expanduser()
-    state = read_state_dict(path, f'a SAM {model_type} state dict')
-    model = _build(model_type, device='meta')
-    check_state_dict(state, model, path, model_type)
-    state = {k: v.to(torch.float32) for k, v in state.items()}
-    model.load_state_dict(state, strict=True, assign=True)
-    leftover = [n for n, t in list(model.named_parameters()) + list(model.named_buffers())
-                if t.is_meta]
-    if leftover:  # a tensor the state dict does not carry: build for real instead
-        model = _build(model_type)
-        model.load_state_dict(state, strict=True)
-    model.eval().requires_grad_(False)
-    model.to(device)
-    if device == 'cuda':
-        model.image_encoder.half()
-    return model
-
-
-def random_sam(model_type: str = TINY_TEST_MODEL, seed: int = 0, device: str = 'cpu'):
-    """Build a SAM of ``model_type`` with random weights (tests and speed benchmarks only)."""
-    import torch
-    torch.manual_seed(seed)
-    model = _build(model_type).eval().requires_grad_(False)
-    model.to(device)
-    if device == 'cuda':
-        model.image_encoder.half()
-    return model
 
 
 # --------------------------------------------------------------------------------------------
