@@ -69,13 +69,15 @@ class Replay:
 
     def __init__(self, bag, topics, pipeline, config: dict, writer, report, namespace: str,
                  copy_inputs: bool = False, overlay: bool = False, with_metrics: bool = True,
-                 progress=None):
+                 progress=None, stop=None):
         from ..node.sync import ApproximateSync
 
         self.bag, self.topics, self.pipeline, self.config = bag, topics, pipeline, config
         self.writer, self.report, self.namespace = writer, report, namespace
         self.copy_inputs, self.overlay, self.with_metrics = copy_inputs, overlay, with_metrics
         self.progress = progress
+        self.stop = stop  # a cli.guard.StopRequest: a signal stops the stream between messages
+        self.write_error: Optional[str] = None
         self.sync = ApproximateSync(slop=config['sync.slop'], queue_size=config['sync.queue_size'])
         self.sync_resets = 0
         self.roles = {topics.thermal.name: 'thermal', topics.rgb.name: 'rgb'}
@@ -89,12 +91,12 @@ class Replay:
         self.latest = {'thermal': None, 'rgb': None}       # last stamp seen (closest-gap hint)
         self.pairs = 0
         self.read_error: Optional[str] = None
-        self.interrupted = False
+        self.interrupted = None  # the signal's name once stopped by one
         self._metrics = None
         if with_metrics:
             try:
-                from ..eval.metrics import fusion_metrics, to_gray
-                self._metrics = (fusion_metrics, to_gray)
+                from ..eval.metrics import frame_metrics, to_gray
+                self._metrics = (frame_metrics, to_gray)
             except ImportError:
                 self.with_metrics = False
                 report.notes.append('metrics module not available: no fusion metrics')
@@ -127,9 +129,14 @@ class Replay:
         stream = self.bag.messages(list(self.roles))
         try:
             for topic, msgtype, log_ns, raw in stream:
+                if self.stop is not None and self.stop.requested:
+                    self.interrupted = self.stop.name
+                    break
+                if self.write_error:
+                    break
                 role = self.roles[topic]
-                if self.copy_inputs:
-                    self.writer.write(topic, log_ns, raw, msgtype)
+                if self.copy_inputs and not self._write(topic, log_ns, raw, msgtype):
+                    break
                 if role not in ('thermal', 'rgb'):
                     self.other_read[role] += 1
                     if role == 'rgb_info':
@@ -144,10 +151,22 @@ class Replay:
         except BagReadError as err:
             self.read_error = str(err)
         except KeyboardInterrupt:
-            self.interrupted = True
+            self.interrupted = 'SIGINT'
         finally:
             stream.close()
         self.sync.flush()
+
+    def _write(self, topic: str, log_ns: int, msg, msgtype=None) -> bool:
+        """Write one message; False (and ``write_error`` set) when the write failed."""
+        from ..cli.guard import is_write_failure, write_failure
+        try:
+            self.writer.write(topic, log_ns, msg, msgtype)
+        except Exception as err:  # noqa: B902
+            if not is_write_failure(err):
+                raise
+            self.write_error = write_failure(err, self.writer.path)
+            return False
+        return True
 
     def arrive(self, role: str, msgtype: str, raw, log_ns: int) -> None:
         """One camera message, handled as the node's input callback handles it."""
@@ -199,6 +218,10 @@ class Replay:
         header, visible, v_enc, r_log, r_stamp = rgb_frame
         index = self.pairs
         self.pairs += 1
+        if self.write_error:  # paired in the same step as the pair whose write failed
+            self.report.failure(index, r_stamp, 'not_written', 'the output bag stopped '
+                                'accepting writes before this pair')
+            return self._tick()
         try:
             result = self.pipeline.process(thermal, visible, t_enc, v_enc)
         except ResourceError as err:  # out of memory even after the pipeline's retry
@@ -217,15 +240,29 @@ class Replay:
                                  self.rgb_info, self.overlay)
         log_ns = max(t_log, r_log)
         for rel, msg in outputs.items():
-            self.writer.write(self.output_topic(rel), log_ns, msg)
+            if not self._write(self.output_topic(rel), log_ns, msg):
+                self.report.failure(index, r_stamp, 'not_written', self.write_error)
+                return self._tick()
+        try:
+            self.writer.checkpoint()
+        except Exception as err:  # noqa: B902
+            from ..cli.guard import is_write_failure, write_failure
+            if not is_write_failure(err):
+                raise
+            self.write_error = write_failure(err, self.writer.path)
+            self.report.failure(index, r_stamp, 'not_written', self.write_error)
+            return self._tick()
         write_ms = (time.perf_counter() - tick) * 1000.0
 
         metrics, metrics_ms = None, None
         if self._metrics is not None:
-            fusion_metrics, to_gray = self._metrics
+            frame_metrics, to_gray = self._metrics
             tick = time.perf_counter()
-            metrics = fusion_metrics(to_gray(result.fused_bgr), to_gray(_u8(result.thermal)),
-                                     to_gray(result.visible))
+            metrics, missing = frame_metrics(to_gray(result.fused_bgr),
+                                             to_gray(_u8(result.thermal)),
+                                             to_gray(result.visible))
+            if missing:
+                self.report.metrics_missing(index, missing)
             metrics_ms = (time.perf_counter() - tick) * 1000.0
         timings = dict(result.timings, write=write_ms)
         if metrics_ms is not None:

@@ -110,6 +110,13 @@ class ReplayReport:
         self.closest_gap_s: Optional[float] = None
         self.notes: List[str] = []
         self.result: Optional[dict] = None
+        self.missing_examples: List[str] = []
+
+    def metrics_missing(self, index: int, missing: Dict[str, str]) -> None:
+        """Metrics that could not be computed on pair ``index`` (they stay None in its frame)."""
+        if len(self.missing_examples) < 5:
+            first = next(iter(missing.items()))
+            self.missing_examples.append(f'pair {index}: {", ".join(missing)} ({first[1]})')
 
     # --- collecting ------------------------------------------------------------------------------
     def message(self, role: str) -> None:
@@ -153,7 +160,8 @@ class ReplayReport:
     # --- summarising -----------------------------------------------------------------------------
     def finish(self, sync_stats: dict, wall_s: float, outputs: Dict[str, int],
                read_error: Optional[str] = None, interrupted: bool = False,
-               other_read: Optional[Dict[str, int]] = None, sync_resets: int = 0) -> dict:
+               other_read: Optional[Dict[str, int]] = None, sync_resets: int = 0,
+               write_error: Optional[str] = None) -> dict:
         messages = {}
         for role, sync_role in (('thermal', 'thermal'), ('rgb', 'visible')):
             counters = dict(sync_stats[sync_role])
@@ -184,12 +192,19 @@ class ReplayReport:
 
         metrics = None
         if self.with_metrics:
-            names = [k for f in self.frames[:1] for k in (f['metrics'] or {})]
             scored = [f for f in self.frames if f['metrics']]
+            names = [k for f in scored[:1] for k in f['metrics']]
+
+            def values(n):
+                return [f['metrics'][n] for f in scored if f['metrics'].get(n) is not None]
+
             metrics = {'frames_scored': len(scored),
-                       'mean': {n: _finite_mean([f['metrics'][n] for f in scored]) for n in names},
-                       'non_finite': {n: sum(1 for f in scored if not math.isfinite(
-                           f['metrics'][n])) for n in names}}
+                       'mean': {n: _finite_mean(values(n)) for n in names},
+                       'non_finite': {n: sum(1 for v in values(n) if not math.isfinite(v))
+                                      for n in names},
+                       'missing': {n: len(scored) - len(values(n)) for n in names
+                                   if len(values(n)) < len(scored)},
+                       'missing_examples': self.missing_examples}
         latency = {name: percentiles(self.timings.get(name))
                    for name in PIPELINE_STAGES + REPLAY_STAGES if self.timings.get(name)}
         total_ms = self.timings.get('total') or []
@@ -220,6 +235,7 @@ class ReplayReport:
                                                if pairs_per_s and recorded_rate else None)},
             'read_error': read_error,
             'interrupted': interrupted,
+            'write_error': write_error,
             'notes': self.notes,
             'contact_sheet': None,
             'frames': self.frames,
@@ -254,14 +270,22 @@ class ReplayReport:
     def write(self, folder) -> Path:
         if self.result is None:
             raise RuntimeError('finish() the report before writing it')
+        from ..cli.guard import write_bytes
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        for name in ('report.json', 'report.md', 'contact_sheet.png'):  # a previous run's
+            if (folder / name).is_file():
+                (folder / name).unlink()
+        # the books first: a disk that fills up keeps the report, if not the picture
+        self.result['contact_sheet'] = 'contact_sheet.png' if self.samples else None
+        write_bytes(folder / 'report.json',
+                    (json.dumps(_json_safe(self.result), indent=1) + '\n').encode())
+        write_bytes(folder / 'report.md', render_markdown(self.result).encode())
         sheet = self.contact_sheet()
         if sheet is not None:
-            cv2.imwrite(str(folder / 'contact_sheet.png'), sheet)
-            self.result['contact_sheet'] = 'contact_sheet.png'
-        (folder / 'report.json').write_text(json.dumps(_json_safe(self.result), indent=1) + '\n')
-        (folder / 'report.md').write_text(render_markdown(self.result))
+            ok, buf = cv2.imencode('.png', sheet)
+            if ok:
+                write_bytes(folder / 'contact_sheet.png', buf.tobytes())
         return folder
 
 
@@ -292,7 +316,12 @@ def render_markdown(r: dict) -> str:
     if r.get('read_error'):
         lines += ['', f"**The input bag stopped being readable:** {r['read_error']}"]
     if r.get('interrupted'):
-        lines += ['', '**Interrupted:** the replay was stopped before the end of the bag.']
+        signal_name = r['interrupted'] if isinstance(r['interrupted'], str) else 'a signal'
+        lines += ['', f'**Interrupted** by {signal_name}: the replay was stopped before the end '
+                  'of the bag; the books below cover the messages read until then.']
+    if r.get('write_error'):
+        lines += ['', f"**Stopped by a failed write:** {r['write_error']}; the output bag holds "
+                  'the pairs written before it.']
     p = r['pairs']
     lines += ['', '## Messages', '',
               '| topic | read | matched | unmatched | late | duplicate | overflow | rejected |',

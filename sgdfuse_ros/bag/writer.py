@@ -32,7 +32,11 @@ reliable and best-effort subscribers, so ``ros2 bag play`` output reaches the no
 by default) and rviz (reliable) alike. Version 9 and MCAP are available on request.
 
 The writer streams: ``rosbags`` appends each message to the database (or to 1 MiB MCAP chunks),
-so memory does not grow with the bag. A failed write removes the half-written bag.
+so memory does not grow with the bag. What was written is kept when something goes wrong:
+:meth:`BagWriter.checkpoint` (called by the commands after each frame) commits the sqlite3
+transaction, and a failed write (a full disk) or an
+exception closes the bag with what was committed (:meth:`BagWriter.close_partial`): metadata
+written, nothing left in a journal. Only a bag that holds no message yet is removed.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from pathlib import Path
 import shutil
 from typing import Dict, Optional, Sequence
 
-from ..errors import InputError
+from ..errors import first_line, InputError
 from ..node.messages import serialize, typestore
 
 STORAGES = ('sqlite3', 'mcap')
@@ -117,6 +121,7 @@ class BagWriter:
         self._connections: Dict[str, object] = {}
         self._types: Dict[str, str] = {}
         self._writer = None
+        self._committed = None     # (rosbags counts, min, max, our counts) at the last commit
 
     def open(self) -> 'BagWriter':  # noqa: A003  (file-like API)
         from rosbags.rosbag2 import StoragePlugin, Writer
@@ -128,8 +133,68 @@ class BagWriter:
             self._writer.open()
         except Exception as err:
             self._writer = None
-            raise InputError(f'cannot create bag {self.path}: {err}') from None
+            raise InputError(f'cannot create bag {self.path}: {first_line(err)}') from None
+        self._snapshot()
         return self
+
+    def _snapshot(self) -> None:
+        w = self._writer
+        self._committed = (dict(w.counts), w.min_timestamp, w.max_timestamp, dict(self.counts))
+
+    def _connection(self):
+        return getattr(getattr(self._writer, 'storage', None), 'conn', None)
+
+    def checkpoint(self) -> None:
+        """
+        Make the messages written so far survive a later failure (call at frame boundaries).
+
+        sqlite3: commits the open transaction; MCAP appends as it goes, so only the counts are
+        remembered.
+        """
+        if self._writer is None:
+            return
+        conn = self._connection()
+        if conn is not None:
+            conn.commit()
+        self._snapshot()
+
+    @property
+    def messages(self) -> int:
+        return sum(self.counts.values())
+
+    def close_partial(self) -> Optional[str]:
+        """
+        Close after a failure with what the last checkpoint holds; None, or why it failed.
+
+        sqlite3: the unfinished transaction is rolled back (which frees the journal) and the
+        metadata is written with the counts of the committed messages. A bag with no
+        committed message is removed instead.
+        """
+        if self._writer is None:
+            return None
+        writer = self._writer
+        conn = self._connection()
+        if conn is not None:
+            try:
+                conn.rollback()
+            except Exception:  # noqa: B902 - closing below says whether the bag survived
+                pass
+            counts, low, high, ours = self._committed
+            writer.counts, writer.min_timestamp, writer.max_timestamp = dict(counts), low, high
+            self.counts = dict(ours)
+        if not any(self.counts.values()):
+            self.abort()
+            return None
+        self._writer = None
+        try:
+            writer.close()
+        except Exception as err:  # noqa: B902
+            try:
+                writer.abort()
+            except Exception:  # noqa: B902
+                pass
+            return first_line(err)
+        return None
 
     def add_topic(self, topic: str, msgtype: str, qos: Optional[Sequence] = None) -> None:
         """Declare a topic (done implicitly by ``write``); topics with no message stay listed."""
@@ -181,5 +246,5 @@ class BagWriter:
         if exc_type is None:
             self.close()
         else:
-            self.abort()
+            self.close_partial()
         return False

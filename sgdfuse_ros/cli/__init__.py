@@ -17,7 +17,9 @@
 
 Each subcommand lives in its own module, which provides ``add_arguments(parser)`` and
 ``main(args) -> int``; this file only dispatches. A user error (:class:`SgdfuseError`) is printed
-as one line and exits with status 2; nothing else is swallowed.
+as one line and exits with status 2, and so is a failed write (a full disk, a read-only place);
+a command stopped by SIGINT / SIGTERM after saving its work (:class:`guard.Interrupted`) prints
+one line and exits 130 / 143. Nothing else is swallowed.
 """
 
 from __future__ import annotations
@@ -70,10 +72,20 @@ def main(argv=None) -> int:
     if not getattr(args, '_main', None):
         parser.print_help()
         return 2
+    from .guard import Interrupted, is_write_failure, write_failure
     try:
         return int(args._main(args) or 0)
     except SgdfuseError as err:
         print(f'sgdfuse {args.command}: error: {err}', file=sys.stderr)
+        return 2
+    except Interrupted as err:
+        print(f'sgdfuse {args.command}: {err}', file=sys.stderr)
+        return err.status
+    except OSError as err:
+        if not is_write_failure(err) or err.filename is None:
+            raise
+        print(f'sgdfuse {args.command}: error: {write_failure(err, err.filename)}',
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f'sgdfuse {args.command}: interrupted', file=sys.stderr)

@@ -28,16 +28,17 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+import sys
 import time
 from typing import Dict, List, Optional
 
 import cv2
 import numpy as np
 
+from .guard import int_at_least
 from ..config import load_config, parse_override
 from ..errors import InputError
-from ..eval.datasets import (dataset_pairs, default_data_dir, list_pairs, Pair, read_pair,
-                             read_split)
+from ..eval.datasets import dataset_pairs, default_data_dir, list_pairs, Pair, read_split
 
 EVAL_OVERRIDES = {'output.width': 0, 'output.height': 0, 'prior.every_frame': True}
 
@@ -51,14 +52,16 @@ def add_arguments(parser) -> None:
     src.add_argument('--subset', default=None, help='only this list of split.json (e.g. test)')
     src.add_argument('--split', type=Path, default=None,
                      help='split file (default DATA/split.json)')
-    src.add_argument('--limit', type=int, default=0, help='only the first N pairs (0 = all)')
+    src.add_argument('--limit', type=int_at_least(0), default=0,
+                     help='only the first N pairs (0 = all)')
     parser.add_argument('--out', type=Path, required=True, help='output folder')
     parser.add_argument('--config', type=Path, default=None,
                         help="config file (default: the package's config/fusion.yaml)")
     parser.add_argument('--set', dest='overrides', action='append', default=[],
                         metavar='NAME=VALUE', help='override a parameter (repeatable)')
     parser.add_argument('--label', default=None, help='name of this run in the report table')
-    parser.add_argument('--contact-rows', type=int, default=6, help='rows of the contact sheet')
+    parser.add_argument('--contact-rows', type=int_at_least(0), default=6,
+                        help='rows of the contact sheet (0: none)')
     parser.add_argument('--no-metrics', action='store_true', help='only fuse')
     parser.add_argument('--quiet', action='store_true', help='no progress output')
 
@@ -76,22 +79,6 @@ def resolve_pairs(args) -> List[Pair]:
         names = read_split(args.split, args.subset or 'test')
         return list_pairs(Path(data) / 'ir', Path(data) / 'vis', names)
     return dataset_pairs(data, args.subset)
-
-
-def _check_pairs(pairs: List[Pair], config: dict) -> List[tuple]:
-    """Read every pair before fusing, so a bad file stops the run before any work is spent."""
-    loaded = []
-    registered = (bool(config['registration.homography'])
-                  or config['registration.resize_mismatched'])
-    for pair in pairs:
-        thermal, visible = read_pair(pair)
-        if not registered and thermal.shape[:2] != visible.shape[:2]:
-            raise InputError(
-                f'pair {pair.name}: thermal {thermal.shape[1]}x{thermal.shape[0]} and visible '
-                f'{visible.shape[1]}x{visible.shape[0]} differ in size and no registration is '
-                'configured (set registration.homography or registration.resize_mismatched)')
-        loaded.append((thermal, visible))
-    return loaded
 
 
 def percentiles(values: List[float]) -> Dict[str, float]:
@@ -124,89 +111,231 @@ def contact_sheet(rows: List[tuple], path: Path, height: int = 220) -> None:
     width = max(line.shape[1] for line in lines)
     lines = [cv2.copyMakeBorder(line, 0, 4, 0, width - line.shape[1], cv2.BORDER_CONSTANT,
                                 value=(255, 255, 255)) for line in lines]
-    cv2.imwrite(str(path), np.vstack(lines))
+    from .guard import write_bytes
+    write_bytes(path, _png(np.vstack(lines)))
+
+
+MARKER = '.sgdfuse-evaluate'
+OUTPUT_FILES = ('metrics.json', 'metrics.csv', 'report.md', 'contact_sheet.png')
+OUTPUT_DIRS = ('fused', 'registered_sources')
+
+
+def prepare_out(out: Path) -> Optional[str]:
+    """
+    Make ``out`` ready for a new run; return a note when a previous run was replaced.
+
+    A previous ``sgdfuse evaluate`` run in ``out`` (its marker file) is removed first -- its
+    fused images, sources, metrics and report -- so the new run's files are never mixed with
+    the old ones. A ``fused/`` folder that this command did not write is refused, never
+    deleted.
+    """
+    import shutil
+
+    note = None
+    if (out / MARKER).is_file():
+        for name in OUTPUT_DIRS:
+            if (out / name).is_dir():
+                shutil.rmtree(out / name)
+        for name in OUTPUT_FILES + (MARKER,):
+            if (out / name).is_file():
+                (out / name).unlink()
+        note = f'replaced the previous run in {out}'
+    elif (out / 'fused').is_dir() and any((out / 'fused').iterdir()):
+        raise InputError(f'--out {out}: {out / "fused"} holds files that sgdfuse evaluate did not '
+                         f'write; choose another --out or empty it')
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'fused').mkdir(exist_ok=True)
+    (out / MARKER).write_text('written by sgdfuse evaluate; a re-run replaces the fused/, '
+                              'registered_sources/, metrics and report of this folder\n')
+    return note
+
+
+def _png(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode('.png', image)
+    if not ok:
+        raise InputError('PNG encoding failed')
+    return buf.tobytes()
 
 
 def run_evaluation(pairs: List[Pair], out: Path, config: dict, label: str = 'sgdfuse',
                    contact_rows: int = 6, with_metrics: bool = True,
-                   progress: Optional[callable] = None) -> dict:
+                   progress: Optional[callable] = None, stop=None) -> dict:
+    """
+    Fuse and score ``pairs`` one at a time (memory does not grow with their number).
+
+    Each file is read once (:func:`load_pair`): the bytes that are fused are the bytes that are
+    scored. A pair that cannot be read, fused or written is counted as failed with a one-line
+    reason and the run goes on; a metric that cannot be computed on a frame is missing for that
+    frame. A failed write of the results (a full disk) stops the run and is recorded in
+    ``write_error``; a signal (``stop.requested``) stops it at the next pair. The report always
+    balances: ``pairs = fused + failed + not_reached``.
+    """
+    from ..errors import first_line, SgdfuseError
+    from ..eval.datasets import load_pair
+    from ..eval.metrics import frame_metrics, METRIC_NAMES, to_gray
     from ..pipeline.fusion_pipeline import FusionPipeline
     from ..prior.format import overlay
+    from .guard import is_write_failure, write_bytes, write_failure
 
-    out.mkdir(parents=True, exist_ok=True)
     fused_dir = out / 'fused'
-    fused_dir.mkdir(exist_ok=True)
-    loaded = _check_pairs(pairs, config)
-    sample_at = set(np.linspace(0, len(pairs) - 1, min(contact_rows, len(pairs))).round()
-                    .astype(int).tolist()) if contact_rows > 0 else set()
+    fused_dir.mkdir(parents=True, exist_ok=True)
+    total = len(pairs)
+    sample_at = set(np.linspace(0, total - 1, min(contact_rows, total)).round()
+                    .astype(int).tolist()) if contact_rows > 0 and total else set()
+    registered = (bool(config['registration.homography'])
+                  or config['registration.resize_mismatched'])
+    max_pixels = config['limits.max_input_pixels']
     stage_ms: Dict[str, List[float]] = {}
     sheet_rows, prior_sources = [], {}
-    sources = {}  # name -> (ir path, vis path) the metrics compare against
+    per_image: Dict[str, dict] = {}
+    missing: Dict[str, dict] = {}
+    failed: Dict[str, str] = {}
+    write_error, interrupted = None, None
     started = time.perf_counter()
     with FusionPipeline(config) as pipeline:
-        for index, (pair, (thermal, visible)) in enumerate(zip(pairs, loaded)):
-            result = pipeline.process(thermal, visible)
+        device = pipeline.device
+        for index, pair in enumerate(pairs):
+            if stop is not None and stop.requested:
+                interrupted = stop.name
+                break
+            try:
+                thermal, visible, ir_colour, vis_colour = load_pair(pair, max_pixels)
+                if not registered and thermal.shape[:2] != visible.shape[:2]:
+                    raise InputError(
+                        f'thermal {thermal.shape[1]}x{thermal.shape[0]} and visible '
+                        f'{visible.shape[1]}x{visible.shape[0]} differ in size and no '
+                        'registration is configured (set registration.homography or '
+                        'registration.resize_mismatched)')
+                result = pipeline.process(thermal, visible)
+            except SgdfuseError as err:
+                failed[pair.name] = str(err).splitlines()[0] if str(err) else type(err).__name__
+                _progress(progress, index, total)
+                continue
+            except Exception as err:  # noqa: B902 - a stage's bug costs this pair only
+                failed[pair.name] = first_line(err)
+                _progress(progress, index, total)
+                continue
+            ir_gray, vis_gray = to_gray(ir_colour), to_gray(vis_colour)
             path = fused_dir / f'{pair.name}.png'
-            if not cv2.imwrite(str(path), result.fused_bgr):
-                raise InputError(f'cannot write {path}')
-            sources[pair.name] = (pair.thermal, pair.visible)
-            if (thermal.shape[:2] != result.fused_y.shape
-                    or visible.shape[:2] != result.fused_y.shape):
-                # registered or resized: score against the sources as the pipeline saw them
-                reg = out / 'registered_sources'
-                reg.mkdir(exist_ok=True)
-                ir_path, vis_path = reg / f'{pair.name}_ir.png', reg / f'{pair.name}_vis.png'
-                cv2.imwrite(str(ir_path), np.clip(result.thermal * 255 + 0.5, 0, 255)
-                            .astype(np.uint8))
-                cv2.imwrite(str(vis_path), result.visible)
-                sources[pair.name] = (ir_path, vis_path)
+            try:
+                write_bytes(path, _png(result.fused_bgr))
+                if ir_gray.shape != result.fused_y.shape or vis_gray.shape != result.fused_y.shape:
+                    # registered or resized: score against the sources as the pipeline saw them
+                    reg = out / 'registered_sources'
+                    reg.mkdir(exist_ok=True)
+                    thermal_u8 = np.clip(result.thermal * 255 + 0.5, 0, 255).astype(np.uint8)
+                    write_bytes(reg / f'{pair.name}_ir.png', _png(thermal_u8))
+                    write_bytes(reg / f'{pair.name}_vis.png', _png(result.visible))
+                    ir_gray, vis_gray = to_gray(thermal_u8), to_gray(result.visible)
+            except Exception as err:  # noqa: B902
+                if not is_write_failure(err):
+                    raise
+                write_error = write_failure(err, path)
+                break
             for stage, ms in result.timings.items():
                 stage_ms.setdefault(stage, []).append(ms)
             prior_sources[result.prior.source] = prior_sources.get(result.prior.source, 0) + 1
+            if with_metrics:
+                # the fused PNG is lossless: to_gray(fused_bgr) is what reading it back gives
+                values, lacking = frame_metrics(to_gray(result.fused_bgr), ir_gray, vis_gray)
+                per_image[pair.name] = values
+                if lacking:
+                    missing[pair.name] = lacking
+            else:
+                per_image[pair.name] = {}
             if index in sample_at:
                 thermal_u8 = np.clip(result.thermal * 255 + 0.5, 0, 255).astype(np.uint8)
                 sheet_rows.append((pair.name, thermal_u8, result.visible, result.fused_bgr,
                                    overlay(result.fused_bgr, result.prior)))
-            if progress:
-                progress(index + 1, len(pairs))
-        device = pipeline.device
+            _progress(progress, index, total)
     wall = time.perf_counter() - started
 
-    report = {'label': label, 'pairs': len(pairs), 'device': device,
-              'prior_sources': prior_sources, 'wall_s': wall,
+    fused = len(per_image)
+    report = {'label': label, 'pairs': total, 'fused': fused, 'failed': len(failed),
+              'not_reached': total - fused - len(failed),
+              'failures': failed, 'interrupted': interrupted, 'write_error': write_error,
+              'device': device, 'prior_sources': prior_sources, 'wall_s': wall,
               'timings_ms': {k: percentiles(v) for k, v in stage_ms.items()},
               'config': dict(config.items())}
-    if with_metrics:
-        from ..eval.metrics import fusion_metrics, read_gray
-        per_image = {}
-        for pair in pairs:
-            per_image[pair.name] = fusion_metrics(read_gray(fused_dir / f'{pair.name}.png'),
-                                                  read_gray(sources[pair.name][0]),
-                                                  read_gray(sources[pair.name][1]))
-        names = list(next(iter(per_image.values())))
+    assert report['fused'] + report['failed'] + report['not_reached'] == total
+    if with_metrics and per_image:
+        names = list(METRIC_NAMES)
         report['per_image'] = per_image
-        report['mean'] = {m: float(np.mean([v[m] for v in per_image.values()])) for m in names}
-        with open(out / 'metrics.csv', 'w', newline='') as handle:
-            writer = csv.writer(handle)
-            writer.writerow(['name'] + names)
-            for name, values in per_image.items():
-                writer.writerow([name] + [f'{values[m]:.6f}' for m in names])
-            writer.writerow(['mean'] + [f"{report['mean'][m]:.6f}" for m in names])
-    (out / 'metrics.json').write_text(json.dumps(report, indent=1))
-    if sheet_rows:
-        contact_sheet(sheet_rows, out / 'contact_sheet.png')
-    (out / 'report.md').write_text(render_report(report, bool(sheet_rows)))
+        report['metrics_missing'] = missing
+        report['mean'] = {}
+        report['scored'] = {}
+        for m in names:
+            vals = [v[m] for v in per_image.values() if v.get(m) is not None]
+            report['mean'][m] = float(np.mean(vals)) if vals else None
+            report['scored'][m] = len(vals)
+    report['write_error'] = _write_results(report, out, sheet_rows, write_error)
     return report
+
+
+def _progress(progress, index: int, total: int) -> None:
+    if progress:
+        progress(index + 1, total)
+
+
+def _write_results(report: dict, out: Path, sheet_rows: list, write_error) -> Optional[str]:
+    """metrics.json, metrics.csv, report.md, contact sheet; the first failed write, if any."""
+    import io
+
+    from .guard import is_write_failure, write_bytes, write_failure
+
+    def fmt(value):
+        return '' if value is None else f'{value:.6f}'
+
+    files = []
+    if 'per_image' in report:
+        text = io.StringIO()
+        writer = csv.writer(text)
+        names = list(report['mean'])
+        writer.writerow(['name'] + names)
+        for name, values in report['per_image'].items():
+            writer.writerow([name] + [fmt(values[m]) for m in names])
+        writer.writerow(['mean'] + [fmt(report['mean'][m]) for m in names])
+        files.append(('metrics.csv', text.getvalue().encode()))
+    files.append(('metrics.json', json.dumps(report, indent=1).encode()))
+    if sheet_rows:
+        files.append(('contact_sheet.png', None))
+    files.append(('report.md', render_report(report, bool(sheet_rows)).encode()))
+    for name, data in files:
+        try:
+            if name == 'contact_sheet.png':
+                contact_sheet(sheet_rows, out / name)
+            else:
+                write_bytes(out / name, data)
+        except Exception as err:  # noqa: B902
+            if not is_write_failure(err):
+                raise
+            return write_error or write_failure(err, out / name)
+    return write_error
 
 
 def render_report(report: dict, with_sheet: bool) -> str:
     lines = [f"# Fusion evaluation: {report['label']}", '',
-             f"{report['pairs']} pairs, device {report['device']}, prior sources "
+             f"{report['pairs']} pairs: {report['fused']} fused, {report['failed']} failed, "
+             f"{report['not_reached']} not reached; device {report['device']}, prior sources "
              f"{report['prior_sources']}, wall time {report['wall_s']:.1f} s.", '']
-    if 'mean' in report:
+    if report.get('interrupted'):
+        lines += [f"**Interrupted** by {report['interrupted']}: the pairs not reached were not "
+                  'fused; everything below is about the pairs that were.', '']
+    if report.get('write_error'):
+        lines += [f"**Stopped by a failed write:** {report['write_error']}", '']
+    if report.get('mean'):
         from ..eval.scoring import format_table
         lines += ['## Metrics (mean over the pairs; reference-evaluator conventions)', '',
                   format_table({report['label']: report['mean']}), '']
+        short = {m: n for m, n in report['scored'].items() if n < report['fused']}
+        if short:
+            lines += ['Metrics missing on some frames (mean over the frames that have them): '
+                      + ', '.join(f'{m} on {report["fused"] - n}' for m, n in short.items()),
+                      '']
+    if report.get('failures'):
+        lines += ['## Failed pairs', '', '| pair | reason |', '|---|---|']
+        lines += [f'| {name} | {reason} |' for name, reason in report['failures'].items()]
+        lines.append('')
     lines += ['## Per-stage time (ms)', '', '| stage | median | p90 | mean |', '|---|---|---|---|']
     for stage, t in report['timings_ms'].items():
         lines.append(f"| {stage} | {t['median']:.2f} | {t['p90']:.2f} | {t['mean']:.2f} |")
@@ -217,6 +346,10 @@ def render_report(report: dict, with_sheet: bool) -> str:
 
 
 def main(args) -> int:
+    from .guard import check_output_dir, StopRequest
+    from .progress import Progress
+
+    out = check_output_dir(args.out, '--out', children=OUTPUT_DIRS)
     pairs = resolve_pairs(args)
     if args.limit > 0:
         pairs = pairs[: args.limit]
@@ -224,13 +357,29 @@ def main(args) -> int:
     overrides.update(dict(parse_override(text) for text in args.overrides))
     config = load_config(args.config, overrides)
     label = args.label or f"sgdfuse ({config['first_stage.type']}, K={config['refiner.steps']})"
-    from .progress import Progress
-    with Progress(len(pairs), 'fusing', unit='pair', quiet=args.quiet) as bar:
-        report = run_evaluation(pairs, args.out, config, label, args.contact_rows,
-                                not args.no_metrics, lambda done, total: bar.update())
-    if 'mean' in report:
+    note = prepare_out(out)
+    if note and not args.quiet:
+        print(f'evaluate: {note}', file=sys.stderr)
+    with StopRequest() as stop, \
+            Progress(len(pairs), 'fusing', unit='pair', quiet=args.quiet) as bar:
+        report = run_evaluation(pairs, out, config, label, args.contact_rows,
+                                not args.no_metrics, lambda done, total: bar.update(), stop)
+    if report.get('mean'):
         from ..eval.scoring import format_table
         print(format_table({label: report['mean']}))
-    print(f"fused images: {args.out / 'fused'}")
-    print(f"report:       {args.out / 'report.md'}")
+    done = (f"{report['fused']} of {report['pairs']} pairs fused, {report['failed']} failed; "
+            f'outputs in {out} (report.md)')
+    if report['write_error']:
+        raise InputError(f"{report['write_error']}; {done}")
+    if report['interrupted']:
+        raise stop.interrupted(done)
+    if report['failed'] and not args.quiet:
+        first = next(iter(report['failures'].items()))
+        print(f"evaluate: {report['failed']} pair(s) failed (first: {first[0]}: {first[1]}); "
+              f'see report.md', file=sys.stderr)
+    if report['fused'] == 0:
+        raise InputError(f"all {report['pairs']} pairs failed (first: "
+                         f"{next(iter(report['failures'].items()))}); report: {out / 'report.md'}")
+    print(f"fused images: {out / 'fused'}")
+    print(f"report:       {out / 'report.md'}")
     return 0

@@ -35,8 +35,15 @@ Lepton): an 8-bit value ``v`` becomes ``7000 + 30 v`` counts plus Gaussian noise
 clipped to ``[0, 16383]``, so the scene spans about 7000..14650 counts and the node's automatic
 gain control has real work to do. ``--thermal-encoding mono8`` writes the 8-bit image as is.
 
+A 16-bit thermal source (a 16-bit PNG or TIFF of raw counts) is written as ``mono16`` value
+for value, with no synthesis; ``--thermal-encoding mono8`` refuses it, and so is refused a source
+of another depth (float, 32-bit), which no camera encoding here holds faithfully.
+
 Pairs of different sizes are fine (a bag may change frame size); stamps and noise come from
-``--seed`` so the same command writes the same bag.
+``--seed`` so the same command writes the same bag. A pair that cannot be read (truncated,
+unreadable, thermal and visible of different sizes) is skipped, counted and named, and the bag
+goes on; SIGINT / SIGTERM stop at a pair boundary with the bag closed (exit 130 / 143), a full
+disk keeps the pairs written before it (exit 2).
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ import math
 from pathlib import Path
 import sys
 
+from .guard import float_range, int_at_least, int_in
 from ..errors import InputError
 
 THERMAL_TOPIC = '/thermal/image_raw'
@@ -73,21 +81,24 @@ def add_arguments(parser) -> None:
                      'split.json); default $SGDFUSE_DATA or ../shared/data/roadscene')
     src.add_argument('--subset', metavar='NAME', help='only this list of split.json (e.g. test)')
     parser.add_argument('--out', required=True, metavar='BAG', help='bag to write')
-    parser.add_argument('--rate', type=float, default=10.0, help='frame rate in Hz (default 10)')
-    parser.add_argument('--jitter-ms', type=float, default=5.0,
+    parser.add_argument('--rate', type=float_range(0.0, 1e6, low_open=True), default=10.0,
+                        help='frame rate in Hz (default 10)')
+    parser.add_argument('--jitter-ms', type=float_range(0.0), default=5.0,
                         help='largest thermal-vs-RGB stamp offset in ms (default 5)')
     parser.add_argument('--thermal-encoding', choices=('mono16', 'mono8'), default='mono16',
                         help='mono16: 14-bit raw counts (default); mono8: the 8-bit image')
     parser.add_argument('--rgb-format', choices=('raw', 'jpeg'), default='raw',
                         help='raw: sensor_msgs/Image bgr8 (default); jpeg: CompressedImage')
-    parser.add_argument('--jpeg-quality', type=int, default=90, help='JPEG quality (default 90)')
+    parser.add_argument('--jpeg-quality', type=int_in(1, 100), default=90,
+                        help='JPEG quality (default 90)')
     parser.add_argument('--storage', choices=('sqlite3', 'mcap'), default='sqlite3',
                         help='storage plugin (default sqlite3)')
     parser.add_argument('--version', type=int, choices=(8, 9), default=8,
                         help='rosbag2 metadata version (default 8, which Humble reads)')
-    parser.add_argument('--repeat', type=int, default=1, help='passes over the pairs (default 1)')
+    parser.add_argument('--repeat', type=int_at_least(1), default=1,
+                        help='passes over the pairs (default 1)')
     parser.add_argument('--seed', type=int, default=0, help='seed of jitter and noise')
-    parser.add_argument('--start', type=float, default=DEFAULT_START_S,
+    parser.add_argument('--start', type=float_range(0.0), default=DEFAULT_START_S,
                         help='stamp of the first frame, seconds since the epoch')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing bag')
     parser.add_argument('--quiet', action='store_true', help='no progress output')
@@ -137,16 +148,40 @@ def check_arguments(args) -> None:
         raise InputError('--start must be >= 0')
 
 
+def thermal_message(thermal, encoding: str, rng, header, name: str):
+    """Build the thermal Image of one source frame; refuse what it cannot hold faithfully."""
+    import numpy as np
+
+    from ..node import messages as m
+    if thermal.dtype == np.uint16:
+        if encoding != 'mono16':
+            raise InputError(f'{name}: the thermal source is 16-bit; --thermal-encoding '
+                             f'{encoding} would lose its values (use mono16)')
+        return m.image_msg(np.ascontiguousarray(thermal), header, 'mono16')  # value for value
+    if thermal.dtype != np.uint8:
+        raise InputError(f'{name}: thermal source of type {thermal.dtype} (8- or 16-bit '
+                         f'unsigned images only)')
+    if encoding == 'mono16':
+        return m.image_msg(raw_counts(thermal, rng), header, 'mono16')
+    return m.image_msg(thermal, header, 'mono8')
+
+
 def main(args) -> int:
     import numpy as np
 
+    from .guard import check_output_dir, is_write_failure, StopRequest, write_failure
     from .progress import Progress
-    from ..bag.writer import BagWriter
-    from ..eval.datasets import read_pair
+    from ..bag.writer import BagWriter, prepare_output
+    from ..errors import SgdfuseError
+    from ..eval.datasets import load_pair
     from ..node import messages as m
+    from ..parameters import defaults
 
     check_arguments(args)
+    check_output_dir(Path(args.out).parent, '--out')
     pairs = source_pairs(args)
+    prepare_output(args.out, args.overwrite)
+    max_pixels = defaults()['limits.max_input_pixels']
     rng = np.random.default_rng(args.seed)
     period_ns = int(round(1e9 / args.rate))
     start_ns = int(round(args.start * 1e9))
@@ -163,47 +198,74 @@ def main(args) -> int:
         mean, spread = spec
         return int(round((mean + rng.uniform(-spread, spread)) * 1e6))
 
-    with BagWriter(args.out, args.storage, args.version, args.overwrite, custom) as bag, \
+    skipped = {}
+    write_error, close_error, frame = None, None, 0
+    with StopRequest() as stop, \
+            BagWriter(args.out, args.storage, args.version, args.overwrite, custom) as bag, \
             Progress(total, label='make-bag', unit='pairs', quiet=args.quiet) as bar:
         for topic, msgtype in ((THERMAL_TOPIC, m.IMAGE), (THERMAL_INFO_TOPIC, m.CAMERA_INFO),
                                (rgb_topic, m.IMAGE if args.rgb_format == 'raw' else m.COMPRESSED),
                                (RGB_INFO_TOPIC, m.CAMERA_INFO)):
             bag.add_topic(topic, msgtype)
-        frame = 0
         for _ in range(args.repeat):
             for pair in pairs:
-                thermal, visible = read_pair(pair)
-                if thermal.shape[:2] != visible.shape[:2]:
-                    raise InputError(f'pair {pair.name}: thermal {thermal.shape[1]}x'
-                                     f'{thermal.shape[0]} and visible {visible.shape[1]}x'
-                                     f'{visible.shape[0]} differ; make-bag needs registered pairs')
-                rgb_ns = start_ns + frame * period_ns
-                thermal_ns = rgb_ns + int(round(rng.uniform(-jitter_ns, jitter_ns)))
+                if stop.requested or write_error:
+                    break
+                try:
+                    thermal, visible, _, _ = load_pair(pair, max_pixels)
+                    if thermal.shape[:2] != visible.shape[:2]:
+                        raise InputError(f'thermal {thermal.shape[1]}x{thermal.shape[0]} and '
+                                         f'visible {visible.shape[1]}x{visible.shape[0]} '
+                                         f'differ; make-bag needs registered pairs')
+                    rgb_ns = start_ns + frame * period_ns
+                    thermal_ns = rgb_ns + int(round(rng.uniform(-jitter_ns, jitter_ns)))
+                    thermal_msg = thermal_message(thermal, args.thermal_encoding, rng,
+                                                  m.make_header(thermal_ns, THERMAL_FRAME),
+                                                  pair.name)
+                except SgdfuseError as err:
+                    skipped.setdefault(pair.name, str(err))
+                    bar.update()
+                    continue
                 height, width = visible.shape[:2]
                 k = intrinsics(width, height)
-
                 rgb_header = m.make_header(rgb_ns, RGB_FRAME)
                 if args.rgb_format == 'raw':
                     rgb_msg = m.image_msg(visible, rgb_header, 'bgr8')
                 else:
                     rgb_msg = m.compressed_msg(visible, rgb_header, 'jpeg', args.jpeg_quality)
                 rgb_log = rgb_ns + delay(RGB_DELAY_MS)
-                bag.write(rgb_topic, rgb_log, rgb_msg)
-                bag.write(RGB_INFO_TOPIC, rgb_log,
-                          m.camera_info_msg(width, height, m.make_header(rgb_ns, RGB_FRAME), k=k))
-
-                thermal_header = m.make_header(thermal_ns, THERMAL_FRAME)
-                if args.thermal_encoding == 'mono16':
-                    thermal_msg = m.image_msg(raw_counts(thermal, rng), thermal_header, 'mono16')
-                else:
-                    thermal_msg = m.image_msg(thermal, thermal_header, 'mono8')
                 thermal_log = thermal_ns + delay(THERMAL_DELAY_MS)
-                bag.write(THERMAL_TOPIC, thermal_log, thermal_msg)
-                bag.write(THERMAL_INFO_TOPIC, thermal_log, m.camera_info_msg(
-                    width, height, m.make_header(thermal_ns, THERMAL_FRAME), k=k))
+                try:
+                    bag.write(rgb_topic, rgb_log, rgb_msg)
+                    bag.write(RGB_INFO_TOPIC, rgb_log, m.camera_info_msg(
+                        width, height, m.make_header(rgb_ns, RGB_FRAME), k=k))
+                    bag.write(THERMAL_TOPIC, thermal_log, thermal_msg)
+                    bag.write(THERMAL_INFO_TOPIC, thermal_log, m.camera_info_msg(
+                        width, height, m.make_header(thermal_ns, THERMAL_FRAME), k=k))
+                    bag.checkpoint()
+                except Exception as err:  # noqa: B902
+                    if not is_write_failure(err):
+                        raise
+                    write_error = write_failure(err, Path(args.out))
+                    close_error = bag.close_partial()  # the frames before it, closed and valid
+                    break
                 frame += 1
                 bar.update()
         bar.done(f'{frame} pairs -> {Path(args.out)}')
+    written = (f'{Path(args.out)} holds {frame} frames ({bag.messages} messages, closed)'
+               if bag.messages else f'nothing was written to {Path(args.out)}')
+    if write_error:
+        close = f'; closing the bag failed too ({close_error})' if close_error else ''
+        raise InputError(f'{write_error}; {written}{close}')
+    if skipped and not args.quiet:
+        first = next(iter(skipped.items()))
+        print(f'make-bag: skipped {len(skipped)} pair(s) that cannot be written faithfully '
+              f'(first: {first[0]}: {first[1]})', file=sys.stderr)
+    if stop.requested:
+        raise stop.interrupted(f'after {frame} of {total} frames; {written}')
+    if frame == 0:
+        raise InputError(f'no pair could be written ({len(skipped)} skipped; first: '
+                         f'{next(iter(skipped.items()), ("", "none"))[1]}); {written}')
     if not args.quiet:
         print(f'make-bag: wrote {Path(args.out)} ({args.storage}, metadata version '
               f'{args.version}): {THERMAL_TOPIC} ({args.thermal_encoding}), {rgb_topic} '

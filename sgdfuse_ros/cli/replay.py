@@ -84,6 +84,7 @@ def default_report_dir(out_bag) -> Path:
 
 
 def main(args) -> int:
+    from .guard import check_output_dir, is_write_failure, StopRequest, write_failure
     from .progress import Progress
     from ..bag.reader import choose_topics, open_bag
     from ..bag.replay import Replay
@@ -101,6 +102,8 @@ def main(args) -> int:
     if in_path.exists() and out_path.exists() and in_path.resolve() == out_path.resolve():
         raise InputError('--out must not be the input bag')
     report_dir = Path(args.report) if args.report else default_report_dir(out_path)
+    check_output_dir(out_path.parent, '--out', ())  # writable place, before any work
+    check_output_dir(report_dir, '--report' if args.report else '--out (its report folder)')
 
     def say(text: str) -> None:
         if not args.quiet:
@@ -121,23 +124,34 @@ def main(args) -> int:
         custom = {'sgdfuse_ros.replay.input': str(in_path),
                   'sgdfuse_ros.replay.thermal_topic': topics.thermal.name,
                   'sgdfuse_ros.replay.rgb_topic': topics.rgb.name}
+        close_error = None
         try:
-            with BagWriter(out_path, args.storage, args.version, args.overwrite,
-                           custom) as writer, \
+            with StopRequest() as stop, \
+                    BagWriter(out_path, args.storage, args.version, args.overwrite,
+                              custom) as writer, \
                     Progress(expected, label='replay', unit='pairs', quiet=args.quiet) as bar:
                 replay = Replay(bag, topics, pipeline, config, writer, report, namespace,
                                 copy_inputs=args.copy_inputs, overlay=args.overlay,
-                                with_metrics=not args.no_metrics, progress=bar)
+                                with_metrics=not args.no_metrics, progress=bar, stop=stop)
                 start = time.perf_counter()
                 replay.run()
                 wall = time.perf_counter() - start
+                if replay.write_error:  # keep what the last checkpoint holds, closed and valid
+                    close_error = writer.close_partial()
                 bar.done(f'{len(report.frames)} fused, {len(report.failures)} failed')
         finally:
             pipeline.close()
         result = report.finish(replay.sync.stats(), wall, dict(writer.counts),
                                read_error=replay.read_error, interrupted=replay.interrupted,
-                               other_read=replay.other_read, sync_resets=replay.sync_resets)
-    report.write(report_dir)
+                               other_read=replay.other_read, sync_resets=replay.sync_resets,
+                               write_error=replay.write_error)
+    report_error = None
+    try:
+        report.write(report_dir)
+    except Exception as err:  # noqa: B902
+        if not is_write_failure(err):
+            raise
+        report_error = write_failure(err, report_dir)
 
     pairs = result['pairs']
     msgs = result['messages']
@@ -158,8 +172,18 @@ def main(args) -> int:
     if thr['pairs_per_s']:
         say(f"throughput {thr['pairs_per_s']:.2f} pairs/s end to end; output {out_path}; "
             f'report {report_dir}')
+    kept = (f'{out_path} holds the {pairs["fused"]} pairs fused ({writer.messages} messages, '
+            f'closed)' if writer.messages else f'nothing was written to {out_path}')
+    kept += (f'; report: {report_dir}' if report_error is None
+             else f'; the report could not be written ({report_error})')
+    if replay.write_error:
+        close = f'; closing the bag failed too ({close_error})' if close_error else ''
+        raise InputError(f'{replay.write_error}; {kept}{close}')
+    if report_error:
+        raise InputError(report_error)
     if replay.interrupted:
-        raise KeyboardInterrupt
+        raise stop.interrupted(f"after {msgs['thermal']['read'] + msgs['rgb']['read']} camera "
+                               f'messages; {kept}')
     if replay.read_error:
         raise InputError(f"{replay.read_error}; the {pairs['fused']} pairs fused before the "
                          f'damage are in {out_path} (report: {report_dir})')

@@ -54,8 +54,17 @@ def default_data_dir() -> Optional[Path]:
 def _images(folder: Path) -> dict:
     if not folder.is_dir():
         raise InputError(f'folder not found: {folder}')
-    return {p.stem: p for p in sorted(folder.iterdir())
-            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()}
+    found: dict = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+            found.setdefault(p.stem, []).append(p)
+    duplicates = {stem: paths for stem, paths in found.items() if len(paths) > 1}
+    if duplicates:
+        stem, paths = next(iter(duplicates.items()))
+        raise InputError(f'{folder} holds {len(duplicates)} image name(s) with more than one '
+                         f"file (first: {', '.join(p.name for p in paths)}); pairs are matched "
+                         f'by name, so keep one file per name')
+    return {stem: paths[0] for stem, paths in found.items()}
 
 
 def read_split(split_file: Path, subset: str) -> List[str]:
@@ -113,3 +122,98 @@ def read_pair(pair: Pair):
         thermal = cv2.cvtColor(thermal[..., :3], cv2.COLOR_BGR2GRAY)
     visible = read_image(pair.visible, cv2.IMREAD_COLOR)
     return thermal, visible
+
+
+# --- one reading of a file ------------------------------------------------------------------
+
+
+def header_size(data: bytes) -> Optional[tuple]:
+    """``(width, height)`` from a PNG or JPEG header, before any decoding; None otherwise."""
+    if data[:8] == b'\x89PNG\r\n\x1a\n' and len(data) >= 24 and data[12:16] == b'IHDR':
+        return int.from_bytes(data[16:20], 'big'), int.from_bytes(data[20:24], 'big')
+    if data[:2] == b'\xff\xd8':
+        i = 2
+        while i + 9 <= len(data):
+            if data[i] != 0xFF:
+                return None
+            marker = data[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                i += 2
+                continue
+            length = int.from_bytes(data[i + 2:i + 4], 'big')
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                return (int.from_bytes(data[i + 7:i + 9], 'big'),
+                        int.from_bytes(data[i + 5:i + 7], 'big'))
+            i += 2 + length
+    return None
+
+
+def truncated(data: bytes) -> bool:
+    """Tell a PNG without its IEND chunk or a JPEG without its end marker (a cut file)."""
+    if data[:8] == b'\x89PNG\r\n\x1a\n':
+        return b'IEND' not in data[-16:]
+    if data[:2] == b'\xff\xd8':
+        return b'\xff\xd9' not in data[-64:]
+    return False
+
+
+@dataclass
+class ImageFile:
+    """One image file read once: its bytes, and the decodings taken from those bytes."""
+
+    path: Path
+    data: np.ndarray
+
+    def decode(self, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
+        try:
+            image = cv2.imdecode(self.data, flags)
+        except cv2.error:
+            image = None
+        if image is None or image.size == 0:
+            raise InputError(f'cannot decode {self.path} (not an image, or corrupt)')
+        return image
+
+
+def read_image_file(path: Path, max_pixels: int = 0) -> ImageFile:
+    """
+    Read ``path`` once and check it before decoding.
+
+    Refused with one line: unreadable, empty, truncated (PNG/JPEG end marker missing), or more
+    pixels than ``max_pixels`` according to its header.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise InputError(f'cannot read {path}: {err.strerror or err}') from None
+    if not data:
+        raise InputError(f'{path} is empty')
+    size = header_size(data)
+    if size is not None:
+        width, height = size
+        if width == 0 or height == 0:
+            raise InputError(f'{path}: header says {width}x{height} pixels')
+        if max_pixels and width * height > max_pixels:
+            raise InputError(f'{path}: {width}x{height} pixels is more than '
+                             f'limits.max_input_pixels={max_pixels} (from its header)')
+    if truncated(data):
+        raise InputError(f'{path} is truncated (its end marker is missing)')
+    return ImageFile(path, np.frombuffer(data, np.uint8))
+
+
+def load_pair(pair: Pair, max_pixels: int = 0) -> tuple:
+    """
+    ``(thermal, visible, thermal_colour, visible_colour)`` from one reading of each file.
+
+    ``thermal`` and ``visible`` are what :func:`read_pair` gives (the fusion's inputs);
+    ``*_colour`` are the same bytes decoded as the reference evaluator reads a file
+    (``IMREAD_COLOR``), for scoring.
+    """
+    ir_file = read_image_file(pair.thermal, max_pixels)
+    vis_file = read_image_file(pair.visible, max_pixels)
+    thermal = ir_file.decode(cv2.IMREAD_UNCHANGED)
+    if thermal.ndim == 3:
+        thermal = cv2.cvtColor(thermal[..., :3], cv2.COLOR_BGR2GRAY)
+    thermal_colour = ir_file.decode(cv2.IMREAD_COLOR)
+    visible = vis_file.decode(cv2.IMREAD_COLOR)
+    return thermal, visible, thermal_colour, visible

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Dict, Iterable, Sequence, Tuple
+from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -74,6 +74,7 @@ __all__ = [
     'to_gray',
     'read_gray',
     'fusion_metrics',
+    'frame_metrics',
 ]
 
 METRIC_NAMES: Tuple[str, ...] = (
@@ -447,3 +448,38 @@ def fusion_metrics(fused, ir, vis, names: Sequence[str] = METRIC_NAMES) -> Dict[
     scorer = _Scorer(f, a, b)
     with np.errstate(divide='ignore', invalid='ignore'):
         return {name: float(getattr(scorer, name)()) for name in names}
+
+
+def frame_metrics(fused, ir, vis, names: Sequence[str] = METRIC_NAMES
+                  ) -> Tuple[Dict[str, Optional[float]], Dict[str, str]]:
+    """
+    Compute the metrics of one frame, each on its own: ``(values, missing)``.
+
+    A metric that cannot be computed on this frame (an image too small for SSIM's 7x7 window,
+    sizes that differ, an empty image) is ``None`` in ``values`` and its one-line reason is in
+    ``missing``; the others are computed as :func:`fusion_metrics` computes them. Never raises
+    for the frame's content, so one odd frame never ends a run.
+    """
+    from ..errors import first_line
+
+    names = _check_names(names)
+    values: Dict[str, Optional[float]] = dict.fromkeys(names)
+    missing: Dict[str, str] = {}
+    try:
+        f = _as_gray_array(fused, 'fused image')
+        a = _as_gray_array(ir, 'infrared image')
+        b = _as_gray_array(vis, 'visible image')
+        if not (f.shape == a.shape == b.shape):
+            raise InputError(f'image sizes differ: fused {f.shape}, infrared {a.shape}, '
+                             f'visible {b.shape}')
+    except Exception as err:  # noqa: B902 - the frame is unscorable, the run goes on
+        reason = str(err) if isinstance(err, InputError) else first_line(err)
+        return values, dict.fromkeys(names, reason)
+    scorer = _Scorer(f, a, b)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        for name in names:
+            try:
+                values[name] = float(getattr(scorer, name)())
+            except Exception as err:  # noqa: B902
+                missing[name] = str(err) if isinstance(err, InputError) else first_line(err)
+    return values, missing
