@@ -108,6 +108,23 @@ def _singular(h) -> bool:
     return abs(det) < 1e-12
 
 
+def read_text_file(path: Path) -> str:
+    """Read a config file as text; a binary or non-UTF-8 file is a one-line ConfigError."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f'cannot read config file {path}: {err.strerror or err}') from None
+    nul = data.find(b'\x00')
+    if nul >= 0:
+        raise ConfigError(f'{path} is a binary file, not a YAML config file (a NUL byte at '
+                          f'offset {nul})')
+    try:
+        return data.decode('utf-8')
+    except UnicodeDecodeError as err:
+        raise ConfigError(f'{path} is not UTF-8 text (byte 0x{data[err.start]:02x} at offset '
+                          f'{err.start}); save it as UTF-8') from None
+
+
 def load_config(path: Optional[os.PathLike] = None,
                 overrides: Optional[Mapping[str, Any]] = None) -> dict:
     """Defaults, then the YAML file (default: the package's config/fusion.yaml), then overrides."""
@@ -116,7 +133,7 @@ def load_config(path: Optional[os.PathLike] = None,
     if not path.is_file():
         raise ConfigError(f'config file not found: {path}')
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yaml.safe_load(read_text_file(path))
     except yaml.YAMLError as err:
         raise ConfigError(f'{path}: not valid YAML ({first_line(err, default="parse error")})') \
             from None

@@ -61,11 +61,12 @@ class ParamSpec:
                 if not isinstance(value, bool):
                     raise TypeError
             elif kind is int:
-                if isinstance(value, bool) or not float(value).is_integer():
+                # a string is refused as ROS 2 refuses it for an integer parameter
+                if isinstance(value, (bool, str)) or not float(value).is_integer():
                     raise TypeError
                 value = int(value)
             elif kind is float:
-                if isinstance(value, bool):
+                if isinstance(value, (bool, str)):
                     raise TypeError
                 value = float(value)
             elif kind is str:

@@ -113,6 +113,9 @@ def export_part(part: str, config: dict, out_dir: Path) -> Tuple[List[Path], str
 def main(args) -> int:
     from ..config import load_config, parse_override
 
+    from .guard import check_output_dir
+
+    check_output_dir(args.out, '--out')  # before any network is built
     overrides = dict(parse_override(text) for text in args.set)
     config = load_config(args.config, overrides)
     parts = parse_parts(args.what or ','.join(PARTS))

@@ -38,6 +38,8 @@ import sys
 import threading
 import time
 
+from .guard import float_range, int_in, topic_name
+
 
 def add_arguments(parser) -> None:
     parser.add_argument('--config', type=Path, default=None,
@@ -47,21 +49,22 @@ def add_arguments(parser) -> None:
                         metavar='NAME=VALUE', help='override one parameter (repeatable)')
     parser.add_argument('--namespace', default='/', help="ROS namespace of the node's topics")
     parser.add_argument('--name', default='fusion_node', help='node name (diagnostics)')
-    parser.add_argument('--domain-id', type=int, default=None,
+    parser.add_argument('--domain-id', type=int_in(0, 232), default=None,
                         help='DDS domain (default: $ROS_DOMAIN_ID, else 0)')
-    parser.add_argument('--thermal-topic', default=None,
+    parser.add_argument('--thermal-topic', type=topic_name, default=None,
                         help='remap thermal/image_raw to this topic')
-    parser.add_argument('--rgb-topic', default=None, help='remap rgb/image_raw to this topic')
-    parser.add_argument('--camera-info-topic', default=None,
+    parser.add_argument('--rgb-topic', type=topic_name, default=None,
+                        help='remap rgb/image_raw to this topic')
+    parser.add_argument('--camera-info-topic', type=topic_name, default=None,
                         help='remap rgb/camera_info to this topic')
     parser.add_argument('--remap', action='append', default=[], metavar='FROM:=TO',
                         help='any other remapping, ROS syntax (repeatable)')
     parser.add_argument('--localhost-only', action='store_true',
                         help='stay on the loopback interface (also ROS_LOCALHOST_ONLY=1); '
                              'ignored when CYCLONEDDS_URI is set')
-    parser.add_argument('--duration', type=float, default=0.0,
+    parser.add_argument('--duration', type=float_range(0.0), default=0.0,
                         help='stop after this many seconds (0: run until Ctrl-C)')
-    parser.add_argument('--status-period', type=float, default=10.0,
+    parser.add_argument('--status-period', type=float_range(0.0), default=10.0,
                         help='print a status line every this many seconds (0: never)')
     parser.add_argument('--stats-json', type=Path, default=None,
                         help='write the final statistics (accounting, latency) as JSON')
@@ -105,10 +108,12 @@ def main(args) -> int:
     from ..transport.base import resolve_topic
     from ..transport.dds import DdsTransport, localhost_config
 
+    from .guard import check_output_file
+
+    if args.stats_json is not None:
+        check_output_file(args.stats_json, '--stats-json')  # before the node starts
     overrides = dict(parse_override(text) for text in args.overrides)
     config = load_config(args.config, overrides)
-    if args.duration < 0:
-        raise ConfigError('--duration must be >= 0')
     domain = args.domain_id
     if domain is None:
         try:

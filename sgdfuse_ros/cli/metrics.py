@@ -21,6 +21,11 @@ Example::
 
 prints one markdown table (a row per folder) on stdout and, with ``--out``, writes the
 per-image values and the mean of every folder as JSON.
+
+Several folders are compared like for like: without a split every folder is scored on the images
+common to all of them (the ones left out, and from which folder, are said on stderr and kept in
+the JSON); with a split a folder lacking a listed image is refused. An image that cannot be read
+in one folder is left out of every folder's mean, with its reason.
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ import os
 from pathlib import Path
 import sys
 
+from .guard import check_output_file
 from ..errors import InputError
 from ..eval.metrics import HEADLINE_METRICS, METRIC_NAMES
-from ..eval.scoring import format_table, score_folders
+from ..eval.scoring import format_table, IMAGE_EXTENSIONS, mean_of, score_folders
 
 DATA_ENV = 'SGDFUSE_DATA'
 
@@ -122,6 +128,27 @@ def _labels(dirs, labels_arg):
     return labels
 
 
+def common_images(labels, dirs):
+    """Find the stems present in every folder, and per label the ones left out; refuse none."""
+    stems = {}
+    for label, folder in zip(labels, dirs):
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise InputError(f'fused folder not found: {folder}')
+        stems[label] = {p.stem for p in folder.iterdir()
+                        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS}
+    common = set.intersection(*stems.values())
+    left_out = {label: sorted(s - common) for label, s in stems.items() if s - common}
+    if not common:
+        raise InputError('the folders have no image name in common: ' + ', '.join(
+            f'{label} has {len(s)}' for label, s in stems.items()) + '; nothing to compare')
+    if left_out:
+        print(f'scoring the {len(common)} image(s) common to all folders; left out: ' + '; '.join(
+            f"{len(names)} of {label} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+            for label, names in left_out.items()), file=sys.stderr)
+    return sorted(common), left_out
+
+
 def main(args) -> int:
     ir, vis, split = _resolve_sources(args)
     image_names, subset = _load_split(split, getattr(args, 'subset', None))
@@ -132,13 +159,32 @@ def main(args) -> int:
         metrics = list(METRIC_NAMES)
         shown = list(HEADLINE_METRICS)
     labels = _labels(args.fused_dirs, getattr(args, 'labels', None))
+    if getattr(args, 'out', None):
+        check_output_file(args.out, '--out')  # before any image is scored
+    left_out = {}
+    if image_names is None and len(args.fused_dirs) > 1:
+        image_names, left_out = common_images(labels, args.fused_dirs)
 
-    rows, results = {}, {}
+    rows, results, failures = {}, {}, {}
+    scored = {}
     for label, fdir in zip(labels, args.fused_dirs):
-        per_image, mean = score_folders(fdir, ir, vis, image_names, metrics=metrics)
+        failed: dict = {}
+        scored[label] = score_folders(fdir, ir, vis, image_names, metrics=metrics,
+                                      failures=failed)[0]
+        failures.update({f'{label}/{stem}': reason for stem, reason in failed.items()})
+    usable = set.intersection(*(set(per) for per in scored.values()))
+    for label, fdir in zip(labels, args.fused_dirs):
+        per_image = {stem: v for stem, v in scored[label].items() if stem in usable}
+        mean = mean_of(per_image, metrics)
         rows[label] = mean
         results[label] = {'dir': str(fdir), 'count': len(per_image), 'mean': mean,
-                          'per_image': per_image}
+                          'per_image': per_image, 'left_out': left_out.get(label, [])}
+    if failures:
+        first = next(iter(failures.items()))
+        print(f'{len(failures)} image(s) could not be scored and are left out of every '
+              f'folder (first: {first[0]}: {first[1]})', file=sys.stderr)
+    if not usable:
+        raise InputError('no image could be scored in every folder')
 
     print(format_table(rows, shown))
     n = len(next(iter(results.values()))['per_image'])
@@ -153,6 +199,7 @@ def main(args) -> int:
             'split': str(split) if split else None,
             'subset': subset,
             'metrics': metrics,
+            'failures': failures,
             'results': results,
         }
         try:

@@ -24,6 +24,7 @@ from pathlib import Path
 import sys
 import time
 
+from .guard import topic_name
 from ..errors import InputError
 
 
@@ -31,10 +32,13 @@ def add_arguments(parser) -> None:
     parser.add_argument('in_bag', metavar='IN_BAG',
                         help='input bag: rosbag2 directory (sqlite3 or mcap), .mcap or .db3 file')
     parser.add_argument('--out', required=True, metavar='OUT_BAG', help='output bag to create')
-    parser.add_argument('--thermal-topic', metavar='T', help='thermal Image/CompressedImage topic '
+    parser.add_argument('--thermal-topic', metavar='T', type=topic_name,
+                        help='thermal Image/CompressedImage topic '
                         '(default: found from types, encodings and names)')
-    parser.add_argument('--rgb-topic', metavar='R', help='RGB Image/CompressedImage topic')
-    parser.add_argument('--rgb-info-topic', metavar='C', help='RGB CameraInfo topic (default: the '
+    parser.add_argument('--rgb-topic', metavar='R', type=topic_name,
+                        help='RGB Image/CompressedImage topic')
+    parser.add_argument('--rgb-info-topic', metavar='C', type=topic_name,
+                        help='RGB CameraInfo topic (default: the '
                         'camera_info beside the RGB topic)')
     parser.add_argument('--namespace', default='/fusion',
                         help='namespace of the output topics (default /fusion)')

@@ -25,9 +25,46 @@ selection); the test pairs are never touched. Checkpoints, the JSONL log and the
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 import sys
+
+from .guard import float_range, int_at_least
+
+
+EXTRA_LOSS_KEYS = ('target_weight', 'contrast_ratio', 'denoise')
+
+
+def crop_size(text: str) -> int:
+    """Argparse type: a crop size >= 32 and a multiple of 8."""
+    value = int_at_least(32)(text)
+    if value % 8:
+        raise argparse.ArgumentTypeError(f'must be a multiple of 8, got {value}')
+    return value
+
+
+def loss_weights(text: str) -> dict:
+    """Argparse type: a JSON object of known loss-weight keys and finite numbers >= 0."""
+    import math
+
+    from ..training.losses import DEFAULT_WEIGHTS
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f'not valid JSON ({err})') from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('expected a JSON object {"key": weight, ...}')
+    known = list(DEFAULT_WEIGHTS) + list(EXTRA_LOSS_KEYS)
+    unknown = [k for k in value if k not in known]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown key(s) {', '.join(unknown)} (known: "
+                                         f"{', '.join(known)})")
+    bad = [k for k, v in value.items() if isinstance(v, bool) or not isinstance(v, (int, float))
+           or not math.isfinite(v) or v < 0]
+    if bad:
+        raise argparse.ArgumentTypeError(f"weights must be finite numbers >= 0: {', '.join(bad)}")
+    return value
 
 
 def add_arguments(parser) -> None:
@@ -38,25 +75,27 @@ def add_arguments(parser) -> None:
                         'models/first_stage.pt or models/refiner.pt)')
     parser.add_argument('--work', default=None, help='checkpoint + log folder '
                         '(default outputs/train/<stage>)')
-    parser.add_argument('--steps', type=int, default=4000, help='optimiser steps')
-    parser.add_argument('--crop', type=int, default=128, help='square crop size (pixels)')
-    parser.add_argument('--batch', type=int, default=8, help='crops per step')
-    parser.add_argument('--lr', type=float, default=2e-3, help='peak learning rate (AdamW)')
+    parser.add_argument('--steps', type=int_at_least(1), default=4000, help='optimiser steps')
+    parser.add_argument('--crop', type=crop_size, default=128, help='square crop size (pixels)')
+    parser.add_argument('--batch', type=int_at_least(1), default=8, help='crops per step')
+    parser.add_argument('--lr', type=float_range(0.0, 10.0, low_open=True), default=2e-3,
+                        help='peak learning rate (AdamW)')
     parser.add_argument('--seed', type=int, default=0, help='seed of crops, flips, noise, init')
     parser.add_argument('--resume', action='store_true', help="continue from --work's checkpoint")
-    parser.add_argument('--val-every', type=int, default=250,
+    parser.add_argument('--val-every', type=int_at_least(1), default=250,
                         help='validate on held-out TRAIN pairs every N steps (0 = never)')
-    parser.add_argument('--val-pairs', type=int, default=14,
+    parser.add_argument('--val-pairs', type=int_at_least(0), default=14,
                         help='hold out every N-th train pair for validation (0 = none)')
-    parser.add_argument('--minutes', type=float, default=None,
+    parser.add_argument('--minutes', type=float_range(0.0, low_open=True), default=None,
                         help='stop cleanly after this many minutes (checkpoint kept)')
-    parser.add_argument('--threads', type=int, default=0, help='torch CPU threads (0 = default)')
+    parser.add_argument('--threads', type=int_at_least(0), default=0,
+                        help='torch CPU threads (0 = default)')
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
     parser.add_argument('--first-stage', default=None,
                         help='refiner: frozen first-stage weights (default models/first_stage.pt)')
     parser.add_argument('--arch', default=None,
                         help="JSON of architecture hyper-parameters (default: the stage's own)")
-    parser.add_argument('--loss-weights', default=None,
+    parser.add_argument('--loss-weights', type=loss_weights, default=None,
                         help='JSON of loss weights, replacing the stage defaults; keys: '
                              'intensity, gradient, gradient_deficit, gradient_vector, ssim, '
                              'scd, contrast, visible_lead, lead_edges (daylight-sky terms), '
@@ -67,6 +106,7 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     import torch
 
+    from .guard import check_output_dir, check_output_file
     from ..config import models_dir
     from ..errors import ConfigError, InputError
     from ..eval.datasets import default_data_dir
@@ -76,18 +116,19 @@ def main(args) -> int:
     data_dir = Path(args.data) if args.data else default_data_dir()
     if data_dir is None:
         raise InputError('no data folder: pass --data DIR or set SGDFUSE_DATA')
-    if args.steps < 1 or args.batch < 1 or args.crop < 32 or args.crop % 8:
-        raise ConfigError('--steps and --batch must be >= 1, --crop >= 32 and a multiple of 8')
     kind = args.stage.replace('-', '_')
     out = Path(args.out) if args.out else models_dir() / f'{kind}.pt'
     work = Path(args.work) if args.work else Path('outputs') / 'train' / args.stage
+    check_output_file(out, '--out')  # before the data are loaded
+    check_output_dir(work, '--work')
     if args.threads:
         torch.set_num_threads(args.threads)
     device = 'cuda' if args.device in ('auto', 'cuda') and torch.cuda.is_available() else 'cpu'
     torch.manual_seed(args.seed)
     try:
         arch = json.loads(args.arch) if args.arch else None
-        loss_weights = json.loads(args.loss_weights) if args.loss_weights else None
+        weights = (args.loss_weights if isinstance(args.loss_weights, dict)
+                   else json.loads(args.loss_weights) if args.loss_weights else None)
     except json.JSONDecodeError as err:
         raise ConfigError(f'--arch/--loss-weights: not valid JSON ({err})') from None
 
@@ -98,7 +139,7 @@ def main(args) -> int:
     if args.stage == 'first-stage':
         from ..fusion.network import DEFAULT_ARCH
         from ..training.tasks import FirstStageTask
-        task = FirstStageTask(arch or DEFAULT_ARCH, device, loss_weights)
+        task = FirstStageTask(arch or DEFAULT_ARCH, device, weights)
     else:
         from ..fusion.network import load_first_stage
         from ..fusion.refiner import DEFAULT_ARCH
@@ -106,7 +147,7 @@ def main(args) -> int:
         first_path = (Path(args.first_stage) if args.first_stage
                       else models_dir() / 'first_stage.pt')
         first = load_first_stage(first_path, device)
-        task = RefinerTask(arch or DEFAULT_ARCH, first.model, device, loss_weights, seed=args.seed)
+        task = RefinerTask(arch or DEFAULT_ARCH, first.model, device, weights, seed=args.seed)
     command_args = sys.argv[2:] if sys.argv[1:2] == ['train'] else sys.argv[1:]
     command = 'sgdfuse train ' + ' '.join(command_args)
     info = {'data': 'RoadScene train split', 'train_pairs': len(samples),

@@ -26,7 +26,8 @@ from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .metrics import _check_names, fusion_metrics, HEADLINE_METRICS, METRIC_NAMES, read_gray
+from .metrics import (_check_names, frame_metrics, fusion_metrics, HEADLINE_METRICS,
+                      METRIC_NAMES, read_gray)
 from ..errors import InputError
 
 __all__ = ['IMAGE_EXTENSIONS', 'score_folders', 'format_table']
@@ -52,13 +53,16 @@ def _find_image(folder: Path, name: str) -> Optional[Path]:
 
 
 def _list_stems(folder: Path) -> list:
-    stems = []
-    seen = set()
+    files: Dict[str, list] = {}
     for p in sorted(folder.iterdir()):
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and p.stem not in seen:
-            seen.add(p.stem)
-            stems.append(p.stem)
-    return stems
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
+            files.setdefault(p.stem, []).append(p.name)
+    duplicates = {stem: names for stem, names in files.items() if len(names) > 1}
+    if duplicates:
+        names = next(iter(duplicates.values()))
+        raise InputError(f'{folder} holds {len(duplicates)} image name(s) with more than one '
+                         f"file (first: {', '.join(names)}); keep one file per name")
+    return list(files)
 
 
 def _check_dir(path, what: str) -> Path:
@@ -75,6 +79,7 @@ def score_folders(
     names_list: Optional[Iterable[str]] = None,
     *,
     metrics: Sequence[str] = METRIC_NAMES,
+    failures: Optional[Dict[str, str]] = None,
 ) -> Tuple[Dict[str, Dict[str, float]], Dict[str, float]]:
     """
     Score every fused image of a folder against its infrared and visible sources.
@@ -120,15 +125,32 @@ def score_folders(
 
     per_image: Dict[str, Dict[str, float]] = {}
     for stem, (pf, pa, pb) in paths:
-        f, a, b = read_gray(pf), read_gray(pa), read_gray(pb)
-        if not (f.shape == a.shape == b.shape):
-            raise InputError(
-                f'size mismatch for {stem}: fused {f.shape[1]}x{f.shape[0]}, infrared '
-                f'{a.shape[1]}x{a.shape[0]}, visible {b.shape[1]}x{b.shape[0]}'
-            )
-        per_image[stem] = fusion_metrics(f, a, b, metrics)
-    mean = {m: float(np.mean([v[m] for v in per_image.values()])) for m in metrics}
-    return per_image, mean
+        try:
+            f, a, b = read_gray(pf), read_gray(pa), read_gray(pb)
+            if not (f.shape == a.shape == b.shape):
+                raise InputError(
+                    f'size mismatch for {stem}: fused {f.shape[1]}x{f.shape[0]}, infrared '
+                    f'{a.shape[1]}x{a.shape[0]}, visible {b.shape[1]}x{b.shape[0]}'
+                )
+        except InputError as err:
+            if failures is None:
+                raise
+            failures[stem] = str(err)
+            continue
+        if failures is None:
+            per_image[stem] = fusion_metrics(f, a, b, metrics)
+        else:
+            per_image[stem] = frame_metrics(f, a, b, metrics)[0]
+    return per_image, mean_of(per_image, metrics)
+
+
+def mean_of(per_image: Dict[str, Dict[str, float]], metrics: Sequence[str]) -> Dict[str, float]:
+    """Mean of each metric over the images that have it (None where none has)."""
+    out = {}
+    for m in metrics:
+        values = [v[m] for v in per_image.values() if v.get(m) is not None]
+        out[m] = float(np.mean(values)) if values else None
+    return out
 
 
 # --------------------------------------------------------------------------- tables

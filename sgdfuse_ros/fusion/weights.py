@@ -20,6 +20,9 @@ Weights files of the learned stages: a plain state dict plus a small metadata di
 
 Loaded with ``torch.load(..., weights_only=True)``. Anything missing, corrupt or built for
 another architecture is a one-line :class:`ConfigError` naming the file and what was expected.
+The content is checked before anything is built from it: architecture sizes beyond
+:data:`ARCH_LIMITS` (a network that would allocate gigabytes) and non-finite tensors (NaN or
+infinity, which would turn every fused frame into noise) are refused the same way.
 """
 
 from __future__ import annotations
@@ -30,6 +33,43 @@ from typing import Callable, Optional
 from ..errors import ConfigError, first_line
 
 FORMAT = 1
+
+#: Largest accepted value of each architecture size (channels, levels, blocks, steps); any
+#: other integer of an ``arch`` is held to ``ARCH_DEFAULT_LIMIT``. The shipped weights use
+#: channels <= 32, 4 levels, 2 blocks, T = 1000.
+ARCH_LIMITS = {'c1': 1024, 'c2': 1024, 'levels': 10, 'blocks': 32, 'temb': 1024,
+               'T': 100000, 't_start': 100000}
+ARCH_DEFAULT_LIMIT = 100000
+
+
+def check_arch(arch, kind: str, path) -> dict:
+    """Refuse (one line) an architecture whose sizes are not sane, before anything is built."""
+    import math
+    if not isinstance(arch, dict):
+        raise ConfigError(f'{kind} weights {path}: arch is {type(arch).__name__}, expected a dict')
+    for key, value in arch.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        limit = ARCH_LIMITS.get(key, ARCH_DEFAULT_LIMIT)
+        if not math.isfinite(value) or value < 0 or value > limit:
+            raise ConfigError(f'{kind} weights {path}: architecture size {key}={value} is '
+                              f'outside 0..{limit}; refusing to build it')
+    return arch
+
+
+def check_tensors(state, kind: str, path) -> None:
+    """Refuse (one line) a state dict holding something else than tensors, or NaN/infinity."""
+    import torch
+    if not isinstance(state, dict):
+        raise ConfigError(f'{kind} weights {path}: state_dict is {type(state).__name__}')
+    for name, tensor in state.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise ConfigError(f'{kind} weights {path}: {name} is a {type(tensor).__name__}, '
+                              f'not a tensor')
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ConfigError(f'{kind} weights {path}: tensor {name} holds {bad} NaN or '
+                              f'infinite value(s) (a diverged training run?)')
 
 
 def save_weights(path, kind: str, arch: dict, model, info: Optional[dict] = None) -> Path:
@@ -65,6 +105,8 @@ def load_weights(path, kind: str, build: Callable[[dict], 'object']):
     if payload.get('format') != FORMAT:
         raise ConfigError(f"{kind} weights {path}: format {payload.get('format')}, "
                           f'expected {FORMAT}')
+    check_arch(payload['arch'], kind, path)
+    check_tensors(payload['state_dict'], kind, path)
     try:
         model = build(dict(payload['arch']))
     except (TypeError, ValueError, KeyError) as err:
