@@ -46,8 +46,15 @@ COMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose refusals are one line (``PROG: error: ...``) and exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f'{self.prog}: error: {message} (see {self.prog} --help)\n')
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog='sgdfuse', description='Thermal + visible fusion (SGDFuse for ROS 2).')
     parser.add_argument('-v', '--verbose', action='store_true', help='log more')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
@@ -66,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, or an option refused at parse time (one line)
+        return int(done.code or 0) if not isinstance(done.code, str) else 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format='%(levelname)s %(name)s: %(message)s')
     if not getattr(args, '_main', None):

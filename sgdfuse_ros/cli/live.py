@@ -99,6 +99,49 @@ def status_line(stats: dict) -> str:
     return ', '.join(parts)
 
 
+class PairingWatch:
+    """
+    Say once, loudly, when both cameras deliver but no pair has formed for ``after_s`` seconds.
+
+    The line gives how far apart the latest thermal and RGB stamps are, against ``sync.slop``:
+    the usual cause is two cameras stamping with unsynchronised clocks. It re-arms once pairs
+    form again.
+    """
+
+    def __init__(self, after_s: float = 5.0, clock=time.monotonic):
+        self.after_s = after_s
+        self.clock = clock
+        self.since = None
+        self.warned = False
+
+    def check(self, stats: dict, last_stamps: dict, slop: float):
+        """Return the warning line the first time the condition has lasted, else None."""
+        inputs = stats['inputs']
+        arriving = all(c['received'] > 0 for c in inputs.values())
+        paired = sum(c['published'] + c['dropped']['busy'] + c['rejected']['pipeline']
+                     for c in inputs.values())
+        if not arriving or paired:
+            self.since = None
+            if paired:
+                self.warned = False
+            return None
+        now = self.clock()
+        if self.since is None:
+            self.since = now
+            return None
+        if self.warned or now - self.since < self.after_s:
+            return None
+        self.warned = True
+        counts = ', '.join(f"{s} {c['received']}" for s, c in inputs.items())
+        stamps = [v for v in (last_stamps or {}).values() if v is not None]
+        gap = (f'the latest thermal and RGB stamps differ by {abs(stamps[0] - stamps[1]):.3f} s'
+               if len(stamps) == 2 else 'the stamps of the two cameras never came within it')
+        return (f'sgdfuse live: WARNING: images arrive ({counts}) but no thermal/RGB pair has '
+                f'formed for {now - self.since:.0f} s: {gap}, sync.slop is {slop:g} s (are the '
+                f'cameras stamping with unsynchronised clocks? fix the stamps or raise '
+                f'sync.slop)')
+
+
 def main(args) -> int:
     import logging
 
@@ -142,16 +185,24 @@ def main(args) -> int:
               f"{transport.resolve_topic_name('rgb/image_raw')} -> "
               f"{transport.resolve_topic_name('fused/image')} (Ctrl-C to stop)", flush=True)
         started = time.monotonic()
+        next_status = started + args.status_period
+        watch = PairingWatch()
         while not stop.is_set():
-            wait = args.status_period if args.status_period > 0 else 1.0
+            wait = 1.0  # the pairing watch looks every second
             if args.duration > 0:
                 wait = min(wait, max(0.0, started + args.duration - time.monotonic()))
             if stop.wait(wait):
                 break
             if args.duration > 0 and time.monotonic() - started >= args.duration:
                 break
-            if args.status_period > 0:
-                print('sgdfuse live: ' + status_line(core.stats()), flush=True)
+            stats = core.stats()
+            warning = watch.check(stats, getattr(core, '_last_stamp', None),
+                                  config['sync.slop'])
+            if warning:
+                print(warning, file=sys.stderr, flush=True)
+            if args.status_period > 0 and time.monotonic() >= next_status:
+                next_status += args.status_period
+                print('sgdfuse live: ' + status_line(stats), flush=True)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -59,6 +59,21 @@ def _bad(args, capsys):
     return err
 
 
+def _failed_pair(sample, out, capsys):
+    """Evaluate with one bad pair: exit 0, the other pairs fused, the bad one's reason."""
+    code = main(['evaluate', '--ir', str(sample / 'ir'), '--vis', str(sample / 'vis'), '--out',
+                 str(out), '--quiet', *CLASSICAL])
+    capsys.readouterr()
+    assert code == 0
+    report = json.loads((out / 'metrics.json').read_text())
+    assert (report['pairs'], report['fused'], report['failed']) == (3, 2, 1)
+    assert sorted(p.name for p in (out / 'fused').iterdir()) == ['sample_000.png',
+                                                                 'sample_001.png']
+    reason = report['failures']['extra']
+    assert len(reason.splitlines()) == 1
+    return reason
+
+
 def test_evaluate_bad_inputs(tmp_path, capsys):
     sample = tmp_path / 's'
     write_sample(sample, n=2, size=(96, 64))
@@ -68,13 +83,12 @@ def test_evaluate_bad_inputs(tmp_path, capsys):
     (sample / 'ir' / 'extra.png').write_bytes((sample / 'ir' / 'sample_000.png').read_bytes())
     assert 'unpaired' in _bad(['--ir', str(sample / 'ir'), '--vis', str(sample / 'vis'), *out],
                               capsys)
+    # a pair that cannot be read or fused costs only itself (issue #14, rule 1)
     (sample / 'vis' / 'extra.png').write_bytes(b'this is not a png')
-    assert 'cannot read image' in _bad(['--ir', str(sample / 'ir'), '--vis',
-                                        str(sample / 'vis'), *out], capsys)
+    assert 'cannot decode' in _failed_pair(sample, tmp_path / 'o', capsys)
     big = cv2.imread(str(sample / 'vis' / 'sample_000.png'))
     cv2.imwrite(str(sample / 'vis' / 'extra.png'), cv2.resize(big, (100, 70)))
-    assert 'differ in size' in _bad(['--ir', str(sample / 'ir'), '--vis', str(sample / 'vis'),
-                                     *out], capsys)
+    assert 'differ in size' in _failed_pair(sample, tmp_path / 'o', capsys)
     assert "no list 'val'" in _bad(['--data', str(sample), '--subset', 'val', *out], capsys)
     assert 'unknown parameter' in _bad(['--data', str(sample), '--set', 'foo=1', *out], capsys)
 
