@@ -373,7 +373,7 @@ def main(args) -> int:
         raise InputError(f"{report['write_error']}; {done}")
     if report['interrupted']:
         raise stop.interrupted(done)
-    if report['failed'] and not args.quiet:
+    if report['failed']:  # said even with --quiet (not progress: work that was not done)
         first = next(iter(report['failures'].items()))
         print(f"evaluate: {report['failed']} pair(s) failed (first: {first[0]}: {first[1]}); "
               f'see report.md', file=sys.stderr)

@@ -155,11 +155,11 @@ def thermal_message(thermal, encoding: str, rng, header, name: str):
     from ..node import messages as m
     if thermal.dtype == np.uint16:
         if encoding != 'mono16':
-            raise InputError(f'{name}: the thermal source is 16-bit; --thermal-encoding '
+            raise InputError(f'the thermal source is 16-bit; --thermal-encoding '
                              f'{encoding} would lose its values (use mono16)')
         return m.image_msg(np.ascontiguousarray(thermal), header, 'mono16')  # value for value
     if thermal.dtype != np.uint8:
-        raise InputError(f'{name}: thermal source of type {thermal.dtype} (8- or 16-bit '
+        raise InputError(f'thermal source of type {thermal.dtype} (8- or 16-bit '
                          f'unsigned images only)')
     if encoding == 'mono16':
         return m.image_msg(raw_counts(thermal, rng), header, 'mono16')
@@ -178,7 +178,7 @@ def main(args) -> int:
     from ..parameters import defaults
 
     check_arguments(args)
-    check_output_dir(Path(args.out).parent, '--out')
+    check_output_dir(args.out, '--out')
     pairs = source_pairs(args)
     prepare_output(args.out, args.overwrite)
     max_pixels = defaults()['limits.max_input_pixels']
@@ -212,7 +212,7 @@ def main(args) -> int:
                 if stop.requested or write_error:
                     break
                 try:
-                    thermal, visible, _, _ = load_pair(pair, max_pixels)
+                    thermal, visible, _, _ = load_pair(pair, max_pixels, for_scoring=False)
                     if thermal.shape[:2] != visible.shape[:2]:
                         raise InputError(f'thermal {thermal.shape[1]}x{thermal.shape[0]} and '
                                          f'visible {visible.shape[1]}x{visible.shape[0]} '
@@ -251,13 +251,15 @@ def main(args) -> int:
                     break
                 frame += 1
                 bar.update()
+        if not bag.messages and not write_error:
+            bag.abort()  # an empty bag would only block the next run
         bar.done(f'{frame} pairs -> {Path(args.out)}')
     written = (f'{Path(args.out)} holds {frame} frames ({bag.messages} messages, closed)'
                if bag.messages else f'nothing was written to {Path(args.out)}')
     if write_error:
         close = f'; closing the bag failed too ({close_error})' if close_error else ''
         raise InputError(f'{write_error}; {written}{close}')
-    if skipped and not args.quiet:
+    if skipped and frame:  # said even with --quiet: work that was not done
         first = next(iter(skipped.items()))
         print(f'make-bag: skipped {len(skipped)} pair(s) that cannot be written faithfully '
               f'(first: {first[0]}: {first[1]})', file=sys.stderr)

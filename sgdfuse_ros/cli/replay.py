@@ -106,7 +106,8 @@ def main(args) -> int:
     if in_path.exists() and out_path.exists() and in_path.resolve() == out_path.resolve():
         raise InputError('--out must not be the input bag')
     report_dir = Path(args.report) if args.report else default_report_dir(out_path)
-    check_output_dir(out_path.parent, '--out', ())  # writable place, before any work
+    if not out_path.exists():
+        check_output_dir(out_path, '--out')  # a writable place, before any work
     check_output_dir(report_dir, '--report' if args.report else '--out (its report folder)')
 
     def say(text: str) -> None:

@@ -201,19 +201,19 @@ def read_image_file(path: Path, max_pixels: int = 0) -> ImageFile:
     return ImageFile(path, np.frombuffer(data, np.uint8))
 
 
-def load_pair(pair: Pair, max_pixels: int = 0) -> tuple:
+def load_pair(pair: Pair, max_pixels: int = 0, for_scoring: bool = True) -> tuple:
     """
     ``(thermal, visible, thermal_colour, visible_colour)`` from one reading of each file.
 
     ``thermal`` and ``visible`` are what :func:`read_pair` gives (the fusion's inputs);
     ``*_colour`` are the same bytes decoded as the reference evaluator reads a file
-    (``IMREAD_COLOR``), for scoring.
+    (``IMREAD_COLOR``), for scoring (None without ``for_scoring``).
     """
     ir_file = read_image_file(pair.thermal, max_pixels)
     vis_file = read_image_file(pair.visible, max_pixels)
     thermal = ir_file.decode(cv2.IMREAD_UNCHANGED)
     if thermal.ndim == 3:
         thermal = cv2.cvtColor(thermal[..., :3], cv2.COLOR_BGR2GRAY)
-    thermal_colour = ir_file.decode(cv2.IMREAD_COLOR)
+    thermal_colour = ir_file.decode(cv2.IMREAD_COLOR) if for_scoring else None
     visible = vis_file.decode(cv2.IMREAD_COLOR)
-    return thermal, visible, thermal_colour, visible
+    return thermal, visible, thermal_colour, visible if for_scoring else None
