@@ -134,6 +134,11 @@ class BagWriter:
         except Exception as err:
             self._writer = None
             raise InputError(f'cannot create bag {self.path}: {first_line(err)}') from None
+        conn = self._connection()
+        if conn is not None:
+            # commits at every frame (checkpoint) without an fsync each: they survive the
+            # process (a signal, a full disk), and the bag is fsynced when it is closed
+            conn.execute('PRAGMA synchronous=OFF')
         self._snapshot()
         return self
 
@@ -226,6 +231,9 @@ class BagWriter:
     def close(self) -> None:
         if self._writer is not None:
             writer, self._writer = self._writer, None
+            conn = getattr(getattr(writer, 'storage', None), 'conn', None)
+            if conn is not None:
+                conn.execute('PRAGMA synchronous=FULL')
             writer.close()
 
     def abort(self) -> None:

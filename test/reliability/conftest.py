@@ -38,7 +38,7 @@ def _unmount(target):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """Make fresh tmpfs folders of a given size: ``small_disk('600k')``."""
+    """Make fresh tmpfs folders of a given size (a factory: call it with '600k')."""
     mounted = []
 
     def make(size: str):
