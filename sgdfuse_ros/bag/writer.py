@@ -232,7 +232,8 @@ class BagWriter:
         if self._writer is not None:
             writer, self._writer = self._writer, None
             conn = getattr(getattr(writer, 'storage', None), 'conn', None)
-            if conn is not None:
+            if conn is not None:  # the closing commit is fsynced
+                conn.commit()
                 conn.execute('PRAGMA synchronous=FULL')
             writer.close()
 

@@ -13,11 +13,11 @@
 # limitations under the License.
 
 """
-Issue #14, rule 3: a full disk (a real one: a small tmpfs) costs one line, exit 2, and nothing
-already written.
+Issue #14, rule 3: a full disk costs one line, exit 2, and nothing already written.
 
-The tmpfs needs root and CAP_SYS_ADMIN; where mounting is not allowed the tests skip, saying
-so (the injected-ENOSPC test of ``evaluate`` in test_reliability_commands.py runs everywhere).
+The disk is a real one, a small tmpfs, which needs root and CAP_SYS_ADMIN; where mounting is
+not allowed the tests skip, saying so (the injected-ENOSPC test of ``evaluate`` in
+test_reliability_commands.py runs everywhere).
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ def no_journal(path: Path) -> None:
 
 @pytest.fixture(scope='module')
 def pairs(tmp_path_factory):
-    """Four 160x120 pairs repeated as 240 files (cheap copies): a run that lasts."""
+    """Write four 160x120 pairs, repeated as 240 files (cheap copies): a run that lasts."""
     root = tmp_path_factory.mktemp('pairs')
     ir, vis = write_sample(root / 'base', n=4, size=(160, 120))
     for folder, source in (('ir', Path(ir)), ('vis', Path(vis))):
@@ -123,7 +123,7 @@ def pairs(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def long_bag(pairs, tmp_path_factory):
-    """A bag of 400 frames of 160x120 (4 pairs, 100 passes)."""
+    """Make a bag of 400 frames of 160x120 (4 pairs, 100 passes)."""
     bag = tmp_path_factory.mktemp('bags') / 'long'
     assert cli(['make-bag', '--ir', str(pairs[2]), '--vis', str(pairs[3]), '--out', str(bag),
                 '--repeat', '100', '--quiet']) == 0
