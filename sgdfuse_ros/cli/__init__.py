@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     if not getattr(args, '_main', None):
         parser.print_help()
         return 2
-    from .guard import Interrupted, is_write_failure, write_failure
+    from .guard import Interrupted, os_error_line
     try:
         return int(args._main(args) or 0)
     except SgdfuseError as err:
@@ -91,11 +91,10 @@ def main(argv=None) -> int:
     except Interrupted as err:
         print(f'sgdfuse {args.command}: {err}', file=sys.stderr)
         return err.status
-    except OSError as err:
-        if not is_write_failure(err) or err.filename is None:
+    except OSError as err:  # a file the command reads or writes, named with the reason
+        if err.filename is None:
             raise
-        print(f'sgdfuse {args.command}: error: {write_failure(err, err.filename)}',
-              file=sys.stderr)
+        print(f'sgdfuse {args.command}: error: {os_error_line(err)}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f'sgdfuse {args.command}: interrupted', file=sys.stderr)

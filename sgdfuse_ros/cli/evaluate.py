@@ -132,7 +132,7 @@ def prepare_out(out: Path) -> Optional[str]:
     import shutil
 
     note = None
-    if (out / MARKER).is_file():
+    if (out / MARKER).is_file() or _earlier_run(out):
         for name in OUTPUT_DIRS:
             if (out / name).is_dir():
                 shutil.rmtree(out / name)
@@ -148,6 +148,16 @@ def prepare_out(out: Path) -> Optional[str]:
     (out / MARKER).write_text('written by sgdfuse evaluate; a re-run replaces the fused/, '
                               'registered_sources/, metrics and report of this folder\n')
     return note
+
+
+def _earlier_run(out: Path) -> bool:
+    """Tell a run of a version without the marker: its metrics.json, report.md and fused/."""
+    try:
+        report = json.loads((out / 'metrics.json').read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(report, dict) and {'label', 'pairs', 'timings_ms'} <= set(report)
+            and (out / 'report.md').is_file() and (out / 'fused').is_dir())
 
 
 def _png(image: np.ndarray) -> bytes:

@@ -172,6 +172,17 @@ def write_failure(err: BaseException, what) -> str:
     return f'cannot write {what}: {reason}'
 
 
+def os_error_line(err: OSError) -> str:
+    """One line for an OSError naming a file: a failed write as such, anything else as is."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
+        return write_failure(err, err.filename)
+    code = errno.errorcode.get(err.errno, '')
+    reason = err.strerror or first_line(err)
+    if err.strerror and code:
+        reason = f'{err.strerror} ({code})'
+    return f'{err.filename}: {reason}'
+
+
 def write_bytes(path: Path, data: bytes) -> None:
     """Write a whole file or nothing: a temporary file beside it, then a rename."""
     path = Path(path)
