@@ -142,6 +142,14 @@ class PairingWatch:
                 f'sync.slop)')
 
 
+def newest_stamps(core) -> dict:
+    """Return the newest thermal and RGB stamps the node's synchroniser saw (None: unknown)."""
+    newest = getattr(getattr(core, 'sync', None), '_newest', None)
+    if not isinstance(newest, (list, tuple)) or len(newest) != 2:
+        return {}
+    return {'thermal': newest[0], 'rgb': newest[1]}
+
+
 def main(args) -> int:
     import logging
 
@@ -196,8 +204,7 @@ def main(args) -> int:
             if args.duration > 0 and time.monotonic() - started >= args.duration:
                 break
             stats = core.stats()
-            warning = watch.check(stats, getattr(core, '_last_stamp', None),
-                                  config['sync.slop'])
+            warning = watch.check(stats, newest_stamps(core), config['sync.slop'])
             if warning:
                 print(warning, file=sys.stderr, flush=True)
             if args.status_period > 0 and time.monotonic() >= next_status:

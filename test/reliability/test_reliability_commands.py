@@ -33,7 +33,7 @@ import pytest
 from sgdfuse_ros.cli import guard
 from sgdfuse_ros.cli import main as cli
 from sgdfuse_ros.cli.evaluate import run_evaluation
-from sgdfuse_ros.cli.live import PairingWatch
+from sgdfuse_ros.cli.live import newest_stamps, PairingWatch
 from sgdfuse_ros.config import load_config
 from sgdfuse_ros.errors import ConfigError
 from sgdfuse_ros.eval.datasets import list_pairs
@@ -458,7 +458,7 @@ def test_live_warns_once_loudly_when_no_pair_forms_and_says_by_how_much():
         t.publish('thermal/image_raw', image(thermal, 1000.0 + i / 10, 'mono16'))
         t.publish('rgb/image_raw', image(visible, i / 10, 'bgr8'))
         clock.advance(0.1)
-        line = watch.check(balanced(core), core._last_stamp, 0.05)
+        line = watch.check(balanced(core), newest_stamps(core), 0.05)
         if line:
             lines.append(line)
     assert len(lines) == 1, lines
@@ -469,7 +469,7 @@ def test_live_warns_once_loudly_when_no_pair_forms_and_says_by_how_much():
         t.publish('thermal/image_raw', image(thermal, 2000.0 + i / 10, 'mono16'))
         t.publish('rgb/image_raw', image(visible, 2000.0 + i / 10, 'bgr8'))
         clock.advance(0.1)
-        assert watch.check(balanced(core), core._last_stamp, 0.05) is None
+        assert watch.check(balanced(core), newest_stamps(core), 0.05) is None
     assert not watch.warned
     core.shutdown()
 
