@@ -45,7 +45,7 @@ from pathlib import Path
 import shutil
 from typing import Dict, Optional, Sequence
 
-from ..errors import first_line, InputError
+from ..errors import error_line, InputError
 from ..node.messages import serialize, typestore
 
 STORAGES = ('sqlite3', 'mcap')
@@ -133,7 +133,7 @@ class BagWriter:
             self._writer.open()
         except Exception as err:
             self._writer = None
-            raise InputError(f'cannot create bag {self.path}: {first_line(err)}') from None
+            raise InputError(f'cannot create bag {self.path}: {error_line(err, 160)}') from None
         conn = self._connection()
         if conn is not None:
             # commits at every frame (checkpoint) without an fsync each: they survive the
@@ -198,7 +198,7 @@ class BagWriter:
                 writer.abort()
             except Exception:  # noqa: B902
                 pass
-            return first_line(err)
+            return error_line(err, 160)
         return None
 
     def add_topic(self, topic: str, msgtype: str, qos: Optional[Sequence] = None) -> None:

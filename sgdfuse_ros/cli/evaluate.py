@@ -180,7 +180,7 @@ def run_evaluation(pairs: List[Pair], out: Path, config: dict, label: str = 'sgd
     ``write_error``; a signal (``stop.requested``) stops it at the next pair. The report always
     balances: ``pairs = fused + failed + not_reached``.
     """
-    from ..errors import first_line, SgdfuseError
+    from ..errors import error_line, SgdfuseError
     from ..eval.datasets import load_pair
     from ..eval.metrics import frame_metrics, METRIC_NAMES, to_gray
     from ..pipeline.fusion_pipeline import FusionPipeline
@@ -222,7 +222,7 @@ def run_evaluation(pairs: List[Pair], out: Path, config: dict, label: str = 'sgd
                 _progress(progress, index, total)
                 continue
             except Exception as err:  # noqa: B902 - a stage's bug costs this pair only
-                failed[pair.name] = first_line(err)
+                failed[pair.name] = error_line(err, 160)
                 _progress(progress, index, total)
                 continue
             ir_gray, vis_gray = to_gray(ir_colour), to_gray(vis_colour)

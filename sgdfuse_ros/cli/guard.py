@@ -40,7 +40,7 @@ import tempfile
 import threading
 from typing import Optional, Sequence
 
-from ..errors import first_line, InputError
+from ..errors import error_line, InputError
 
 SIGNAL_NAMES = {signal.SIGINT: 'SIGINT', signal.SIGTERM: 'SIGTERM'}
 
@@ -114,7 +114,7 @@ def _check_writable_folder(folder: Path, option: str, target: Path) -> None:
             pass
     except OSError as err:
         raise InputError(f'{option} {target}: cannot write in {folder} '
-                         f'({err.strerror or first_line(err)})') from None
+                         f'({err.strerror or error_line(err, 160)})') from None
 
 
 def check_output_dir(path, option: str = '--out', children: Sequence[str] = ()) -> Path:
@@ -168,7 +168,7 @@ def write_failure(err: BaseException, what) -> str:
         code = errno.errorcode.get(err.errno, '')
         reason = f'{err.strerror} ({code})' if code else err.strerror
     else:
-        reason = first_line(err)
+        reason = error_line(err, 160)
     return f'cannot write {what}: {reason}'
 
 
@@ -177,7 +177,7 @@ def os_error_line(err: OSError) -> str:
     if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
         return write_failure(err, err.filename)
     code = errno.errorcode.get(err.errno, '')
-    reason = err.strerror or first_line(err)
+    reason = err.strerror or error_line(err, 160)
     if err.strerror and code:
         reason = f'{err.strerror} ({code})'
     return f'{err.filename}: {reason}'

@@ -460,7 +460,7 @@ def frame_metrics(fused, ir, vis, names: Sequence[str] = METRIC_NAMES
     ``missing``; the others are computed as :func:`fusion_metrics` computes them. Never raises
     for the frame's content, so one odd frame never ends a run.
     """
-    from ..errors import first_line
+    from ..errors import error_line
 
     names = _check_names(names)
     values: Dict[str, Optional[float]] = dict.fromkeys(names)
@@ -473,7 +473,7 @@ def frame_metrics(fused, ir, vis, names: Sequence[str] = METRIC_NAMES
             raise InputError(f'image sizes differ: fused {f.shape}, infrared {a.shape}, '
                              f'visible {b.shape}')
     except Exception as err:  # noqa: B902 - the frame is unscorable, the run goes on
-        reason = str(err) if isinstance(err, InputError) else first_line(err)
+        reason = str(err) if isinstance(err, InputError) else error_line(err, 160)
         return values, dict.fromkeys(names, reason)
     scorer = _Scorer(f, a, b)
     with np.errstate(divide='ignore', invalid='ignore'):
@@ -481,5 +481,5 @@ def frame_metrics(fused, ir, vis, names: Sequence[str] = METRIC_NAMES
             try:
                 values[name] = float(getattr(scorer, name)())
             except Exception as err:  # noqa: B902
-                missing[name] = str(err) if isinstance(err, InputError) else first_line(err)
+                missing[name] = str(err) if isinstance(err, InputError) else error_line(err, 160)
     return values, missing
