@@ -47,6 +47,11 @@ class Sample:
     visible_bgr: np.ndarray
 
 
+#: every N-th train pair is held out for validation, per data set (RoadScene: 12 of 171 pairs;
+#: MSRS: 109 of 1,083)
+VAL_EVERY = {'roadscene': 14, 'msrs': 10}
+
+
 def split_train_names(data_dir, val_every: int = 14) -> tuple:
     """(training names, validation names) from split.json's TRAIN list only."""
     names = [p.name for p in dataset_pairs(data_dir, 'train')]

@@ -1,0 +1,152 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Target preservation on MSRS, measured with the human-annotated boxes (not with our own prior).
+
+For every labelled person/car box (``labels/infrared/<split>/``) that the thermal image shows warm
+(box mean >= 10 grey levels above a 4-pixel ring around it), the fused box-vs-ring contrast
+divided by the thermal one (``sgdfuse_ros.eval.target_boxes``); per row the median and the share
+of boxes kept at >= 0.95, over all boxes and for night (``N``) and day (``D``) frames. The fused
+image is the pipeline's colour output read as gray, as the metrics read it.
+
+Rows: the Laplacian baseline, the default (thermal fallback prior, K = 2), the default at K = 0,
+the no-prior ablation (``prior.source: none``), and the SAM path given SAM-like masks drawn from
+the labelled boxes (``sgdfuse_ros.training.masks``: the same format SAM's merge produces);
+``--prev DIR`` adds the weights in DIR (first_stage.pt, refiner.pt) with and without prior.
+
+    python benchmarks/target_contrast.py --data ../shared/data/msrs128 --subset test \
+        [--prev /work/prev_weights] [--set first_stage.weights=W.pt ...] [--tag NAME]
+
+``--subset val`` scores the held-out MSRS TRAIN pairs the training selects on (never test).
+Writes ``benchmarks/results/target_contrast_<subset>[_<tag>].{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+import sys
+import time
+
+import numpy as np
+from sgdfuse_ros.cli.evaluate import EVAL_OVERRIDES
+from sgdfuse_ros.config import load_config, parse_override
+from sgdfuse_ros.eval.datasets import dataset_pairs, read_pair
+from sgdfuse_ros.eval.metrics import to_gray
+from sgdfuse_ros.eval.target_boxes import (contrast_ratios, label_file, read_boxes, summarise,
+                                           warm_boxes)
+from sgdfuse_ros.training.data import split_train_names, VAL_EVERY
+from sgdfuse_ros.training.masks import synthetic_sam_prior
+
+ROWS = {
+    'Laplacian baseline': ({'first_stage.type': 'laplacian', 'refiner.steps': 0}, None),
+    'default (thermal prior, K=2)': ({}, None),
+    'default, K=0': ({'refiner.steps': 0}, None),
+    'no prior (prior.source: none)': ({'prior.source': 'none'}, None),
+    'SAM-like masks from the boxes (K=2)': ({}, 'boxes'),
+}
+
+
+def fuse_rows(pairs, label_dir_subset, data, rows, common):
+    """{row: {pair name: [ratio per warm box]}} and the warm boxes per pair."""
+    from sgdfuse_ros.pipeline.fusion_pipeline import FusionPipeline
+    loaded = []
+    for pair in pairs:
+        thermal, visible = read_pair(pair)
+        boxes = read_boxes(label_file(data, label_dir_subset, pair.name), thermal.shape)
+        warm = warm_boxes(thermal, boxes)
+        loaded.append((pair, thermal, visible, boxes, warm))
+    out, seconds = {}, {}
+    for label, (overrides, prior_mode) in rows.items():
+        base = {} if overrides.get('first_stage.type') == 'laplacian' else common
+        config = load_config(overrides=dict(EVAL_OVERRIDES, **base, **overrides))
+        started = time.perf_counter()
+        ratios = {}
+        with FusionPipeline(config) as pipeline:
+            for pair, thermal, visible, boxes, warm in loaded:
+                prior = None
+                if prior_mode == 'boxes':
+                    prior = synthetic_sam_prior(thermal.astype(np.float32) / 255.0, boxes)
+                result = pipeline.process(thermal, visible, prior=prior)
+                ratios[pair.name] = contrast_ratios(to_gray(result.fused_bgr), warm)
+        out[label] = ratios
+        seconds[label] = time.perf_counter() - started
+        print(f'{label}: {time.perf_counter() - started:.1f} s', file=sys.stderr)
+    return out, seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
+    parser.add_argument('--data', type=Path, required=True, help='the msrs128 folder')
+    parser.add_argument('--subset', default='val', choices=('val', 'test'))
+    parser.add_argument('--prev', type=Path, default=None,
+                        help='folder with the previous first_stage.pt and refiner.pt')
+    parser.add_argument('--set', dest='overrides', action='append', default=[],
+                        metavar='NAME=VALUE', help='override for every network row')
+    parser.add_argument('--only', action='append', default=[],
+                        help='only rows whose label starts with this (repeatable)')
+    parser.add_argument('--tag', default='', help='suffix of the results files')
+    args = parser.parse_args()
+    if not (args.data / 'labels' / 'infrared').is_dir():
+        print(f'target_contrast: error: {args.data} has no labels/infrared', file=sys.stderr)
+        return 2
+    if args.subset == 'test':
+        pairs = dataset_pairs(args.data, 'test')
+        label_subset = 'test'
+    else:
+        wanted = set(split_train_names(args.data, VAL_EVERY['msrs'])[1])
+        pairs = [p for p in dataset_pairs(args.data, 'train') if p.name in wanted]
+        label_subset = 'train'
+    common = dict(parse_override(text) for text in args.overrides)
+    rows = dict(ROWS)
+    if args.prev is not None:
+        prev = {'first_stage.weights': str(args.prev / 'first_stage.pt'),
+                'refiner.weights': str(args.prev / 'refiner.pt')}
+        rows['previous weights (K=2)'] = (prev, None)
+        rows['previous weights, no prior'] = (dict(prev, **{'prior.source': 'none'}), None)
+    if args.only:
+        rows = {k: v for k, v in rows.items() if any(k.startswith(o) for o in args.only)}
+    ratios, seconds = fuse_rows(pairs, label_subset, args.data, rows, common)
+    summary = {label: summarise(r) for label, r in ratios.items()}
+    n = next(iter(summary.values()))['all']['boxes']
+    lines = [f'# Target contrast kept, MSRS {args.subset} ({len(pairs)} pairs, {n} warm '
+             'person/car boxes)', '',
+             'Fused box-vs-ring contrast / thermal box-vs-ring contrast per warm labelled box '
+             '(`sgdfuse_ros.eval.target_boxes`); median, and share of boxes >= 0.95.', '',
+             '| row | median | night | day | kept >= 0.95 | night | day |',
+             '|---|---:|---:|---:|---:|---:|---:|']
+    for label, s in summary.items():
+        lines.append(f"| {label} | {s['all']['median']:.3f} | {s['night']['median']:.3f} | "
+                     f"{s['day']['median']:.3f} | {100 * s['all']['kept']:.0f} % | "
+                     f"{100 * s['night']['kept']:.0f} % | {100 * s['day']['kept']:.0f} % |")
+    first = next(iter(summary.values()))
+    lines += ['', f"Boxes: {first['night']['boxes']} night, {first['day']['boxes']} day."]
+    if common:
+        lines += ['', 'Network rows with: ' + ', '.join(f'`{k}={v}`' for k, v in common.items())]
+    text = '\n'.join(lines) + '\n'
+    print(text)
+    name = f'target_contrast_{args.subset}' + (f'_{args.tag}' if args.tag else '')
+    out = Path(__file__).parent / 'results' / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix('.md').write_text(text)
+    out.with_suffix('.json').write_text(json.dumps(
+        {'summary': summary, 'ratios': ratios, 'seconds': seconds, 'overrides': common,
+         'command': ' '.join(['python'] + sys.argv)}, indent=1))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
