@@ -52,7 +52,10 @@ CONFIGS = {
     'ours: + refiner K=4': {'first_stage.type': 'network', 'refiner.steps': 4},
     'ours: first stage, no prior (ablation)': {'first_stage.type': 'network', 'refiner.steps': 0,
                                                'prior.source': 'none'},
+    'ours: default, no prior (ablation, K=2)': {'first_stage.type': 'network',
+                                                'refiner.steps': 2, 'prior.source': 'none'},
 }
+PREV_ROW = 'previous weights (RoadScene only, K=2)'
 
 
 def wins(ours: dict, other: dict) -> tuple:
@@ -69,20 +72,30 @@ def main() -> int:
     parser.add_argument('--default-row', default=None,
                         help="row that is 'ours (default configuration)' (default: the one "
                              'matching config/fusion.yaml)')
+    parser.add_argument('--prev', type=Path, default=None,
+                        help='folder with the previous first_stage.pt and refiner.pt (a row)')
+    parser.add_argument('--threads', type=int, default=1, help='torch CPU threads')
     parser.add_argument('--results', type=Path,
                         default=Path(__file__).parent / 'results' / 'quality_roadscene')
     args = parser.parse_args()
     if args.data is None:
         sys.exit('quality_roadscene: error: give --data or set SGDFUSE_DATA')
+    import torch
+    torch.set_num_threads(max(1, args.threads))
     pairs = dataset_pairs(args.data, 'test')
     defaults = load_config()
     rows, timing, per_image = {}, {}, {}
     default_row = args.default_row
-    for label, overrides in CONFIGS.items():
+    configs = dict(CONFIGS)
+    if args.prev is not None:
+        configs[PREV_ROW] = {'first_stage.type': 'network', 'refiner.steps': 2,
+                             'first_stage.weights': str(args.prev / 'first_stage.pt'),
+                             'refiner.weights': str(args.prev / 'refiner.pt')}
+    for label, overrides in configs.items():
         config = load_config(overrides=dict(EVAL_OVERRIDES, **overrides))
         if default_row is None and all(defaults[k] == v for k, v in overrides.items()
                                        if k in ('first_stage.type', 'refiner.steps')) \
-                and 'prior.source' not in overrides:
+                and 'prior.source' not in overrides and 'first_stage.weights' not in overrides:
             default_row = label
         started = time.perf_counter()
         report = run_evaluation(pairs, args.out / label.replace(' ', '_').replace(':', '')
@@ -148,7 +161,7 @@ def main() -> int:
     args.results.with_suffix('.json').write_text(json.dumps(
         {'rows': rows, 'default_row': default_row, 'wins': comparisons,
          'refiner': refiner_checks, 'timing': timing, 'sky_split': split,
-         'command': 'python benchmarks/quality_roadscene.py --data DATA'}, indent=1))
+         'command': ' '.join(['python'] + sys.argv)}, indent=1))
     return 0
 
 

@@ -71,6 +71,15 @@ def add_arguments(parser) -> None:
     parser.add_argument('stage', choices=('first-stage', 'refiner'), help='what to train')
     parser.add_argument('--data', default=None, help='RoadScene-layout folder (default: '
                         '$SGDFUSE_DATA or ../shared/data/roadscene)')
+    parser.add_argument('--extra-data', action='append', default=[], metavar='DIR',
+                        help='another data set (same layout; its train split only) mixed in '
+                             'equal shares per batch, e.g. ../shared/data/msrs128 (repeatable)')
+    parser.add_argument('--sam-share', type=float, default=0.3,
+                        help='share of crops with labelled boxes (MSRS) given a SAM-like prior '
+                             'drawn from the boxes instead of the thermal fallback')
+    parser.add_argument('--init', default=None,
+                        help='start from these weights of the same stage (matching tensors; a '
+                             'head with more outputs keeps its new rows at zero)')
     parser.add_argument('--out', default=None, help='weights file to write (default: '
                         'models/first_stage.pt or models/refiner.pt)')
     parser.add_argument('--work', default=None, help='checkpoint + log folder '
@@ -99,7 +108,8 @@ def add_arguments(parser) -> None:
                         help='JSON of loss weights, replacing the stage defaults; keys: '
                              'intensity, gradient, gradient_deficit, gradient_vector, ssim, '
                              'scd, contrast, visible_lead, lead_edges (daylight-sky terms), '
-                             'target_weight, contrast_ratio, denoise (refiner); see '
+                             'target_contrast (warm targets), target_weight, contrast_ratio, '
+                             'denoise (refiner); see '
                              'models/README.md')
 
 
@@ -132,10 +142,16 @@ def main(args) -> int:
     except json.JSONDecodeError as err:
         raise ConfigError(f'--arch/--loss-weights: not valid JSON ({err})') from None
 
-    train_names, val_names = split_train_names(data_dir, args.val_pairs)
-    samples = load_samples(data_dir, train_names)
-    val_samples = load_samples(data_dir, val_names)
-    sampler = CropSampler(samples, args.crop, args.seed)
+    if args.extra_data:
+        samples, val_samples, sampler = mixed_data([data_dir] + [Path(d) for d in
+                                                                 args.extra_data],
+                                                   args.val_pairs, args.crop, args.seed,
+                                                   args.sam_share)
+    else:
+        train_names, val_names = split_train_names(data_dir, args.val_pairs)
+        samples = load_samples(data_dir, train_names)
+        val_samples = load_samples(data_dir, val_names)
+        sampler = CropSampler(samples, args.crop, args.seed)
     if args.stage == 'first-stage':
         from ..fusion.network import DEFAULT_ARCH
         from ..training.tasks import FirstStageTask
@@ -148,9 +164,12 @@ def main(args) -> int:
                       else models_dir() / 'first_stage.pt')
         first = load_first_stage(first_path, device)
         task = RefinerTask(arch or DEFAULT_ARCH, first.model, device, weights, seed=args.seed)
+    if args.init:
+        init_from(task.model, Path(args.init), task.kind)
     command_args = sys.argv[2:] if sys.argv[1:2] == ['train'] else sys.argv[1:]
     command = 'sgdfuse train ' + ' '.join(command_args)
-    info = {'data': 'RoadScene train split', 'train_pairs': len(samples),
+    data_names = ', '.join(Path(d).name for d in [data_dir] + list(args.extra_data))
+    info = {'data': f'train splits of {data_names}', 'train_pairs': len(samples),
             'val_pairs': len(val_samples), 'crop': args.crop, 'batch': args.batch,
             'lr': args.lr, 'seed': args.seed, 'device': device, 'command': command.strip()}
     print(f'training {args.stage} on {len(samples)} train pairs ({len(val_samples)} held out '
@@ -163,5 +182,50 @@ def main(args) -> int:
           f"best validation score {summary['best_score']:+.4f}", file=sys.stderr)
     if summary['best_metrics']:
         print('validation (held-out train pairs): ' + ' '.join(
-            f'{k}={v:.3f}' for k, v in summary['best_metrics'].items()), file=sys.stderr)
+            f'{k}={v:.3f}' for k, v in summary['best_metrics'].items()
+            if isinstance(v, float)), file=sys.stderr)
+        if 'targets' in summary['best_metrics']:
+            print('target contrast kept (median; all, night, day): ' + ' '.join(
+                f'{v:.3f}' for v in summary['best_metrics']['targets'].values()),
+                file=sys.stderr)
     return 0
+
+
+def mixed_data(data_dirs, val_pairs: int, crop: int, seed: int, sam_share: float):
+    """Train samples, validation samples and a mixed sampler over several data sets."""
+    from ..training.data import (attach_boxes, load_samples, MixedCropSampler,
+                                 split_train_names, VAL_EVERY)
+    groups, val_samples = [], []
+    for data_dir in data_dirs:
+        group = 'msrs' if (Path(data_dir) / 'labels').is_dir() else Path(data_dir).name
+        every = VAL_EVERY.get(group, val_pairs) if val_pairs == 14 else val_pairs
+        train_names, val_names = split_train_names(data_dir, every)
+        groups.append(attach_boxes(load_samples(data_dir, train_names), data_dir, group))
+        val_samples += attach_boxes(load_samples(data_dir, val_names), data_dir, group)
+    sampler = MixedCropSampler(groups, crop, seed, sam_share=sam_share)
+    return [s for g in groups for s in g], val_samples, sampler
+
+
+def init_from(model, path: Path, kind: str) -> None:
+    """Copy matching tensors of a weights file into ``model`` (a larger head keeps new rows)."""
+    import torch
+
+    from ..errors import ConfigError
+    try:
+        payload = torch.load(path, map_location='cpu', weights_only=True)
+        state = payload['state_dict'] if payload.get('kind') == kind else None
+    except Exception as err:
+        raise ConfigError(f'--init {path}: cannot read ({type(err).__name__})') from None
+    if state is None:
+        raise ConfigError(f'--init {path}: not a {kind} weights file')
+    own = model.state_dict()
+    for name, value in state.items():
+        if name not in own:
+            continue
+        target = own[name]
+        if target.shape == value.shape:
+            target.copy_(value)
+        elif target.dim() == value.dim() and target.shape[1:] == value.shape[1:] \
+                and target.shape[0] > value.shape[0]:
+            target[:value.shape[0]].copy_(value)
+    model.load_state_dict(own)

@@ -53,7 +53,7 @@ def read_boxes(label_file, shape: Sequence[int], classes: Iterable[int] = TARGET
     if not path.is_file():
         return []
     h, w = int(shape[0]), int(shape[1])
-    wanted = set(int(c) for c in classes)
+    wanted = {int(c) for c in classes}
     out = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         parts = line.split()
@@ -76,7 +76,7 @@ def read_boxes(label_file, shape: Sequence[int], classes: Iterable[int] = TARGET
 
 
 def label_file(data_dir, subset: str, name: str) -> Path:
-    """The infrared-drawn label file of pair ``name`` (stem) in ``subset``."""
+    """Return the infrared-drawn label file of pair ``name`` (stem) in ``subset``."""
     return Path(data_dir) / 'labels' / 'infrared' / subset / f'{name}.txt'
 
 
@@ -94,7 +94,7 @@ def box_and_ring(box: Box, shape: Sequence[int], ring: int = RING):
 
 def warm_boxes(thermal: np.ndarray, boxes: List[Box], ring: int = RING,
                warm: float = WARM_LEVELS) -> List[dict]:
-    """The boxes the thermal image (grey levels 0..255) shows warm, with their masks."""
+    """Return the boxes the thermal image (grey levels 0..255) shows warm, with masks."""
     thermal = np.asarray(thermal, np.float64)
     out = []
     for box in boxes:

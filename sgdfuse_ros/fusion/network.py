@@ -43,6 +43,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .backbone import LowResUNet, pad_to_multiple
 from .tensors import (gaussian_pyramid, image_tensor, prior_tensors, resize_controls,
@@ -51,23 +52,33 @@ from .weights import load_weights
 from ..config import resolve_model_path
 
 KIND = 'first_stage'
-DEFAULT_ARCH = {'levels': 4, 'c1': 16, 'c2': 32, 'blocks': 2, 'fine_vis': True}
+DEFAULT_ARCH = {'levels': 4, 'c1': 16, 'c2': 32, 'blocks': 2, 'fine_vis': True,
+                'target_gate': True}
+
+#: target gate: the offset ``delta`` is averaged over the non-target pixels of 1/8-scale cells
+#: and their 3x3 neighbourhood; cells with less than this share of non-target pixels lean on
+#: their neighbours
+GATE_MIN_SURROUND = 0.05
 
 
 class FirstStageNet(nn.Module):
     """``(ir, vis_y, targets, boundaries)``, each (N, 1, H, W) in [0, 1] -> fused (N, 1, H, W)."""
 
     def __init__(self, levels: int = 4, c1: int = 16, c2: int = 32, blocks: int = 2,
-                 fine_vis: bool = False):
+                 fine_vis: bool = False, target_gate: bool = False):
         super().__init__()
         if not 3 <= int(levels) <= 6:
             raise ValueError('levels must be 3..6')
         self.levels = int(levels)
         self.fine_vis = bool(fine_vis)
+        self.target_gate = bool(target_gate)
         self.arch = {'levels': self.levels, 'c1': int(c1), 'c2': int(c2), 'blocks': int(blocks),
                      'fine_vis': self.fine_vis}
+        if self.target_gate:  # weights without the key load as the network without the gate
+            self.arch['target_gate'] = True
         self.n_detail = self.levels - 1
-        self.net = LowResUNet(4, 4 + 3 * (self.n_detail - 1) + int(self.fine_vis), c1, c2, blocks)
+        self.gate_channel = 4 + 3 * (self.n_detail - 1) + int(self.fine_vis)
+        self.net = LowResUNet(4, self.gate_channel + int(self.target_gate), c1, c2, blocks)
 
     @classmethod
     def from_arch(cls, arch: dict) -> 'FirstStageNet':
@@ -117,7 +128,28 @@ class FirstStageNet(nn.Module):
         fused = up[:, 0:1] + gains[:, 0:1] * torch.where(a.abs() >= b.abs(), a, b)
         if self.fine_vis:
             fused = fused + gains[:, 1:2] * b
+        if self.target_gate:
+            fused = self.gate(fused, sources[:, 0:1], x[:, 2:3], o)
         return fused[..., :h, :w].clamp(0.0, 1.0)
+
+    def gate(self, fused, ir, targets, o):
+        """
+        Inside the prior's targets, move towards the thermal image at the surround's level.
+
+        ``fused + alpha * targets * (ir + delta - fused)``: ``delta`` is the mean of
+        ``fused - ir`` over the non-target pixels around (1/8-scale cells and their 3x3
+        neighbourhood, ~24 px), so a gated target stands out from its fused surround by its
+        thermal contrast; ``alpha = sigmoid(. - 1)`` is a learned control map (1/4 scale).
+        Without a prior (all-zero targets) this is the identity.
+        """
+        keep = 1.0 - targets
+        low = F.avg_pool2d(torch.cat([(fused - ir) * keep, keep], dim=1), 8)
+        low = F.avg_pool2d(F.pad(low, (1, 1, 1, 1), mode='replicate'), 3, stride=1)
+        low = upsample_to(low, ir)
+        delta = low[:, 0:1] / low[:, 1:2].clamp_min(GATE_MIN_SURROUND)
+        k = self.gate_channel
+        alpha = resize_controls(torch.sigmoid(o[:, k:k + 1] - 1.0), ir)
+        return fused + alpha * targets * (ir + delta - fused)
 
 
 class NetworkFirstStage(TorchStage):

@@ -24,7 +24,8 @@ checkpoint). A few train pairs are held out for validation (model selection), ch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Sequence
+from pathlib import Path
+from typing import List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -45,6 +46,8 @@ class Sample:
     chroma: np.ndarray     # uint8 HxWx2 (for colour output in validation)
     thermal_u8: np.ndarray
     visible_bgr: np.ndarray
+    boxes: Optional[list] = None  # labelled person/car boxes (MSRS), for SAM-like priors
+    group: str = ''               # the data set it came from (validation is scored per set)
 
 
 #: every N-th train pair is held out for validation, per data set (RoadScene: 12 of 171 pairs;
@@ -123,6 +126,70 @@ class CropSampler:
             x = int(self.rng.integers(w - c + 1))
             flip = bool(self.rng.integers(2))
             for k, plane in enumerate((s.thermal, s.visible_y, s.targets, s.boundaries)):
+                patch = plane[y:y + c, x:x + c]
+                out[i, k] = patch[:, ::-1] if flip else patch
+            if self.rng.random() < self.empty_prior:
+                out[i, 2:] = 0.0
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Several data sets (RoadScene + MSRS): labelled boxes, mixed batches, SAM-like priors
+# --------------------------------------------------------------------------------------------
+
+def attach_boxes(samples: List[Sample], data_dir, group: str) -> List[Sample]:
+    """
+    Tag ``samples`` with their data set and, where it has them, the labelled boxes.
+
+    Boxes come from ``labels/infrared/train/NAME.txt`` (MSRS layout; person and car); a folder
+    without labels leaves ``boxes`` None.
+    """
+    from ..eval.target_boxes import label_file, read_boxes
+    labelled = (Path(data_dir) / 'labels' / 'infrared' / 'train').is_dir()
+    for s in samples:
+        s.group = group
+        if labelled:
+            s.boxes = read_boxes(label_file(data_dir, 'train', s.name), s.thermal.shape)
+    return samples
+
+
+class MixedCropSampler(CropSampler):
+    """
+    Crops from several data sets, an equal share of each in every batch (item i from set i % n).
+
+    With probability ``sam_share`` a crop of a sample with labelled boxes gets a SAM-like prior
+    drawn from its boxes (:func:`sgdfuse_ros.training.masks.synthetic_sam_prior`, outlines
+    jittered) instead of the thermal fallback, so SAM priors are not out of distribution; the
+    rest keep the fallback prior (what the pipeline uses without SAM), ``empty_prior`` of all
+    crops get none.
+    """
+
+    def __init__(self, groups: List[List[Sample]], crop: int, seed: int,
+                 empty_prior: float = 0.15, sam_share: float = 0.3):
+        groups = [g for g in groups if g]
+        super().__init__([s for g in groups for s in g], crop, seed, empty_prior)
+        self.groups = groups
+        self.sam_share = float(sam_share)
+
+    def _prior(self, s: Sample):
+        if s.boxes and self.rng.random() < self.sam_share:
+            from .masks import synthetic_sam_prior
+            p = synthetic_sam_prior(s.thermal, s.boxes, self.rng)
+            return p.targets, p.boundaries
+        return s.targets, s.boundaries
+
+    def batch(self, size: int) -> np.ndarray:
+        c = self.crop
+        out = np.empty((size, 4, c, c), np.float32)
+        for i in range(size):
+            group = self.groups[i % len(self.groups)]
+            s = group[int(self.rng.integers(len(group)))]
+            h, w = s.thermal.shape
+            y = int(self.rng.integers(h - c + 1))
+            x = int(self.rng.integers(w - c + 1))
+            flip = bool(self.rng.integers(2))
+            targets, boundaries = self._prior(s)
+            for k, plane in enumerate((s.thermal, s.visible_y, targets, boundaries)):
                 patch = plane[y:y + c, x:x + c]
                 out[i, k] = patch[:, ::-1] if flip else patch
             if self.rng.random() < self.empty_prior:

@@ -46,14 +46,41 @@ def validation_metrics(fuse, samples) -> dict:
     Score ``fuse`` over samples with the mean headline metrics.
 
     ``fuse(sample)`` returns fused BGR uint8; scored as ``sgdfuse evaluate`` does (fused colour
-    image read as gray).
+    image read as gray). Samples of several data sets (``Sample.group``) count equally per set:
+    the result is the mean of the per-set means, which are under ``"groups"`` when there are
+    several; samples with labelled boxes add ``"targets"`` (the box-based target measure,
+    :mod:`sgdfuse_ros.eval.target_boxes`: median kept contrast, night and day).
     """
-    rows = []
+    from ..eval.target_boxes import contrast_ratios, summarise, warm_boxes
+    rows, ratios = {}, {}
     for s in samples:
         bgr = fuse(s)
-        rows.append(fusion_metrics(to_gray(bgr), s.thermal_u8.astype(np.float64),
-                                   to_gray(s.visible_bgr), HEADLINE_METRICS))
-    return {k: float(np.mean([r[k] for r in rows])) for k in HEADLINE_METRICS}
+        gray = to_gray(bgr)
+        rows.setdefault(getattr(s, 'group', ''), []).append(
+            fusion_metrics(gray, s.thermal_u8.astype(np.float64), to_gray(s.visible_bgr),
+                           HEADLINE_METRICS))
+        if getattr(s, 'boxes', None):
+            warm = warm_boxes(s.thermal_u8, s.boxes)
+            if warm:
+                ratios[s.name] = contrast_ratios(gray, warm)
+    groups = {g: {k: float(np.mean([r[k] for r in rs])) for k in HEADLINE_METRICS}
+              for g, rs in rows.items()}
+    out = {k: float(np.mean([g[k] for g in groups.values()])) for k in HEADLINE_METRICS}
+    if len(groups) > 1:
+        out['groups'] = groups
+    if ratios:
+        summary = summarise(ratios)
+        out['targets'] = {k: summary[k]['median'] for k in ('all', 'night', 'day')}
+    return out
+
+
+def _clipped_logs(metrics: dict, reference: dict) -> list:
+    parts = []
+    for k in HEADLINE_METRICS:
+        ref, val = reference.get(k, 0.0), metrics.get(k, 0.0)
+        if ref > 0 and val > 0:
+            parts.append(float(np.clip(math.log(val / ref), -0.25, 0.25)))
+    return parts
 
 
 def selection_score(metrics: dict, reference: dict) -> float:
@@ -61,12 +88,19 @@ def selection_score(metrics: dict, reference: dict) -> float:
     Score metrics against a reference: the mean of clipped log ratios.
 
     The mean over the headline metrics of log(value / reference), each clipped to +-0.25 (so no
-    single metric, e.g. SD, buys the others).
+    single metric, e.g. SD, buys the others). With several data sets (``"groups"``) each set's
+    mean counts once; with box measures (``"targets"``) the clipped log ratio of the mean of the
+    night and day median kept contrast counts as one more set.
     """
-    parts = []
-    for k in HEADLINE_METRICS:
-        ref, val = reference.get(k, 0.0), metrics.get(k, 0.0)
-        if ref > 0 and val > 0:
+    if 'groups' in metrics and 'groups' in reference:
+        parts = [float(np.mean(_clipped_logs(m, reference['groups'].get(g, {})) or [0.0]))
+                 for g, m in metrics['groups'].items()]
+    else:
+        parts = [float(np.mean(_clipped_logs(metrics, reference) or [0.0]))]
+    if 'targets' in metrics and 'targets' in reference:
+        val = 0.5 * (metrics['targets']['night'] + metrics['targets']['day'])
+        ref = 0.5 * (reference['targets']['night'] + reference['targets']['day'])
+        if val > 0 and ref > 0:
             parts.append(float(np.clip(math.log(val / ref), -0.25, 0.25)))
     return float(np.mean(parts)) if parts else 0.0
 

@@ -41,6 +41,14 @@ the sensor's noise, and the visible image is the reference.
 level); ``lead_edges`` = ``e`` (0..1) scales thermal edges by ``1 - e * V`` in the gradient terms
 (thermal sky clutter is then no longer an edge to keep, so it costs) and asks ``SSIM(F, ir)`` only
 with weight ``1 - e * V``. With both 0 the terms are exactly the ones above.
+
+``target_contrast`` (weight key of the same name): inside the prior's targets (``targets > 0.25``,
+the map the network is given: an emptied prior asks nothing), each pixel's contrast to the
+target's surround (a ``TARGET_RING``-pixel ring around the targets, averaged over a
+``TARGET_WINDOW`` box) must be at least the thermal image's:
+``mean over target pixels of relu((ir - ring_mean(ir)) - (F - ring_mean(F)))``. This is what the
+box-based target measure (``sgdfuse_ros.eval.target_boxes``) asks of every warm person or car,
+with the prior telling where the targets are.
 """
 
 from __future__ import annotations
@@ -51,8 +59,11 @@ import torch
 from torch.nn import functional as F
 
 DEFAULT_WEIGHTS = {'intensity': 1.0, 'gradient': 30.0, 'gradient_deficit': 0.0,
-                   'gradient_vector': 0.0, 'ssim': 1.0, 'scd': 0.5, 'contrast': 1.0,
-                   'visible_lead': 1.0, 'lead_edges': 1.0}
+                   'gradient_vector': 0.0, 'ssim': 2.0, 'scd': 0.5, 'contrast': 1.0,
+                   'visible_lead': 1.0, 'lead_edges': 1.0, 'target_contrast': 3.0}
+
+#: target_contrast: target pixels, ring width around them, window of the local ring mean
+TARGET_LEVEL, TARGET_RING, TARGET_WINDOW = 0.25, 4, 17
 
 
 def sobel(x: torch.Tensor):
@@ -128,6 +139,27 @@ def correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return num / den
 
 
+def target_contrast_deficit(fused: torch.Tensor, ir: torch.Tensor,
+                            targets: torch.Tensor) -> torch.Tensor:
+    """Mean contrast shortfall of ``fused`` against ``ir`` over the target pixels (a scalar)."""
+    inside = (targets > TARGET_LEVEL).to(fused.dtype)
+    if not bool(inside.any()):
+        return fused.sum() * 0.0
+    grown = F.max_pool2d(inside, 2 * TARGET_RING + 1, stride=1, padding=TARGET_RING)
+    ring = grown - inside
+    pad = TARGET_WINDOW // 2
+    stats = box_filter(F.pad(torch.cat([fused * ring, ir * ring, ring], dim=1),
+                             (pad, pad, pad, pad), mode='replicate'), TARGET_WINDOW)
+    weight = stats[:, 2:3]
+    valid = inside * (weight > 0.02).to(fused.dtype)  # pixels with a ring nearby
+    if not bool(valid.any()):
+        return fused.sum() * 0.0
+    safe = weight.clamp_min(0.02)
+    c_fused = fused - stats[:, 0:1] / safe
+    c_ir = ir - stats[:, 1:2] / safe
+    return (F.relu(c_ir - c_fused) * valid).sum() / valid.sum()
+
+
 def fusion_losses(fused, ir, vis, targets, weights: Dict[str, float] = None,
                   background: float = 0.2, contrast_ratio: float = 1.1) -> Dict[str, torch.Tensor]:
     """Return a dict of the weighted terms and their sum under ``"total"``."""
@@ -166,6 +198,8 @@ def fusion_losses(fused, ir, vis, targets, weights: Dict[str, float] = None,
     std = lambda t: t.std(dim=(1, 2, 3))  # noqa: E731
     terms['contrast'] = F.relu(contrast_ratio * torch.maximum(std(ir), std(vis))
                                - std(fused)).mean()
+    if w.get('target_contrast', 0.0):
+        terms['target_contrast'] = target_contrast_deficit(fused, ir, targets)
     out = {k: w.get(k, 0.0) * v for k, v in terms.items() if w.get(k, 0.0)}
     out['total'] = sum(out.values())
     return out

@@ -90,7 +90,7 @@ def synthetic_sam_prior(thermal: np.ndarray, boxes: List[Sequence[int]], rng=Non
                         min_area: int = 4,
                         thermal_prior: Optional[ThermalPrior] = None) -> SemanticPrior:
     """
-    A SAM-format prior whose masks come from labelled boxes (see the module text).
+    Return a SAM-format prior whose masks come from labelled boxes (see the module text).
 
     A mask is a target as in the SAM path: prompted (it overlaps a warm blob of the thermal
     analysis) or warm on average; the rest are non-target regions.

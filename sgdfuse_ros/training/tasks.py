@@ -76,7 +76,7 @@ class FirstStageTask:
 #: visible-led regions (daylight sky) the visible image is the reference, as for the first stage.
 REFINER_LOSS_WEIGHTS = {'intensity': 1.0, 'gradient': 10.0, 'gradient_deficit': 35.0,
                         'gradient_vector': 30.0, 'ssim': 1.0, 'scd': 0.5, 'contrast': 1.0,
-                        'visible_lead': 1.0, 'lead_edges': 1.0}
+                        'visible_lead': 1.0, 'lead_edges': 1.0, 'target_contrast': 3.0}
 
 
 class RefinerTask:
