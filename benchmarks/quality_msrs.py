@@ -138,7 +138,8 @@ def main() -> int:
     out.with_suffix('.md').write_text(text)
     out.with_suffix('.json').write_text(json.dumps(
         {'rows': rows, 'default_row': DEFAULT_ROW, 'wins': comparisons, 'day_night': split,
-         'seconds': timing, 'overrides': common, 'command': ' '.join(['python'] + sys.argv)}, indent=1))
+         'seconds': timing, 'overrides': common,
+         'command': ' '.join(['python'] + sys.argv)}, indent=1))
     return 0
 
 
