@@ -96,13 +96,15 @@ def validate(values: Mapping[str, Any], origin: str = 'config') -> dict:
     if homography is not None and len(homography) not in (0, 9):
         raise ConfigError(f'{origin}: registration.homography needs 9 numbers or none, '
                           f'got {len(homography)}')
-    if homography is not None and len(homography) == 9 and _singular(homography):
+    if homography is not None and len(homography) == 9 and singular_homography(homography):
         raise ConfigError(f'{origin}: registration.homography {homography} is singular (it '
                           'does not map the thermal image onto a plane)')
     return checked
 
 
-def _singular(h) -> bool:
+def singular_homography(h) -> bool:
+    """Whether 9 numbers (a row-major 3x3 homography) do not map a plane onto a plane."""
+    h = [float(v) for v in h]
     det = (h[0] * (h[4] * h[8] - h[5] * h[7]) - h[1] * (h[3] * h[8] - h[5] * h[6])
            + h[2] * (h[3] * h[7] - h[4] * h[6]))
     return abs(det) < 1e-12

@@ -28,6 +28,7 @@ from typing import Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from ..config import singular_homography
 from ..errors import InputError
 
 
@@ -36,7 +37,7 @@ class Registration:
                  output_size: Tuple[int, int] = (0, 0), resize_mismatched: bool = False):
         self.homography = (np.asarray(homography, dtype=np.float64).reshape(3, 3)
                            if homography is not None and len(homography) == 9 else None)
-        if self.homography is not None and abs(np.linalg.det(self.homography)) < 1e-12:
+        if self.homography is not None and singular_homography(self.homography.ravel()):
             raise InputError('registration.homography is singular')
         self.output_size = (int(output_size[0]), int(output_size[1]))
         self.resize_mismatched = resize_mismatched
