@@ -22,7 +22,7 @@ reference evaluator's conventions) by ``sgdfuse evaluate``'s own routine; win co
 default against the previous weights and the baseline; contact sheets of day and night pairs
 (the default row) under ``--out``.
 
-    python benchmarks/quality_msrs.py --data ../shared/data/msrs128 --prev /work/prev_weights
+    python benchmarks/quality_msrs.py --data ../shared/data/msrs128 --prev PREV
 
 ``--subset val`` scores the held-out MSRS TRAIN pairs instead (what selection may look at).
 Writes ``benchmarks/results/quality_msrs[_val].{json,md}``.

@@ -27,7 +27,7 @@ the labelled boxes (``sgdfuse_ros.training.masks``: the same format SAM's merge 
 ``--prev DIR`` adds the weights in DIR (first_stage.pt, refiner.pt) with and without prior.
 
     python benchmarks/target_contrast.py --data ../shared/data/msrs128 --subset test \
-        [--prev /work/prev_weights] [--set first_stage.weights=W.pt ...] [--tag NAME]
+        [--prev PREV] [--set first_stage.weights=W.pt ...] [--tag NAME]
 
 ``--subset val`` scores the held-out MSRS TRAIN pairs the training selects on (never test).
 Writes ``benchmarks/results/target_contrast_<subset>[_<tag>].{json,md}``.
