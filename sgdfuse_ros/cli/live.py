@@ -144,10 +144,11 @@ class PairingWatch:
 
 def newest_stamps(core) -> dict:
     """Return the newest thermal and RGB stamps the node's synchroniser saw (None: unknown)."""
-    newest = getattr(getattr(core, 'sync', None), '_newest', None)
-    if not isinstance(newest, (list, tuple)) or len(newest) != 2:
+    sync = getattr(core, 'sync', None)
+    if sync is None:
         return {}
-    return {'thermal': newest[0], 'rgb': newest[1]}
+    thermal, rgb = sync.newest
+    return {'thermal': thermal, 'rgb': rgb}
 
 
 def main(args) -> int:

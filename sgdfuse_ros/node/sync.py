@@ -165,6 +165,11 @@ class ApproximateSync:
             return newest - stamp
         return 0.0
 
+    @property
+    def newest(self) -> Tuple[Optional[float], Optional[float]]:
+        """Newest stamp seen on each stream (thermal, visible); None before the first."""
+        return self._newest[0], self._newest[1]
+
     def stats(self) -> dict:
         names = ('thermal', 'visible')
         return {names[t]: dict(self.counters[t].as_dict(), pending=self.pending(t))
