@@ -49,6 +49,7 @@ import shutil
 import sys
 import time
 
+from .guard import topic_name
 from ..errors import InputError
 
 STAGES = ('first-stage', 'refiner', 'both')
@@ -94,9 +95,11 @@ def add_arguments(parser) -> None:
                         help='loss weights replacing those stored in the starting weights file '
                              "(keys as in `sgdfuse train --help`); applied to both stages' own "
                              'weights, e.g. \'{"visible_lead": 0}\'')
-    parser.add_argument('--thermal-topic', metavar='T', help='thermal Image/CompressedImage topic '
+    parser.add_argument('--thermal-topic', metavar='T', type=topic_name,
+                        help='thermal Image/CompressedImage topic '
                         '(default: found from types, encodings and names)')
-    parser.add_argument('--rgb-topic', metavar='R', help='RGB Image/CompressedImage topic')
+    parser.add_argument('--rgb-topic', metavar='R', type=topic_name,
+                        help='RGB Image/CompressedImage topic')
     parser.add_argument('--config', metavar='FILE', help="config file (default: the package's "
                         'config/fusion.yaml): registration, AGC, sync, prior')
     parser.add_argument('--set', dest='overrides', action='append', default=[],
