@@ -228,7 +228,10 @@ def test_worker_takes_only_the_newest_frame():
 
     worker = AsyncPriorWorker(compute, rate_hz=100.0, timeout_s=5.0)
     worker.submit(0)
-    time.sleep(0.05)  # the worker is now inside compute(0)
+    deadline = time.monotonic() + 20.0
+    while seen != [0]:  # wait until the worker is inside compute(0)
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
     for value in range(1, 6):
         worker.submit(value)
     gate.set()

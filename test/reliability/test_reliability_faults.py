@@ -152,12 +152,14 @@ def test_sam_hanging_times_out_falls_back_and_the_node_never_waits(sam_node, fra
     fake.hang.clear()  # the next SAM call blocks
     provider = core.pipeline.prior_source
     thermal, visible, _ = frames
-    started = time.monotonic()
+    slowest = 0.0
     for i in range(20):  # frames flow while SAM hangs (timeout 0.3 s)
         send_pair(t, 50.0 + i / 10, thermal, visible)
+        started = time.monotonic()
         assert core.process_pending()
+        slowest = max(slowest, time.monotonic() - started)
         time.sleep(0.05)
-    assert time.monotonic() - started < 8.0
+    assert slowest < 5.0  # a frame that waited for the hung SAM call would take 10 s
     assert provider.stats()['sam_timeouts'] >= 1
     _fuse_until(core, t, frames, 'thermal', 60.0)
     report = processing(core)
