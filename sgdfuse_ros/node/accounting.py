@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Optional
 
 from .frame_check import short
-from .frames import INPUTS, Pair
+from .frames import INPUT_LABELS, INPUTS, Pair
 from .meters import LatencyWindow, RateMeter
 
 DROP_REASONS = ('unmatched', 'late', 'duplicate', 'overflow', 'busy', 'stopped', 'publish_failed',
@@ -90,7 +90,7 @@ class NodeStatistics:
 
     def offer(self, pair: Pair, now: float) -> None:
         """Count a pair handed to the worker (in flight until settled)."""
-        for frame in (pair.thermal, pair.rgb):
+        for frame in (pair.thermal, pair.visible):
             self.inputs[frame.source].in_flight += 1
         self.pairs.tick(now)
 
@@ -99,7 +99,7 @@ class NodeStatistics:
         if pair is None or pair.settled:
             return
         pair.settled = True
-        for frame in (pair.thermal, pair.rgb):
+        for frame in (pair.thermal, pair.visible):
             counters = self.inputs[frame.source]
             counters.in_flight -= 1
             (counters.rejected if rejected else counters.dropped)[reason] += 1
@@ -108,7 +108,7 @@ class NodeStatistics:
                 done: float) -> None:
         """Count a published pair and record its stage timings (monotonic seconds in)."""
         pair.settled = True
-        for frame in (pair.thermal, pair.rgb):
+        for frame in (pair.thermal, pair.visible):
             counters = self.inputs[frame.source]
             counters.in_flight -= 1
             counters.published += 1
@@ -121,7 +121,7 @@ class NodeStatistics:
         self.latency.add('wait', (started - pair.matched_at) * 1000.0)
         self.latency.add('publish', (done - fused_at) * 1000.0)
         self.latency.add('end_to_end',
-                         (done - max(pair.thermal.arrival, pair.rgb.arrival)) * 1000.0)
+                         (done - max(pair.thermal.arrival, pair.visible.arrival)) * 1000.0)
         prior = result.prior
         self.prior = {'source': str(prior.source), 'age_s': float(prior.age_s)}
 
@@ -142,7 +142,7 @@ class NodeStatistics:
                 dropped[reason] += count
             rejected = {reason: counters.rejected.get(reason, 0) for reason in REJECT_REASONS}
             last = self.rates[source].last()
-            inputs[source] = {
+            inputs[INPUT_LABELS[source]] = {
                 'topic': topics[source],
                 'received': counters.received,
                 'published': counters.published,
@@ -166,7 +166,7 @@ class NodeStatistics:
                        'rate_hz': round(self.rates['output'].rate(now), 3),
                        'pipeline_errors': self.pipeline_errors,
                        'worker_errors': self.worker_errors,
-                       'out_of_memory': self.inputs['rgb'].dropped.get('out_of_memory', 0),
+                       'out_of_memory': self.inputs['visible'].dropped.get('out_of_memory', 0),
                        'recovered': dict(self.recovered),
                        'pairs_recent': self.pairs.count(now),
                        'sync_resets': self.sync_resets},

@@ -29,7 +29,7 @@ Data flow::
   message_filters' ApproximateTimeSynchronizer; the bag replay pairs with the same class).
 - A completed pair goes to a one-slot mailbox. The worker fuses the newest pair; a pair replaced
   before the worker takes it is dropped as ``busy``: the node falls behind by dropping, not by
-  queueing. Outputs (:mod:`.messages`) carry the RGB image's stamp.
+  queueing. Outputs (:mod:`.messages`) carry the visible image's stamp.
 - Every frame is accounted for (:mod:`.accounting`); :meth:`FusionNodeCore.stats` returns it
   all and ``/diagnostics`` (:mod:`.diagnostics`) publishes it periodically.
 
@@ -151,7 +151,7 @@ class FusionNodeCore:
             raise
         self.log.info(f'{self.name}: active on {self.device}; fusing '
                       f"{self.transport.resolve_topic_name(INPUT_TOPICS['thermal'])} + "
-                      f"{self.transport.resolve_topic_name(INPUT_TOPICS['rgb'])}")
+                      f"{self.transport.resolve_topic_name(INPUT_TOPICS['visible'])}")
 
     def deactivate(self) -> None:
         """Go from active to inactive: unsubscribe, stop the worker, free the models."""
@@ -203,7 +203,7 @@ class FusionNodeCore:
             topic = INPUT_TOPICS[source]
             if compressed:  # image_transport: the remapped base topic + /compressed
                 topic = self.transport.resolve_topic_name(topic) + COMPRESSED_SUFFIX
-            callback = self.on_thermal if source == 'thermal' else self.on_rgb
+            callback = self.on_thermal if source == 'thermal' else self.on_visible
             subscriptions.append(self.transport.create_subscription(topic, typename, callback,
                                                                     qos))
         subscriptions.append(self.transport.create_subscription(
@@ -219,8 +219,8 @@ class FusionNodeCore:
     def on_thermal(self, msg) -> None:
         self._on_image('thermal', msg)
 
-    def on_rgb(self, msg) -> None:
-        self._on_image('rgb', msg)
+    def on_visible(self, msg) -> None:
+        self._on_image('visible', msg)
 
     def on_camera_info(self, msg) -> None:
         with self._lock:
@@ -248,8 +248,8 @@ class FusionNodeCore:
                 return
             self._check_stamp_jump(source, frame.stamp_s)
             pairs = self.sync.add(0 if source == 'thermal' else 1, frame.stamp_s, frame)
-            for _, thermal, _, rgb in pairs:
-                self._offer(Pair(thermal, rgb, self.clock()))
+            for _, thermal, _, visible in pairs:
+                self._offer(Pair(thermal, visible, self.clock()))
 
     def _decode(self, source: str, msg, now: float) -> Frame:
         image, encoding = decode_camera_image(source, msg, self.config['limits.max_input_pixels'])
@@ -301,7 +301,7 @@ class FusionNodeCore:
                     self.counts.pipeline_errors += 1
                     self.counts.settle(pair, 'pipeline', rejected=True)
             self.log.error(f'{self.name}: unexpected error while handling the pair at '
-                           f'{pair.rgb.stamp_s:.3f} ({type(err).__name__}: {short(err, 200)}); '
+                           f'{pair.visible.stamp_s:.3f} ({type(err).__name__}: {short(err, 200)}); '
                            'pair rejected, node keeps running', exc_info=True)
 
     def _process(self, pair: Pair) -> None:
@@ -318,13 +318,13 @@ class FusionNodeCore:
                 self.counts.settle(pair, 'stopped')
             return
         try:
-            result = pipeline.process(pair.thermal.image, pair.rgb.image, pair.thermal.encoding,
-                                      pair.rgb.encoding)
+            result = pipeline.process(pair.thermal.image, pair.visible.image, pair.thermal.encoding,
+                                      pair.visible.encoding)
         except ResourceError as err:  # out of memory even after the pipeline's retry
             with self._lock:
                 self.counts.settle(pair, 'out_of_memory')
             self._warn.warning('out_of_memory', f'{self.name}: skipped the pair at '
-                                                f'{pair.rgb.stamp_s:.3f}: {err}')
+                                                f'{pair.visible.stamp_s:.3f}: {err}')
             return
         except Exception as err:
             with self._lock:
@@ -332,7 +332,7 @@ class FusionNodeCore:
                 self.counts.settle(pair, 'pipeline', rejected=True)
             text = str(err) if isinstance(err, SgdfuseError) else f'{type(err).__name__}: {err}'
             self._warn.warning('pipeline', f'{self.name}: could not fuse the pair at '
-                                           f'{pair.rgb.stamp_s:.3f}: {text}')
+                                           f'{pair.visible.stamp_s:.3f}: {text}')
             return
         fused_at = self.clock()
         config = self.config
@@ -344,7 +344,7 @@ class FusionNodeCore:
                        and overlay_pub.subscription_count() > 0)
         try:
             outputs = messages.fusion_outputs(
-                result, pair.rgb.stamp, config['output.frame_id'] or pair.rgb.frame_id,
+                result, pair.visible.stamp, config['output.frame_id'] or pair.visible.frame_id,
                 config['output.encoding'], camera_info=camera_info, overlay=overlay)
             for topic, msg in outputs.items():
                 publishers[topic].publish(msg)

@@ -27,14 +27,17 @@ from typing import Any, Optional
 
 import numpy as np
 
-INPUTS = ('thermal', 'rgb')  # the node's two cameras, as its topics and statistics name them
+INPUTS = ('thermal', 'visible')  # the node's two cameras, as the code names them
+# ... and as statistics, diagnostics and replay reports name them: after their topics
+# (thermal/image_raw, rgb/image_raw), which are what ROS users set and read
+INPUT_LABELS = {'thermal': 'thermal', 'visible': 'rgb'}
 
 
 @dataclass
 class Frame:
     """One decoded input image, checked and ready to fuse."""
 
-    source: str            # 'thermal' or 'rgb'
+    source: str            # 'thermal' or 'visible'
     stamp: Any             # builtin_interfaces/Time of the message header
     stamp_s: float
     frame_id: str
@@ -45,10 +48,10 @@ class Frame:
 
 @dataclass
 class Pair:
-    """A thermal and an RGB frame the synchroniser matched."""
+    """A thermal and a visible frame the synchroniser matched."""
 
     thermal: Frame
-    rgb: Frame
+    visible: Frame
     matched_at: float
     settled: bool = False  # counted as published, dropped or rejected
 

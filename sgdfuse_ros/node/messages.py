@@ -170,7 +170,7 @@ def camera_info_msg(width: int, height: int, header, k: Optional[np.ndarray] = N
 
 def scale_camera_info(info, width: int, height: int, header=None):
     """
-    Return the RGB camera's info for an image resized to width x height.
+    Return the visible camera's info for an image resized to width x height.
 
     Published as fused/camera_info.
     """
@@ -190,7 +190,7 @@ def scale_camera_info(info, width: int, height: int, header=None):
 
 # --- the node's topics (relative to its namespace) and outputs -----------------------------------
 
-INPUT_TOPICS = {'thermal': 'thermal/image_raw', 'rgb': 'rgb/image_raw'}
+INPUT_TOPICS = {'thermal': 'thermal/image_raw', 'visible': 'rgb/image_raw'}
 CAMERA_INFO_TOPIC = 'rgb/camera_info'
 COMPRESSED_SUFFIX = '/compressed'  # image_transport's compressed topic: base topic + suffix
 DIAGNOSTICS_TOPIC = '/diagnostics'
@@ -213,7 +213,7 @@ def fusion_outputs(result, stamp, frame_id: str, encoding: str = 'bgr8',
     Return the messages published for one fused pair, keyed by relative topic name.
 
     Every message carries ``stamp`` (the source pair's stamp, a Time message) and ``frame_id``
-    (the frame the fused image lives in: the RGB camera's).
+    (the frame the fused image lives in: the visible camera's).
     """
     header = make_header(stamp, frame_id)
     fused = result.fused_bgr if encoding == 'bgr8' else result.fused_y

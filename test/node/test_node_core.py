@@ -86,14 +86,14 @@ def thermal_msg(image, stamp, encoding='mono16', frame='thermal_optical'):
     return messages.image_msg(image, messages.make_header(float(stamp), frame), encoding)
 
 
-def rgb_msg(image, stamp, encoding='bgr8', frame='rgb_optical'):
+def visible_msg(image, stamp, encoding='bgr8', frame='rgb_optical'):
     return messages.image_msg(image, messages.make_header(float(stamp), frame), encoding)
 
 
 def send_pair(transport, scene, stamp, jitter=0.003):
     thermal, vis, _ = scene
     transport.publish('thermal/image_raw', thermal_msg(thermal, stamp + jitter))
-    transport.publish('rgb/image_raw', rgb_msg(vis, stamp))
+    transport.publish('rgb/image_raw', visible_msg(vis, stamp))
 
 
 def balanced(core):
@@ -141,7 +141,7 @@ def test_reliable_qos_parameter():
 
 # --- synchronisation and outputs -----------------------------------------------------------------
 
-def test_pair_is_fused_with_the_rgb_stamp_and_frame(scene):
+def test_pair_is_fused_with_the_visible_stamp_and_frame(scene):
     core, t = make_core()
     core.configure()
     core.activate()
@@ -155,7 +155,7 @@ def test_pair_is_fused_with_the_rgb_stamp_and_frame(scene):
     out = {topic: t.sent(topic)[0] for topic in ('fused/image', 'fused/camera_info',
                                                  'semantic/labels', 'semantic/targets')}
     for msg in out.values():
-        assert messages.stamp_nanoseconds(msg) == 10_000_000_000  # the RGB image's stamp
+        assert messages.stamp_nanoseconds(msg) == 10_000_000_000  # the visible image's stamp
         assert msg.header.frame_id == 'rgb_optical'
     image, encoding = messages.image_from_msg(out['fused/image'])
     assert encoding == 'bgr8' and image.shape == (H, W, 3)
@@ -163,7 +163,7 @@ def test_pair_is_fused_with_the_rgb_stamp_and_frame(scene):
     assert out['semantic/targets'].encoding == 'mono8'
     assert (out['fused/camera_info'].width, out['fused/camera_info'].height) == (W, H)
     assert out['fused/camera_info'].k[0] == pytest.approx(80.0)
-    # content: the warm people, dark in RGB, are bright in the fused image
+    # content: the warm people, dark in the visible image, are bright in the fused image
     _, vis, targets = scene
     fused_y = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(float)
     vis_y = cv2.cvtColor(vis, cv2.COLOR_BGR2GRAY).astype(float)
@@ -171,6 +171,8 @@ def test_pair_is_fused_with_the_rgb_stamp_and_frame(scene):
     labels, _ = messages.image_from_msg(out['semantic/labels'])
     assert (labels[targets] > 0).mean() > 0.5
     stats = core.stats()
+    # statistics name the inputs after their topics (the code's 'visible' is 'rgb' there)
+    assert list(stats['inputs']) == ['thermal', 'rgb']
     assert stats['inputs']['thermal']['published'] == stats['inputs']['rgb']['published'] == 1
     assert stats['prior']['source'] == 'thermal'
     balanced(core)
@@ -195,7 +197,7 @@ def test_stamps_beyond_slop_are_not_fused(scene):
     core.activate()
     thermal, vis, _ = scene
     t.publish('thermal/image_raw', thermal_msg(thermal, 1.0))
-    t.publish('rgb/image_raw', rgb_msg(vis, 1.02))
+    t.publish('rgb/image_raw', visible_msg(vis, 1.02))
     t.publish('thermal/image_raw', thermal_msg(thermal, 1.1))
     assert not core.process_pending()
     stats = core.stats()['inputs']
@@ -273,7 +275,7 @@ def test_bad_frames_are_skipped_counted_and_warned_once(scene, caplog):
                   thermal_msg(np.zeros((H, W, 3), np.uint8), 1.1, 'bgr8'))
         t.publish('thermal/image_raw', broken)
         t.publish('thermal/image_raw', thermal_msg(big, 1.2))
-        t.publish('rgb/image_raw', rgb_msg(thermal, 1.3, 'mono16'))
+        t.publish('rgb/image_raw', visible_msg(thermal, 1.3, 'mono16'))
         send_pair(t, scene, 2.0)  # the node keeps working
         assert core.process_pending()
     stats = core.stats()['inputs']
@@ -293,7 +295,7 @@ def test_pipeline_errors_reject_the_pair_not_the_node(scene):
     core.activate()
     thermal, vis, _ = scene
     t.publish('thermal/image_raw', thermal_msg(thermal[:32, :48], 1.0))  # other size
-    t.publish('rgb/image_raw', rgb_msg(vis, 1.0))
+    t.publish('rgb/image_raw', visible_msg(vis, 1.0))
     assert core.process_pending()
     send_pair(t, scene, 2.0)
     assert core.process_pending()

@@ -20,15 +20,15 @@ import pytest
 
 from sgdfuse_ros.node.sync import ApproximateSync
 
-THERMAL, RGB = 0, 1
+THERMAL, VISIBLE = 0, 1
 
 
 def feed(sync, events):
-    """events: (topic, stamp) in arrival order; returns all pairs as (thermal, rgb) stamps."""
+    """events: (topic, stamp) in arrival order; returns all pairs as (thermal, visible) stamps."""
     pairs = []
     for topic, stamp in events:
         for s0, item0, s1, item1 in sync.add(topic, stamp, (topic, stamp)):
-            assert item0 == (THERMAL, s0) and item1 == (RGB, s1)
+            assert item0 == (THERMAL, s0) and item1 == (VISIBLE, s1)
             pairs.append((s0, s1))
     return pairs
 
@@ -43,43 +43,43 @@ def balanced(sync):
 def test_equal_stamps_pair_as_soon_as_both_arrived():
     sync = ApproximateSync(slop=0.01, queue_size=5)
     assert sync.add(THERMAL, 1.0, 't') == []
-    assert sync.add(RGB, 1.0, 'r') == [(1.0, 't', 1.0, 'r')]
-    assert sync.pending(THERMAL) == sync.pending(RGB) == 0
+    assert sync.add(VISIBLE, 1.0, 'r') == [(1.0, 't', 1.0, 'r')]
+    assert sync.pending(THERMAL) == sync.pending(VISIBLE) == 0
     balanced(sync)
 
 
 def test_pairs_within_slop_and_not_beyond():
     sync = ApproximateSync(slop=0.05, queue_size=10)
     # 0.0 has only 0.06 as a partner (too far): dropped once 0.06 shows nothing closer can come
-    pairs = feed(sync, [(THERMAL, 0.0), (RGB, 0.06), (THERMAL, 0.1)])
+    pairs = feed(sync, [(THERMAL, 0.0), (VISIBLE, 0.06), (THERMAL, 0.1)])
     assert pairs == [(0.1, 0.06)]
     stats = sync.stats()
     assert stats['thermal']['unmatched'] == 1 and stats['thermal']['matched'] == 1
     balanced(sync)
     # exactly slop apart still pairs (binary-exact stamps)
     sync = ApproximateSync(slop=0.25, queue_size=10)
-    assert feed(sync, [(THERMAL, 1.0), (RGB, 1.25)]) == [(1.0, 1.25)]
+    assert feed(sync, [(THERMAL, 1.0), (VISIBLE, 1.25)]) == [(1.0, 1.25)]
 
 
 def test_decides_once_no_later_arrival_could_be_closer():
     sync = ApproximateSync(slop=0.05, queue_size=10)
-    # rgb 0.98 is the oldest message and thermal already holds a newer one (1.0): a later
+    # visible 0.98 is the oldest message and thermal already holds a newer one (1.0): a later
     # thermal (>= 1.0) cannot be closer to 0.98, so the pair is emitted at once (low latency)
-    assert feed(sync, [(THERMAL, 1.0), (RGB, 0.98)]) == [(1.0, 0.98)]
-    # thermal 1.0 is used: the next rgb waits for the next thermal
-    assert feed(sync, [(RGB, 1.001)]) == []
-    assert sync.pending(RGB) == 1
+    assert feed(sync, [(THERMAL, 1.0), (VISIBLE, 0.98)]) == [(1.0, 0.98)]
+    # thermal 1.0 is used: the next visible waits for the next thermal
+    assert feed(sync, [(VISIBLE, 1.001)]) == []
+    assert sync.pending(VISIBLE) == 1
     # while the other topic has nothing at least as new, nothing is decided
     sync = ApproximateSync(slop=0.05, queue_size=10)
-    assert feed(sync, [(THERMAL, 1.0), (RGB, 1.02), (THERMAL, 1.03)]) == [(1.0, 1.02)]
+    assert feed(sync, [(THERMAL, 1.0), (VISIBLE, 1.02), (THERMAL, 1.03)]) == [(1.0, 1.02)]
     assert sync.pending(THERMAL) == 1
     balanced(sync)
 
 
 def test_a_better_partner_on_the_same_topic_wins():
     sync = ApproximateSync(slop=0.05, queue_size=10)
-    # thermal 0.0 and 0.03 both fit rgb 0.04; 0.03 is closer, 0.0 is dropped
-    pairs = feed(sync, [(THERMAL, 0.0), (THERMAL, 0.03), (RGB, 0.04)])
+    # thermal 0.0 and 0.03 both fit visible 0.04; 0.03 is closer, 0.0 is dropped
+    pairs = feed(sync, [(THERMAL, 0.0), (THERMAL, 0.03), (VISIBLE, 0.04)])
     assert pairs == [(0.03, 0.04)]
     assert sync.stats()['thermal']['unmatched'] == 1
     balanced(sync)
@@ -87,10 +87,10 @@ def test_a_better_partner_on_the_same_topic_wins():
 
 def test_out_of_order_arrivals_are_sorted_and_late_ones_dropped():
     sync = ApproximateSync(slop=0.01, queue_size=10)
-    pairs = feed(sync, [(THERMAL, 0.1), (THERMAL, 0.0), (RGB, 0.0), (RGB, 0.1)])
+    pairs = feed(sync, [(THERMAL, 0.1), (THERMAL, 0.0), (VISIBLE, 0.0), (VISIBLE, 0.1)])
     assert pairs == [(0.0, 0.0), (0.1, 0.1)]
     # older than what was already paired on its topic: late, never paired
-    assert feed(sync, [(THERMAL, 0.05), (RGB, 0.05)]) == []
+    assert feed(sync, [(THERMAL, 0.05), (VISIBLE, 0.05)]) == []
     stats = sync.stats()
     assert stats['thermal']['late'] == 1 and stats['visible']['late'] == 1
     balanced(sync)
@@ -98,7 +98,7 @@ def test_out_of_order_arrivals_are_sorted_and_late_ones_dropped():
 
 def test_duplicate_stamps_are_counted_once():
     sync = ApproximateSync(slop=0.01, queue_size=10)
-    assert feed(sync, [(THERMAL, 2.0), (THERMAL, 2.0), (RGB, 2.0)]) == [(2.0, 2.0)]
+    assert feed(sync, [(THERMAL, 2.0), (THERMAL, 2.0), (VISIBLE, 2.0)]) == [(2.0, 2.0)]
     stats = sync.stats()
     assert stats['thermal']['duplicate'] == 1 and stats['thermal']['matched'] == 1
     balanced(sync)
@@ -110,7 +110,7 @@ def test_queue_overflow_drops_the_oldest():
     stats = sync.stats()['thermal']
     assert stats['overflow'] == 2 and stats['pending'] == 3
     # the survivors are the newest three: 0.2 pairs, 0.0 and 0.1 are gone
-    assert feed(sync, [(RGB, 0.2)]) == [(0.2, 0.2)]
+    assert feed(sync, [(VISIBLE, 0.2)]) == [(0.2, 0.2)]
     balanced(sync)
 
 
@@ -119,8 +119,8 @@ def test_missing_partner_frame_drops_only_its_counterpart():
     events = []
     for i in range(5):
         events.append((THERMAL, i * 0.1))
-        if i != 2:  # the rgb frame of 0.2 was lost
-            events.append((RGB, i * 0.1 + 0.002))
+        if i != 2:  # the visible frame of 0.2 was lost
+            events.append((VISIBLE, i * 0.1 + 0.002))
     pairs = feed(sync, events)
     assert [p[0] for p in pairs] == pytest.approx([0.0, 0.1, 0.3, 0.4])
     stats = sync.stats()
@@ -130,7 +130,7 @@ def test_missing_partner_frame_drops_only_its_counterpart():
 
 def test_a_silent_topic_never_pairs_and_flush_accounts_for_the_rest():
     sync = ApproximateSync(slop=0.01, queue_size=4)
-    assert feed(sync, [(RGB, 0.1 * i) for i in range(10)]) == []
+    assert feed(sync, [(VISIBLE, 0.1 * i) for i in range(10)]) == []
     sync.flush()
     stats = sync.stats()['visible']
     assert stats == dict(stats, received=10, overflow=6, unmatched=4, pending=0, matched=0)
@@ -142,7 +142,7 @@ def test_on_drop_reports_every_dropped_message():
     sync = ApproximateSync(slop=0.01, queue_size=2,
                            on_drop=lambda topic, stamp, item, why: seen.append((topic, stamp,
                                                                                 why)))
-    feed(sync, [(THERMAL, 0.0), (THERMAL, 0.0), (THERMAL, 0.1), (THERMAL, 0.2), (RGB, 0.5)])
+    feed(sync, [(THERMAL, 0.0), (THERMAL, 0.0), (THERMAL, 0.1), (THERMAL, 0.2), (VISIBLE, 0.5)])
     assert (THERMAL, 0.0, 'duplicate') in seen and (THERMAL, 0.0, 'overflow') in seen
     assert [why for _, _, why in seen].count('unmatched') == 2
     counted = sum(c['unmatched'] + c['late'] + c['duplicate'] + c['overflow']
@@ -164,7 +164,7 @@ def test_random_streams_keep_every_invariant(seed):
     events = []
     for i in range(300):
         base = i / 30.0
-        for topic in (THERMAL, RGB):
+        for topic in (THERMAL, VISIBLE):
             if rng.random() < 0.1:
                 continue  # lost
             stamp = round(base + rng.uniform(-0.008, 0.008), 6)
@@ -173,7 +173,7 @@ def test_random_streams_keep_every_invariant(seed):
                 events.append((rng.uniform(0, 0.05) + base, topic, stamp))  # duplicate
     events.sort()  # arrival order differs from stamp order
     used, keep = set(), []
-    last = {THERMAL: float('-inf'), RGB: float('-inf')}
+    last = {THERMAL: float('-inf'), VISIBLE: float('-inf')}
     for _, topic, stamp in events:
         item = object()
         keep.append(item)
@@ -181,8 +181,8 @@ def test_random_streams_keep_every_invariant(seed):
             assert abs(s0 - s1) <= slop + 1e-12
             assert id(item0) not in used and id(item1) not in used
             used.update((id(item0), id(item1)))
-            assert s0 > last[THERMAL] and s1 > last[RGB]  # pairs come out in stamp order
-            last[THERMAL], last[RGB] = s0, s1
+            assert s0 > last[THERMAL] and s1 > last[VISIBLE]  # pairs come out in stamp order
+            last[THERMAL], last[VISIBLE] = s0, s1
         balanced(sync)
     sync.flush()
     balanced(sync)
