@@ -19,7 +19,7 @@ torch vs ONNX Runtime for the learned first stage, per intra-op thread count.
 
 Builds the first-stage network (trained weights if ``models/first_stage.pt`` exists, else freshly
 initialised: the cost does not depend on the weights), exports it with
-:func:`sgdfuse_ros.onnx.runtime.export_module` and times the bare network (no pipeline) in torch
+:func:`sgdfuse_ros.onnx.export.export_module` and times the bare network (no pipeline) in torch
 (``torch.set_num_threads``) and in :class:`sgdfuse_ros.onnx.runtime.OnnxModule` (intra-op threads,
 spinning off, reused output buffers), median and p90 of ``--frames`` calls after 3 warm-up
 calls. Checks that both agree (max abs difference). Writes ``results/backends_cpu.json`` and
@@ -78,7 +78,8 @@ def timed(fn, frames: int):
 
 
 def main(argv=None) -> int:
-    from sgdfuse_ros.onnx.runtime import export_module, OnnxModule
+    from sgdfuse_ros.onnx.export import export_module
+    from sgdfuse_ros.onnx.runtime import OnnxModule
     import torch
 
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])

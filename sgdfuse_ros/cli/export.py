@@ -28,7 +28,7 @@ refiner         ``sgdfuse_ros.onnx.refiner``        ``refiner.weights``
 sam-decoder     ``sgdfuse_ros.onnx.sam_decoder``    ``prior.sam.checkpoint``
 ==============  ==================================  ====================================
 
-(generic helpers for those functions: :func:`sgdfuse_ros.onnx.runtime.export_module`). Every part
+(generic helpers for those functions: :func:`sgdfuse_ros.onnx.export.export_module`). Every part
 that cannot be exported (module not in this build, no ``export_onnx``, weights missing) is named
 with its reason; the command then exits non-zero with one line listing them.
 """

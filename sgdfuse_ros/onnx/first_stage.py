@@ -29,7 +29,8 @@ import tempfile
 import numpy as np
 import torch
 
-from .runtime import export_module, OnnxModule
+from .export import export_module
+from .runtime import OnnxModule
 from ..config import resolve_model_path
 from ..fusion.network import FirstStageNet, KIND
 from ..fusion.tensors import prior_planes
@@ -45,7 +46,7 @@ def export_first_stage(model: FirstStageNet, path) -> Path:
     Write ``model`` as ONNX, verified against torch.
 
     Inputs are (1, 1, H, W) each, H and W multiples of 8; the graph is checked against torch at two
-    sizes by :func:`sgdfuse_ros.onnx.runtime.export_module`.
+    sizes by :func:`sgdfuse_ros.onnx.export.export_module`.
     """
     graph = copy.deepcopy(model).cpu().float().eval()
     graph.net.channels_last = False

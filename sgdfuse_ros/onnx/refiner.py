@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .runtime import export_module, OnnxModule
+from .export import export_module
+from .runtime import OnnxModule
 from ..config import resolve_model_path
 from ..fusion.refiner import DiffusionRefiner, KIND, RefinerNet
 from ..fusion.tensors import image_tensor, prior_tensors

@@ -13,21 +13,13 @@
 # limitations under the License.
 
 """
-Inference back ends for the learned stages: torch modules exported to ONNX, run by ONNX Runtime.
+Runs exported ONNX files: :class:`OnnxModule`, called like the torch module it came from.
 
-Two halves, both generic (they know nothing about a particular network):
-
-- :func:`export_module` writes a ``torch.nn.Module`` as an ONNX file (opset 17, TorchScript
-  exporter) whose image inputs and outputs have dynamic height and width, so one file serves every
-  camera resolution. :func:`max_abs_difference` checks the file against the module.
-- :class:`OnnxModule` runs such a file. Execution providers are chosen by the config's ``device``
-  and by what this machine can really use: TensorRT, then CUDA, then CPU. A GPU provider is only
-  requested when onnxruntime lists it, a CUDA device is usable (``torch.cuda.is_available()``)
-  and the provider's shared library loads; so a machine without CUDA never sees ONNX Runtime's
-  "failed to load provider" errors. Intra-op threads come from the config's ``threads`` (0 = the
-  physical cores this process may use) and ``thread_policy`` (``adaptive``: one session per
-  candidate count, switched by :func:`use_threads`); workers never spin. Inputs are bound
-  without copies (IO binding) and output buffers are allocated once per input geometry.
+Providers and session options come from :mod:`sgdfuse_ros.onnx.providers` (importable here too);
+intra-op threads from the config's ``threads`` and ``thread_policy`` (``adaptive``: one session
+per candidate count, switched by :func:`use_threads`). Inputs are bound without copies (IO
+binding) and output buffers are allocated once per input geometry. Writing such files:
+:mod:`sgdfuse_ros.onnx.export`.
 
 A learned stage that runs on ONNX Runtime sets ``backend = "onnx"`` on its plug-in object; the
 benchmarks read that attribute to tell which stages honour ``backend: onnx``.
@@ -35,175 +27,26 @@ benchmarks read that attribute to tell which stages honour ``backend: onnx``.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 from pathlib import Path
 import threading
 from typing import Dict, List, Optional, Sequence, Tuple, Union
-import warnings
 import weakref
 
 import numpy as np
 
-from ..errors import ConfigError, error_line, first_line, InputError
+from .providers import (_provider_entries, GPU_PROVIDERS, physical_cores, session_options,
+                        TENSORRT, usable_providers)
+from ..errors import ConfigError, first_line, InputError
 
 log = logging.getLogger('sgdfuse_ros')
-
-OPSET = 17
-CPU = 'CPUExecutionProvider'
-CUDA = 'CUDAExecutionProvider'
-TENSORRT = 'TensorrtExecutionProvider'
-GPU_PROVIDERS = (TENSORRT, CUDA)
-DYNAMIC_BLOCK_BASE = 4  # ONNX Runtime's session.dynamic_block_base (0 = static shares)
 
 # ONNX tensor element types that the pipeline's networks use
 _NUMPY_OF_ONNX = {'tensor(float)': np.float32, 'tensor(float16)': np.float16,
                   'tensor(double)': np.float64, 'tensor(int64)': np.int64,
                   'tensor(int32)': np.int32, 'tensor(uint8)': np.uint8,
                   'tensor(bool)': np.bool_}
-
-
-# --- the machine ---------------------------------------------------------------------------------
-
-def physical_cores() -> int:
-    """Physical cores this process may run on (hyper-threads not counted), at least 1."""
-    allowed = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else \
-        (os.cpu_count() or 1)
-    cores = set()
-    try:
-        physical = core = None
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            key, _, value = line.partition(':')
-            key = key.strip()
-            if key == 'physical id':
-                physical = value.strip()
-            elif key == 'core id':
-                core = value.strip()
-            elif not key and core is not None:  # blank line ends one processor's block
-                cores.add((physical, core))
-                physical = core = None
-        if core is not None:
-            cores.add((physical, core))
-    except OSError:
-        pass
-    count = len(cores) if cores else (os.cpu_count() or 1)
-    return max(1, min(count, allowed))
-
-
-def _torch_cuda_available() -> bool:
-    try:
-        import torch  # also loads the CUDA libraries torch ships, which ORT's providers reuse
-    except ImportError:
-        return False
-    try:
-        return bool(torch.cuda.is_available())
-    except Exception:  # a broken driver install: treat as no GPU
-        return False
-
-
-def _provider_library_loads(provider: str) -> bool:
-    """Whether ONNX Runtime's shared library for ``provider`` and its dependencies load."""
-    import onnxruntime
-
-    name = {CUDA: 'libonnxruntime_providers_cuda.so',
-            TENSORRT: 'libonnxruntime_providers_tensorrt.so'}.get(provider)
-    if name is None:
-        return True
-    capi = Path(onnxruntime.__file__).resolve().parent / 'capi'
-    path = capi / name
-    if not path.is_file():
-        return False
-    try:
-        shared = capi / 'libonnxruntime_providers_shared.so'
-        if shared.is_file():
-            ctypes.CDLL(str(shared), mode=ctypes.RTLD_GLOBAL)
-        ctypes.CDLL(str(path))
-        return True
-    except OSError:
-        pass
-    preload = getattr(onnxruntime, 'preload_dlls', None)  # CUDA/cuDNN from nvidia-* wheels
-    if preload is None:
-        return False
-    try:
-        preload()
-        ctypes.CDLL(str(path))
-        return True
-    except Exception:
-        return False
-
-
-def usable_providers(device: str = 'auto', tensorrt: bool = True,
-                     available: Optional[Sequence[str]] = None,
-                     cuda_usable: Optional[bool] = None) -> List[str]:
-    """
-    Return the provider names to request, best first, always ending with the CPU provider.
-
-    ``device``: ``cpu`` (CPU only) or ``auto``/``cuda`` (GPU providers where really usable).
-    ``available`` and ``cuda_usable`` default to what this machine reports (tests pass them in).
-    """
-    if device not in ('auto', 'cpu', 'cuda'):
-        raise ConfigError(f"unknown device '{device}' (auto, cpu or cuda)")
-    if device == 'cpu':
-        return [CPU]
-    if available is None:
-        import onnxruntime
-        available = onnxruntime.get_available_providers()
-    wanted = [p for p in GPU_PROVIDERS if p in available and (tensorrt or p != TENSORRT)]
-    if wanted:
-        if cuda_usable is None:
-            cuda_usable = _torch_cuda_available()
-        if not cuda_usable:
-            wanted = []
-        else:
-            wanted = [p for p in wanted if _provider_library_loads(p)]
-    if device == 'cuda' and not wanted:
-        log.warning('device=cuda: ONNX Runtime has no usable GPU provider here; running on CPU')
-    return wanted + [CPU]
-
-
-def session_options(threads: int = 0, allow_spinning: bool = False, dynamic_blocks: bool = True):
-    """
-    ONNX Runtime session options with the thread counts set on purpose.
-
-    ``threads`` intra-op threads (0: the physical cores); one inter-op thread, sequential
-    execution (the pipeline's graphs are chains); all graph optimisations. Spinning worker
-    threads are off by default: between frames they would burn the cores that OpenCV and the
-    other ROS nodes need, and a spinning worker stalls the others when a co-running process
-    takes a core; turn on for a dedicated machine where the last milliseconds count. Without
-    spinning, parallel loops are split dynamically (``session.dynamic_block_base``), so a worker
-    that lost its core to another process delays the operator less (``dynamic_blocks``; off
-    for ``thread_policy: library``, the behaviour before).
-    """
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = int(threads) if threads and threads > 0 else physical_cores()
-    options.inter_op_num_threads = 1
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry('session.intra_op.allow_spinning',
-                                     '1' if allow_spinning else '0')
-    if dynamic_blocks and not allow_spinning and options.intra_op_num_threads > 1:
-        # work is handed out in shrinking blocks as threads come free, instead of one equal
-        # share each: a worker whose core is taken by another process then holds up less
-        options.add_session_config_entry('session.dynamic_block_base', str(DYNAMIC_BLOCK_BASE))
-    return options
-
-
-def _provider_entries(providers: Sequence[str], trt_cache_dir: Optional[Path]) -> list:
-    entries: list = []
-    for name in providers:
-        if name == TENSORRT:
-            options = {'trt_fp16_enable': False}
-            if trt_cache_dir is not None:
-                Path(trt_cache_dir).mkdir(parents=True, exist_ok=True)
-                options.update(trt_engine_cache_enable=True,
-                               trt_engine_cache_path=str(trt_cache_dir))
-            entries.append((name, options))
-        else:
-            entries.append(name)
-    return entries
 
 
 # --- running ONNX files --------------------------------------------------------------------------
@@ -426,97 +269,3 @@ class OnnxModule:
         if self.device == 'cpu':
             return list(run.out_arrays)
         return [value.numpy() for value in run.out_values]
-
-
-# --- exporting torch modules ---------------------------------------------------------------------
-
-def export_module(module, example_inputs: Sequence, path: Union[str, os.PathLike],
-                  input_names: Sequence[str], output_names: Sequence[str],
-                  dynamic_batch: bool = False, opset: int = OPSET,
-                  verify_sizes: Optional[Sequence[Tuple[int, int]]] = None,
-                  atol: float = 1e-3) -> Path:
-    """
-    Write ``module`` as ONNX with dynamic height/width on every 4-D input and output.
-
-    ``example_inputs``: torch tensors of a typical size. The module is exported in eval mode and
-    the file is checked with the ONNX checker, then **verified**: ONNX Runtime (CPU) and torch
-    must agree within ``atol`` at each (height, width) of ``verify_sizes`` (4-D inputs resized
-    to it, random values in [0, 1]). The default checks the example size and an odd size 37 rows
-    and 53 columns larger: tracing records Python arithmetic on shapes (padding to a multiple,
-    cropping back) as constants, so a graph can be right at the export size and wrong at every
-    other; cameras come in any size. A network that needs sizes of a multiple must pad outside
-    the graph and pass such sizes here. Raises ``ValueError`` naming the size that disagrees.
-
-    Uses the TorchScript exporter (``dynamo=False``): it handles the pipeline's networks'
-    data-independent control flow and needs no extra packages.
-    """
-    import onnx
-    import torch
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    examples = tuple(example_inputs)
-    axes: Dict[str, Dict[int, str]] = {}
-    for name, tensor in zip(input_names, examples):
-        if getattr(tensor, 'dim', lambda: 0)() == 4:
-            axes[name] = {2: 'height', 3: 'width'}
-            if dynamic_batch:
-                axes[name][0] = 'batch'
-    with torch.no_grad():
-        sample_out = module.eval()(*examples)
-    outs = sample_out if isinstance(sample_out, (tuple, list)) else (sample_out,)
-    if len(outs) != len(output_names):
-        raise ValueError(f'module returns {len(outs)} outputs, {len(output_names)} names given')
-    for name, tensor in zip(output_names, outs):
-        if tensor.dim() == 4:
-            axes[name] = {2: 'height', 3: 'width'}
-            if dynamic_batch:
-                axes[name][0] = 'batch'
-    tmp = path.with_suffix(path.suffix + '.tmp')
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # the TorchScript exporter's deprecation/tracer notes
-        torch.onnx.export(module, examples, str(tmp), dynamo=False, opset_version=opset,
-                          input_names=list(input_names), output_names=list(output_names),
-                          dynamic_axes=axes, do_constant_folding=True)
-    onnx.checker.check_model(str(tmp))
-    if verify_sizes is None:
-        four_d = [t for t in examples if getattr(t, 'dim', lambda: 0)() == 4]
-        if four_d:
-            h, w = four_d[0].shape[-2:]
-            verify_sizes = [(int(h), int(w)), (int(h) + 37, int(w) + 53)]
-        else:
-            verify_sizes = []
-    try:
-        if verify_sizes:
-            runner = OnnxModule(tmp, device='cpu', threads=1)
-            generator = torch.Generator().manual_seed(0)
-            for h, w in verify_sizes:
-                inputs = [torch.rand(tuple(t.shape[:-2]) + (h, w), generator=generator)
-                          .to(device=t.device, dtype=t.dtype)
-                          if getattr(t, 'dim', lambda: 0)() == 4 else t for t in examples]
-                try:
-                    error = max_abs_difference(module, runner, inputs)
-                except Exception as err:  # shapes baked in: ORT or the comparison fails
-                    raise ValueError(f'ONNX export of {type(module).__name__} fails at {w}x{h} '
-                                     f'({error_line(err, 160)})') from None
-                if not error <= atol:
-                    raise ValueError(f'ONNX export of {type(module).__name__} disagrees with '
-                                     f'torch at {w}x{h} (max abs difference {error:.3g} > '
-                                     f'{atol:g}): shape arithmetic baked into the graph?')
-    except Exception:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(path)
-    return path
-
-
-def max_abs_difference(module, runner: OnnxModule, inputs: Sequence) -> float:
-    """Largest absolute difference between ``module(*inputs)`` (torch) and the ONNX ``runner``."""
-    import torch
-
-    with torch.no_grad():
-        expected = module.eval()(*inputs)
-    expected = expected if isinstance(expected, (tuple, list)) else (expected,)
-    got = runner(*[t.detach().cpu().numpy() for t in inputs])
-    got = got if isinstance(got, tuple) else (got,)
-    return max(float(np.max(np.abs(e.detach().cpu().numpy() - g))) for e, g in zip(expected, got))

@@ -28,7 +28,7 @@ about twice as fast as torch on the development CPU: ``benchmarks/results/prior_
 
 The export takes a second or two and is done in memory when the provider is built (nothing is
 written next to the checkpoint); :func:`export_decoder` writes a file for other runtimes.
-Providers and threads come from :mod:`sgdfuse_ros.onnx.runtime` (CUDA only where torch sees
+Providers and threads come from :mod:`sgdfuse_ros.onnx.providers` (CUDA only where torch sees
 a usable
 GPU and onnxruntime's CUDA library loads, so CPU-only machines never see provider errors).
 """
@@ -138,7 +138,7 @@ class OnnxMaskDecoder:
         """
         import onnxruntime as ort
 
-        from .runtime import session_options, usable_providers
+        from .providers import session_options, usable_providers
         options = session_options(threads)
         options.log_severity_level = 3  # errors only
         source = str(model_bytes_or_path) if isinstance(model_bytes_or_path, Path) \

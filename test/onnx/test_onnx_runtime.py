@@ -23,8 +23,10 @@ torch = pytest.importorskip('torch')
 ort = pytest.importorskip('onnxruntime')
 
 from sgdfuse_ros.errors import ConfigError, InputError  # noqa: E402
-from sgdfuse_ros.onnx import runtime as backends  # noqa: E402
-from sgdfuse_ros.onnx.runtime import export_module, OnnxModule, usable_providers  # noqa: E402
+from sgdfuse_ros.onnx import providers, runtime  # noqa: E402
+from sgdfuse_ros.onnx.export import export_module  # noqa: E402
+from sgdfuse_ros.onnx.providers import usable_providers  # noqa: E402
+from sgdfuse_ros.onnx.runtime import OnnxModule  # noqa: E402
 
 
 class TinyFusion(torch.nn.Module):
@@ -128,7 +130,7 @@ def test_provider_choice_here_is_cpu_and_quiet(exported, caplog, capfd):
     _, path = exported
     caplog.set_level(logging.DEBUG)
     capfd.readouterr()
-    if backends._torch_cuda_available():
+    if providers._torch_cuda_available():
         pytest.skip('this machine has CUDA: the CPU-only expectation does not apply')
     for device in ('auto', 'cpu'):
         assert usable_providers(device) == ['CPUExecutionProvider']
@@ -140,28 +142,12 @@ def test_provider_choice_here_is_cpu_and_quiet(exported, caplog, capfd):
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-def test_provider_order_when_gpu_is_usable(monkeypatch):
-    monkeypatch.setattr(backends, '_provider_library_loads', lambda name: True)
-    everything = ['TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider']
-    assert usable_providers('auto', available=everything, cuda_usable=True) == everything
-    assert usable_providers('auto', tensorrt=False, available=everything, cuda_usable=True) == \
-        everything[1:]
-    assert usable_providers('cpu', available=everything, cuda_usable=True) == everything[2:]
-    # listed but no usable device (this machine's case): CPU only
-    assert usable_providers('auto', available=everything, cuda_usable=False) == everything[2:]
-    # a provider whose library does not load is not requested
-    monkeypatch.setattr(backends, '_provider_library_loads', lambda name: name != everything[0])
-    assert usable_providers('auto', available=everything, cuda_usable=True) == everything[1:]
-    with pytest.raises(ConfigError):
-        usable_providers('tpu')
-
-
 def test_threads_follow_config(exported):
     _, path = exported
     cfg = {'device': 'cpu', 'device_fallback': True, 'threads': 1}
     assert OnnxModule.from_config(path, cfg).threads == 1
     cfg['threads'] = 0
-    assert OnnxModule.from_config(path, cfg).threads == backends.physical_cores() >= 1
+    assert OnnxModule.from_config(path, cfg).threads == providers.physical_cores() >= 1
 
 
 # --- sgdfuse export ------------------------------------------------------------------------------
@@ -213,33 +199,6 @@ def test_export_calls_the_owners_exporter(tmp_path, monkeypatch, capsys):
                   np.zeros((1, 1, 24, 40), np.float32))[0].shape == (1, 1, 24, 40)
 
 
-class PadToEight(torch.nn.Module):
-    """
-    Pad to a multiple of 8 only when needed (a Python branch on the shape).
-
-    The tracer records the branch taken at the export size, so the graph only works at such sizes.
-    """
-
-    def forward(self, x):
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % 8, (-w) % 8
-        y = torch.nn.functional.pad(x, (0, pw, 0, ph), mode='replicate') if ph or pw else x
-        y = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(y, 8),
-                                            scale_factor=8.0, mode='nearest')
-        return y[..., :h, :w] + x
-
-
-def test_export_verification_catches_baked_shapes(tmp_path):
-    example = (torch.rand(1, 1, 32, 48),)
-    with pytest.raises(ValueError, match='at 101x69'):
-        export_module(PadToEight(), example, tmp_path / 'pad.onnx', ['x'], ['y'])
-    assert not list(tmp_path.iterdir())  # nothing half-written left behind
-    # the same graph is fine where it was traced, if the caller only promises that size
-    export_module(PadToEight(), example, tmp_path / 'pad.onnx', ['x'], ['y'],
-                  verify_sizes=[(32, 48)])
-    assert (tmp_path / 'pad.onnx').is_file()
-
-
 def test_thread_counts_switch_sessions_with_the_same_output(exported):
     model, path = exported
     runner = OnnxModule(path, device='cpu', threads=2, extra_threads=(1,), reuse_outputs=True)
@@ -248,7 +207,7 @@ def test_thread_counts_switch_sessions_with_the_same_output(exported):
     ir = rng.random((1, 1, 64, 80), dtype=np.float32)
     vis = rng.random((1, 1, 64, 80), dtype=np.float32)
     two = [np.array(o) for o in runner(ir, vis)]
-    backends.use_threads(1)  # every live module of the process
+    runtime.use_threads(1)  # every live module of the process
     assert runner.threads == 1
     assert runner.session.get_session_options().intra_op_num_threads == 1
     one = [np.array(o) for o in runner(ir, vis)]
