@@ -49,7 +49,7 @@ import shutil
 import sys
 import time
 
-from .guard import topic_name
+from .options import add_camera_topics, add_config, add_input_bag
 from ..errors import InputError
 
 STAGES = ('first-stage', 'refiner', 'both')
@@ -63,8 +63,7 @@ FRAME_KEYS = ('registration.homography', 'registration.resize_mismatched', 'outp
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument('bag', metavar='BAG',
-                        help='input bag: rosbag2 directory (sqlite3 or mcap), .mcap or .db3 file')
+    add_input_bag(parser)
     parser.add_argument('--out', required=True, metavar='DIR',
                         help='folder for the adapted first_stage.pt / refiner.pt')
     parser.add_argument('--stage', choices=STAGES, default='both',
@@ -95,15 +94,8 @@ def add_arguments(parser) -> None:
                         help='loss weights replacing those stored in the starting weights file '
                              "(keys as in `sgdfuse train --help`); applied to both stages' own "
                              'weights, e.g. \'{"visible_lead": 0}\'')
-    parser.add_argument('--thermal-topic', metavar='T', type=topic_name,
-                        help='thermal Image/CompressedImage topic '
-                        '(default: found from types, encodings and names)')
-    parser.add_argument('--rgb-topic', metavar='R', type=topic_name,
-                        help='RGB Image/CompressedImage topic')
-    parser.add_argument('--config', metavar='FILE', help="config file (default: the package's "
-                        'config/fusion.yaml): registration, AGC, sync, prior')
-    parser.add_argument('--set', dest='overrides', action='append', default=[],
-                        metavar='NAME=VALUE', help='override one parameter (repeatable)')
+    add_camera_topics(parser)
+    add_config(parser, ': registration, AGC, sync, prior')
     parser.add_argument('--work', metavar='DIR', default=None,
                         help='checkpoints and logs (default OUT/adapt_work)')
     parser.add_argument('--fresh', action='store_true',

@@ -25,18 +25,14 @@ import sys
 import time
 
 from .guard import topic_name
+from .options import add_camera_topics, add_config, add_input_bag
 from ..errors import InputError
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument('in_bag', metavar='IN_BAG',
-                        help='input bag: rosbag2 directory (sqlite3 or mcap), .mcap or .db3 file')
+    add_input_bag(parser, 'in_bag', 'IN_BAG')
     parser.add_argument('--out', required=True, metavar='OUT_BAG', help='output bag to create')
-    parser.add_argument('--thermal-topic', metavar='T', type=topic_name,
-                        help='thermal Image/CompressedImage topic '
-                        '(default: found from types, encodings and names)')
-    parser.add_argument('--rgb-topic', metavar='R', type=topic_name,
-                        help='RGB Image/CompressedImage topic')
+    add_camera_topics(parser)
     parser.add_argument('--rgb-info-topic', metavar='C', type=topic_name,
                         help='RGB CameraInfo topic (default: the '
                         'camera_info beside the RGB topic)')
@@ -50,10 +46,7 @@ def add_arguments(parser) -> None:
                         help='also copy the camera topics (and their camera_info) to the output')
     parser.add_argument('--overlay', action='store_true',
                         help='also write semantic/overlay (prior drawn over the fused image)')
-    parser.add_argument('--config', metavar='FILE', help="config file (default: the package's "
-                        'config/fusion.yaml)')
-    parser.add_argument('--set', dest='overrides', action='append', default=[],
-                        metavar='NAME=VALUE', help='override one parameter (repeatable)')
+    add_config(parser)
     parser.add_argument('--report', metavar='DIR', help='report folder (default OUT_BAG_report)')
     parser.add_argument('--no-metrics', action='store_true',
                         help='skip the per-frame fusion metrics (faster)')

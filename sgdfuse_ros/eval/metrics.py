@@ -431,6 +431,17 @@ def _as_gray_array(x, what: str) -> np.ndarray:
     return a
 
 
+def _scorer(fused, ir, vis) -> '_Scorer':
+    """Check the three gray images (each as :func:`_as_gray_array`, one shape) -> a scorer."""
+    f = _as_gray_array(fused, 'fused image')
+    a = _as_gray_array(ir, 'infrared image')
+    b = _as_gray_array(vis, 'visible image')
+    if not (f.shape == a.shape == b.shape):
+        raise InputError(f'image sizes differ: fused {f.shape}, infrared {a.shape}, '
+                         f'visible {b.shape}')
+    return _Scorer(f, a, b)
+
+
 def fusion_metrics(fused, ir, vis, names: Sequence[str] = METRIC_NAMES) -> Dict[str, float]:
     """
     All requested metrics of one fused image against its two sources.
@@ -439,13 +450,7 @@ def fusion_metrics(fused, ir, vis, names: Sequence[str] = METRIC_NAMES) -> Dict[
     same shape.  Returns ``{name: float}`` in the order of ``names``.
     """
     names = _check_names(names)
-    f = _as_gray_array(fused, 'fused image')
-    a = _as_gray_array(ir, 'infrared image')
-    b = _as_gray_array(vis, 'visible image')
-    if not (f.shape == a.shape == b.shape):
-        raise InputError(f'image sizes differ: fused {f.shape}, infrared {a.shape}, '
-                         f'visible {b.shape}')
-    scorer = _Scorer(f, a, b)
+    scorer = _scorer(fused, ir, vis)
     with np.errstate(divide='ignore', invalid='ignore'):
         return {name: float(getattr(scorer, name)()) for name in names}
 
@@ -466,16 +471,10 @@ def frame_metrics(fused, ir, vis, names: Sequence[str] = METRIC_NAMES
     values: Dict[str, Optional[float]] = dict.fromkeys(names)
     missing: Dict[str, str] = {}
     try:
-        f = _as_gray_array(fused, 'fused image')
-        a = _as_gray_array(ir, 'infrared image')
-        b = _as_gray_array(vis, 'visible image')
-        if not (f.shape == a.shape == b.shape):
-            raise InputError(f'image sizes differ: fused {f.shape}, infrared {a.shape}, '
-                             f'visible {b.shape}')
+        scorer = _scorer(fused, ir, vis)
     except Exception as err:  # noqa: B902 - the frame is unscorable, the run goes on
         reason = str(err) if isinstance(err, InputError) else error_line(err, 160)
         return values, dict.fromkeys(names, reason)
-    scorer = _Scorer(f, a, b)
     with np.errstate(divide='ignore', invalid='ignore'):
         for name in names:
             try:

@@ -1,0 +1,47 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Argparse options that several ``sgdfuse`` commands share, written once.
+
+The bag commands (``replay``, ``adapt``) take an input bag, the two camera topics and a config
+with overrides; each command adds them with these helpers where they stand in its ``--help``.
+"""
+
+from __future__ import annotations
+
+from .guard import topic_name
+
+
+def add_input_bag(parser, dest: str = 'bag', metavar: str = 'BAG') -> None:
+    """Add the input bag, a positional argument."""
+    parser.add_argument(dest, metavar=metavar,
+                        help='input bag: rosbag2 directory (sqlite3 or mcap), .mcap or .db3 file')
+
+
+def add_camera_topics(parser) -> None:
+    """Add ``--thermal-topic`` and ``--rgb-topic``: the bag's camera topics (default: found)."""
+    parser.add_argument('--thermal-topic', metavar='T', type=topic_name,
+                        help='thermal Image/CompressedImage topic '
+                        '(default: found from types, encodings and names)')
+    parser.add_argument('--rgb-topic', metavar='R', type=topic_name,
+                        help='RGB Image/CompressedImage topic')
+
+
+def add_config(parser, what: str = '') -> None:
+    """Add ``--config FILE`` and ``--set NAME=VALUE`` (repeatable, into ``args.overrides``)."""
+    parser.add_argument('--config', metavar='FILE', help="config file (default: the package's "
+                        f'config/fusion.yaml){what}')
+    parser.add_argument('--set', dest='overrides', action='append', default=[],
+                        metavar='NAME=VALUE', help='override one parameter (repeatable)')
