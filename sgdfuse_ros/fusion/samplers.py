@@ -15,6 +15,9 @@
 """
 Samplers: plain functions over a denoiser ``denoise(x_t, t) -> x0_hat`` (images in [-1, 1]).
 
+Only arithmetic operators touch the images, so they run on torch tensors and numpy arrays alike
+(the ONNX refiner samples in numpy).
+
 The refiner does SDEdit-style refinement: it noises the first-stage result to a moderate
 ``t_start`` and walks back to t = 0 with K deterministic DDIM steps (eta = 0):
 

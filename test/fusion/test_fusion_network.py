@@ -14,15 +14,20 @@
 
 """The learned stages: shapes and ranges, the weights files, the sampler, the pipeline."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 from sgdfuse_ros.config import load_config
 from sgdfuse_ros.errors import ConfigError
+from sgdfuse_ros.fusion.backbone import pad_to_multiple
 from sgdfuse_ros.fusion.laplacian import laplacian_fusion
 from sgdfuse_ros.fusion.network import build_first_stage, FirstStageNet, load_first_stage
 from sgdfuse_ros.fusion.refiner import build_refiner, load_refiner, RefinerNet
 from sgdfuse_ros.fusion.samplers import refine, sample_ddim, sdedit_start
 from sgdfuse_ros.fusion.schedules import cosine_schedule, linear_schedule, sampling_timesteps
+from sgdfuse_ros.fusion.tensors import (highpass, highpass_planes, image_tensor, pack_planes,
+                                        prior_tensors)
 from sgdfuse_ros.fusion.weights import save_weights
 from sgdfuse_ros.pipeline.fusion_pipeline import FusionPipeline
 from sgdfuse_ros.prior.format import SemanticPrior
@@ -292,3 +297,57 @@ def test_onnx_refiner_matches_torch(weights):
     assert out.shape == (61, 93) and out.dtype == np.float32
     np.testing.assert_allclose(out, load_refiner(rp, 2, seed=3)(ir, vis, prior, first), atol=1e-5)
     refiner.close()
+
+
+def test_pack_planes_is_cat_and_replicate_padding():
+    rng = np.random.default_rng(5)
+    planes = [rng.random((61, 93), dtype=np.float32) for _ in range(3)]
+    packed = pack_planes(planes, 8, lead=1)
+    assert packed.shape == (1, 4, 64, 96) and packed.dtype == np.float32
+    expected, size = pad_to_multiple(torch.cat([torch.from_numpy(p)[None, None]
+                                                for p in planes], dim=1), 8)
+    assert size == (61, 93)
+    np.testing.assert_array_equal(packed[:, 1:], expected.numpy())
+    again = pack_planes([p[:, :90] for p in planes], 8, lead=1, out=packed)
+    assert again is packed  # the buffer is reused while the padded size holds
+    np.testing.assert_array_equal(again[0, 1, :61, :90], planes[0][:, :90])
+    np.testing.assert_array_equal(again[0, 1, :, 90:], np.repeat(again[0, 1, :, 89:90], 6, 1))
+    assert pack_planes(planes, 8, out=packed).shape == (1, 3, 64, 96)  # other shape: new one
+
+
+def test_highpass_planes_matches_the_torch_highpass():
+    x = torch.rand(1, 2, 64, 96, generator=torch.Generator().manual_seed(2))
+    got = highpass_planes(x[0].numpy())
+    np.testing.assert_allclose(got, highpass(x)[0].numpy(), atol=1e-6)
+    assert np.abs(got).max() > 0.1
+    with pytest.raises(ValueError):
+        highpass_planes(np.zeros((1, 63, 96), np.float32))
+
+
+def test_refiner_cpu_paths_match_the_network_forward(weights):
+    _, rp = weights
+    refiner = load_refiner(rp, 2, seed=3)
+    onnx = None
+    if importlib.util.find_spec('onnxruntime') is not None:
+        onnx = build_refiner(load_config(overrides={
+            'backend': 'onnx', 'refiner.weights': str(rp), 'refiner.steps': 2,
+            'refiner.seed': 3, 'device': 'cpu'}), 'cpu')
+    outputs = []
+    for h, w in ((61, 93), (48, 64), (61, 93)):  # a change of size and back: buffers per size
+        ir, vis = scene(h, w)
+        prior = ThermalPrior()(ir, vis)
+        first = laplacian_fusion(ir, vis)
+        t, b = prior_tensors(prior, ir.shape, 'cpu')
+        with torch.no_grad():
+            expected = refiner.model(image_tensor(ir, 'cpu'), image_tensor(vis, 'cpu'), t, b,
+                                     image_tensor(first, 'cpu'), 2, refiner.noise((h, w)))
+        expected = expected[0, 0].numpy()
+        got = refiner(ir, vis, prior, first)
+        assert got.shape == (h, w) and got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        if onnx is not None:
+            np.testing.assert_allclose(onnx(ir, vis, prior, first), expected, atol=1e-5)
+        outputs.append(got)
+    np.testing.assert_array_equal(outputs[0], outputs[2])
+    if onnx is not None:
+        onnx.close()
