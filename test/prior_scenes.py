@@ -12,10 +12,24 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Synthetic thermal/visible scenes with known warm targets, for the prior tests."""
+"""Synthetic thermal/visible scenes with known warm targets, and a config, for the prior tests."""
 
 import cv2
 import numpy as np
+from sgdfuse_ros.config import validate
+from sgdfuse_ros.parameters import defaults
+
+
+def config_with(values: dict) -> dict:
+    """
+    Return the parameter table's defaults with ``values``, validated.
+
+    Independent of the YAML file in the checkout, with the classical first stage and no refiner:
+    these tests are about the prior.
+    """
+    config = defaults()
+    config.update(validate({'first_stage.type': 'laplacian', 'refiner.steps': 0, **values}))
+    return config
 
 
 def warm_scene(shape=(512, 640), targets=None, seed=0, noise=0.02):

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+from bag_support import load_report, make_bag, read_bag, write_custom_bag
 import numpy as np
 import pytest
 
@@ -23,7 +24,6 @@ from sgdfuse_ros.bag.reader import choose_topics, open_bag
 from sgdfuse_ros.cli import main as cli
 from sgdfuse_ros.errors import InputError
 from sgdfuse_ros.node import messages as m
-from test_bag_support import load_report, make_bag, read_bag, write_custom_bag
 
 
 def img(encoding, topic, t=1.0, size=(8, 6)):

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import os
 
+from bag_support import (camera_frames, load_report, make_bag, read_bag, write_custom_bag)
 import numpy as np
 import pytest
 
 from sgdfuse_ros.cli import main as cli
 from sgdfuse_ros.node import messages as m
-from test_bag_support import (camera_frames, load_report, make_bag, read_bag, write_custom_bag)
 
 
 def one_line_error(capsys, *needles):

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import sqlite3
 
+from bag_support import load_report, make_bag, raw_messages, read_bag, SIZE, stamp_of
 import numpy as np
 import pytest
 from sgdfuse_ros.cli import main as cli
-from test_bag_support import load_report, make_bag, raw_messages, read_bag, SIZE, stamp_of
 import yaml
 
 N = 4

@@ -15,12 +15,10 @@
 """The SAM decoder in onnxruntime agrees with the torch decoder on the same embedding."""
 
 import numpy as np
-from prior_scenes import warm_scene
+from prior_scenes import config_with, warm_scene
 import pytest
-from sgdfuse_ros.config import validate
 from sgdfuse_ros.errors import ConfigError
 from sgdfuse_ros.onnx.sam_decoder import export_decoder, OnnxMaskDecoder
-from sgdfuse_ros.parameters import defaults
 from sgdfuse_ros.prior.sam import (
     build_segmenter,
     random_sam,
@@ -30,18 +28,6 @@ from sgdfuse_ros.prior.sam import (
     TorchMaskDecoder,
 )
 import torch
-
-
-def config_with(values: dict) -> dict:
-    """
-    Return the parameter table's defaults with ``values``, validated.
-
-    Independent of the YAML file in the checkout, with the classical first stage and no refiner:
-    these tests are about the prior.
-    """
-    config = defaults()
-    config.update(validate({'first_stage.type': 'laplacian', 'refiner.steps': 0, **values}))
-    return config
 
 
 @pytest.fixture(scope='module')

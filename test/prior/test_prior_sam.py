@@ -24,11 +24,9 @@ import threading
 import time
 
 import numpy as np
-from prior_scenes import warm_scene
+from prior_scenes import config_with, warm_scene
 import pytest
-from sgdfuse_ros.config import validate
 from sgdfuse_ros.errors import ConfigError
-from sgdfuse_ros.parameters import defaults
 from sgdfuse_ros.pipeline import stages
 from sgdfuse_ros.pipeline.fusion_pipeline import FusionPipeline
 from sgdfuse_ros.prior.sam import (
@@ -40,18 +38,6 @@ from sgdfuse_ros.prior.sam import (
     TINY_TEST_MODEL,
 )
 import torch
-
-
-def config_with(values: dict) -> dict:
-    """
-    Return the parameter table's defaults with ``values``, validated.
-
-    Independent of the YAML file in the checkout, with the classical first stage and no refiner:
-    these tests are about the prior.
-    """
-    config = defaults()
-    config.update(validate({'first_stage.type': 'laplacian', 'refiner.steps': 0, **values}))
-    return config
 
 
 GRID_KEEP_ALL = {'pred_iou_thresh': 0.0, 'stability_score_thresh': 0.0}  # random weights

@@ -27,6 +27,7 @@ import json
 from pathlib import Path
 import tracemalloc
 
+from bag_support import read_bag
 import cv2
 import numpy as np
 import pytest
@@ -40,7 +41,7 @@ from sgdfuse_ros.eval.datasets import list_pairs
 from sgdfuse_ros.eval.synthetic_pairs import write_sample
 from sgdfuse_ros.fusion.weights import load_weights, save_weights
 from test_reliability_support import (balanced, EchoPipeline, FakeClock, image, make_core,
-                                      one_line, read_bag, scene)
+                                      one_line, scene)
 
 CLASSICAL = ['--set', 'first_stage.type=laplacian', '--set', 'refiner.steps=0']
 CLASSICAL_CONFIG = {'first_stage.type': 'laplacian', 'refiner.steps': 0}

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import struct
 
+from bag_support import load_report, read_bag, write_custom_bag
 import numpy as np
 import pytest
 
@@ -38,7 +39,6 @@ from sgdfuse_ros.cli import main as cli
 from sgdfuse_ros.eval.synthetic_pairs import write_sample
 from sgdfuse_ros.node import messages as m
 from sgdfuse_ros.pipeline import stages
-from test_bag_support import load_report, read_bag, write_custom_bag
 from test_reliability_support import one_line
 
 THERMAL, RGB = '/thermal/image_raw', '/rgb/image_raw'

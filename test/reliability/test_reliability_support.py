@@ -126,16 +126,3 @@ def balanced(core) -> dict:
 def one_line(text: str) -> str:
     assert '\n' not in text and 'Traceback' not in text, text
     return text
-
-
-def read_bag(path):
-    """{topic: [(log_time_ns, msg), ...]} of a whole (small) bag, plus the topic types."""
-    from rosbags.rosbag2 import Reader
-    out, types = {}, {}
-    with Reader(path) as reader:
-        for conn in reader.connections:
-            types[conn.topic] = conn.msgtype
-            out.setdefault(conn.topic, [])
-        for conn, log_time, raw in reader.messages():
-            out[conn.topic].append((log_time, messages.deserialize(raw, conn.msgtype)))
-    return out, types
