@@ -23,6 +23,11 @@ Prints the table with win counts
 and writes ``benchmarks/results/quality_roadscene.{json,md}``.
 
     python benchmarks/quality_roadscene.py --data ../shared/data/roadscene [--out outputs/quality]
+
+``--subset val`` scores the 12 held-out RoadScene TRAIN pairs instead (the training code's own
+split, ``split_train_names``: what model selection may look at; no published or peer rows there)
+and writes ``quality_roadscene_val[_TAG]``; ``--set NAME=VALUE`` overrides the 'ours' rows
+(a candidate's weights).
 """
 
 from __future__ import annotations
@@ -34,10 +39,11 @@ import sys
 import time
 
 from sgdfuse_ros.cli.evaluate import EVAL_OVERRIDES, run_evaluation
-from sgdfuse_ros.config import load_config
+from sgdfuse_ros.config import load_config, parse_override
 from sgdfuse_ros.eval.datasets import dataset_pairs, default_data_dir
 from sgdfuse_ros.eval.metrics import HEADLINE_METRICS
 from sgdfuse_ros.eval.scoring import format_table, score_folders
+from sgdfuse_ros.training.data import validation_pairs, VAL_EVERY
 from sky_check import MIN_AREA, pair_region
 
 # Published on the same 50 pairs (CDDFuse, CVPR 2023, RoadScene table; SSIM with data_range=2).
@@ -75,14 +81,28 @@ def main() -> int:
     parser.add_argument('--prev', type=Path, default=None,
                         help='folder with the previous first_stage.pt and refiner.pt (a row)')
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads')
-    parser.add_argument('--results', type=Path,
-                        default=Path(__file__).parent / 'results' / 'quality_roadscene')
+    parser.add_argument('--subset', default='test', choices=('test', 'val'),
+                        help='test: the 50 test pairs; val: the 12 held-out TRAIN pairs')
+    parser.add_argument('--set', dest='overrides', action='append', default=[],
+                        metavar='NAME=VALUE', help="override for the 'ours' rows (candidates)")
+    parser.add_argument('--tag', default='', help='suffix of the default results name')
+    parser.add_argument('--results', type=Path, default=None,
+                        help='results path without suffix (default: benchmarks/results/'
+                             'quality_roadscene[_val][_TAG])')
     args = parser.parse_args()
+    if args.results is None:
+        name = 'quality_roadscene' + ('' if args.subset == 'test' else '_val') + \
+            (f'_{args.tag}' if args.tag else '')
+        args.results = Path(__file__).parent / 'results' / name
+    common = dict(parse_override(text) for text in args.overrides)
     if args.data is None:
         sys.exit('quality_roadscene: error: give --data or set SGDFUSE_DATA')
     import torch
     torch.set_num_threads(max(1, args.threads))
-    pairs = dataset_pairs(args.data, 'test')
+    if args.subset == 'test':
+        pairs = dataset_pairs(args.data, 'test')
+    else:
+        pairs = validation_pairs(args.data, VAL_EVERY['roadscene'])
     defaults = load_config()
     rows, timing, per_image = {}, {}, {}
     default_row = args.default_row
@@ -91,14 +111,16 @@ def main() -> int:
         configs[PREV_ROW] = {'first_stage.type': 'network', 'refiner.steps': 2,
                              'first_stage.weights': str(args.prev / 'first_stage.pt'),
                              'refiner.weights': str(args.prev / 'refiner.pt')}
+    out_root = args.out if args.subset == 'test' else args.out / 'val'
     for label, overrides in configs.items():
-        config = load_config(overrides=dict(EVAL_OVERRIDES, **overrides))
+        extra = common if label.startswith('ours') else {}
+        config = load_config(overrides=dict(EVAL_OVERRIDES, **extra, **overrides))
         if default_row is None and all(defaults[k] == v for k, v in overrides.items()
                                        if k in ('first_stage.type', 'refiner.steps')) \
                 and 'prior.source' not in overrides and 'first_stage.weights' not in overrides:
             default_row = label
         started = time.perf_counter()
-        report = run_evaluation(pairs, args.out / label.replace(' ', '_').replace(':', '')
+        report = run_evaluation(pairs, out_root / label.replace(' ', '_').replace(':', '')
                                 .replace(',', '').replace('(', '').replace(')', '')
                                 .replace('+', 'plus').replace('=', ''), config, label)
         rows[label] = report['mean']
@@ -109,10 +131,11 @@ def main() -> int:
 
     peers = args.peers or (Path(args.data).parent / 'peers')
     names = [p.name for p in pairs]
-    for peer in sorted(peers.glob('*/roadscene50')) if peers.is_dir() else []:
-        _, mean = score_folders(peer, Path(args.data) / 'ir', Path(args.data) / 'vis', names)
-        rows[f'{peer.parent.name} (peer outputs)'] = mean
-    rows['CDDFuse (published)'] = CDDFUSE
+    if args.subset == 'test':  # peers and the published row exist for the 50 test pairs only
+        for peer in sorted(peers.glob('*/roadscene50')) if peers.is_dir() else []:
+            _, mean = score_folders(peer, Path(args.data) / 'ir', Path(args.data) / 'vis', names)
+            rows[f'{peer.parent.name} (peer outputs)'] = mean
+        rows['CDDFuse (published)'] = CDDFUSE
 
     ours = rows[default_row]
     comparisons = {}
@@ -140,7 +163,8 @@ def main() -> int:
                 m: sum(v[m] for v in values) / len(values) for m in HEADLINE_METRICS}
 
     table = format_table(rows)
-    lines = ['# Quality on RoadScene test (50 pairs)', '',
+    title = 'test' if args.subset == 'test' else 'held-out TRAIN pairs (validation)'
+    lines = [f'# Quality on RoadScene {title} ({len(pairs)} pairs)', '',
              f'Default configuration row: **{default_row}**. Metrics: reference-evaluator '
              'conventions (SSIM summed over both sources, data_range=2).', '', table, '',
              '## Wins of the default configuration, metric by metric', '',
@@ -161,6 +185,7 @@ def main() -> int:
     args.results.with_suffix('.json').write_text(json.dumps(
         {'rows': rows, 'default_row': default_row, 'wins': comparisons,
          'refiner': refiner_checks, 'timing': timing, 'sky_split': split,
+         'subset': args.subset, 'overrides': common,
          'command': ' '.join(['python'] + sys.argv)}, indent=1))
     return 0
 
