@@ -301,8 +301,9 @@ class FusionNodeCore:
                     self.counts.pipeline_errors += 1
                     self.counts.settle(pair, 'pipeline', rejected=True)
             self.log.error(f'{self.name}: unexpected error while handling the pair at '
-                           f'{pair.visible.stamp_s:.3f} ({type(err).__name__}: {short(err, 200)}); '
-                           'pair rejected, node keeps running', exc_info=True)
+                           f'{pair.visible.stamp_s:.3f} ({type(err).__name__}: '
+                           f'{short(err, 200)}); pair rejected, node keeps running',
+                           exc_info=True)
 
     def _process(self, pair: Pair) -> None:
         started = self.clock()
@@ -318,8 +319,8 @@ class FusionNodeCore:
                 self.counts.settle(pair, 'stopped')
             return
         try:
-            result = pipeline.process(pair.thermal.image, pair.visible.image, pair.thermal.encoding,
-                                      pair.visible.encoding)
+            result = pipeline.process(pair.thermal.image, pair.visible.image,
+                                      pair.thermal.encoding, pair.visible.encoding)
         except ResourceError as err:  # out of memory even after the pipeline's retry
             with self._lock:
                 self.counts.settle(pair, 'out_of_memory')

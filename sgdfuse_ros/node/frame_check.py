@@ -49,7 +49,7 @@ def short(text, limit: int = 40) -> str:
 
 
 def decode_camera_image(source: str, msg, max_pixels: int) -> Tuple[np.ndarray, str]:
-    """``source`` 'thermal' or 'visible'; ``msg`` an Image or CompressedImage -> (array, encoding)."""
+    """``source`` 'thermal' or 'visible'; ``msg`` an Image or CompressedImage -> (image, enc)."""
     allowed = THERMAL_ENCODINGS if source == 'thermal' else VISIBLE_ENCODINGS
     what = 'thermal' if source == 'thermal' else 'RGB'
     if not hasattr(msg, 'format'):  # a raw Image: check the cheap fields first
