@@ -43,7 +43,7 @@ from sgdfuse_ros.config import load_config, parse_override
 from sgdfuse_ros.eval.datasets import dataset_pairs, default_data_dir
 from sgdfuse_ros.eval.metrics import HEADLINE_METRICS
 from sgdfuse_ros.eval.scoring import format_table, score_folders
-from sgdfuse_ros.training.data import validation_pairs, VAL_EVERY
+from sgdfuse_ros.training.data import VAL_EVERY, validation_pairs
 from sky_check import MIN_AREA, pair_region
 
 # Published on the same 50 pairs (CDDFuse, CVPR 2023, RoadScene table; SSIM with data_range=2).
