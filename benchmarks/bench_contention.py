@@ -371,7 +371,7 @@ def live_worker(out) -> int:
                 time.sleep(delay)
             now_ns = time.time_ns()  # what a camera driver does: stamp, wrap, publish
             transport.publish('thermal/image_raw', camera.thermal_msg(index, now_ns))
-            transport.publish('rgb/image_raw', camera.rgb_msg(index, now_ns))
+            transport.publish('rgb/image_raw', camera.visible_msg(index, now_ns))
             for publisher in transport.publishers.get(
                     transport.resolve_topic_name('semantic/overlay'), ()):
                 publisher.sent.clear()

@@ -133,15 +133,15 @@ def run(args) -> dict:
         listener.close()
     stats = json.loads(stats_path.read_text())
     log = json.loads(camera_log.read_text())
-    by_rgb = {f['rgb_ns']: f for f in log['frames']}
+    by_visible = {f['visible_ns']: f for f in log['frames']}
     sent = log['frames']
-    streaming_s = max(f['rgb_sent'] for f in sent) - min(f['rgb_sent'] for f in sent)
+    streaming_s = max(f['visible_sent'] for f in sent) - min(f['visible_sent'] for f in sent)
     from_stamp, from_publish = [], []
     for stamp_ns, at in received:
         from_stamp.append((at - stamp_ns * 1e-9) * 1000.0)
-        frame = by_rgb.get(stamp_ns)
+        frame = by_visible.get(stamp_ns)
         if frame is not None:
-            from_publish.append((at - max(frame['thermal_sent'], frame['rgb_sent'])) * 1000.0)
+            from_publish.append((at - max(frame['thermal_sent'], frame['visible_sent'])) * 1000.0)
     inputs = stats['inputs']
     return {
         'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),

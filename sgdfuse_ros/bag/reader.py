@@ -29,7 +29,7 @@ many messages were read before it, so a replay can keep what it has.
 
 Topic discovery (``choose_topics``) looks at message types, the first message's encoding and the
 topic names: thermal is a single-channel ``Image`` (mono8, mono16, 16UC1, 32FC1) or a
-``CompressedImage`` whose name says thermal (thermal, ir, lwir, flir, ...); RGB is a colour
+``CompressedImage`` whose name says thermal (thermal, ir, lwir, flir, ...); visible is a colour
 ``Image`` (bgr8, rgb8, ...) or another ``CompressedImage``. Depth, mask and fusion-output topics
 are never taken. An ambiguous bag is an error that lists the candidates and names the option
 that settles it.
@@ -51,7 +51,7 @@ THERMAL_ENCODINGS = ('mono8', '8UC1', 'mono16', '16UC1', '32FC1')
 COLOUR_ENCODINGS = ('bgr8', 'rgb8', 'bgra8', 'rgba8')
 THERMAL_WORDS = {'thermal', 'therm', 'ir', 'lwir', 'mwir', 'tir', 'flir', 'boson', 'lepton',
                  'radiometric', 'thermography'}
-RGB_WORDS = {'rgb', 'color', 'colour', 'visible', 'vis', 'bgr'}
+VISIBLE_WORDS = {'rgb', 'color', 'colour', 'visible', 'vis', 'bgr'}
 NEVER_WORDS = {'depth', 'disparity', 'mask', 'masks', 'label', 'labels', 'semantic', 'fused',
                'fusion', 'targets', 'overlay', 'confidence', 'segmentation', 'compresseddepth'}
 
@@ -246,23 +246,25 @@ def open_bag(path) -> BagInput:
 @dataclass
 class CameraTopics:
     thermal: TopicSummary
-    rgb: TopicSummary
-    rgb_info: Optional[TopicSummary] = None
+    visible: TopicSummary
+    visible_info: Optional[TopicSummary] = None
     thermal_info: Optional[TopicSummary] = None
     automatic: bool = True
 
     def describe(self) -> str:
         how = 'found' if self.automatic else 'given'
-        info = self.rgb_info.name if self.rgb_info else 'none (fused/camera_info uncalibrated)'
+        info = (self.visible_info.name if self.visible_info
+                else 'none (fused/camera_info uncalibrated)')
         return (f'topics ({how}): thermal={self.thermal.describe()} '
-                f'rgb={self.rgb.describe()} rgb_info={info}')
+                f'rgb={self.visible.describe()} rgb_info={info}')
 
     def as_dict(self) -> dict:
+        """Return the topics as the replay report names them (after the rgb/... topics)."""
         def one(t):
             return None if t is None else {'topic': t.name, 'type': t.msgtype,
                                            'encoding': t.encoding, 'count': t.count}
-        return {'thermal': one(self.thermal), 'rgb': one(self.rgb),
-                'rgb_info': one(self.rgb_info), 'thermal_info': one(self.thermal_info),
+        return {'thermal': one(self.thermal), 'rgb': one(self.visible),
+                'rgb_info': one(self.visible_info), 'thermal_info': one(self.thermal_info),
                 'chosen': 'automatic' if self.automatic else 'given'}
 
 
@@ -286,7 +288,7 @@ def _thermal_like(bag: BagInput, t: TopicSummary) -> bool:
     return bool(name_words(t.name) & THERMAL_WORDS)
 
 
-def _rgb_like(bag: BagInput, t: TopicSummary) -> bool:
+def _visible_like(bag: BagInput, t: TopicSummary) -> bool:
     if t.msgtype == IMAGE:
         return bag.peek_encoding(t.name) in COLOUR_ENCODINGS
     fmt = (bag.peek_encoding(t.name) or '').lower()
@@ -340,26 +342,32 @@ def _info_for(bag: BagInput, image_topic: str) -> Optional[TopicSummary]:
     return None
 
 
-def choose_topics(bag: BagInput, thermal: Optional[str] = None, rgb: Optional[str] = None,
-                  rgb_info: Optional[str] = None) -> CameraTopics:
-    """Return the thermal, RGB and RGB camera-info topics: the given ones, or found in the bag."""
+def choose_topics(bag: BagInput, thermal: Optional[str] = None, visible: Optional[str] = None,
+                  visible_info: Optional[str] = None) -> CameraTopics:
+    """
+    Return the thermal, visible and visible camera-info topics: the given ones, or found.
+
+    ``visible`` and ``visible_info`` come from the ``--rgb-topic`` and ``--rgb-info-topic``
+    options (named after the ROS camera topics they choose).
+    """
     usable = [t for t in _image_topics(bag) if not (name_words(t.name) & NEVER_WORDS)]
     if thermal:
         thermal_topic = _given(bag, thermal, '--thermal-topic')
     else:
         thermal_topic = _pick([t for t in usable if _thermal_like(bag, t)
-                               and t.name != rgb], THERMAL_WORDS, 'thermal image',
+                               and t.name != visible], THERMAL_WORDS, 'thermal image',
                               '--thermal-topic', bag)
-    if rgb:
-        rgb_topic = _given(bag, rgb, '--rgb-topic')
+    if visible:
+        visible_topic = _given(bag, visible, '--rgb-topic')
     else:
-        rgb_topic = _pick([t for t in usable if t.name != thermal_topic.name
-                           and _rgb_like(bag, t)], RGB_WORDS, 'RGB image', '--rgb-topic', bag)
-    if rgb_topic.name == thermal_topic.name:
-        raise InputError(f'the thermal and RGB topics are the same ({rgb_topic.name})')
-    if rgb_info:
-        info = _given(bag, rgb_info, '--rgb-info-topic', types=(CAMERA_INFO,))
+        visible_topic = _pick([t for t in usable if t.name != thermal_topic.name
+                               and _visible_like(bag, t)], VISIBLE_WORDS, 'RGB image',
+                              '--rgb-topic', bag)
+    if visible_topic.name == thermal_topic.name:
+        raise InputError(f'the thermal and RGB topics are the same ({visible_topic.name})')
+    if visible_info:
+        info = _given(bag, visible_info, '--rgb-info-topic', types=(CAMERA_INFO,))
     else:
-        info = _info_for(bag, rgb_topic.name)
-    return CameraTopics(thermal_topic, rgb_topic, info, _info_for(bag, thermal_topic.name),
-                        automatic=not (thermal or rgb))
+        info = _info_for(bag, visible_topic.name)
+    return CameraTopics(thermal_topic, visible_topic, info, _info_for(bag, thermal_topic.name),
+                        automatic=not (thermal or visible))

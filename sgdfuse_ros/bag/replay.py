@@ -27,9 +27,9 @@ the node's own synchroniser (:class:`sgdfuse_ros.node.sync.ApproximateSync`, wit
 config file, and the node's outputs (:func:`sgdfuse_ros.node.messages.fusion_outputs`)
 are written under
 ``--namespace`` (default ``/fusion``): ``fused/image``, ``fused/camera_info``,
-``semantic/labels``, ``semantic/targets``. Every output carries the stamp of its pair's RGB image
-(copied field by field; the fused image lives in the RGB camera's frame) and is written at the log
-time of the later message of its pair.
+``semantic/labels``, ``semantic/targets``. Every output carries the stamp of its pair's visible
+image (copied field by field; the fused image lives in the visible camera's frame) and is written
+at the log time of the later message of its pair.
 
 It streams: at most ``sync.queue_size`` messages per camera wait in memory, so long bags run in
 flat memory. Frames that cannot be decoded or that the pipeline rejects (InputError) are skipped,
@@ -45,6 +45,7 @@ from typing import Dict, Optional
 
 from ..errors import InputError
 from ..node.frame_check import Rejected
+from ..node.frames import INPUT_LABELS
 
 
 def _u8(thermal_f32):
@@ -80,15 +81,15 @@ class Replay:
         self.write_error: Optional[str] = None
         self.sync = ApproximateSync(slop=config['sync.slop'], queue_size=config['sync.queue_size'])
         self.sync_resets = 0
-        self.roles = {topics.thermal.name: 'thermal', topics.rgb.name: 'rgb'}
-        if topics.rgb_info is not None:
-            self.roles[topics.rgb_info.name] = 'rgb_info'
+        self.roles = {topics.thermal.name: 'thermal', topics.visible.name: 'visible'}
+        if topics.visible_info is not None:
+            self.roles[topics.visible_info.name] = 'visible_info'
         if copy_inputs and topics.thermal_info is not None:
             self.roles.setdefault(topics.thermal_info.name, 'thermal_info')
         self.other_read: Dict[str, int] = {r: 0 for r in self.roles.values()
-                                           if r not in ('thermal', 'rgb')}
-        self.rgb_info = None
-        self.latest = {'thermal': None, 'rgb': None}       # last stamp seen (closest-gap hint)
+                                           if r not in ('thermal', 'visible')}
+        self.visible_info = None
+        self.latest = {'thermal': None, 'visible': None}       # last stamp seen (closest-gap hint)
         self.pairs = 0
         self.read_error: Optional[str] = None
         self.interrupted = None  # the signal's name once stopped by one
@@ -137,11 +138,11 @@ class Replay:
                 role = self.roles[topic]
                 if self.copy_inputs and not self._write(topic, log_ns, raw, msgtype):
                     break
-                if role not in ('thermal', 'rgb'):
+                if role not in ('thermal', 'visible'):
                     self.other_read[role] += 1
-                    if role == 'rgb_info':
+                    if role == 'visible_info':
                         try:
-                            self.rgb_info = deserialize(raw, msgtype)
+                            self.visible_info = deserialize(raw, msgtype)
                         except Exception as err:
                             self.report.notes.append(f'an RGB camera_info message did not '
                                                      f'decode ({type(err).__name__})')
@@ -188,9 +189,9 @@ class Replay:
         self.report.timing('message_decode', (time.perf_counter() - tick) * 1000.0)
         self.stamp_seen(role, stamp_ns)
         frame = (msg.header, image, encoding, log_ns, stamp_ns)
-        for _, thermal, _, rgb in self.sync.add(0 if role == 'thermal' else 1, stamp_ns * 1e-9,
-                                                frame):
-            self.fuse(thermal, rgb)
+        for _, thermal, _, visible in self.sync.add(0 if role == 'thermal' else 1,
+                                                    stamp_ns * 1e-9, frame):
+            self.fuse(thermal, visible)
 
     def decode(self, role: str, msg):
         """Run the node's checks, in its order (:mod:`sgdfuse_ros.node.frame_check`)."""
@@ -198,7 +199,7 @@ class Replay:
         return decode_camera_image(role, msg, self.config['limits.max_input_pixels'])
 
     def stamp_seen(self, role: str, stamp_ns: int) -> None:
-        other = self.latest['rgb' if role == 'thermal' else 'thermal']
+        other = self.latest['visible' if role == 'thermal' else 'thermal']
         if other is not None:
             self.report.stamp_gap(abs(stamp_ns - other) * 1e-9)
         self.latest[role] = stamp_ns
@@ -206,42 +207,42 @@ class Replay:
         jump = self.sync.jumped_back(0 if role == 'thermal' else 1, stamp_s)
         if jump:
             self.sync_resets += 1
-            self.report.notes.append(f'{role} stamps jumped back by {jump:.2f} s at '
+            self.report.notes.append(f'{INPUT_LABELS[role]} stamps jumped back by {jump:.2f} s at '
                                      f'{stamp_s:.3f}; synchroniser reset (as the node does)')
 
     # --- one pair --------------------------------------------------------------------------------
-    def fuse(self, thermal_frame, rgb_frame) -> None:
+    def fuse(self, thermal_frame, visible_frame) -> None:
         from ..errors import ResourceError, SgdfuseError
         from ..node.messages import fusion_outputs
 
         _, thermal, t_enc, t_log, t_stamp = thermal_frame
-        header, visible, v_enc, r_log, r_stamp = rgb_frame
+        header, visible, v_enc, v_log, v_stamp = visible_frame
         index = self.pairs
         self.pairs += 1
         if self.write_error:  # paired in the same step as the pair whose write failed
-            self.report.failure(index, r_stamp, 'not_written', 'the output bag stopped '
+            self.report.failure(index, v_stamp, 'not_written', 'the output bag stopped '
                                 'accepting writes before this pair')
             return self._tick()
         try:
             result = self.pipeline.process(thermal, visible, t_enc, v_enc)
         except ResourceError as err:  # out of memory even after the pipeline's retry
-            self.report.failure(index, r_stamp, 'out_of_memory', str(err))
+            self.report.failure(index, v_stamp, 'out_of_memory', str(err))
             return self._tick()
         except SgdfuseError as err:
-            self.report.failure(index, r_stamp, 'pipeline', str(err))
+            self.report.failure(index, v_stamp, 'pipeline', str(err))
             return self._tick()
         except Exception as err:  # the node survives anything a frame does; so does the replay
-            self.report.failure(index, r_stamp, 'pipeline_bug', f'{type(err).__name__}: {err}')
+            self.report.failure(index, v_stamp, 'pipeline_bug', f'{type(err).__name__}: {err}')
             return self._tick()
 
         tick = time.perf_counter()
         frame_id = self.config['output.frame_id'] or str(header.frame_id)
         outputs = fusion_outputs(result, header.stamp, frame_id, self.config['output.encoding'],
-                                 self.rgb_info, self.overlay)
-        log_ns = max(t_log, r_log)
+                                 self.visible_info, self.overlay)
+        log_ns = max(t_log, v_log)
         for rel, msg in outputs.items():
             if not self._write(self.output_topic(rel), log_ns, msg):
-                self.report.failure(index, r_stamp, 'not_written', self.write_error)
+                self.report.failure(index, v_stamp, 'not_written', self.write_error)
                 return self._tick()
         try:
             self.writer.checkpoint()
@@ -250,7 +251,7 @@ class Replay:
             if not is_write_failure(err):
                 raise
             self.write_error = write_failure(err, self.writer.path)
-            self.report.failure(index, r_stamp, 'not_written', self.write_error)
+            self.report.failure(index, v_stamp, 'not_written', self.write_error)
             return self._tick()
         write_ms = (time.perf_counter() - tick) * 1000.0
 
@@ -267,11 +268,11 @@ class Replay:
         timings = dict(result.timings, write=write_ms)
         if metrics_ms is not None:
             timings['metrics'] = metrics_ms
-        self.report.frame(index, r_stamp, t_stamp, timings, metrics, result.prior_source,
+        self.report.frame(index, v_stamp, t_stamp, timings, metrics, result.prior_source,
                           result.refined, result.notes)
         if self.report.wants_sample(index):
             from ..prior.format import overlay
-            self.report.sample(index, r_stamp, result.thermal, result.visible, result.fused_bgr,
+            self.report.sample(index, v_stamp, result.thermal, result.visible, result.fused_bgr,
                                overlay(result.fused_bgr, result.prior))
         self._tick()
 

@@ -37,7 +37,12 @@ from typing import Dict, List, Optional
 import cv2
 import numpy as np
 
-ROLES = ('thermal', 'rgb')
+from ..node.frames import INPUT_LABELS
+
+ROLES = ('thermal', 'visible')  # the replay's two cameras, as the code names them
+# ... and as the report (JSON keys, tables) names its inputs: after their topics (rgb/image_raw,
+# rgb/camera_info), like the node's statistics; users' scripts read these keys
+LABELS = {**INPUT_LABELS, 'visible_info': 'rgb_info', 'thermal_info': 'thermal_info'}
 DROP_REASONS = ('unmatched', 'late', 'duplicate', 'overflow')
 PIPELINE_STAGES = ('decode', 'register', 'prior', 'first_stage', 'refiner', 'colour', 'total')
 REPLAY_STAGES = ('message_decode', 'metrics', 'write')
@@ -163,10 +168,11 @@ class ReplayReport:
                other_read: Optional[Dict[str, int]] = None, sync_resets: int = 0,
                write_error: Optional[str] = None) -> dict:
         messages = {}
-        for role, sync_role in (('thermal', 'thermal'), ('rgb', 'visible')):
-            counters = dict(sync_stats[sync_role])
+        for role in ROLES:
+            counters = dict(sync_stats[role])
             rejected = dict(self.rejections[role])
-            row = {'topic': (self.topics.get(role) or {}).get('topic'),
+            label = LABELS[role]
+            row = {'topic': (self.topics.get(label) or {}).get('topic'),
                    'read': self.read[role], 'rejected': rejected,
                    'matched': counters['matched']}
             row.update({reason: counters[reason] for reason in DROP_REASONS})
@@ -180,15 +186,17 @@ class ReplayReport:
                                       f'({row})')
             if self.rejection_examples[role]:
                 row['rejected_examples'] = self.rejection_examples[role]
-            messages[role] = row
-        if messages['thermal']['matched'] != messages['rgb']['matched']:
-            raise AccountingError('thermal and rgb matched counts differ')
+            messages[label] = row
+        if messages['thermal']['matched'] != messages[LABELS['visible']]['matched']:
+            raise AccountingError('thermal and visible matched counts differ')
         matched = messages['thermal']['matched']
         fused, failed = len(self.frames), len(self.failures)
         if matched != fused + failed:
             raise AccountingError(f'{matched} pairs matched but {fused} fused + {failed} failed')
-        for name, count in (other_read or {}).items():
-            messages[name] = {'topic': (self.topics.get(name) or {}).get('topic'), 'read': count}
+        for role, count in (other_read or {}).items():
+            label = LABELS.get(role, role)
+            messages[label] = {'topic': (self.topics.get(label) or {}).get('topic'),
+                               'read': count}
 
         metrics = None
         if self.with_metrics:
@@ -306,11 +314,11 @@ def render_markdown(r: dict) -> str:
     lines = ['# sgdfuse replay report', '',
              f"- input bag: `{r['input']['bag']}`", f"- output bag: `{r['output']['bag']}`"]
     topics = r['input']['topics']
-    for role in ('thermal', 'rgb', 'rgb_info'):
-        t = topics.get(role)
+    for label in ('thermal', 'rgb', 'rgb_info'):  # the report's keys (LABELS)
+        t = topics.get(label)
         if t:
             enc = f", {t['encoding']}" if t.get('encoding') else ''
-            lines.append(f"- {role}: `{t['topic']}` ({t['type']}{enc})")
+            lines.append(f"- {label}: `{t['topic']}` ({t['type']}{enc})")
     s = r['settings']
     lines.append('- settings: ' + ', '.join(f'{k}={v}' for k, v in s.items()))
     if r.get('read_error'):
@@ -326,18 +334,19 @@ def render_markdown(r: dict) -> str:
     lines += ['', '## Messages', '',
               '| topic | read | matched | unmatched | late | duplicate | overflow | rejected |',
               '|---|---|---|---|---|---|---|---|']
-    for role in ROLES:
-        m = r['messages'][role]
+    labels = [LABELS[role] for role in ROLES]
+    for label in labels:
+        m = r['messages'][label]
         rejected = ', '.join(f'{n} {k}' for k, n in m['rejected'].items()) or '0'
-        lines.append(f"| {role} `{m['topic']}` | {m['read']} | {m['matched']} | {m['unmatched']} "
+        lines.append(f"| {label} `{m['topic']}` | {m['read']} | {m['matched']} | {m['unmatched']} "
                      f"| {m['late']} | {m['duplicate']} | {m['overflow']} | {rejected} |")
     lines += ['', f"Pairs matched: **{p['matched']}**; fused: **{p['fused']}**; failed: "
               f"**{p['failed']}**. Closest thermal/RGB stamps seen: "
               f"{_fmt(p['closest_thermal_rgb_gap_s'], 4)} s "
               f"(sync.slop = {s.get('sync.slop')} s)."]
-    for role in ROLES:
-        for example in r['messages'][role].get('rejected_examples', []):
-            lines.append(f'- rejected {role} message: {example}')
+    for label in labels:
+        for example in r['messages'][label].get('rejected_examples', []):
+            lines.append(f'- rejected {label} message: {example}')
     if p.get('sync_resets'):
         lines.append(f"- the synchroniser was reset {p['sync_resets']} times (stamps jumped back)")
     if p['matched'] == 0:

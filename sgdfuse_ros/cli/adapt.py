@@ -193,7 +193,7 @@ def run_settings(args, config: dict, bag_path: Path, starts: dict) -> dict:
             'stage': args.stage, 'steps': args.steps, 'refiner_steps': args.refiner_steps,
             'frames': args.frames, 'val_frames': args.val_frames, 'val_every': args.val_every,
             'batch': args.batch, 'crop': args.crop, 'lr': args.lr, 'seed': args.seed,
-            'thermal_topic': args.thermal_topic, 'rgb_topic': args.rgb_topic,
+            'thermal_topic': args.thermal_topic, 'rgb_topic': args.visible_topic,
             'loss_weights': args.loss_weights,
             'start': {k: file_digest(path) for k, (path, _, _) in starts.items()},
             'config': {k: config[k] for k in FRAME_KEYS}}
@@ -310,12 +310,12 @@ def main(args) -> int:
             print(f'adapt: {text}', file=sys.stderr)
 
     with open_bag(bag_path) as bag:
-        topics = choose_topics(bag, args.thermal_topic, args.rgb_topic)
+        topics = choose_topics(bag, args.thermal_topic, args.visible_topic)
         settings = run_settings(args, config, bag_path, starts)
         resume = check_work(work, settings, args.fresh)
         say(f'{bag.description}; {topics.describe()}')
         from ..training.bag_data import read_bag_frames
-        expected = min(topics.thermal.count, topics.rgb.count)
+        expected = min(topics.thermal.count, topics.visible.count)
         with Progress(expected, label='adapt: reading', unit='pairs', quiet=args.quiet) as bar:
             frames = read_bag_frames(bag, topics, config, args.frames, args.val_frames, bar)
     say(frames.describe())
@@ -335,7 +335,7 @@ def main(args) -> int:
         say(f'crop {crop} (the frames are {frames.size[1]}x{frames.size[0]})')
     command_args = sys.argv[2:] if sys.argv[1:2] == ['adapt'] else sys.argv[1:]
     info = {'data': f'bag {bag_path.resolve()} (no labels)',
-            'bag_topics': [topics.thermal.name, topics.rgb.name],
+            'bag_topics': [topics.thermal.name, topics.visible.name],
             'train_pairs': len(frames.train), 'val_pairs': len(frames.val), 'crop': crop,
             'batch': args.batch, 'lr': args.lr, 'seed': args.seed, 'device': device,
             'command': ('sgdfuse adapt ' + ' '.join(command_args)).strip()}

@@ -53,7 +53,7 @@ def add_arguments(parser) -> None:
                         help='DDS domain (default: $ROS_DOMAIN_ID, else 0)')
     parser.add_argument('--thermal-topic', type=topic_name, default=None,
                         help='remap thermal/image_raw to this topic')
-    parser.add_argument('--rgb-topic', type=topic_name, default=None,
+    parser.add_argument('--rgb-topic', type=topic_name, default=None, dest='visible_topic',
                         help='remap rgb/image_raw to this topic')
     parser.add_argument('--camera-info-topic', type=topic_name, default=None,
                         help='remap rgb/camera_info to this topic')
@@ -76,7 +76,7 @@ def _remaps(args, namespace: str, name: str) -> dict:
 
     rules = list(args.remap)
     for base, target in (('thermal/image_raw', args.thermal_topic),
-                         ('rgb/image_raw', args.rgb_topic),
+                         ('rgb/image_raw', args.visible_topic),
                          ('rgb/camera_info', args.camera_info_topic)):
         if target:
             rules.append(f'{base}:={target}')
@@ -103,7 +103,7 @@ class PairingWatch:
     """
     Say once, loudly, when both cameras deliver but no pair has formed for ``after_s`` seconds.
 
-    The line gives how far apart the latest thermal and RGB stamps are, against ``sync.slop``:
+    The line gives how far apart the latest thermal and visible stamps are, against ``sync.slop``:
     the usual cause is two cameras stamping with unsynchronised clocks. It re-arms once pairs
     form again.
     """
@@ -143,12 +143,12 @@ class PairingWatch:
 
 
 def newest_stamps(core) -> dict:
-    """Return the newest thermal and RGB stamps the node's synchroniser saw (None: unknown)."""
+    """Return the newest thermal and visible stamps the node's synchroniser saw (None: unknown)."""
     sync = getattr(core, 'sync', None)
     if sync is None:
         return {}
-    thermal, rgb = sync.newest
-    return {'thermal': thermal, 'rgb': rgb}
+    thermal, visible = sync.newest
+    return {'thermal': thermal, 'visible': visible}
 
 
 def main(args) -> int:

@@ -28,7 +28,7 @@ What the bag holds, per pair (frame ``i`` of ``--repeat`` passes over the pairs)
   for a 50 degree horizontal field of view (``fx = fy = (w / 2) / tan(25 deg)``, principal point
   at the centre, no distortion). The pairs are registered, so both cameras get the same model.
 - log (receive) times a few milliseconds after the stamps: 10 +- 2 ms for the thermal camera
-  (a USB thermal core buffers a frame), 4 +- 1 ms for the RGB camera.
+  (a USB thermal core buffers a frame), 4 +- 1 ms for the visible camera.
 
 Thermal as ``mono16`` (default) mimics the raw output of a 14-bit radiometric core (FLIR Boson /
 Lepton): an 8-bit value ``v`` becomes ``7000 + 30 v`` counts plus Gaussian noise of 3 counts,
@@ -57,11 +57,11 @@ from ..errors import InputError
 
 THERMAL_TOPIC = '/thermal/image_raw'
 THERMAL_INFO_TOPIC = '/thermal/camera_info'
-RGB_TOPIC = '/rgb/image_raw'
-RGB_COMPRESSED_TOPIC = '/rgb/image_raw/compressed'
-RGB_INFO_TOPIC = '/rgb/camera_info'
+VISIBLE_TOPIC = '/rgb/image_raw'
+VISIBLE_COMPRESSED_TOPIC = '/rgb/image_raw/compressed'
+VISIBLE_INFO_TOPIC = '/rgb/camera_info'
 THERMAL_FRAME = 'thermal_optical_frame'
-RGB_FRAME = 'rgb_optical_frame'
+VISIBLE_FRAME = 'rgb_optical_frame'
 
 COUNTS_OFFSET = 7000     # raw counts of an 8-bit 0
 COUNTS_PER_LEVEL = 30    # raw counts per 8-bit grey level
@@ -69,7 +69,7 @@ COUNTS_NOISE = 3.0       # standard deviation of the temporal noise, in counts
 COUNTS_MAX = (1 << 14) - 1
 HFOV_DEG = 50.0
 THERMAL_DELAY_MS = (10.0, 2.0)  # mean, spread of the receive delay
-RGB_DELAY_MS = (4.0, 1.0)
+VISIBLE_DELAY_MS = (4.0, 1.0)
 DEFAULT_START_S = 1_700_000_000.0
 
 
@@ -88,6 +88,7 @@ def add_arguments(parser) -> None:
     parser.add_argument('--thermal-encoding', choices=('mono16', 'mono8'), default='mono16',
                         help='mono16: 14-bit raw counts (default); mono8: the 8-bit image')
     parser.add_argument('--rgb-format', choices=('raw', 'jpeg'), default='raw',
+                        dest='visible_format',
                         help='raw: sensor_msgs/Image bgr8 (default); jpeg: CompressedImage')
     parser.add_argument('--jpeg-quality', type=int_in(1, 100), default=90,
                         help='JPEG quality (default 90)')
@@ -186,7 +187,7 @@ def main(args) -> int:
     period_ns = int(round(1e9 / args.rate))
     start_ns = int(round(args.start * 1e9))
     jitter_ns = args.jitter_ms * 1e6
-    rgb_topic = RGB_TOPIC if args.rgb_format == 'raw' else RGB_COMPRESSED_TOPIC
+    visible_topic = VISIBLE_TOPIC if args.visible_format == 'raw' else VISIBLE_COMPRESSED_TOPIC
     total = len(pairs) * args.repeat
     custom = {'sgdfuse_ros.make_bag.pairs': str(len(pairs)),
               'sgdfuse_ros.make_bag.rate_hz': f'{args.rate:g}',
@@ -203,9 +204,9 @@ def main(args) -> int:
     with StopRequest() as stop, \
             BagWriter(args.out, args.storage, args.version, args.overwrite, custom) as bag, \
             Progress(total, label='make-bag', unit='pairs', quiet=args.quiet) as bar:
+        visible_type = m.IMAGE if args.visible_format == 'raw' else m.COMPRESSED
         for topic, msgtype in ((THERMAL_TOPIC, m.IMAGE), (THERMAL_INFO_TOPIC, m.CAMERA_INFO),
-                               (rgb_topic, m.IMAGE if args.rgb_format == 'raw' else m.COMPRESSED),
-                               (RGB_INFO_TOPIC, m.CAMERA_INFO)):
+                               (visible_topic, visible_type), (VISIBLE_INFO_TOPIC, m.CAMERA_INFO)):
             bag.add_topic(topic, msgtype)
         for _ in range(args.repeat):
             for pair in pairs:
@@ -217,8 +218,8 @@ def main(args) -> int:
                         raise InputError(f'thermal {thermal.shape[1]}x{thermal.shape[0]} and '
                                          f'visible {visible.shape[1]}x{visible.shape[0]} '
                                          f'differ; make-bag needs registered pairs')
-                    rgb_ns = start_ns + frame * period_ns
-                    thermal_ns = rgb_ns + int(round(rng.uniform(-jitter_ns, jitter_ns)))
+                    visible_ns = start_ns + frame * period_ns
+                    thermal_ns = visible_ns + int(round(rng.uniform(-jitter_ns, jitter_ns)))
                     thermal_msg = thermal_message(thermal, args.thermal_encoding, rng,
                                                   m.make_header(thermal_ns, THERMAL_FRAME),
                                                   pair.name)
@@ -228,17 +229,18 @@ def main(args) -> int:
                     continue
                 height, width = visible.shape[:2]
                 k = intrinsics(width, height)
-                rgb_header = m.make_header(rgb_ns, RGB_FRAME)
-                if args.rgb_format == 'raw':
-                    rgb_msg = m.image_msg(visible, rgb_header, 'bgr8')
+                visible_header = m.make_header(visible_ns, VISIBLE_FRAME)
+                if args.visible_format == 'raw':
+                    visible_msg = m.image_msg(visible, visible_header, 'bgr8')
                 else:
-                    rgb_msg = m.compressed_msg(visible, rgb_header, 'jpeg', args.jpeg_quality)
-                rgb_log = rgb_ns + delay(RGB_DELAY_MS)
+                    visible_msg = m.compressed_msg(visible, visible_header, 'jpeg',
+                                                   args.jpeg_quality)
+                visible_log = visible_ns + delay(VISIBLE_DELAY_MS)
                 thermal_log = thermal_ns + delay(THERMAL_DELAY_MS)
                 try:
-                    bag.write(rgb_topic, rgb_log, rgb_msg)
-                    bag.write(RGB_INFO_TOPIC, rgb_log, m.camera_info_msg(
-                        width, height, m.make_header(rgb_ns, RGB_FRAME), k=k))
+                    bag.write(visible_topic, visible_log, visible_msg)
+                    bag.write(VISIBLE_INFO_TOPIC, visible_log, m.camera_info_msg(
+                        width, height, m.make_header(visible_ns, VISIBLE_FRAME), k=k))
                     bag.write(THERMAL_TOPIC, thermal_log, thermal_msg)
                     bag.write(THERMAL_INFO_TOPIC, thermal_log, m.camera_info_msg(
                         width, height, m.make_header(thermal_ns, THERMAL_FRAME), k=k))
@@ -270,8 +272,8 @@ def main(args) -> int:
                          f'{next(iter(skipped.items()), ("", "none"))[1]}); {written}')
     if not args.quiet:
         print(f'make-bag: wrote {Path(args.out)} ({args.storage}, metadata version '
-              f'{args.version}): {THERMAL_TOPIC} ({args.thermal_encoding}), {rgb_topic} '
-              f"({'bgr8' if args.rgb_format == 'raw' else 'jpeg'}), {THERMAL_INFO_TOPIC}, "
-              f'{RGB_INFO_TOPIC}; {frame} frames at {args.rate:g} Hz, jitter <= '
+              f'{args.version}): {THERMAL_TOPIC} ({args.thermal_encoding}), {visible_topic} '
+              f"({'bgr8' if args.visible_format == 'raw' else 'jpeg'}), {THERMAL_INFO_TOPIC}, "
+              f'{VISIBLE_INFO_TOPIC}; {frame} frames at {args.rate:g} Hz, jitter <= '
               f'{args.jitter_ms:g} ms', file=sys.stderr)
     return 0

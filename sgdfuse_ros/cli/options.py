@@ -35,7 +35,7 @@ def add_camera_topics(parser) -> None:
     parser.add_argument('--thermal-topic', metavar='T', type=topic_name,
                         help='thermal Image/CompressedImage topic '
                         '(default: found from types, encodings and names)')
-    parser.add_argument('--rgb-topic', metavar='R', type=topic_name,
+    parser.add_argument('--rgb-topic', metavar='R', type=topic_name, dest='visible_topic',
                         help='RGB Image/CompressedImage topic')
 
 

@@ -34,6 +34,7 @@ def add_arguments(parser) -> None:
     parser.add_argument('--out', required=True, metavar='OUT_BAG', help='output bag to create')
     add_camera_topics(parser)
     parser.add_argument('--rgb-info-topic', metavar='C', type=topic_name,
+                        dest='visible_info_topic',
                         help='RGB CameraInfo topic (default: the '
                         'camera_info beside the RGB topic)')
     parser.add_argument('--namespace', default='/fusion',
@@ -108,12 +109,13 @@ def main(args) -> int:
             print(f'replay: {text}', file=sys.stderr)
 
     with open_bag(in_path) as bag:
-        topics = choose_topics(bag, args.thermal_topic, args.rgb_topic, args.rgb_info_topic)
+        topics = choose_topics(bag, args.thermal_topic, args.visible_topic,
+                               args.visible_info_topic)
         prepare_output(out_path, args.overwrite)  # before the (slow) pipeline is built
         say(f'{bag.description}; {topics.describe()}')
         for note in bag.notes:
             say(note)
-        expected = min(topics.thermal.count, topics.rgb.count)
+        expected = min(topics.thermal.count, topics.visible.count)
         report = ReplayReport(in_path, out_path, topics.as_dict(),
                               _settings(config, args, namespace), expected,
                               with_metrics=not args.no_metrics)
@@ -121,7 +123,7 @@ def main(args) -> int:
         pipeline = FusionPipeline(config)
         custom = {'sgdfuse_ros.replay.input': str(in_path),
                   'sgdfuse_ros.replay.thermal_topic': topics.thermal.name,
-                  'sgdfuse_ros.replay.rgb_topic': topics.rgb.name}
+                  'sgdfuse_ros.replay.rgb_topic': topics.visible.name}
         close_error = None
         try:
             with StopRequest() as stop, \

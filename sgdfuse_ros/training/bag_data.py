@@ -59,7 +59,7 @@ class BagFrames:
     def describe(self) -> str:
         h, w = self.size
         rejected = sum(self.rejected.values())
-        text = (f"{self.messages['thermal']} thermal + {self.messages['rgb']} RGB messages, "
+        text = (f"{self.messages['thermal']} thermal + {self.messages['visible']} RGB messages, "
                 f'{self.pairs_matched} pairs; kept {len(self.train)} for training and '
                 f'{len(self.val)} for validation ({w}x{h})')
         if rejected:
@@ -123,21 +123,21 @@ def read_bag_frames(bag, topics, config: dict, frames: int, val_frames: int,
 
     if frames < 1:
         raise InputError(f'--frames must be >= 1, got {frames}')
-    expected = min(topics.thermal.count, topics.rgb.count)
+    expected = min(topics.thermal.count, topics.visible.count)
     keep = selected_indices(expected, frames)
     kept_total = len(keep) if keep is not None else frames
     val_at = validation_positions(kept_total, val_frames)
-    roles = {topics.thermal.name: 'thermal', topics.rgb.name: 'rgb'}
+    roles = {topics.thermal.name: 'thermal', topics.visible.name: 'visible'}
     max_pixels = config['limits.max_input_pixels']
     slop, queue = config['sync.slop'], config['sync.queue_size']
     sync = ApproximateSync(slop=slop, queue_size=queue)
-    messages = {'thermal': 0, 'rgb': 0}
-    rejected = {'thermal': 0, 'rgb': 0}
+    messages = {'thermal': 0, 'visible': 0}
+    rejected = {'thermal': 0, 'visible': 0}
     out = BagFrames([], [], (0, 0), 0, messages, rejected)
     pipeline = FusionPipeline(preparation_config(config))
     position = 0  # kept pairs so far (train + val + failed)
 
-    def prepare(thermal_frame, rgb_frame) -> None:
+    def prepare(thermal_frame, visible_frame) -> None:
         nonlocal position
         index = out.pairs_matched
         out.pairs_matched += 1
@@ -149,7 +149,7 @@ def read_bag_frames(bag, topics, config: dict, frames: int, val_frames: int,
             return
         is_val = position in val_at
         position += 1
-        (thermal, t_enc, t_stamp), (visible, v_enc, _) = thermal_frame, rgb_frame
+        (thermal, t_enc, t_stamp), (visible, v_enc, _) = thermal_frame, visible_frame
         try:
             result = pipeline.process(thermal, visible, t_enc, v_enc)
         except SgdfuseError:
@@ -175,9 +175,9 @@ def read_bag_frames(bag, topics, config: dict, frames: int, val_frames: int,
             stamp_s = stamp_ns * 1e-9
             sync.jumped_back(0 if role == 'thermal' else 1, stamp_s)  # as the node does
             item = (image, encoding, stamp_ns)
-            for _, thermal_frame, _, rgb_frame in sync.add(0 if role == 'thermal' else 1,
-                                                           stamp_s, item):
-                prepare(thermal_frame, rgb_frame)
+            for _, thermal_frame, _, visible_frame in sync.add(
+                    0 if role == 'thermal' else 1, stamp_s, item):
+                prepare(thermal_frame, visible_frame)
             if keep is None and position >= frames:
                 break
     except BagReadError as err:
@@ -190,6 +190,6 @@ def read_bag_frames(bag, topics, config: dict, frames: int, val_frames: int,
         what = (f'{out.pairs_matched} pairs, none usable' if out.pairs_matched
                 else f'no thermal/RGB pairs within sync.slop={slop} s')
         raise InputError(f"bag {bag.path}: {what} ({messages['thermal']} thermal, "
-                         f"{messages['rgb']} RGB messages read, {sum(rejected.values())} "
+                         f"{messages['visible']} RGB messages read, {sum(rejected.values())} "
                          'rejected); nothing to adapt on')
     return out

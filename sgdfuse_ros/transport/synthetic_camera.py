@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-A synthetic thermal + RGB camera pair that publishes over Cyclone DDS like real ROS 2 drivers.
+A synthetic thermal + visible camera pair that publishes over Cyclone DDS like ROS 2 drivers.
 
 For trying ``sgdfuse live`` (or the ROS node) without cameras, and for the live test and the
 live benchmark. It publishes ``thermal/image_raw`` (mono16, like a radiometric camera),
@@ -21,9 +21,8 @@ live benchmark. It publishes ``thermal/image_raw`` (mono16, like a radiometric c
 per camera (two free-running drivers never stamp the same instant).
 
 The scenes are :func:`sgdfuse_ros.eval.synthetic_pairs.make_pair` night streets: warm people that
-the RGB
-camera barely sees. Frame ``i`` shows scene ``i % scenes``, so a receiver can rebuild exactly
-what was sent from the frame index.
+the visible camera barely sees. Frame ``i`` shows scene ``i % scenes``, so a receiver can rebuild
+exactly what was sent from the frame index.
 
     python -m sgdfuse_ros.transport.synthetic_camera --rate 30 --frames 300 --size 640x512
 
@@ -46,12 +45,12 @@ import numpy as np
 from ..node import messages
 
 THERMAL_FRAME = 'thermal_optical'
-RGB_FRAME = 'rgb_optical'
+VISIBLE_FRAME = 'rgb_optical'
 BAD_KINDS = ('encoding', 'decode')
 
 
 class SyntheticCamera:
-    """Precomputed scenes; ``thermal(i)``, ``rgb(i)``, ``targets(i)`` for frame ``i``."""
+    """Precomputed scenes; ``thermal(i)``, ``visible(i)``, ``targets(i)`` for frame ``i``."""
 
     def __init__(self, width: int = 640, height: int = 512, scenes: int = 4, seed: int = 0):
         from ..eval.synthetic_pairs import make_pair
@@ -68,7 +67,7 @@ class SyntheticCamera:
     def thermal(self, index: int) -> np.ndarray:
         return self._thermal[self.scene(index)]
 
-    def rgb(self, index: int) -> np.ndarray:
+    def visible(self, index: int) -> np.ndarray:
         return self._scenes[self.scene(index)][1]
 
     def targets(self, index: int) -> np.ndarray:
@@ -93,13 +92,13 @@ class SyntheticCamera:
                 is_bigendian=0, step=msg.step, data=msg.data[: msg.data.size // 2])
         return msg
 
-    def rgb_msg(self, index: int, stamp_ns: int):
-        return messages.image_msg(self.rgb(index), messages.make_header(int(stamp_ns), RGB_FRAME),
-                                  'bgr8')
+    def visible_msg(self, index: int, stamp_ns: int):
+        header = messages.make_header(int(stamp_ns), VISIBLE_FRAME)
+        return messages.image_msg(self.visible(index), header, 'bgr8')
 
     def camera_info_msg(self, stamp_ns: int):
         return messages.camera_info_msg(self.width, self.height,
-                                        messages.make_header(int(stamp_ns), RGB_FRAME),
+                                        messages.make_header(int(stamp_ns), VISIBLE_FRAME),
                                         k=self.intrinsics())
 
 
@@ -118,11 +117,11 @@ def run(transport, camera: SyntheticCamera, rate_hz: float = 30.0, frames: int =
 
     qos = qos or SENSOR_DATA
     thermal_pub = transport.create_publisher('thermal/image_raw', messages.IMAGE, qos)
-    rgb_pub = transport.create_publisher('rgb/image_raw', messages.IMAGE, qos)
+    visible_pub = transport.create_publisher('rgb/image_raw', messages.IMAGE, qos)
     info_pub = transport.create_publisher('rgb/camera_info', messages.CAMERA_INFO, qos)
     if wait_subscribers > 0:
         deadline = time.monotonic() + wait_timeout_s
-        while min(thermal_pub.subscription_count(), rgb_pub.subscription_count()) < \
+        while min(thermal_pub.subscription_count(), visible_pub.subscription_count()) < \
                 wait_subscribers:
             if time.monotonic() > deadline:
                 raise TimeoutError(f'no subscriber matched the camera topics within '
@@ -139,27 +138,27 @@ def run(transport, camera: SyntheticCamera, rate_hz: float = 30.0, frames: int =
             time.sleep(delay)
         capture_ns = time.time_ns()
         jitter = rng.uniform(-jitter_ms, jitter_ms, 2) * 1e6
-        thermal_ns, rgb_ns = capture_ns + int(jitter[0]), capture_ns + int(jitter[1])
+        thermal_ns, visible_ns = capture_ns + int(jitter[0]), capture_ns + int(jitter[1])
         bad = bad_kind(index, bad_every)
-        entry = {'index': index, 'thermal_ns': thermal_ns, 'rgb_ns': rgb_ns, 'bad': bad}
+        entry = {'index': index, 'thermal_ns': thermal_ns, 'visible_ns': visible_ns, 'bad': bad}
         thermal = camera.thermal_msg(index, thermal_ns, bad)
-        rgb = camera.rgb_msg(index, rgb_ns)
-        info = camera.camera_info_msg(rgb_ns)
-        order = ('thermal', 'rgb') if rng.random() < 0.5 else ('rgb', 'thermal')
+        visible = camera.visible_msg(index, visible_ns)
+        info = camera.camera_info_msg(visible_ns)
+        order = ('thermal', 'visible') if rng.random() < 0.5 else ('visible', 'thermal')
         for which in order:
             if which == 'thermal':
                 thermal_pub.publish(thermal)
                 entry['thermal_sent'] = time.time()
             else:
                 info_pub.publish(info)
-                rgb_pub.publish(rgb)
-                entry['rgb_sent'] = time.time()
+                visible_pub.publish(visible)
+                entry['visible_sent'] = time.time()
         log.append(entry)
-    late = [e for e in log if max(e['thermal_sent'], e['rgb_sent']) * 1e9 - max(
-        e['thermal_ns'], e['rgb_ns']) > 2 * period * 1e9]
+    late = [e for e in log if max(e['thermal_sent'], e['visible_sent']) * 1e9 - max(
+        e['thermal_ns'], e['visible_ns']) > 2 * period * 1e9]
     return {'rate_hz': rate_hz, 'width': camera.width, 'height': camera.height,
             'frames': log, 'late_publishes': len(late), 'thermal_frame': THERMAL_FRAME,
-            'rgb_frame': RGB_FRAME}
+            'visible_frame': VISIBLE_FRAME}
 
 
 def build_parser() -> argparse.ArgumentParser:

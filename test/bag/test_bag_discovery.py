@@ -50,8 +50,8 @@ def topics_of(tmp_path, frames, **given):
         write_custom_bag(bag_path, frames)
     with open_bag(bag_path) as bag:
         chosen = choose_topics(bag, **given)
-        return (chosen.thermal.name, chosen.rgb.name,
-                chosen.rgb_info.name if chosen.rgb_info else None)
+        return (chosen.thermal.name, chosen.visible.name,
+                chosen.visible_info.name if chosen.visible_info else None)
 
 
 def test_realistic_robot_bag(tmp_path):
@@ -90,9 +90,9 @@ def test_given_topics_are_checked(tmp_path):
     with pytest.raises(InputError, match='no such topic'):
         topics_of(tmp_path, frames, thermal='/thermal/image')
     with pytest.raises(InputError, match='expected sensor_msgs/msg/Image'):
-        topics_of(tmp_path, frames, rgb='/rgb/camera_info')
+        topics_of(tmp_path, frames, visible='/rgb/camera_info')
     with pytest.raises(InputError, match='the same'):
-        topics_of(tmp_path, frames, thermal='/rgb/image_raw', rgb='/rgb/image_raw')
+        topics_of(tmp_path, frames, thermal='/rgb/image_raw', visible='/rgb/image_raw')
 
 
 def test_a_stream_that_breaks_part_way_keeps_what_was_fused(tmp_path, capsys, monkeypatch):

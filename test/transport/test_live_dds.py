@@ -141,8 +141,8 @@ def _decoded(live, topic):
     return [messages.deserialize(data, typename) for data, _ in live['received'].get(topic, [])]
 
 
-def _frames_by_rgb_stamp(live):
-    return {f['rgb_ns']: f for f in live['camera']['frames']}
+def _frames_by_visible_stamp(live):
+    return {f['visible_ns']: f for f in live['camera']['frames']}
 
 
 def test_node_process_stops_cleanly_with_balanced_books(live):
@@ -155,7 +155,7 @@ def test_node_process_stops_cleanly_with_balanced_books(live):
 
 
 def test_fused_outputs_carry_source_stamps_sizes_and_encodings(live):
-    frames = _frames_by_rgb_stamp(live)
+    frames = _frames_by_visible_stamp(live)
     fused = _decoded(live, 'fused/image')
     # how many pairs the node fuses depends on the machine's load (it drops, by design, what
     # arrives while it is busy); what it published must arrive, and enough to check content
@@ -167,7 +167,7 @@ def test_fused_outputs_carry_source_stamps_sizes_and_encodings(live):
         assert stamp in frames, 'fused stamp is not the stamp of a published RGB frame'
         frame = frames[stamp]
         assert frame['bad'] is None  # pairs with a broken thermal frame were never fused
-        assert abs(frame['thermal_ns'] - frame['rgb_ns']) <= SLOP * 1e9
+        assert abs(frame['thermal_ns'] - frame['visible_ns']) <= SLOP * 1e9
         assert msg.header.frame_id == 'rgb_optical'
         assert (msg.width, msg.height, msg.encoding) == (WIDTH, HEIGHT, 'bgr8')
     stamps = sorted(messages.stamp_nanoseconds(m) for m in fused)
@@ -200,15 +200,15 @@ def test_drop_accounting_matches_what_was_sent_and_received(live):
 
 
 def test_warm_targets_show_in_the_fused_image(live, scenes):
-    frames = _frames_by_rgb_stamp(live)
+    frames = _frames_by_visible_stamp(live)
     checked = 0
     for msg in _decoded(live, 'fused/image')[::10]:
         index = frames[messages.stamp_nanoseconds(msg)]['index']
         fused, _ = messages.image_from_msg(msg)
         targets = scenes.targets(index)
         fused_y = cv2.cvtColor(fused, cv2.COLOR_BGR2GRAY).astype(float)
-        rgb_y = cv2.cvtColor(scenes.rgb(index), cv2.COLOR_BGR2GRAY).astype(float)
-        assert fused_y[targets].mean() > rgb_y[targets].mean() + 30
+        visible_y = cv2.cvtColor(scenes.visible(index), cv2.COLOR_BGR2GRAY).astype(float)
+        assert fused_y[targets].mean() > visible_y[targets].mean() + 30
         checked += 1
     assert checked >= 5
 
@@ -224,7 +224,7 @@ def test_wire_bytes_are_the_rosbags_cdr_serialisation(live, scenes):
         frame = by_thermal[messages.stamp_nanoseconds(msg)]
         expected = scenes.thermal_msg(frame['index'], frame['thermal_ns'], frame['bad'])
         assert data == messages.serialize(expected)  # what the camera process put on the wire
-    by_rgb = _frames_by_rgb_stamp(live)
+    by_visible = _frames_by_visible_stamp(live)
     fused = live['received']['fused/image']
     labels = {messages.stamp_nanoseconds(messages.deserialize(d, messages.IMAGE)): d
               for d, _ in live['received']['semantic/labels']}
@@ -235,12 +235,12 @@ def test_wire_bytes_are_the_rosbags_cdr_serialisation(live, scenes):
     compared = 0
     for data, _ in fused[10:40:10]:  # after the first camera_info surely arrived
         stamp = messages.stamp_nanoseconds(messages.deserialize(data, messages.IMAGE))
-        frame = by_rgb[stamp]
+        frame = by_visible[stamp]
         index = frame['index']
-        result = pipeline.process(scenes.thermal(index), scenes.rgb(index), 'mono16', 'bgr8')
+        result = pipeline.process(scenes.thermal(index), scenes.visible(index), 'mono16', 'bgr8')
         expected = messages.fusion_outputs(
             result, messages.make_time(nanoseconds=stamp), 'rgb_optical', 'bgr8',
-            camera_info=scenes.camera_info_msg(frame['rgb_ns']))
+            camera_info=scenes.camera_info_msg(frame['visible_ns']))
         assert data == messages.serialize(expected['fused/image'])
         assert labels[stamp] == messages.serialize(expected['semantic/labels'])
         assert infos[stamp] == messages.serialize(expected['fused/camera_info'])
