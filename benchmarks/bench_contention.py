@@ -569,9 +569,10 @@ def table(report: dict) -> str:
 
 
 def write(report: dict, out_dir: Path, suffix: str) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(HERE))
+    from harness import write_results
+
     name = 'contention_cpu' + (f'_{suffix}' if suffix else '')
-    (out_dir / f'{name}.json').write_text(json.dumps(report, indent=1) + '\n')
     m = report['machine']
     head = (f"# Contention benchmark ({SIZE[0]}x{SIZE[1]}, cpu)\n\n{m['date']}; {m['cpu']} "
             f"({m['logical_cpus']} logical CPUs); torch {m['torch']}, onnxruntime "
@@ -584,7 +585,7 @@ def write(report: dict, out_dir: Path, suffix: str) -> Path:
             f"cell after {report['settle']} untimed ones under the same load (2 for variants "
             'without the adaptive thread policy; the reference: 3x the frames, none untimed); '
             'in brackets the slowdown against the same variant idle.\n\n')
-    (out_dir / f'{name}.md').write_text(head + table(report) + '\n')
+    write_results(out_dir / name, report, head + table(report) + '\n')
     return out_dir / f'{name}.md'
 
 

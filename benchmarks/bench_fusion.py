@@ -33,12 +33,12 @@ Prints a table, writes ``results/fusion_<device>.json`` and ``.md`` with the mac
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 import sys
 import tempfile
 import time
 
+from harness import write_results  # benchmarks/harness.py
 from machine import describe  # benchmarks/machine.py
 import numpy as np
 
@@ -172,10 +172,7 @@ def main(argv=None) -> int:
                      f"{budget} | {r['params']:,} | {r['weights']} |")
     table = '\n'.join(lines) + '\n'
     print(table)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f'fusion_{args.device}.json').write_text(json.dumps(info, indent=2) + '\n')
-    (out / f'fusion_{args.device}.md').write_text(table)
+    write_results(Path(args.out) / f'fusion_{args.device}', info, table, indent=2)
     return 0
 
 

@@ -51,35 +51,17 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # the package, when not installed
 
+from harness import (add_stream_options, metric_table, percentiles,  # noqa: E402
+                     stop_processes, wait_for, write_results)
 from sgdfuse_ros.node import messages  # noqa: E402
 from sgdfuse_ros.transport.base import QosProfile  # noqa: E402
 from sgdfuse_ros.transport.dds import DdsTransport, localhost_config  # noqa: E402
 
-RESULTS = HERE / 'results'
 NS = '/bench'
-
-
-from tables import metric_table  # noqa: E402  (benchmarks/tables.py)
-
-
-def percentiles(values, qs=(50, 90, 99)):
-    if not values:
-        return {f'p{q}': None for q in qs}
-    return {f'p{q}': round(float(np.percentile(values, q)), 2) for q in qs}
-
-
-def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f'timed out waiting for {what}')
-        time.sleep(0.05)
 
 
 def run(args) -> dict:
@@ -126,10 +108,7 @@ def run(args) -> dict:
         node.send_signal(signal.SIGINT)
         node_output, _ = node.communicate(timeout=60)
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
+        stop_processes(processes)
         listener.close()
     stats = json.loads(stats_path.read_text())
     log = json.loads(camera_log.read_text())
@@ -202,24 +181,17 @@ def table(result: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument('--seconds', type=float, default=12.0)
-    parser.add_argument('--rate', type=float, default=30.0)
+    add_stream_options(parser, seconds=12.0)
     parser.add_argument('--size', default='640x512')
     parser.add_argument('--jitter-ms', type=float, default=3.0)
-    parser.add_argument('--set', dest='overrides', action='append', default=[],
-                        metavar='NAME=VALUE', help='node parameter override (repeatable)')
-    parser.add_argument('--domain-id', type=int, default=None)
-    parser.add_argument('--out', type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     result = run(args)
     text = table(result)
     print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / 'live_dds.json').write_text(json.dumps(result, indent=1))
-    (args.out / 'live_dds.md').write_text(
-        '# Live DDS benchmark (camera -> sgdfuse live -> subscriber)\n\n'
-        f"`python benchmarks/bench_live.py {' '.join(argv or sys.argv[1:])}`, "
-        f"{result['date']}\n\n" + text + '\n')
+    write_results(args.out / 'live_dds', result,
+                  '# Live DDS benchmark (camera -> sgdfuse live -> subscriber)\n\n'
+                  f"`python benchmarks/bench_live.py {' '.join(argv or sys.argv[1:])}`, "
+                  f"{result['date']}\n\n" + text + '\n')
     return 0
 
 

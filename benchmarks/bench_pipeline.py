@@ -55,6 +55,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))                # seed_reference
 sys.path.insert(0, str(HERE.parent))         # the package, when not installed
 
+from harness import write_results  # noqa: E402  (benchmarks/harness.py)
 from machine import describe  # noqa: E402  (benchmarks/machine.py)
 import numpy as np  # noqa: E402
 from sgdfuse_ros.config import load_config  # noqa: E402
@@ -676,9 +677,8 @@ def main(argv=None) -> int:
         if 'torch' in sys.modules:
             report['machine'] = dict(machine, torch_threads=sys.modules['torch'].get_num_threads())
         stem = out_dir / (f'pipeline_{device}' + (f'_{args.suffix}' if args.suffix else ''))
-        stem.with_suffix('.json').write_text(json.dumps(report, indent=1) + '\n')
         text = markdown(report)
-        stem.with_suffix('.md').write_text(text)
+        write_results(stem, report, text)
         print()
         print(text)
         print(f'wrote {stem}.json and {stem}.md')

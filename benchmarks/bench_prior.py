@@ -30,7 +30,6 @@ resized to 640x512 (a common thermal camera size). Prints a table and writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 import statistics
@@ -39,6 +38,7 @@ import tempfile
 import time
 
 import cv2
+from harness import write_results  # benchmarks/harness.py
 from machine import describe  # benchmarks/machine.py
 import numpy as np
 from sgdfuse_ros.config import validate
@@ -350,9 +350,7 @@ def main(argv=None) -> int:
               'notes': notes, 'command': 'nice -n 10 python benchmarks/bench_prior.py'
               + (' --quick' if quick else '') + (f' --device {device}' if device != 'cpu' else '')}
     stem = args.results or HERE / 'results' / f'prior_{device}'
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix('.json').write_text(json.dumps(report, indent=1) + '\n')
-    stem.with_suffix('.md').write_text(markdown(report))
+    write_results(stem, report, markdown(report))
     print()
     print(markdown(report))
     print(f'wrote {stem}.json and {stem}.md')

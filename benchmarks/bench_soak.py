@@ -63,19 +63,17 @@ import sys
 import tempfile
 import time
 
+from harness import (add_stream_options, metric_table, percentiles,  # benchmarks/harness.py
+                     stop_processes, write_results)
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # the package, when not installed
 
-RESULTS = HERE / 'results'
 NS = '/soak'
 COUNTS_BASE, COUNTS_PER_LEVEL = 7000, 60   # 8-bit grey -> 14-bit radiometric counts
 BAD_KINDS = ('encoding', 'decode')
-
-
-from tables import metric_table  # noqa: E402  (benchmarks/tables.py)
 
 
 def parse_size(text: str):
@@ -210,15 +208,6 @@ def proc_status(pid: int):
     return rss, cpu
 
 
-def percentiles(values, qs=(50, 90, 99)):
-    out = {f'p{q}': None for q in qs}
-    out['max'] = None
-    if values:
-        out.update({f'p{q}': round(float(np.percentile(values, q)), 2) for q in qs})
-        out['max'] = round(float(np.max(values)), 2)
-    return out
-
-
 def memory_summary(samples, warmup_s: float):
     """
     Summarise memory samples: [(seconds since streaming began, RSS MiB)].
@@ -321,10 +310,7 @@ def run(args) -> dict:
         node_output, _ = node.communicate(timeout=120)
         node_rc = node.returncode
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
+        stop_processes(processes)
         listener.close()
     load_end = os.getloadavg()
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else None
@@ -391,7 +377,7 @@ def run(args) -> dict:
         'delivered': {'fused': len(received),
                       'rate_hz': round(len(received) / streaming_s, 2) if streaming_s else 0.0,
                       'fraction_of_pairs': round(len(received) / max(len(sent), 1), 4)},
-        'latency_ms': {'stamp_to_received': percentiles(latency)},
+        'latency_ms': {'stamp_to_received': percentiles(latency, with_max=True)},
         'node': node,
         'node_cpu_pct': round(cpu_pct, 1) if cpu_pct is not None else None,
         'memory': memory,
@@ -448,8 +434,7 @@ def table(r: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument('--seconds', type=float, default=60.0)
-    parser.add_argument('--rate', type=float, default=30.0)
+    add_stream_options(parser, seconds=60.0)
     parser.add_argument('--thermal-size', default='640x512')
     parser.add_argument('--rgb-size', default='1280x720')
     parser.add_argument('--bad-every', type=int, default=150,
@@ -459,11 +444,7 @@ def main(argv=None) -> int:
     parser.add_argument('--max-growth', type=float, default=5.0,
                         help='largest memory growth after warm-up, percent')
     parser.add_argument('--sample-period', type=float, default=1.0)
-    parser.add_argument('--set', dest='overrides', action='append', default=[],
-                        metavar='NAME=VALUE', help='node parameter override (repeatable)')
-    parser.add_argument('--domain-id', type=int, default=None)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--out', type=Path, default=RESULTS)
     parser.add_argument('--name', default='soak_dds', help='results file name (no suffix)')
     parser.add_argument('--camera', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--frames', type=int, default=0, help=argparse.SUPPRESS)
@@ -478,11 +459,9 @@ def main(argv=None) -> int:
     result = run(args)
     text = table(result)
     print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f'{args.name}.json').write_text(json.dumps(result, indent=1))
-    (args.out / f'{args.name}.md').write_text(
-        '# Soak benchmark (camera -> sgdfuse live -> subscriber, Cyclone DDS)\n\n'
-        f"`{result['command']}`, {result['date']}\n\n" + text + '\n')
+    write_results(args.out / args.name, result,
+                  '# Soak benchmark (camera -> sgdfuse live -> subscriber, Cyclone DDS)\n\n'
+                  f"`{result['command']}`, {result['date']}\n\n" + text + '\n')
     return 0 if result['passed'] else 1
 
 

@@ -35,19 +35,18 @@ Writes ``benchmarks/results/prior_ablation_<subset>.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 import sys
 
 import cv2
+from harness import add_data_options, command, require_data, RESULTS, subset_pairs, write_results
 import numpy as np
 from sgdfuse_ros.cli.evaluate import EVAL_OVERRIDES, run_evaluation
 from sgdfuse_ros.config import load_config
-from sgdfuse_ros.eval.datasets import dataset_pairs, default_data_dir, read_pair
+from sgdfuse_ros.eval.datasets import read_pair
 from sgdfuse_ros.eval.metrics import HEADLINE_METRICS
 from sgdfuse_ros.pipeline.color import split_luma
 from sgdfuse_ros.prior.thermal import ThermalPrior
-from sgdfuse_ros.training.data import validation_pairs
 
 MIN_TARGET = 0.002
 RING = 15
@@ -67,17 +66,12 @@ def target_masks(pair):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
-    parser.add_argument('--data', type=Path, default=default_data_dir())
-    parser.add_argument('--subset', default='val', choices=('val', 'test'))
+    add_data_options(parser)
     parser.add_argument('--steps', type=int, default=0, help='refiner steps of both runs')
     parser.add_argument('--out', type=Path, default=Path('outputs/prior_ablation'))
     args = parser.parse_args()
-    if args.data is None:
-        sys.exit('prior_ablation: error: give --data or set SGDFUSE_DATA')
-    if args.subset == 'val':
-        pairs = validation_pairs(args.data)
-    else:
-        pairs = dataset_pairs(args.data, 'test')
+    require_data(args.data, 'prior_ablation')
+    pairs = subset_pairs(args.data, args.subset)
     runs = {'thermal prior': {}, 'empty prior': {'prior.source': 'none'}}
     rows = {}
     masks = {p.name: target_masks(p) for p in pairs}
@@ -108,11 +102,9 @@ def main() -> int:
                      + f" | {r['contrast']:.3f} | {r['abs_to_ir']:.3f} |")
     text = '\n'.join(lines) + '\n'
     print(text)
-    out = Path(__file__).parent / 'results' / f'prior_ablation_{args.subset}'
-    out.with_suffix('.md').write_text(text)
-    out.with_suffix('.json').write_text(json.dumps(
-        {'rows': rows, 'thermal_contrast': thermal_contrast, 'pairs_with_targets': used,
-         'command': ' '.join(['python'] + sys.argv)}, indent=1))
+    write_results(RESULTS / f'prior_ablation_{args.subset}',
+                  {'rows': rows, 'thermal_contrast': thermal_contrast,
+                   'pairs_with_targets': used, 'command': command()}, text)
     return 0
 
 

@@ -31,17 +31,17 @@ Writes ``benchmarks/results/quality_msrs[_val].{json,md}``.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 import sys
 import time
 
+from harness import (add_data_options, add_prev_option, command, prev_weights, RESULTS,
+                     subset_pairs, wins, write_results)
 from sgdfuse_ros.cli.evaluate import EVAL_OVERRIDES, run_evaluation
 from sgdfuse_ros.config import load_config, parse_override
-from sgdfuse_ros.eval.datasets import dataset_pairs
 from sgdfuse_ros.eval.metrics import HEADLINE_METRICS
 from sgdfuse_ros.eval.scoring import format_table
-from sgdfuse_ros.training.data import split_train_names, VAL_EVERY
+from sgdfuse_ros.training.data import VAL_EVERY
 
 DEFAULT_ROW = 'ours: default (K=2)'
 CONFIGS = {
@@ -58,17 +58,10 @@ def folder_name(label: str) -> str:
     return '_'.join(part for part in keep.split('_') if part)
 
 
-def wins(ours: dict, other: dict) -> tuple:
-    shared = [m for m in HEADLINE_METRICS if m in other and m in ours]
-    return sum(ours[m] > other[m] for m in shared), len(shared)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
-    parser.add_argument('--data', type=Path, required=True, help='the msrs128 folder')
-    parser.add_argument('--subset', default='test', choices=('test', 'val'))
-    parser.add_argument('--prev', type=Path, default=None,
-                        help='folder with the previous first_stage.pt and refiner.pt')
+    add_data_options(parser, subset='test', msrs=True)
+    add_prev_option(parser)
     parser.add_argument('--out', type=Path, default=Path('outputs/quality_msrs'))
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads')
     parser.add_argument('--set', dest='overrides', action='append', default=[],
@@ -81,15 +74,10 @@ def main() -> int:
     if not (args.data / 'split.json').is_file():
         print(f'quality_msrs: error: {args.data} has no split.json', file=sys.stderr)
         return 2
-    if args.subset == 'test':
-        pairs = dataset_pairs(args.data, 'test')
-    else:
-        wanted = set(split_train_names(args.data, VAL_EVERY['msrs'])[1])
-        pairs = [p for p in dataset_pairs(args.data, 'train') if p.name in wanted]
+    pairs = subset_pairs(args.data, args.subset, VAL_EVERY['msrs'])
     configs = dict(CONFIGS)
     if args.prev is not None:
-        configs[PREV_ROW] = {'first_stage.weights': str(args.prev / 'first_stage.pt'),
-                             'refiner.weights': str(args.prev / 'refiner.pt')}
+        configs[PREV_ROW] = prev_weights(args.prev)
     # contact sheets: as many day as night pairs, spread over the split
     night = [p for p in pairs if p.name.upper().endswith('N')]
     day = [p for p in pairs if not p.name.upper().endswith('N')]
@@ -133,13 +121,10 @@ def main() -> int:
     print(text)
     name = 'quality_msrs' + ('' if args.subset == 'test' else '_val') + \
         (f'_{args.tag}' if args.tag else '')
-    out = Path(__file__).parent / 'results' / name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix('.md').write_text(text)
-    out.with_suffix('.json').write_text(json.dumps(
-        {'rows': rows, 'default_row': DEFAULT_ROW, 'wins': comparisons, 'day_night': split,
-         'seconds': timing, 'overrides': common,
-         'command': ' '.join(['python'] + sys.argv)}, indent=1))
+    write_results(RESULTS / name,
+                  {'rows': rows, 'default_row': DEFAULT_ROW, 'wins': comparisons,
+                   'day_night': split, 'seconds': timing, 'overrides': common,
+                   'command': command()}, text)
     return 0
 
 

@@ -33,17 +33,18 @@ and writes ``quality_roadscene_val[_TAG]``; ``--set NAME=VALUE`` overrides the '
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 import sys
 import time
 
+from harness import (add_prev_option, command, prev_weights, require_data, RESULTS,
+                     subset_pairs, wins, write_results)
 from sgdfuse_ros.cli.evaluate import EVAL_OVERRIDES, run_evaluation
 from sgdfuse_ros.config import load_config, parse_override
-from sgdfuse_ros.eval.datasets import dataset_pairs, default_data_dir
+from sgdfuse_ros.eval.datasets import default_data_dir
 from sgdfuse_ros.eval.metrics import HEADLINE_METRICS
 from sgdfuse_ros.eval.scoring import format_table, score_folders
-from sgdfuse_ros.training.data import VAL_EVERY, validation_pairs
+from sgdfuse_ros.training.data import VAL_EVERY
 from sky_check import MIN_AREA, pair_region
 
 # Published on the same 50 pairs (CDDFuse, CVPR 2023, RoadScene table; SSIM with data_range=2).
@@ -64,11 +65,6 @@ CONFIGS = {
 PREV_ROW = 'previous weights (RoadScene only, K=2)'
 
 
-def wins(ours: dict, other: dict) -> tuple:
-    shared = [m for m in HEADLINE_METRICS if m in other and m in ours]
-    return sum(ours[m] > other[m] for m in shared), len(shared)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     parser.add_argument('--data', type=Path, default=default_data_dir())
@@ -78,8 +74,7 @@ def main() -> int:
     parser.add_argument('--default-row', default=None,
                         help="row that is 'ours (default configuration)' (default: the one "
                              'matching config/fusion.yaml)')
-    parser.add_argument('--prev', type=Path, default=None,
-                        help='folder with the previous first_stage.pt and refiner.pt (a row)')
+    add_prev_option(parser, ' (a row)')
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads')
     parser.add_argument('--subset', default='test', choices=('test', 'val'),
                         help='test: the 50 test pairs; val: the 12 held-out TRAIN pairs')
@@ -93,24 +88,19 @@ def main() -> int:
     if args.results is None:
         name = 'quality_roadscene' + ('' if args.subset == 'test' else '_val') + \
             (f'_{args.tag}' if args.tag else '')
-        args.results = Path(__file__).parent / 'results' / name
+        args.results = RESULTS / name
     common = dict(parse_override(text) for text in args.overrides)
-    if args.data is None:
-        sys.exit('quality_roadscene: error: give --data or set SGDFUSE_DATA')
+    require_data(args.data, 'quality_roadscene')
     import torch
     torch.set_num_threads(max(1, args.threads))
-    if args.subset == 'test':
-        pairs = dataset_pairs(args.data, 'test')
-    else:
-        pairs = validation_pairs(args.data, VAL_EVERY['roadscene'])
+    pairs = subset_pairs(args.data, args.subset, VAL_EVERY['roadscene'])
     defaults = load_config()
     rows, timing, per_image = {}, {}, {}
     default_row = args.default_row
     configs = dict(CONFIGS)
     if args.prev is not None:
         configs[PREV_ROW] = {'first_stage.type': 'network', 'refiner.steps': 2,
-                             'first_stage.weights': str(args.prev / 'first_stage.pt'),
-                             'refiner.weights': str(args.prev / 'refiner.pt')}
+                             **prev_weights(args.prev)}
     out_root = args.out if args.subset == 'test' else args.out / 'val'
     for label, overrides in configs.items():
         extra = common if label.startswith('ours') else {}
@@ -180,13 +170,10 @@ def main() -> int:
     lines += [f"| {k} | {v['median_total_ms']:.1f} |" for k, v in timing.items()]
     text = '\n'.join(lines) + '\n'
     print(text)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.with_suffix('.md').write_text(text)
-    args.results.with_suffix('.json').write_text(json.dumps(
-        {'rows': rows, 'default_row': default_row, 'wins': comparisons,
-         'refiner': refiner_checks, 'timing': timing, 'sky_split': split,
-         'subset': args.subset, 'overrides': common,
-         'command': ' '.join(['python'] + sys.argv)}, indent=1))
+    write_results(args.results,
+                  {'rows': rows, 'default_row': default_row, 'wins': comparisons,
+                   'refiner': refiner_checks, 'timing': timing, 'sky_split': split,
+                   'subset': args.subset, 'overrides': common, 'command': command()}, text)
     return 0
 
 

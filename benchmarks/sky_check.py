@@ -41,16 +41,14 @@ the 50 test pairs (report only). Prints a table and writes ``benchmarks/results/
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 import sys
 
 import cv2
+from harness import add_data_options, command, require_data, RESULTS, subset_pairs, write_results
 import numpy as np
 from sgdfuse_ros.cli.evaluate import EVAL_OVERRIDES, run_evaluation
 from sgdfuse_ros.config import load_config, parse_override
-from sgdfuse_ros.eval.datasets import dataset_pairs, default_data_dir
-from sgdfuse_ros.training.data import validation_pairs
 from sgdfuse_ros.training.losses import visible_lead_map
 import torch
 
@@ -111,20 +109,15 @@ def score(rows_dirs: dict, pairs) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
-    parser.add_argument('--data', type=Path, default=default_data_dir())
-    parser.add_argument('--subset', default='val', choices=('val', 'test'))
+    add_data_options(parser)
     parser.add_argument('--out', type=Path, default=Path('outputs/sky_check'))
     parser.add_argument('--label', default=None, help='name of the extra row')
     parser.add_argument('--set', dest='overrides', action='append', default=[],
                         help="KEY=VALUE of the extra row's configuration (repeatable)")
     parser.add_argument('--results', type=Path, default=None)
     args = parser.parse_args()
-    if args.data is None:
-        sys.exit('sky_check: error: give --data or set SGDFUSE_DATA')
-    if args.subset == 'val':
-        pairs = validation_pairs(args.data)
-    else:
-        pairs = dataset_pairs(args.data, 'test')
+    require_data(args.data, 'sky_check')
+    pairs = subset_pairs(args.data, args.subset)
     configs = {'Laplacian baseline': {'first_stage.type': 'laplacian', 'refiner.steps': 0},
                'default configuration': {}}
     if args.overrides:
@@ -146,11 +139,8 @@ def main() -> int:
                      f"{m['thermal_detail']:.2f} |")
     text = '\n'.join(lines) + '\n'
     print(text)
-    out = args.results or Path(__file__).parent / 'results' / f'sky_{args.subset}'
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix('.md').write_text(text)
-    out.with_suffix('.json').write_text(json.dumps(
-        {**result, 'configs': configs, 'command': ' '.join(['python'] + sys.argv)}, indent=1))
+    write_results(args.results or RESULTS / f'sky_{args.subset}',
+                  {**result, 'configs': configs, 'command': command()}, text)
     return 0
 
 

@@ -36,20 +36,15 @@ Writes ``benchmarks/results/target_contrast_<subset>[_<tag>].{json,md}``.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 import sys
 import time
 
-import numpy as np
+from harness import (add_data_options, add_prev_option, command, prev_weights, RESULTS,
+                     subset_pairs, write_results)
 from sgdfuse_ros.cli.evaluate import EVAL_OVERRIDES
 from sgdfuse_ros.config import load_config, parse_override
-from sgdfuse_ros.eval.datasets import dataset_pairs, read_pair
-from sgdfuse_ros.eval.metrics import to_gray
-from sgdfuse_ros.eval.target_boxes import (contrast_ratios, label_file, read_boxes, summarise,
-                                           warm_boxes)
-from sgdfuse_ros.training.data import split_train_names, VAL_EVERY
-from sgdfuse_ros.training.masks import synthetic_sam_prior
+from sgdfuse_ros.eval.target_boxes import fused_ratios, load_boxed, summarise
+from sgdfuse_ros.training.data import VAL_EVERY
 
 ROWS = {
     'Laplacian baseline': ({'first_stage.type': 'laplacian', 'refiner.steps': 0}, None),
@@ -63,26 +58,14 @@ ROWS = {
 def fuse_rows(pairs, label_dir_subset, data, rows, common):
     """{row: {pair name: [ratio per warm box]}} and the warm boxes per pair."""
     from sgdfuse_ros.pipeline.fusion_pipeline import FusionPipeline
-    loaded = []
-    for pair in pairs:
-        thermal, visible = read_pair(pair)
-        boxes = read_boxes(label_file(data, label_dir_subset, pair.name), thermal.shape)
-        warm = warm_boxes(thermal, boxes)
-        loaded.append((pair, thermal, visible, boxes, warm))
+    loaded = load_boxed(pairs, data, label_dir_subset)
     out, seconds = {}, {}
     for label, (overrides, prior_mode) in rows.items():
         base = {} if overrides.get('first_stage.type') == 'laplacian' else common
         config = load_config(overrides={**EVAL_OVERRIDES, **base, **overrides})
         started = time.perf_counter()
-        ratios = {}
         with FusionPipeline(config) as pipeline:
-            for pair, thermal, visible, boxes, warm in loaded:
-                prior = None
-                if prior_mode == 'boxes':
-                    prior = synthetic_sam_prior(thermal.astype(np.float32) / 255.0, boxes)
-                result = pipeline.process(thermal, visible, prior=prior)
-                ratios[pair.name] = contrast_ratios(to_gray(result.fused_bgr), warm)
-        out[label] = ratios
+            out[label] = fused_ratios(pipeline, loaded, prior_mode)
         seconds[label] = time.perf_counter() - started
         print(f'{label}: {time.perf_counter() - started:.1f} s', file=sys.stderr)
     return out, seconds
@@ -90,10 +73,8 @@ def fuse_rows(pairs, label_dir_subset, data, rows, common):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
-    parser.add_argument('--data', type=Path, required=True, help='the msrs128 folder')
-    parser.add_argument('--subset', default='val', choices=('val', 'test'))
-    parser.add_argument('--prev', type=Path, default=None,
-                        help='folder with the previous first_stage.pt and refiner.pt')
+    add_data_options(parser, msrs=True)
+    add_prev_option(parser)
     parser.add_argument('--set', dest='overrides', action='append', default=[],
                         metavar='NAME=VALUE', help='override for every network row')
     parser.add_argument('--only', action='append', default=[],
@@ -107,18 +88,12 @@ def main() -> int:
     if not (args.data / 'labels' / 'infrared').is_dir():
         print(f'target_contrast: error: {args.data} has no labels/infrared', file=sys.stderr)
         return 2
-    if args.subset == 'test':
-        pairs = dataset_pairs(args.data, 'test')
-        label_subset = 'test'
-    else:
-        wanted = set(split_train_names(args.data, VAL_EVERY['msrs'])[1])
-        pairs = [p for p in dataset_pairs(args.data, 'train') if p.name in wanted]
-        label_subset = 'train'
+    pairs = subset_pairs(args.data, args.subset, VAL_EVERY['msrs'])
+    label_subset = 'test' if args.subset == 'test' else 'train'
     common = dict(parse_override(text) for text in args.overrides)
     rows = dict(ROWS)
     if args.prev is not None:
-        prev = {'first_stage.weights': str(args.prev / 'first_stage.pt'),
-                'refiner.weights': str(args.prev / 'refiner.pt')}
+        prev = prev_weights(args.prev)
         rows['previous weights (K=2)'] = (prev, None)
         rows['previous weights, no prior'] = (dict(prev, **{'prior.source': 'none'}), None)
     if args.only:
@@ -143,12 +118,9 @@ def main() -> int:
     text = '\n'.join(lines) + '\n'
     print(text)
     name = f'target_contrast_{args.subset}' + (f'_{args.tag}' if args.tag else '')
-    out = Path(__file__).parent / 'results' / name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix('.md').write_text(text)
-    out.with_suffix('.json').write_text(json.dumps(
-        {'summary': summary, 'ratios': ratios, 'seconds': seconds, 'overrides': common,
-         'command': ' '.join(['python'] + sys.argv)}, indent=1))
+    write_results(RESULTS / name,
+                  {'summary': summary, 'ratios': ratios, 'seconds': seconds, 'overrides': common,
+                   'command': command()}, text)
     return 0
 
 

@@ -115,6 +115,38 @@ def contrast_ratios(fused_gray: np.ndarray, warm: List[dict]) -> List[float]:
             for b in warm]
 
 
+def load_boxed(pairs, data_dir, subset: str) -> list:
+    """Read each pair and its labelled boxes: ``[(pair, thermal, visible, boxes, warm)]``."""
+    from .datasets import read_pair
+
+    out = []
+    for pair in pairs:
+        thermal, visible = read_pair(pair)
+        boxes = read_boxes(label_file(data_dir, subset, pair.name), thermal.shape)
+        out.append((pair, thermal, visible, boxes, warm_boxes(thermal, boxes)))
+    return out
+
+
+def fused_ratios(pipeline, boxed, prior_mode: str = 'pipeline') -> Dict[str, List[float]]:
+    """
+    Fuse every pair of ``boxed`` (:func:`load_boxed`) with ``pipeline``: ``{name: ratios}``.
+
+    ``prior_mode`` ``boxes``: the prior comes from the labelled boxes, in the SAM path's format
+    (:func:`sgdfuse_ros.training.masks.synthetic_sam_prior`), instead of the pipeline's own.
+    """
+    from .metrics import to_gray
+    from ..training.masks import synthetic_sam_prior
+
+    ratios = {}
+    for pair, thermal, visible, boxes, warm in boxed:
+        prior = None
+        if prior_mode == 'boxes':
+            prior = synthetic_sam_prior(thermal.astype(np.float32) / 255.0, boxes)
+        result = pipeline.process(thermal, visible, prior=prior)
+        ratios[pair.name] = contrast_ratios(to_gray(result.fused_bgr), warm)
+    return ratios
+
+
 def is_night(name: str) -> bool:
     """MSRS names end in N (night) or D (day)."""
     return Path(name).stem.upper().endswith('N')

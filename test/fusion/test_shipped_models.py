@@ -111,37 +111,22 @@ def test_warm_targets_still_stand_out_in_daylight(fused_daylight):
 
 @pytest.fixture(scope='module')
 def msrs_boxes(roadscene):
-    from sgdfuse_ros.eval.datasets import dataset_pairs
-    from sgdfuse_ros.eval.target_boxes import label_file, read_boxes, warm_boxes
-    from sgdfuse_ros.training.data import split_train_names, VAL_EVERY
+    from sgdfuse_ros.eval.target_boxes import load_boxed
+    from sgdfuse_ros.training.data import VAL_EVERY
     msrs = roadscene.parent / 'msrs128'
     if not (msrs / 'labels' / 'infrared' / 'train').is_dir():
         pytest.skip('MSRS data (msrs128 with labels) not found beside RoadScene')
-    held_out = set(split_train_names(msrs, VAL_EVERY['msrs'])[1])
-    pairs = [p for p in dataset_pairs(msrs, 'train') if p.name in held_out]
-    out = []
-    for pair in pairs:
-        thermal, visible = read_pair(pair)
-        boxes = read_boxes(label_file(msrs, 'train', pair.name), thermal.shape)
-        out.append((pair.name, thermal, visible, boxes, warm_boxes(thermal, boxes)))
+    out = load_boxed(validation_pairs(msrs, VAL_EVERY['msrs']), msrs, 'train')
     assert sum(len(item[4]) for item in out) >= 300
     return out
 
 
 def box_medians(items, prior_mode='pipeline', **overrides):
-    from sgdfuse_ros.eval.metrics import to_gray
-    from sgdfuse_ros.eval.target_boxes import contrast_ratios, summarise
-    from sgdfuse_ros.training.masks import synthetic_sam_prior
+    from sgdfuse_ros.eval.target_boxes import fused_ratios, summarise
     config = load_config(overrides={'output.width': 0, 'output.height': 0,
                                     'prior.every_frame': True, **overrides})
-    ratios = {}
     with FusionPipeline(config) as pipeline:
-        for name, thermal, visible, boxes, warm in items:
-            prior = None
-            if prior_mode == 'boxes':
-                prior = synthetic_sam_prior(thermal.astype(np.float32) / 255.0, boxes)
-            result = pipeline.process(thermal, visible, prior=prior)
-            ratios[name] = contrast_ratios(to_gray(result.fused_bgr), warm)
+        ratios = fused_ratios(pipeline, items, prior_mode)
     return {k: v['median'] for k, v in summarise(ratios).items()}
 
 

@@ -1,0 +1,149 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+What the benchmark scripts share besides the machine (``machine.py``), written once.
+
+Options (:func:`add_stream_options` for the DDS runs, :func:`add_prev_option` /
+:func:`prev_weights` for a row with earlier weights), the data split a quality script scores
+(:func:`subset_pairs`), summaries (:func:`percentiles`, :func:`wins`, :func:`metric_table`),
+waiting and cleaning up (:func:`wait_for`, :func:`stop_processes`) and the result files
+(:func:`write_results`: ``NAME.json`` and ``NAME.md`` under ``results/``, :func:`command`).
+"""
+
+import json
+from pathlib import Path
+import sys
+import time
+
+RESULTS = Path(__file__).resolve().parent / 'results'
+
+
+# --- options -------------------------------------------------------------------------------------
+
+def add_stream_options(parser, seconds: float) -> None:
+    """Add the options of a streamed DDS run: length, rate, node overrides, domain, results."""
+    parser.add_argument('--seconds', type=float, default=seconds)
+    parser.add_argument('--rate', type=float, default=30.0)
+    parser.add_argument('--set', dest='overrides', action='append', default=[],
+                        metavar='NAME=VALUE', help='node parameter override (repeatable)')
+    parser.add_argument('--domain-id', type=int, default=None)
+    parser.add_argument('--out', type=Path, default=RESULTS)
+
+
+def add_data_options(parser, subset: str = 'val', msrs: bool = False) -> None:
+    """
+    Add ``--data`` (RoadScene by default, or the msrs128 folder, then required) and ``--subset``.
+
+    ``--subset``: ``val`` (the train pairs held out for validation) or ``test``
+    (:func:`subset_pairs`).
+    """
+    if msrs:
+        parser.add_argument('--data', type=Path, required=True, help='the msrs128 folder')
+    else:
+        from sgdfuse_ros.eval.datasets import default_data_dir
+        parser.add_argument('--data', type=Path, default=default_data_dir())
+    parser.add_argument('--subset', default=subset, choices=('val', 'test'))
+
+
+def require_data(data, prog: str) -> None:
+    """Exit with one line when no RoadScene folder was given or found."""
+    if data is None:
+        sys.exit(f'{prog}: error: give --data or set SGDFUSE_DATA')
+
+
+def add_prev_option(parser, what: str = '') -> None:
+    """Add ``--prev DIR``: a folder with earlier ``first_stage.pt`` and ``refiner.pt``."""
+    parser.add_argument('--prev', type=Path, default=None,
+                        help=f'folder with the previous first_stage.pt and refiner.pt{what}')
+
+
+def prev_weights(folder: Path) -> dict:
+    """Return the config overrides that load the weights of ``--prev`` ``folder``."""
+    return {'first_stage.weights': str(Path(folder) / 'first_stage.pt'),
+            'refiner.weights': str(Path(folder) / 'refiner.pt')}
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+def subset_pairs(data: Path, subset: str, val_every: int = 14) -> list:
+    """Return the ``test`` split's pairs, or (``val``) the train pairs held out for validation."""
+    from sgdfuse_ros.eval.datasets import dataset_pairs
+    from sgdfuse_ros.training.data import validation_pairs
+
+    if subset == 'test':
+        return dataset_pairs(data, 'test')
+    return validation_pairs(data, val_every)
+
+
+# --- summaries -----------------------------------------------------------------------------------
+
+def percentiles(values, qs=(50, 90, 99), with_max: bool = False) -> dict:
+    """Return ``{pNN: ms}`` (and ``max``), 2 decimals; ``None`` each when there are no values."""
+    keys = [f'p{q}' for q in qs] + (['max'] if with_max else [])
+    if not len(values):
+        return dict.fromkeys(keys)
+    from sgdfuse_ros.node.meters import percentile_summary
+    return percentile_summary(values, keys, digits=2)
+
+
+def wins(ours: dict, other: dict) -> tuple:
+    """Return (metrics where ``ours`` is higher, metrics both rows have), headline metrics."""
+    from sgdfuse_ros.eval.metrics import HEADLINE_METRICS
+
+    shared = [m for m in HEADLINE_METRICS if m in other and m in ours]
+    return sum(ours[m] > other[m] for m in shared), len(shared)
+
+
+def metric_table(rows) -> str:
+    """``[(metric, value), ...]`` -> a two-column markdown table, the metric column aligned."""
+    width = max(len(k) for k, _ in rows)
+    lines = [f"| {'metric':<{width}} | value |", f"|{'-' * (width + 2)}|-------|"]
+    lines += [f'| {k:<{width}} | {v} |' for k, v in rows]
+    return '\n'.join(lines)
+
+
+# --- processes -----------------------------------------------------------------------------------
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    """Poll ``condition`` every 50 ms; ``TimeoutError`` naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f'timed out waiting for {what}')
+        time.sleep(0.05)
+
+
+def stop_processes(processes) -> None:
+    """Kill and reap every process of ``processes`` still running (a run's ``finally``)."""
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+# --- result files --------------------------------------------------------------------------------
+
+def command(argv=None) -> str:
+    """Return the command line that ran this script (``python script args``)."""
+    return ' '.join(['python'] + (sys.argv if argv is None else list(argv)))
+
+
+def write_results(stem: Path, report: dict, markdown: str, indent: int = 1) -> Path:
+    """Write ``STEM.json`` (``report``) and ``STEM.md`` (``markdown``), making the folder."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    (stem.parent / f'{stem.name}.json').write_text(json.dumps(report, indent=indent) + '\n')
+    (stem.parent / f'{stem.name}.md').write_text(markdown)
+    return stem
