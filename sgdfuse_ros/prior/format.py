@@ -102,12 +102,14 @@ class SemanticPrior:
 
 def label_boundaries(labels: np.ndarray) -> np.ndarray:
     """1.0 where a pixel's 4-neighbourhood holds another label."""
-    lab = labels.astype(np.int32)
-    edge = np.zeros(lab.shape, bool)
-    edge[:, 1:] |= lab[:, 1:] != lab[:, :-1]
-    edge[:, :-1] |= lab[:, 1:] != lab[:, :-1]
-    edge[1:, :] |= lab[1:, :] != lab[:-1, :]
-    edge[:-1, :] |= lab[1:, :] != lab[:-1, :]
+    labels = np.asarray(labels)
+    edge = np.zeros(labels.shape, bool)
+    across = labels[:, 1:] != labels[:, :-1]  # each comparison once, on the labels' own type
+    edge[:, 1:] |= across
+    edge[:, :-1] |= across
+    down = labels[1:, :] != labels[:-1, :]
+    edge[1:, :] |= down
+    edge[:-1, :] |= down
     return edge.astype(np.float32)
 
 

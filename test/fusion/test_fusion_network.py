@@ -27,7 +27,7 @@ from sgdfuse_ros.fusion.refiner import build_refiner, load_refiner, RefinerNet
 from sgdfuse_ros.fusion.samplers import refine, sample_ddim, sdedit_start
 from sgdfuse_ros.fusion.schedules import cosine_schedule, linear_schedule, sampling_timesteps
 from sgdfuse_ros.fusion.tensors import (highpass, highpass_planes, image_tensor, pack_planes,
-                                        prior_tensors)
+                                        prior_tensors, upsample_to)
 from sgdfuse_ros.fusion.weights import save_weights
 from sgdfuse_ros.pipeline.fusion_pipeline import FusionPipeline
 from sgdfuse_ros.prior.format import SemanticPrior
@@ -357,3 +357,21 @@ def test_refiner_cpu_paths_match_the_network_forward(weights):
     np.testing.assert_array_equal(outputs[0], outputs[2])
     if onnx is not None:
         onnx.close()
+
+
+def test_predict_x0_is_the_documented_parameterisation(weights):
+    _, rp = weights
+    model = load_refiner(rp, 2).model
+    gen = torch.Generator().manual_seed(4)
+    inputs = torch.rand(1, 6, 64, 96, generator=gen)
+    hp = torch.rand(1, 2, 64, 96, generator=gen) - 0.5
+    with torch.no_grad():
+        features = model.time_features(torch.full((1,), 200))
+        out = model.net(inputs, features)
+        residual = torch.nn.functional.pixel_shuffle(out[:, :16], 4)
+        gains = upsample_to(0.5 * torch.tanh(out[:, 16:18]), residual)
+        expected = (2.0 * inputs[:, 5:6] - 1.0) + residual \
+            + 2.0 * (gains * hp).sum(dim=1, keepdim=True)
+        got = model.predict_x0(inputs, features, hp)
+    assert torch.equal(got, expected)  # the sum written out is the same sum, bit for bit
+    assert float((got - (2.0 * inputs[:, 5:6] - 1.0)).abs().max()) > 1e-4
