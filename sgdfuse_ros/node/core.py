@@ -53,7 +53,7 @@ from .accounting import accounting_errors, NodeStatistics, prior_health  # noqa:
 from .accounting import compute_stats, STATS_CONFIG
 from .diagnostics import diagnostic_array, DiagnosticsPublisher
 from .frame_check import decode_camera_image, Rejected, short
-from .frames import Frame, INPUTS, LatestSlot, Pair
+from .frames import Frame, INPUT_LABELS, INPUTS, LatestSlot, Pair
 from .memory import release_memory
 from .messages import CAMERA_INFO_TOPIC, COMPRESSED_SUFFIX, INPUT_TOPICS
 from .parameter_changes import checked_changes, rebuilds_pipeline
@@ -260,15 +260,16 @@ class FusionNodeCore:
     def _reject(self, source: str, reason: str, text: str) -> None:
         with self._lock:
             self.counts.reject(source, reason, self.clock())
-        self._warn.warning(f'{source}:{reason}', f'{self.name}: skipped a {source} frame: {text}')
+        self._warn.warning(f'{source}:{reason}',
+                           f'{self.name}: skipped a {INPUT_LABELS[source]} frame: {text}')
 
     def _check_stamp_jump(self, source: str, stamp_s: float) -> None:
         """Reset sync on a stamp far older than the last one (a looping bag, a restarted clock)."""
         jump = self.sync.jumped_back(0 if source == 'thermal' else 1, stamp_s)
         if jump:
             self.counts.sync_resets += 1
-            self.log.info(f'{self.name}: {source} stamps jumped back by {jump:.2f} s '
-                          '(a looping bag?); synchroniser reset')
+            self.log.info(f'{self.name}: {INPUT_LABELS[source]} stamps jumped back by '
+                          f'{jump:.2f} s (a looping bag?); synchroniser reset')
 
     def _offer(self, pair: Pair) -> None:
         """Hand a pair to the worker; the pair it replaces is dropped as busy (lock held)."""
