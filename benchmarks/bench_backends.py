@@ -37,13 +37,13 @@ import json
 from pathlib import Path
 import sys
 import tempfile
-import time
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import bench_pipeline as bench  # noqa: E402
+import harness  # noqa: E402
 import numpy as np  # noqa: E402
 
 
@@ -65,16 +65,8 @@ def first_stage_module(scratch: Path):
 
 
 def timed(fn, frames: int):
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(frames):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    from sgdfuse_ros.node.meters import percentile_summary
-    summary = percentile_summary(times, ('median', 'p90'), digits=2)
-    return summary['median'], summary['p90']
+    """Median and p90 ms of ``frames`` calls after 3 untimed ones."""
+    return harness.timed(fn, frames, warmup=3, digits=2)
 
 
 def main(argv=None) -> int:

@@ -36,9 +36,8 @@ import argparse
 from pathlib import Path
 import sys
 import tempfile
-import time
 
-from harness import write_results  # benchmarks/harness.py
+from harness import timed as harness_timed, write_results  # benchmarks/harness.py
 from machine import describe  # benchmarks/machine.py
 import numpy as np
 
@@ -71,16 +70,8 @@ def frames(size):
 
 
 def timed(fn, n, warmup=10):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t) * 1000.0)
-    from sgdfuse_ros.node.meters import percentile_summary
-    summary = percentile_summary(ts, ('median', 'p90', 'p10'))
-    return summary['median'], summary['p90'], summary['p10']
+    """Median, p90 and p10 ms of ``n`` calls after ``warmup`` untimed ones."""
+    return harness_timed(fn, n, warmup, ('median', 'p90', 'p10'))
 
 
 def main(argv=None) -> int:

@@ -56,7 +56,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # the package, when not installed
 
 from harness import (add_stream_options, metric_table, percentiles,  # noqa: E402
-                     stop_processes, wait_for, write_results)
+                     start_live_node, stop_processes, write_results)
 from sgdfuse_ros.node import messages  # noqa: E402
 from sgdfuse_ros.transport.base import QosProfile  # noqa: E402
 from sgdfuse_ros.transport.dds import DdsTransport, localhost_config  # noqa: E402
@@ -82,18 +82,8 @@ def run(args) -> dict:
     try:
         fused_sub = listener.create_subscription('fused/image', messages.IMAGE, on_fused,
                                                  QosProfile('reliable', 10), raw=True)
-        node_cmd = [sys.executable, '-m', 'sgdfuse_ros.cli', 'live', '--namespace', NS,
-                    '--domain-id', str(domain), '--status-period', '0',
-                    '--stats-json', str(stats_path), '--duration', str(args.seconds + 120)]
-        for override in args.overrides:
-            node_cmd += ['--set', override]
-        node = subprocess.Popen(node_cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        processes.append(node)
-        wait_for(lambda: fused_sub.publisher_count() > 0 or node.poll() is not None, 120,
-                 'the node')
-        if node.poll() is not None:
-            raise RuntimeError('the node stopped:\n' + node.stdout.read())
+        node = start_live_node(fused_sub, NS, domain, stats_path, args.seconds + 120,
+                               args.overrides, env, processes)
         camera = subprocess.Popen(
             [sys.executable, '-m', 'sgdfuse_ros.transport.synthetic_camera', '--namespace', NS,
              '--domain-id', str(domain), '--frames', str(frames), '--rate', str(args.rate),

@@ -64,7 +64,7 @@ import tempfile
 import time
 
 from harness import (add_stream_options, metric_table, percentiles,  # benchmarks/harness.py
-                     stop_processes, write_results)
+                     start_live_node, stop_processes, write_results)
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
@@ -264,21 +264,8 @@ def run(args) -> dict:
     try:
         fused_sub = listener.create_subscription('fused/image', messages.IMAGE, on_fused,
                                                  QosProfile('reliable', 10), raw=True)
-        node_cmd = [sys.executable, '-m', 'sgdfuse_ros.cli', 'live', '--namespace', NS,
-                    '--domain-id', str(domain), '--status-period', '0',
-                    '--stats-json', str(stats_path), '--duration', str(args.seconds + 300)]
-        for override in overrides:
-            node_cmd += ['--set', override]
-        node = subprocess.Popen(node_cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        processes.append(node)
-        deadline = time.monotonic() + 120
-        while fused_sub.publisher_count() == 0 and node.poll() is None:
-            if time.monotonic() > deadline:
-                raise RuntimeError('the node did not come up within 120 s')
-            time.sleep(0.05)
-        if node.poll() is not None:
-            raise RuntimeError('the node stopped:\n' + node.stdout.read())
+        node = start_live_node(fused_sub, NS, domain, stats_path, args.seconds + 300,
+                               overrides, env, processes)
         camera = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), '--camera', '--domain-id',
              str(domain), '--frames', str(frames), '--rate', str(args.rate),

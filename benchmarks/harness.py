@@ -17,17 +17,20 @@ What the benchmark scripts share besides the machine (``machine.py``), written o
 
 Options (:func:`add_stream_options` for the DDS runs, :func:`add_prev_option` /
 :func:`prev_weights` for a row with earlier weights), the data split a quality script scores
-(:func:`subset_pairs`), summaries (:func:`percentiles`, :func:`wins`, :func:`metric_table`),
+(:func:`subset_pairs`), timing (:func:`timed`), summaries (:func:`percentiles`, :func:`wins`,
+:func:`metric_table`),
 waiting and cleaning up (:func:`wait_for`, :func:`stop_processes`) and the result files
 (:func:`write_results`: ``NAME.json`` and ``NAME.md`` under ``results/``, :func:`command`).
 """
 
 import json
 from pathlib import Path
+import subprocess
 import sys
 import time
 
 RESULTS = Path(__file__).resolve().parent / 'results'
+ROOT = Path(__file__).resolve().parent.parent  # the checkout: the package, when not installed
 
 
 # --- options -------------------------------------------------------------------------------------
@@ -106,6 +109,21 @@ def wins(ours: dict, other: dict) -> tuple:
     return sum(ours[m] > other[m] for m in shared), len(shared)
 
 
+def timed(fn, frames: int, warmup: int, keys=('median', 'p90'), digits=None) -> tuple:
+    """Call ``fn`` ``warmup`` times untimed, then ``frames`` times: its ms as ``keys``, a tuple."""
+    from sgdfuse_ros.node.meters import percentile_summary
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(frames):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    summary = percentile_summary(times, keys, digits=digits)
+    return tuple(summary[k] for k in keys)
+
+
 def metric_table(rows) -> str:
     """``[(metric, value), ...]`` -> a two-column markdown table, the metric column aligned."""
     width = max(len(k) for k, _ in rows)
@@ -123,6 +141,30 @@ def wait_for(condition, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f'timed out waiting for {what}')
         time.sleep(0.05)
+
+
+def start_live_node(fused_sub, ns: str, domain: int, stats_path: Path, duration_s: float,
+                    overrides, env: dict, processes: list):
+    """
+    Start ``sgdfuse live`` as its own process and wait until it publishes ``fused/image``.
+
+    ``fused_sub``: this process's subscription to the node's ``fused/image`` (its publisher count
+    says the node is up; 120 s at most). The node is appended to ``processes`` at once (for
+    :func:`stop_processes`); ``RuntimeError`` with its output if it stopped while starting.
+    """
+    node_cmd = [sys.executable, '-m', 'sgdfuse_ros.cli', 'live', '--namespace', ns,
+                '--domain-id', str(domain), '--status-period', '0',
+                '--stats-json', str(stats_path), '--duration', str(duration_s)]
+    for override in overrides:
+        node_cmd += ['--set', override]
+    node = subprocess.Popen(node_cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    processes.append(node)
+    wait_for(lambda: fused_sub.publisher_count() > 0 or node.poll() is not None, 120,
+             'the node')
+    if node.poll() is not None:
+        raise RuntimeError('the node stopped:\n' + node.stdout.read())
+    return node
 
 
 def stop_processes(processes) -> None:

@@ -21,7 +21,6 @@ the config, and the half-precision encoder path.
 
 import logging
 import threading
-import time
 
 import numpy as np
 from prior_scenes import config_with, warm_scene
@@ -38,6 +37,7 @@ from sgdfuse_ros.prior.sam import (
     TINY_TEST_MODEL,
 )
 import torch
+from waiting import wait_until as _wait_until
 
 
 GRID_KEEP_ALL = {'pred_iou_thresh': 0.0, 'stability_score_thresh': 0.0}  # random weights
@@ -206,13 +206,6 @@ def _gated_encoder(model, monkeypatch, gate, wait_s=30.0):
             return f(x)
         monkeypatch.setattr(block, 'forward', slow)
     return entered
-
-
-def _wait_until(condition, what, timeout_s=20.0):
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f'timed out waiting for {what}'
-        time.sleep(0.01)
 
 
 def test_cancel_stops_a_running_computation_at_the_next_layer(tiny_checkpoint, monkeypatch):

@@ -38,18 +38,11 @@ from sgdfuse_ros.node.diagnostics import as_dict, WARN  # noqa: E402
 from sgdfuse_ros.transport.base import QosProfile  # noqa: E402
 from sgdfuse_ros.transport.dds import DdsTransport, localhost_config  # noqa: E402
 from test_reliability_support import big_endian_mono16, H, image, raw_image, scene, W  # noqa: E402
+from waiting import wait_until  # noqa: E402
 
 NS = '/rel_dds'
 DOMAIN = 100 + (os.getpid() + 60) % 120  # not test_live_dds's domain, not another run's
 RELIABLE = QosProfile('reliable', 100)
-
-
-def wait_for(condition, what, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f'timed out after {timeout} s waiting for {what}')
-        time.sleep(0.01)
 
 
 @pytest.fixture(scope='module')
@@ -88,8 +81,8 @@ def run():
         camera.create_subscription('fused/image', messages.IMAGE, fused.append, RELIABLE)
         thermal_pub = camera.create_publisher('thermal/image_raw', messages.IMAGE, RELIABLE)
         rgb_pub = camera.create_publisher('rgb/image_raw', messages.IMAGE, RELIABLE)
-        wait_for(lambda: thermal_pub.subscription_count() and rgb_pub.subscription_count(),
-                 "the node's subscriptions")
+        wait_until(lambda: thermal_pub.subscription_count() and rgb_pub.subscription_count(),
+                   "the node's subscriptions")
         sent = {'thermal': 0, 'rgb': 0}
         for stamp, thermal_msg, rgb_msg in sequence:
             for source, publisher, msg in (('thermal', thermal_pub, thermal_msg),
@@ -97,10 +90,10 @@ def run():
                 if msg is not None:
                     publisher.publish(msg)
                     sent[source] += 1
-                    wait_for(lambda s=source: core.stats()['inputs'][s]['received'] == sent[s],
-                             f'{source} message at {stamp}')
+                    wait_until(lambda s=source: core.stats()['inputs'][s]['received'] == sent[s],
+                               f'{source} message at {stamp}')
             assert core.wait_idle(20.0)
-        wait_for(lambda: len(fused) == core.stats()['output']['published'], 'the outputs')
+        wait_until(lambda: len(fused) == core.stats()['output']['published'], 'the outputs')
         # malformed CDR never leaves the writer: Cyclone DDS checks it against the type
         from cyclonedds.core import DDSException
         good = messages.serialize(image(thermal, 13.0, 'mono16'))

@@ -47,6 +47,7 @@ from test_reliability_support import (
     send_pair,
     W,
 )
+from waiting import wait_until
 
 torch = pytest.importorskip('torch')
 
@@ -61,13 +62,6 @@ def frames():
 
 def processing(core):
     return as_dict(core.diagnostics())[PROCESSING]
-
-
-def wait_until(condition, timeout=10.0, what='condition'):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f'timed out waiting for {what}'
-        time.sleep(0.01)
 
 
 # --- the SAM worker ------------------------------------------------------------------------------
@@ -127,7 +121,7 @@ def test_sam_raising_falls_back_is_reported_and_retried_with_back_off(sam_node, 
     fake.fail = RuntimeError('CUDA error: an illegal memory access was encountered')
     stamp = _fuse_until(core, t, frames, 'thermal')
     provider = core.pipeline.prior_source
-    wait_until(lambda: provider.stats()['sam_failures'] >= 2, what='two SAM failures')
+    wait_until(lambda: provider.stats()['sam_failures'] >= 2, 'two SAM failures', timeout=10.0)
     stamp = _fuse_until(core, t, frames, 'thermal', stamp + 1)
     report = processing(core)
     assert report['level'] == WARN

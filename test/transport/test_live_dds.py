@@ -44,6 +44,7 @@ from sgdfuse_ros.node.core import accounting_errors  # noqa: E402
 from sgdfuse_ros.transport.base import QosProfile  # noqa: E402
 from sgdfuse_ros.transport.dds import DdsTransport, localhost_config  # noqa: E402
 from sgdfuse_ros.transport.synthetic_camera import bad_kind, SyntheticCamera  # noqa: E402
+from waiting import wait_until  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = '/live_test'
@@ -61,14 +62,6 @@ def _env():
     env.pop('ROS_DOMAIN_ID', None)
     env.pop('ROS_LOCALHOST_ONLY', None)
     return env
-
-
-def _wait(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f'timed out after {timeout} s waiting for {what}')
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope='module')
@@ -99,8 +92,8 @@ def live(tmp_path_factory):
              '--stats-json', str(stats_path)],
             cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         processes.append(node)
-        _wait(lambda: subscriptions['fused/image'].publisher_count() > 0 or
-              node.poll() is not None, 60, "the node's publishers")
+        wait_until(lambda: subscriptions['fused/image'].publisher_count() > 0 or
+                   node.poll() is not None, "the node's publishers", 60, poll=0.05)
         assert node.poll() is None, node.stdout.read()
         camera = subprocess.Popen(
             [sys.executable, '-m', 'sgdfuse_ros.transport.synthetic_camera', '--namespace', NS,
