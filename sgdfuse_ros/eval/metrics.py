@@ -53,7 +53,9 @@ one and defined here otherwise:
 * ``MI`` is 0 when either image of a pair is constant;
 * images smaller than the VIF pyramid (41 px) use the scales that fit; SSIM needs 7x7.
 
-Scoring folders of images and printing tables is :mod:`sgdfuse_ros.eval.scoring`.
+Scoring folders of images and printing tables is :mod:`sgdfuse_ros.eval.scoring`; the shared
+building blocks (correlation, mutual information, VIF, Sobel, SSIM sums) are in
+:mod:`sgdfuse_ros.eval.metric_kernels`.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ from typing import Dict, Iterable, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from .metric_kernels import (box_sum_valid, corr, gray_labels, mutual_info, qabf_map, sobel,
+                             SSIM_WIN, vif_pairs)
 from ..errors import InputError
 
 __all__ = [
@@ -83,11 +87,8 @@ METRIC_NAMES: Tuple[str, ...] = (
 HEADLINE_METRICS: Tuple[str, ...] = ('EN', 'SD', 'SF', 'AG', 'MI', 'SCD', 'VIF', 'Qabf', 'SSIM')
 HIGHER_IS_BETTER: Dict[str, bool] = dict.fromkeys(METRIC_NAMES, True)
 
-_SSIM_WIN = 7
 _SSIM_K1 = 0.01
 _SSIM_K2 = 0.03
-_VIF_SIGMA_NSQ = 2.0
-_VIF_EPS = 1e-10
 _LN2 = math.log(2.0)
 
 
@@ -133,155 +134,6 @@ def read_gray(path) -> np.ndarray:
     return to_gray(img)
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def _corr(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson correlation as the reference writes it; 0 if either operand is constant."""
-    xc = x - x.mean()
-    yc = y - y.mean()
-    den = float(np.sum(xc * xc)) * float(np.sum(yc * yc))
-    if not den > 0.0:
-        return 0.0
-    return float(np.sum(xc * yc) / math.sqrt(den))
-
-
-def _is_byte_valued(x: np.ndarray) -> bool:
-    return (bool(x.size) and float(x.min()) >= 0.0 and float(x.max()) <= 255.0
-            and bool(np.all(x == np.rint(x))))
-
-
-def _labels(x: np.ndarray) -> Tuple[np.ndarray, int]:
-    """Integer labels of the distinct values of ``x`` (flattened) and their number."""
-    if _is_byte_valued(x):
-        return x.ravel().astype(np.intp), 256
-    uniq, inv = np.unique(x.ravel(), return_inverse=True)
-    return inv.ravel().astype(np.intp), int(uniq.size)
-
-
-def _mutual_info(a: Tuple[np.ndarray, int], b: Tuple[np.ndarray, int]) -> float:
-    """Mutual information (nats) of two label images from their exact joint histogram."""
-    la, na = a
-    lb, nb = b
-    n = la.size
-    joint = np.bincount(la * nb + lb, minlength=na * nb).reshape(na, nb)
-    pa = joint.sum(axis=1)
-    pb = joint.sum(axis=0)
-    if np.count_nonzero(pa) <= 1 or np.count_nonzero(pb) <= 1:
-        return 0.0
-    ia, ib = np.nonzero(joint)
-    nij = joint[ia, ib].astype(np.float64)
-    mi = np.sum(nij * (np.log(nij) + math.log(n) - np.log(pa[ia].astype(np.float64))
-                       - np.log(pb[ib].astype(np.float64)))) / n
-    return max(float(mi), 0.0)
-
-
-def _valid_gauss(x: np.ndarray, k1d: np.ndarray) -> np.ndarray:
-    """``convolve2d(x, rot90(outer(k, k), 2), 'valid')`` for a symmetric odd 1-D kernel."""
-    r = (k1d.size - 1) // 2
-    h, w = x.shape
-    if h - 2 * r <= 0 or w - 2 * r <= 0:
-        return np.empty((max(h - 2 * r, 0), max(w - 2 * r, 0)))
-    out = cv2.sepFilter2D(np.ascontiguousarray(x), cv2.CV_64F, k1d, k1d,
-                          borderType=cv2.BORDER_REFLECT)
-    return out[r:h - r, r:w - r]
-
-
-def _vif_kernel(scale: int) -> np.ndarray:
-    n = 2 ** (4 - scale + 1) + 1
-    sd = n / 5.0
-    m = (n - 1) / 2.0
-    t = np.arange(-m, m + 1)
-    g = np.exp(-(t * t) / (2.0 * sd * sd))
-    # The 2-D window exp(-(x^2 + y^2) / 2sd^2) is the outer product of g with itself; its
-    # smallest entry is far above the eps*max cut of the MATLAB code, so nothing is cut.
-    return g / g.sum()
-
-
-_VIF_KERNELS = tuple(_vif_kernel(s) for s in range(1, 5))
-
-
-def _vif_pairs(dist: np.ndarray, refs: Sequence[np.ndarray]) -> list:
-    """Multiscale pixel VIF ``vifp(ref, dist)`` for each ref, sharing the work on ``dist``."""
-    num = [0.0] * len(refs)
-    den = [0.0] * len(refs)
-    refs = list(refs)
-    eps = _VIF_EPS
-    for scale, win in enumerate(_VIF_KERNELS, start=1):
-        if scale > 1:
-            dist = _valid_gauss(dist, win)[::2, ::2]
-            refs = [_valid_gauss(r, win)[::2, ::2] for r in refs]
-        if dist.size == 0:
-            break
-        mu2 = _valid_gauss(dist, win)
-        if mu2.size == 0:
-            break
-        s2 = _valid_gauss(dist * dist, win) - mu2 * mu2
-        s2[s2 < 0] = 0.0
-        s2_small = s2 < eps
-        for i, ref in enumerate(refs):
-            mu1 = _valid_gauss(ref, win)
-            s1 = _valid_gauss(ref * ref, win) - mu1 * mu1
-            s12 = _valid_gauss(ref * dist, win) - mu1 * mu2
-            s1[s1 < 0] = 0.0
-            g = s12 / (s1 + eps)
-            sv = s2 - g * s12
-            small = s1 < eps
-            g[small] = 0.0
-            sv[small] = s2[small]
-            s1[small] = 0.0
-            g[s2_small] = 0.0
-            sv[s2_small] = 0.0
-            neg = g < 0
-            sv[neg] = s2[neg]
-            g[neg] = 0.0
-            sv[sv <= eps] = eps
-            num[i] += float(np.sum(np.log10(1.0 + g * g * s1 / (sv + _VIF_SIGMA_NSQ))))
-            den[i] += float(np.sum(np.log10(1.0 + s1 / _VIF_SIGMA_NSQ)))
-    # 0/0 (a constant source) is NaN in the reference, which then reports 1.
-    return [1.0 if d == 0.0 else n / d for n, d in zip(num, den)]
-
-
-def _sobel(img: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """
-    Return gradient strength and orientation as ``Qabf_getArray`` computes them.
-
-    Sobel by ``convolve2d(..., 'same')`` (zero padding), angle ``atan(gy / gx)`` and pi/2 where
-    ``gx == 0``.
-    """
-    p = np.pad(img, 1)
-    # convolve2d flips the kernel: sx = left column minus right column, sy = below minus above.
-    left = p[:-2, :-2] + 2.0 * p[1:-1, :-2] + p[2:, :-2]
-    right = p[:-2, 2:] + 2.0 * p[1:-1, 2:] + p[2:, 2:]
-    above = p[:-2, :-2] + 2.0 * p[:-2, 1:-1] + p[:-2, 2:]
-    below = p[2:, :-2] + 2.0 * p[2:, 1:-1] + p[2:, 2:]
-    sx = left - right
-    sy = below - above
-    g = np.sqrt(sx * sx + sy * sy)
-    # atan(+-inf) = +-pi/2; where sx == 0 the reference sets pi/2 whatever sy is.
-    ratio = np.divide(sy, sx, out=np.full(img.shape, np.inf), where=sx != 0)
-    return g, np.arctan(ratio)
-
-
-def _qabf_map(g_src: np.ndarray, a_src: np.ndarray, g_f: np.ndarray,
-              a_f: np.ndarray) -> np.ndarray:
-    # Relative strength: min/max, except that equal strengths give gF itself (reference quirk).
-    ratio = np.divide(np.minimum(g_src, g_f), np.maximum(g_src, g_f), out=g_f.copy(),
-                      where=g_src != g_f)
-    align = 1.0 - np.abs(a_src - a_f) / (math.pi / 2)
-    q_g = 0.9994 / (1.0 + np.exp(-15.0 * (ratio - 0.5)))
-    q_a = 0.9879 / (1.0 + np.exp(-22.0 * (align - 0.8)))
-    return q_g * q_a
-
-
-def _box_sum_valid(x: np.ndarray) -> np.ndarray:
-    """Sum over every 7x7 window that lies inside the image (the SSIM map cropped by 3)."""
-    r = (_SSIM_WIN - 1) // 2
-    s = cv2.boxFilter(x, cv2.CV_64F, (_SSIM_WIN, _SSIM_WIN), normalize=False,
-                      borderType=cv2.BORDER_REFLECT)
-    return s[r:-r, r:-r]
-
-
 # --------------------------------------------------------------------------- scoring
 
 
@@ -324,8 +176,8 @@ class _Scorer:
     # ---- information
     def _mi_nats(self) -> float:
         def compute():
-            lf = _labels(self.f)
-            return _mutual_info(lf, _labels(self.a)) + _mutual_info(lf, _labels(self.b))
+            lf = gray_labels(self.f)
+            return mutual_info(lf, gray_labels(self.a)) + mutual_info(lf, gray_labels(self.b))
 
         return self._get('mi', compute)
 
@@ -338,11 +190,11 @@ class _Scorer:
     # ---- correlation based
     def SCD(self) -> float:
         f, a, b = self.f, self.a, self.b
-        return _corr(a, f - b) + _corr(b, f - a)
+        return corr(a, f - b) + corr(b, f - a)
 
     def CC(self) -> float:
         f, a, b = self.f, self.a, self.b
-        return (_corr(a, f) + _corr(b, f)) / 2.0
+        return (corr(a, f) + corr(b, f)) / 2.0
 
     def PSNR(self) -> float:
         f, a, b = self.f, self.a, self.b
@@ -356,34 +208,34 @@ class _Scorer:
 
     # ---- structural
     def VIF(self) -> float:
-        va, vb = _vif_pairs(self.f, (self.a, self.b))
+        va, vb = vif_pairs(self.f, (self.a, self.b))
         return va + vb
 
     def Qabf(self) -> float:
-        ga, aa = _sobel(self.a)
-        gb, ab = _sobel(self.b)
-        gf, af = _sobel(self.f)
+        ga, aa = sobel(self.a)
+        gb, ab = sobel(self.b)
+        gf, af = sobel(self.f)
         den = float(np.sum(ga + gb))
         if den == 0.0:
             return 0.0
-        num = float(np.sum(_qabf_map(ga, aa, gf, af) * ga + _qabf_map(gb, ab, gf, af) * gb))
+        num = float(np.sum(qabf_map(ga, aa, gf, af) * ga + qabf_map(gb, ab, gf, af) * gb))
         return num / den
 
     def _ssim_stats(self):
         def compute():
-            if min(self.f.shape) < _SSIM_WIN:
-                raise InputError(f'images must be at least {_SSIM_WIN}x{_SSIM_WIN} for SSIM, '
+            if min(self.f.shape) < SSIM_WIN:
+                raise InputError(f'images must be at least {SSIM_WIN}x{SSIM_WIN} for SSIM, '
                                  f'got {self.f.shape}')
-            npix = float(_SSIM_WIN * _SSIM_WIN)
+            npix = float(SSIM_WIN * SSIM_WIN)
             cov_norm = npix / (npix - 1.0)
             f = self.f
-            uf = _box_sum_valid(f) / npix
-            vf = cov_norm * (_box_sum_valid(f * f) / npix - uf * uf)
+            uf = box_sum_valid(f) / npix
+            vf = cov_norm * (box_sum_valid(f * f) / npix - uf * uf)
             stats = []
             for s in (self.a, self.b):
-                us = _box_sum_valid(s) / npix
-                vs = cov_norm * (_box_sum_valid(s * s) / npix - us * us)
-                vfs = cov_norm * (_box_sum_valid(f * s) / npix - uf * us)
+                us = box_sum_valid(s) / npix
+                vs = cov_norm * (box_sum_valid(s * s) / npix - us * us)
+                vfs = cov_norm * (box_sum_valid(f * s) / npix - uf * us)
                 stats.append((uf * us, uf * uf + us * us, vfs, vf + vs))
             return stats
 
