@@ -677,11 +677,7 @@ def main(argv=None) -> int:
         if 'torch' in sys.modules:
             report['machine'] = dict(machine, torch_threads=sys.modules['torch'].get_num_threads())
         stem = out_dir / (f'pipeline_{device}' + (f'_{args.suffix}' if args.suffix else ''))
-        text = markdown(report)
-        write_results(stem, report, text)
-        print()
-        print(text)
-        print(f'wrote {stem}.json and {stem}.md')
+        write_results(stem, report, markdown(report), show=True)
     if scratch[0] is not None:
         scratch[0].cleanup()
     return 0

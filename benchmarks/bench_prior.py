@@ -174,6 +174,10 @@ def pipeline_notes(rows: list) -> list:
     else:
         out.append(f"The thermal-only row ({thermal['fps']:.1f} frames/s) was measured at another "
                    f'moment of this shared machine; the two rates are within its load noise.')
+    if sam.get('max_sam_prior_age_s') is None:  # the run completed after the last frame
+        out.append(f'No frame was served a SAM prior: the one run took '
+                   f"{sam.get('last_sam_s', 0):.0f} s and completed after the last frame.")
+        return out
     out.append(f"The oldest SAM prior served was {sam['max_sam_prior_age_s']:.0f} s old: a prior "
                f'is served (resized, with age_s) until the next SAM run completes, and one run '
                f"took {sam.get('last_sam_s', 0):.0f} s here (max_age_s was raised to 300 s for "
@@ -350,10 +354,7 @@ def main(argv=None) -> int:
               'notes': notes, 'command': 'nice -n 10 python benchmarks/bench_prior.py'
               + (' --quick' if quick else '') + (f' --device {device}' if device != 'cpu' else '')}
     stem = args.results or HERE / 'results' / f'prior_{device}'
-    write_results(stem, report, markdown(report))
-    print()
-    print(markdown(report))
-    print(f'wrote {stem}.json and {stem}.md')
+    write_results(stem, report, markdown(report), show=True)
     return 0
 
 

@@ -182,10 +182,19 @@ def command(argv=None) -> str:
     return ' '.join(['python'] + (sys.argv if argv is None else list(argv)))
 
 
-def write_results(stem: Path, report: dict, markdown: str, indent: int = 1) -> Path:
-    """Write ``STEM.json`` (``report``) and ``STEM.md`` (``markdown``), making the folder."""
+def write_results(stem: Path, report: dict, markdown: str, indent: int = 1,
+                  show: bool = False) -> Path:
+    """
+    Write ``STEM.json`` (``report``) and ``STEM.md`` (``markdown``), making the folder.
+
+    ``show``: also print the markdown and the names of the two files.
+    """
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     (stem.parent / f'{stem.name}.json').write_text(json.dumps(report, indent=indent) + '\n')
     (stem.parent / f'{stem.name}.md').write_text(markdown)
+    if show:
+        print()
+        print(markdown)
+        print(f'wrote {stem}.json and {stem}.md')
     return stem
