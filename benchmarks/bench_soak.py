@@ -111,7 +111,7 @@ class Scenes:
         (tw, th), (rw, rh) = thermal_size, rgb_size
         h = np.asarray(homography(thermal_size, rgb_size), np.float64).reshape(3, 3)
         header = messages.make_header(0, 'rgb_optical')
-        self.thermal, self.rgb, self.bad = [], [], []
+        self.thermal, self.visible, self.bad = [], [], []
         for k in range(count):
             ir, vis, _ = make_pair(seed + k, (rw, rh))
             counts = COUNTS_BASE + COUNTS_PER_LEVEL * ir.astype(np.float32)
@@ -121,7 +121,7 @@ class Scenes:
             t_header = messages.make_header(0, 'thermal_optical')
             msg = messages.image_msg(thermal, t_header, 'mono16')
             self.thermal.append(messages.serialize(msg))
-            self.rgb.append(messages.serialize(messages.image_msg(vis, header, 'bgr8')))
+            self.visible.append(messages.serialize(messages.image_msg(vis, header, 'bgr8')))
         image_type = messages.msg_type(messages.IMAGE)
         wrong = image_type(header=t_header, height=th, width=tw, encoding='yuv422',
                            is_bigendian=0, step=2 * tw, data=msg.data)
@@ -148,11 +148,11 @@ def camera_main(args) -> int:
     try:
         thermal_pub = transport.create_publisher('thermal/image_raw', messages.IMAGE,
                                                  SENSOR_DATA)
-        rgb_pub = transport.create_publisher('rgb/image_raw', messages.IMAGE, SENSOR_DATA)
+        visible_pub = transport.create_publisher('rgb/image_raw', messages.IMAGE, SENSOR_DATA)
         info_pub = transport.create_publisher('rgb/camera_info', messages.CAMERA_INFO,
                                               SENSOR_DATA)
         deadline = time.monotonic() + 120
-        while min(thermal_pub.subscription_count(), rgb_pub.subscription_count()) < 1:
+        while min(thermal_pub.subscription_count(), visible_pub.subscription_count()) < 1:
             if time.monotonic() > deadline:
                 print('bench_soak camera: no subscriber within 120 s', file=sys.stderr)
                 return 3
@@ -170,20 +170,20 @@ def camera_main(args) -> int:
                 late += 1
             capture = time.time_ns()
             jitter = rng.uniform(-3.0, 3.0, 2) * 1e6
-            thermal_ns, rgb_ns = capture + int(jitter[0]), capture + int(jitter[1])
+            thermal_ns, visible_ns = capture + int(jitter[0]), capture + int(jitter[1])
             bad = bad_kind(index, args.bad_every)
-            scene = index % len(scenes.rgb)
+            scene = index % len(scenes.visible)
             thermal = _stamped(scenes.bad[bad] if bad else scenes.thermal[scene], thermal_ns)
-            rgb = _stamped(scenes.rgb[scene], rgb_ns)
+            visible = _stamped(scenes.visible[scene], visible_ns)
             if rng.random() < 0.5:
                 thermal_pub.publish_raw(thermal)
-                info_pub.publish_raw(_stamped(scenes.info, rgb_ns))
-                rgb_pub.publish_raw(rgb)
+                info_pub.publish_raw(_stamped(scenes.info, visible_ns))
+                visible_pub.publish_raw(visible)
             else:
-                info_pub.publish_raw(_stamped(scenes.info, rgb_ns))
-                rgb_pub.publish_raw(rgb)
+                info_pub.publish_raw(_stamped(scenes.info, visible_ns))
+                visible_pub.publish_raw(visible)
                 thermal_pub.publish_raw(thermal)
-            frames.append({'index': index, 'thermal_ns': thermal_ns, 'rgb_ns': rgb_ns,
+            frames.append({'index': index, 'thermal_ns': thermal_ns, 'rgb_ns': visible_ns,
                            'bad': bad, 'sent': time.time()})
         time.sleep(0.5)  # the last fragments leave before the participant goes
     finally:

@@ -79,21 +79,21 @@ def write_custom_bag(path, frames, storage='sqlite3'):
 
 
 def camera_frames(n, thermal_offset_s=0.0, period_s=0.1, size=SIZE, thermal='/thermal/image_raw',
-                  rgb='/rgb/image_raw', start_s=100.0, seed=0, thermal_dtype=np.uint16):
+                  visible='/rgb/image_raw', start_s=100.0, seed=0, thermal_dtype=np.uint16):
     """Messages of a small two-camera recording (thermal mono16/mono8, RGB bgr8)."""
     rng = np.random.default_rng(seed)
     w, h = size
     frames = []
     for i in range(n):
-        t_rgb = start_s + i * period_s
-        t_th = t_rgb + thermal_offset_s
+        t_visible = start_s + i * period_s
+        t_th = t_visible + thermal_offset_s
         vis = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
         if thermal_dtype == np.uint16:
             ir = rng.integers(7000, 9000, (h, w)).astype(np.uint16)
         else:
             ir = rng.integers(0, 255, (h, w), dtype=np.uint8)
-        frames.append((rgb, int(t_rgb * 1e9) + 3_000_000,
-                       m.image_msg(vis, m.make_header(t_rgb, 'rgb'), 'bgr8')))
+        frames.append((visible, int(t_visible * 1e9) + 3_000_000,
+                       m.image_msg(vis, m.make_header(t_visible, 'rgb'), 'bgr8')))
         frames.append((thermal, int(t_th * 1e9) + 9_000_000,
                        m.image_msg(ir, m.make_header(t_th, 'thermal'))))
     frames.sort(key=lambda f: f[1])

@@ -150,11 +150,11 @@ def test_compressed_thermal_png16_and_jpeg_rgb_are_fused(tmp_path):
     for i in range(3):
         t = 10.0 + 0.1 * i
         counts = rng.integers(7000, 9000, (48, 64)).astype(np.uint16)
-        rgb = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+        visible = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
         frames.append(('/thermal/image_raw/compressed', int(t * 1e9) + 5,
                        m.compressed_msg(counts, m.make_header(t + 0.002), 'png')))
         frames.append(('/rgb/image_raw/compressed', int(t * 1e9) + 9,
-                       m.compressed_msg(rgb, m.make_header(t, 'rgb'), 'jpeg')))
+                       m.compressed_msg(visible, m.make_header(t, 'rgb'), 'jpeg')))
     bag = write_custom_bag(tmp_path / 'compressed', frames, storage='mcap')
     assert cli(['replay', str(bag), '--out', str(tmp_path / 'out'), '--quiet']) == 0
     report = load_report(tmp_path / 'out_report')

@@ -180,10 +180,10 @@ def test_rejected_and_failing_frames_are_counted_and_skipped(tmp_path, capsys):
     bag = write_custom_bag(tmp_path / 'damaged', out)
     assert replay(bag, '--out', tmp_path / 'out') == 0
     report = load_report(tmp_path / 'out_report')
-    th, rgb = report['messages']['thermal'], report['messages']['rgb']
+    th, visible = report['messages']['thermal'], report['messages']['rgb']
     assert th['read'] == 7 and th['matched'] == 4
     assert th['rejected'] == {'cdr': 1, 'encoding': 1, 'decode': 1}
-    assert rgb['read'] == 7 and rgb['matched'] == 4 and rgb['unmatched'] == 3
+    assert visible['read'] == 7 and visible['matched'] == 4 and visible['unmatched'] == 3
     assert report['pairs'] == {**report['pairs'], 'matched': 4, 'fused': 3, 'failed': 1}
     assert report['failures'][0]['kind'] == 'pipeline'
     md = (tmp_path / 'out_report' / 'report.md').read_text()

@@ -72,12 +72,12 @@ def assert_humble_metadata(bag):
     return info
 
 
-def pairs_by_stamp(inputs, thermal_topic, rgb_topic):
+def pairs_by_stamp(inputs, thermal_topic, visible_topic):
     """Map rgb stamp -> (rgb log time, thermal log time) for the make-bag pairing."""
-    rgb = inputs[rgb_topic]
+    visible = inputs[visible_topic]
     thermal = inputs[thermal_topic]
-    assert len(rgb) == len(thermal)
-    return {stamp_of(r): (rl, tl) for (rl, r), (tl, _) in zip(rgb, thermal)}
+    assert len(visible) == len(thermal)
+    return {stamp_of(r): (rl, tl) for (rl, r), (tl, _) in zip(visible, thermal)}
 
 
 @pytest.mark.parametrize('storage,version,rgb_format,thermal_encoding,out_storage', [
@@ -90,25 +90,25 @@ def test_make_bag_replay_round_trip(tmp_path, storage, version, rgb_format, ther
                                     out_storage):
     in_bag = make_bag(tmp_path, 'in_bag', '--storage', storage, '--version', str(version),
                       '--rgb-format', rgb_format, '--thermal-encoding', thermal_encoding, n=N)
-    rgb_topic = '/rgb/image_raw' + ('/compressed' if rgb_format == 'jpeg' else '')
+    visible_topic = '/rgb/image_raw' + ('/compressed' if rgb_format == 'jpeg' else '')
 
     inputs, in_types = read_bag(in_bag)
-    assert len(inputs['/thermal/image_raw']) == len(inputs[rgb_topic]) == N
+    assert len(inputs['/thermal/image_raw']) == len(inputs[visible_topic]) == N
     assert len(inputs['/thermal/camera_info']) == len(inputs['/rgb/camera_info']) == N
-    for (_, th), (_, rgb) in zip(inputs['/thermal/image_raw'], inputs[rgb_topic]):
-        offset = abs((th.header.stamp.sec - rgb.header.stamp.sec) * 1e9
-                     + th.header.stamp.nanosec - rgb.header.stamp.nanosec)
+    for (_, th), (_, visible) in zip(inputs['/thermal/image_raw'], inputs[visible_topic]):
+        offset = abs((th.header.stamp.sec - visible.header.stamp.sec) * 1e9
+                     + th.header.stamp.nanosec - visible.header.stamp.nanosec)
         assert offset <= 5e6  # --jitter-ms 5 by default
         assert th.encoding == thermal_encoding
         if thermal_encoding == 'mono16':
             counts = np.frombuffer(bytes(th.data), np.uint16)
             assert counts.min() >= 6900 and counts.max() <= 16383  # 14-bit raw counts
-    rgb_stamps = [stamp_of(r) for _, r in inputs[rgb_topic]]
-    steps = np.diff([s + n * 1e-9 for s, n in rgb_stamps])
+    visible_stamps = [stamp_of(r) for _, r in inputs[visible_topic]]
+    steps = np.diff([s + n * 1e-9 for s, n in visible_stamps])
     assert np.allclose(steps, 0.1)  # --rate 10
     if rgb_format == 'jpeg':
-        assert in_types[rgb_topic] == 'sensor_msgs/msg/CompressedImage'
-        assert 'jpeg' in inputs[rgb_topic][0][1].format
+        assert in_types[visible_topic] == 'sensor_msgs/msg/CompressedImage'
+        assert 'jpeg' in inputs[visible_topic][0][1].format
 
     out_bag = tmp_path / 'out_bag'
     code = cli(['replay', str(in_bag), '--out', str(out_bag), '--storage', out_storage,
@@ -121,12 +121,12 @@ def test_make_bag_replay_round_trip(tmp_path, storage, version, rgb_format, ther
                   '/fusion/semantic/targets'):
         assert len(outputs[topic]) == N
     # the input topics were copied through, byte for byte
-    assert raw_messages(out_bag, rgb_topic) == raw_messages(in_bag, rgb_topic)
+    assert raw_messages(out_bag, visible_topic) == raw_messages(in_bag, visible_topic)
     thermal_topic = '/thermal/image_raw'
     assert raw_messages(out_bag, thermal_topic) == raw_messages(in_bag, thermal_topic)
     assert raw_messages(out_bag, '/rgb/camera_info') == raw_messages(in_bag, '/rgb/camera_info')
 
-    logs = pairs_by_stamp(inputs, '/thermal/image_raw', rgb_topic)
+    logs = pairs_by_stamp(inputs, '/thermal/image_raw', visible_topic)
     w, h = SIZE
     for topic, expected in (('/fusion/fused/image', 'bgr8'), ('/fusion/semantic/labels', 'mono16'),
                             ('/fusion/semantic/targets', 'mono8')):
@@ -137,7 +137,7 @@ def test_make_bag_replay_round_trip(tmp_path, storage, version, rgb_format, ther
             assert (msg.width, msg.height) == (w, h)
             assert msg.header.frame_id == 'rgb_optical_frame'
             assert log_time == max(logs[stamp_of(msg)])  # the later message of its pair
-        assert stamps == rgb_stamps  # every pair, in order, stamp copied exactly
+        assert stamps == visible_stamps  # every pair, in order, stamp copied exactly
     for _, info in outputs['/fusion/fused/camera_info']:
         assert (info.width, info.height) == (w, h)
         assert info.k[0] > 0 and info.k[2] == pytest.approx((w - 1) / 2)

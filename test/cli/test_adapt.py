@@ -37,22 +37,22 @@ SIZE = (64, 48)  # w, h
 FAST = ['--batch', '2', '--crop', '32', '--threads', '1', '--quiet']
 
 
-def write_bag(path: Path, n: int = 6, thermal: str = 'mono16', rgb: str = 'bgr8',
+def write_bag(path: Path, n: int = 6, thermal: str = 'mono16', visible: str = 'bgr8',
               thermal_offset_s: float = 0.002, topics=('/thermal/image_raw', '/rgb/image_raw'),
               size=SIZE) -> Path:
     """Write a two-camera bag of ``n`` synthetic registered pairs in the given encodings."""
-    thermal_topic, rgb_topic = topics
+    thermal_topic, visible_topic = topics
     with BagWriter(path) as bag:
         for i in range(n):
             ir, vis, _ = make_pair(i, size)
-            t_rgb = 100.0 + 0.1 * i
-            t_th = t_rgb + thermal_offset_s
-            if rgb == 'jpeg':
-                rgb_msg = m.compressed_msg(vis, m.make_header(t_rgb, 'rgb'), 'jpeg', 90)
-            elif rgb == 'rgb8':
-                rgb_msg = m.image_msg(vis[..., ::-1], m.make_header(t_rgb, 'rgb'), 'rgb8')
+            t_visible = 100.0 + 0.1 * i
+            t_th = t_visible + thermal_offset_s
+            if visible == 'jpeg':
+                visible_msg = m.compressed_msg(vis, m.make_header(t_visible, 'rgb'), 'jpeg', 90)
+            elif visible == 'rgb8':
+                visible_msg = m.image_msg(vis[..., ::-1], m.make_header(t_visible, 'rgb'), 'rgb8')
             else:
-                rgb_msg = m.image_msg(vis, m.make_header(t_rgb, 'rgb'), rgb)
+                visible_msg = m.image_msg(vis, m.make_header(t_visible, 'rgb'), visible)
             if thermal == 'mono16':
                 raw = (7000 + 30 * ir.astype(np.uint16)).astype(np.uint16)
             elif thermal == '32FC1':
@@ -60,8 +60,8 @@ def write_bag(path: Path, n: int = 6, thermal: str = 'mono16', rgb: str = 'bgr8'
             else:
                 raw = ir
             th_msg = m.image_msg(raw, m.make_header(t_th, 'thermal'), thermal)
-            if rgb_topic:
-                bag.write(rgb_topic, int(t_rgb * 1e9) + 4_000_000, rgb_msg)
+            if visible_topic:
+                bag.write(visible_topic, int(t_visible * 1e9) + 4_000_000, visible_msg)
             if thermal_topic:
                 bag.write(thermal_topic, int(t_th * 1e9) + 9_000_000, th_msg)
     return path
@@ -85,12 +85,12 @@ def params(model) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
-@pytest.mark.parametrize('thermal,rgb', [('mono16', 'bgr8'), ('32FC1', 'jpeg'),
-                                         ('mono8', 'rgb8')])
-def test_frames_are_read_as_the_node_reads_them(tmp_path, thermal, rgb):
-    path = write_bag(tmp_path / 'bag', n=5, thermal=thermal, rgb=rgb,
-                     topics=('/flir/thermal/image_raw',
-                             '/camera/color/image_raw' + ('/compressed' if rgb == 'jpeg' else '')))
+@pytest.mark.parametrize('thermal,visible', [('mono16', 'bgr8'), ('32FC1', 'jpeg'),
+                                             ('mono8', 'rgb8')])
+def test_frames_are_read_as_the_node_reads_them(tmp_path, thermal, visible):
+    path = write_bag(tmp_path / 'bag', n=5, thermal=thermal, visible=visible,
+                     topics=('/flir/thermal/image_raw', '/camera/color/image_raw'
+                             + ('/compressed' if visible == 'jpeg' else '')))
     config = load_config(None, {'output.width': 40, 'output.height': 32})
     with open_bag(path) as bag:
         frames = read_bag_frames(bag, choose_topics(bag), config, frames=4, val_frames=1)

@@ -80,13 +80,13 @@ def run():
         core.activate()
         camera.create_subscription('fused/image', messages.IMAGE, fused.append, RELIABLE)
         thermal_pub = camera.create_publisher('thermal/image_raw', messages.IMAGE, RELIABLE)
-        rgb_pub = camera.create_publisher('rgb/image_raw', messages.IMAGE, RELIABLE)
-        wait_until(lambda: thermal_pub.subscription_count() and rgb_pub.subscription_count(),
+        visible_pub = camera.create_publisher('rgb/image_raw', messages.IMAGE, RELIABLE)
+        wait_until(lambda: thermal_pub.subscription_count() and visible_pub.subscription_count(),
                    "the node's subscriptions")
         sent = {'thermal': 0, 'rgb': 0}
-        for stamp, thermal_msg, rgb_msg in sequence:
+        for stamp, thermal_msg, visible_msg in sequence:
             for source, publisher, msg in (('thermal', thermal_pub, thermal_msg),
-                                           ('rgb', rgb_pub, rgb_msg)):
+                                           ('rgb', visible_pub, visible_msg)):
                 if msg is not None:
                     publisher.publish(msg)
                     sent[source] += 1
@@ -129,12 +129,12 @@ def test_every_message_sent_is_accounted_for(run):
 
 
 def test_each_malformed_image_is_rejected_with_its_reason(run):
-    thermal, rgb = run['stats']['inputs']['thermal'], run['stats']['inputs']['rgb']
+    thermal, visible = run['stats']['inputs']['thermal'], run['stats']['inputs']['rgb']
     assert thermal['rejected'] == {'encoding': 1, 'decode': 1, 'size': 2, 'pipeline': 1}
-    assert rgb['rejected'] == {'encoding': 1, 'decode': 1, 'size': 0, 'pipeline': 1}
+    assert visible['rejected'] == {'encoding': 1, 'decode': 1, 'size': 0, 'pipeline': 1}
     # the RGB frame whose thermal partner was rejected on arrival found no partner
-    assert rgb['dropped']['unmatched'] == 1 and thermal['dropped']['unmatched'] == 0
-    assert thermal['published'] == rgb['published'] == 5
+    assert visible['dropped']['unmatched'] == 1 and thermal['dropped']['unmatched'] == 0
+    assert thermal['published'] == visible['published'] == 5
     assert run['stats']['output']['pipeline_errors'] == 1
 
 

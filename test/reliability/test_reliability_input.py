@@ -279,26 +279,26 @@ def test_out_of_order_duplicate_and_far_apart_stamps_are_counted(frames):
         t.publish('thermal/image_raw', image(thermal, stamp, 'mono16'))
         core.process_pending()
 
-    def rgb(stamp):
+    def vis(stamp):
         t.publish('rgb/image_raw', image(visible, stamp, 'bgr8'))
         core.process_pending()
 
     th(1.0)
-    rgb(1.0)           # pair 1.0
+    vis(1.0)           # pair 1.0
     th(1.2)
     th(1.1)            # out of order, but newer than the last pair: waits, sorted
     th(1.1)            # duplicate of a waiting stamp
-    rgb(1.1)           # pairs with 1.1
+    vis(1.1)           # pairs with 1.1
     th(1.05)           # older than the last thermal paired (1.1): late
-    rgb(1.2)           # pairs with 1.2
-    rgb(500.0)         # far ahead: no thermal partner
+    vis(1.2)           # pairs with 1.2
+    vis(500.0)         # far ahead: no thermal partner
     th(900.0)          # far ahead of that: 500.0 is decided, unmatched; 900 waits
     stats = balanced(core)
-    thermal_in, rgb_in = stats['inputs']['thermal'], stats['inputs']['rgb']
-    assert thermal_in['received'] == 6 and rgb_in['received'] == 4
-    assert thermal_in['published'] == rgb_in['published'] == 3
+    thermal_in, visible_in = stats['inputs']['thermal'], stats['inputs']['rgb']
+    assert thermal_in['received'] == 6 and visible_in['received'] == 4
+    assert thermal_in['published'] == visible_in['published'] == 3
     assert thermal_in['dropped']['duplicate'] == 1 and thermal_in['dropped']['late'] == 1
-    assert rgb_in['dropped']['unmatched'] == 1
+    assert visible_in['dropped']['unmatched'] == 1
     assert thermal_in['pending'] == 1  # 900.0 waits for a partner
     assert [messages.stamp_seconds(m) for m in t.sent('fused/image')] == \
         pytest.approx([1.0, 1.1, 1.2])
@@ -372,8 +372,8 @@ def test_a_topic_that_stops_is_reported_and_fusion_resumes_when_it_returns(frame
     assert core.state == 'active'
     stats = balanced(core)
     assert stats['output']['published'] == published_before
-    rgb_in = stats['inputs']['rgb']
-    assert rgb_in['dropped']['overflow'] + rgb_in['pending'] == 40  # waited, then gave up
+    visible_in = stats['inputs']['rgb']
+    assert visible_in['dropped']['overflow'] + visible_in['pending'] == 40  # waited, then gave up
     stream(3.0)  # it comes back
     inputs = diagnostics(core)[f'{NS[1:]}/fusion_node: inputs']
     assert inputs['level'] == OK, inputs['message']

@@ -41,7 +41,7 @@ from sgdfuse_ros.node import messages as m
 from sgdfuse_ros.pipeline import stages
 from test_reliability_support import one_line
 
-THERMAL, RGB = '/thermal/image_raw', '/rgb/image_raw'
+THERMAL, VISIBLE = '/thermal/image_raw', '/rgb/image_raw'
 DROPS = ('unmatched', 'late', 'duplicate', 'overflow')
 
 
@@ -88,19 +88,19 @@ def damaged_frames(clean):
     """
     recorded, _ = read_bag(clean)
     thermal = [msg for _, msg in recorded[THERMAL]]
-    rgb = [msg for _, msg in recorded[RGB]]
-    assert len(thermal) == len(rgb) == 16
+    visible = [msg for _, msg in recorded[VISIBLE]]
+    assert len(thermal) == len(visible) == 16
     frames = []
 
     def at(msg, delay_ms):
         return m.stamp_nanoseconds(msg) + int(delay_ms * 1e6)
 
-    for i, (th, vis) in enumerate(zip(thermal, rgb)):
+    for i, (th, vis) in enumerate(zip(thermal, visible)):
         if i == 6:  # an encoding nobody knows
             vis.encoding = 'yuv422'
-        frames.append((RGB, at(vis, 4), vis))
+        frames.append((VISIBLE, at(vis, 4), vis))
         if i == 9:  # the driver sent it twice
-            frames.append((RGB, at(vis, 5), vis))
+            frames.append((VISIBLE, at(vis, 5), vis))
         if 10 <= i <= 12:  # the thermal camera stops for three frames
             continue
         log_ns = at(th, 10)
@@ -139,11 +139,11 @@ def test_a_deliberately_damaged_bag_is_replayed_with_every_message_accounted(dam
     assert damaged['code'] == 0  # damaged frames are skipped, not fatal
     report = damaged['report']
     check_books(report)
-    th, rgb = report['messages']['thermal'], report['messages']['rgb']
+    th, vis = report['messages']['thermal'], report['messages']['rgb']
     assert (th['read'], th['matched'], th['unmatched'], th['late'], th['duplicate'],
             th['overflow'], th['rejected']) == (13, 9, 1, 1, 0, 0, {'decode': 1, 'cdr': 1})
-    assert (rgb['read'], rgb['matched'], rgb['unmatched'], rgb['late'], rgb['duplicate'],
-            rgb['overflow'], rgb['rejected']) == (17, 9, 6, 0, 1, 0, {'encoding': 1})
+    assert (vis['read'], vis['matched'], vis['unmatched'], vis['late'], vis['duplicate'],
+            vis['overflow'], vis['rejected']) == (17, 9, 6, 0, 1, 0, {'encoding': 1})
     assert (report['pairs']['matched'], report['pairs']['fused'], report['pairs']['failed']) \
         == (9, 8, 1)
     assert report['failures'][0]['kind'] == 'pipeline'
@@ -208,11 +208,11 @@ def test_an_empty_bag_is_a_one_line_error(tmp_path, capsys):
     from sgdfuse_ros.bag.writer import BagWriter
     with BagWriter(tmp_path / 'declared') as writer:  # topics declared, nothing recorded
         writer.add_topic(THERMAL, m.IMAGE)
-        writer.add_topic(RGB, m.IMAGE)
+        writer.add_topic(VISIBLE, m.IMAGE)
     assert replay(tmp_path / 'declared', tmp_path / 'out') == 2
     one_line_error(capsys, 'no thermal image topic', '0 msgs', '--thermal-topic')
     assert replay(tmp_path / 'declared', tmp_path / 'out2', '--thermal-topic', THERMAL,
-                  '--rgb-topic', RGB) == 2
+                  '--rgb-topic', VISIBLE) == 2
     one_line_error(capsys, 'no thermal/RGB pairs', '0 thermal, 0 RGB messages')
     report = load_report(tmp_path / 'out2_report')
     check_books(report)

@@ -103,9 +103,9 @@ def big_endian_mono16(array, stamp, frame='cam'):
     return raw_image(stamp, h, w, 'mono16', 2 * w, array.astype('>u2').tobytes(), 1, frame)
 
 
-def send_pair(transport, stamp, thermal, rgb, thermal_encoding='mono16', jitter=0.003):
+def send_pair(transport, stamp, thermal, visible, thermal_encoding='mono16', jitter=0.003):
     transport.publish('thermal/image_raw', image(thermal, stamp + jitter, thermal_encoding))
-    transport.publish('rgb/image_raw', image(rgb, stamp, 'bgr8'))
+    transport.publish('rgb/image_raw', image(visible, stamp, 'bgr8'))
 
 
 def balanced(core) -> dict:
