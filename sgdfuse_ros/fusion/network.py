@@ -46,8 +46,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .backbone import LowResUNet, pad_to_multiple
-from .tensors import (gaussian_pyramid, image_tensor, pack_planes, prior_planes, prior_tensors,
-                      resize_controls, TorchStage, upsample_to)
+from .tensors import (gaussian_pyramid, image_tensor, prior_tensors, resize_controls,
+                      TorchStage, upsample_to)
 from .weights import load_weights
 from ..config import resolve_model_path
 
@@ -89,10 +89,7 @@ class FirstStageNet(nn.Module):
         return max(8, 2 ** (self.levels - 1))
 
     def forward(self, ir, vis, targets, boundaries):
-        return self.fuse(torch.cat([ir, vis, targets, boundaries], dim=1))
-
-    def fuse(self, x):
-        """:meth:`forward` of the four planes stacked as channels: (N, 4, H, W) -> (N, 1, H, W)."""
+        x = torch.cat([ir, vis, targets, boundaries], dim=1)
         x, (h, w) = pad_to_multiple(x, self.multiple)
         o = self.net(x)
         sources = x[:, 0:2]  # thermal, visible: both pyramids in one pass
@@ -159,15 +156,9 @@ class NetworkFirstStage(TorchStage):
     """First-stage plug-in: ``(thermal, visible_y, prior) -> fused_y`` (float32 HxW in [0, 1])."""
 
     name = 'network'
-    _packed = None  # the stacked input planes on the CPU, reused while the size holds
 
     @torch.inference_mode()
     def __call__(self, thermal: np.ndarray, visible_y: np.ndarray, prior) -> np.ndarray:
-        if self.device == 'cpu':  # stacked by numpy: torch.cat costs more on the CPU
-            targets, boundaries = prior_planes(prior, thermal.shape)
-            self._packed = pack_planes((thermal, visible_y, targets, boundaries), 1,
-                                       out=self._packed)
-            return self.model.fuse(torch.from_numpy(self._packed))[0, 0].numpy()
         ir = image_tensor(thermal, self.device)
         vis = image_tensor(visible_y, self.device)
         t, b = prior_tensors(prior, thermal.shape, self.device)

@@ -28,46 +28,31 @@ import tempfile
 
 import numpy as np
 import torch
-from torch import nn
 
 from .export import export_module
 from .runtime import OnnxModule
 from ..config import resolve_model_path
 from ..fusion.network import FirstStageNet, KIND
-from ..fusion.tensors import pack_planes, prior_planes
+from ..fusion.tensors import prior_planes
 from ..fusion.weights import load_weights
 
-INPUT_PLANES = ('thermal', 'visible_y', 'targets', 'boundaries')
-ONNX_INPUTS = ('inputs',)  # (1, 4, H, W): thermal, visible_y, targets, boundaries
+ONNX_INPUTS = ('thermal', 'visible_y', 'targets', 'boundaries')
 ONNX_OUTPUTS = ('fused_y',)
 ONNX_VERIFY_SIZES = ((512, 640), (256, 328))  # multiples of 8: padding happens outside the graph
-
-
-class StackedGraph(nn.Module):
-    """:meth:`FirstStageNet.fuse`: the four input planes as the channels of one input."""
-
-    def __init__(self, model: FirstStageNet):
-        super().__init__()
-        self.model = model
-
-    def forward(self, inputs):
-        return self.model.fuse(inputs)
 
 
 def export_first_stage(model: FirstStageNet, path) -> Path:
     """
     Write ``model`` as ONNX, verified against torch.
 
-    One input ``inputs`` (1, 4, H, W) = [thermal, visible_y, targets, boundaries] (stacked by
-    the caller: one concatenation of four full-resolution planes less in the graph), H and W
-    multiples of 8; the graph is checked against torch at two sizes by
-    :func:`sgdfuse_ros.onnx.export.export_module`.
+    Inputs are (1, 1, H, W) each, H and W multiples of 8; the graph is checked against torch at two
+    sizes by :func:`sgdfuse_ros.onnx.export.export_module`.
     """
     graph = copy.deepcopy(model).cpu().float().eval()
     graph.net.channels_last = False
     graph.net.to(memory_format=torch.contiguous_format)
-    examples = (torch.rand(1, len(INPUT_PLANES), *ONNX_VERIFY_SIZES[0]),)
-    return export_module(StackedGraph(graph).eval(), examples, path, ONNX_INPUTS, ONNX_OUTPUTS,
+    examples = tuple(torch.rand(1, 1, *ONNX_VERIFY_SIZES[0]) for _ in ONNX_INPUTS)
+    return export_module(graph, examples, path, ONNX_INPUTS, ONNX_OUTPUTS,
                          verify_sizes=ONNX_VERIFY_SIZES)
 
 
@@ -92,7 +77,6 @@ class OnnxFirstStage:
     def __init__(self, model: FirstStageNet, config: dict, info: dict = None):
         self.info = info or {}
         self.multiple = model.multiple
-        self._inputs = None
         self._tmp = tempfile.TemporaryDirectory(prefix='sgdfuse_onnx_')
         path = export_first_stage(model, Path(self._tmp.name) / 'first_stage.onnx')
         self.runner = OnnxModule.from_config(path, config)
@@ -100,10 +84,14 @@ class OnnxFirstStage:
     def __call__(self, thermal: np.ndarray, visible_y: np.ndarray, prior) -> np.ndarray:
         h, w = thermal.shape
         targets, boundaries = prior_planes(prior, (h, w))
-        # stacked and padded in one buffer, kept while the frame size holds
-        inputs = self._inputs = pack_planes((thermal, visible_y, targets, boundaries),
-                                            self.multiple, out=self._inputs)
-        out = self.runner(inputs)
+        ph, pw = (-h) % self.multiple, (-w) % self.multiple
+        planes = []
+        for plane in (thermal, visible_y, targets, boundaries):
+            plane = np.asarray(plane, np.float32)
+            if ph or pw:
+                plane = np.pad(plane, ((0, ph), (0, pw)), mode='edge')
+            planes.append(plane[None, None])
+        out = self.runner(*planes)
         return np.array(out[0, 0, :h, :w], dtype=np.float32)
 
     def close(self):
