@@ -187,20 +187,27 @@ class DiffusionRefiner(TorchStage):
         out = self.model(ir, vis, t, b, fs, self.steps, self.noise(thermal.shape))
         return out[0, 0].float().cpu().numpy()
 
-    def _refine_cpu(self, thermal, visible_y, prior, first) -> np.ndarray:
+    def _pack_conditions(self, thermal, visible_y, prior, first):
         """
-        Compute :meth:`RefinerNet.forward` with the conditions laid out by numpy and OpenCV.
+        Lay out the denoiser's inputs on the CPU with numpy and OpenCV: ``(packed, hp)``.
 
-        The five condition planes are packed (and padded) into one buffer kept per frame size
-        and the highpass bands come from OpenCV: on the CPU torch's concatenation, padding and
-        pooling operators cost about 8 ms a frame at 640x512 for the same values.
+        ``packed`` is (1, 6, Hp, Wp): channel 0 left for ``x_t``, then the five condition
+        planes of :meth:`RefinerNet.conditions`, padded alike, in one buffer kept per frame
+        size; ``hp`` the highpass bands of thermal and visible (OpenCV). On the CPU torch's
+        concatenation, padding and pooling operators cost about 8 ms a frame at 640x512 for
+        the same values. Shared by the torch and ONNX Runtime refiners.
         """
-        model = self.model
-        h, w = thermal.shape
-        targets, boundaries = prior_planes(prior, (h, w))
+        targets, boundaries = prior_planes(prior, thermal.shape)
         packed = self._packed = pack_planes((thermal, visible_y, targets, boundaries, first),
                                             PAD_MULTIPLE, lead=1, out=self._packed)
-        hp = torch.from_numpy(highpass_planes(packed[0, 1:3])[None])
+        return packed, highpass_planes(packed[0, 1:3])[None]
+
+    def _refine_cpu(self, thermal, visible_y, prior, first) -> np.ndarray:
+        """Compute :meth:`RefinerNet.forward` over the conditions of :meth:`_pack_conditions`."""
+        model = self.model
+        h, w = thermal.shape
+        packed, hp = self._pack_conditions(thermal, visible_y, prior, first)
+        hp = torch.from_numpy(hp)
         inputs = torch.from_numpy(packed)
         if model.net.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)

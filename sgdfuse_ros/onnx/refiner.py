@@ -35,7 +35,7 @@ from .runtime import OnnxModule
 from ..config import resolve_model_path
 from ..fusion.refiner import DiffusionRefiner, KIND, PAD_MULTIPLE, RefinerNet
 from ..fusion.samplers import refine
-from ..fusion.tensors import highpass_planes, pack_planes, prior_planes
+from ..fusion.tensors import pack_planes
 from ..fusion.weights import load_weights
 
 ONNX_INPUTS = ('x_and_conditions', 'time_features', 'highpass')
@@ -104,7 +104,6 @@ class OnnxDiffusionRefiner(DiffusionRefiner):
         path = export_denoiser(self.model, Path(self._tmp.name) / 'refiner.onnx')
         self.runner = OnnxModule.from_config(path, config)
         self._features = {}
-        self._inputs = None  # the graph's input buffer, reused while the frame size holds
         self._noise_np = None  # (size, padded noise)
 
     def _time_features(self, t: int) -> np.ndarray:
@@ -134,10 +133,7 @@ class OnnxDiffusionRefiner(DiffusionRefiner):
         """
         model = self.model
         h, w = thermal.shape
-        targets, boundaries = prior_planes(prior, (h, w))
-        inputs = self._inputs = pack_planes((thermal, visible_y, targets, boundaries, first),
-                                            PAD_MULTIPLE, lead=1, out=self._inputs)
-        hp = highpass_planes(inputs[0, 1:3])[None]
+        inputs, hp = self._pack_conditions(thermal, visible_y, prior, first)
 
         def denoise(x, step_t):
             inputs[:, 0:1] = x
