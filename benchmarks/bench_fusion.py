@@ -86,6 +86,7 @@ def main(argv=None) -> int:
     from sgdfuse_ros.fusion import network, refiner
     from sgdfuse_ros.fusion.backbone import count_parameters
     from sgdfuse_ros.fusion.weights import save_weights
+    from sgdfuse_ros.pipeline import stages
     from sgdfuse_ros.prior.thermal import ThermalPrior
     import torch
 
@@ -114,7 +115,7 @@ def main(argv=None) -> int:
                  'weights': notes['first_stage']})
     try:
         from sgdfuse_ros.config import load_config
-        onnx_stage = network.build_first_stage(
+        onnx_stage = stages.build_first_stage(
             load_config(overrides={'backend': 'onnx', 'threads': args.threads,
                                    'first_stage.weights': str(paths['first_stage']),
                                    'device': args.device}), args.device)
@@ -136,7 +137,7 @@ def main(argv=None) -> int:
     for k in (1, 2, 4):
         try:
             from sgdfuse_ros.config import load_config
-            ref = refiner.build_refiner(load_config(overrides={
+            ref = stages.build_refiner(load_config(overrides={
                 'backend': 'onnx', 'threads': args.threads, 'refiner.steps': k,
                 'refiner.weights': str(paths['refiner']), 'device': args.device}), args.device)
             med, p90, p10 = timed(lambda: ref(ir, vis, prior, first), args.frames)

@@ -114,7 +114,7 @@ def reset_peak_rss() -> bool:
 def machine_description(gpu: Optional[str] = None) -> dict:
     import cv2
 
-    from sgdfuse_ros.onnx.providers import physical_cores
+    from sgdfuse_ros.hardware import physical_cores
 
     # versions read without importing torch (memory of classical rows)
     info = dict(describe(('torch', 'onnxruntime')), physical_cores=physical_cores(),

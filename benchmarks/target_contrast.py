@@ -23,7 +23,7 @@ image is the pipeline's colour output read as gray, as the metrics read it.
 
 Rows: the Laplacian baseline, the default (thermal fallback prior, K = 2), the default at K = 0,
 the no-prior ablation (``prior.source: none``), and the SAM path given SAM-like masks drawn from
-the labelled boxes (``sgdfuse_ros.training.masks``: the same format SAM's merge produces);
+the labelled boxes (``sgdfuse_ros.prior.boxes``: the same format SAM's merge produces);
 ``--prev DIR`` adds the weights in DIR (first_stage.pt, refiner.pt) with and without prior.
 
     python benchmarks/target_contrast.py --data ../shared/data/msrs128 --subset test \

@@ -19,5 +19,6 @@ Read recordings, write Humble-playable bags, replay the fusion over a recording 
 replay``) and make test bags from image pairs (``sgdfuse make-bag``).
 
 Modules: :mod:`.reader` (open bags, find camera topics), :mod:`.writer` (write bags),
-:mod:`.replay` and :mod:`.make_bag` (the two subcommands), :mod:`.report` (replay report).
+:mod:`.replay` (the replay behind ``sgdfuse replay``), :mod:`.report` (replay report). The
+commands themselves live in :mod:`sgdfuse_ros.cli` (``replay``, ``make_bag``).
 """

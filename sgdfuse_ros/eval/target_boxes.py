@@ -132,10 +132,10 @@ def fused_ratios(pipeline, boxed, prior_mode: str = 'pipeline') -> Dict[str, Lis
     Fuse every pair of ``boxed`` (:func:`load_boxed`) with ``pipeline``: ``{name: ratios}``.
 
     ``prior_mode`` ``boxes``: the prior comes from the labelled boxes, in the SAM path's format
-    (:func:`sgdfuse_ros.training.masks.synthetic_sam_prior`), instead of the pipeline's own.
+    (:func:`sgdfuse_ros.prior.boxes.synthetic_sam_prior`), instead of the pipeline's own.
     """
     from .metrics import to_gray
-    from ..training.masks import synthetic_sam_prior
+    from ..prior.boxes import synthetic_sam_prior
 
     ratios = {}
     for pair, thermal, visible, boxes, warm in boxed:

@@ -49,7 +49,6 @@ from .backbone import LowResUNet, pad_to_multiple
 from .tensors import (gaussian_pyramid, image_tensor, prior_tensors, resize_controls,
                       TorchStage, upsample_to)
 from .weights import load_weights
-from ..config import resolve_model_path
 
 KIND = 'first_stage'
 DEFAULT_ARCH = {'levels': 4, 'c1': 16, 'c2': 32, 'blocks': 2, 'fine_vis': True,
@@ -169,13 +168,3 @@ class NetworkFirstStage(TorchStage):
 def load_first_stage(path, device: str = 'cpu') -> NetworkFirstStage:
     model, payload = load_weights(path, KIND, FirstStageNet.from_arch)
     return NetworkFirstStage(model, device, payload.get('info'))
-
-
-def build_first_stage(config: dict, device: str):
-    """Build the configured first stage: torch, or onnxruntime with ``backend: onnx``."""
-    path = resolve_model_path(config['first_stage.weights'], 'first_stage.pt')
-    if config.get('backend') == 'onnx':
-        from ..onnx.first_stage import OnnxFirstStage
-        model, payload = load_weights(path, KIND, FirstStageNet.from_arch)
-        return OnnxFirstStage(model, config, payload.get('info'))
-    return load_first_stage(path, device)

@@ -48,7 +48,6 @@ from .schedules import make_schedule
 from .tensors import (highpass, highpass_planes, image_tensor, pack_planes, prior_planes,
                       prior_tensors, TorchStage, upsample_to)
 from .weights import load_weights
-from ..config import resolve_model_path
 
 KIND = 'refiner'
 PAD_MULTIPLE = 8  # the denoiser's inputs are padded to it (RefinerNet.conditions)
@@ -219,14 +218,3 @@ class DiffusionRefiner(TorchStage):
 def load_refiner(path, steps: int, seed: int = 0, device: str = 'cpu') -> DiffusionRefiner:
     model, payload = load_weights(path, KIND, RefinerNet.from_arch)
     return DiffusionRefiner(model, steps, seed, device, payload.get('info'))
-
-
-def build_refiner(config: dict, device: str) -> DiffusionRefiner:
-    """Build the configured refiner: torch, or onnxruntime for the denoiser (``backend: onnx``)."""
-    path = resolve_model_path(config['refiner.weights'], 'refiner.pt')
-    if config.get('backend') == 'onnx':
-        from ..onnx.refiner import OnnxDiffusionRefiner
-        model, payload = load_weights(path, KIND, RefinerNet.from_arch)
-        return OnnxDiffusionRefiner(model, config['refiner.steps'], config['refiner.seed'],
-                                    config, payload.get('info'))
-    return load_refiner(path, config['refiner.steps'], config['refiner.seed'], device)

@@ -405,10 +405,6 @@ class FusionNodeCore:
         return changed
 
     # --- diagnostics and statistics (:mod:`.accounting`) -----------------------------------------
-    def publish_diagnostics(self) -> None:
-        if self._diagnostics is not None:
-            self._diagnostics.publish()
-
     def _diagnostics_failed(self, err: Exception) -> None:
         self._warn.warning('diagnostics', f'{self.name}: could not publish diagnostics: '
                                           f'{type(err).__name__}: {short(err, 200)}')

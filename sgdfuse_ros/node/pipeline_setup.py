@@ -38,7 +38,7 @@ def configured_device(config: dict) -> Optional[str]:
     """
     from ..pipeline.stages import needs_torch
     if needs_torch(config):
-        from ..pipeline.device import resolve_device
+        from ..hardware import resolve_device
         return resolve_device(config)
     return None
 

@@ -15,7 +15,7 @@
 """
 The ONNX home: every exported graph and its runner.
 
-``providers`` (execution providers, session options, physical cores), ``runtime`` (``OnnxModule``:
+``providers`` (execution providers, session options), ``runtime`` (``OnnxModule``:
 one file in ONNX Runtime sessions, per-thread-count sessions), ``export`` (generic torch -> ONNX
 export, verified against torch), ``first_stage`` and ``refiner`` (the learned stages' graphs,
 ``backend: onnx`` plug-ins and ``sgdfuse export`` hooks), ``sam_decoder`` (the SAM mask decoder

@@ -15,8 +15,8 @@
 """
 The first stage (:mod:`sgdfuse_ros.fusion.network`) as ONNX: export and the onnxruntime plug-in.
 
-``backend: onnx`` builds :class:`OnnxFirstStage` (through
-:func:`sgdfuse_ros.fusion.network.build_first_stage`); ``sgdfuse export`` calls
+``backend: onnx``: the stage registry (:mod:`sgdfuse_ros.pipeline.stages`) builds
+:class:`OnnxFirstStage` through :func:`load_onnx_first_stage`; ``sgdfuse export`` calls
 :func:`export_onnx`.
 """
 
@@ -61,6 +61,12 @@ def export_onnx(config: dict, out_dir):
     path = resolve_model_path(config['first_stage.weights'], 'first_stage.pt')
     model, _ = load_weights(path, KIND, FirstStageNet.from_arch)
     return export_first_stage(model, Path(out_dir) / 'first_stage.onnx')
+
+
+def load_onnx_first_stage(path, config: dict) -> 'OnnxFirstStage':
+    """Load the first-stage weights file ``path`` as an onnxruntime stage (``config``: threads)."""
+    model, payload = load_weights(path, KIND, FirstStageNet.from_arch)
+    return OnnxFirstStage(model, config, payload.get('info'))
 
 
 class OnnxFirstStage:

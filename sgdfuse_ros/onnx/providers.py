@@ -20,18 +20,19 @@ use: TensorRT, then CUDA, then CPU (:func:`usable_providers`). A GPU provider is
 when onnxruntime lists it, a CUDA device is usable (``torch.cuda.is_available()``) and the
 provider's shared library loads; so a machine without CUDA never sees ONNX Runtime's "failed to
 load provider" errors. :func:`session_options` sets the intra-op threads (0 = the physical cores
-this process may use, :func:`physical_cores`), one inter-op thread, and workers that never spin.
+this process may use, :func:`sgdfuse_ros.hardware.physical_cores`), one inter-op thread, and
+workers that never spin.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
-import os
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 from ..errors import ConfigError
+from ..hardware import cuda_available, physical_cores
 
 log = logging.getLogger('sgdfuse_ros')
 
@@ -40,44 +41,6 @@ CUDA = 'CUDAExecutionProvider'
 TENSORRT = 'TensorrtExecutionProvider'
 GPU_PROVIDERS = (TENSORRT, CUDA)
 DYNAMIC_BLOCK_BASE = 4  # ONNX Runtime's session.dynamic_block_base (0 = static shares)
-
-
-# --- the machine ---------------------------------------------------------------------------------
-
-def physical_cores() -> int:
-    """Physical cores this process may run on (hyper-threads not counted), at least 1."""
-    allowed = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else \
-        (os.cpu_count() or 1)
-    cores = set()
-    try:
-        physical = core = None
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            key, _, value = line.partition(':')
-            key = key.strip()
-            if key == 'physical id':
-                physical = value.strip()
-            elif key == 'core id':
-                core = value.strip()
-            elif not key and core is not None:  # blank line ends one processor's block
-                cores.add((physical, core))
-                physical = core = None
-        if core is not None:
-            cores.add((physical, core))
-    except OSError:
-        pass
-    count = len(cores) if cores else (os.cpu_count() or 1)
-    return max(1, min(count, allowed))
-
-
-def _torch_cuda_available() -> bool:
-    try:
-        import torch  # also loads the CUDA libraries torch ships, which ORT's providers reuse
-    except ImportError:
-        return False
-    try:
-        return bool(torch.cuda.is_available())
-    except Exception:  # a broken driver install: treat as no GPU
-        return False
 
 
 def _provider_library_loads(provider: str) -> bool:
@@ -130,7 +93,7 @@ def usable_providers(device: str = 'auto', tensorrt: bool = True,
     wanted = [p for p in GPU_PROVIDERS if p in available and (tensorrt or p != TENSORRT)]
     if wanted:
         if cuda_usable is None:
-            cuda_usable = _torch_cuda_available()
+            cuda_usable = cuda_available()
         if not cuda_usable:
             wanted = []
         else:

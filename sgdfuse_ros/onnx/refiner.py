@@ -16,8 +16,9 @@
 The refiner (:mod:`sgdfuse_ros.fusion.refiner`) as ONNX: one denoiser call as a graph.
 
 The K-step SDEdit/DDIM loop stays outside the graph (the same :meth:`RefinerNet.sample` the torch
-path runs). ``backend: onnx`` builds :class:`OnnxDiffusionRefiner` (through
-:func:`sgdfuse_ros.fusion.refiner.build_refiner`); ``sgdfuse export`` calls :func:`export_onnx`.
+path runs). ``backend: onnx``: the stage registry (:mod:`sgdfuse_ros.pipeline.stages`) builds
+:class:`OnnxDiffusionRefiner` through :func:`load_onnx_refiner`; ``sgdfuse export`` calls
+:func:`export_onnx`.
 """
 
 from __future__ import annotations
@@ -84,6 +85,13 @@ def export_onnx(config: dict, out_dir):
     path = resolve_model_path(config['refiner.weights'], 'refiner.pt')
     model, _ = load_weights(path, KIND, RefinerNet.from_arch)
     return export_denoiser(model, Path(out_dir) / 'refiner.onnx')
+
+
+def load_onnx_refiner(path, config: dict) -> 'OnnxDiffusionRefiner':
+    """Load the refiner weights file ``path``, its denoiser run by onnxruntime."""
+    model, payload = load_weights(path, KIND, RefinerNet.from_arch)
+    return OnnxDiffusionRefiner(model, config['refiner.steps'], config['refiner.seed'], config,
+                                payload.get('info'))
 
 
 class OnnxDiffusionRefiner(DiffusionRefiner):

@@ -36,9 +36,10 @@ import weakref
 
 import numpy as np
 
-from .providers import (_provider_entries, GPU_PROVIDERS, physical_cores, session_options,
-                        TENSORRT, usable_providers)
+from .providers import (_provider_entries, GPU_PROVIDERS, session_options, TENSORRT,
+                        usable_providers)
 from ..errors import ConfigError, first_line, InputError
+from ..hardware import physical_cores, resolve_device, thread_candidates
 
 log = logging.getLogger('sgdfuse_ros')
 
@@ -173,10 +174,8 @@ class OnnxModule:
         ``device``/``device_fallback``, ``threads`` and ``thread_policy`` from the config.
 
         With ``thread_policy: adaptive`` the sessions of every candidate count are built at
-        once (:func:`sgdfuse_ros.pipeline.device.thread_candidates`).
+        once (:func:`sgdfuse_ros.hardware.thread_candidates`).
         """
-        from ..pipeline.device import resolve_device, thread_candidates
-
         device = resolve_device(config)  # raises ConfigError for cuda without a GPU, no fallback
         threads = config.get('threads', 0)
         kwargs.setdefault('dynamic_blocks', config.get('thread_policy') != 'library')

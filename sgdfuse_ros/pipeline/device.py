@@ -47,36 +47,13 @@ import sys
 from typing import Callable, Dict, List, Optional, Sequence
 
 from ..errors import ConfigError
+from ..hardware import physical_cores, thread_candidates
 
 log = logging.getLogger('sgdfuse_ros')
 
 THREAD_POLICIES = ('adaptive', 'fixed', 'library')
 # what prepare_process puts in the environment (unless the user set them already)
 QUIET_WAIT_ENV = {'OMP_WAIT_POLICY': 'PASSIVE', 'KMP_BLOCKTIME': '0'}
-
-
-def cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return False
-    return bool(torch.cuda.is_available())
-
-
-def resolve_device(config: dict) -> str:
-    """'cpu' or 'cuda' for ``config['device']`` (auto, cpu, cuda) and ``device_fallback``."""
-    wanted = config['device']
-    if wanted == 'cpu':
-        return 'cpu'
-    if cuda_available():
-        return 'cuda'
-    if wanted == 'auto':
-        return 'cpu'
-    if config.get('device_fallback', True):
-        log.warning('device=cuda requested but no CUDA device is usable: falling back to CPU')
-        return 'cpu'
-    raise ConfigError('device=cuda requested but no CUDA device is usable '
-                      '(set device: cpu, or device_fallback: true)')
 
 
 def onnx_available() -> bool:
@@ -143,22 +120,6 @@ def prepare_process(policy: str, environ=None, modules=None) -> str:
     if environ is os.environ:
         _PROCESS['omp_wait_policy'] = state
     return state
-
-
-def physical_cores() -> int:
-    from ..onnx.runtime import physical_cores as cores
-    return cores()
-
-
-def thread_candidates(threads: int, cores: int) -> List[int]:
-    """
-    Return the counts ``adaptive`` chooses from: 1, the middle and the most (threads or cores).
-
-    ``[1]`` when there is only one core to use.
-    """
-    most = int(threads) if threads and threads > 0 else int(cores)
-    most = max(1, most)
-    return sorted({1, max(1, most // 2), most})
 
 
 def set_threads(threads: int) -> None:

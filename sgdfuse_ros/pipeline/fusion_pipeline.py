@@ -50,12 +50,12 @@ import numpy as np
 
 from . import stages
 from .color import attenuate_chroma, merge_luma, split_luma
-from .device import (prepare_process, resolve_backend, resolve_device, single_interop_thread,
-                     ThreadPolicy)
+from .device import prepare_process, resolve_backend, single_interop_thread, ThreadPolicy
 from .encodings import check_size, ThermalAGC, visible_to_bgr
 from .registration import Registration
 from ..config import check_model_file, load_config, resolve_model_path
 from ..errors import error_line, InputError, ResourceError, SgdfuseError
+from ..hardware import resolve_device
 from ..prior.format import SemanticPrior
 
 log = logging.getLogger('sgdfuse_ros')

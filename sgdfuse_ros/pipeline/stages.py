@@ -21,15 +21,21 @@ Three kinds, each a callable over float32 images in [0, 1] at the output resolut
 - first stage: ``(thermal, visible_y, prior) -> fused_y``
 - refiner: ``(thermal, visible_y, prior, first_y) -> refined_y``
 
-Builders take ``(config, device)``. Heavy modules (torch, segment_anything) are imported only
-by the builders that need them, so the classical configuration starts in milliseconds.
+Builders take ``(config, device)``. The engine is chosen here and only here: ``backend: onnx``
+builds the :mod:`sgdfuse_ros.onnx` twin of a network stage, anything else the torch one (the
+model modules never import :mod:`sgdfuse_ros.onnx`; it imports them). Heavy modules (torch,
+onnxruntime, segment_anything) are imported only by the builders that need them, so the
+classical configuration starts in milliseconds.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Dict, Optional
 
+from ..config import resolve_model_path
 from ..errors import ConfigError
+from ..fusion.laplacian import LaplacianStage
+from ..prior.thermal import EmptyPrior, ThermalPrior
 
 PRIOR_SOURCES: Dict[str, Callable] = {}
 FIRST_STAGES: Dict[str, Callable] = {}
@@ -57,40 +63,57 @@ class _PriorAdapter:
         pass
 
 
+def _onnx(config: dict) -> bool:
+    return config.get('backend') == 'onnx'  # 'auto' is resolved by the pipeline before this
+
+
+def sam_decoder(config: dict, device: str) -> Optional[Callable]:
+    """Return the SAM mask decoder maker for the config's backend (None: torch's own)."""
+    if not _onnx(config):
+        return None
+    from ..onnx.sam_decoder import OnnxMaskDecoder  # onnxruntime: only for backend onnx
+    return lambda model: OnnxMaskDecoder.from_model(model, device, config['threads'])
+
+
 @register(PRIOR_SOURCES, 'thermal')
 def _thermal_prior(config, device):
-    from ..prior.thermal import ThermalPrior
     return _PriorAdapter(ThermalPrior.from_config(config))
 
 
 @register(PRIOR_SOURCES, 'none')
 def _empty_prior(config, device):
-    from ..prior.thermal import EmptyPrior
     return _PriorAdapter(EmptyPrior())
 
 
 @register(PRIOR_SOURCES, 'sam')
 def _sam_prior(config, device):
-    from ..prior.sam import build_sam_provider
-    return build_sam_provider(config, device)
+    from ..prior.sam import build_sam_provider  # torch + segment_anything: only for SAM
+    return build_sam_provider(config, device, decoder=sam_decoder(config, device))
 
 
 @register(FIRST_STAGES, 'laplacian')
 def _laplacian(config, device):
-    from ..fusion.laplacian import LaplacianStage
     return LaplacianStage(config['first_stage.levels'])
 
 
 @register(FIRST_STAGES, 'network')
 def _network(config, device):
-    from ..fusion.network import build_first_stage
-    return build_first_stage(config, device)
+    path = resolve_model_path(config['first_stage.weights'], 'first_stage.pt')
+    if _onnx(config):
+        from ..onnx.first_stage import load_onnx_first_stage  # torch + onnxruntime
+        return load_onnx_first_stage(path, config)
+    from ..fusion.network import load_first_stage  # torch: only for the network stage
+    return load_first_stage(path, device)
 
 
 @register(REFINERS, 'diffusion')
 def _diffusion(config, device):
-    from ..fusion.refiner import build_refiner
-    return build_refiner(config, device)
+    path = resolve_model_path(config['refiner.weights'], 'refiner.pt')
+    if _onnx(config):
+        from ..onnx.refiner import load_onnx_refiner  # torch + onnxruntime
+        return load_onnx_refiner(path, config)
+    from ..fusion.refiner import load_refiner  # torch: only for the refiner
+    return load_refiner(path, config['refiner.steps'], config['refiner.seed'], device)
 
 
 def _lookup(table, name, what):

@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -330,17 +330,14 @@ class SamSegmenter:
 # the builder the stage registry calls
 # --------------------------------------------------------------------------------------------
 
-def make_decoder(model, backend: str, device: str, threads: int = 0):
-    """Return the mask decoder for ``backend`` (config ``backend``: torch or onnx)."""
-    if backend == 'onnx':
-        from ..onnx.sam_decoder import OnnxMaskDecoder
-        return OnnxMaskDecoder.from_model(model, device, threads)
-    return TorchMaskDecoder(model)
-
-
 def build_segmenter(config: dict, device: str, model_type: Optional[str] = None,
-                    model=None) -> SamSegmenter:
-    """SAM from the config's checkpoint (or ``model``, already built), ready for frames."""
+                    model=None, decoder: Optional[Callable] = None) -> SamSegmenter:
+    """
+    SAM from the config's checkpoint (or ``model``, already built), ready for frames.
+
+    ``decoder(model)`` makes the mask decoder (the stage registry passes the ONNX one for
+    ``backend: onnx``); None: torch's.
+    """
     from ..config import resolve_model_path
     model_type = model_type or config['prior.sam.model_type']
     if model is None:
@@ -350,15 +347,15 @@ def build_segmenter(config: dict, device: str, model_type: Optional[str] = None,
             raise ConfigError(f'prior.source=sam needs prior.sam.checkpoint (a SAM {model_type} '
                               f'.pth file; none given and no {path})')
         model = load_sam(path, model_type, device)
-    decoder = make_decoder(model, config['backend'], device, config['threads'])
     return SamSegmenter(model, max_points=config['prior.sam.max_points'],
                         auto_grid=config['prior.sam.auto_grid'],
-                        min_area=config['prior.sam.min_area'], decoder=decoder,
+                        min_area=config['prior.sam.min_area'],
+                        decoder=decoder(model) if decoder is not None else TorchMaskDecoder(model),
                         blob_finder=ThermalPrior.from_config(config))
 
 
 def build_sam_provider(config: dict, device: str, *, model_type: Optional[str] = None,
-                       model=None):
+                       model=None, decoder: Optional[Callable] = None):
     """
     Build the prior source for ``prior.source: sam``.
 
@@ -370,7 +367,7 @@ def build_sam_provider(config: dict, device: str, *, model_type: Optional[str] =
     from .provider import PriorProvider
     fallback = ThermalPrior.from_config(config)
     try:
-        segmenter = build_segmenter(config, device, model_type, model)
+        segmenter = build_segmenter(config, device, model_type, model, decoder)
     except ConfigError as err:
         if config['prior.on_sam_error'] == 'error':
             raise

@@ -158,7 +158,7 @@ class MixedCropSampler(CropSampler):
     Crops from several data sets, an equal share of each in every batch (item i from set i % n).
 
     With probability ``sam_share`` a crop of a sample with labelled boxes gets a SAM-like prior
-    drawn from its boxes (:func:`sgdfuse_ros.training.masks.synthetic_sam_prior`, outlines
+    drawn from its boxes (:func:`sgdfuse_ros.prior.boxes.synthetic_sam_prior`, outlines
     jittered) instead of the thermal fallback, so SAM priors are not out of distribution; the
     rest keep the fallback prior (what the pipeline uses without SAM), ``empty_prior`` of all
     crops get none.
@@ -173,7 +173,7 @@ class MixedCropSampler(CropSampler):
 
     def _prior(self, s: Sample):
         if s.boxes and self.rng.random() < self.sam_share:
-            from .masks import synthetic_sam_prior
+            from ..prior.boxes import synthetic_sam_prior
             p = synthetic_sam_prior(s.thermal, s.boxes, self.rng)
             return p.targets, p.boundaries
         return s.targets, s.boundaries

@@ -74,11 +74,6 @@ def sobel(x: torch.Tensor):
     return F.conv2d(p, kx), F.conv2d(p, kx.transpose(2, 3))
 
 
-def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
-    gx, gy = sobel(x)
-    return torch.sqrt(gx * gx + gy * gy + 1e-8)
-
-
 def box_filter(x: torch.Tensor, window: int) -> torch.Tensor:
     """
     Average over ``window`` x ``window`` (valid), per channel.

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict
 
 RELIABILITIES = ('best_effort', 'reliable')
 DURABILITIES = ('volatile', 'transient_local')
@@ -145,11 +145,6 @@ def resolve_topic(name: str, namespace: str = '/', node_name: str = '') -> str:
         full = namespace + '/' + name
     full = '/' + '/'.join(part for part in full.split('/') if part)
     return full
-
-
-def optional_close(thing: Optional[Any]) -> None:
-    if thing is not None:
-        thing.close()
 
 
 def parse_remaps(rules, namespace: str = '/', node_name: str = '') -> Dict[str, str]:

@@ -22,13 +22,14 @@ from sgdfuse_ros.config import load_config
 from sgdfuse_ros.errors import ConfigError
 from sgdfuse_ros.fusion.backbone import pad_to_multiple
 from sgdfuse_ros.fusion.laplacian import laplacian_fusion
-from sgdfuse_ros.fusion.network import build_first_stage, FirstStageNet, load_first_stage
-from sgdfuse_ros.fusion.refiner import build_refiner, load_refiner, RefinerNet
+from sgdfuse_ros.fusion.network import FirstStageNet, load_first_stage
+from sgdfuse_ros.fusion.refiner import load_refiner, RefinerNet
 from sgdfuse_ros.fusion.samplers import refine, sample_ddim, sdedit_start
 from sgdfuse_ros.fusion.schedules import cosine_schedule, linear_schedule, sampling_timesteps
 from sgdfuse_ros.fusion.tensors import (highpass, highpass_planes, image_tensor, pack_planes,
                                         prior_tensors, upsample_to)
 from sgdfuse_ros.fusion.weights import save_weights
+from sgdfuse_ros.pipeline import stages
 from sgdfuse_ros.pipeline.fusion_pipeline import FusionPipeline
 from sgdfuse_ros.prior.format import SemanticPrior
 from sgdfuse_ros.prior.thermal import ThermalPrior
@@ -234,7 +235,7 @@ def test_missing_corrupt_and_mismatched_weights_are_one_line_config_errors(tmp_p
     fp, rp = weights
     cfg = load_config(overrides={'first_stage.weights': str(tmp_path / 'nope.pt')})
     with pytest.raises(ConfigError) as err:
-        build_first_stage(cfg, 'cpu')
+        stages.build_first_stage(cfg, 'cpu')
     assert 'nope.pt' in _one_line(err)
 
     corrupt = tmp_path / 'corrupt.pt'
@@ -264,7 +265,7 @@ def test_missing_corrupt_and_mismatched_weights_are_one_line_config_errors(tmp_p
     save_weights(bad_arch, 'refiner', {**SMALL_REFINER, 't_start': 5000}, other)
     cfg = load_config(overrides={'refiner.weights': str(bad_arch), 'refiner.steps': 2})
     with pytest.raises(ConfigError) as err:
-        build_refiner(cfg, 'cpu')
+        stages.build_refiner(cfg, 'cpu')
     assert 'bad_arch.pt' in _one_line(err)
 
 
@@ -273,7 +274,7 @@ def test_onnx_first_stage_matches_torch_at_an_odd_size(weights):
     fp, _ = weights
     cfg = load_config(overrides={'backend': 'onnx', 'first_stage.weights': str(fp),
                                  'device': 'cpu'})
-    stage = build_first_stage(cfg, 'cpu')
+    stage = stages.build_first_stage(cfg, 'cpu')
     assert stage.backend == 'onnx'
     ir, vis = scene(61, 93)
     prior = ThermalPrior()(ir, vis)
@@ -288,7 +289,7 @@ def test_onnx_refiner_matches_torch(weights):
     _, rp = weights
     cfg = load_config(overrides={'backend': 'onnx', 'refiner.weights': str(rp),
                                  'refiner.steps': 2, 'refiner.seed': 3, 'device': 'cpu'})
-    refiner = build_refiner(cfg, 'cpu')
+    refiner = stages.build_refiner(cfg, 'cpu')
     assert refiner.backend == 'onnx'
     ir, vis = scene(61, 93)
     prior = ThermalPrior()(ir, vis)
@@ -329,7 +330,7 @@ def test_refiner_cpu_paths_match_the_network_forward(weights):
     refiner = load_refiner(rp, 2, seed=3)
     onnx = None
     if importlib.util.find_spec('onnxruntime') is not None:
-        onnx = build_refiner(load_config(overrides={
+        onnx = stages.build_refiner(load_config(overrides={
             'backend': 'onnx', 'refiner.weights': str(rp), 'refiner.steps': 2,
             'refiner.seed': 3, 'device': 'cpu'}), 'cpu')
     outputs = []

@@ -23,7 +23,8 @@ torch = pytest.importorskip('torch')
 ort = pytest.importorskip('onnxruntime')
 
 from sgdfuse_ros.errors import ConfigError, InputError  # noqa: E402
-from sgdfuse_ros.onnx import providers, runtime  # noqa: E402
+from sgdfuse_ros.hardware import cuda_available, physical_cores  # noqa: E402
+from sgdfuse_ros.onnx import runtime  # noqa: E402
 from sgdfuse_ros.onnx.export import export_module  # noqa: E402
 from sgdfuse_ros.onnx.providers import usable_providers  # noqa: E402
 from sgdfuse_ros.onnx.runtime import OnnxModule  # noqa: E402
@@ -130,7 +131,7 @@ def test_provider_choice_here_is_cpu_and_quiet(exported, caplog, capfd):
     _, path = exported
     caplog.set_level(logging.DEBUG)
     capfd.readouterr()
-    if providers._torch_cuda_available():
+    if cuda_available():
         pytest.skip('this machine has CUDA: the CPU-only expectation does not apply')
     for device in ('auto', 'cpu'):
         assert usable_providers(device) == ['CPUExecutionProvider']
@@ -147,7 +148,7 @@ def test_threads_follow_config(exported):
     cfg = {'device': 'cpu', 'device_fallback': True, 'threads': 1}
     assert OnnxModule.from_config(path, cfg).threads == 1
     cfg['threads'] = 0
-    assert OnnxModule.from_config(path, cfg).threads == providers.physical_cores() >= 1
+    assert OnnxModule.from_config(path, cfg).threads == physical_cores() >= 1
 
 
 # --- sgdfuse export ------------------------------------------------------------------------------

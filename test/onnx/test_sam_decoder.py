@@ -19,6 +19,7 @@ from prior_scenes import config_with, warm_scene
 import pytest
 from sgdfuse_ros.errors import ConfigError
 from sgdfuse_ros.onnx.sam_decoder import export_decoder, OnnxMaskDecoder
+from sgdfuse_ros.pipeline import stages
 from sgdfuse_ros.prior.sam import (
     build_segmenter,
     random_sam,
@@ -75,7 +76,8 @@ def test_segmenter_gives_the_same_prior_with_either_decoder(model, onnx_decoder)
 
 def test_backend_onnx_in_the_config_selects_it(model, tmp_path):
     config = config_with({'prior.source': 'sam', 'backend': 'onnx', 'device': 'cpu'})
-    segmenter = build_segmenter(config, 'cpu', TINY_TEST_MODEL, model=model)
+    segmenter = build_segmenter(config, 'cpu', TINY_TEST_MODEL, model=model,
+                                decoder=stages.sam_decoder(config, 'cpu'))
     assert segmenter.decoder_name == 'onnx'
     assert segmenter.encoder.decoder.providers == ['CPUExecutionProvider']
     path = tmp_path / 'sam_decoder.onnx'

@@ -17,9 +17,9 @@
 import pytest
 
 from sgdfuse_ros.errors import ConfigError
+from sgdfuse_ros.hardware import thread_candidates
 from sgdfuse_ros.pipeline import device
-from sgdfuse_ros.pipeline.device import (prepare_process, resolve_backend, thread_candidates,
-                                         ThreadPolicy, ThreadTuner)
+from sgdfuse_ros.pipeline.device import prepare_process, resolve_backend, ThreadPolicy, ThreadTuner
 
 
 def feed(tuner, cost_of, frames):

@@ -19,10 +19,10 @@ import pytest
 from sgdfuse_ros.eval.target_boxes import (box_and_ring, contrast_ratios, read_boxes, summarise,
                                            warm_boxes)
 from sgdfuse_ros.fusion.network import FirstStageNet
+from sgdfuse_ros.prior.boxes import box_silhouette, synthetic_sam_prior
 from sgdfuse_ros.training.data import MixedCropSampler, Sample
 from sgdfuse_ros.training.loop import selection_score
 from sgdfuse_ros.training.losses import target_contrast_deficit
-from sgdfuse_ros.training.masks import box_silhouette, synthetic_sam_prior
 import torch
 
 

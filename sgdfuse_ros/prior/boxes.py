@@ -28,7 +28,7 @@ analysis of the frame, so the ``targets`` map has the SAM path's scale) and come
 
 Used for training (a share of the MSRS crops get this prior instead of the fallback) and for the
 check that the SAM path keeps targets at least as well as the fallback
-(``benchmarks/target_contrast.py``, ``test/training/test_masks.py``).
+(``benchmarks/target_contrast.py``, ``test/training/test_targets.py``).
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from typing import List, Optional, Sequence
 import cv2
 import numpy as np
 
-from ..prior.format import SemanticPrior
-from ..prior.merge import MaskCandidate, merge_masks
-from ..prior.thermal import ThermalPrior
+from .format import SemanticPrior
+from .merge import MaskCandidate, merge_masks
+from .thermal import ThermalPrior
 
 #: a box pixel is part of the object if it is warmer than the ring by this share of the box's
 #: (90th percentile - ring) contrast
