@@ -262,7 +262,7 @@ def worker_main(variant: str, package_root: Optional[str]) -> int:
     messages = bench.input_messages(SIZE)
     if VARIANTS[variant] is None:
         import cv2
-        from sgdfuse_ros.node.messages import deserialize, IMAGE, image_from_msg
+        from sgdfuse_ros.messages import deserialize, IMAGE, image_from_msg
         frames = []
         for thermal_bytes, visible_bytes in messages:
             thermal, _ = image_from_msg(deserialize(thermal_bytes, IMAGE))
@@ -334,7 +334,7 @@ def live_worker(out) -> int:
 
     import numpy as np
     from sgdfuse_ros.node.core import FusionNodeCore
-    from sgdfuse_ros.node.messages import IMAGE
+    from sgdfuse_ros.messages import FUSED_TOPIC, IMAGE, INPUT_TOPICS, OVERLAY_TOPIC
     from sgdfuse_ros.transport.memory import MemoryTransport
     from sgdfuse_ros.transport.synthetic_camera import SyntheticCamera
 
@@ -349,12 +349,12 @@ def live_worker(out) -> int:
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         with lock:
             received.append((time.time(), stamp))
-        for publisher in transport.publishers.get(transport.resolve_topic_name('fused/image'),
+        for publisher in transport.publishers.get(transport.resolve_topic_name(FUSED_TOPIC),
                                                   ()):
             publisher.sent.clear()  # the in-memory transport keeps what was sent: not here
 
     from sgdfuse_ros.transport.base import RELIABLE
-    transport.create_subscription('fused/image', IMAGE, on_fused, RELIABLE)
+    transport.create_subscription(FUSED_TOPIC, IMAGE, on_fused, RELIABLE)
     node.configure()
     node.activate()
     out.write(json.dumps({'ready': 'live', 'compute': node.pipeline.compute_stats()
@@ -370,10 +370,10 @@ def live_worker(out) -> int:
             if delay > 0:
                 time.sleep(delay)
             now_ns = time.time_ns()  # what a camera driver does: stamp, wrap, publish
-            transport.publish('thermal/image_raw', camera.thermal_msg(index, now_ns))
-            transport.publish('rgb/image_raw', camera.visible_msg(index, now_ns))
+            transport.publish(INPUT_TOPICS['thermal'], camera.thermal_msg(index, now_ns))
+            transport.publish(INPUT_TOPICS['visible'], camera.visible_msg(index, now_ns))
             for publisher in transport.publishers.get(
-                    transport.resolve_topic_name('semantic/overlay'), ()):
+                    transport.resolve_topic_name(OVERLAY_TOPIC), ()):
                 publisher.sent.clear()
             index += 1
 

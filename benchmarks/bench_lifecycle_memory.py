@@ -40,7 +40,7 @@ import json, sys
 import numpy as np
 from sgdfuse_ros.config import load_config
 from sgdfuse_ros.eval.synthetic_pairs import make_pair
-from sgdfuse_ros.node import messages
+from sgdfuse_ros import messages
 from sgdfuse_ros.node.core import FusionNodeCore
 from sgdfuse_ros.transport.memory import MemoryTransport
 
@@ -71,11 +71,12 @@ ir, vis, _ = make_pair(1, (w, h))
 thermal = (3000 + 40 * ir.astype(np.uint16)).astype(np.uint16)
 for i in range(frames):
     s = 100 + i / 10
-    t.publish('thermal/image_raw',
+    t.publish(messages.INPUT_TOPICS['thermal'],
               messages.image_msg(thermal, messages.make_header(s + 0.002, 'ir'), 'mono16'))
-    t.publish('rgb/image_raw', messages.image_msg(vis, messages.make_header(s, 'rgb')))
+    t.publish(messages.INPUT_TOPICS['visible'],
+              messages.image_msg(vis, messages.make_header(s, 'rgb')))
     core.process_pending()
-out['fused'] = len(t.sent('fused/image'))
+out['fused'] = len(t.sent(messages.FUSED_TOPIC))
 out['active_after_frames'] = rss()
 core.deactivate()
 out['deactivated'] = rss()

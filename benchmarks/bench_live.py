@@ -57,7 +57,7 @@ sys.path.insert(0, str(ROOT))  # the package, when not installed
 
 from harness import (add_stream_options, metric_table, percentiles,  # noqa: E402
                      start_live_node, stop_processes, write_results)
-from sgdfuse_ros.node import messages  # noqa: E402
+from sgdfuse_ros import messages  # noqa: E402
 from sgdfuse_ros.transport.base import QosProfile  # noqa: E402
 from sgdfuse_ros.transport.dds import DdsTransport, localhost_config  # noqa: E402
 
@@ -80,7 +80,7 @@ def run(args) -> dict:
     listener = DdsTransport(domain, NS, 'bench_listener', config_xml=localhost_config())
     processes = []
     try:
-        fused_sub = listener.create_subscription('fused/image', messages.IMAGE, on_fused,
+        fused_sub = listener.create_subscription(messages.FUSED_TOPIC, messages.IMAGE, on_fused,
                                                  QosProfile('reliable', 10), raw=True)
         node = start_live_node(fused_sub, NS, domain, stats_path, args.seconds + 120,
                                args.overrides, env, processes)

@@ -61,7 +61,7 @@ import numpy as np  # noqa: E402
 from sgdfuse_ros.config import load_config  # noqa: E402
 from sgdfuse_ros.errors import SgdfuseError  # noqa: E402
 from sgdfuse_ros.eval.synthetic_pairs import make_pair  # noqa: E402
-from sgdfuse_ros.node.messages import (  # noqa: E402
+from sgdfuse_ros.messages import (  # noqa: E402
     compressed_msg,
     deserialize,
     IMAGE,

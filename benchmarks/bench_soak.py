@@ -106,7 +106,7 @@ class Scenes:
     def __init__(self, thermal_size, rgb_size, count: int = 4, seed: int = 0):
         import cv2
         from sgdfuse_ros.eval.synthetic_pairs import make_pair
-        from sgdfuse_ros.node import messages
+        from sgdfuse_ros import messages
 
         (tw, th), (rw, rh) = thermal_size, rgb_size
         h = np.asarray(homography(thermal_size, rgb_size), np.float64).reshape(3, 3)
@@ -139,17 +139,18 @@ def bad_kind(index: int, bad_every: int):
 
 
 def camera_main(args) -> int:
-    from sgdfuse_ros.node import messages
+    from sgdfuse_ros import messages
     from sgdfuse_ros.transport.base import SENSOR_DATA
     from sgdfuse_ros.transport.dds import DdsTransport
 
     scenes = Scenes(parse_size(args.thermal_size), parse_size(args.rgb_size), seed=args.seed)
     transport = DdsTransport(args.domain_id, NS, 'soak_camera')
     try:
-        thermal_pub = transport.create_publisher('thermal/image_raw', messages.IMAGE,
-                                                 SENSOR_DATA)
-        visible_pub = transport.create_publisher('rgb/image_raw', messages.IMAGE, SENSOR_DATA)
-        info_pub = transport.create_publisher('rgb/camera_info', messages.CAMERA_INFO,
+        thermal_pub = transport.create_publisher(messages.INPUT_TOPICS['thermal'],
+                                                 messages.IMAGE, SENSOR_DATA)
+        visible_pub = transport.create_publisher(messages.INPUT_TOPICS['visible'],
+                                                 messages.IMAGE, SENSOR_DATA)
+        info_pub = transport.create_publisher(messages.CAMERA_INFO_TOPIC, messages.CAMERA_INFO,
                                               SENSOR_DATA)
         deadline = time.monotonic() + 120
         while min(thermal_pub.subscription_count(), visible_pub.subscription_count()) < 1:
@@ -236,7 +237,7 @@ def memory_summary(samples, warmup_s: float):
 
 
 def run(args) -> dict:
-    from sgdfuse_ros.node import messages
+    from sgdfuse_ros import messages
     from sgdfuse_ros.node.core import accounting_errors
     from sgdfuse_ros.transport.base import QosProfile
     from sgdfuse_ros.transport.dds import DdsTransport, localhost_config
@@ -262,7 +263,7 @@ def run(args) -> dict:
     processes, samples, load_start = [], [], os.getloadavg()
     node_output, node_rc = '', None
     try:
-        fused_sub = listener.create_subscription('fused/image', messages.IMAGE, on_fused,
+        fused_sub = listener.create_subscription(messages.FUSED_TOPIC, messages.IMAGE, on_fused,
                                                  QosProfile('reliable', 10), raw=True)
         node = start_live_node(fused_sub, NS, domain, stats_path, args.seconds + 300,
                                overrides, env, processes)

@@ -88,7 +88,7 @@ def live() -> Road:
     from sgdfuse_ros.config import load_config
     from sgdfuse_ros.node.core import FusionNodeCore
     from sgdfuse_ros.transport.memory import MemoryTransport
-    messages = _messages()
+    from sgdfuse_ros import messages
     transport = MemoryTransport('/road', 'fusion_node', roundtrip=True)
     core = FusionNodeCore(transport, load_config(overrides={'device': 'cpu'}), threaded=False)
     core.configure()
@@ -113,14 +113,6 @@ def live() -> Road:
     if published != 2:
         raise SystemExit(f'expected 2 published pairs, got {published}')
     return road
-
-
-def _messages():
-    try:
-        from sgdfuse_ros import messages
-    except ImportError:
-        from sgdfuse_ros.node import messages
-    return messages
 
 
 def replay() -> Road:

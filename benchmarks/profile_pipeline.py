@@ -38,7 +38,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import bench_pipeline as bench  # noqa: E402
-from sgdfuse_ros.node.messages import deserialize, IMAGE, image_from_msg  # noqa: E402
+from sgdfuse_ros.messages import deserialize, IMAGE, image_from_msg  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from sgdfuse_ros import messages as m
 from sgdfuse_ros.bag.writer import BagWriter
 from sgdfuse_ros.cli import main as cli
-from sgdfuse_ros.node import messages as m
 
 SIZE = (64, 48)  # w, h: small enough for fast tests, big enough for every metric
 

@@ -45,7 +45,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import yaml
 
 from ..errors import error_line, InputError
-from ..node.messages import CAMERA_INFO, COMPRESSED, deserialize, IMAGE
+from ..messages import CAMERA_INFO, COMPRESSED, deserialize, IMAGE
 
 THERMAL_ENCODINGS = ('mono8', '8UC1', 'mono16', '16UC1', '32FC1')
 COLOUR_ENCODINGS = ('bgr8', 'rgb8', 'bgra8', 'rgba8')

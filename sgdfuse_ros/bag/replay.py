@@ -24,7 +24,7 @@ The output is a new bag and a report; the command is :mod:`sgdfuse_ros.cli.repla
 Messages are read in log-time order (the order the node would have received them) and paired by
 the node's own synchroniser (:class:`sgdfuse_ros.node.sync.ApproximateSync`, with ``sync.slop`` and
 ``sync.queue_size`` from the config). Each pair goes through :class:`FusionPipeline` with the same
-config file, and the node's outputs (:func:`sgdfuse_ros.node.messages.fusion_outputs`)
+config file, and the node's outputs (:func:`sgdfuse_ros.fuse.fusion_outputs`)
 are written under
 ``--namespace`` (default ``/fusion``): ``fused/image``, ``fused/camera_info``,
 ``semantic/labels``, ``semantic/targets``. Every output carries the stamp of its pair's visible
@@ -106,7 +106,7 @@ class Replay:
         return f'{self.namespace}/{relative}'
 
     def declare_topics(self) -> None:
-        from ..node.messages import OUTPUT_TOPICS, OUTPUT_TYPES, OVERLAY_TOPIC
+        from ..messages import OUTPUT_TOPICS, OUTPUT_TYPES, OVERLAY_TOPIC
         names = list(OUTPUT_TOPICS) + ([OVERLAY_TOPIC] if self.overlay else [])
         for rel in names:
             self.writer.add_topic(self.output_topic(rel), OUTPUT_TYPES[rel])
@@ -124,7 +124,7 @@ class Replay:
     # --- the stream ------------------------------------------------------------------------------
     def run(self) -> None:
         from .reader import BagReadError
-        from ..node.messages import deserialize
+        from ..messages import deserialize
 
         self.declare_topics()
         stream = self.bag.messages(list(self.roles))
@@ -171,7 +171,7 @@ class Replay:
 
     def arrive(self, role: str, msgtype: str, raw, log_ns: int) -> None:
         """One camera message, handled as the node's input callback handles it."""
-        from ..node.messages import deserialize, stamp_nanoseconds
+        from ..messages import deserialize, stamp_nanoseconds
 
         tick = time.perf_counter()
         try:
@@ -213,7 +213,7 @@ class Replay:
     # --- one pair --------------------------------------------------------------------------------
     def fuse(self, thermal_frame, visible_frame) -> None:
         from ..errors import ResourceError, SgdfuseError
-        from ..node.messages import fusion_outputs
+        from ..fuse import fusion_outputs
 
         _, thermal, t_enc, t_log, t_stamp = thermal_frame
         header, visible, v_enc, v_log, v_stamp = visible_frame

@@ -46,7 +46,7 @@ import shutil
 from typing import Dict, Optional, Sequence
 
 from ..errors import error_line, InputError
-from ..node.messages import serialize, typestore
+from ..messages import serialize, typestore
 
 STORAGES = ('sqlite3', 'mcap')
 VERSIONS = (8, 9)

@@ -39,6 +39,7 @@ import threading
 import time
 
 from .guard import float_range, int_in, topic_name
+from ..messages import CAMERA_INFO_TOPIC, FUSED_TOPIC, INPUT_TOPICS
 
 
 def add_arguments(parser) -> None:
@@ -52,11 +53,11 @@ def add_arguments(parser) -> None:
     parser.add_argument('--domain-id', type=int_in(0, 232), default=None,
                         help='DDS domain (default: $ROS_DOMAIN_ID, else 0)')
     parser.add_argument('--thermal-topic', type=topic_name, default=None,
-                        help='remap thermal/image_raw to this topic')
+                        help=f"remap {INPUT_TOPICS['thermal']} to this topic")
     parser.add_argument('--rgb-topic', type=topic_name, default=None, dest='visible_topic',
-                        help='remap rgb/image_raw to this topic')
+                        help=f"remap {INPUT_TOPICS['visible']} to this topic")
     parser.add_argument('--camera-info-topic', type=topic_name, default=None,
-                        help='remap rgb/camera_info to this topic')
+                        help=f'remap {CAMERA_INFO_TOPIC} to this topic')
     parser.add_argument('--remap', action='append', default=[], metavar='FROM:=TO',
                         help='any other remapping, ROS syntax (repeatable)')
     parser.add_argument('--localhost-only', action='store_true',
@@ -75,9 +76,9 @@ def _remaps(args, namespace: str, name: str) -> dict:
     from ..transport.base import parse_remaps
 
     rules = list(args.remap)
-    for base, target in (('thermal/image_raw', args.thermal_topic),
-                         ('rgb/image_raw', args.visible_topic),
-                         ('rgb/camera_info', args.camera_info_topic)):
+    for base, target in ((INPUT_TOPICS['thermal'], args.thermal_topic),
+                         (INPUT_TOPICS['visible'], args.visible_topic),
+                         (CAMERA_INFO_TOPIC, args.camera_info_topic)):
         if target:
             rules.append(f'{base}:={target}')
     try:
@@ -190,9 +191,9 @@ def main(args) -> int:
         core.configure()
         core.activate()
         print(f'sgdfuse live: {full_name} active on {core.device}, DDS domain {domain}: '
-              f"{transport.resolve_topic_name('thermal/image_raw')} + "
-              f"{transport.resolve_topic_name('rgb/image_raw')} -> "
-              f"{transport.resolve_topic_name('fused/image')} (Ctrl-C to stop)", flush=True)
+              f"{transport.resolve_topic_name(INPUT_TOPICS['thermal'])} + "
+              f"{transport.resolve_topic_name(INPUT_TOPICS['visible'])} -> "
+              f'{transport.resolve_topic_name(FUSED_TOPIC)} (Ctrl-C to stop)', flush=True)
         started = time.monotonic()
         next_status = started + args.status_period
         watch = PairingWatch()

@@ -53,13 +53,14 @@ from pathlib import Path
 import sys
 
 from .guard import float_range, int_at_least, int_in
+from .. import messages as m
 from ..errors import InputError
 
-THERMAL_TOPIC = '/thermal/image_raw'
-THERMAL_INFO_TOPIC = '/thermal/camera_info'
-VISIBLE_TOPIC = '/rgb/image_raw'
-VISIBLE_COMPRESSED_TOPIC = '/rgb/image_raw/compressed'
-VISIBLE_INFO_TOPIC = '/rgb/camera_info'
+THERMAL_TOPIC = '/' + m.INPUT_TOPICS['thermal']
+THERMAL_INFO_TOPIC = '/' + m.THERMAL_INFO_TOPIC
+VISIBLE_TOPIC = '/' + m.INPUT_TOPICS['visible']
+VISIBLE_COMPRESSED_TOPIC = VISIBLE_TOPIC + m.COMPRESSED_SUFFIX
+VISIBLE_INFO_TOPIC = '/' + m.CAMERA_INFO_TOPIC
 THERMAL_FRAME = 'thermal_optical_frame'
 VISIBLE_FRAME = 'rgb_optical_frame'
 
@@ -153,7 +154,6 @@ def thermal_message(thermal, encoding: str, rng, header, name: str):
     """Build the thermal Image of one source frame; refuse what it cannot hold faithfully."""
     import numpy as np
 
-    from ..node import messages as m
     if thermal.dtype == np.uint16:
         if encoding != 'mono16':
             raise InputError(f'the thermal source is 16-bit; --thermal-encoding '
@@ -175,7 +175,6 @@ def main(args) -> int:
     from ..bag.writer import BagWriter, prepare_output
     from ..errors import SgdfuseError
     from ..eval.datasets import load_pair
-    from ..node import messages as m
     from ..parameters import defaults
 
     check_arguments(args)

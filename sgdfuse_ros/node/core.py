@@ -48,21 +48,22 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional
 
-from . import messages
 from .accounting import accounting_errors, NodeStatistics, prior_health  # noqa: F401
 from .accounting import compute_stats, STATS_CONFIG
 from .diagnostics import diagnostic_array, DiagnosticsPublisher
 from .frame_check import decode_camera_image, Rejected, short
 from .frames import Frame, INPUT_LABELS, INPUTS, LatestSlot, Pair
 from .memory import release_memory
-from .messages import CAMERA_INFO_TOPIC, COMPRESSED_SUFFIX, INPUT_TOPICS
 from .parameter_changes import checked_changes, rebuilds_pipeline
 from .pipeline_setup import (build_pipeline, close_pipeline, configured_device,
                              default_pipeline_factory)
 from .rate_limited_log import RateLimitedLog
 from .sync import ApproximateSync
+from .. import messages
 from ..config import check_config
 from ..errors import ConfigError, ResourceError, SgdfuseError
+from ..fuse import fusion_outputs
+from ..messages import CAMERA_INFO_TOPIC, COMPRESSED_SUFFIX, INPUT_TOPICS
 from ..transport.base import QosProfile, Transport
 
 
@@ -345,7 +346,7 @@ class FusionNodeCore:
         overlay = bool(config['output.overlay'] and overlay_pub is not None
                        and overlay_pub.subscription_count() > 0)
         try:
-            outputs = messages.fusion_outputs(
+            outputs = fusion_outputs(
                 result, pair.visible.stamp, config['output.frame_id'] or pair.visible.frame_id,
                 config['output.encoding'], camera_info=camera_info, overlay=overlay)
             for topic, msg in outputs.items():

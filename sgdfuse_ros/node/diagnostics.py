@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Tuple
 
-from . import messages
+from .. import messages
 from ..transport.base import RELIABLE
 
 OK, WARN, ERROR, STALE = 0, 1, 2, 3

@@ -30,7 +30,7 @@ from typing import Tuple
 
 import numpy as np
 
-from . import messages
+from .. import messages
 from ..errors import InputError
 from ..pipeline.encodings import THERMAL_ENCODINGS, VISIBLE_ENCODINGS
 

@@ -28,18 +28,10 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..messages import IMAGE_LAYOUT
 
 THERMAL_ENCODINGS = ('mono8', '8UC1', 'mono16', '16UC1', '32FC1')
 VISIBLE_ENCODINGS = ('bgr8', 'rgb8', 'mono8', 'bgra8', 'rgba8')
-
-# encoding -> (numpy dtype, channels)
-_LAYOUT = {
-    'mono8': (np.uint8, 1), '8UC1': (np.uint8, 1),
-    'mono16': (np.uint16, 1), '16UC1': (np.uint16, 1),
-    '32FC1': (np.float32, 1),
-    'bgr8': (np.uint8, 3), 'rgb8': (np.uint8, 3),
-    'bgra8': (np.uint8, 4), 'rgba8': (np.uint8, 4),
-}
 
 
 def infer_thermal_encoding(image: np.ndarray) -> str:
@@ -72,35 +64,6 @@ def check_size(image: np.ndarray, what: str, max_pixels: int) -> None:
     if pixels > max_pixels:
         raise InputError(f'{what} frame {image.shape[1]}x{image.shape[0]} exceeds '
                          f'limits.max_input_pixels={max_pixels}')
-
-
-def array_from_buffer(data, height: int, width: int, encoding: str, step: int,
-                      is_bigendian: bool = False) -> np.ndarray:
-    """
-    Return a sensor_msgs/Image payload as a numpy array (copy-free where possible).
-
-    Checks what a driver can get wrong: sizes, step, data length, encoding, byte order.
-    """
-    if encoding not in _LAYOUT:
-        raise InputError(f"unsupported image encoding '{encoding}'")
-    dtype, channels = _LAYOUT[encoding]
-    if height <= 0 or width <= 0:
-        raise InputError(f'image has zero size ({width}x{height})')
-    itemsize = np.dtype(dtype).itemsize
-    row = width * channels * itemsize
-    if step < row:
-        raise InputError(f'image step {step} is smaller than width*channels*bytes = {row}')
-    buffer = np.frombuffer(memoryview(data).cast('B') if not isinstance(data, np.ndarray)
-                           else data.view(np.uint8).reshape(-1), dtype=np.uint8)
-    if buffer.size != step * height:
-        raise InputError(f'image data has {buffer.size} bytes, expected height*step = '
-                         f'{step * height}')
-    rows = buffer.reshape(height, step)[:, :row]
-    image = rows.view(np.dtype(dtype).newbyteorder('>' if is_bigendian else '<'))
-    image = image.reshape((height, width, channels) if channels > 1 else (height, width))
-    if is_bigendian and itemsize > 1:
-        image = image.astype(np.dtype(dtype))  # native byte order
-    return image
 
 
 class ThermalAGC:
@@ -163,7 +126,7 @@ class ThermalAGC:
                              f"(expected one of {', '.join(THERMAL_ENCODINGS)})")
         if image.ndim != 2:
             raise InputError(f'thermal frame must be single-channel, got shape {image.shape}')
-        expected = np.dtype(_LAYOUT[encoding][0])
+        expected = np.dtype(IMAGE_LAYOUT[encoding][0])
         native = image.dtype.newbyteorder('=')  # big-endian arrays are fine, astype swaps them
         if native != expected and not (encoding == '32FC1' and native == np.float64):
             raise InputError(f'thermal frame of dtype {image.dtype} does not match encoding '
@@ -193,7 +156,7 @@ def visible_to_bgr(image: np.ndarray, encoding: Optional[str] = None) -> Tuple[n
     if encoding not in VISIBLE_ENCODINGS:
         raise InputError(f"unsupported visible encoding '{encoding}' "
                          f"(expected one of {', '.join(VISIBLE_ENCODINGS)})")
-    dtype, channels = _LAYOUT[encoding]
+    dtype, channels = IMAGE_LAYOUT[encoding]
     shape_ok = (image.ndim == 2) if channels == 1 else (image.ndim == 3
                                                         and image.shape[2] == channels)
     if image.dtype != dtype or not shape_ok:

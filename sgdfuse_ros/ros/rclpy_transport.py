@@ -33,7 +33,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable
 
-from ..node import messages
+from .. import messages
 from ..transport.base import Publisher, QosProfile, Subscription, Timer, Transport
 
 

@@ -117,7 +117,7 @@ def read_bag_frames(bag, topics, config: dict, frames: int, val_frames: int,
     """
     from ..bag.reader import BagReadError
     from ..node.frame_check import decode_camera_image
-    from ..node.messages import deserialize, stamp_nanoseconds
+    from ..messages import deserialize, stamp_nanoseconds
     from ..node.sync import ApproximateSync
     from ..pipeline.fusion_pipeline import FusionPipeline
 

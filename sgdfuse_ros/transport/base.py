@@ -20,7 +20,7 @@ The small interface between the node's logic and a middleware.
 and Cyclone DDS speaking ROS 2 wire conventions (:mod:`sgdfuse_ros.transport.dds`, for hosts
 without ROS). Tests use an in-memory one.
 
-Messages crossing the interface are ``rosbags`` message objects (:mod:`sgdfuse_ros.node.messages`):
+Messages crossing the interface are ``rosbags`` message objects (:mod:`sgdfuse_ros.messages`):
 both real transports move ROS 2 CDR bytes and (de)serialise them with ``rosbags``, so the node's
 logic sees exactly the same objects whichever middleware carries them.
 

@@ -25,7 +25,7 @@ What a ROS 2 graph on the same network sees (rmw_cyclonedds_cpp conventions):
 
 The data path never uses cyclonedds' Python serialiser (tens of milliseconds per image): a
 publisher serialises with ``rosbags`` (the same bytes ROS 2 sends;
-:mod:`sgdfuse_ros.node.messages`)
+:mod:`sgdfuse_ros.messages`)
 and hands the bytes to Cyclone's C writer; a subscription takes the received bytes and
 deserialises them with ``rosbags``.
 
@@ -46,8 +46,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 from .base import Publisher, QosProfile, Subscription, Timer, Transport
 from .dds_types import idl_type
+from .. import messages
 from ..errors import ConfigError
-from ..node import messages
 
 log = logging.getLogger('sgdfuse_ros.dds')
 

@@ -85,7 +85,7 @@ def idl_type(ros_typename: str):
     """Return the cyclonedds IdlStruct class for a ROS 2 message type (cached per type)."""
     from cyclonedds.idl import make_idl_struct
 
-    from ..node.messages import typestore
+    from ..messages import typestore
 
     try:
         _constants, fields = typestore().fielddefs[ros_typename]

@@ -29,7 +29,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from .base import Publisher, QosProfile, Subscription, Timer, Transport
-from ..node import messages
+from .. import messages
 
 
 class MemoryPublisher(Publisher):

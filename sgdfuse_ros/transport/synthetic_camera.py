@@ -42,7 +42,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from ..node import messages
+from .. import messages
 
 THERMAL_FRAME = 'thermal_optical'
 VISIBLE_FRAME = 'rgb_optical'
@@ -116,9 +116,9 @@ def run(transport, camera: SyntheticCamera, rate_hz: float = 30.0, frames: int =
     from .base import SENSOR_DATA
 
     qos = qos or SENSOR_DATA
-    thermal_pub = transport.create_publisher('thermal/image_raw', messages.IMAGE, qos)
-    visible_pub = transport.create_publisher('rgb/image_raw', messages.IMAGE, qos)
-    info_pub = transport.create_publisher('rgb/camera_info', messages.CAMERA_INFO, qos)
+    thermal_pub = transport.create_publisher(messages.INPUT_TOPICS['thermal'], messages.IMAGE, qos)
+    visible_pub = transport.create_publisher(messages.INPUT_TOPICS['visible'], messages.IMAGE, qos)
+    info_pub = transport.create_publisher(messages.CAMERA_INFO_TOPIC, messages.CAMERA_INFO, qos)
     if wait_subscribers > 0:
         deadline = time.monotonic() + wait_timeout_s
         while min(thermal_pub.subscription_count(), visible_pub.subscription_count()) < \

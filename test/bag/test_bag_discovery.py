@@ -20,10 +20,10 @@ from bag_support import load_report, make_bag, read_bag, write_custom_bag
 import numpy as np
 import pytest
 
+from sgdfuse_ros import messages as m
 from sgdfuse_ros.bag.reader import choose_topics, open_bag
 from sgdfuse_ros.cli import main as cli
 from sgdfuse_ros.errors import InputError
-from sgdfuse_ros.node import messages as m
 
 
 def img(encoding, topic, t=1.0, size=(8, 6)):

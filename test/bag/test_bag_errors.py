@@ -22,8 +22,8 @@ from bag_support import (camera_frames, load_report, make_bag, read_bag, write_c
 import numpy as np
 import pytest
 
+from sgdfuse_ros import messages as m
 from sgdfuse_ros.cli import main as cli
-from sgdfuse_ros.node import messages as m
 
 
 def one_line_error(capsys, *needles):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sgdfuse_ros import messages as m
 from sgdfuse_ros.bag.reader import choose_topics, open_bag
 from sgdfuse_ros.bag.writer import BagWriter
 from sgdfuse_ros.cli import main as cli
@@ -28,7 +29,6 @@ from sgdfuse_ros.config import load_config, models_dir
 from sgdfuse_ros.eval.synthetic_pairs import make_pair
 from sgdfuse_ros.fusion.network import load_first_stage
 from sgdfuse_ros.fusion.refiner import load_refiner
-from sgdfuse_ros.node import messages as m
 from sgdfuse_ros.pipeline.fusion_pipeline import FusionPipeline
 from sgdfuse_ros.training.bag_data import read_bag_frames
 import torch

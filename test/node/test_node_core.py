@@ -24,10 +24,10 @@ import threading
 import cv2
 import numpy as np
 import pytest
+from sgdfuse_ros import messages
 from sgdfuse_ros.config import load_config
 from sgdfuse_ros.errors import ConfigError
 from sgdfuse_ros.eval.synthetic_pairs import make_pair
-from sgdfuse_ros.node import messages
 from sgdfuse_ros.node.accounting import accounting_errors
 from sgdfuse_ros.node.core import FusionNodeCore
 from sgdfuse_ros.node.diagnostics import as_dict, ERROR, OK, WARN

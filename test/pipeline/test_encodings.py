@@ -15,7 +15,7 @@
 import numpy as np
 import pytest
 from sgdfuse_ros.errors import InputError
-from sgdfuse_ros.pipeline.encodings import array_from_buffer, ThermalAGC, visible_to_bgr
+from sgdfuse_ros.pipeline.encodings import ThermalAGC, visible_to_bgr
 
 
 def test_mono8_passes_through_in_auto_mode():
@@ -87,22 +87,3 @@ def test_visible_encodings():
     assert not colour and gray.ndim == 2
     with pytest.raises(InputError):
         visible_to_bgr(np.zeros((2, 3), np.uint8), 'bgr8')
-
-
-def test_array_from_buffer_checks_length_step_and_endianness():
-    img = np.arange(12, dtype=np.uint16).reshape(3, 4)
-    data = img.astype('>u2').tobytes()
-    out = array_from_buffer(data, 3, 4, 'mono16', 8, is_bigendian=True)
-    np.testing.assert_array_equal(out, img)
-    assert out.dtype == np.uint16 and out.dtype.byteorder in ('=', '<', '|')
-    padded = np.zeros((3, 10), np.uint8)
-    padded[:, :8] = img.view(np.uint8).reshape(3, 8)
-    np.testing.assert_array_equal(array_from_buffer(padded.tobytes(), 3, 4, 'mono16', 10), img)
-    with pytest.raises(InputError, match='bytes'):
-        array_from_buffer(data[:-1], 3, 4, 'mono16', 8)
-    with pytest.raises(InputError, match='step'):
-        array_from_buffer(data, 3, 4, 'mono16', 4)
-    with pytest.raises(InputError, match='zero size'):
-        array_from_buffer(b'', 0, 4, 'mono16', 8)
-    with pytest.raises(InputError, match='unsupported image encoding'):
-        array_from_buffer(data, 3, 4, 'bayer_rggb8', 8)

@@ -31,8 +31,8 @@ import pytest
 
 pytest.importorskip('cyclonedds')
 
+from sgdfuse_ros import messages  # noqa: E402
 from sgdfuse_ros.config import load_config  # noqa: E402
-from sgdfuse_ros.node import messages  # noqa: E402
 from sgdfuse_ros.node.core import FusionNodeCore  # noqa: E402
 from sgdfuse_ros.node.diagnostics import as_dict, WARN  # noqa: E402
 from sgdfuse_ros.transport.base import QosProfile  # noqa: E402

@@ -27,9 +27,9 @@ import time
 
 import numpy as np
 import pytest
+from sgdfuse_ros import messages
 from sgdfuse_ros.config import load_config
 from sgdfuse_ros.errors import ConfigError, ResourceError
-from sgdfuse_ros.node import messages
 from sgdfuse_ros.node.diagnostics import as_dict, OK, WARN
 from sgdfuse_ros.pipeline import stages
 from sgdfuse_ros.pipeline.fusion_pipeline import FusionPipeline

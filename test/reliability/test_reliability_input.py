@@ -27,9 +27,9 @@ import logging
 
 import numpy as np
 import pytest
+from sgdfuse_ros import messages
 from sgdfuse_ros.config import load_config
 from sgdfuse_ros.errors import InputError
-from sgdfuse_ros.node import messages
 from sgdfuse_ros.node.diagnostics import as_dict, OK, WARN
 from sgdfuse_ros.pipeline.fusion_pipeline import FusionPipeline
 from test_reliability_support import (

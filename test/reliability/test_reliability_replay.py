@@ -35,9 +35,9 @@ from bag_support import load_report, read_bag, write_custom_bag
 import numpy as np
 import pytest
 
+from sgdfuse_ros import messages as m
 from sgdfuse_ros.cli import main as cli
 from sgdfuse_ros.eval.synthetic_pairs import write_sample
-from sgdfuse_ros.node import messages as m
 from sgdfuse_ros.pipeline import stages
 from test_reliability_support import one_line
 

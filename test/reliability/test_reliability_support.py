@@ -22,9 +22,9 @@ check every test makes.
 from __future__ import annotations
 
 import numpy as np
+from sgdfuse_ros import messages
 from sgdfuse_ros.config import load_config
 from sgdfuse_ros.eval.synthetic_pairs import make_pair
-from sgdfuse_ros.node import messages
 from sgdfuse_ros.node.core import accounting_errors, FusionNodeCore
 from sgdfuse_ros.pipeline.fusion_pipeline import FusionResult
 from sgdfuse_ros.prior.format import SemanticPrior

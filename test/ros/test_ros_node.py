@@ -33,8 +33,8 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from sgdfuse_ros import messages  # noqa: E402
 from sgdfuse_ros.eval.synthetic_pairs import make_pair  # noqa: E402
-from sgdfuse_ros.node import messages  # noqa: E402
 from sgdfuse_ros.parameters import ALL_PARAMS, SPECS  # noqa: E402
 from sgdfuse_ros.ros.fusion_node import FusionNode  # noqa: E402
 

@@ -38,8 +38,9 @@ import pytest
 
 pytest.importorskip('cyclonedds')
 
+from sgdfuse_ros import messages  # noqa: E402
 from sgdfuse_ros.config import load_config  # noqa: E402
-from sgdfuse_ros.node import messages  # noqa: E402
+from sgdfuse_ros.fuse import fusion_outputs  # noqa: E402
 from sgdfuse_ros.node.core import accounting_errors  # noqa: E402
 from sgdfuse_ros.transport.base import QosProfile  # noqa: E402
 from sgdfuse_ros.transport.dds import DdsTransport, localhost_config  # noqa: E402
@@ -231,7 +232,7 @@ def test_wire_bytes_are_the_rosbags_cdr_serialisation(live, scenes):
         frame = by_visible[stamp]
         index = frame['index']
         result = pipeline.process(scenes.thermal(index), scenes.visible(index), 'mono16', 'bgr8')
-        expected = messages.fusion_outputs(
+        expected = fusion_outputs(
             result, messages.make_time(nanoseconds=stamp), 'rgb_optical', 'bgr8',
             camera_info=scenes.camera_info_msg(frame['visible_ns']))
         assert data == messages.serialize(expected['fused/image'])

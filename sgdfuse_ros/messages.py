@@ -13,11 +13,14 @@
 # limitations under the License.
 
 """
-ROS 2 messages without ROS: sensor_msgs images and camera info as ``rosbags`` objects.
+ROS 2 messages without ROS: the codec, images and camera info, and the one table of topics.
 
 ``rosbags`` knows the ROS 2 Humble message definitions and serialises them to the exact CDR bytes
-that ROS 2 sends on the wire and stores in bags. The node's DDS transport, the bag replay and
-``make-bag`` all build and read messages here, so every front end publishes the same thing.
+that ROS 2 sends on the wire and stores in bags. The node, its transports, the bag replay,
+``make-bag`` and ``adapt`` all build and read messages here, so every front end publishes the
+same thing; the topic names the node, ``sgdfuse live``, ``make-bag`` and the synthetic camera use
+are spelled once, at the end of this file. This module is on the ground floor: it imports
+nothing of the package but its errors.
 
 Stamps are kept as the message's own ``builtin_interfaces/Time`` (sec, nanosec) so that outputs
 carry their source pair's stamp exactly; ``stamp_seconds`` gives a float for synchronisation.
@@ -26,13 +29,12 @@ carry their source pair's stamp exactly; ``stamp_seconds`` gives a float for syn
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import cv2
 import numpy as np
 
-from ..errors import InputError
-from ..pipeline.encodings import array_from_buffer
+from .errors import InputError
 
 IMAGE = 'sensor_msgs/msg/Image'
 COMPRESSED = 'sensor_msgs/msg/CompressedImage'
@@ -87,9 +89,47 @@ def stamp_seconds(msg_or_header) -> float:
 
 # --- images --------------------------------------------------------------------------------------
 
+# encoding -> (numpy dtype, channels): the image encodings this package reads
+IMAGE_LAYOUT = {
+    'mono8': (np.uint8, 1), '8UC1': (np.uint8, 1),
+    'mono16': (np.uint16, 1), '16UC1': (np.uint16, 1),
+    '32FC1': (np.float32, 1),
+    'bgr8': (np.uint8, 3), 'rgb8': (np.uint8, 3),
+    'bgra8': (np.uint8, 4), 'rgba8': (np.uint8, 4),
+}
+
 _ENCODING_OF_ARRAY = {(np.dtype(np.uint8), 1): 'mono8', (np.dtype(np.uint16), 1): 'mono16',
                       (np.dtype(np.float32), 1): '32FC1', (np.dtype(np.uint8), 3): 'bgr8',
                       (np.dtype(np.uint8), 4): 'bgra8'}
+
+
+def array_from_buffer(data, height: int, width: int, encoding: str, step: int,
+                      is_bigendian: bool = False) -> np.ndarray:
+    """
+    Return a sensor_msgs/Image payload as a numpy array (copy-free where possible).
+
+    Checks what a driver can get wrong: sizes, step, data length, encoding, byte order.
+    """
+    if encoding not in IMAGE_LAYOUT:
+        raise InputError(f"unsupported image encoding '{encoding}'")
+    dtype, channels = IMAGE_LAYOUT[encoding]
+    if height <= 0 or width <= 0:
+        raise InputError(f'image has zero size ({width}x{height})')
+    itemsize = np.dtype(dtype).itemsize
+    row = width * channels * itemsize
+    if step < row:
+        raise InputError(f'image step {step} is smaller than width*channels*bytes = {row}')
+    buffer = np.frombuffer(memoryview(data).cast('B') if not isinstance(data, np.ndarray)
+                           else data.view(np.uint8).reshape(-1), dtype=np.uint8)
+    if buffer.size != step * height:
+        raise InputError(f'image data has {buffer.size} bytes, expected height*step = '
+                         f'{step * height}')
+    rows = buffer.reshape(height, step)[:, :row]
+    image = rows.view(np.dtype(dtype).newbyteorder('>' if is_bigendian else '<'))
+    image = image.reshape((height, width, channels) if channels > 1 else (height, width))
+    if is_bigendian and itemsize > 1:
+        image = image.astype(np.dtype(dtype))  # native byte order
+    return image
 
 
 def image_msg(array: np.ndarray, header, encoding: Optional[str] = None):
@@ -188,46 +228,26 @@ def scale_camera_info(info, width: int, height: int, header=None):
         binning_y=info.binning_y, roi=info.roi)
 
 
-# --- the node's topics (relative to its namespace) and outputs -----------------------------------
+# --- the topics: every name the package uses, relative to the node's namespace ------------------
+# (launch/fusion.launch.py repeats the three input defaults; test/test_messages.py checks them)
 
 INPUT_TOPICS = {'thermal': 'thermal/image_raw', 'visible': 'rgb/image_raw'}
 CAMERA_INFO_TOPIC = 'rgb/camera_info'
+THERMAL_INFO_TOPIC = 'thermal/camera_info'  # written by make-bag; the node does not read it
 COMPRESSED_SUFFIX = '/compressed'  # image_transport's compressed topic: base topic + suffix
 DIAGNOSTICS_TOPIC = '/diagnostics'
+FUSED_TOPIC = 'fused/image'
+FUSED_INFO_TOPIC = 'fused/camera_info'
+LABELS_TOPIC = 'semantic/labels'
+TARGETS_TOPIC = 'semantic/targets'
 OVERLAY_TOPIC = 'semantic/overlay'
 # every topic the node (and the bag replay) publishes for a fused pair, relative to the
 # node's namespace, with its message type; the overlay only when asked for
 OUTPUT_TYPES = {
-    'fused/image': IMAGE,
-    'fused/camera_info': CAMERA_INFO,
-    'semantic/labels': IMAGE,
-    'semantic/targets': IMAGE,
+    FUSED_TOPIC: IMAGE,
+    FUSED_INFO_TOPIC: CAMERA_INFO,
+    LABELS_TOPIC: IMAGE,
+    TARGETS_TOPIC: IMAGE,
     OVERLAY_TOPIC: IMAGE,
 }
 OUTPUT_TOPICS = tuple(topic for topic in OUTPUT_TYPES if topic != OVERLAY_TOPIC)  # always sent
-
-
-def fusion_outputs(result, stamp, frame_id: str, encoding: str = 'bgr8',
-                   camera_info=None, overlay: bool = False) -> Dict[str, Any]:
-    """
-    Return the messages published for one fused pair, keyed by relative topic name.
-
-    Every message carries ``stamp`` (the source pair's stamp, a Time message) and ``frame_id``
-    (the frame the fused image lives in: the visible camera's).
-    """
-    header = make_header(stamp, frame_id)
-    fused = result.fused_bgr if encoding == 'bgr8' else result.fused_y
-    height, width = result.fused_y.shape
-    info = (scale_camera_info(camera_info, width, height, header) if camera_info is not None
-            else camera_info_msg(width, height, header))
-    out = {
-        'fused/image': image_msg(fused, header, encoding),
-        'fused/camera_info': info,
-        'semantic/labels': image_msg(result.prior.labels, header, 'mono16'),
-        'semantic/targets': image_msg(result.prior.targets_u8(), header, 'mono8'),
-    }
-    if overlay:
-        from ..prior.format import overlay as draw_overlay
-        out[OVERLAY_TOPIC] = image_msg(draw_overlay(result.fused_bgr, result.prior), header,
-                                       'bgr8')
-    return out
