@@ -32,6 +32,10 @@ setup(
         ('share/' + package_name + '/models', [p for p in glob('models/*') if '.' in p]),
     ],
     install_requires=['setuptools'],  # pinned runtime dependencies: requirements.txt
+    # As ros2 package templates declare it: `colcon test` runs pytest only for a package that
+    # names pytest as its test dependency (otherwise it falls back to unittest and finds none).
+    tests_require=['pytest'],
+    extras_require={'test': ['pytest']},
     zip_safe=True,
     maintainer='sgdfuse_ros developers',
     maintainer_email='sgdfuse-ros@example.org',

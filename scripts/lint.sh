@@ -5,7 +5,21 @@
 #
 # The tools go into their own virtual environment ($SGDFUSE_LINT_VENV, default
 # /tmp/sgdfuse_lint_venv), created on first use from the pinned versions below (needs PyPI once).
+#
+#   bash scripts/lint.sh                 # all three
+#   bash scripts/lint.sh flake8          # one (flake8, pep257 or copyright): what the pytest
+#                                        # linter tests run where ament's linters are not usable
 set -euo pipefail
+
+PARTS=("$@")
+[ ${#PARTS[@]} -gt 0 ] || PARTS=(flake8 pep257 copyright)
+for part in "${PARTS[@]}"; do
+  case "$part" in
+    flake8|pep257|copyright) ;;
+    *) echo "usage: bash scripts/lint.sh [flake8] [pep257] [copyright]" >&2; exit 2 ;;
+  esac
+done
+wants() { [[ " ${PARTS[*]} " == *" $1 "* ]]; }
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${SGDFUSE_LINT_VENV:-/tmp/sgdfuse_lint_venv}"
@@ -25,11 +39,21 @@ PINS=(
   pydocstyle==6.3.0
 )
 
-if [ ! -x "$VENV/bin/flake8" ] || [ "$(cat "$VENV/.pins" 2>/dev/null)" != "${PINS[*]}" ]; then
-  "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PINS[@]}"
-  echo "${PINS[*]}" > "$VENV/.pins"
-fi
+# pydocstyle before 6.2 also checks D401 (imperative mood) on @property docstrings; older
+# distributions' ament_pep257 (Ubuntu 22.04 / Humble) runs such a version: checked as well.
+OLD_VENV="${VENV}_pydocstyle61"
+OLD_PINS=(pydocstyle==6.1.1)
+
+make_venv() {  # folder, pins...
+  local dir="$1"
+  shift
+  if [ ! -x "$dir/bin/python" ] || [ "$(cat "$dir/.pins" 2>/dev/null)" != "$*" ]; then
+    "$PYTHON" -m venv "$dir"
+    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
+    echo "$*" > "$dir/.pins"
+  fi
+}
+make_venv "$VENV" "${PINS[@]}"
 
 cd "$ROOT"
 # What ament checks from the package directory: every .py file below it, except in folders whose
@@ -44,15 +68,23 @@ done
 
 status=0
 
-echo "== flake8 (ament_flake8 settings: test/ament_flake8.ini), ${#FILES[@]} files"
-"$VENV/bin/flake8" --config test/ament_flake8.ini "${FILES[@]}" || status=1
+if wants flake8; then
+  echo "== flake8 (ament_flake8 settings: test/ament_flake8.ini, one process), ${#FILES[@]} files"
+  "$VENV/bin/flake8" --config test/ament_flake8.ini "${FILES[@]}" || status=1
+fi
 
 # ament_pep257's default: every pydocstyle check except these
 # (ament/ament_lint: ament_pep257/ament_pep257/main.py, _ament_ignore).
-echo "== pydocstyle (ament_pep257 defaults)"
-"$VENV/bin/pydocstyle" --ignore=D100,D101,D102,D103,D104,D105,D106,D107,D203,D212,D404 \
-  --match='.*\.py' "${FILES[@]}" || status=1
+if wants pep257; then
+  make_venv "$OLD_VENV" "${OLD_PINS[@]}"
+  for tool in "$VENV/bin/pydocstyle" "$OLD_VENV/bin/pydocstyle"; do
+    echo "== pydocstyle $("$tool" --version) (ament_pep257 defaults)"
+    "$tool" --ignore=D100,D101,D102,D103,D104,D105,D106,D107,D203,D212,D404 \
+      --match='.*\.py' "${FILES[@]}" || status=1
+  done
+fi
 
+if wants copyright; then
 echo "== copyright and license headers"
 "$VENV/bin/python" - "${FILES[@]}" <<'PY' || status=1
 """Every non-empty source file names a copyright holder and carries the Apache-2.0 notice.
@@ -92,5 +124,6 @@ for path in sys.argv[1:]:
 print(f'{len(sys.argv) - 1} files checked, {bad} without a header')
 sys.exit(1 if bad else 0)
 PY
+fi
 
 exit $status

@@ -13,27 +13,26 @@
 # limitations under the License.
 
 """
-Every Python source file carries our copyright line and the Apache-2.0 notice.
+Every source file carries our copyright line and the Apache-2.0 notice.
 
-ament_copyright does the checking; the test is skipped where ROS 2's linters are not installed.
+ament_copyright does the checking where it is usable (`colcon test`); elsewhere scripts/lint.sh
+runs an equivalent header check (test/lint_support.py). Never skipped. ament_copyright is given
+the package's folders, not the package folder itself, which in a git checkout is the
+repository root (see lint_support.copyright_paths).
 """
 
-from pathlib import Path
-
+from lint_support import ament_linter, copyright_paths, lint_script_verdict, PACKAGE
 import pytest
-
-ament_copyright = pytest.importorskip('ament_copyright.main')
-
-PACKAGE = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.copyright
 @pytest.mark.linter
 def test_copyright(monkeypatch):
-    # As colcon runs it: from the package directory, every .py file below it. This directory is
-    # also the repository root, where ament_copyright would also check repository-level LICENSE
-    # and CONTRIBUTING.md files; LICENSE holds the full Apache-2.0 text (as package.xml
-    # declares) and there is no CONTRIBUTING.md, so those two are left out of this check.
+    ament_copyright, why_not = ament_linter('ament_copyright')
+    if ament_copyright is None:
+        verdict = lint_script_verdict('copyright', why_not)
+        assert verdict is None, verdict
+        return
     monkeypatch.chdir(PACKAGE)
-    rc = ament_copyright.main(argv=['.', 'test', '--exclude', 'LICENSE', 'CONTRIBUTING.md'])
+    rc = ament_copyright.main(argv=copyright_paths(PACKAGE))
     assert rc == 0, 'some files lack a copyright line or a recognised license notice'

@@ -15,21 +15,23 @@
 """
 Style of the whole package: flake8 with ament's configuration and plugins.
 
-ament_flake8 does the checking; the test is skipped where ROS 2's linters are not installed.
+ament_flake8 does the checking where it is usable (`colcon test`); elsewhere scripts/lint.sh
+runs flake8 with the same settings and plugins (test/lint_support.py). Never skipped.
 """
 
-from pathlib import Path
-
+from lint_support import ament_linter, flake8_argv, lint_script_verdict, PACKAGE
 import pytest
-
-ament_flake8 = pytest.importorskip('ament_flake8.main')
-
-PACKAGE = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.flake8
 @pytest.mark.linter
 def test_flake8(monkeypatch):
+    ament_flake8, why_not = ament_linter('ament_flake8')
+    if ament_flake8 is None:
+        verdict = lint_script_verdict('flake8', why_not)
+        assert verdict is None, verdict
+        return
     monkeypatch.chdir(PACKAGE)  # ament_flake8 checks, and skips hidden folders of, the cwd
-    rc, errors = ament_flake8.main_with_errors(argv=[])
+    # our copy of ament's configuration adds jobs = 1: no worker processes (forks)
+    rc, errors = ament_flake8.main_with_errors(argv=flake8_argv())
     assert rc == 0, '%d flake8 violations:\n%s' % (len(errors), '\n'.join(errors))

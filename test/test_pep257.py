@@ -15,21 +15,22 @@
 """
 Docstrings of the whole package: pydocstyle with ament's conventions.
 
-ament_pep257 does the checking; the test is skipped where ROS 2's linters are not installed.
+ament_pep257 does the checking where it is usable (`colcon test`); elsewhere scripts/lint.sh
+runs pydocstyle with ament_pep257's defaults (test/lint_support.py). Never skipped.
 """
 
-from pathlib import Path
-
+from lint_support import ament_linter, lint_script_verdict, PACKAGE
 import pytest
-
-ament_pep257 = pytest.importorskip('ament_pep257.main')
-
-PACKAGE = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.linter
 @pytest.mark.pep257
 def test_pep257(monkeypatch):
+    ament_pep257, why_not = ament_linter('ament_pep257')
+    if ament_pep257 is None:
+        verdict = lint_script_verdict('pep257', why_not)
+        assert verdict is None, verdict
+        return
     monkeypatch.chdir(PACKAGE)
     rc = ament_pep257.main(argv=['.', 'test'])
     assert rc == 0, 'docstring convention violations (see the output above)'

@@ -31,6 +31,11 @@ i.e. the middleware default), liveliness automatic. A reliable offer is compatib
 reliable and best-effort subscribers, so ``ros2 bag play`` output reaches the node (best effort
 by default) and rviz (reliable) alike. Version 9 and MCAP are available on request.
 
+``ros_distro`` (what ``ros2 bag info`` shows as "ROS Distro"): the distribution the caller names,
+by default the one that matches the version written (8: humble, 9: jazzy). rosbags writes its
+own name there; :func:`close_with_distro` puts the chosen one into metadata.yaml and the copy
+the storage file keeps.
+
 The writer streams: ``rosbags`` appends each message to the database (or to 1 MiB MCAP chunks),
 so memory does not grow with the bag. What was written is kept when something goes wrong:
 :meth:`BagWriter.checkpoint` (called by the commands after each frame) commits the sqlite3
@@ -42,6 +47,7 @@ written, nothing left in a journal. Only a bag that holds no message yet is remo
 from __future__ import annotations
 
 from pathlib import Path
+import re
 import shutil
 from typing import Dict, Optional, Sequence
 
@@ -50,6 +56,57 @@ from ..messages import serialize, typestore
 
 STORAGES = ('sqlite3', 'mcap')
 VERSIONS = (8, 9)
+DISTRO_FOR_VERSION = {8: 'humble', 9: 'jazzy'}  # the distribution each version is written for
+DISTRO_NAME = re.compile(r'^[a-z][a-z0-9_]{0,31}$')
+
+
+def check_distro(name: str) -> str:
+    """Return ``name`` when it is a plausible ROS distribution name (lower-case word)."""
+    if not DISTRO_NAME.match(str(name)):
+        raise InputError(f"ROS distribution name must be a lower-case word like 'jazzy', "
+                         f'not {name!r}')
+    return str(name)
+
+
+def _with_distro(data, distro: str):
+    """Copy of rosbags' metadata mapping (either nesting) with ``ros_distro`` replaced."""
+    if isinstance(data, dict):
+        if 'ros_distro' in data:
+            return {**data, 'ros_distro': distro}
+        info = data.get('rosbag2_bagfile_information')
+        if isinstance(info, dict) and 'ros_distro' in info:
+            return {**data, 'rosbag2_bagfile_information': {**info, 'ros_distro': distro}}
+    return data
+
+
+def close_with_distro(writer, distro: str) -> None:
+    """
+    Close a rosbags ``Writer`` so that its metadata names ``distro``.
+
+    rosbags (0.11) builds the metadata inside ``Writer.close`` with a fixed ``ros_distro``
+    and dumps it with ruamel's ``YAML`` (metadata.yaml and the copy kept in the storage file):
+    while it closes, that ``YAML`` is one that writes ``distro`` instead. Should another rosbags
+    version write the metadata differently, metadata.yaml is corrected afterwards.
+    """
+    from rosbags.rosbag2 import writer as rosbags_writer
+    original = getattr(rosbags_writer, 'YAML', None)
+    if isinstance(original, type):
+        class DistroYAML(original):
+            def dump(self, data, *args, **kwargs):
+                return super().dump(_with_distro(data, distro), *args, **kwargs)
+        rosbags_writer.YAML = DistroYAML
+    try:
+        writer.close()
+    finally:
+        if isinstance(original, type):
+            rosbags_writer.YAML = original
+    metapath = Path(writer.path) / 'metadata.yaml'
+    if metapath.is_file():
+        text = metapath.read_text(encoding='utf-8')
+        fixed = re.sub(r'^(\s*ros_distro:).*$', lambda m: f'{m.group(1)} {distro}', text,
+                       flags=re.MULTILINE)
+        if fixed != text:
+            metapath.write_text(fixed, encoding='utf-8')
 
 
 def default_qos(depth: int = 10):
@@ -107,11 +164,14 @@ class BagWriter:
     """``with BagWriter(path) as bag: bag.write("/topic", log_time_ns, msg)``."""
 
     def __init__(self, path, storage: str = 'sqlite3', version: int = 8,
-                 overwrite: bool = False, custom_data: Optional[Dict[str, str]] = None):
+                 overwrite: bool = False, custom_data: Optional[Dict[str, str]] = None,
+                 ros_distro: Optional[str] = None):
         if storage not in STORAGES:
             raise InputError(f"unknown storage '{storage}' (one of: {', '.join(STORAGES)})")
         if int(version) not in VERSIONS:
             raise InputError(f'unsupported bag version {version} (8 or 9; 8 plays in Humble)')
+        self.ros_distro = check_distro(ros_distro if ros_distro is not None
+                                       else DISTRO_FOR_VERSION[int(version)])
         self.path = prepare_output(path, overwrite)
         self.storage = storage
         self.version = int(version)
@@ -192,7 +252,7 @@ class BagWriter:
             return None
         self._writer = None
         try:
-            writer.close()
+            close_with_distro(writer, self.ros_distro)
         except Exception as err:  # noqa: B902
             try:
                 writer.abort()
@@ -235,7 +295,7 @@ class BagWriter:
             if conn is not None:  # the closing commit is fsynced
                 conn.commit()
                 conn.execute('PRAGMA synchronous=FULL')
-            writer.close()
+            close_with_distro(writer, self.ros_distro)
 
     def abort(self) -> None:
         """Stop and delete the half-written bag."""

@@ -44,6 +44,9 @@ Pairs of different sizes are fine (a bag may change frame size); stamps and nois
 unreadable, thermal and visible of different sizes) is skipped, counted and named, and the bag
 goes on; SIGINT / SIGTERM stop at a pair boundary with the bag closed (exit 130 / 143), a full
 disk keeps the pairs written before it (exit 2).
+
+The metadata names the ROS distribution the bag is for (``ros2 bag info``: "ROS Distro"):
+``--distro NAME``, by default the one that reads the version written (8: humble, 9: jazzy).
 """
 
 from __future__ import annotations
@@ -97,6 +100,9 @@ def add_arguments(parser) -> None:
                         help='storage plugin (default sqlite3)')
     parser.add_argument('--version', type=int, choices=(8, 9), default=8,
                         help='rosbag2 metadata version (default 8, which Humble reads)')
+    parser.add_argument('--distro', metavar='NAME', default=None,
+                        help="ROS distribution named in the bag's metadata (ros2 bag info: ROS "
+                             'Distro); default the one the version is for: 8 humble, 9 jazzy')
     parser.add_argument('--repeat', type=int_at_least(1), default=1,
                         help='passes over the pairs (default 1)')
     parser.add_argument('--seed', type=int, default=0, help='seed of jitter and noise')
@@ -172,12 +178,14 @@ def main(args) -> int:
 
     from .guard import check_output_dir, is_write_failure, StopRequest, write_failure
     from .progress import Progress
-    from ..bag.writer import BagWriter, prepare_output
+    from ..bag.writer import BagWriter, check_distro, DISTRO_FOR_VERSION, prepare_output
     from ..errors import SgdfuseError
     from ..eval.datasets import load_pair
     from ..parameters import defaults
 
     check_arguments(args)
+    distro = check_distro(args.distro if args.distro is not None
+                          else DISTRO_FOR_VERSION[args.version])
     check_output_dir(args.out, '--out')
     pairs = source_pairs(args)
     prepare_output(args.out, args.overwrite)
@@ -201,7 +209,8 @@ def main(args) -> int:
     skipped = {}
     write_error, close_error, frame = None, None, 0
     with StopRequest() as stop, \
-            BagWriter(args.out, args.storage, args.version, args.overwrite, custom) as bag, \
+            BagWriter(args.out, args.storage, args.version, args.overwrite, custom,
+                      ros_distro=distro) as bag, \
             Progress(total, label='make-bag', unit='pairs', quiet=args.quiet) as bar:
         visible_type = m.IMAGE if args.visible_format == 'raw' else m.COMPRESSED
         for topic, msgtype in ((THERMAL_TOPIC, m.IMAGE), (THERMAL_INFO_TOPIC, m.CAMERA_INFO),
@@ -271,7 +280,7 @@ def main(args) -> int:
                          f'{next(iter(skipped.items()), ("", "none"))[1]}); {written}')
     if not args.quiet:
         print(f'make-bag: wrote {Path(args.out)} ({args.storage}, metadata version '
-              f'{args.version}): {THERMAL_TOPIC} ({args.thermal_encoding}), {visible_topic} '
+              f'{args.version}, ROS distro {distro}): {THERMAL_TOPIC} ({args.thermal_encoding}), {visible_topic} '
               f"({'bgr8' if args.visible_format == 'raw' else 'jpeg'}), {THERMAL_INFO_TOPIC}, "
               f'{VISIBLE_INFO_TOPIC}; {frame} frames at {args.rate:g} Hz, jitter <= '
               f'{args.jitter_ms:g} ms', file=sys.stderr)

@@ -156,7 +156,7 @@ class OnnxModule:
 
     @property
     def thread_counts(self) -> List[int]:
-        """The intra-op thread counts that have a session."""
+        """Return the intra-op thread counts that have a session."""
         return sorted(self._runs)
 
     def use_threads(self, threads: int) -> None:

@@ -21,9 +21,12 @@ parses it.
 
 from __future__ import annotations
 
+from pathlib import Path
+import re
 import sqlite3
 
-from bag_support import load_report, make_bag, raw_messages, read_bag, SIZE, stamp_of
+from bag_support import load_report, make_bag, raw_messages, read_bag, SIZE, stamp_of, \
+    tiny_pairs
 import numpy as np
 import pytest
 from sgdfuse_ros.cli import main as cli
@@ -170,6 +173,46 @@ def test_default_bag_is_humble_format(tmp_path):
     assert info['storage_identifier'] == 'sqlite3'
     assert {t['topic_metadata']['name'] for t in info['topics_with_message_count']} == {
         '/thermal/image_raw', '/thermal/camera_info', '/rgb/image_raw', '/rgb/camera_info'}
+
+
+def stored_distros(bag: Path) -> set:
+    """ros_distro of the metadata copy a storage file keeps (sqlite3 table, MCAP record)."""
+    db3 = list(bag.glob('*.db3'))
+    if db3:
+        db = sqlite3.connect(str(db3[0]))
+        try:
+            rows = db.execute('SELECT metadata FROM metadata').fetchall()
+        finally:
+            db.close()
+        return {yaml.safe_load(text)['ros_distro'] for (text,) in rows}
+    # MCAP: the metadata record holds the same YAML text (serialized_metadata)
+    data = next(bag.glob('*.mcap')).read_bytes()
+    return {m.decode() for m in re.findall(rb'ros_distro: ([a-z0-9_]+)', data)}
+
+
+@pytest.mark.parametrize('storage,extra,distro', [
+    ('sqlite3', [], 'humble'),                          # version 8 (default): Humble reads it
+    ('mcap', ['--version', '9'], 'jazzy'),              # version 9: Jazzy's format
+    ('sqlite3', ['--distro', 'kilted'], 'kilted'),      # what the user names
+    ('mcap', ['--version', '9', '--distro', 'humble'], 'humble'),
+])
+def test_make_bag_names_the_ros_distribution(tmp_path, storage, extra, distro):
+    bag = make_bag(tmp_path, 'in_bag', '--storage', storage, *extra, n=2)
+    info = yaml.safe_load((bag / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
+    assert info['ros_distro'] == distro  # what `ros2 bag info` shows as ROS Distro
+    assert stored_distros(bag) == {distro}
+    # and the bag still reads back in full
+    outputs, _ = read_bag(bag)
+    assert len(outputs['/rgb/image_raw']) == 2
+
+
+def test_make_bag_refuses_a_distro_that_is_not_a_name(tmp_path, capsys):
+    ir, vis = tiny_pairs(tmp_path, 1)
+    code = cli(['make-bag', '--ir', str(ir), '--vis', str(vis), '--out', str(tmp_path / 'b'),
+                '--distro', 'Jazzy Jalisco'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and 'distribution' in err[0]
+    assert not (tmp_path / 'b').exists()
 
 
 def test_standalone_mcap_file_and_mono8_output(tmp_path, capsys):

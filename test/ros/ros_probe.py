@@ -18,7 +18,10 @@ The launch tests' side of the wire: a plain rclpy node that plays the cameras an
 It publishes thermal + RGB pairs (and camera info) with a chosen QoS, listens to the fusion
 node's outputs, calls its lifecycle and parameter services and reads its /diagnostics, with
 nothing but rclpy and the standard message packages (imported only by the launch tests, which
-skip where ROS 2 is absent).
+skip where ROS 2 is absent). When to start counting what comes back: ros_sync (same folder).
+
+Importable without pytest: the launch tests put this folder on sys.path themselves, as
+``launch_test FILE`` does not (tests/test_launch_test_imports.py checks it).
 """
 
 import array
@@ -36,6 +39,7 @@ from rcl_interfaces.srv import GetParameters, SetParameters
 import rclpy
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from ros_sync import handshake, priming_stamps, split_node_name, subscription_ready, wait_until
 from sensor_msgs.msg import CameraInfo, Image
 
 from sgdfuse_ros.eval.synthetic_pairs import make_pair
@@ -114,13 +118,46 @@ class Probe:
     def stop_listening(self, topic: str) -> None:
         self.node.destroy_subscription(self._subscriptions.pop(topic))
 
-    def cameras(self, thermal_topic: str, rgb_topic: str, reliability: str):
-        """Return publishers of the two cameras with this reliability, once the node listens."""
+    def wait_subscribed(self, node: str, publisher, topic: str, timeout: float = 60.0) -> bool:
+        """Wait until ``node`` subscribes ``topic`` in the graph and ``publisher`` is matched."""
+        name, namespace = split_node_name(node)
+        return wait_until(
+            lambda: subscription_ready(self.node, publisher, topic, name, namespace), timeout,
+            lambda: rclpy.spin_once(self.node, timeout_sec=0.02))
+
+    def cameras(self, thermal_topic: str, rgb_topic: str, reliability: str, *, node: str,
+                fused_topic: str, first_stamp: float, also=None, until=None):
+        """
+        Return publishers of the two cameras with this reliability, once the node hears them.
+
+        The node ``node`` must subscribe both topics in the graph and the publishers count it
+        matched; then priming pairs stamped before ``first_stamp`` are sent until one comes
+        back fused on ``fused_topic`` (ros_sync.handshake), and also ``until()`` holds when
+        given. ``also(i)`` is called with each priming pair (e.g. to resend camera info).
+        Pairs stamped ``first_stamp`` on are then fused (best effort: unless the machine drops
+        them), and only those are counted by the tests.
+        """
         profile = qos(reliability)
         pubs = (self.node.create_publisher(Image, thermal_topic, profile),
                 self.node.create_publisher(Image, rgb_topic, profile))
-        assert self.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs), 30.0), \
-            f'the fusion node does not subscribe {thermal_topic} and {rgb_topic}'
+        for pub, topic in zip(pubs, (thermal_topic, rgb_topic)):
+            assert self.wait_subscribed(node, pub, topic), \
+                f'{node} does not subscribe {topic} (or the probe never matched it)'
+        stamps = priming_stamps(first_stamp)
+        primed = {round(s, 6) for s in stamps}
+
+        def send(i):
+            assert i < len(stamps), 'out of priming stamps'
+            if also is not None:
+                also(i)
+            self.send_pair(pubs, stamps[i])
+
+        def delivered():
+            return (bool(primed.intersection(self.fused_stamps(fused_topic))) and
+                    (until is None or until()))
+        sends = handshake(send, delivered, lambda: rclpy.spin_once(self.node, timeout_sec=0.02))
+        assert sends is not None, \
+            f'{reliability} cameras: no priming pair came back on {fused_topic} in 60 s'
         return pubs
 
     def send_pair(self, pubs, seconds: float) -> None:

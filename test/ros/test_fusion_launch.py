@@ -23,10 +23,13 @@ deactivate stops the outputs and activate resumes them; the graph shows the name
 and the remapped inputs; on shutdown the node exits with 0.
 
 Run by ``colcon test`` (pytest + the launch_testing plugin) in a workspace where the package is
-built and sourced; skipped where ROS 2 / launch_testing are not installed.
+built and sourced, or alone with ``launch_test test/ros/test_fusion_launch.py``; skipped where
+ROS 2 / launch_testing are not installed. Each batch of counted pairs starts after a handshake
+(ros_sync): priming pairs until one comes back fused.
 """
 
 import os
+import sys
 import unittest
 
 import pytest
@@ -44,6 +47,8 @@ PythonLaunchDescriptionSource = pytest.importorskip(
 Transition = pytest.importorskip('lifecycle_msgs.msg').Transition
 pytest.importorskip('sensor_msgs.msg')
 
+# launch_test FILE adds no pytest paths: the probe is found beside this file
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ros_probe import (  # noqa: E402
     camera_info_msg, diagnostic_values, FX, HEIGHT, Probe, stamp_s, WIDTH)
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
@@ -110,12 +115,17 @@ class TestFusionNode(unittest.TestCase):
     def test_2_best_effort_and_reliable_cameras_are_fused_with_their_stamps(self):
         probe = self.probe
         info_pub = probe.node.create_publisher(CameraInfo, CAMERA_INFO, 10)
-        self.assertTrue(probe.spin_until(lambda: info_pub.get_subscription_count() > 0, 30.0))
-        for _ in range(3):  # the node subscribes camera info best effort, like the cameras
+        self.assertTrue(probe.wait_subscribed(NODE, info_pub, CAMERA_INFO))
+        calibrated = NAMESPACE + '/fused/camera_info'
+
+        def send_info(_):  # the node subscribes camera info best effort, like the cameras
             info_pub.publish(camera_info_msg(99.0, 'rgb_optical'))
-            probe.spin_for(0.2)
+
+        def info_applied():  # a fused pair came out with the camera's intrinsics
+            return any(abs(m.k[0] - FX) < 1e-9 for m in probe.heard[calibrated])
         for base, reliability in ((100.0, 'best_effort'), (200.0, 'reliable')):
-            pubs = probe.cameras(THERMAL, RGB, reliability)
+            pubs = probe.cameras(THERMAL, RGB, reliability, node=NODE, fused_topic=FUSED,
+                                 first_stamp=base, also=send_info, until=info_applied)
             stamps = [base + i / 10 for i in range(10)]
             fused = probe.send_pairs_lockstep(pubs, stamps, FUSED)
             # best effort may lose a frame on a loaded machine, reliable must not
@@ -148,7 +158,8 @@ class TestFusionNode(unittest.TestCase):
         self.assertIsNotNone(status)
         self.assertEqual(diagnostic_values(status)['overlay published'], '0')
         probe.listen(OVERLAY, Image)
-        pubs = probe.cameras(THERMAL, RGB, 'reliable')
+        pubs = probe.cameras(THERMAL, RGB, 'reliable', node=NODE, fused_topic=FUSED,
+                             first_stamp=300.0)
         # the node sees the new subscriber once discovery is through: send until one comes back
         sent = 300.0
 
@@ -208,7 +219,8 @@ class TestFusionNode(unittest.TestCase):
 
     def test_6_outputs_stop_on_deactivate_and_resume_on_activate(self):
         probe = self.probe
-        pubs = probe.cameras(THERMAL, RGB, 'reliable')
+        pubs = probe.cameras(THERMAL, RGB, 'reliable', node=NODE, fused_topic=FUSED,
+                             first_stamp=500.0)
         self.assertTrue(probe.change_state(NODE, Transition.TRANSITION_DEACTIVATE))
         self.assertEqual(probe.lifecycle_state(NODE), 'inactive')
         heard = {topic: len(probe.heard[topic]) for topic in OUTPUTS}
@@ -221,7 +233,10 @@ class TestFusionNode(unittest.TestCase):
         self.assertEqual(status.level, DiagnosticStatus.ERROR)  # 'inactive: not processing'
         self.assertTrue(probe.change_state(NODE, Transition.TRANSITION_ACTIVATE))
         self.assertEqual(probe.lifecycle_state(NODE), 'active')
-        pubs = probe.cameras(THERMAL, RGB, 'reliable')
+        for pub in pubs:
+            probe.node.destroy_publisher(pub)
+        pubs = probe.cameras(THERMAL, RGB, 'reliable', node=NODE, fused_topic=FUSED,
+                             first_stamp=600.0)
         fused = probe.send_pairs_lockstep(pubs, [600.0 + i / 10 for i in range(5)], FUSED)
         self.assertEqual(len(fused), 5)
 

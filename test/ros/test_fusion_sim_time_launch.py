@@ -22,7 +22,8 @@ that the override reaches the subscription while the other camera keeps the ``qo
 that /diagnostics follows a /clock published here, and that SIGINT ends the process within a
 few seconds with exit status 0.
 
-Skipped where ROS 2 / launch_testing are not installed.
+Run by ``colcon test`` or alone with ``launch_test test/ros/test_fusion_sim_time_launch.py``;
+skipped where ROS 2 / launch_testing are not installed.
 """
 
 import os
@@ -44,6 +45,8 @@ pytest.importorskip('sensor_msgs.msg')
 LaunchDescription = pytest.importorskip('launch').LaunchDescription
 ExecuteProcess = pytest.importorskip('launch.actions').ExecuteProcess
 
+# launch_test FILE adds no pytest paths: the probe is found beside this file
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rclpy.qos import ReliabilityPolicy  # noqa: E402
 from ros_probe import Probe, stamp_msg, stamp_s  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
@@ -123,9 +126,12 @@ class TestSimTimeQosAndSigint(unittest.TestCase):
         self.assertGreaterEqual(stamp, SIM_START)
         self.assertLessEqual(stamp, self.sim_now + 0.001)
         # and a pair stamped in simulated time comes back with its stamps
-        pubs = self.probe.cameras('/thermal/image_raw', '/rgb/image_raw', 'reliable')
-        fused = self.probe.send_pairs_lockstep(pubs, [self.sim_now + 0.01], '/fused/image')
-        self.assertEqual(fused, [round(self.sim_now + 0.01, 6)])
+        first = self.sim_now + 0.01
+        pubs = self.probe.cameras('/thermal/image_raw', '/rgb/image_raw', 'reliable',
+                                  node='/' + NODE_NAME, fused_topic='/fused/image',
+                                  first_stamp=first)
+        fused = self.probe.send_pairs_lockstep(pubs, [first], '/fused/image')
+        self.assertEqual(fused, [round(first, 6)])
 
     def test_3_sigint_stops_the_node_within_seconds(self, proc_info, fusion):
         pid = fusion.process_details['pid']
