@@ -32,6 +32,7 @@ it does, or no ROS plugin is installed, it prints nothing.
 """
 
 from importlib import metadata
+import os
 import subprocess
 import sys
 import tempfile
@@ -50,10 +51,11 @@ def installed_ros_plugins():
 
 def pytest_starts(extra=()):
     """Return (True, '') when pytest starts (collects an empty folder), else (False, why)."""
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTEST_ADDOPTS', 'PYTEST_PLUGINS')}
     with tempfile.TemporaryDirectory(prefix='sgdfuse_pytest_probe_') as empty:
         done = subprocess.run([sys.executable, '-m', 'pytest', '--co', '-q',
                                '-p', 'no:cacheprovider', *extra, empty],
-                              cwd=empty, capture_output=True, text=True)
+                              cwd=empty, env=env, capture_output=True, text=True)
     if done.returncode in (0, 5):  # 5: no tests collected, as expected
         return True, ''
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]

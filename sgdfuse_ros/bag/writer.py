@@ -92,6 +92,7 @@ def close_with_distro(writer, distro: str) -> None:
     original = getattr(rosbags_writer, 'YAML', None)
     if isinstance(original, type):
         class DistroYAML(original):
+
             def dump(self, data, *args, **kwargs):
                 return super().dump(_with_distro(data, distro), *args, **kwargs)
         rosbags_writer.YAML = DistroYAML

@@ -280,7 +280,8 @@ def main(args) -> int:
                          f'{next(iter(skipped.items()), ("", "none"))[1]}); {written}')
     if not args.quiet:
         print(f'make-bag: wrote {Path(args.out)} ({args.storage}, metadata version '
-              f'{args.version}, ROS distro {distro}): {THERMAL_TOPIC} ({args.thermal_encoding}), {visible_topic} '
+              f'{args.version}, ROS distro {distro}): {THERMAL_TOPIC} '
+              f'({args.thermal_encoding}), {visible_topic} '
               f"({'bgr8' if args.visible_format == 'raw' else 'jpeg'}), {THERMAL_INFO_TOPIC}, "
               f'{VISIBLE_INFO_TOPIC}; {frame} frames at {args.rate:g} Hz, jitter <= '
               f'{args.jitter_ms:g} ms', file=sys.stderr)
