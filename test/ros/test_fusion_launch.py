@@ -175,9 +175,22 @@ class TestFusionNode(unittest.TestCase):
         probe.stop_listening(OVERLAY)
         self.assertTrue(probe.spin_until(lambda: probe.node.count_subscribers(OVERLAY) == 0,
                                          10.0))
-        probe.spin_for(1.0)
-        published = int(diagnostic_values(probe.wait_diagnostics(
-            DIAG_NAME, 'processing'))['overlay published'])
+
+        def overlays_published():  # from a status sent after what came back so far
+            status = probe.wait_diagnostics(DIAG_NAME, 'processing')
+            self.assertIsNotNone(status, 'no /diagnostics')
+            return int(diagnostic_values(status)['overlay published'])
+        # the node stops rendering the overlay once discovery tells it the subscriber is gone:
+        # send pairs until one is fused without adding to its count, then count from there
+        published, sent, settled = overlays_published(), 350.0, False
+        for _ in range(30):
+            fused = probe.send_pairs_lockstep(pubs, [sent], FUSED)
+            sent += 0.1
+            now = overlays_published()
+            settled, published = bool(fused) and now == published, now
+            if settled:
+                break
+        self.assertTrue(settled, 'the node kept publishing the overlay without a subscriber')
         fused = probe.send_pairs_lockstep(pubs, [400.0 + i / 10 for i in range(5)], FUSED)
         self.assertEqual(len(fused), 5)
         after = probe.wait_diagnostics(DIAG_NAME, 'processing')  # taken after the 5 pairs
