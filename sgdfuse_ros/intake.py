@@ -84,7 +84,7 @@ class Frame:
     frame_id: str
     image: np.ndarray
     encoding: str
-    arrival: float         # when it arrived, on the caller's clock (node: monotonic s; bag: log ns)
+    arrival: float         # arrival time on the caller's clock (node: monotonic s; bag: log ns)
 
     @property
     def stamp_s(self) -> float:
