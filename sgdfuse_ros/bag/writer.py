@@ -143,8 +143,12 @@ def looks_like_bag(path: Path) -> bool:
                    p.name == 'metadata.yaml' or p.suffix in ('.db3', '.mcap') for p in entries))
 
 
-def prepare_output(path, overwrite: bool = False) -> Path:
-    """Make sure ``path`` can be created: absent, or an old bag removed with ``overwrite``."""
+def check_replaceable(path, overwrite: bool = False) -> bool:
+    """
+    Refuse an existing ``path`` without ``overwrite``, or one that is not a bag; touch nothing.
+
+    Return whether a previous bag is there (to be replaced once the new one is ready).
+    """
     path = Path(path)
     if path.exists() or path.is_symlink():
         if not overwrite:
@@ -152,7 +156,17 @@ def prepare_output(path, overwrite: bool = False) -> Path:
                              f'pass --overwrite)')
         if not looks_like_bag(path):
             raise InputError(f'refusing to overwrite {path}: it does not look like a ROS 2 bag')
-        if path.is_dir():
+        return True
+    if not path.parent.is_dir():
+        raise InputError(f'folder for the output bag does not exist: {path.parent}')
+    return False
+
+
+def prepare_output(path, overwrite: bool = False) -> Path:
+    """Make sure ``path`` can be created: absent, or an old bag removed with ``overwrite``."""
+    path = Path(path)
+    if check_replaceable(path, overwrite):
+        if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:
             path.unlink()

@@ -161,24 +161,34 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def start_paths(args, config: dict) -> dict:
+    """Return the starting weights files, ``{stage: path}`` (no refiner for ``first-stage``)."""
+    from ..config import resolve_model_path
+    paths = {'first_stage': (Path(args.first_stage) if args.first_stage else
+                             resolve_model_path(config['first_stage.weights'], 'first_stage.pt'))}
+    if args.stage != 'first-stage':
+        paths['refiner'] = (Path(args.refiner) if args.refiner
+                            else resolve_model_path(config['refiner.weights'], 'refiner.pt'))
+    return paths
+
+
 def start_weights(args, config: dict) -> dict:
     """
     Return the starting weights per stage: ``{stage: (path, model, payload)}``.
 
     Each file is checked and loaded (one-line ConfigError if missing, unreadable or mismatched).
     """
-    from ..config import check_model_file, resolve_model_path
+    from ..config import check_model_file
     from ..fusion.network import FirstStageNet
     from ..fusion.refiner import RefinerNet
     from ..fusion.weights import load_weights
 
-    first = (Path(args.first_stage) if args.first_stage
-             else resolve_model_path(config['first_stage.weights'], 'first_stage.pt'))
+    paths = start_paths(args, config)
+    first = paths['first_stage']
     check_model_file(first, '--first-stage', 'first-stage network weights (.pt)')
     out = {'first_stage': (first, *load_weights(first, 'first_stage', FirstStageNet.from_arch))}
     if args.stage != 'first-stage':
-        refiner = (Path(args.refiner) if args.refiner
-                   else resolve_model_path(config['refiner.weights'], 'refiner.pt'))
+        refiner = paths['refiner']
         check_model_file(refiner, '--refiner', 'refiner weights (.pt)')
         out['refiner'] = (refiner, *load_weights(refiner, 'refiner', RefinerNet.from_arch))
     return out
@@ -300,6 +310,12 @@ def main(args) -> int:
     t_start = time.monotonic()
     check_arguments(args)
     config = load_config(args.config, dict(parse_override(t) for t in args.overrides))
+    from .outputs import check_apart, config_inputs
+    starts = start_paths(args, config)
+    check_apart([('BAG', args.bag)] + config_inputs(args.config)
+                + [('--first-stage' if stage == 'first_stage' else '--refiner', path)
+                   for stage, path in starts.items()],
+                [('--out', args.out), ('--work', args.work)], outputs_apart=False)
     out_dir = writable_folder(Path(args.out), '--out')
     work = writable_folder(Path(args.work) if args.work else out_dir / 'adapt_work', '--work')
     starts = start_weights(args, config)

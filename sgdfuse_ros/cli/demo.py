@@ -60,6 +60,11 @@ def _run(argv) -> None:
 def main(args) -> int:
     from ..eval.synthetic_pairs import write_sample
 
+    from .outputs import check_apart, config_inputs
+    data = args.data or (Path(os.environ['SGDFUSE_DATA']) if os.environ.get('SGDFUSE_DATA')
+                         else None)
+    sources = [('--data', data / name) for name in ('ir', 'vis', 'split.json')] if data else []
+    check_apart(config_inputs(args.config) + sources, [('--out', args.out)])
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     config = ['--config', str(args.config)] if args.config else []
@@ -84,8 +89,6 @@ def main(args) -> int:
         outputs['fused bag (sample)'] = bag_out
         outputs['replay report (sample)'] = Path(str(bag_out) + '_report') / 'report.md'
 
-    data = args.data or (Path(os.environ['SGDFUSE_DATA']) if os.environ.get('SGDFUSE_DATA')
-                         else None)
     if data is not None:
         _run(['evaluate', '--data', str(data), '--subset', 'test',
               '--out', str(out / 'evaluate_roadscene_test'), *config, *quiet])

@@ -120,34 +120,27 @@ OUTPUT_FILES = ('metrics.json', 'metrics.csv', 'report.md', 'contact_sheet.png')
 OUTPUT_DIRS = ('fused', 'registered_sources')
 
 
-def prepare_out(out: Path) -> Optional[str]:
+def check_previous(out: Path) -> bool:
     """
-    Make ``out`` ready for a new run; return a note when a previous run was replaced.
+    Tell whether ``out`` holds a previous ``sgdfuse evaluate`` run.
 
-    A previous ``sgdfuse evaluate`` run in ``out`` (its marker file) is removed first -- its
-    fused images, sources, metrics and report -- so the new run's files are never mixed with
-    the old ones. A ``fused/`` folder that this command did not write is refused, never
-    deleted.
+    A previous run (its marker file, or the files of a version without it) is replaced by a
+    completed run; a ``fused/`` folder that this command did not write is refused (and never
+    touched).
     """
-    import shutil
-
-    note = None
     if (out / MARKER).is_file() or _earlier_run(out):
-        for name in OUTPUT_DIRS:
-            if (out / name).is_dir():
-                shutil.rmtree(out / name)
-        for name in OUTPUT_FILES + (MARKER,):
-            if (out / name).is_file():
-                (out / name).unlink()
-        note = f'replaced the previous run in {out}'
-    elif (out / 'fused').is_dir() and any((out / 'fused').iterdir()):
+        return True
+    if (out / 'fused').is_dir() and any((out / 'fused').iterdir()):
         raise InputError(f'--out {out}: {out / "fused"} holds files that sgdfuse evaluate did not '
                          f'write; choose another --out or empty it')
-    out.mkdir(parents=True, exist_ok=True)
-    (out / 'fused').mkdir(exist_ok=True)
-    (out / MARKER).write_text('written by sgdfuse evaluate; a re-run replaces the fused/, '
-                              'registered_sources/, metrics and report of this folder\n')
-    return note
+    return False
+
+
+def _write_marker(folder: Path) -> None:
+    (folder / 'fused').mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text('written by sgdfuse evaluate; a re-run replaces the fused/, '
+                                 'registered_sources/, metrics and report of this folder once '
+                                 'it has completed\n')
 
 
 def _earlier_run(out: Path) -> bool:
@@ -169,7 +162,8 @@ def _png(image: np.ndarray) -> bytes:
 
 def run_evaluation(pairs: List[Pair], out: Path, config: dict, label: str = 'sgdfuse',
                    contact_rows: int = 6, with_metrics: bool = True,
-                   progress: Optional[callable] = None, stop=None) -> dict:
+                   progress: Optional[callable] = None, stop=None, pipeline=None,
+                   shown_as: Optional[Path] = None) -> dict:
     """
     Fuse and score ``pairs`` one at a time (memory does not grow with their number).
 
@@ -178,8 +172,12 @@ def run_evaluation(pairs: List[Pair], out: Path, config: dict, label: str = 'sgd
     reason and the run goes on; a metric that cannot be computed on a frame is missing for that
     frame. A failed write of the results (a full disk) stops the run and is recorded in
     ``write_error``; a signal (``stop.requested``) stops it at the next pair. The report always
-    balances: ``pairs = fused + failed + not_reached``.
+    balances: ``pairs = fused + failed + not_reached``. ``pipeline``: one already built (else
+    built here from ``config``; the caller closes its own). ``shown_as``: the folder named in
+    messages instead of ``out`` (a scratch folder that will be renamed to it).
     """
+    import contextlib
+
     from ..errors import error_line, SgdfuseError
     from ..eval.datasets import load_pair
     from ..eval.metrics import frame_metrics, METRIC_NAMES, to_gray
@@ -202,7 +200,8 @@ def run_evaluation(pairs: List[Pair], out: Path, config: dict, label: str = 'sgd
     failed: Dict[str, str] = {}
     write_error, interrupted = None, None
     started = time.perf_counter()
-    with FusionPipeline(config) as pipeline:
+    with (contextlib.nullcontext(pipeline) if pipeline is not None
+          else FusionPipeline(config)) as pipeline:
         device = pipeline.device
         for index, pair in enumerate(pairs):
             if stop is not None and stop.requested:
@@ -240,7 +239,8 @@ def run_evaluation(pairs: List[Pair], out: Path, config: dict, label: str = 'sgd
             except Exception as err:  # noqa: B902
                 if not is_write_failure(err):
                     raise
-                write_error = write_failure(err, path)
+                write_error = write_failure(err, shown_as / path.relative_to(out)
+                                            if shown_as else path)
                 break
             for stage, ms in result.timings.items():
                 stage_ms.setdefault(stage, []).append(ms)
@@ -278,7 +278,7 @@ def run_evaluation(pairs: List[Pair], out: Path, config: dict, label: str = 'sgd
             vals = [v[m] for v in per_image.values() if v.get(m) is not None]
             report['mean'][m] = float(np.mean(vals)) if vals else None
             report['scored'][m] = len(vals)
-    report['write_error'] = _write_results(report, out, sheet_rows, write_error)
+    report['write_error'] = _write_results(report, out, sheet_rows, write_error, shown_as)
     return report
 
 
@@ -287,7 +287,8 @@ def _progress(progress, index: int, total: int) -> None:
         progress(index + 1, total)
 
 
-def _write_results(report: dict, out: Path, sheet_rows: list, write_error) -> Optional[str]:
+def _write_results(report: dict, out: Path, sheet_rows: list, write_error,
+                   shown_as: Optional[Path] = None) -> Optional[str]:
     """metrics.json, metrics.csv, report.md, contact sheet; the first failed write, if any."""
     import io
 
@@ -319,7 +320,7 @@ def _write_results(report: dict, out: Path, sheet_rows: list, write_error) -> Op
         except Exception as err:  # noqa: B902
             if not is_write_failure(err):
                 raise
-            return write_error or write_failure(err, out / name)
+            return write_error or write_failure(err, (shown_as or out) / name)
     return write_error
 
 
@@ -355,9 +356,21 @@ def render_report(report: dict, with_sheet: bool) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def split_file(args) -> Optional[Path]:
+    """Return the split file ``resolve_pairs`` reads, if any (an input of the run)."""
+    if args.ir or args.vis:
+        return args.split if (args.split and args.subset) else None
+    if args.split:
+        return args.split
+    data = args.data or default_data_dir()
+    return Path(data) / 'split.json' if (data and args.subset) else None
+
+
 def main(args) -> int:
     from .guard import check_output_dir, StopRequest
+    from .outputs import check_apart, config_inputs, pair_inputs, ReplacedFiles
     from .progress import Progress
+    from ..pipeline.fusion_pipeline import FusionPipeline
 
     out = check_output_dir(args.out, '--out', children=OUTPUT_DIRS)
     pairs = resolve_pairs(args)
@@ -366,19 +379,38 @@ def main(args) -> int:
     overrides = dict(EVAL_OVERRIDES)
     overrides.update(dict(parse_override(text) for text in args.overrides))
     config = load_config(args.config, overrides)
+    check_apart(pair_inputs(pairs, split_file(args)) + config_inputs(args.config, config),
+                [('--out', out)])
     label = args.label or f"sgdfuse ({config['first_stage.type']}, K={config['refiner.steps']})"
-    note = prepare_out(out)
-    if note and not args.quiet:
-        print(f'evaluate: {note}', file=sys.stderr)
-    with StopRequest() as stop, \
-            Progress(len(pairs), 'fusing', unit='pair', quiet=args.quiet) as bar:
-        report = run_evaluation(pairs, out, config, label, args.contact_rows,
-                                not args.no_metrics, lambda done, total: bar.update(), stop)
+    check_previous(out)
+    # the pipeline is built (weights read and checked) before a previous run is touched; the new
+    # run is written beside it and replaces it once complete
+    with FusionPipeline(config) as pipeline:
+        staged = ReplacedFiles(out, OUTPUT_DIRS + OUTPUT_FILES + (MARKER,), 'evaluate')
+        report = None
+        try:
+            _write_marker(staged.path)
+            with StopRequest() as stop, \
+                    Progress(len(pairs), 'fusing', unit='pair', quiet=args.quiet) as bar:
+                report = run_evaluation(pairs, staged.path, config, label, args.contact_rows,
+                                        not args.no_metrics, lambda done, total: bar.update(),
+                                        stop, pipeline=pipeline, shown_as=out)
+        finally:
+            ready = bool(report and not report['write_error'] and not report['interrupted']
+                         and report['fused'])
+            committed = staged.finish(ready)
     if report.get('mean'):
         from ..eval.scoring import format_table
         print(format_table({label: report['mean']}))
+    if committed:
+        where = f'outputs in {out} (report.md)'
+        if staged.previous and not args.quiet:
+            print(f'evaluate: replaced the previous run in {out}', file=sys.stderr)
+    else:
+        where = (f'nothing of this run was kept: the previous results in {out} are as they '
+                 f'were')
     done = (f"{report['fused']} of {report['pairs']} pairs fused, {report['failed']} failed; "
-            f'outputs in {out} (report.md)')
+            f'{where}')
     if report['write_error']:
         raise InputError(f"{report['write_error']}; {done}")
     if report['interrupted']:
@@ -389,7 +421,8 @@ def main(args) -> int:
               f'see report.md', file=sys.stderr)
     if report['fused'] == 0:
         raise InputError(f"all {report['pairs']} pairs failed (first: "
-                         f"{next(iter(report['failures'].items()))}); report: {out / 'report.md'}")
+                         f"{next(iter(report['failures'].items()))}); "
+                         + (f"report: {out / 'report.md'}" if committed else where))
     print(f"fused images: {out / 'fused'}")
     print(f"report:       {out / 'report.md'}")
     return 0

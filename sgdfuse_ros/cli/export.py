@@ -118,6 +118,8 @@ def main(args) -> int:
     check_output_dir(args.out, '--out')  # before any network is built
     overrides = dict(parse_override(text) for text in args.set)
     config = load_config(args.config, overrides)
+    from .outputs import check_apart, config_inputs
+    check_apart(config_inputs(args.config, config), [('--out', args.out)])
     parts = parse_parts(args.what or ','.join(PARTS))
     if args.what is None and not config['prior.sam.checkpoint']:
         parts.remove('sam-decoder')

@@ -167,6 +167,9 @@ def main(args) -> int:
         check_output_file(args.stats_json, '--stats-json')  # before the node starts
     overrides = dict(parse_override(text) for text in args.overrides)
     config = load_config(args.config, overrides)
+    if args.stats_json is not None:
+        from .outputs import check_apart, config_inputs
+        check_apart(config_inputs(args.config, config), [('--stats-json', args.stats_json)])
     domain = args.domain_id
     if domain is None:
         try:
@@ -220,8 +223,9 @@ def main(args) -> int:
         finally:
             transport.close()
     stats = core.stats()
-    if args.stats_json:
-        args.stats_json.write_text(json.dumps(stats, indent=1))
+    if args.stats_json:  # whole or not at all (a temporary file, then a rename)
+        from .guard import write_bytes
+        write_bytes(args.stats_json, json.dumps(stats, indent=1).encode())
     print('sgdfuse live: stopped; ' + status_line(stats), flush=True)
     for source, counts in stats['inputs'].items():
         dropped = {k: v for k, v in counts['dropped'].items() if v}

@@ -178,7 +178,9 @@ def main(args) -> int:
 
     from .guard import check_output_dir, is_write_failure, StopRequest, write_failure
     from .progress import Progress
-    from ..bag.writer import BagWriter, check_distro, DISTRO_FOR_VERSION, prepare_output
+    from .outputs import check_apart, pair_inputs, ReplacedPath
+    from ..bag.writer import BagWriter, check_distro, check_replaceable, DISTRO_FOR_VERSION
+    from ..eval.datasets import default_data_dir
     from ..errors import SgdfuseError
     from ..eval.datasets import load_pair
     from ..parameters import defaults
@@ -188,7 +190,11 @@ def main(args) -> int:
                           else DISTRO_FOR_VERSION[args.version])
     check_output_dir(args.out, '--out')
     pairs = source_pairs(args)
-    prepare_output(args.out, args.overwrite)
+    split = None
+    if not (args.ir or args.vis) and args.subset:
+        split = Path(args.data or default_data_dir()) / 'split.json'
+    check_apart(pair_inputs(pairs, split), [('--out', args.out)])
+    check_replaceable(args.out, args.overwrite)
     max_pixels = defaults()['limits.max_input_pixels']
     rng = np.random.default_rng(args.seed)
     period_ns = int(round(1e9 / args.rate))
@@ -208,8 +214,10 @@ def main(args) -> int:
 
     skipped = {}
     write_error, close_error, frame = None, None, 0
-    with StopRequest() as stop, \
-            BagWriter(args.out, args.storage, args.version, args.overwrite, custom,
+    # written beside a previous bag, which it replaces once complete
+    new = ReplacedPath(args.out)
+    with StopRequest() as stop, new, \
+            BagWriter(new.path, args.storage, args.version, False, custom,
                       ros_distro=distro) as bag, \
             Progress(total, label='make-bag', unit='pairs', quiet=args.quiet) as bar:
         visible_type = m.IMAGE if args.visible_format == 'raw' else m.COMPRESSED
@@ -264,8 +272,11 @@ def main(args) -> int:
         if not bag.messages and not write_error:
             bag.abort()  # an empty bag would only block the next run
         bar.done(f'{frame} pairs -> {Path(args.out)}')
+    kept = new.finish(not write_error and not stop.requested and frame > 0)
     written = (f'{Path(args.out)} holds {frame} frames ({bag.messages} messages, closed)'
                if bag.messages else f'nothing was written to {Path(args.out)}')
+    if not kept:
+        written = (f'nothing of this run was kept: the previous {Path(args.out)} is as it was')
     if write_error:
         close = f'; closing the bag failed too ({close_error})' if close_error else ''
         raise InputError(f'{write_error}; {written}{close}')

@@ -160,7 +160,10 @@ def main(args) -> int:
         shown = list(HEADLINE_METRICS)
     labels = _labels(args.fused_dirs, getattr(args, 'labels', None))
     if getattr(args, 'out', None):
+        from .outputs import check_apart
         check_output_file(args.out, '--out')  # before any image is scored
+        check_apart([(f'FUSED_DIR {label}', fdir) for label, fdir in zip(labels, args.fused_dirs)]
+                    + [('--ir', ir), ('--vis', vis), ('--split', split)], [('--out', args.out)])
     left_out = {}
     if image_names is None and len(args.fused_dirs) > 1:
         image_names, left_out = common_images(labels, args.fused_dirs)
@@ -202,12 +205,15 @@ def main(args) -> int:
             'failures': failures,
             'results': results,
         }
-        try:
+        from .guard import write_bytes, write_failure
+        try:  # a temporary file beside it, then a rename: a previous file is kept on a failure
             if out.parent and not out.parent.exists():
                 out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(doc, indent=1) + '\n', encoding='utf-8')
+            write_bytes(out, (json.dumps(doc, indent=1) + '\n').encode('utf-8'))
         except OSError as err:
-            raise InputError(f'cannot write {out}: {err.strerror or err}') from None
+            raise InputError(write_failure(err, out)
+                             + ('; the previous file is as it was' if out.exists() else '')
+                             ) from None
     return 0
 
 

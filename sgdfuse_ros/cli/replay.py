@@ -20,6 +20,7 @@ The options and the command; the replay itself is :class:`sgdfuse_ros.bag.replay
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 import sys
 import time
@@ -78,16 +79,31 @@ def _settings(config: dict, args, namespace: str) -> dict:
 
 def default_report_dir(out_bag) -> Path:
     out = Path(out_bag)
+    if not out.name:  # '.', '/': name it from the real path
+        out = Path(os.path.abspath(out))
     return out.with_name(out.name + '_report')
+
+
+REPORT_FILES = ('report.json', 'report.md', 'contact_sheet.png')
+
+
+def _settle(replacements, commit: bool) -> None:
+    """Swap the new outputs in (``commit``), or leave the previous ones as they were."""
+    for new in replacements:
+        if commit:
+            new.commit()
+        else:
+            new.discard()
 
 
 def main(args) -> int:
     from .guard import check_output_dir, is_write_failure, StopRequest, write_failure
+    from .outputs import check_apart, config_inputs, ReplacedFiles, ReplacedPath
     from .progress import Progress
     from ..bag.reader import choose_topics, open_bag
     from ..bag.replay import Replay
     from ..bag.report import ReplayReport
-    from ..bag.writer import BagWriter, prepare_output
+    from ..bag.writer import BagWriter, check_replaceable
     from ..config import load_config, parse_override
     from ..pipeline.fusion_pipeline import FusionPipeline
 
@@ -97,12 +113,14 @@ def main(args) -> int:
     config = load_config(args.config, overrides)
     namespace = check_namespace(args.namespace)
     in_path, out_path = Path(args.in_bag), Path(args.out)
-    if in_path.exists() and out_path.exists() and in_path.resolve() == out_path.resolve():
-        raise InputError('--out must not be the input bag')
     report_dir = Path(args.report) if args.report else default_report_dir(out_path)
+    report_option = '--report' if args.report else '--out (its report folder)'
+    check_apart([('IN_BAG', in_path)] + config_inputs(args.config, config),
+                [('--out', out_path), (report_option, report_dir)])
     if not out_path.exists():
         check_output_dir(out_path, '--out')  # a writable place, before any work
-    check_output_dir(report_dir, '--report' if args.report else '--out (its report folder)')
+    check_output_dir(report_dir, report_option)
+    check_replaceable(out_path, args.overwrite)
 
     def say(text: str) -> None:
         if not args.quiet:
@@ -111,7 +129,6 @@ def main(args) -> int:
     with open_bag(in_path) as bag:
         topics = choose_topics(bag, args.thermal_topic, args.visible_topic,
                                args.visible_info_topic)
-        prepare_output(out_path, args.overwrite)  # before the (slow) pipeline is built
         say(f'{bag.description}; {topics.describe()}')
         for note in bag.notes:
             say(note)
@@ -120,14 +137,23 @@ def main(args) -> int:
                               _settings(config, args, namespace), expected,
                               with_metrics=not args.no_metrics)
         report.notes.extend(bag.notes)
+        # built (weights read and checked) before anything is written; the new bag and report
+        # are written beside the previous ones and replace them once the replay has succeeded
         pipeline = FusionPipeline(config)
         custom = {'sgdfuse_ros.replay.input': str(in_path),
                   'sgdfuse_ros.replay.thermal_topic': topics.thermal.name,
                   'sgdfuse_ros.replay.rgb_topic': topics.visible.name}
         close_error = None
         try:
+            new_bag = ReplacedPath(out_path)
+            new_report = ReplacedFiles(report_dir, REPORT_FILES, 'replay')
+        except BaseException:
+            pipeline.close()
+            raise
+        previous = new_bag.previous or new_report.previous
+        try:
             with StopRequest() as stop, \
-                    BagWriter(out_path, args.storage, args.version, args.overwrite,
+                    BagWriter(new_bag.path, args.storage, args.version, False,
                               custom) as writer, \
                     Progress(expected, label='replay', unit='pairs', quiet=args.quiet) as bar:
                 replay = Replay(bag, topics, pipeline, config, writer, report, namespace,
@@ -136,9 +162,15 @@ def main(args) -> int:
                 start = time.perf_counter()
                 replay.run()
                 wall = time.perf_counter() - start
+                if replay.write_error:  # named as the user named it, not the scratch place
+                    replay.write_error = replay.write_error.replace(str(new_bag.path),
+                                                                    str(out_path))
                 if replay.write_error:  # keep what the last checkpoint holds, closed and valid
                     close_error = writer.close_partial()
                 bar.done(f'{len(report.frames)} fused, {len(report.failures)} failed')
+        except BaseException:
+            _settle((new_bag, new_report), not previous)  # a partial result replaces nothing
+            raise
         finally:
             pipeline.close()
         result = report.finish(replay.sync.stats(), wall, dict(writer.counts),
@@ -147,13 +179,21 @@ def main(args) -> int:
                                write_error=replay.write_error)
     report_error = None
     try:
-        report.write(report_dir)
+        report.write(new_report.path)
     except Exception as err:  # noqa: B902
         if not is_write_failure(err):
+            _settle((new_bag, new_report), not previous)
             raise
         report_error = write_failure(err, report_dir)
-
     pairs = result['pairs']
+    ready = not (replay.write_error or report_error or replay.interrupted or replay.read_error
+                 or pairs['matched'] == 0 or pairs['fused'] == 0)
+    committed = ready or not previous
+    _settle((new_bag, new_report), committed)
+    where = (f'report: {report_dir}' if committed else
+             f'nothing of this run was kept: the previous {out_path} and its report '
+             f'{report_dir} are as they were')
+
     msgs = result['messages']
     dropped = {role: dict({k: msgs[role][k]
                            for k in ('unmatched', 'late', 'duplicate', 'overflow')
@@ -176,6 +216,8 @@ def main(args) -> int:
             f'closed)' if writer.messages else f'nothing was written to {out_path}')
     kept += (f'; report: {report_dir}' if report_error is None
              else f'; the report could not be written ({report_error})')
+    if not committed:
+        kept = where
     if replay.write_error:
         close = f'; closing the bag failed too ({close_error})' if close_error else ''
         raise InputError(f'{replay.write_error}; {kept}{close}')
@@ -186,16 +228,17 @@ def main(args) -> int:
                                f'messages; {kept}')
     if replay.read_error:
         raise InputError(f"{replay.read_error}; the {pairs['fused']} pairs fused before the "
-                         f'damage are in {out_path} (report: {report_dir})')
+                         f'damage are in {out_path} (report: {report_dir})' if committed
+                         else f'{replay.read_error}; {where}')
     if pairs['matched'] == 0:
         gap = pairs['closest_thermal_rgb_gap_s']
         hint = (f'; the closest thermal/RGB stamps were {gap:.3f} s apart (raise it with '
                 f'--set sync.slop=...)' if gap is not None else '')
         raise InputError(f"no thermal/RGB pairs within sync.slop={config['sync.slop']} s "
                          f"({msgs['thermal']['read']} thermal, {msgs['rgb']['read']} RGB messages)"
-                         f'{hint}; report: {report_dir}')
+                         f'{hint}; {where}')
     if pairs['fused'] == 0:
         reason = next(iter(result['failure_reasons']), 'unknown')
         raise InputError(f"all {pairs['failed']} pairs failed (first reason: {reason}); "
-                         f'report: {report_dir}')
+                         f'{where}')
     return 0

@@ -117,6 +117,7 @@ def main(args) -> int:
     import torch
 
     from .guard import check_output_dir, check_output_file
+    from .outputs import check_apart
     from ..config import models_dir
     from ..errors import ConfigError, InputError
     from ..eval.datasets import default_data_dir
@@ -131,6 +132,11 @@ def main(args) -> int:
     work = Path(args.work) if args.work else Path('outputs') / 'train' / args.stage
     check_output_file(out, '--out')  # before the data are loaded
     check_output_dir(work, '--work')
+    check_apart(training_inputs(args, data_dir), [('--out', out), ('--work', work)],
+                outputs_apart=False)
+    from ..training.loop import CKPT_NAME
+    check_apart([], [('--out', out)] + [('--work', work / name) for name in
+                                        (CKPT_NAME, 'log.jsonl', Path(CKPT_NAME).stem + '.tmp')])
     if args.threads:
         torch.set_num_threads(args.threads)
     device = 'cuda' if args.device in ('auto', 'cuda') and torch.cuda.is_available() else 'cpu'
@@ -189,6 +195,20 @@ def main(args) -> int:
                 f'{v:.3f}' for v in summary['best_metrics']['targets'].values()),
                 file=sys.stderr)
     return 0
+
+
+def training_inputs(args, data_dir: Path) -> list:
+    """Return what ``train`` reads: the data sets' images, splits, labels, weights files."""
+    from ..config import models_dir
+    found = []
+    sets = [('--data', data_dir)] + [('--extra-data', d) for d in args.extra_data]
+    for option, folder in sets:
+        found += [(f'{option} {folder}', Path(folder) / name)
+                  for name in ('ir', 'vis', 'split.json', 'labels')]
+    found.append(('--init', args.init))
+    if args.stage == 'refiner':
+        found.append(('--first-stage', args.first_stage or models_dir() / 'first_stage.pt'))
+    return found
 
 
 def mixed_data(data_dirs, val_pairs: int, crop: int, seed: int, sam_share: float):

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-import tempfile
 
 import numpy as np
 import torch
 
 from .export import export_module
 from .runtime import OnnxModule
+from .scratch import scratch_dir
 from ..config import resolve_model_path
 from ..fusion.network import FirstStageNet, KIND
 from ..fusion.tensors import prior_planes
@@ -83,7 +83,7 @@ class OnnxFirstStage:
     def __init__(self, model: FirstStageNet, config: dict, info: dict = None):
         self.info = info or {}
         self.multiple = model.multiple
-        self._tmp = tempfile.TemporaryDirectory(prefix='sgdfuse_onnx_')
+        self._tmp = scratch_dir()
         path = export_first_stage(model, Path(self._tmp.name) / 'first_stage.onnx')
         self.runner = OnnxModule.from_config(path, config)
 

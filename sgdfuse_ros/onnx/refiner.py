@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-import tempfile
 
 import numpy as np
 import torch
@@ -33,6 +32,7 @@ from torch import nn
 
 from .export import export_module
 from .runtime import OnnxModule
+from .scratch import scratch_dir
 from ..config import resolve_model_path
 from ..fusion.refiner import DiffusionRefiner, KIND, PAD_MULTIPLE, RefinerNet
 from ..fusion.samplers import refine
@@ -108,7 +108,7 @@ class OnnxDiffusionRefiner(DiffusionRefiner):
         super().__init__(model, steps, seed, 'cpu', info)
         self.model.net.channels_last = False
         self.model.net.to(memory_format=torch.contiguous_format)
-        self._tmp = tempfile.TemporaryDirectory(prefix='sgdfuse_onnx_')
+        self._tmp = scratch_dir()
         path = export_denoiser(self.model, Path(self._tmp.name) / 'refiner.onnx')
         self.runner = OnnxModule.from_config(path, config)
         self._features = {}

@@ -80,6 +80,13 @@ def the_line(err: str, command: str, sig) -> str:
     return lines[0]
 
 
+def being_written(out: Path, name: str) -> Path:
+    """Give the file a running command writes: in its scratch folder until it is swapped in."""
+    found = sorted(out.parent.glob(f'.{out.name}.sgdfuse-new-*/{out.name}/{name}'))
+    found += sorted(out.glob(f'.sgdfuse-*-new-*/{name}'))
+    return found[0] if found else out / name
+
+
 def committed_messages(db: Path) -> int:
     if not db.is_file():
         return 0
@@ -137,8 +144,8 @@ def test_evaluate_interrupted_keeps_the_fused_pairs_and_a_balanced_report(pairs,
     proc = start('evaluate', '--ir', str(ir), '--vis', str(vis), '--out', str(out), '--quiet',
                  *CLASSICAL)
     status, _, err = interrupt_when(
-        proc, lambda: (out / 'fused').is_dir() and len(list((out / 'fused').iterdir())) >= 3,
-        sig)
+        proc, lambda: being_written(out, 'fused').is_dir()
+        and len(list(being_written(out, 'fused').iterdir())) >= 3, sig)
     assert status == STATUS[sig]
     line = the_line(err, 'evaluate', sig)
     report = json.loads((out / 'metrics.json').read_text())
@@ -161,10 +168,11 @@ def test_replay_interrupted_closes_the_bag_and_writes_the_report(long_bag, tmp_p
                  '--no-metrics', *CLASSICAL)
     if storage == 'sqlite3':
         def ready():
-            return committed_messages(out / 'out.db3') >= 12  # 3 pairs x 4 topics
+            return committed_messages(being_written(out, 'out.db3')) >= 12  # 3 pairs x 4 topics
     else:
         def ready():  # the first 1 MiB chunks are on disk
-            return (out / 'out.mcap').is_file() and (out / 'out.mcap').stat().st_size > 600_000
+            mcap = being_written(out, 'out.mcap')
+            return mcap.is_file() and mcap.stat().st_size > 600_000
     status, _, err = interrupt_when(proc, ready, sig)
     assert status == STATUS[sig]
     line = the_line(err, 'replay', sig)
@@ -190,8 +198,8 @@ def test_make_bag_interrupted_closes_a_readable_bag(pairs, tmp_path):
     out = tmp_path / 'bag'
     proc = start('make-bag', '--ir', str(ir), '--vis', str(vis), '--out', str(out), '--repeat',
                  '150', '--quiet')
-    status, _, err = interrupt_when(proc, lambda: committed_messages(out / 'bag.db3') >= 8,
-                                    signal.SIGTERM)
+    status, _, err = interrupt_when(
+        proc, lambda: committed_messages(being_written(out, 'bag.db3')) >= 8, signal.SIGTERM)
     assert status == 143
     line = the_line(err, 'make-bag', signal.SIGTERM)
     no_journal(out)
