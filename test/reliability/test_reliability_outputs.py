@@ -510,7 +510,7 @@ def test_replay_report_overlapping_the_output_bag_is_refused(tmp_path, capsys):
     assert (report / 'report.json').is_file() and (out / 'metadata.yaml').is_file()
 
 
-ONNX_RUN = '''
+ONNX_RUN = """
 import sys
 from sgdfuse_ros.config import load_config
 from sgdfuse_ros.pipeline.fusion_pipeline import FusionPipeline
@@ -520,7 +520,7 @@ print('ready', flush=True)
 if sys.argv[1] == 'wait':
     sys.stdin.read()
 pipeline.close()
-'''
+"""
 
 
 def onnx_folders(temp: Path) -> list:
