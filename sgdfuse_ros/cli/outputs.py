@@ -42,7 +42,7 @@ Named = Tuple[str, object]  # (option or parameter, path); a None path is skippe
 
 
 def _real(path) -> str:
-    return os.path.realpath(os.path.expanduser(os.fspath(path)))
+    return os.path.realpath(os.fspath(path))  # as the commands open it (no ~ expansion)
 
 
 def _inside(child: str, parent: str) -> bool:
@@ -77,10 +77,13 @@ def check_apart(inputs: Iterable[Named], outputs: Iterable[Named],
     """
     Refuse an output that is, holds or lies inside an input; one InputError line.
 
-    With ``outputs_apart`` the outputs must not overlap each other either. Called before any
-    work, so that nothing is touched.
+    With ``outputs_apart`` the outputs must not overlap each other either. Inputs that do not
+    exist are left to the command (which names them as missing). Called before any work, so
+    that nothing is touched.
     """
-    ins, outs = _items(inputs), _items(outputs)
+    # an input that is not there cannot be lost (the command says it is missing)
+    ins = [item for item in _items(inputs) if os.path.lexists(item[2])]
+    outs = _items(outputs)
     for option, path, real in outs:
         for label, in_path, in_real in ins:
             how = _clash(real, in_real)
