@@ -50,6 +50,8 @@ import sys
 import time
 
 from .options import add_camera_topics, add_config, add_input_bag
+from .outputs import check_apart, config_inputs
+from .progress import Progress
 from ..errors import InputError
 
 STAGES = ('first-stage', 'refiner', 'both')
@@ -303,14 +305,12 @@ def _report(name: str, summary: dict, out: Path, steps: int, quiet: bool) -> Non
 
 
 def main(args) -> int:
-    from .progress import Progress
     from ..bag.reader import choose_topics, open_bag
     from ..config import load_config, parse_override
 
     t_start = time.monotonic()
     check_arguments(args)
     config = load_config(args.config, dict(parse_override(t) for t in args.overrides))
-    from .outputs import check_apart, config_inputs
     starts = start_paths(args, config)
     check_apart([('BAG', args.bag)] + config_inputs(args.config)
                 + [('--first-stage' if stage == 'first_stage' else '--refiner', path)

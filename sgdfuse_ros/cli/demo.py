@@ -29,6 +29,7 @@ import importlib.util
 import os
 from pathlib import Path
 
+from .outputs import check_apart, config_inputs
 from ..errors import SgdfuseError
 
 
@@ -60,7 +61,6 @@ def _run(argv) -> None:
 def main(args) -> int:
     from ..eval.synthetic_pairs import write_sample
 
-    from .outputs import check_apart, config_inputs
     data = args.data or (Path(os.environ['SGDFUSE_DATA']) if os.environ.get('SGDFUSE_DATA')
                          else None)
     sources = [('--data', data / name) for name in ('ir', 'vis', 'split.json')] if data else []

@@ -35,7 +35,10 @@ from typing import Dict, List, Optional
 import cv2
 import numpy as np
 
-from .guard import int_at_least
+from .guard import check_output_dir, int_at_least, is_write_failure
+from .guard import StopRequest, write_failure
+from .outputs import check_apart, config_inputs, pair_inputs, ReplacedFiles
+from .progress import Progress
 from ..config import load_config, parse_override
 from ..errors import InputError
 from ..eval.datasets import dataset_pairs, default_data_dir, list_pairs, Pair, read_split
@@ -180,10 +183,10 @@ def run_evaluation(pairs: List[Pair], out: Path, config: dict, label: str = 'sgd
 
     from ..errors import error_line, SgdfuseError
     from ..eval.datasets import load_pair
+    from .guard import write_bytes
     from ..eval.metrics import frame_metrics, METRIC_NAMES, to_gray
     from ..pipeline.fusion_pipeline import FusionPipeline
     from ..prior.format import overlay
-    from .guard import is_write_failure, write_bytes, write_failure
 
     fused_dir = out / 'fused'
     fused_dir.mkdir(parents=True, exist_ok=True)
@@ -292,7 +295,7 @@ def _write_results(report: dict, out: Path, sheet_rows: list, write_error,
     """metrics.json, metrics.csv, report.md, contact sheet; the first failed write, if any."""
     import io
 
-    from .guard import is_write_failure, write_bytes, write_failure
+    from .guard import write_bytes
 
     def fmt(value):
         return '' if value is None else f'{value:.6f}'
@@ -367,9 +370,6 @@ def split_file(args) -> Optional[Path]:
 
 
 def main(args) -> int:
-    from .guard import check_output_dir, StopRequest
-    from .outputs import check_apart, config_inputs, pair_inputs, ReplacedFiles
-    from .progress import Progress
     from ..pipeline.fusion_pipeline import FusionPipeline
 
     out = check_output_dir(args.out, '--out', children=OUTPUT_DIRS)

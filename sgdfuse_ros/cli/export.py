@@ -41,6 +41,8 @@ from pathlib import Path
 import sys
 from typing import List, Tuple
 
+from .guard import check_output_dir
+from .outputs import check_apart, config_inputs
 from ..errors import ConfigError, error_line, SgdfuseError
 
 log = logging.getLogger('sgdfuse_ros')
@@ -113,12 +115,9 @@ def export_part(part: str, config: dict, out_dir: Path) -> Tuple[List[Path], str
 def main(args) -> int:
     from ..config import load_config, parse_override
 
-    from .guard import check_output_dir
-
     check_output_dir(args.out, '--out')  # before any network is built
     overrides = dict(parse_override(text) for text in args.set)
     config = load_config(args.config, overrides)
-    from .outputs import check_apart, config_inputs
     check_apart(config_inputs(args.config, config), [('--out', args.out)])
     parts = parse_parts(args.what or ','.join(PARTS))
     if args.what is None and not config['prior.sam.checkpoint']:

@@ -38,7 +38,8 @@ import sys
 import threading
 import time
 
-from .guard import float_range, int_in, topic_name
+from .guard import check_output_file, float_range, int_in, topic_name, write_bytes
+from .outputs import check_apart, config_inputs
 from ..messages import CAMERA_INFO_TOPIC, FUSED_TOPIC, INPUT_TOPICS
 
 
@@ -161,14 +162,11 @@ def main(args) -> int:
     from ..transport.base import resolve_topic
     from ..transport.dds import DdsTransport, localhost_config
 
-    from .guard import check_output_file
-
     if args.stats_json is not None:
         check_output_file(args.stats_json, '--stats-json')  # before the node starts
     overrides = dict(parse_override(text) for text in args.overrides)
     config = load_config(args.config, overrides)
     if args.stats_json is not None:
-        from .outputs import check_apart, config_inputs
         check_apart(config_inputs(args.config, config), [('--stats-json', args.stats_json)])
     domain = args.domain_id
     if domain is None:
@@ -224,7 +222,6 @@ def main(args) -> int:
             transport.close()
     stats = core.stats()
     if args.stats_json:  # whole or not at all (a temporary file, then a rename)
-        from .guard import write_bytes
         write_bytes(args.stats_json, json.dumps(stats, indent=1).encode())
     print('sgdfuse live: stopped; ' + status_line(stats), flush=True)
     for source, counts in stats['inputs'].items():

@@ -55,7 +55,10 @@ import math
 from pathlib import Path
 import sys
 
-from .guard import float_range, int_at_least, int_in
+from .guard import check_output_dir, float_range, int_at_least
+from .guard import int_in, is_write_failure, StopRequest, write_failure
+from .outputs import check_apart, pair_inputs, ReplacedPath
+from .progress import Progress
 from .. import messages as m
 from ..errors import InputError
 
@@ -176,13 +179,9 @@ def thermal_message(thermal, encoding: str, rng, header, name: str):
 def main(args) -> int:
     import numpy as np
 
-    from .guard import check_output_dir, is_write_failure, StopRequest, write_failure
-    from .progress import Progress
-    from .outputs import check_apart, pair_inputs, ReplacedPath
     from ..bag.writer import BagWriter, check_distro, check_replaceable, DISTRO_FOR_VERSION
-    from ..eval.datasets import default_data_dir
     from ..errors import SgdfuseError
-    from ..eval.datasets import load_pair
+    from ..eval.datasets import default_data_dir, load_pair
     from ..parameters import defaults
 
     check_arguments(args)

@@ -36,7 +36,8 @@ import os
 from pathlib import Path
 import sys
 
-from .guard import check_output_file
+from .guard import check_output_file, write_bytes, write_failure
+from .outputs import check_apart
 from ..errors import InputError
 from ..eval.metrics import HEADLINE_METRICS, METRIC_NAMES
 from ..eval.scoring import format_table, IMAGE_EXTENSIONS, mean_of, score_folders
@@ -160,7 +161,6 @@ def main(args) -> int:
         shown = list(HEADLINE_METRICS)
     labels = _labels(args.fused_dirs, getattr(args, 'labels', None))
     if getattr(args, 'out', None):
-        from .outputs import check_apart
         check_output_file(args.out, '--out')  # before any image is scored
         check_apart([(f'FUSED_DIR {label}', fdir) for label, fdir in zip(labels, args.fused_dirs)]
                     + [('--ir', ir), ('--vis', vis), ('--split', split)], [('--out', args.out)])
@@ -205,7 +205,6 @@ def main(args) -> int:
             'failures': failures,
             'results': results,
         }
-        from .guard import write_bytes, write_failure
         try:  # a temporary file beside it, then a rename: a previous file is kept on a failure
             if out.parent and not out.parent.exists():
                 out.parent.mkdir(parents=True, exist_ok=True)

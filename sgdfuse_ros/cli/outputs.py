@@ -36,7 +36,9 @@ import shutil
 import tempfile
 from typing import Iterable, List, Optional, Sequence, Tuple
 
+from ..config import default_config_path, resolve_model_path
 from ..errors import InputError
+from ..onnx.scratch import sweep_scratch
 
 Named = Tuple[str, object]  # (option or parameter, path); a None path is skipped
 
@@ -109,7 +111,6 @@ def config_inputs(config_path, config: Optional[dict] = None,
 
     The package's config when ``config_path`` is None, the shipped weights for an empty value.
     """
-    from ..config import default_config_path, resolve_model_path
     found: List[Named] = [('--config', Path(config_path) if config_path else
                            default_config_path())]
     if config is not None:
@@ -136,32 +137,6 @@ def pair_inputs(pairs, split=None) -> List[Named]:
 # --- replacing a previous result only when the new one is ready ------------------------------
 
 SCRATCH_TAG = '.sgdfuse-new-'
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process (EPERM): alive
-        return True
-    return True
-
-
-def sweep_scratch(folder: Path, prefix: str) -> None:
-    """Remove ``prefix<pid>-*`` folders in ``folder`` whose process is gone (a killed run)."""
-    try:
-        entries = list(Path(folder).iterdir())
-    except OSError:
-        return
-    for entry in entries:
-        if not entry.name.startswith(prefix):
-            continue
-        pid = entry.name[len(prefix):].split('-', 1)[0]
-        if pid.isdigit() and not _alive(int(pid)) and entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _scratch(folder: Path, prefix: str) -> Path:

@@ -25,8 +25,10 @@ from pathlib import Path
 import sys
 import time
 
-from .guard import topic_name
+from .guard import check_output_dir, is_write_failure, StopRequest, topic_name, write_failure
 from .options import add_camera_topics, add_config, add_input_bag
+from .outputs import check_apart, config_inputs, ReplacedFiles, ReplacedPath
+from .progress import Progress
 from ..errors import InputError
 
 
@@ -97,9 +99,6 @@ def _settle(replacements, commit: bool) -> None:
 
 
 def main(args) -> int:
-    from .guard import check_output_dir, is_write_failure, StopRequest, write_failure
-    from .outputs import check_apart, config_inputs, ReplacedFiles, ReplacedPath
-    from .progress import Progress
     from ..bag.reader import choose_topics, open_bag
     from ..bag.replay import Replay
     from ..bag.report import ReplayReport

@@ -30,7 +30,8 @@ import json
 from pathlib import Path
 import sys
 
-from .guard import float_range, int_at_least
+from .guard import check_output_dir, check_output_file, float_range, int_at_least
+from .outputs import check_apart
 
 
 EXTRA_LOSS_KEYS = ('target_weight', 'contrast_ratio', 'denoise')
@@ -116,8 +117,6 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     import torch
 
-    from .guard import check_output_dir, check_output_file
-    from .outputs import check_apart
     from ..config import models_dir
     from ..errors import ConfigError, InputError
     from ..eval.datasets import default_data_dir

@@ -27,10 +27,35 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+import shutil
 import stat
 import tempfile
 
-from ..cli.outputs import sweep_scratch
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process (EPERM): alive
+        return True
+    return True
+
+
+def sweep_scratch(folder: Path, prefix: str) -> None:
+    """Remove ``prefix<pid>-*`` folders in ``folder`` whose process is gone (a killed run)."""
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        pid = entry.name[len(prefix):].split('-', 1)[0]
+        if pid.isdigit() and not _alive(int(pid)) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def scratch_root() -> Path:
