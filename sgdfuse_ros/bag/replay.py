@@ -151,10 +151,10 @@ class Replay:
                 self.arrive(role, msgtype, raw, log_ns)
         except BagReadError as err:
             self.read_error = str(err)
-        except KeyboardInterrupt:
-            self.interrupted = 'SIGINT'
         finally:
             stream.close()
+        if self.stop is not None and self.stop.requested:  # also when it came at the last pair
+            self.interrupted = self.stop.name
         self.sync.flush()
 
     def _write(self, topic: str, log_ns: int, msg, msgtype=None) -> bool:
@@ -224,7 +224,15 @@ class Replay:
                                 'accepting writes before this pair')
             return self._tick()
         try:
-            result = self.pipeline.process(thermal, visible, t_enc, v_enc)
+            if self.stop is None:
+                result = self.pipeline.process(thermal, visible, t_enc, v_enc)
+            else:  # a second signal abandons this pair (counted) rather than waiting for it
+                result, abandoned = self.stop.abandonable(self.pipeline.process, thermal,
+                                                          visible, t_enc, v_enc)
+                if abandoned:
+                    self.report.failure(index, v_stamp, 'interrupted', 'abandoned by a second '
+                                        f'{self.stop.name} while it was being fused')
+                    return self._tick()
         except ResourceError as err:  # out of memory even after the pipeline's retry
             self.report.failure(index, v_stamp, 'out_of_memory', str(err))
             return self._tick()

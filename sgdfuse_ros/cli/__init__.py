@@ -18,8 +18,10 @@
 Each subcommand lives in its own module, which provides ``add_arguments(parser)`` and
 ``main(args) -> int``; this file only dispatches. A user error (:class:`SgdfuseError`) is printed
 as one line and exits with status 2, and so is a failed write (a full disk, a read-only place);
-a command stopped by SIGINT / SIGTERM after saving its work (:class:`guard.Interrupted`) prints
-one line and exits 130 / 143. Nothing else is swallowed.
+a command stopped by SIGINT / SIGTERM / SIGHUP after saving its work (:class:`guard.Interrupted`,
+or a signal before it began its work: :class:`guard.StopNow`) prints one line and exits 130 / 143
+/ 129 (:class:`guard.StopRequest`, installed here around every command). Nothing else is
+swallowed.
 """
 
 from __future__ import annotations
@@ -77,14 +79,26 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as done:  # --help, or an option refused at parse time (one line)
         return int(done.code or 0) if not isinstance(done.code, str) else 2
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format='%(levelname)s %(name)s: %(message)s')
     if not getattr(args, '_main', None):
         parser.print_help()
         return 2
+    from .guard import installed, StopNow
+    try:
+        with installed(restore=argv is not None) as stop:
+            logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                                format='%(levelname)s %(name)s: %(message)s')
+            return _run(args, stop)
+    except StopNow as err:  # a signal before the command had begun its work
+        print(f'sgdfuse {args.command}: interrupted by {err}: stopped before it had written '
+              f'any result', file=sys.stderr)
+        return err.status
+
+
+def _run(args, stop) -> int:
     from .guard import Interrupted, os_error_line
     try:
-        return int(args._main(args) or 0)
+        status = int(args._main(args) or 0)
+        stop.protect()  # done: a signal from here on changes only the exit status
     except SgdfuseError as err:
         print(f'sgdfuse {args.command}: error: {err}', file=sys.stderr)
         return 2
@@ -96,6 +110,12 @@ def main(argv=None) -> int:
             raise
         print(f'sgdfuse {args.command}: error: {os_error_line(err)}', file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # SIGINT where no handler of ours was installed
         print(f'sgdfuse {args.command}: interrupted', file=sys.stderr)
         return 130
+    if stop.requested and not stop.handled:
+        # the signal came as the command was finishing: its work is complete, and said so
+        print(f'sgdfuse {args.command}: interrupted by {stop.name} as it was finishing; its '
+              f'results are complete', file=sys.stderr)
+        return 128 + stop.signum
+    return status

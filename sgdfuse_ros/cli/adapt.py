@@ -33,7 +33,9 @@ metrics). ``--stage``: ``first-stage``, ``refiner`` (on the starting first stage
 ``--out DIR`` receives ``first_stage.pt`` and/or ``refiner.pt``, the files the node loads with
 ``first_stage.weights`` / ``refiner.weights``. Checkpoints go to ``--work`` (default
 ``DIR/adapt_work``, saved every 2 minutes and when a run stops): running the same command again
-resumes where it stopped (``--minutes`` / ``--stop-after`` stop cleanly); ``--fresh`` starts over.
+resumes where it stopped and says from which step (``--minutes`` / ``--stop-after`` stop
+cleanly; so do Ctrl-C, SIGTERM and SIGHUP, at the next step, exit 130 / 143 / 129);
+``--fresh`` starts over. A full disk is one line, exit 2, the previous checkpoint kept.
 
 Bad input (no such bag, no camera topics, no pairs, an unwritable ``--out``, unreadable starting
 weights) is one line and exit status 2, before any training.
@@ -248,7 +250,7 @@ def _stage_done(folder: Path, out: Path) -> bool:
 
 
 def adapt_stage(name: str, task, reference_task, frames, out: Path, work: Path, steps: int,
-                args, info: dict, resume: bool, crop: int) -> dict:
+                args, info: dict, resume: bool, crop: int, stop=None) -> dict:
     """Train one stage from its starting weights; ``reference_task`` = the un-adapted stage."""
     from ..training.data import CropSampler
     from ..training.loop import train
@@ -261,12 +263,21 @@ def adapt_stage(name: str, task, reference_task, frames, out: Path, work: Path, 
     task.reference_fuse = reference_task.fuse  # the selection score: gain over the start
     sampler = CropSampler(frames.train, crop, args.seed)
     resume_stage = resume and (folder / 'checkpoint.pt').is_file()
-    if resume_stage and not args.quiet:
-        print(f'adapt: {name}: resuming from {folder / "checkpoint.pt"}', file=sys.stderr)
-    summary = train(task, sampler, frames.val, out, folder, steps, args.batch, lr=args.lr,
-                    resume=resume_stage, val_every=args.val_every if frames.val else 0,
-                    minutes=args.minutes, quiet=args.quiet, info=info,
-                    stop_after=args.stop_after)
+    try:  # says "resuming from step N" when it does
+        summary = train(task, sampler, frames.val, out, folder, steps, args.batch, lr=args.lr,
+                        resume=resume_stage, val_every=args.val_every if frames.val else 0,
+                        minutes=args.minutes, quiet=args.quiet, info=info,
+                        stop_after=args.stop_after, stop=stop, label=f'adapt: {name}: ')
+    except OSError as err:  # a full disk: the last checkpoint written stays as it was
+        from .guard import os_error_line
+        from .train import kept_checkpoint
+        raise InputError(f'{os_error_line(err)}; {kept_checkpoint(folder)}') from None
+    if summary['interrupted'] and summary['stopped_early']:
+        wrote = (f'{out} holds the best weights so far' if summary['wrote_out']
+                 else f'{out} left as it was')
+        raise stop.interrupted(f"{name} stopped at step {summary['steps']} of {steps}; "
+                               f"checkpoint {folder / 'checkpoint.pt'}; {wrote}; the same "
+                               f"command continues from step {summary['steps']}")
     if (not summary['stopped_early'] and summary['best_metrics'] is not None
             and summary['best_score'] <= 0):
         # no adapted checkpoint beat the starting weights on the held-out frames: keep those
@@ -337,6 +348,10 @@ def main(args) -> int:
     say(frames.describe())
     for note in frames.notes:
         say(note)
+    # from here to the end a signal stops at the next training step; the checkpoint is written
+    # whatever else arrives, and the same command continues from it
+    from .guard import stop_request
+    stop = stop_request().protect()
     (work / SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
 
     import torch
@@ -371,10 +386,14 @@ def main(args) -> int:
             f'{device}')
         torch.manual_seed(args.seed)
         summary = adapt_stage('first-stage', task, reference, frames, out, work, args.steps,
-                              args, dict(info, adapted_from=str(first_path)), resume, crop)
+                              args, dict(info, adapted_from=str(first_path)), resume, crop,
+                              stop)
         _report('first stage', summary, out, args.steps, args.quiet)
         if summary['stopped_early']:
             return 0
+        if stop.requested and args.stage == 'both':
+            raise stop.interrupted(f'after the first stage ({out}, complete); the same command '
+                                   f'continues with the refiner')
         from ..fusion.network import load_first_stage
         first_model = load_first_stage(out).model
     if args.stage in ('refiner', 'both'):
@@ -391,7 +410,8 @@ def main(args) -> int:
         say(f'refiner: {args.refiner_steps} steps of {args.batch}x{crop}^2 from {refiner_path}')
         torch.manual_seed(args.seed + 1)
         summary = adapt_stage('refiner', task, reference, frames, out, work, args.refiner_steps,
-                              args, dict(info, adapted_from=str(refiner_path)), resume, crop)
+                              args, dict(info, adapted_from=str(refiner_path)), resume, crop,
+                              stop)
         _report('refiner', summary, out, args.refiner_steps, args.quiet)
         if summary['stopped_early']:
             return 0

@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from .guard import check_output_dir, int_at_least, is_write_failure
-from .guard import StopRequest, write_failure
+from .guard import stop_request, write_failure
 from .outputs import check_apart, config_inputs, pair_inputs, ReplacedFiles
 from .progress import Progress
 from ..config import load_config, parse_override
@@ -218,7 +218,12 @@ def run_evaluation(pairs: List[Pair], out: Path, config: dict, label: str = 'sgd
                         f'{visible.shape[1]}x{visible.shape[0]} differ in size and no '
                         'registration is configured (set registration.homography or '
                         'registration.resize_mismatched)')
-                result = pipeline.process(thermal, visible)
+                if stop is None:
+                    result = pipeline.process(thermal, visible)
+                else:  # a second signal abandons this pair: it is then not reached
+                    result, abandoned = stop.abandonable(pipeline.process, thermal, visible)
+                    if abandoned:
+                        break
             except SgdfuseError as err:
                 failed[pair.name] = str(err).splitlines()[0] if str(err) else type(err).__name__
                 _progress(progress, index, total)
@@ -261,6 +266,8 @@ def run_evaluation(pairs: List[Pair], out: Path, config: dict, label: str = 'sgd
                 sheet_rows.append((pair.name, thermal_u8, result.visible, result.fused_bgr,
                                    overlay(result.fused_bgr, result.prior)))
             _progress(progress, index, total)
+    if stop is not None and stop.requested:  # also when it came during the last pair
+        interrupted = stop.name
     wall = time.perf_counter() - started
 
     fused = len(per_image)
@@ -386,12 +393,14 @@ def main(args) -> int:
     # the pipeline is built (weights read and checked) before a previous run is touched; the new
     # run is written beside it and replaces it once complete
     with FusionPipeline(config) as pipeline:
+        # from here to the end a signal asks to stop at the next pair; what was fused is scored,
+        # the report written and the outputs settled whatever else arrives
+        stop = stop_request().protect()
         staged = ReplacedFiles(out, OUTPUT_DIRS + OUTPUT_FILES + (MARKER,), 'evaluate')
         report = None
         try:
             _write_marker(staged.path)
-            with StopRequest() as stop, \
-                    Progress(len(pairs), 'fusing', unit='pair', quiet=args.quiet) as bar:
+            with Progress(len(pairs), 'fusing', unit='pair', quiet=args.quiet) as bar:
                 report = run_evaluation(pairs, staged.path, config, label, args.contact_rows,
                                         not args.no_metrics, lambda done, total: bar.update(),
                                         stop, pipeline=pipeline, shown_as=out)

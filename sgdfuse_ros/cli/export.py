@@ -41,7 +41,7 @@ from pathlib import Path
 import sys
 from typing import List, Tuple
 
-from .guard import check_output_dir
+from .guard import check_output_dir, Interrupted, StopNow
 from .outputs import check_apart, config_inputs
 from ..errors import ConfigError, error_line, SgdfuseError
 
@@ -125,10 +125,16 @@ def main(args) -> int:
         print('sam-decoder: skipped (prior.sam.checkpoint is not set)', file=sys.stderr)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    failed = []
+    failed, done = [], []
     for part in parts:
-        paths, why = export_part(part, config, out_dir)
+        try:
+            paths, why = export_part(part, config, out_dir)
+        except StopNow as err:  # a signal: the part in progress leaves no file
+            kept = f"; complete: {', '.join(done)}" if done else ''
+            raise Interrupted(err.signum, f'interrupted by {err} while exporting {part} (no '
+                              f'file of it left){kept}') from None
         if paths:
+            done.append(part)
             for path in paths:
                 print(f'{part}: {path} ({path.stat().st_size / 1e6:.1f} MB)')
         else:

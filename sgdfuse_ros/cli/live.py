@@ -25,7 +25,8 @@ sees these as ordinary ROS topics.
 
     sgdfuse live --namespace /car --domain-id 3 --thermal-topic /flir/image_raw
 
-Stops on Ctrl-C / SIGTERM (or after ``--duration``), then prints the frame accounting.
+Stops on Ctrl-C, SIGTERM or SIGHUP (a closed terminal) or after ``--duration``, then prints the
+frame accounting (and writes ``--stats-json``); exit status 0 when the books balance.
 """
 
 from __future__ import annotations
@@ -33,12 +34,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-import signal
 import sys
-import threading
 import time
 
-from .guard import check_output_file, float_range, int_in, topic_name, write_bytes
+from .guard import check_output_file, float_range, int_in, stop_request, topic_name, \
+    write_bytes
 from .outputs import check_apart, config_inputs
 from ..messages import CAMERA_INFO_TOPIC, FUSED_TOPIC, INPUT_TOPICS
 
@@ -182,12 +182,10 @@ def main(args) -> int:
     full_name = resolve_topic(args.name, namespace)
     core = FusionNodeCore(transport, config, name=full_name,
                           logger=logging.getLogger('sgdfuse_ros.live'))
-    stop = threading.Event()
-
-    def on_signal(signum, frame):
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # a stop signal (SIGINT, SIGTERM, SIGHUP) is the node's normal end: it stops, shuts the
+    # node down and writes the accounting whatever else arrives (exit 0 when the books balance)
+    stop = stop_request().protect()
+    stop.handled = True
     try:
         core.configure()
         core.activate()
@@ -198,7 +196,7 @@ def main(args) -> int:
         started = time.monotonic()
         next_status = started + args.status_period
         watch = PairingWatch()
-        while not stop.is_set():
+        while not stop.requested:
             wait = 1.0  # the pairing watch looks every second
             if args.duration > 0:
                 wait = min(wait, max(0.0, started + args.duration - time.monotonic()))
@@ -214,8 +212,6 @@ def main(args) -> int:
                 next_status += args.status_period
                 print('sgdfuse live: ' + status_line(stats), flush=True)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         try:
             core.shutdown()
         finally:

@@ -56,7 +56,7 @@ from pathlib import Path
 import sys
 
 from .guard import check_output_dir, float_range, int_at_least
-from .guard import int_in, is_write_failure, StopRequest, write_failure
+from .guard import int_in, is_write_failure, stop_request, write_failure
 from .outputs import check_apart, pair_inputs, ReplacedPath
 from .progress import Progress
 from .. import messages as m
@@ -212,10 +212,13 @@ def main(args) -> int:
         return int(round((mean + rng.uniform(-spread, spread)) * 1e6))
 
     skipped = {}
-    write_error, close_error, frame = None, None, 0
+    write_error, close_error, frame, interrupted = None, None, 0, False
+    # from here to the end a signal asks to stop at the next frame; the bag is closed and put in
+    # place whatever else arrives
+    stop = stop_request().protect()
     # written beside a previous bag, which it replaces once complete
     new = ReplacedPath(args.out)
-    with StopRequest() as stop, new, \
+    with new, \
             BagWriter(new.path, args.storage, args.version, False, custom,
                       ros_distro=distro) as bag, \
             Progress(total, label='make-bag', unit='pairs', quiet=args.quiet) as bar:
@@ -225,7 +228,8 @@ def main(args) -> int:
             bag.add_topic(topic, msgtype)
         for _ in range(args.repeat):
             for pair in pairs:
-                if stop.requested or write_error:
+                interrupted = interrupted or stop.requested
+                if interrupted or write_error:
                     break
                 try:
                     thermal, visible, _, _ = load_pair(pair, max_pixels, for_scoring=False)
@@ -271,7 +275,7 @@ def main(args) -> int:
         if not bag.messages and not write_error:
             bag.abort()  # an empty bag would only block the next run
         bar.done(f'{frame} pairs -> {Path(args.out)}')
-    kept = new.finish(not write_error and not stop.requested and frame > 0)
+    kept = new.finish(not write_error and not interrupted and frame > 0)
     written = (f'{Path(args.out)} holds {frame} frames ({bag.messages} messages, closed)'
                if bag.messages else f'nothing was written to {Path(args.out)}')
     if not kept:
@@ -283,7 +287,7 @@ def main(args) -> int:
         first = next(iter(skipped.items()))
         print(f'make-bag: skipped {len(skipped)} pair(s) that cannot be written faithfully '
               f'(first: {first[0]}: {first[1]})', file=sys.stderr)
-    if stop.requested:
+    if interrupted:
         raise stop.interrupted(f'after {frame} of {total} frames; {written}')
     if frame == 0:
         raise InputError(f'no pair could be written ({len(skipped)} skipped; first: '

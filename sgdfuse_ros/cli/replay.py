@@ -25,7 +25,7 @@ from pathlib import Path
 import sys
 import time
 
-from .guard import check_output_dir, is_write_failure, StopRequest, topic_name, write_failure
+from .guard import check_output_dir, is_write_failure, stop_request, topic_name, write_failure
 from .options import add_camera_topics, add_config, add_input_bag
 from .outputs import check_apart, config_inputs, ReplacedFiles, ReplacedPath
 from .progress import Progress
@@ -143,6 +143,9 @@ def main(args) -> int:
                   'sgdfuse_ros.replay.thermal_topic': topics.thermal.name,
                   'sgdfuse_ros.replay.rgb_topic': topics.visible.name}
         close_error = None
+        # from here to the end a signal asks to stop between messages; the bag is closed, the
+        # report written and the outputs settled whatever else arrives
+        stop = stop_request().protect()
         try:
             new_bag = ReplacedPath(out_path)
             new_report = ReplacedFiles(report_dir, REPORT_FILES, 'replay')
@@ -151,9 +154,8 @@ def main(args) -> int:
             raise
         previous = new_bag.previous or new_report.previous
         try:
-            with StopRequest() as stop, \
-                    BagWriter(new_bag.path, args.storage, args.version, False,
-                              custom) as writer, \
+            with BagWriter(new_bag.path, args.storage, args.version, False,
+                           custom) as writer, \
                     Progress(expected, label='replay', unit='pairs', quiet=args.quiet) as bar:
                 replay = Replay(bag, topics, pipeline, config, writer, report, namespace,
                                 copy_inputs=args.copy_inputs, overlay=args.overlay,

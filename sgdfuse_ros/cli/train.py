@@ -20,7 +20,10 @@
 
 Only split.json's ``train`` names are read (a few of them are held out for validation and model
 selection); the test pairs are never touched. Checkpoints, the JSONL log and the progress go to
-``--work`` (default ``outputs/train/<stage>``); ``--resume`` continues from its checkpoint.
+``--work`` (default ``outputs/train/<stage>``); ``--resume`` continues from its checkpoint (and
+says from which step), ``--fresh`` starts over; a ``--work`` that holds a checkpoint is refused
+without one of them. Ctrl-C, SIGTERM and SIGHUP stop at the next step with a checkpoint (exit
+130 / 143 / 129); a full disk is one line, exit 2, the previous checkpoint kept.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ import json
 from pathlib import Path
 import sys
 
-from .guard import check_output_dir, check_output_file, float_range, int_at_least
+from .guard import check_output_dir, check_output_file, float_range, int_at_least, \
+    os_error_line, stop_request
 from .outputs import check_apart
+from ..errors import InputError
 
 
 EXTRA_LOSS_KEYS = ('target_weight', 'contrast_ratio', 'denoise')
@@ -92,6 +97,9 @@ def add_arguments(parser) -> None:
                         help='peak learning rate (AdamW)')
     parser.add_argument('--seed', type=int, default=0, help='seed of crops, flips, noise, init')
     parser.add_argument('--resume', action='store_true', help="continue from --work's checkpoint")
+    parser.add_argument('--fresh', action='store_true',
+                        help="start over, deleting --work's checkpoint and log (without --resume "
+                             'or --fresh, a --work that holds a checkpoint is refused)')
     parser.add_argument('--val-every', type=int_at_least(1), default=250,
                         help='validate on held-out TRAIN pairs every N steps (0 = never)')
     parser.add_argument('--val-pairs', type=int_at_least(0), default=14,
@@ -118,10 +126,10 @@ def main(args) -> int:
     import torch
 
     from ..config import models_dir
-    from ..errors import ConfigError, InputError
+    from ..errors import ConfigError
     from ..eval.datasets import default_data_dir
     from ..training.data import CropSampler, load_samples, split_train_names
-    from ..training.loop import train
+    from ..training.loop import CKPT_NAME, train
 
     data_dir = Path(args.data) if args.data else default_data_dir()
     if data_dir is None:
@@ -133,9 +141,9 @@ def main(args) -> int:
     check_output_dir(work, '--work')
     check_apart(training_inputs(args, data_dir), [('--out', out), ('--work', work)],
                 outputs_apart=False)
-    from ..training.loop import CKPT_NAME
     check_apart([], [('--out', out)] + [('--work', work / name) for name in
-                                        (CKPT_NAME, 'log.jsonl', Path(CKPT_NAME).stem + '.tmp')])
+                                        (CKPT_NAME, 'log.jsonl', CKPT_NAME + '.tmp')])
+    check_work(work, args.resume, args.fresh)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = 'cuda' if args.device in ('auto', 'cuda') and torch.cuda.is_available() else 'cpu'
@@ -180,9 +188,24 @@ def main(args) -> int:
     print(f'training {args.stage} on {len(samples)} train pairs ({len(val_samples)} held out '
           f'for validation), {args.steps} steps of {args.batch}x{args.crop}^2 on {device}',
           file=sys.stderr)
-    summary = train(task, sampler, val_samples, out, work, args.steps, args.batch, lr=args.lr,
-                    resume=args.resume, val_every=args.val_every, minutes=args.minutes,
-                    info=info)
+    # from here to the end a signal stops at the next step; the checkpoint is written whatever
+    # else arrives
+    stop = stop_request().protect()
+    if args.fresh:
+        for name in (CKPT_NAME, 'log.jsonl'):
+            (work / name).unlink(missing_ok=True)
+    try:
+        summary = train(task, sampler, val_samples, out, work, args.steps, args.batch,
+                        lr=args.lr, resume=args.resume, val_every=args.val_every,
+                        minutes=args.minutes, info=info, stop=stop, label='train: ')
+    except OSError as err:  # a full disk: the last checkpoint written stays as it was
+        raise InputError(f'{os_error_line(err)}; {kept_checkpoint(work)}') from None
+    if summary['interrupted'] and summary['stopped_early']:
+        wrote = (f'; {out} holds the best weights so far' if summary['wrote_out']
+                 else f'; {out} left as it was')
+        raise stop.interrupted(f"stopped at step {summary['steps']} of {args.steps}; checkpoint "
+                               f'{work / CKPT_NAME}{wrote}; the same command with --resume '
+                               f"continues from step {summary['steps']}")
     print(f"wrote {out} after {summary['steps']} steps ({summary['seconds'] / 60:.1f} min); "
           f"best validation score {summary['best_score']:+.4f}", file=sys.stderr)
     if summary['best_metrics']:
@@ -208,6 +231,32 @@ def training_inputs(args, data_dir: Path) -> list:
     if args.stage == 'refiner':
         found.append(('--first-stage', args.first_stage or models_dir() / 'first_stage.pt'))
     return found
+
+
+def _checkpoint(work: Path):
+    """Return ``(path, step)`` of ``work``'s checkpoint; step None when none can be read."""
+    from ..training.loop import checkpoint_step, CKPT_NAME  # torch: not for --help
+    return work / CKPT_NAME, checkpoint_step(work)
+
+
+def check_work(work: Path, resume: bool, fresh: bool) -> None:
+    """Refuse a --work that holds a checkpoint unless --resume or --fresh says what to do."""
+    if resume and fresh:
+        raise InputError('--resume and --fresh exclude each other')
+    path, step = _checkpoint(work)
+    if resume or fresh or not path.is_file():
+        return
+    at = f' at step {step}' if step is not None else ''
+    raise InputError(f'--work {work} holds the checkpoint of an earlier run{at}: pass --resume '
+                     f'to continue from it, --fresh to start over, or choose another --work')
+
+
+def kept_checkpoint(work: Path) -> str:
+    """Say what a failed write left: the checkpoint of the last step that was saved, if any."""
+    path, step = _checkpoint(work)
+    if step is None:
+        return 'no checkpoint was written yet'
+    return f'{path} (step {step}) is as it was'
 
 
 def mixed_data(data_dirs, val_pairs: int, crop: int, seed: int, sam_share: float):

@@ -27,6 +27,7 @@ infinity, which would turn every fused frame into noise) are refused the same wa
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -73,16 +74,43 @@ def check_tensors(state, kind: str, path) -> None:
 
 
 def save_weights(path, kind: str, arch: dict, model, info: Optional[dict] = None) -> Path:
-    import torch
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {'kind': kind, 'format': FORMAT, 'arch': dict(arch), 'state_dict': state,
                'info': dict(info or {})}
-    tmp = path.with_suffix(path.suffix + '.tmp')
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    save_atomically(payload, path)
     return path
+
+
+def save_atomically(payload, path: Path) -> None:
+    """
+    ``torch.save`` whole or not at all: serialised in memory, written beside, fsynced, renamed.
+
+    A failed write (a full disk) leaves the previous file as it was and no temporary file; it
+    raises ``OSError`` naming the file.
+    """
+    import io
+
+    import torch
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    path = Path(path)
+    tmp = path.with_name(path.name + '.tmp')
+    try:
+        with open(tmp, 'wb') as handle:
+            handle.write(buffer.getbuffer())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        if isinstance(err, OSError) and err.filename is None:
+            err.filename = str(path)
+        raise
 
 
 def load_weights(path, kind: str, build: Callable[[dict], 'object']):

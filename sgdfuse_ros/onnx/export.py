@@ -81,12 +81,6 @@ def export_module(module, example_inputs: Sequence, path: Union[str, os.PathLike
             if dynamic_batch:
                 axes[name][0] = 'batch'
     tmp = path.with_suffix(path.suffix + '.tmp')
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # the TorchScript exporter's deprecation/tracer notes
-        torch.onnx.export(module, examples, str(tmp), dynamo=False, opset_version=opset,
-                          input_names=list(input_names), output_names=list(output_names),
-                          dynamic_axes=axes, do_constant_folding=True)
-    onnx.checker.check_model(str(tmp))
     if verify_sizes is None:
         four_d = [t for t in examples if getattr(t, 'dim', lambda: 0)() == 4]
         if four_d:
@@ -94,7 +88,13 @@ def export_module(module, example_inputs: Sequence, path: Union[str, os.PathLike
             verify_sizes = [(int(h), int(w)), (int(h) + 37, int(w) + 53)]
         else:
             verify_sizes = []
-    try:
+    try:  # whatever stops it (an error, a signal), no half-written file is left
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # the TorchScript exporter's deprecation/tracer notes
+            torch.onnx.export(module, examples, str(tmp), dynamo=False, opset_version=opset,
+                              input_names=list(input_names), output_names=list(output_names),
+                              dynamic_axes=axes, do_constant_folding=True)
+        onnx.checker.check_model(str(tmp))
         if verify_sizes:
             runner = OnnxModule(tmp, device='cpu', threads=1)
             generator = torch.Generator().manual_seed(0)
@@ -111,7 +111,7 @@ def export_module(module, example_inputs: Sequence, path: Union[str, os.PathLike
                     raise ValueError(f'ONNX export of {type(module).__name__} disagrees with '
                                      f'torch at {w}x{h} (max abs difference {error:.3g} > '
                                      f'{atol:g}): shape arithmetic baked into the graph?')
-    except Exception:
+    except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     tmp.replace(path)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from pathlib import Path
 from typing import Union
 import warnings
@@ -210,5 +211,13 @@ def export_onnx(config: dict, out_dir) -> Path:
     model = load_sam(checkpoint, config['prior.sam.model_type'], 'cpu')
     out = Path(out_dir) / f"sam_{config['prior.sam.model_type']}_decoder.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)
-    export_decoder(model, out)
+    buffer = io.BytesIO()
+    export_decoder(model, buffer)
+    tmp = out.with_name(out.name + '.tmp')
+    try:  # whole or not at all, whatever stops it (an error, a signal)
+        tmp.write_bytes(buffer.getbuffer())
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return out

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 import sys
 import time
@@ -37,6 +38,7 @@ import numpy as np
 
 from ..errors import ConfigError, error_line
 from ..eval.metrics import fusion_metrics, HEADLINE_METRICS, to_gray
+from ..fusion.weights import save_atomically
 
 CKPT_NAME = 'checkpoint.pt'
 
@@ -138,16 +140,80 @@ class Progress:
         self.stream.flush()
 
 
+def checkpoint_step(work: Path) -> Optional[int]:
+    """Return the step of ``work``'s checkpoint; None when there is none (or it is unreadable)."""
+    import torch
+    path = Path(work) / CKPT_NAME
+    if not path.is_file():
+        return None
+    try:
+        return int(torch.load(path, map_location='cpu', weights_only=True)['step'])
+    except Exception:  # noqa: B902 - resuming says what is wrong with it
+        return None
+
+
+class _Log:
+    """The JSONL log, line-buffered: a failed write raises at once, naming the file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.handle = path.open('a', buffering=1)
+
+    def _do(self, call, *args):
+        try:
+            return call(*args)
+        except OSError as err:
+            if err.filename is None:
+                err.filename = str(self.path)
+            try:
+                self.handle.close()
+            except OSError:
+                pass
+            raise
+
+    def write(self, text: str) -> None:
+        self._do(self.handle.write, text)
+
+    def flush(self) -> None:
+        self._do(self.handle.flush)
+
+    def close(self) -> None:
+        self._do(self.handle.close)
+
+
+def _keep_log_until(log_path: Path, step: int) -> None:
+    """Drop the log records past ``step`` (written after the checkpoint resumed from)."""
+    if not log_path.is_file():
+        return
+    kept = []
+    for line in log_path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut by a kill
+        if isinstance(record, dict) and int(record.get('step', 0)) <= step:
+            kept.append(line)
+    tmp = log_path.with_name(log_path.name + '.tmp')
+    tmp.write_text(''.join(line + '\n' for line in kept))
+    os.replace(tmp, log_path)
+
+
 def train(task, sampler, val_samples: List, out: Path, work: Path, steps: int, batch: int,
           lr: float = 1e-3, resume: bool = False, val_every: int = 250,
           checkpoint_every_s: float = 120.0, minutes: Optional[float] = None,
           reference: Optional[dict] = None, quiet: bool = False, info: Optional[dict] = None,
-          stop_after: Optional[int] = None) -> dict:
+          stop_after: Optional[int] = None, stop=None, label: str = '') -> dict:
     """
     Run (or resume) a training; return a summary dict.
 
     ``minutes`` (wall clock) or ``stop_after`` (steps in this invocation) stop early, cleanly, with
-    a checkpoint to resume.
+    a checkpoint to resume. So does a signal (``stop``, a
+    :class:`sgdfuse_ros.cli.guard.StopRequest`): at the next step boundary the checkpoint is
+    written (and ``out``, with the best weights so far, when a step was done), and the summary
+    says ``interrupted``; a second signal abandons the step in progress (undone: the checkpoint
+    is that of the step before). A resumed run says from which step and continues the log. A
+    failed write (a full disk) raises ``OSError`` naming the file; the previous checkpoint stays
+    as it was.
     """
     import torch
 
@@ -178,20 +244,22 @@ def train(task, sampler, val_samples: List, out: Path, work: Path, steps: int, b
             reference = ckpt.get('reference') or reference
         except Exception as err:
             raise ConfigError(f'cannot resume from {ckpt_path} ({error_line(err, 160)})') from None
+        # said even when quiet: where the work goes on from is not progress chatter
+        print(f'{label}resuming from step {step} of {steps} ({ckpt_path})', file=sys.stderr)
+        _keep_log_until(log_path, step)
     elif resume and not quiet:
-        print(f'no checkpoint at {ckpt_path}: starting from step 0', file=sys.stderr)
-    if not resume and log_path.exists():
+        print(f'{label}no checkpoint at {ckpt_path}: starting from step 0', file=sys.stderr)
+    if not (resume and step) and log_path.exists():
         log_path.unlink()
-    log = log_path.open('a')
+    log = _Log(log_path)
 
     def save_checkpoint():
         payload = {'model': model.state_dict(), 'optimizer': optim.state_dict(),
                    'scheduler': schedule.state_dict(), 'sampler_rng': sampler.state(),
                    'torch_rng': torch.get_rng_state(), 'step': step, 'best_score': best_score,
                    'best_state': best_state, 'best_metrics': best_metrics, 'reference': reference}
-        tmp = ckpt_path.with_suffix('.tmp')
-        torch.save(payload, tmp)
-        tmp.replace(ckpt_path)
+        log.flush()  # the log holds what the checkpoint holds
+        save_atomically(payload, ckpt_path)
 
     def run_validation():
         nonlocal best_score, best_state, best_metrics
@@ -220,57 +288,87 @@ def train(task, sampler, val_samples: List, out: Path, work: Path, steps: int, b
 
     model.train()
     progress = None if quiet else Progress(steps, step)
-    t_start = time.monotonic()
-    last_ckpt = time.monotonic()
-    smoothed = None
-    first_loss = last_loss = None
-    stopped_early = False
-    step_at_start = step
-    while step < steps:
-        if stop_after is not None and step - step_at_start >= stop_after:
-            stopped_early = True
-            break
-        if minutes is not None and time.monotonic() - t_start > minutes * 60.0:
-            stopped_early = True
-            break
-        data = torch.from_numpy(sampler.batch(batch)).to(device)
-        terms = task.loss(data)
-        loss = terms['total']
-        if not torch.isfinite(loss):
-            raise RuntimeError(f'loss is {loss.item()} at step {step}')
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optim.step()
-        schedule.step()
-        step += 1
-        value = float(loss.item())
-        first_loss = value if first_loss is None else first_loss
-        last_loss = value
-        smoothed = value if smoothed is None else 0.95 * smoothed + 0.05 * value
-        if step % 10 == 0 or step == steps:
-            values = {k: round(float(v.detach()), 6) for k, v in terms.items()}
-            log.write(json.dumps({'step': step, 'lr': schedule.get_last_lr()[0], **values})
-                      + '\n')
-        if progress:
-            progress.update(step, f'loss {smoothed:.4f} best {best_score:+.4f}')
-        if val_every and step % val_every == 0:
+    try:
+        t_start = time.monotonic()
+        last_ckpt = time.monotonic()
+        smoothed = None
+        first_loss = last_loss = None
+        stopped_early = False
+        interrupted = None
+        step_at_start = step
+
+        def forward_backward():
+            data = torch.from_numpy(sampler.batch(batch)).to(device)
+            terms = task.loss(data)
+            loss = terms['total']
+            if not torch.isfinite(loss):
+                raise RuntimeError(f'loss is {loss.item()} at step {step}')
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            return terms, loss
+
+        while step < steps:
+            if stop is not None and stop.requested:
+                stopped_early, interrupted = True, stop.name
+                break
+            if stop_after is not None and step - step_at_start >= stop_after:
+                stopped_early = True
+                break
+            if minutes is not None and time.monotonic() - t_start > minutes * 60.0:
+                stopped_early = True
+                break
+            if stop is None:
+                terms, loss = forward_backward()
+            else:  # a second signal abandons this step: undone, the parameters untouched
+                rng_before = (sampler.state(), torch.get_rng_state())
+                done, abandoned = stop.abandonable(forward_backward)
+                if abandoned:
+                    sampler.set_state(rng_before[0])
+                    torch.set_rng_state(rng_before[1])
+                    optim.zero_grad(set_to_none=True)
+                    stopped_early, interrupted = True, stop.name
+                    break
+                terms, loss = done
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optim.step()
+            schedule.step()
+            step += 1
+            value = float(loss.item())
+            first_loss = value if first_loss is None else first_loss
+            last_loss = value
+            smoothed = value if smoothed is None else 0.95 * smoothed + 0.05 * value
+            if step % 10 == 0 or step == steps:
+                values = {k: round(float(v.detach()), 6) for k, v in terms.items()}
+                log.write(json.dumps({'step': step, 'lr': schedule.get_last_lr()[0], **values})
+                          + '\n')
+            if progress:
+                progress.update(step, f'loss {smoothed:.4f} best {best_score:+.4f}')
+            if val_every and step % val_every == 0:
+                run_validation()
+            if time.monotonic() - last_ckpt > checkpoint_every_s:
+                save_checkpoint()
+                last_ckpt = time.monotonic()
+        if stop is not None and stop.requested and interrupted is None:
+            interrupted = stop.name  # it came during the last step: that step is done, kept
+        if val_every and step % val_every != 0 and not interrupted:
             run_validation()
-        if time.monotonic() - last_ckpt > checkpoint_every_s:
-            save_checkpoint()
-            last_ckpt = time.monotonic()
-    if val_every and step % val_every != 0:
-        run_validation()
-    save_checkpoint()
-    if progress:
-        progress.update(step, f"loss {smoothed if smoothed is not None else float('nan'):.4f} "
-                        f'best {best_score:+.4f}', force=True)
-        progress.close()
-    log.close()
-    final_state = best_state if best_state is not None else model.state_dict()
-    model.load_state_dict(final_state)
+        save_checkpoint()
+        if progress:
+            progress.update(step, f"loss {smoothed if smoothed is not None else float('nan'):.4f} "
+                            f'best {best_score:+.4f}', force=True)
+            progress.close()
+        log.close()
+        final_state = best_state if best_state is not None else model.state_dict()
+        model.load_state_dict(final_state)
+    except BaseException:  # a failed write, a bug: the error line starts on a line of its own
+        if progress:
+            progress.close()
+        raise
     summary = {'steps': step, 'stopped_early': stopped_early, 'best_score': best_score,
                'best_metrics': best_metrics, 'reference': reference, 'first_loss': first_loss,
-               'last_loss': last_loss, 'seconds': time.monotonic() - t_start}
-    task.save(out, {**(info or {}), **{k: v for k, v in summary.items() if k != 'seconds'}})
+               'last_loss': last_loss, 'seconds': time.monotonic() - t_start,
+               'interrupted': interrupted, 'wrote_out': step > step_at_start or not interrupted}
+    if summary['wrote_out']:  # a signal before any new step leaves ``out`` as it was
+        task.save(out, {**(info or {}), **{k: v for k, v in summary.items()
+                                           if k not in ('seconds', 'interrupted', 'wrote_out')}})
     return summary
