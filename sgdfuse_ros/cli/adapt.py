@@ -51,9 +51,11 @@ import shutil
 import sys
 import time
 
+from .guard import os_error_line, stop_request
 from .options import add_camera_topics, add_config, add_input_bag
 from .outputs import check_apart, config_inputs
 from .progress import Progress
+from .train import kept_checkpoint
 from ..errors import InputError
 
 STAGES = ('first-stage', 'refiner', 'both')
@@ -269,8 +271,6 @@ def adapt_stage(name: str, task, reference_task, frames, out: Path, work: Path, 
                         minutes=args.minutes, quiet=args.quiet, info=info,
                         stop_after=args.stop_after, stop=stop, label=f'adapt: {name}: ')
     except OSError as err:  # a full disk: the last checkpoint written stays as it was
-        from .guard import os_error_line
-        from .train import kept_checkpoint
         raise InputError(f'{os_error_line(err)}; {kept_checkpoint(folder)}') from None
     if summary['interrupted'] and summary['stopped_early']:
         wrote = (f'{out} holds the best weights so far' if summary['wrote_out']
@@ -350,7 +350,6 @@ def main(args) -> int:
         say(note)
     # from here to the end a signal stops at the next training step; the checkpoint is written
     # whatever else arrives, and the same command continues from it
-    from .guard import stop_request
     stop = stop_request().protect()
     (work / SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
 
