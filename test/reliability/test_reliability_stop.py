@@ -44,7 +44,8 @@ import numpy as np
 import pytest
 from sgdfuse_ros.cli import main as cli
 from sgdfuse_ros.eval.synthetic_pairs import write_sample
-from test_reliability_signals import bag_counts, committed_messages, no_journal, start
+from test_reliability_signals import bag_counts, being_written, committed_messages, no_journal, \
+    start
 import torch
 
 CLASSICAL = ['--set', 'first_stage.type=laplacian', '--set', 'refiner.steps=0']
@@ -316,7 +317,8 @@ def test_a_second_signal_abandons_the_training_step_in_progress(train_data, tmp_
 def test_replay_two_ctrl_c_close_the_bag_and_write_the_report(long_bag, tmp_path, gap):
     out = tmp_path / 'out'
     proc = start('replay', str(long_bag), '--out', str(out), '--quiet', *CLASSICAL)
-    wait_for(proc, lambda: committed_messages(out / 'out.db3') >= 12, 'a committed frame')
+    wait_for(proc, lambda: committed_messages(being_written(out, 'out.db3')) >= 12,
+             'a committed frame')
     signal_times(proc, signal.SIGINT, gaps=(gap,))
     status, _, err = finish(proc)
     assert status == 130, err[-2000:]
@@ -335,7 +337,8 @@ def test_make_bag_two_ctrl_c_leave_a_bag_with_its_metadata(pairs, tmp_path):
     out = tmp_path / 'bag'
     proc = start('make-bag', '--ir', str(pairs[2]), '--vis', str(pairs[3]), '--out', str(out),
                  '--repeat', '150', '--quiet')
-    wait_for(proc, lambda: committed_messages(out / 'bag.db3') >= 8, 'a committed frame')
+    wait_for(proc, lambda: committed_messages(being_written(out, 'bag.db3')) >= 8,
+             'a committed frame')
     signal_times(proc, signal.SIGINT, gaps=(0.05,))
     status, _, err = finish(proc)
     assert status == 130, err[-2000:]
@@ -351,7 +354,8 @@ def test_evaluate_two_ctrl_c_keep_metrics_and_report(pairs, tmp_path):
     out = tmp_path / 'out'
     proc = start('evaluate', '--ir', str(pairs[0]), '--vis', str(pairs[1]), '--out', str(out),
                  '--quiet', *CLASSICAL)
-    wait_for(proc, lambda: (out / 'fused').is_dir() and len(list((out / 'fused').iterdir())) >= 3,
+    wait_for(proc, lambda: being_written(out, 'fused').is_dir()
+             and len(list(being_written(out, 'fused').iterdir())) >= 3,
              'a fused pair')
     signal_times(proc, signal.SIGINT, gaps=(0.03,))
     status, _, err = finish(proc)
@@ -494,7 +498,7 @@ def test_replay_sighup_with_its_terminal_gone_still_closes_the_bag_and_writes_th
         os.close(slave)
     try:
         wait = time.monotonic() + 180
-        while committed_messages(out / 'out.db3') < 12:
+        while committed_messages(being_written(out, 'out.db3')) < 12:
             assert proc.poll() is None, proc.returncode
             assert time.monotonic() < wait, 'no committed frame in 180 s'
             try:
@@ -521,12 +525,13 @@ def test_sighup_stops_make_bag_and_evaluate_like_sigterm(pairs, tmp_path, comman
     if command == 'make-bag':
         proc = start('make-bag', '--ir', str(pairs[2]), '--vis', str(pairs[3]), '--out',
                      str(out), '--repeat', '150', '--quiet')
-        wait_for(proc, lambda: committed_messages(out / 'out.db3') >= 8, 'a committed frame')
+        wait_for(proc, lambda: committed_messages(being_written(out, 'out.db3')) >= 8,
+                 'a committed frame')
     else:
         proc = start('evaluate', '--ir', str(pairs[0]), '--vis', str(pairs[1]), '--out',
                      str(out), '--quiet', *CLASSICAL)
-        wait_for(proc, lambda: (out / 'fused').is_dir() and
-                 len(list((out / 'fused').iterdir())) >= 3, 'a fused pair')
+        wait_for(proc, lambda: being_written(out, 'fused').is_dir() and
+                 len(list(being_written(out, 'fused').iterdir())) >= 3, 'a fused pair')
     signal_times(proc, signal.SIGHUP)
     status, _, err = finish(proc)
     assert status == 129, err[-2000:]
