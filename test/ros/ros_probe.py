@@ -21,7 +21,7 @@ nothing but rclpy and the standard message packages (imported only by the launch
 skip where ROS 2 is absent). When to start counting what comes back: ros_sync (same folder).
 
 Importable without pytest: the launch tests put this folder on sys.path themselves, as
-``launch_test FILE`` does not (tests/test_launch_test_imports.py checks it).
+``launch_test FILE`` does not (test/test_colcon_setup.py checks it).
 """
 
 import array

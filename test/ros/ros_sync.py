@@ -27,7 +27,7 @@ ROS graph shows the subscriber's side, so the probe
    reliable pair sent in lockstep is fused (what the node guarantees), and the tests assert
    only on the pairs sent after the handshake.
 
-The graph, the clock and the spinning are parameters, so tests/ros/test_ros_sync.py checks this
+The graph, the clock and the spinning are parameters, so test/ros/test_ros_sync.py checks this
 logic against fakes without ROS. Imported by the launch tests through ros_probe, so it needs
 only the standard library (``launch_test FILE`` adds no pytest paths).
 """
