@@ -34,6 +34,7 @@ import xml.etree.ElementTree as ET
 
 from lint_support import copyright_paths, flake8_argv, FLAKE8_CONFIG, flake8_jobs, \
     is_repository_root, NOT_SOURCES
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ROS_TESTS = ROOT / 'test' / 'ros'
@@ -234,3 +235,67 @@ def test_launch_tests_import_only_what_launch_test_provides():
                 helpers_seen.add(module)
                 queue.append(ROS_TESTS / f'{module}.py')
     assert helpers_seen == {'ros_probe', 'ros_sync'}
+
+
+# Loads a launch test file the way ``launch_test FILE`` does (importlib, by path) in a fresh
+# Python whose sys.path holds the package (as a sourced install does) but no test folder, from
+# another working directory. ROS's modules are stand-ins that accept any use: what is checked is
+# where the file's own imports come from.
+LOAD_LIKE_LAUNCH_TEST = r"""
+import importlib.abc
+import importlib.util
+import sys
+import types
+
+ROS = set(sys.argv[2].split(','))
+
+
+class Anything:
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, *args, **kwargs):
+        return Anything()
+
+    def __getattr__(self, name):
+        return Anything()
+
+
+class StandIns(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ROS:
+            return importlib.util.spec_from_loader(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        module = types.ModuleType(spec.name)
+        module.__path__ = []
+        module.__getattr__ = lambda name: Anything
+        return module
+
+    def exec_module(self, module):
+        pass
+
+
+sys.meta_path.insert(0, StandIns())
+spec = importlib.util.spec_from_file_location('launch_test_module', sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+assert callable(module.generate_test_description)
+for name in ('ros_probe', 'ros_sync'):
+    print(name, sys.modules[name].__file__)
+"""
+
+
+@pytest.mark.parametrize('name', ['test_fusion_launch.py', 'test_fusion_sim_time_launch.py'])
+def test_a_launch_test_file_loads_without_pytest_paths(tmp_path, name):
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTEST_ADDOPTS', 'PYTEST_PLUGINS')}
+    env['PYTHONPATH'] = str(ROOT)  # the package, as \`source install/setup.bash\` provides it
+    done = subprocess.run(
+        [sys.executable, '-c', LOAD_LIKE_LAUNCH_TEST, str(ROS_TESTS / name),
+         ','.join(sorted(ROS_MODULES))],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = dict(line.split(' ', 1) for line in done.stdout.splitlines())
+    assert found == {'ros_probe': str(ROS_TESTS / 'ros_probe.py'),
+                     'ros_sync': str(ROS_TESTS / 'ros_sync.py')}
