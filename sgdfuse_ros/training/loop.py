@@ -211,8 +211,9 @@ def train(task, sampler, val_samples: List, out: Path, work: Path, steps: int, b
     :class:`sgdfuse_ros.cli.guard.StopRequest`): at the next step boundary the checkpoint is
     written (and ``out``, with the best weights so far, when a step was done), and the summary
     says ``interrupted``; a second signal abandons the step in progress (undone: the checkpoint
-    is that of the step before). A resumed run says from which step and continues the log. A
-    failed write (a full disk) raises ``OSError`` naming the file; the previous checkpoint stays
+    is that of the step before) or the validation in progress (that step is not scored). A
+    resumed run says from which step and continues the log. A failed write (a full disk) raises
+    ``OSError`` naming the file; the previous checkpoint stays
     as it was.
     """
     import torch
@@ -267,7 +268,14 @@ def train(task, sampler, val_samples: List, out: Path, work: Path, steps: int, b
             return None
         model.eval()
         with torch.inference_mode():
-            metrics = validation_metrics(task.fuse, val_samples)
+            if stop is None:
+                metrics = validation_metrics(task.fuse, val_samples)
+            else:  # a second signal abandons the validation: this step is then not scored
+                metrics, abandoned = stop.abandonable(validation_metrics, task.fuse,
+                                                      val_samples)
+                if abandoned:
+                    model.train()
+                    return None
         model.train()
         score = selection_score(metrics, reference) if reference else 0.0
         record = {'step': step, 'val': metrics, 'score': score, 'time': time.time()}

@@ -311,6 +311,30 @@ def test_a_second_signal_abandons_the_training_step_in_progress(train_data, tmp_
     assert checkpoint_step(tmp_path / 'work' / 'checkpoint.pt') == 3
 
 
+def test_a_second_signal_abandons_a_validation_in_progress(train_data, tmp_path, monkeypatch,
+                                                           capsys):
+    from sgdfuse_ros.training import loop
+    real = loop.validation_metrics
+    calls = []
+
+    def validation(fuse, samples):
+        calls.append(1)
+        if len(calls) == 3:  # step 5's validation (after the reference's and step 0's)
+            kill_self(signal.SIGINT, signal.SIGINT)
+        return real(fuse, samples)
+
+    monkeypatch.setattr(loop, 'validation_metrics', validation)
+    argv = train_args(train_data, tmp_path, 50)
+    argv[argv.index('--val-pairs') + 1] = '3'  # one of the three pairs held out
+    assert cli(argv + ['--val-every', '5']) == 130
+    line = last_line(capsys.readouterr().err, 'train', signal.SIGINT)
+    assert 'stopped at step 5 of 50' in line
+    assert checkpoint_step(tmp_path / 'work' / 'checkpoint.pt') == 5
+    records = [json.loads(x) for x in (tmp_path / 'work' / 'log.jsonl').read_text().splitlines()]
+    assert [r['step'] for r in records if 'val' in r] == [0]  # step 5 was not scored
+    assert len(calls) == 3  # and no final validation after the stop
+
+
 # --- two Ctrl-C: the second may hurry, never corrupt ------------------------------------------
 
 @pytest.mark.parametrize('gap', [0.02, 0.1], ids=['20ms', '100ms'])
@@ -560,6 +584,84 @@ def test_live_sighup_stops_the_node_and_writes_its_stats(tmp_path):
     assert status == 0, err[-2000:]  # its normal end, books balanced
     assert 'Traceback' not in err and 'sgdfuse live: stopped' in out
     assert json.loads(stats.read_text())['inputs']
+
+
+def test_a_dead_reader_of_stderr_does_not_cost_the_report(long_bag, tmp_path):
+    """``sgdfuse replay ... 2>&1 | tee log`` and Ctrl-C: tee dies first, writes fail (EPIPE)."""
+    out = tmp_path / 'out'
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen([sys.executable, '-m', 'sgdfuse_ros.cli', 'replay', str(long_bag),
+                             '--out', str(out), '--no-metrics', *CLASSICAL], cwd=root, env=env,
+                            stdout=write_end, stderr=write_end, start_new_session=True)
+    os.close(write_end)
+    try:
+        assert os.read(read_end, 100).startswith(b'replay: ')  # its first line: it runs
+        wait_for(proc, lambda: committed_messages(being_written(out, 'out.db3')) >= 12,
+                 'a committed frame')
+    finally:
+        os.close(read_end)  # the reader is gone
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=180) == 130
+    report = json.loads((tmp_path / 'out_report' / 'report.json').read_text())
+    assert report['interrupted'] == 'SIGINT'
+    replay_books(report)
+    no_journal(out)
+    assert bag_counts(out)['/fusion/fused/image'] == report['pairs']['fused']
+
+
+def test_a_signal_ignored_at_start_stays_ignored(long_bag, tmp_path):
+    """``nohup sgdfuse replay ...``: SIGHUP is ignored when it starts, and so it stays."""
+    out = tmp_path / 'out'
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    proc = subprocess.Popen([sys.executable, '-m', 'sgdfuse_ros.cli', 'replay', str(long_bag),
+                             '--out', str(out), '--quiet', '--no-metrics', *CLASSICAL],
+                            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    wait_for(proc, lambda: committed_messages(being_written(out, 'out.db3')) >= 12,
+             'a committed frame')
+    signal_times(proc, signal.SIGHUP)
+    status, _, err = finish(proc)
+    assert status == 0 and err.strip() == '', err
+    report = json.loads((tmp_path / 'out_report' / 'report.json').read_text())
+    assert report['interrupted'] is None and report['pairs']['fused'] == 400
+
+
+def test_live_signal_while_the_node_is_configured_still_writes_its_stats(
+        tmp_path, monkeypatch, capsys):
+    pytest.importorskip('cyclonedds')
+    from sgdfuse_ros.node.core import FusionNodeCore
+    real = FusionNodeCore.configure
+
+    def configure(self, *args, **kwargs):
+        kill_self(signal.SIGTERM, signal.SIGTERM)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(FusionNodeCore, 'configure', configure)
+    stats = tmp_path / 'stats.json'
+    assert cli(['live', '--domain-id', str(150 + os.getpid() % 50), '--localhost-only',
+                '--status-period', '0', '--stats-json', str(stats), *CLASSICAL]) == 0
+    captured = capsys.readouterr()
+    assert 'Traceback' not in captured.err and 'sgdfuse live: stopped' in captured.out
+    assert json.loads(stats.read_text())['inputs']
+
+
+def test_export_interrupted_leaves_no_partial_file(tmp_path, monkeypatch, capsys):
+    real = torch.onnx.export
+
+    def export(*args, **kwargs):
+        real(*args, **kwargs)  # the .tmp is written; the check and the rename are next
+        kill_self(signal.SIGINT)
+
+    monkeypatch.setattr(torch.onnx, 'export', export)
+    out = tmp_path / 'onnx'
+    assert cli(['export', '--out', str(out), '--what', 'first-stage,refiner']) == 130
+    line = only_line(capsys.readouterr().err, 'export', signal.SIGINT)
+    assert 'while exporting first-stage (no file of it left)' in line
+    assert list(out.iterdir()) == []
 
 
 # --- a full disk under training ------------------------------------------------------------------
