@@ -165,25 +165,38 @@ def compressed_msg(array: np.ndarray, header, fmt: str = 'jpeg', quality: int = 
                                 data=np.frombuffer(buffer.tobytes(), np.uint8))
 
 
-def image_from_msg(msg) -> Tuple[np.ndarray, str]:
-    """sensor_msgs/Image or CompressedImage -> (array, encoding). InputError if unusable."""
+def image_from_msg(msg, max_pixels: Optional[int] = None) -> Tuple[np.ndarray, str]:
+    """
+    sensor_msgs/Image or CompressedImage -> (array, encoding). InputError if unusable.
+
+    A compressed image is decoded the one way every path decodes an encoded image
+    (:func:`~sgdfuse_ros.pipeline.image_decode.decode_image`): its size is read from the
+    format's header and refused beyond ``max_pixels`` (None: the default
+    ``limits.max_input_pixels``) before anything is decoded.
+    """
     if getattr(msg, '__msgtype__', '') == COMPRESSED or hasattr(msg, 'format'):
-        data = np.asarray(msg.data, dtype=np.uint8)
+        from ..pipeline.image_decode import decode_image
+        data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
         if data.size == 0:
             raise InputError('compressed image has no data')
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise InputError(f"compressed image ({msg.format or 'unknown format'}) "
-                             f'does not decode')
+        label = short_label(msg.format) or 'unknown format'
+        image = decode_image(data, max_pixels, f'compressed image ({label})')
         if image.ndim == 3 and image.shape[2] == 4:
             image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
         encoding = _ENCODING_OF_ARRAY.get((image.dtype, 1 if image.ndim == 2 else image.shape[2]))
         if encoding is None:
-            raise InputError(f'compressed image decodes to unsupported dtype {image.dtype}')
+            raise InputError(f'compressed image decodes to unsupported dtype {image.dtype} with '
+                             f'{image.shape[2]} channels')
         return image, encoding
     image = array_from_buffer(msg.data, int(msg.height), int(msg.width), str(msg.encoding),
                               int(msg.step), bool(msg.is_bigendian))
     return image, str(msg.encoding)
+
+
+def short_label(text, limit: int = 40) -> str:
+    """A message's free-text field, bounded and printable, for a log line."""
+    text = ''.join(c if c.isprintable() else '?' for c in str(text)[:limit])
+    return text + ('...' if len(str(text)) > limit else '')
 
 
 # --- camera info ---------------------------------------------------------------------------------

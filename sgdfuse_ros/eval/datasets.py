@@ -27,10 +27,10 @@ import os
 from pathlib import Path
 from typing import List, Optional
 
-import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..pipeline import image_decode
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 
@@ -108,19 +108,14 @@ def dataset_pairs(data_dir, subset: Optional[str] = None) -> List[Pair]:
     return list_pairs(data_dir / 'ir', data_dir / 'vis', names)
 
 
-def read_image(path: Path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
-    image = cv2.imread(str(path), flags)
-    if image is None:
-        raise InputError(f'cannot read image: {path}')
-    return image
+def read_image(path: Path, max_pixels: Optional[int] = None) -> np.ndarray:
+    """An image file decoded the one way (:func:`read_image_file`, as stored)."""
+    return read_image_file(path, max_pixels).decode()
 
 
-def read_pair(pair: Pair):
-    """(thermal as a single-channel array, visible as BGR or gray uint8)."""
-    thermal = read_image(pair.thermal)
-    if thermal.ndim == 3:  # thermal saved as 3-channel: take its luminance
-        thermal = cv2.cvtColor(thermal[..., :3], cv2.COLOR_BGR2GRAY)
-    visible = read_image(pair.visible, cv2.IMREAD_COLOR)
+def read_pair(pair: Pair, max_pixels: Optional[int] = None):
+    """(thermal as a single-channel array, visible as BGR uint8): :func:`load_pair`'s inputs."""
+    thermal, visible, _, _ = load_pair(pair, max_pixels, for_scoring=False)
     return thermal, visible
 
 
@@ -128,24 +123,12 @@ def read_pair(pair: Pair):
 
 
 def header_size(data: bytes) -> Optional[tuple]:
-    """``(width, height)`` from a PNG or JPEG header, before any decoding; None otherwise."""
-    if data[:8] == b'\x89PNG\r\n\x1a\n' and len(data) >= 24 and data[12:16] == b'IHDR':
-        return int.from_bytes(data[16:20], 'big'), int.from_bytes(data[20:24], 'big')
-    if data[:2] == b'\xff\xd8':
-        i = 2
-        while i + 9 <= len(data):
-            if data[i] != 0xFF:
-                return None
-            marker = data[i + 1]
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-                i += 2
-                continue
-            length = int.from_bytes(data[i + 2:i + 4], 'big')
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                return (int.from_bytes(data[i + 7:i + 9], 'big'),
-                        int.from_bytes(data[i + 5:i + 7], 'big'))
-            i += 2 + length
-    return None
+    """``(width, height)`` from an accepted format's header, before any decoding; else None."""
+    try:
+        header = image_decode.read_header(data)
+    except InputError:
+        return None
+    return header.width, header.height
 
 
 def truncated(data: bytes) -> bool:
@@ -159,61 +142,63 @@ def truncated(data: bytes) -> bool:
 
 @dataclass
 class ImageFile:
-    """One image file read once: its bytes, and the decodings taken from those bytes."""
+    """One image file read once: its bytes, decoded once (:mod:`..pipeline.image_decode`)."""
 
     path: Path
     data: np.ndarray
+    max_pixels: Optional[int] = None
 
-    def decode(self, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
+    def decode(self) -> np.ndarray:
+        """The image as stored (uint8/uint16, HxW or HxWx3/4); one line if it cannot be."""
         try:
-            image = cv2.imdecode(self.data, flags)
-        except cv2.error:
-            image = None
-        if image is None or image.size == 0:
-            raise InputError(f'cannot decode {self.path} (not an image, or corrupt)')
-        return image
+            return image_decode.decode_image(self.data, self.max_pixels, str(self.path))
+        except image_decode.SizeRefused as err:
+            raise InputError(f'{self.path}: {err}') from None
+        except InputError as err:
+            raise InputError(f'cannot decode {self.path}: {err}') from None
 
 
-def read_image_file(path: Path, max_pixels: int = 0) -> ImageFile:
+def read_image_file(path: Path, max_pixels: Optional[int] = None) -> ImageFile:
     """
     Read ``path`` once and check it before decoding.
 
-    Refused with one line: unreadable, empty, truncated (PNG/JPEG end marker missing), or more
-    pixels than ``max_pixels`` according to its header.
+    Refused with one line: unreadable, empty, larger than any allowed image could be, a format
+    whose size cannot be read from its header, an empty image or more pixels than
+    ``max_pixels`` (None: the default ``limits.max_input_pixels``) according to its header,
+    truncated (PNG/JPEG end marker missing).
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise InputError(f'cannot read {path}: {err.strerror or err}') from None
+    data = image_decode.read_file_bytes(path, max_pixels)
     if not data:
         raise InputError(f'{path} is empty')
-    size = header_size(data)
-    if size is not None:
-        width, height = size
-        if width == 0 or height == 0:
-            raise InputError(f'{path}: header says {width}x{height} pixels')
-        if max_pixels and width * height > max_pixels:
-            raise InputError(f'{path}: {width}x{height} pixels is more than '
-                             f'limits.max_input_pixels={max_pixels} (from its header)')
+    try:
+        image_decode.check_header(image_decode.read_header(data),
+                                  image_decode.default_max_pixels() if max_pixels is None
+                                  else max_pixels)
+    except image_decode.SizeRefused as err:
+        raise InputError(f'{path}: {err}') from None
+    except InputError as err:
+        raise InputError(f'cannot decode {path}: {err}') from None
     if truncated(data):
         raise InputError(f'{path} is truncated (its end marker is missing)')
-    return ImageFile(path, np.frombuffer(data, np.uint8))
+    return ImageFile(path, np.frombuffer(data, np.uint8), max_pixels)
 
 
-def load_pair(pair: Pair, max_pixels: int = 0, for_scoring: bool = True) -> tuple:
+def load_pair(pair: Pair, max_pixels: Optional[int] = None, for_scoring: bool = True) -> tuple:
     """
     ``(thermal, visible, thermal_colour, visible_colour)`` from one reading of each file.
 
-    ``thermal`` and ``visible`` are what :func:`read_pair` gives (the fusion's inputs);
-    ``*_colour`` are the same bytes decoded as the reference evaluator reads a file
-    (``IMREAD_COLOR``), for scoring (None without ``for_scoring``).
+    Both files are decoded the same way, once, as stored (no EXIF rotation, no colour or depth
+    conversion by the decoder: :func:`~sgdfuse_ros.pipeline.image_decode.decode_image`);
+    every view is taken from that array. ``thermal`` is single-channel (8 or 16 bit, a colour
+    file's luminance), ``visible`` uint8 BGR; ``*_colour`` are the views the reference
+    evaluator scores (``IMREAD_COLOR`` without rotation: 16 bits to their high byte, gray
+    repeated, alpha dropped), for scoring (None without ``for_scoring``).
     """
     ir_file = read_image_file(pair.thermal, max_pixels)
     vis_file = read_image_file(pair.visible, max_pixels)
-    thermal = ir_file.decode(cv2.IMREAD_UNCHANGED)
-    if thermal.ndim == 3:
-        thermal = cv2.cvtColor(thermal[..., :3], cv2.COLOR_BGR2GRAY)
-    thermal_colour = ir_file.decode(cv2.IMREAD_COLOR) if for_scoring else None
-    visible = vis_file.decode(cv2.IMREAD_COLOR)
+    ir, vis = ir_file.decode(), vis_file.decode()
+    thermal = image_decode.as_thermal(ir)
+    visible = image_decode.as_visible(vis)
+    thermal_colour = image_decode.as_reference_colour(ir) if for_scoring else None
     return thermal, visible, thermal_colour, visible if for_scoring else None

@@ -119,19 +119,19 @@ def to_gray(img: np.ndarray) -> np.ndarray:
     return np.round(gray).astype(np.float64)
 
 
-def read_gray(path) -> np.ndarray:
-    """Read an image file as the reference does (``cv2.imread`` colour, then :func:`to_gray`)."""
+def read_gray(path, max_pixels=None) -> np.ndarray:
+    """
+    Read an image file as the reference does (colour, then :func:`to_gray`).
+
+    Through the one decode every command uses (:func:`sgdfuse_ros.eval.datasets.read_image`:
+    size from the header first, no EXIF rotation), then the reference's colour view.
+    """
+    from ..pipeline.image_decode import as_reference_colour
+    from .datasets import read_image
     p = Path(path)
     if not p.is_file():
         raise InputError(f'image not found: {p}')
-    try:
-        buf = np.fromfile(str(p), dtype=np.uint8)
-        img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
-    except (OSError, cv2.error):
-        img = None
-    if img is None:
-        raise InputError(f'cannot read image (not an image or corrupt): {p}')
-    return to_gray(img)
+    return to_gray(as_reference_colour(read_image(p, max_pixels)))
 
 
 # --------------------------------------------------------------------------- scoring

@@ -19,7 +19,8 @@ One implementation for the node (both transports) and the bag replay, so a repla
 what the node rejects.
 
 Order: encoding and size from the header fields (cheap, before touching the payload), then the
-payload itself (length, step, byte order, compressed data), then the decoded result again.
+payload itself (length, step, byte order; a compressed image's size from its format's header,
+before it is decoded), then the decoded result again.
 A failure is a :class:`Rejected` carrying the reason the accounting counts it under
 (``encoding``, ``size`` or ``decode``).
 """
@@ -33,6 +34,7 @@ import numpy as np
 from .. import messages
 from ..errors import InputError
 from ..pipeline.encodings import THERMAL_ENCODINGS, VISIBLE_ENCODINGS
+from ..pipeline.image_decode import SizeRefused
 
 
 class Rejected(InputError):
@@ -62,7 +64,9 @@ def decode_camera_image(source: str, msg, max_pixels: int) -> Tuple[np.ndarray, 
             raise Rejected('size', f'{what} image is {width}x{height} (empty, or more than '
                                    f'limits.max_input_pixels={max_pixels})')
     try:
-        image, encoding = messages.image_from_msg(msg)
+        image, encoding = messages.image_from_msg(msg, max_pixels)
+    except SizeRefused as err:  # a compressed image's header: refused before decoding
+        raise Rejected('size', f'{what} image: {err}') from None
     except InputError as err:
         raise Rejected('decode', f'{what} image: {err}') from None
     if encoding not in allowed:
