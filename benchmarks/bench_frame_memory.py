@@ -57,7 +57,7 @@ def status(key):
 
 w, h = int(sys.argv[1]), int(sys.argv[2])
 from sgdfuse_ros.config import load_config
-from sgdfuse_ros.node import messages
+from sgdfuse_ros import messages
 from sgdfuse_ros.node.core import FusionNodeCore
 from sgdfuse_ros.transport.memory import MemoryTransport
 
@@ -135,7 +135,8 @@ def main() -> int:
     lines = ['# Peak memory of one frame (node, default config)', '',
              f"{report['machine']['cpu']}, {report['machine']['date']}, RLIMIT_AS "
              f'{args.as_limit_gib} GiB per process', '',
-             '| size | megapixels | RSS before the pair (MiB) | peak (MiB) | frame (MiB) | fused |',
+             '| size | megapixels | RSS before the pair (MiB) | peak (MiB) | frame (MiB) '
+             '| fused |',
              '|---|---|---|---|---|---|']
     for r in rows:
         if 'error' in r:

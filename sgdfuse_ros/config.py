@@ -142,7 +142,7 @@ def load_config(path: Optional[os.PathLike] = None,
     config.update(validate(flatten(_ros_parameters(document, path)), str(path)))
     if overrides:
         config.update(validate(dict(overrides), 'override'))
-    _check_agc_range(config)
+    _check_cross(config)
     return config
 
 
@@ -152,14 +152,20 @@ def check_config(config: Mapping[str, Any]) -> dict:
     if missing:
         raise ConfigError(f"configuration lacks {', '.join(missing)}")
     checked = validate({k: v for k, v in config.items() if k in SPECS}, 'parameters')
-    _check_agc_range(checked)
+    _check_cross(checked)
     return checked
 
 
-def _check_agc_range(config: Mapping[str, Any]) -> None:
+def _check_cross(config: Mapping[str, Any]) -> None:
+    """Check what involves two parameters (AGC window, output size against the pixel limit)."""
     lo, hi = config['agc.low_percentile'], config['agc.high_percentile']
     if lo >= hi:
         raise ConfigError(f'agc.low_percentile ({lo}) must be below agc.high_percentile ({hi})')
+    w, h, most = config['output.width'], config['output.height'], config['limits.max_input_pixels']
+    if w and h and w * h > most:
+        raise ConfigError(f'output.width x output.height = {w}x{h} = {w * h} pixels, more than '
+                          f'limits.max_input_pixels={most} (the fused image is bounded like the '
+                          'inputs: its memory grows with its pixels)')
 
 
 def parse_override(text: str) -> tuple:

@@ -19,6 +19,8 @@ Command-line tools print ``str(err)`` on one line and exit non-zero; the node lo
 counts the frame as rejected and keeps running.
 """
 
+import re
+
 
 class SgdfuseError(Exception):
     """Base class for every error a user should see as one line."""
@@ -39,7 +41,25 @@ class ResourceError(SgdfuseError):
 def first_line(err, limit: int = None, default: str = '') -> str:
     """Return the first line of ``str(err)``, cut to ``limit`` characters; ``default`` if empty."""
     text = str(err).strip()
+    if text.startswith('OpenCV('):
+        return opencv_reason(text)[:limit]
     return text.splitlines()[0][:limit] if text else default
+
+
+def opencv_reason(err) -> str:
+    """
+    Return an OpenCV error as one short line: ``OpenCV <function>: <what went wrong>``.
+
+    OpenCV's own text spans lines and starts with its version and source file
+    (``OpenCV(5.0.0) /io/opencv/modules/core/src/arithm.cpp:1611: error: (-209:...) ...``).
+    """
+    text = ' '.join(str(err).split())
+    found = re.search(r"error: \(-?\d+:([^)]*)\)\s*(.*?)(?: in function '?([\w:~<>]+)'?)?$",
+                      text)
+    if not found:
+        return text[:200]
+    kind, detail, function = found.groups()
+    return f"OpenCV{' ' + function if function else ''}: {detail.strip() or kind}"[:200]
 
 
 def error_line(err, limit: int = None) -> str:

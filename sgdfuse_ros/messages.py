@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .image_decode import decode_image
 
 IMAGE = 'sensor_msgs/msg/Image'
 COMPRESSED = 'sensor_msgs/msg/CompressedImage'
@@ -170,12 +171,11 @@ def image_from_msg(msg, max_pixels: Optional[int] = None) -> Tuple[np.ndarray, s
     sensor_msgs/Image or CompressedImage -> (array, encoding). InputError if unusable.
 
     A compressed image is decoded the one way every path decodes an encoded image
-    (:func:`~sgdfuse_ros.pipeline.image_decode.decode_image`): its size is read from the
+    (:func:`~sgdfuse_ros.image_decode.decode_image`): its size is read from the
     format's header and refused beyond ``max_pixels`` (None: the default
     ``limits.max_input_pixels``) before anything is decoded.
     """
     if getattr(msg, '__msgtype__', '') == COMPRESSED or hasattr(msg, 'format'):
-        from ..pipeline.image_decode import decode_image
         data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
         if data.size == 0:
             raise InputError('compressed image has no data')
@@ -194,9 +194,10 @@ def image_from_msg(msg, max_pixels: Optional[int] = None) -> Tuple[np.ndarray, s
 
 
 def short_label(text, limit: int = 40) -> str:
-    """A message's free-text field, bounded and printable, for a log line."""
-    text = ''.join(c if c.isprintable() else '?' for c in str(text)[:limit])
-    return text + ('...' if len(str(text)) > limit else '')
+    """Return a message's free-text field, bounded and printable, for a log line."""
+    text = str(text)
+    return ''.join(c if c.isprintable() else '?' for c in text[:limit]) + \
+        ('...' if len(text) > limit else '')
 
 
 # --- camera info ---------------------------------------------------------------------------------

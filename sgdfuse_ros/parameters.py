@@ -29,6 +29,7 @@ import math
 from typing import Any, Optional, Sequence
 
 from .errors import ConfigError
+from .image_decode import DEFAULT_MAX_PIXELS
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,12 @@ PIPELINE_PARAMS = [
     P('registration.resize_mismatched', False,
       'With no homography, thermal and visible images of different sizes are an error; true '
       'stretches the thermal image onto the visible frame instead.'),
-    P('limits.max_input_pixels', 16_777_216,
-      'Frames with more pixels than this (per camera) are rejected.', min=1, max=1 << 30),
+    P('limits.max_input_pixels', DEFAULT_MAX_PIXELS,
+      'Frames with more pixels than this (per camera; a compressed image by its header, before '
+      'decoding) are rejected, and the fused image (output.width x output.height) may not be '
+      'larger. A frame costs about 220 MiB per megapixel at its peak with the default stages '
+      '(docs/reliability.md): the default (2048x2048, 4.2 MP) keeps the node under 2 GiB, for a '
+      '4 GB robot computer.', min=1, max=1 << 30),
     # --- thermal automatic gain control ----------------------------------------------------------
     P('agc.mode', 'auto',
       'auto: mono8 passes through, 16-bit and float frames get the percentile window; always: '

@@ -35,6 +35,7 @@ PACKAGE = 'sgdfuse_ros'
 #: the ground floor first; a unit may import only units of lower rows
 LAYERS = (
     ('errors',),
+    ('image_decode',),
     ('hardware', 'messages', 'parameters'),
     ('config',),
     ('fusion', 'prior'),

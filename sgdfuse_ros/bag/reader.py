@@ -38,7 +38,7 @@ that settles it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath, PureWindowsPath
 import re
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -163,12 +163,29 @@ class BagInput:
 
     @staticmethod
     def _describe_directory(meta: Path) -> str:
+        """Check metadata.yaml's shape and that every file it names is inside the bag folder."""
         try:
-            info = yaml.safe_load(meta.read_text())['rosbag2_bagfile_information']
-            return (f"rosbag2 directory ({info.get('storage_identifier', '?')}, "
-                    f"metadata version {info.get('version', '?')})")
+            document = yaml.safe_load(meta.read_text())
         except Exception as err:
             raise InputError(f'cannot read {meta}: {error_line(err)}') from None
+        info = document.get('rosbag2_bagfile_information') if isinstance(document, dict) \
+            else None
+        if not isinstance(info, dict):
+            what = 'is empty' if document is None else 'has no rosbag2_bagfile_information mapping'
+            raise InputError(f'{meta} {what}: not a rosbag2 metadata file (delete it to read '
+                             'the storage file on its own, or `ros2 bag reindex` the folder)')
+        named = list(info.get('relative_file_paths') or [])
+        named += [f.get('path') for f in info.get('files') or [] if isinstance(f, dict)]
+        for name in named:
+            if not isinstance(name, str) or not name.strip():
+                raise InputError(f'{meta} names a storage file that is not a path: '
+                                 f'{str(name)[:80]!r}')
+            parts = PurePath(name).parts
+            if PurePath(name).is_absolute() or '..' in parts or PureWindowsPath(name).anchor:
+                raise InputError(f'{meta} names {name[:120]!r}, outside the bag folder '
+                                 f'{meta.parent}: refused (a bag holds its own files)')
+        return (f"rosbag2 directory ({info.get('storage_identifier', '?')}, "
+                f"metadata version {info.get('version', '?')})")
 
     # --- topics ----------------------------------------------------------------------------------
     @property

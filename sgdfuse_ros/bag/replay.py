@@ -212,7 +212,7 @@ class Replay:
 
     # --- one pair --------------------------------------------------------------------------------
     def fuse(self, thermal_frame, visible_frame) -> None:
-        from ..errors import ResourceError, SgdfuseError
+        from ..errors import error_line, ResourceError, SgdfuseError
         from ..fuse import fusion_outputs
 
         _, thermal, t_enc, t_log, t_stamp = thermal_frame
@@ -240,7 +240,7 @@ class Replay:
             self.report.failure(index, v_stamp, 'pipeline', str(err))
             return self._tick()
         except Exception as err:  # the node survives anything a frame does; so does the replay
-            self.report.failure(index, v_stamp, 'pipeline_bug', f'{type(err).__name__}: {err}')
+            self.report.failure(index, v_stamp, 'pipeline_bug', error_line(err, 200))
             return self._tick()
 
         tick = time.perf_counter()

@@ -37,6 +37,7 @@ from typing import Dict, List, Optional
 import cv2
 import numpy as np
 
+from ..node.frame_check import all_rejected
 from ..node.frames import INPUT_LABELS
 
 ROLES = ('thermal', 'visible')  # the replay's two cameras, as the code names them
@@ -163,6 +164,16 @@ class ReplayReport:
                                                (thermal, visible, fused, overlay)]))
 
     # --- summarising -----------------------------------------------------------------------------
+    @staticmethod
+    def all_rejected(result: dict) -> Optional[str]:
+        """When every frame of a camera was rejected: that, with the reasons (else None)."""
+        msgs = result['messages']
+        lines = [line for line in (
+            all_rejected(label, msgs[key]['read'], msgs[key]['rejected'],
+                         (msgs[key].get('rejected_examples') or [None])[0])
+            for key, label in (('thermal', 'thermal'), ('rgb', 'RGB'))) if line]
+        return '; '.join(lines) or None
+
     def finish(self, sync_stats: dict, wall_s: float, outputs: Dict[str, int],
                read_error: Optional[str] = None, interrupted: bool = False,
                other_read: Optional[Dict[str, int]] = None, sync_resets: int = 0,

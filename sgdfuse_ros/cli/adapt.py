@@ -57,6 +57,7 @@ from .outputs import check_apart, config_inputs
 from .progress import Progress
 from .train import kept_checkpoint
 from ..errors import InputError
+from ..hardware import resolve_device
 
 STAGES = ('first-stage', 'refiner', 'both')
 SETTINGS_FILE = 'adapt.json'
@@ -327,6 +328,9 @@ def main(args) -> int:
                 + [('--first-stage' if stage == 'first_stage' else '--refiner', path)
                    for stage, path in starts.items()],
                 [('--out', args.out), ('--work', args.work)], outputs_apart=False)
+    # as the node treats device=cuda without a GPU: one warning and the CPU, or (with
+    # device_fallback: false) a one-line refusal, before any work
+    device = resolve_device({'device': args.device, 'device_fallback': config['device_fallback']})
     out_dir = writable_folder(Path(args.out), '--out')
     work = writable_folder(Path(args.work) if args.work else out_dir / 'adapt_work', '--work')
     starts = start_weights(args, config)
@@ -356,7 +360,6 @@ def main(args) -> int:
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = 'cuda' if args.device in ('auto', 'cuda') and torch.cuda.is_available() else 'cpu'
     crop = min(args.crop, min(frames.size) // 8 * 8)
     if crop < 32:
         raise InputError(f'frames of {frames.size[1]}x{frames.size[0]} are too small to adapt on '

@@ -232,6 +232,9 @@ def main(args) -> int:
                          f'damage are in {out_path} (report: {report_dir})' if committed
                          else f'{replay.read_error}; {where}')
     if pairs['matched'] == 0:
+        rejected = report.all_rejected(result)
+        if rejected:  # not a pairing problem: name the frames' own reason
+            raise InputError(f'{rejected}; no pair could form; report: {report_dir}')
         gap = pairs['closest_thermal_rgb_gap_s']
         hint = (f'; the closest thermal/RGB stamps were {gap:.3f} s apart (raise it with '
                 f'--set sync.slop=...)' if gap is not None else '')

@@ -37,6 +37,7 @@ from .guard import check_output_dir, check_output_file, float_range, int_at_leas
     os_error_line, stop_request
 from .outputs import check_apart
 from ..errors import InputError
+from ..hardware import resolve_device
 
 
 EXTRA_LOSS_KEYS = ('target_weight', 'contrast_ratio', 'denoise')
@@ -146,7 +147,7 @@ def main(args) -> int:
     check_work(work, args.resume, args.fresh)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = 'cuda' if args.device in ('auto', 'cuda') and torch.cuda.is_available() else 'cpu'
+    device = resolve_device({'device': args.device, 'device_fallback': True})  # as the node
     torch.manual_seed(args.seed)
     try:
         arch = json.loads(args.arch) if args.arch else None

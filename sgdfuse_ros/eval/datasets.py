@@ -29,8 +29,8 @@ from typing import List, Optional
 
 import numpy as np
 
+from .. import image_decode
 from ..errors import InputError
-from ..pipeline import image_decode
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 
@@ -109,7 +109,7 @@ def dataset_pairs(data_dir, subset: Optional[str] = None) -> List[Pair]:
 
 
 def read_image(path: Path, max_pixels: Optional[int] = None) -> np.ndarray:
-    """An image file decoded the one way (:func:`read_image_file`, as stored)."""
+    """Decode an image file the one way (:func:`read_image_file`, as stored)."""
     return read_image_file(path, max_pixels).decode()
 
 
@@ -149,7 +149,7 @@ class ImageFile:
     max_pixels: Optional[int] = None
 
     def decode(self) -> np.ndarray:
-        """The image as stored (uint8/uint16, HxW or HxWx3/4); one line if it cannot be."""
+        """Return the image as stored (uint8/uint16, HxW or HxWx3/4); one line if it cannot."""
         try:
             return image_decode.decode_image(self.data, self.max_pixels, str(self.path))
         except image_decode.SizeRefused as err:

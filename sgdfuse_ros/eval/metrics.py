@@ -67,9 +67,11 @@ from typing import Dict, Iterable, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from .datasets import read_image
 from .metric_kernels import (box_sum_valid, corr, gray_labels, mutual_info, qabf_map, sobel,
                              SSIM_WIN, vif_pairs)
 from ..errors import InputError
+from ..image_decode import as_reference_colour
 
 __all__ = [
     'METRIC_NAMES',
@@ -126,8 +128,6 @@ def read_gray(path, max_pixels=None) -> np.ndarray:
     Through the one decode every command uses (:func:`sgdfuse_ros.eval.datasets.read_image`:
     size from the header first, no EXIF rotation), then the reference's colour view.
     """
-    from ..pipeline.image_decode import as_reference_colour
-    from .datasets import read_image
     p = Path(path)
     if not p.is_file():
         raise InputError(f'image not found: {p}')

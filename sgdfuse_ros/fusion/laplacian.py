@@ -45,8 +45,10 @@ def _stronger(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     Per pixel, ``x`` where ``|x| >= |y|`` else ``y`` (``np.where`` semantics, NaN -> y).
 
     OpenCV's compare and masked copy run about 4x faster than ``np.where`` on a boolean mask.
+    Array against array only: OpenCV takes a 1x1 to 4x1 array beside a number for a scalar
+    (an Hx1 frame's pyramid levels are such arrays).
     """
-    keep_x = cv2.compare(cv2.absdiff(x, 0.0), cv2.absdiff(y, 0.0), cv2.CMP_GE)
+    keep_x = cv2.compare(np.abs(x), np.abs(y), cv2.CMP_GE)
     out = y.copy()
     cv2.copyTo(x, keep_x, out)
     return out

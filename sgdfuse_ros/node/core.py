@@ -61,7 +61,7 @@ from .rate_limited_log import RateLimitedLog
 from .sync import ApproximateSync
 from .. import messages
 from ..config import check_config
-from ..errors import ConfigError, ResourceError, SgdfuseError
+from ..errors import ConfigError, error_line, ResourceError, SgdfuseError
 from ..fuse import fusion_outputs
 from ..messages import CAMERA_INFO_TOPIC, COMPRESSED_SUFFIX, INPUT_TOPICS
 from ..transport.base import QosProfile, Transport
@@ -333,7 +333,7 @@ class FusionNodeCore:
             with self._lock:
                 self.counts.pipeline_errors += 1
                 self.counts.settle(pair, 'pipeline', rejected=True)
-            text = str(err) if isinstance(err, SgdfuseError) else f'{type(err).__name__}: {err}'
+            text = str(err) if isinstance(err, SgdfuseError) else error_line(err, 200)
             self._warn.warning('pipeline', f'{self.name}: could not fuse the pair at '
                                            f'{pair.visible.stamp_s:.3f}: {text}')
             return

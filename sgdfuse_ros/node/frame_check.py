@@ -27,14 +27,14 @@ A failure is a :class:`Rejected` carrying the reason the accounting counts it un
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Mapping, Optional, Tuple
 
 import numpy as np
 
 from .. import messages
 from ..errors import InputError
+from ..image_decode import SizeRefused
 from ..pipeline.encodings import THERMAL_ENCODINGS, VISIBLE_ENCODINGS
-from ..pipeline.image_decode import SizeRefused
 
 
 class Rejected(InputError):
@@ -76,3 +76,19 @@ def decode_camera_image(source: str, msg, max_pixels: int) -> Tuple[np.ndarray, 
         raise Rejected('size', f'{what} image is {image.shape[1]}x{image.shape[0]}, more '
                                f'than limits.max_input_pixels={max_pixels}')
     return image, encoding
+
+
+def all_rejected(label: str, read: int, rejected: Mapping[str, int],
+                 example: Optional[str] = None) -> Optional[str]:
+    """
+    Name why no pair formed when every frame of one camera was rejected (one line).
+
+    ``label`` 'thermal' or 'RGB'; ``rejected`` counts by reason. None unless all ``read``
+    frames were rejected (then pairing, ``sync.slop``, was never the cause).
+    """
+    counts = {reason: n for reason, n in rejected.items() if n}
+    if read <= 0 or sum(counts.values()) < read:
+        return None
+    reasons = ', '.join(f'{reason}: {n}' for reason, n in counts.items())
+    first = f'; first: {example}' if example else ''
+    return f'all {read} {label} frames were rejected ({reasons}){first}'

@@ -34,13 +34,15 @@ from ..errors import InputError
 
 class Registration:
     def __init__(self, homography: Optional[Sequence[float]] = None,
-                 output_size: Tuple[int, int] = (0, 0), resize_mismatched: bool = False):
+                 output_size: Tuple[int, int] = (0, 0), resize_mismatched: bool = False,
+                 max_pixels: int = 0):
         self.homography = (np.asarray(homography, dtype=np.float64).reshape(3, 3)
                            if homography is not None and len(homography) == 9 else None)
         if self.homography is not None and singular_homography(self.homography.ravel()):
             raise InputError('registration.homography is singular')
         self.output_size = (int(output_size[0]), int(output_size[1]))
         self.resize_mismatched = resize_mismatched
+        self.max_pixels = int(max_pixels)  # the output's bound (0: none)
         self._cache_key = None
         self._matrix: Optional[np.ndarray] = None
         self._valid: Optional[np.ndarray] = None
@@ -49,7 +51,7 @@ class Registration:
     def from_config(cls, config: dict) -> 'Registration':
         return cls(config['registration.homography'] or None,
                    (config['output.width'], config['output.height']),
-                   config['registration.resize_mismatched'])
+                   config['registration.resize_mismatched'], config['limits.max_input_pixels'])
 
     def out_size(self, visible_shape: Sequence[int]) -> Tuple[int, int]:
         """(width, height) of the output for a visible image of ``visible_shape``."""
@@ -61,6 +63,10 @@ class Registration:
         if key == self._cache_key:
             return
         w, h = self.out_size(visible_shape)
+        if self.max_pixels and w * h > self.max_pixels:
+            raise InputError(f'the fused image would be {w}x{h} = {w * h} pixels (output.width/'
+                             f'height with a {visible_shape[1]}x{visible_shape[0]} visible '
+                             f'frame), more than limits.max_input_pixels={self.max_pixels}')
         if self.homography is None:
             if thermal_shape[:2] != visible_shape[:2] and not self.resize_mismatched:
                 raise InputError(
@@ -74,6 +80,11 @@ class Registration:
             ones = np.ones(thermal_shape[:2], np.uint8)
             valid = cv2.warpPerspective(ones, self._matrix, (w, h), flags=cv2.INTER_NEAREST,
                                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            if not valid.any():
+                raise InputError(
+                    f'registration.homography maps the {thermal_shape[1]}x{thermal_shape[0]} '
+                    f'thermal image entirely outside the {w}x{h} output: nothing of it would '
+                    'be fused (check the homography: thermal pixel -> visible pixel)')
             self._valid = valid.astype(bool) if not valid.all() else None
         self._cache_key = key
 

@@ -84,7 +84,8 @@ class ThermalPrior:
         background = float(np.median(sample))
         spread = 1.4826 * float(np.median(np.abs(sample - background)))
         threshold = background + max(self.k * spread, self.min_contrast)
-        mask = cv2.compare(smooth, threshold, cv2.CMP_GT)  # uint8 0/255
+        # uint8 0/255; numpy, not cv2.compare: OpenCV mistakes a 1x1 frame beside a number
+        mask = np.greater(smooth, threshold).view(np.uint8) * np.uint8(255)
         radius = max(1, int(round(1.5 * scale)))
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)

@@ -116,7 +116,7 @@ def read_bag_frames(bag, topics, config: dict, frames: int, val_frames: int,
     :class:`InputError` when the bag yields no usable pair.
     """
     from ..bag.reader import BagReadError
-    from ..node.frame_check import decode_camera_image
+    from ..node.frame_check import all_rejected, decode_camera_image, Rejected
     from ..messages import deserialize, stamp_nanoseconds
     from ..node.sync import ApproximateSync
     from ..pipeline.fusion_pipeline import FusionPipeline
@@ -133,6 +133,8 @@ def read_bag_frames(bag, topics, config: dict, frames: int, val_frames: int,
     sync = ApproximateSync(slop=slop, queue_size=queue)
     messages = {'thermal': 0, 'visible': 0}
     rejected = {'thermal': 0, 'visible': 0}
+    reasons = {'thermal': {}, 'visible': {}}  # why, per role: {reason: count}
+    first_reason = {}
     out = BagFrames([], [], (0, 0), 0, messages, rejected)
     pipeline = FusionPipeline(preparation_config(config))
     position = 0  # kept pairs so far (train + val + failed)
@@ -152,8 +154,9 @@ def read_bag_frames(bag, topics, config: dict, frames: int, val_frames: int,
         (thermal, t_enc, t_stamp), (visible, v_enc, _) = thermal_frame, visible_frame
         try:
             result = pipeline.process(thermal, visible, t_enc, v_enc)
-        except SgdfuseError:
+        except SgdfuseError as err:
             out.failed += 1
+            first_reason.setdefault('pipeline', str(err))
             return
         if not out.size[0]:
             out.size = result.thermal.shape[:2]
@@ -169,8 +172,12 @@ def read_bag_frames(bag, topics, config: dict, frames: int, val_frames: int,
                 msg = deserialize(raw, msgtype)
                 stamp_ns = stamp_nanoseconds(msg)
                 image, encoding = decode_camera_image(role, msg, max_pixels)
-            except Exception:  # Rejected by the node's checks, or not deserialisable
+            except Exception as err:  # Rejected by the node's checks, or not deserialisable
                 rejected[role] += 1
+                reason = getattr(err, 'reason', 'cdr')
+                reasons[role][reason] = reasons[role].get(reason, 0) + 1
+                first_reason.setdefault(role, str(err) if isinstance(err, Rejected)
+                                        else f'message does not deserialise as {msgtype}')
                 continue
             stamp_s = stamp_ns * 1e-9
             sync.jumped_back(0 if role == 'thermal' else 1, stamp_s)  # as the node does
@@ -186,8 +193,15 @@ def read_bag_frames(bag, topics, config: dict, frames: int, val_frames: int,
         stream.close()
         pipeline.close()
     sync.flush()
+    if not out.train and not out.pairs_matched:
+        cause = '; '.join(line for line in (
+            all_rejected(label, messages[role], reasons[role], first_reason.get(role))
+            for role, label in (('thermal', 'thermal'), ('visible', 'RGB'))) if line)
+        if cause:  # not a pairing problem: name the frames' own reason
+            raise InputError(f'bag {bag.path}: {cause}; nothing to adapt on')
     if not out.train:
-        what = (f'{out.pairs_matched} pairs, none usable' if out.pairs_matched
+        first = f" (first: {first_reason['pipeline']})" if 'pipeline' in first_reason else ''
+        what = (f'{out.pairs_matched} pairs, none usable{first}' if out.pairs_matched
                 else f'no thermal/RGB pairs within sync.slop={slop} s')
         raise InputError(f"bag {bag.path}: {what} ({messages['thermal']} thermal, "
                          f"{messages['visible']} RGB messages read, {sum(rejected.values())} "

@@ -40,8 +40,10 @@ from __future__ import annotations
 from collections import Counter
 import logging
 import os
+from pathlib import Path
 import re
 import sys
+import tempfile
 import threading
 import time
 from typing import NamedTuple, Optional
@@ -49,7 +51,7 @@ from typing import NamedTuple, Optional
 import cv2
 import numpy as np
 
-from ..errors import InputError
+from .errors import InputError, opencv_reason
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +64,19 @@ class SizeRefused(InputError):
 
 
 class ImageHeader(NamedTuple):
-    format: str
+    kind: str  # PNG, JPEG, TIFF, BMP, PNM
     width: int
     height: int
     tile_pixels: int = 0  # TIFF: pixels of one tile or strip buffer (0: none)
 
 
+#: the default of ``limits.max_input_pixels`` (sgdfuse_ros/parameters.py takes it from here):
+#: 2048x2048, chosen from the measured peak memory per megapixel (docs/reliability.md)
+DEFAULT_MAX_PIXELS = 2048 * 2048
+
+
 def default_max_pixels() -> int:
-    from ..parameters import defaults
-    return int(defaults()['limits.max_input_pixels'])
+    return DEFAULT_MAX_PIXELS
 
 
 # --- headers ----------------------------------------------------------------------------------
@@ -235,13 +241,13 @@ def check_header(header: ImageHeader, max_pixels: int) -> None:
     """Refuse an empty image or more than ``max_pixels`` pixels (one line)."""
     w, h = header.width, header.height
     if w <= 0 or h <= 0:
-        raise SizeRefused(f'{header.format} header says {w}x{h} pixels (empty)')
+        raise SizeRefused(f'{header.kind} header says {w}x{h} pixels (empty)')
     if max_pixels and (w * h > max_pixels or header.tile_pixels > max_pixels):
         what = (f'{w}x{h} pixels' if w * h > max_pixels
                 else f'tiles of {header.tile_pixels} pixels')
-        raise SizeRefused(f'{header.format} header says {what}, more than '
-                       f'limits.max_input_pixels={max_pixels} (from its header, before '
-                       'decoding)')
+        raise SizeRefused(f'{header.kind} header says {what}, more than '
+                          f'limits.max_input_pixels={max_pixels} (from its header, before '
+                          'decoding)')
 
 
 # --- what the image libraries print while decoding --------------------------------------------
@@ -257,7 +263,6 @@ _last_logged: dict = {}
 
 def _stderr_file():
     if _capture_file['pid'] != os.getpid():  # a forked child: its own file
-        import tempfile
         _capture_file['file'] = tempfile.TemporaryFile()
         _capture_file['pid'] = os.getpid()
     return _capture_file['file']
@@ -298,7 +303,7 @@ def _decode_capturing(data: np.ndarray):
 
 
 def _library_text(line: str) -> str:
-    """A library line without OpenCV's log prefix (``[ WARN:0@0.07] global file.cpp:123 f``)."""
+    """Strip OpenCV's log prefix from a library line (``[ WARN:0@0.07] global file.cpp:123 f``)."""
     return re.sub(r'^\[ ?\w+:\d+@[\d.]+\] global \S+ \w+ ', '', line)
 
 
@@ -315,20 +320,8 @@ def _note_warnings(lines, what: str) -> None:
 
 
 def decoder_warnings() -> dict:
-    """Decoder warnings seen by this process so far, by kind (e.g. 'Corrupt JPEG data')."""
+    """Return the decoder warnings seen by this process so far, by kind ('Corrupt JPEG data')."""
     return dict(_warnings)
-
-
-def opencv_reason(err) -> str:
-    """A cv2.error as one short line: 'OpenCV <function>: <what>'."""
-    text = ' '.join(str(err).split())
-    found = re.search(r'error: \(-?\d+:([^)]*)\)\s*(.*?)(?: in function \'?([\w:]+)\'?)?$',
-                      text)
-    if not found:
-        return text[:160]
-    kind, detail, function = found.groups()
-    detail = detail.strip() or kind
-    return f"OpenCV{' ' + function if function else ''}: {detail}"[:200]
 
 
 # --- the one decode -----------------------------------------------------------------------------
@@ -350,22 +343,22 @@ def decode_image(data, max_pixels: Optional[int] = None, what: str = 'image') ->
     if lines:
         _note_warnings(lines, what)
     if error is not None:
-        raise InputError(f'{header.format} {header.width}x{header.height} does not decode '
+        raise InputError(f'{header.kind} {header.width}x{header.height} does not decode '
                          f'({opencv_reason(error)})')
     if image is None or image.size == 0:
         first = f': {_library_text(lines[0])[:120]}' if lines else ''
-        raise InputError(f'{header.format} {header.width}x{header.height} does not decode '
+        raise InputError(f'{header.kind} {header.width}x{header.height} does not decode '
                          f'(corrupt or unsupported{first})')
     if image.shape[:2] != (header.height, header.width):
-        raise InputError(f'{header.format} decodes to {image.shape[1]}x{image.shape[0]}, not the '
+        raise InputError(f'{header.kind} decodes to {image.shape[1]}x{image.shape[0]}, not the '
                          f'{header.width}x{header.height} of its header')
     if image.dtype.kind == 'f':
         channels = 1 if image.ndim == 2 else image.shape[2]
-        raise InputError(f'{image.dtype} {header.format} ({channels} channel(s)): floating-point '
+        raise InputError(f'{image.dtype} {header.kind} ({channels} channel(s)): floating-point '
                          'images are not supported in files or compressed messages (8- or '
                          '16-bit integers; a float thermal camera sends raw 32FC1 messages)')
     if image.dtype not in (np.uint8, np.uint16):
-        raise InputError(f'{header.format} holds {image.dtype} pixels (8- or 16-bit only)')
+        raise InputError(f'{header.kind} holds {image.dtype} pixels (8- or 16-bit only)')
     return image
 
 
@@ -399,12 +392,11 @@ as_reference_colour = as_visible
 
 def read_file_bytes(path, max_pixels: Optional[int] = None) -> bytes:
     """
-    The bytes of an image file, refusing one far larger than any image allowed could need.
+    Return the bytes of an image file, refusing one far larger than any allowed image needs.
 
     Bounded by ``max_pixels`` x 32 bytes (4 channels of 64 bits, uncompressed) plus 16 MiB of
     metadata, checked from the file's size before it is read.
     """
-    from pathlib import Path
     path = Path(path)
     limit = default_max_pixels() if max_pixels is None else max_pixels
     try:
