@@ -90,10 +90,11 @@ def png_claiming(width, height):
 
 
 def tiff_claiming(width, height, order='<', tiles=None, short=False):
-    """A classic TIFF header with one directory (strips or tiles): no pixels needed."""
+    """Build a classic TIFF header with one directory (strips or tiles): no pixels needed."""
     magic = b'II*\x00' if order == '<' else b'MM\x00*'
-    entries = [(256, width), (257, height)] + ([(322, tiles[0]), (323, tiles[1])] if tiles
-                                               else [])
+    entries = [(256, width), (257, height)]
+    if tiles:
+        entries += [(322, tiles[0]), (323, tiles[1])]
     out = magic + struct.pack(order + 'I', 8) + struct.pack(order + 'H', len(entries))
     for tag, value in entries:
         if short:
@@ -196,8 +197,12 @@ def test_every_accepted_format_is_sized_as_opencv_decodes_it():
 
 
 def test_the_jpeg_bomb_stays_small_under_a_memory_limit(tmp_path):
-    """A process limited to 1.5 GiB of address space refuses the 30000x30000 JPEG (it would
-    need 2.7 GB decoded), and also decodes a normal JPEG: no torch, no pipeline involved."""
+    """
+    Refuse the 30000x30000 JPEG in a process limited to 1.5 GiB of address space.
+
+    Decoded, it would need 2.7 GB; the same process decodes a normal JPEG. No torch, no
+    pipeline involved.
+    """
     bomb = tmp_path / 'bomb.jpg'
     bomb.write_bytes(jpeg_claiming(30000, 30000))
     good = tmp_path / 'good.jpg'
@@ -332,7 +337,7 @@ def test_the_fused_image_is_bounded_like_the_inputs(tmp_path):
 # --- class 5: one decode for both cameras, fused and scored ------------------------------------
 
 def _exif_rotated_jpeg(image, orientation=6):
-    """A JPEG whose EXIF says 'rotate 90 degrees' (the camera was held sideways)."""
+    """Build a JPEG whose EXIF says 'rotate 90 degrees' (the camera was held sideways)."""
     data = bytes(encoded('.jpg', image, cv2.IMWRITE_JPEG_QUALITY, 95))
     tiff = (b'MM\x00\x2a\x00\x00\x00\x08\x00\x01' + b'\x01\x12\x00\x03\x00\x00\x00\x01'
             + struct.pack('>H', orientation) + b'\x00\x00' + b'\x00\x00\x00\x00')
