@@ -107,9 +107,8 @@ def tiff_claiming(width, height, order='<', tiles=None, short=False):
 
 def bmp_claiming(width, height, core=False):
     if core:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
-        return (b'BM' + struct.pack('<IHHI', 0, 0, 0, 26) + struct.pack('<IHHHH', 12, width,
-                                                                         height, 1, 24)
-                + b'\x00' * 64)
+        core_header = struct.pack('<IHHHH', 12, width, height, 1, 24)
+        return b'BM' + struct.pack('<IHHI', 0, 0, 0, 26) + core_header + b'\x00' * 64
     data = encoded('.bmp', np.zeros((4, 4, 3), np.uint8))
     data[18:26] = struct.pack('<ii', width, height)
     return bytes(data)
