@@ -180,10 +180,12 @@ def _pnm(data: bytes) -> ImageHeader:
             else:
                 raise InputError(f'PNM header with an unexpected byte 0x{data[i]:02x}')
         start = i
-        while i < n and chr(data[i]).isdigit() and i - start < 11:
+        while i < n and chr(data[i]).isdigit():
             i += 1
-        if i == start:
+        if i == start or i >= n:
             raise InputError('PNM header cut short')
+        if i - start > 10 or int(data[start:i]) > 0x7FFFFFFF:  # OpenCV asserts the same
+            raise InputError(f'PNM size {data[start:i][:20].decode()} is not a 32-bit number')
         numbers.append(int(data[start:i]))
     return ImageHeader('PNM', numbers[0], numbers[1])
 
