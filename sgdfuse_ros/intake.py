@@ -50,6 +50,7 @@ from typing import Any, Callable, List, Optional, Tuple
 import numpy as np
 
 from .errors import InputError
+from .image_decode import SizeRefused
 from .messages import deserialize, image_from_msg, stamp_nanoseconds
 from .pipeline.encodings import THERMAL_ENCODINGS, VISIBLE_ENCODINGS
 
@@ -115,7 +116,9 @@ def check_image(role: str, msg, max_pixels: int) -> Tuple[np.ndarray, str]:
             raise Rejected('size', f'{what} image is {width}x{height} (empty, or more than '
                                    f'limits.max_input_pixels={max_pixels})')
     try:
-        image, encoding = image_from_msg(msg)
+        image, encoding = image_from_msg(msg, max_pixels)
+    except SizeRefused as err:  # a compressed image's header: refused before decoding
+        raise Rejected('size', f'{what} image: {err}') from None
     except InputError as err:
         raise Rejected('decode', f'{what} image: {err}') from None
     if encoding not in allowed:

@@ -43,11 +43,11 @@ import numpy as np
 import pytest
 
 from sgdfuse_ros import image_decode
+from sgdfuse_ros import messages as m
 from sgdfuse_ros.cli import main as cli
 from sgdfuse_ros.config import load_config
 from sgdfuse_ros.errors import ConfigError, error_line, InputError
 from sgdfuse_ros.eval.datasets import load_pair, Pair
-from sgdfuse_ros import messages as m
 from sgdfuse_ros.parameters import defaults
 from sgdfuse_ros.pipeline.fusion_pipeline import FusionPipeline
 from test_reliability_support import (balanced, EchoPipeline, make_core, one_line, scene,
