@@ -36,11 +36,12 @@ import os
 from pathlib import Path
 import sys
 
-from .guard import check_output_file, write_bytes, write_failure
+from .guard import check_output_file, int_at_least, write_bytes, write_failure
 from .outputs import check_apart
 from ..errors import InputError
 from ..eval.metrics import HEADLINE_METRICS, METRIC_NAMES
 from ..eval.scoring import format_table, IMAGE_EXTENSIONS, mean_of, score_folders
+from ..image_decode import DEFAULT_MAX_PIXELS
 
 DATA_ENV = 'SGDFUSE_DATA'
 
@@ -69,6 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--labels', metavar='L1,L2',
                         help='row labels, one per FUSED_DIR (default: folder names)')
     parser.add_argument('--out', metavar='JSON', help='write per-image values and means here')
+    parser.add_argument('--max-pixels', type=int_at_least(1), default=DEFAULT_MAX_PIXELS,
+                        metavar='N', help='refuse images with more pixels than this, from '
+                        'their headers before decoding (default %(default)s, the default '
+                        'limits.max_input_pixels)')
 
 
 def _split_list(text: str) -> list:
@@ -173,7 +178,7 @@ def main(args) -> int:
     for label, fdir in zip(labels, args.fused_dirs):
         failed: dict = {}
         scored[label] = score_folders(fdir, ir, vis, image_names, metrics=metrics,
-                                      failures=failed)[0]
+                                      failures=failed, max_pixels=args.max_pixels)[0]
         failures.update({f'{label}/{stem}': reason for stem, reason in failed.items()})
     usable = set.intersection(*(set(per) for per in scored.values()))
     for label, fdir in zip(labels, args.fused_dirs):

@@ -80,6 +80,7 @@ def score_folders(
     *,
     metrics: Sequence[str] = METRIC_NAMES,
     failures: Optional[Dict[str, str]] = None,
+    max_pixels: Optional[int] = None,
 ) -> Tuple[Dict[str, Dict[str, float]], Dict[str, float]]:
     """
     Score every fused image of a folder against its infrared and visible sources.
@@ -87,7 +88,9 @@ def score_folders(
     ``names_list`` lists the images to score (file names or stems, e.g. a split from
     ``split.json``); by default every image of ``fused_dir``.  Each image is looked up by
     stem in each folder with any of :data:`IMAGE_EXTENSIONS`.  Returns the per-image
-    metrics keyed by stem and their mean.
+    metrics keyed by stem and their mean. An image with more pixels than ``max_pixels``
+    (None: the default ``limits.max_input_pixels``) is refused from its header, like any other
+    unreadable image.
     """
     metrics = _check_names(metrics)
     fdir = _check_dir(fused_dir, 'fused')
@@ -126,7 +129,7 @@ def score_folders(
     per_image: Dict[str, Dict[str, float]] = {}
     for stem, (pf, pa, pb) in paths:
         try:
-            f, a, b = read_gray(pf), read_gray(pa), read_gray(pb)
+            f, a, b = (read_gray(p, max_pixels) for p in (pf, pa, pb))
             if not (f.shape == a.shape == b.shape):
                 raise InputError(
                     f'size mismatch for {stem}: fused {f.shape[1]}x{f.shape[0]}, infrared '
