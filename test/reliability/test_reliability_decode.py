@@ -545,3 +545,17 @@ def test_metadata_naming_a_file_outside_the_bag_is_refused(tmp_path, name):
     with pytest.raises(InputError, match='outside the bag folder') as err:
         open_bag(bag)
     one_line(str(err.value))
+
+
+def test_sgdfuse_metrics_refuses_images_beyond_max_pixels_from_their_headers(tmp_path, capsys):
+    for folder in ('f', 'ir', 'vis'):
+        (tmp_path / folder).mkdir()
+        for name in ('a', 'b'):
+            cv2.imwrite(str(tmp_path / folder / f'{name}.png'),
+                        RNG.integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    (tmp_path / 'f' / 'b.png').write_bytes(png_claiming(30000, 30000))
+    out = tmp_path / 'o.json'
+    assert cli(['metrics', str(tmp_path / 'f'), '--ir', str(tmp_path / 'ir'), '--vis',
+                str(tmp_path / 'vis'), '--max-pixels', '1000', '--out', str(out)]) == 0
+    failures = json.loads(out.read_text())['failures']
+    assert list(failures) == ['f/b'] and '30000x30000' in failures['f/b']
