@@ -51,20 +51,35 @@ def _inside(child: str, parent: str) -> bool:
     return child != parent and child.startswith(parent.rstrip(os.sep) + os.sep)
 
 
-def _same_file(a, b) -> bool:
+def _identity(path: str):
     try:
-        return os.path.samefile(a, b)
+        info = os.stat(path)
     except OSError:
-        return False
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _chain(path: str) -> set:
+    """(device, inode) of every existing folder above ``path`` (a bind mount is seen too)."""
+    found = set()
+    while True:
+        parent = os.path.dirname(path)
+        if parent == path:
+            return found
+        path = parent
+        ident = _identity(path)
+        if ident is not None:
+            found.add(ident)
 
 
 def _clash(out: str, other: str) -> Optional[str]:
     """How output ``out`` overlaps ``other`` (real paths), or None."""
-    if out == other or _same_file(out, other):
+    out_id, other_id = _identity(out), _identity(other)
+    if out == other or (out_id is not None and out_id == other_id):
         return 'is'
-    if _inside(out, other):
+    if _inside(out, other) or (other_id is not None and other_id in _chain(out)):
         return 'is inside'
-    if _inside(other, out):
+    if _inside(other, out) or (out_id is not None and out_id in _chain(other)):
         return 'holds'
     return None
 

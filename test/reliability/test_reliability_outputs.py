@@ -243,6 +243,17 @@ def test_outputs_apart_from_inputs_the_check_itself(tmp_path):
                      (tmp_path, 'holds'), (tmp_path / 'ab' / '..' / 'a' / 'f', 'is inside')):
         with pytest.raises(InputError, match=how):
             check_apart([('in', tmp_path / 'a')], [('--out', out)])
+    if os.geteuid() == 0 and shutil.which('mount'):  # a bind mount: another path, same folder
+        (tmp_path / 'bound').mkdir()
+        if subprocess.run(['mount', '--bind', str(tmp_path / 'a'), str(tmp_path / 'bound')],
+                          capture_output=True).returncode == 0:
+            try:
+                for out, how in ((tmp_path / 'bound', ' is the input'),
+                                 (tmp_path / 'bound' / 'new', 'is inside')):
+                    with pytest.raises(InputError, match=how):
+                        check_apart([('in', tmp_path / 'a')], [('--out', out)])
+            finally:
+                subprocess.run(['umount', '-l', str(tmp_path / 'bound')], capture_output=True)
     os.link(tmp_path / 'a' / 'f', tmp_path / 'hard')
     (tmp_path / 'soft').symlink_to(tmp_path / 'a' / 'f')
     for out in (tmp_path / 'ab' / '..' / 'a' / 'f', tmp_path / 'hard', tmp_path / 'soft'):
