@@ -46,6 +46,7 @@ written, nothing left in a journal. Only a bag that holds no message yet is remo
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 import re
 import shutil
@@ -106,8 +107,13 @@ def close_with_distro(writer, distro: str) -> None:
         text = metapath.read_text(encoding='utf-8')
         fixed = re.sub(r'^(\s*ros_distro:).*$', lambda m: f'{m.group(1)} {distro}', text,
                        flags=re.MULTILINE)
-        if fixed != text:
-            metapath.write_text(fixed, encoding='utf-8')
+        if fixed != text:  # whole or not at all: a full disk keeps the bag readable
+            tmp = metapath.with_name('.metadata.yaml.tmp')
+            try:
+                tmp.write_text(fixed, encoding='utf-8')
+                os.replace(tmp, metapath)
+            finally:
+                tmp.unlink(missing_ok=True)
 
 
 def default_qos(depth: int = 10):

@@ -51,7 +51,7 @@ import shutil
 import sys
 import time
 
-from .guard import os_error_line, stop_request
+from .guard import os_error_line, stop_request, write_bytes
 from .options import add_camera_topics, add_config, add_input_bag
 from .outputs import check_apart, config_inputs
 from .progress import Progress
@@ -287,8 +287,8 @@ def adapt_stage(name: str, task, reference_task, frames, out: Path, work: Path, 
                         'kept_start': True})
         summary['kept_start'] = True
     if not summary['stopped_early']:
-        (folder / DONE_FILE).write_text(json.dumps({'digest': file_digest(out),
-                                                    'steps': summary['steps']}))
+        write_bytes(folder / DONE_FILE, json.dumps({'digest': file_digest(out),
+                                                    'steps': summary['steps']}).encode())
     return summary
 
 
@@ -355,7 +355,7 @@ def main(args) -> int:
     # from here to the end a signal stops at the next training step; the checkpoint is written
     # whatever else arrives, and the same command continues from it
     stop = stop_request().protect()
-    (work / SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
+    write_bytes(work / SETTINGS_FILE, json.dumps(settings, indent=1).encode())  # whole or none
 
     import torch
     if args.threads:
