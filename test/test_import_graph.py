@@ -41,7 +41,7 @@ LAYERS = (
     ('fusion', 'prior'),
     ('eval', 'onnx'),
     ('pipeline',),
-    ('fuse',),
+    ('fuse', 'intake'),
     ('transport',),
     ('node',),
     ('bag',),
