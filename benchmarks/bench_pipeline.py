@@ -61,15 +61,10 @@ import numpy as np  # noqa: E402
 from sgdfuse_ros.config import load_config  # noqa: E402
 from sgdfuse_ros.errors import SgdfuseError  # noqa: E402
 from sgdfuse_ros.eval.synthetic_pairs import make_pair  # noqa: E402
-from sgdfuse_ros.messages import (  # noqa: E402
-    compressed_msg,
-    deserialize,
-    IMAGE,
-    image_from_msg,
-    image_msg,
-    make_header,
-    serialize,
-)
+from sgdfuse_ros.fuse import Failed, fuse_pair  # noqa: E402
+from sgdfuse_ros.intake import frame_from_bytes, Pair  # noqa: E402
+from sgdfuse_ros.messages import compressed_msg, IMAGE, image_msg, make_header  # noqa: E402
+from sgdfuse_ros.messages import serialize  # noqa: E402
 from sgdfuse_ros.node.meters import percentile_summary  # noqa: E402
 from sgdfuse_ros.pipeline.fusion_pipeline import FusionPipeline  # noqa: E402
 
@@ -233,12 +228,18 @@ def build(config_name: str, backend: str, device: str, threads: int):
 
 def fuse_once(pipeline, thermal_bytes: bytes, visible_bytes: bytes, stamp: float,
               jpeg: bool = False) -> Dict[str, float]:
-    """One frame the way the node handles it; stage times in ms (``e2e`` = the sum's wall time)."""
+    """
+    One frame the way the node handles it: its intake, then its fuse step.
+
+    Stage times in ms (``e2e`` = the sum's wall time).
+    """
     start = time.perf_counter()
-    thermal, t_enc = image_from_msg(deserialize(thermal_bytes, IMAGE))
-    visible, v_enc = image_from_msg(deserialize(visible_bytes, IMAGE))
+    pair = Pair(frame_from_bytes('thermal', thermal_bytes, IMAGE, pipeline.max_pixels),
+                frame_from_bytes('visible', visible_bytes, IMAGE, pipeline.max_pixels))
     received = time.perf_counter()
-    result = pipeline.process(thermal, visible, t_enc, v_enc)
+    result = fuse_pair(pipeline, pair)
+    if isinstance(result, Failed):
+        raise result.error
     fused = time.perf_counter()
     header = make_header(stamp, 'camera')
     serialize(image_msg(result.fused_bgr, header, 'bgr8'))

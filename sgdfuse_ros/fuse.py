@@ -13,16 +13,21 @@
 # limitations under the License.
 
 """
-The fuse step: a checked pair of frames to the fused result, and the messages published for it.
+The fuse step: a checked pair of frames to the fused result (or why not), and its messages.
 
-The node (:mod:`sgdfuse_ros.node.core`) and the bag replay (:mod:`sgdfuse_ros.bag.replay`) both
-publish through :func:`fusion_outputs`, so a replayed bag holds what the node would have sent.
+The node (:mod:`sgdfuse_ros.node.core`), the bag replay (:mod:`sgdfuse_ros.bag.replay`) and
+``sgdfuse adapt`` (:mod:`sgdfuse_ros.training.bag_data`) fuse a pair through :func:`fuse_pair`,
+which returns the result or a :class:`Failed` with one of :data:`FAILURES`; the node and the
+replay publish through :func:`fusion_outputs`, so a replayed bag holds what the node would have
+sent.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from dataclasses import dataclass
+from typing import Any, Dict, Union
 
+from .errors import error_line, ResourceError, SgdfuseError
 from .messages import (camera_info_msg, FUSED_INFO_TOPIC, FUSED_TOPIC, image_msg, LABELS_TOPIC,
                        make_header, OVERLAY_TOPIC, scale_camera_info, TARGETS_TOPIC)
 from .prior.format import overlay as draw_overlay
@@ -51,3 +56,34 @@ def fusion_outputs(result, stamp, frame_id: str, encoding: str = 'bgr8',
         out[OVERLAY_TOPIC] = image_msg(draw_overlay(result.fused_bgr, result.prior), header,
                                        'bgr8')
     return out
+
+
+FAILURES = ('out_of_memory', 'pipeline', 'pipeline_bug')  # why a pair was not fused
+
+
+@dataclass
+class Failed:
+    """A pair the pipeline could not fuse: the reason (one of :data:`FAILURES`) and one line."""
+
+    reason: str
+    text: str
+    error: Exception
+
+
+def fuse_pair(pipeline, pair) -> Union['FusionResult', Failed]:  # noqa: F821
+    """
+    Fuse ``pair`` (:class:`sgdfuse_ros.intake.Pair`): the pipeline's result, or why not.
+
+    ``out_of_memory``: memory ran out even after the pipeline's retry; ``pipeline``: the
+    pipeline refused the pair (a one-line :class:`SgdfuseError`); ``pipeline_bug``: anything else
+    it raised (the caller survives it as it survives a bad frame).
+    """
+    thermal, visible = pair.thermal, pair.visible
+    try:
+        return pipeline.process(thermal.image, visible.image, thermal.encoding, visible.encoding)
+    except ResourceError as err:
+        return Failed('out_of_memory', str(err), err)
+    except SgdfuseError as err:
+        return Failed('pipeline', str(err), err)
+    except Exception as err:  # a bug, or a library failing on odd data: costs only this pair
+        return Failed('pipeline_bug', error_line(err, 200), err)

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -152,6 +152,22 @@ def frame_from_bytes(role: str, raw, msgtype: str, max_pixels: int, arrival: flo
         raise Rejected('cdr', f'message does not deserialise as {msgtype}: '
                               f'{type(err).__name__}') from None
     return frame_from_msg(role, msg, max_pixels, arrival)
+
+
+def all_rejected(label: str, read: int, rejected: Mapping[str, int],
+                 example: Optional[str] = None) -> Optional[str]:
+    """
+    Name why no pair formed when every frame of one camera was rejected (one line).
+
+    ``label`` 'thermal' or 'RGB'; ``rejected`` counts by reason. None unless all ``read``
+    frames were rejected (then pairing, ``sync.slop``, was never the cause).
+    """
+    counts = {reason: n for reason, n in rejected.items() if n}
+    if read <= 0 or sum(counts.values()) < read:
+        return None
+    reasons = ', '.join(f'{reason}: {n}' for reason, n in counts.items())
+    first = f'; first: {example}' if example else ''
+    return f'all {read} {label} frames were rejected ({reasons}){first}'
 
 
 @dataclass

@@ -21,11 +21,11 @@ The output is a new bag and a report; the command is :mod:`sgdfuse_ros.cli.repla
     sgdfuse replay run.mcap --out fused --storage mcap --thermal-topic /flir/image_raw \
         --rgb-topic /camera/color/image_raw/compressed --set sync.slop=0.03
 
-Messages are read in log-time order (the order the node would have received them) and paired by
-the node's own synchroniser (:class:`sgdfuse_ros.node.sync.ApproximateSync`, with ``sync.slop`` and
-``sync.queue_size`` from the config). Each pair goes through :class:`FusionPipeline` with the same
-config file, and the node's outputs (:func:`sgdfuse_ros.fuse.fusion_outputs`)
-are written under
+Messages are read in log-time order (the order the node would have received them), checked and
+paired by the node's own intake (:mod:`sgdfuse_ros.intake`, with ``sync.slop`` and
+``sync.queue_size`` from the config). Each pair goes through the node's fuse step
+(:func:`sgdfuse_ros.fuse.fuse_pair`, :class:`FusionPipeline` with the same config file), and the
+node's outputs (:func:`sgdfuse_ros.fuse.fusion_outputs`) are written under
 ``--namespace`` (default ``/fusion``): ``fused/image``, ``fused/camera_info``,
 ``semantic/labels``, ``semantic/targets``. Every output carries the stamp of its pair's visible
 image (copied field by field; the fused image lives in the visible camera's frame) and is written
@@ -44,8 +44,8 @@ import time
 from typing import Dict, Optional
 
 from ..errors import InputError
-from ..node.frame_check import Rejected
-from ..node.frames import INPUT_LABELS
+from ..fuse import Failed, fuse_pair, fusion_outputs
+from ..intake import ApproximateSync, frame_from_bytes, Pair, pair_frame, Rejected, ROLE_LABELS
 
 
 def _u8(thermal_f32):
@@ -71,8 +71,6 @@ class Replay:
     def __init__(self, bag, topics, pipeline, config: dict, writer, report, namespace: str,
                  copy_inputs: bool = False, overlay: bool = False, with_metrics: bool = True,
                  progress=None, stop=None):
-        from ..node.sync import ApproximateSync
-
         self.bag, self.topics, self.pipeline, self.config = bag, topics, pipeline, config
         self.writer, self.report, self.namespace = writer, report, namespace
         self.copy_inputs, self.overlay, self.with_metrics = copy_inputs, overlay, with_metrics
@@ -170,84 +168,58 @@ class Replay:
         return True
 
     def arrive(self, role: str, msgtype: str, raw, log_ns: int) -> None:
-        """One camera message, handled as the node's input callback handles it."""
-        from ..messages import deserialize, stamp_nanoseconds
-
+        """One camera message, through the node's intake (its frame arrives at ``log_ns``)."""
         tick = time.perf_counter()
         try:
-            msg = deserialize(raw, msgtype)
-            stamp_ns = stamp_nanoseconds(msg)
-        except Exception as err:
-            self.report.rejected(role, 'cdr', f'message does not deserialise as {msgtype}: '
-                                              f'{type(err).__name__}')
-            return
-        try:
-            image, encoding = self.decode(role, msg)
+            frame = frame_from_bytes(role, raw, msgtype, self.config['limits.max_input_pixels'],
+                                     log_ns)
         except Rejected as err:
             self.report.rejected(role, err.reason, str(err))
             return
         self.report.timing('message_decode', (time.perf_counter() - tick) * 1000.0)
-        self.stamp_seen(role, stamp_ns)
-        frame = (msg.header, image, encoding, log_ns, stamp_ns)
-        for _, thermal, _, visible in self.sync.add(0 if role == 'thermal' else 1,
-                                                    stamp_ns * 1e-9, frame):
-            self.fuse(thermal, visible)
-
-    def decode(self, role: str, msg):
-        """Run the node's checks, in its order (:mod:`sgdfuse_ros.node.frame_check`)."""
-        from ..node.frame_check import decode_camera_image
-        return decode_camera_image(role, msg, self.config['limits.max_input_pixels'])
+        self.stamp_seen(role, frame.stamp_ns)
+        jump, pairs = pair_frame(self.sync, frame)
+        if jump:
+            self.sync_resets += 1
+            self.report.notes.append(f'{ROLE_LABELS[role]} stamps jumped back by {jump:.2f} s at '
+                                     f'{frame.stamp_s:.3f}; synchroniser reset (as the node does)')
+        for pair in pairs:
+            self.fuse(pair)
 
     def stamp_seen(self, role: str, stamp_ns: int) -> None:
+        """Track the closest thermal/RGB stamp gap (a hint when no pair forms)."""
         other = self.latest['visible' if role == 'thermal' else 'thermal']
         if other is not None:
             self.report.stamp_gap(abs(stamp_ns - other) * 1e-9)
         self.latest[role] = stamp_ns
-        stamp_s = stamp_ns * 1e-9
-        jump = self.sync.jumped_back(0 if role == 'thermal' else 1, stamp_s)
-        if jump:
-            self.sync_resets += 1
-            self.report.notes.append(f'{INPUT_LABELS[role]} stamps jumped back by {jump:.2f} s at '
-                                     f'{stamp_s:.3f}; synchroniser reset (as the node does)')
 
     # --- one pair --------------------------------------------------------------------------------
-    def fuse(self, thermal_frame, visible_frame) -> None:
-        from ..errors import error_line, ResourceError, SgdfuseError
-        from ..fuse import fusion_outputs
-
-        _, thermal, t_enc, t_log, t_stamp = thermal_frame
-        header, visible, v_enc, v_log, v_stamp = visible_frame
+    def fuse(self, pair: Pair) -> None:
+        """One matched pair through the node's fuse step; its outputs written to the bag."""
+        t_stamp, v_stamp = pair.thermal.stamp_ns, pair.visible.stamp_ns
         index = self.pairs
         self.pairs += 1
         if self.write_error:  # paired in the same step as the pair whose write failed
             self.report.failure(index, v_stamp, 'not_written', 'the output bag stopped '
                                 'accepting writes before this pair')
             return self._tick()
-        try:
-            if self.stop is None:
-                result = self.pipeline.process(thermal, visible, t_enc, v_enc)
-            else:  # a second signal abandons this pair (counted) rather than waiting for it
-                result, abandoned = self.stop.abandonable(self.pipeline.process, thermal,
-                                                          visible, t_enc, v_enc)
-                if abandoned:
-                    self.report.failure(index, v_stamp, 'interrupted', 'abandoned by a second '
-                                        f'{self.stop.name} while it was being fused')
-                    return self._tick()
-        except ResourceError as err:  # out of memory even after the pipeline's retry
-            self.report.failure(index, v_stamp, 'out_of_memory', str(err))
-            return self._tick()
-        except SgdfuseError as err:
-            self.report.failure(index, v_stamp, 'pipeline', str(err))
-            return self._tick()
-        except Exception as err:  # the node survives anything a frame does; so does the replay
-            self.report.failure(index, v_stamp, 'pipeline_bug', error_line(err, 200))
+        if self.stop is None:
+            result = fuse_pair(self.pipeline, pair)
+        else:  # a second signal abandons this pair (counted) rather than waiting for it
+            result, abandoned = self.stop.abandonable(fuse_pair, self.pipeline, pair)
+            if abandoned:
+                self.report.failure(index, v_stamp, 'interrupted', 'abandoned by a second '
+                                    f'{self.stop.name} while it was being fused')
+                return self._tick()
+        if isinstance(result, Failed):  # the node survives whatever a pair does; so does replay
+            self.report.failure(index, v_stamp, result.reason, result.text)
             return self._tick()
 
         tick = time.perf_counter()
-        frame_id = self.config['output.frame_id'] or str(header.frame_id)
-        outputs = fusion_outputs(result, header.stamp, frame_id, self.config['output.encoding'],
-                                 self.visible_info, self.overlay)
-        log_ns = max(t_log, v_log)
+        frame_id = self.config['output.frame_id'] or pair.visible.frame_id
+        outputs = fusion_outputs(result, pair.visible.stamp, frame_id,
+                                 self.config['output.encoding'], self.visible_info, self.overlay)
+        log_ns = max(pair.thermal.arrival, pair.visible.arrival)  # bag log times
         for rel, msg in outputs.items():
             if not self._write(self.output_topic(rel), log_ns, msg):
                 self.report.failure(index, v_stamp, 'not_written', self.write_error)

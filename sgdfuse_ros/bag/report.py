@@ -37,13 +37,12 @@ from typing import Dict, List, Optional
 import cv2
 import numpy as np
 
-from ..node.frame_check import all_rejected
-from ..node.frames import INPUT_LABELS
+from ..intake import all_rejected, ROLE_LABELS
 
 ROLES = ('thermal', 'visible')  # the replay's two cameras, as the code names them
 # ... and as the report (JSON keys, tables) names its inputs: after their topics (rgb/image_raw,
 # rgb/camera_info), like the node's statistics; users' scripts read these keys
-LABELS = {**INPUT_LABELS, 'visible_info': 'rgb_info', 'thermal_info': 'thermal_info'}
+LABELS = {**ROLE_LABELS, 'visible_info': 'rgb_info', 'thermal_info': 'thermal_info'}
 DROP_REASONS = ('unmatched', 'late', 'duplicate', 'overflow')
 PIPELINE_STAGES = ('decode', 'register', 'prior', 'first_stage', 'refiner', 'colour', 'total')
 REPLAY_STAGES = ('message_decode', 'metrics', 'write')

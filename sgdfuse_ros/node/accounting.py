@@ -32,9 +32,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
-from .frame_check import short
-from .frames import INPUT_LABELS, INPUTS, Pair
 from .meters import LatencyWindow, RateMeter
+from ..intake import Pair, ROLE_LABELS, ROLES, short
 
 DROP_REASONS = ('unmatched', 'late', 'duplicate', 'overflow', 'busy', 'stopped', 'publish_failed',
                 'out_of_memory')
@@ -62,9 +61,9 @@ class NodeStatistics:
     """Counters, rates and latency windows of one node since its last configure."""
 
     def __init__(self, latency_window: int):
-        self.inputs = {name: InputCounters() for name in INPUTS}
-        self.rates = {name: RateMeter() for name in INPUTS + ('camera_info', 'output')}
-        self.rejections = {name: RateMeter() for name in INPUTS}
+        self.inputs = {name: InputCounters() for name in ROLES}
+        self.rates = {name: RateMeter() for name in ROLES + ('camera_info', 'output')}
+        self.rejections = {name: RateMeter() for name in ROLES}
         self.camera_info_received = 0
         self.pairs_published = 0
         self.overlays_published = 0
@@ -76,22 +75,22 @@ class NodeStatistics:
         self.recovered: Counter = Counter()     # faults the pipeline survived, by tag
         self.pairs = RateMeter()                # pairs formed by the synchroniser
 
-    def receive(self, source: str, now: float) -> None:
-        self.inputs[source].received += 1
-        self.rates[source].tick(now)
+    def receive(self, role: str, now: float) -> None:
+        self.inputs[role].received += 1
+        self.rates[role].tick(now)
 
     def receive_camera_info(self, now: float) -> None:
         self.camera_info_received += 1
         self.rates['camera_info'].tick(now)
 
-    def reject(self, source: str, reason: str, now: float) -> None:
-        self.inputs[source].rejected[reason] += 1
-        self.rejections[source].tick(now)
+    def reject(self, role: str, reason: str, now: float) -> None:
+        self.inputs[role].rejected[reason] += 1
+        self.rejections[role].tick(now)
 
     def offer(self, pair: Pair, now: float) -> None:
         """Count a pair handed to the worker (in flight until settled)."""
         for frame in (pair.thermal, pair.visible):
-            self.inputs[frame.source].in_flight += 1
+            self.inputs[frame.role].in_flight += 1
         self.pairs.tick(now)
 
     def settle(self, pair: Optional[Pair], reason: str, rejected: bool = False) -> None:
@@ -100,7 +99,7 @@ class NodeStatistics:
             return
         pair.settled = True
         for frame in (pair.thermal, pair.visible):
-            counters = self.inputs[frame.source]
+            counters = self.inputs[frame.role]
             counters.in_flight -= 1
             (counters.rejected if rejected else counters.dropped)[reason] += 1
 
@@ -109,7 +108,7 @@ class NodeStatistics:
         """Count a published pair and record its stage timings (monotonic seconds in)."""
         pair.settled = True
         for frame in (pair.thermal, pair.visible):
-            counters = self.inputs[frame.source]
+            counters = self.inputs[frame.role]
             counters.in_flight -= 1
             counters.published += 1
         self.pairs_published += 1
@@ -132,7 +131,7 @@ class NodeStatistics:
                  prior_health: dict) -> dict:
         """Return the ``inputs``, ``camera_info``, ``output``, ``latency_ms``, ``prior`` parts."""
         inputs = {}
-        for index, source in enumerate(INPUTS):
+        for index, source in enumerate(ROLES):
             counters = self.inputs[source]
             sync_counts = sync_stats['thermal' if index == 0 else 'visible']
             dropped = dict.fromkeys(DROP_REASONS, 0)
@@ -142,7 +141,7 @@ class NodeStatistics:
                 dropped[reason] += count
             rejected = {reason: counters.rejected.get(reason, 0) for reason in REJECT_REASONS}
             last = self.rates[source].last()
-            inputs[INPUT_LABELS[source]] = {
+            inputs[ROLE_LABELS[source]] = {
                 'topic': topics[source],
                 'received': counters.received,
                 'published': counters.published,

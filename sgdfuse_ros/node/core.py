@@ -23,13 +23,13 @@ the input callbacks, the worker and the statistics snapshot; the pieces it uses 
 Data flow::
 
     thermal/image_raw ─┐ decode + check ┌─ ApproximateSync ─ newest pair ─ worker thread ─ outputs
-    rgb/image_raw ─────┘ (frame_check)  └─ (sync)             (frames)      FusionPipeline
+    rgb/image_raw ─────┘ (intake)       └─ (intake)           (LatestSlot)  fuse_pair (fuse)
 
-- Input callbacks only decode and check a frame and offer it to the synchroniser (which mirrors
-  message_filters' ApproximateTimeSynchronizer; the bag replay pairs with the same class).
+- Input callbacks only decode and check a frame and offer it to the synchroniser
+  (:mod:`sgdfuse_ros.intake`, which the bag replay and ``sgdfuse adapt`` use too).
 - A completed pair goes to a one-slot mailbox. The worker fuses the newest pair; a pair replaced
   before the worker takes it is dropped as ``busy``: the node falls behind by dropping, not by
-  queueing. Outputs (:mod:`.messages`) carry the visible image's stamp.
+  queueing. Outputs (:func:`sgdfuse_ros.fuse.fusion_outputs`) carry the visible image's stamp.
 - Every frame is accounted for (:mod:`.accounting`); :meth:`FusionNodeCore.stats` returns it
   all and ``/diagnostics`` (:mod:`.diagnostics`) publishes it periodically.
 
@@ -51,23 +51,62 @@ from typing import Any, Callable, Dict, Optional
 from .accounting import accounting_errors, NodeStatistics, prior_health  # noqa: F401
 from .accounting import compute_stats, STATS_CONFIG
 from .diagnostics import diagnostic_array, DiagnosticsPublisher
-from .frame_check import decode_camera_image, Rejected, short
-from .frames import Frame, INPUT_LABELS, INPUTS, LatestSlot, Pair
 from .memory import release_memory
 from .parameter_changes import checked_changes, rebuilds_pipeline
 from .pipeline_setup import (build_pipeline, close_pipeline, configured_device,
                              default_pipeline_factory)
 from .rate_limited_log import RateLimitedLog
-from .sync import ApproximateSync
 from .. import messages
 from ..config import check_config
-from ..errors import ConfigError, error_line, ResourceError, SgdfuseError
-from ..fuse import fusion_outputs
+from ..errors import ConfigError
+from ..fuse import Failed, fuse_pair, fusion_outputs
+from ..intake import ApproximateSync, frame_from_msg, Pair, pair_frame, Rejected, ROLE_LABELS
+from ..intake import ROLES, short
 from ..messages import CAMERA_INFO_TOPIC, COMPRESSED_SUFFIX, INPUT_TOPICS
 from ..transport.base import QosProfile, Transport
 
 
 log = logging.getLogger('sgdfuse_ros.node')
+
+
+class LatestSlot:
+    """The worker's one-slot mailbox: ``put`` replaces what is waiting and returns it."""
+
+    def __init__(self):
+        self._item = None
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def put(self, item):
+        with self._cond:
+            replaced, self._item = self._item, item
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: Optional[float] = None):
+        """Return the waiting item (None after ``timeout`` or once closed)."""
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+    def clear(self):
+        with self._cond:
+            item, self._item = self._item, None
+            return item
+
+    def close(self):
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def reopen(self):
+        with self._cond:
+            self._closed = False
+
+    def __bool__(self):
+        return self._item is not None
 
 
 class FusionNodeCore:
@@ -200,11 +239,11 @@ class FusionNodeCore:
         compressed = self.config['input.compressed']
         typename = messages.COMPRESSED if compressed else messages.IMAGE
         subscriptions = []
-        for source in INPUTS:
-            topic = INPUT_TOPICS[source]
+        for role in ROLES:
+            topic = INPUT_TOPICS[role]
             if compressed:  # image_transport: the remapped base topic + /compressed
                 topic = self.transport.resolve_topic_name(topic) + COMPRESSED_SUFFIX
-            callback = self.on_thermal if source == 'thermal' else self.on_visible
+            callback = self.on_thermal if role == 'thermal' else self.on_visible
             subscriptions.append(self.transport.create_subscription(topic, typename, callback,
                                                                     qos))
         subscriptions.append(self.transport.create_subscription(
@@ -229,48 +268,35 @@ class FusionNodeCore:
             if int(getattr(msg, 'width', 0)) > 0 and int(getattr(msg, 'height', 0)) > 0:
                 self._camera_info = msg
 
-    def _on_image(self, source: str, msg) -> None:
+    def _on_image(self, role: str, msg) -> None:
         now = self.clock()
         with self._lock:
             if self.state != 'active':
                 return  # a late callback after deactivate: never counted, never used
-            self.counts.receive(source, now)
+            self.counts.receive(role, now)
         try:
-            frame = self._decode(source, msg, now)
-        except Rejected as err:
-            self._reject(source, err.reason, str(err))
-            return
-        except Exception as err:  # whatever a broken message does, it costs only itself
-            self._reject(source, 'decode', f'{type(err).__name__}: {short(err, 200)}')
+            frame = frame_from_msg(role, msg, self.config['limits.max_input_pixels'], now)
+        except Rejected as err:  # whatever a broken message does, it costs only itself
+            self._reject(role, err.reason, str(err))
             return
         with self._lock:
             if self.state != 'active':
-                self.counts.inputs[source].dropped['stopped'] += 1
+                self.counts.inputs[role].dropped['stopped'] += 1
                 return
-            self._check_stamp_jump(source, frame.stamp_s)
-            pairs = self.sync.add(0 if source == 'thermal' else 1, frame.stamp_s, frame)
-            for _, thermal, _, visible in pairs:
-                self._offer(Pair(thermal, visible, self.clock()))
+            jump, pairs = pair_frame(self.sync, frame)
+            if jump:  # a looping bag, a restarted clock: pairing restarted
+                self.counts.sync_resets += 1
+                self.log.info(f'{self.name}: {ROLE_LABELS[role]} stamps jumped back by '
+                              f'{jump:.2f} s (a looping bag?); synchroniser reset')
+            for pair in pairs:
+                pair.matched_at = self.clock()
+                self._offer(pair)
 
-    def _decode(self, source: str, msg, now: float) -> Frame:
-        image, encoding = decode_camera_image(source, msg, self.config['limits.max_input_pixels'])
-        header = msg.header
-        return Frame(source, header.stamp, messages.stamp_seconds(header), str(header.frame_id),
-                     image, encoding, now)
-
-    def _reject(self, source: str, reason: str, text: str) -> None:
+    def _reject(self, role: str, reason: str, text: str) -> None:
         with self._lock:
-            self.counts.reject(source, reason, self.clock())
-        self._warn.warning(f'{source}:{reason}',
-                           f'{self.name}: skipped a {INPUT_LABELS[source]} frame: {text}')
-
-    def _check_stamp_jump(self, source: str, stamp_s: float) -> None:
-        """Reset sync on a stamp far older than the last one (a looping bag, a restarted clock)."""
-        jump = self.sync.jumped_back(0 if source == 'thermal' else 1, stamp_s)
-        if jump:
-            self.counts.sync_resets += 1
-            self.log.info(f'{self.name}: {INPUT_LABELS[source]} stamps jumped back by '
-                          f'{jump:.2f} s (a looping bag?); synchroniser reset')
+            self.counts.reject(role, reason, self.clock())
+        self._warn.warning(f'{role}:{reason}',
+                           f'{self.name}: skipped a {ROLE_LABELS[role]} frame: {text}')
 
     def _offer(self, pair: Pair) -> None:
         """Hand a pair to the worker; the pair it replaces is dropped as busy (lock held)."""
@@ -320,22 +346,9 @@ class FusionNodeCore:
             with self._lock:
                 self.counts.settle(pair, 'stopped')
             return
-        try:
-            result = pipeline.process(pair.thermal.image, pair.visible.image,
-                                      pair.thermal.encoding, pair.visible.encoding)
-        except ResourceError as err:  # out of memory even after the pipeline's retry
-            with self._lock:
-                self.counts.settle(pair, 'out_of_memory')
-            self._warn.warning('out_of_memory', f'{self.name}: skipped the pair at '
-                                                f'{pair.visible.stamp_s:.3f}: {err}')
-            return
-        except Exception as err:
-            with self._lock:
-                self.counts.pipeline_errors += 1
-                self.counts.settle(pair, 'pipeline', rejected=True)
-            text = str(err) if isinstance(err, SgdfuseError) else error_line(err, 200)
-            self._warn.warning('pipeline', f'{self.name}: could not fuse the pair at '
-                                           f'{pair.visible.stamp_s:.3f}: {text}')
+        result = fuse_pair(pipeline, pair)
+        if isinstance(result, Failed):
+            self._failed(pair, result)
             return
         fused_at = self.clock()
         config = self.config
@@ -360,6 +373,20 @@ class FusionNodeCore:
         done = self.clock()
         with self._lock:
             self.counts.publish(pair, result, overlay, started, fused_at, done)
+
+    def _failed(self, pair: Pair, failed: Failed) -> None:
+        """Count a pair the fuse step could not fuse (a bug counts as the pipeline's refusal)."""
+        if failed.reason == 'out_of_memory':  # even after the pipeline's retry: dropped
+            with self._lock:
+                self.counts.settle(pair, 'out_of_memory')
+            self._warn.warning('out_of_memory', f'{self.name}: skipped the pair at '
+                                                f'{pair.visible.stamp_s:.3f}: {failed.text}')
+            return
+        with self._lock:
+            self.counts.pipeline_errors += 1
+            self.counts.settle(pair, 'pipeline', rejected=True)
+        self._warn.warning('pipeline', f'{self.name}: could not fuse the pair at '
+                                       f'{pair.visible.stamp_s:.3f}: {failed.text}')
 
     def _rebuild_pipeline(self) -> None:
         """Rebuild the pipeline between two frames after a pipeline parameter changed."""
@@ -422,7 +449,7 @@ class FusionNodeCore:
         health = prior_health(pipeline)  # outside the lock: it asks the SAM worker
         compute = compute_stats(pipeline)  # threads, backend
         with self._lock:
-            topics = {source: self._input_topic(source) for source in INPUTS}
+            topics = {role: self._input_topic(role) for role in ROLES}
             topics['camera_info'] = self.transport.resolve_topic_name(CAMERA_INFO_TOPIC)
             return {
                 'node': self.name,
@@ -433,8 +460,8 @@ class FusionNodeCore:
                 'compute': compute,
             }
 
-    def _input_topic(self, source: str) -> str:
-        topic = self.transport.resolve_topic_name(INPUT_TOPICS[source])
+    def _input_topic(self, role: str) -> str:
+        topic = self.transport.resolve_topic_name(INPUT_TOPICS[role])
         return topic + COMPRESSED_SUFFIX if self.config['input.compressed'] else topic
 
     def wait_idle(self, timeout: float = 5.0) -> bool:

@@ -49,20 +49,6 @@ def register(table: Dict[str, Callable], name: str):
     return decorate
 
 
-class _PriorAdapter:
-    """Wraps a ``(thermal, visible_y) -> prior`` callable in the prior-source signature."""
-
-    def __init__(self, fn):
-        self.fn = fn
-        self.name = getattr(fn, 'name', 'unknown')
-
-    def __call__(self, thermal, visible_y, visible_bgr=None):
-        return self.fn(thermal, visible_y)
-
-    def close(self):
-        pass
-
-
 def _onnx(config: dict) -> bool:
     return config.get('backend') == 'onnx'  # 'auto' is resolved by the pipeline before this
 
@@ -77,12 +63,12 @@ def sam_decoder(config: dict, device: str) -> Optional[Callable]:
 
 @register(PRIOR_SOURCES, 'thermal')
 def _thermal_prior(config, device):
-    return _PriorAdapter(ThermalPrior.from_config(config))
+    return ThermalPrior.from_config(config)
 
 
 @register(PRIOR_SOURCES, 'none')
 def _empty_prior(config, device):
-    return _PriorAdapter(EmptyPrior())
+    return EmptyPrior()
 
 
 @register(PRIOR_SOURCES, 'sam')

@@ -114,8 +114,9 @@ class ThermalPrior:
         return WarmBlobs(labels, areas[kept], boxes, smooth, float(threshold), background,
                          float(spread))
 
-    def __call__(self, thermal: np.ndarray, visible_y: np.ndarray = None) -> SemanticPrior:
-        """``thermal``: float32 HxW in [0, 1] at the output resolution."""
+    def __call__(self, thermal: np.ndarray, visible_y: np.ndarray = None,
+                 visible_bgr: np.ndarray = None) -> SemanticPrior:
+        """``thermal``: float32 HxW in [0, 1] at the output resolution (the visible is unused)."""
         h, w = thermal.shape
         if w > MAX_WORK_WIDTH:  # analyse at 640 wide, hand back at the frame's size
             small = (WORK_WIDTH, max(1, int(round(h * WORK_WIDTH / w))))
@@ -153,5 +154,6 @@ class EmptyPrior:
 
     name = 'none'
 
-    def __call__(self, thermal: np.ndarray, visible_y: np.ndarray = None) -> SemanticPrior:
+    def __call__(self, thermal: np.ndarray, visible_y: np.ndarray = None,
+                 visible_bgr: np.ndarray = None) -> SemanticPrior:
         return SemanticPrior.empty(thermal.shape, source=self.name)

@@ -18,9 +18,9 @@ Training frames from a user's own ROS 2 bag (``sgdfuse adapt``), decoded as the 
 Nothing here is new reading code: the bag is opened and its two camera topics are found by
 :mod:`sgdfuse_ros.bag.reader` (as ``sgdfuse replay`` finds them; ``--thermal-topic`` /
 ``--rgb-topic`` settle ambiguous bags), every message passes the node's own checks
-(:func:`sgdfuse_ros.node.frame_check.decode_camera_image`: mono8/mono16/16UC1/32FC1 thermal,
+(:func:`sgdfuse_ros.intake.frame_from_bytes`: mono8/mono16/16UC1/32FC1 thermal,
 bgr8/rgb8/mono8/... visible, ``CompressedImage`` too), pairs are made by the node's synchroniser
-(:class:`sgdfuse_ros.node.sync.ApproximateSync`, ``sync.slop`` / ``sync.queue_size`` from the
+(:func:`sgdfuse_ros.intake.pair_frame`, ``sync.slop`` / ``sync.queue_size`` from the
 config, reset when stamps jump back as the node does), and each kept pair goes through
 :class:`FusionPipeline` with the config's AGC, registration (homography, output size), and
 semantic prior -- with the classical first stage and no refiner, so that only the inputs of the
@@ -40,7 +40,12 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .data import Sample
-from ..errors import InputError, SgdfuseError
+from ..bag.reader import BagReadError
+from ..errors import InputError
+from ..fuse import Failed, fuse_pair
+from ..intake import all_rejected, ApproximateSync, frame_from_bytes, pair_frame, Rejected
+from ..pipeline.color import split_luma
+from ..pipeline.fusion_pipeline import FusionPipeline
 
 
 @dataclass
@@ -93,7 +98,6 @@ def preparation_config(config: dict) -> dict:
 
 
 def _sample(name: str, result, keep_colour: bool) -> Sample:
-    from ..pipeline.color import split_luma
     thermal = result.thermal
     visible_y, chroma = split_luma(result.visible)
     targets, boundaries = result.prior.targets, result.prior.boundaries
@@ -115,12 +119,6 @@ def read_bag_frames(bag, topics, config: dict, frames: int, val_frames: int,
     :class:`~sgdfuse_ros.cli.progress.Progress`) is advanced once per pair made. Raises
     :class:`InputError` when the bag yields no usable pair.
     """
-    from ..bag.reader import BagReadError
-    from ..node.frame_check import all_rejected, decode_camera_image, Rejected
-    from ..messages import deserialize, stamp_nanoseconds
-    from ..node.sync import ApproximateSync
-    from ..pipeline.fusion_pipeline import FusionPipeline
-
     if frames < 1:
         raise InputError(f'--frames must be >= 1, got {frames}')
     expected = min(topics.thermal.count, topics.visible.count)
@@ -139,7 +137,7 @@ def read_bag_frames(bag, topics, config: dict, frames: int, val_frames: int,
     pipeline = FusionPipeline(preparation_config(config))
     position = 0  # kept pairs so far (train + val + failed)
 
-    def prepare(thermal_frame, visible_frame) -> None:
+    def prepare(pair) -> None:
         nonlocal position
         index = out.pairs_matched
         out.pairs_matched += 1
@@ -151,16 +149,16 @@ def read_bag_frames(bag, topics, config: dict, frames: int, val_frames: int,
             return
         is_val = position in val_at
         position += 1
-        (thermal, t_enc, t_stamp), (visible, v_enc, _) = thermal_frame, visible_frame
-        try:
-            result = pipeline.process(thermal, visible, t_enc, v_enc)
-        except SgdfuseError as err:
+        result = fuse_pair(pipeline, pair)
+        if isinstance(result, Failed):
+            if result.reason == 'pipeline_bug':  # adapt stops on a bug, as it always did
+                raise result.error
             out.failed += 1
-            first_reason.setdefault('pipeline', str(err))
+            first_reason.setdefault('pipeline', result.text)
             return
         if not out.size[0]:
             out.size = result.thermal.shape[:2]
-        name = f'pair{index:06d}@{t_stamp}'
+        name = f'pair{index:06d}@{pair.thermal.stamp_ns}'
         (out.val if is_val else out.train).append(_sample(name, result, is_val))
 
     stream = bag.messages(list(roles))
@@ -169,22 +167,14 @@ def read_bag_frames(bag, topics, config: dict, frames: int, val_frames: int,
             role = roles[topic]
             messages[role] += 1
             try:
-                msg = deserialize(raw, msgtype)
-                stamp_ns = stamp_nanoseconds(msg)
-                image, encoding = decode_camera_image(role, msg, max_pixels)
-            except Exception as err:  # Rejected by the node's checks, or not deserialisable
+                frame = frame_from_bytes(role, raw, msgtype, max_pixels)
+            except Rejected as err:  # by the node's checks, or not deserialisable
                 rejected[role] += 1
-                reason = getattr(err, 'reason', 'cdr')
-                reasons[role][reason] = reasons[role].get(reason, 0) + 1
-                first_reason.setdefault(role, str(err) if isinstance(err, Rejected)
-                                        else f'message does not deserialise as {msgtype}')
+                reasons[role][err.reason] = reasons[role].get(err.reason, 0) + 1
+                first_reason.setdefault(role, str(err))
                 continue
-            stamp_s = stamp_ns * 1e-9
-            sync.jumped_back(0 if role == 'thermal' else 1, stamp_s)  # as the node does
-            item = (image, encoding, stamp_ns)
-            for _, thermal_frame, _, visible_frame in sync.add(
-                    0 if role == 'thermal' else 1, stamp_s, item):
-                prepare(thermal_frame, visible_frame)
+            for pair in pair_frame(sync, frame)[1]:  # a stamp jumping back restarts pairing
+                prepare(pair)
             if keep is None and position >= frames:
                 break
     except BagReadError as err:

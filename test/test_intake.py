@@ -18,7 +18,7 @@ import random
 
 import pytest
 
-from sgdfuse_ros.node.sync import ApproximateSync
+from sgdfuse_ros.intake import ApproximateSync
 
 THERMAL, VISIBLE = 0, 1
 
