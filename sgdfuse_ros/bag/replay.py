@@ -43,13 +43,18 @@ from __future__ import annotations
 import time
 from typing import Dict, Optional
 
+import numpy as np
+
+from .reader import BagReadError
 from ..errors import InputError
+from ..eval.metrics import frame_metrics, to_gray
 from ..fuse import Failed, fuse_pair, fusion_outputs
 from ..intake import ApproximateSync, frame_from_bytes, Pair, pair_frame, Rejected, ROLE_LABELS
+from ..messages import deserialize, OUTPUT_TOPICS, OUTPUT_TYPES, OVERLAY_TOPIC
+from ..prior.format import overlay as draw_overlay
 
 
 def _u8(thermal_f32):
-    import numpy as np
     return np.clip(np.rint(thermal_f32 * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -91,20 +96,11 @@ class Replay:
         self.pairs = 0
         self.read_error: Optional[str] = None
         self.interrupted = None  # the signal's name once stopped by one
-        self._metrics = None
-        if with_metrics:
-            try:
-                from ..eval.metrics import frame_metrics, to_gray
-                self._metrics = (frame_metrics, to_gray)
-            except ImportError:
-                self.with_metrics = False
-                report.notes.append('metrics module not available: no fusion metrics')
 
     def output_topic(self, relative: str) -> str:
         return f'{self.namespace}/{relative}'
 
     def declare_topics(self) -> None:
-        from ..messages import OUTPUT_TOPICS, OUTPUT_TYPES, OVERLAY_TOPIC
         names = list(OUTPUT_TOPICS) + ([OVERLAY_TOPIC] if self.overlay else [])
         for rel in names:
             self.writer.add_topic(self.output_topic(rel), OUTPUT_TYPES[rel])
@@ -121,9 +117,6 @@ class Replay:
 
     # --- the stream ------------------------------------------------------------------------------
     def run(self) -> None:
-        from .reader import BagReadError
-        from ..messages import deserialize
-
         self.declare_topics()
         stream = self.bag.messages(list(self.roles))
         try:
@@ -236,8 +229,7 @@ class Replay:
         write_ms = (time.perf_counter() - tick) * 1000.0
 
         metrics, metrics_ms = None, None
-        if self._metrics is not None:
-            frame_metrics, to_gray = self._metrics
+        if self.with_metrics:
             tick = time.perf_counter()
             metrics, missing = frame_metrics(to_gray(result.fused_bgr),
                                              to_gray(_u8(result.thermal)),
@@ -251,9 +243,8 @@ class Replay:
         self.report.frame(index, v_stamp, t_stamp, timings, metrics, result.prior_source,
                           result.refined, result.notes)
         if self.report.wants_sample(index):
-            from ..prior.format import overlay
             self.report.sample(index, v_stamp, result.thermal, result.visible, result.fused_bgr,
-                               overlay(result.fused_bgr, result.prior))
+                               draw_overlay(result.fused_bgr, result.prior))
         self._tick()
 
     def _tick(self) -> None:

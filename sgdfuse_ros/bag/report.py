@@ -37,11 +37,12 @@ from typing import Dict, List, Optional
 import cv2
 import numpy as np
 
-from ..intake import all_rejected, ROLE_LABELS
+from ..eval.metrics import HEADLINE_METRICS
+from ..intake import all_rejected, ROLE_LABELS, ROLES
+from ..node.meters import percentile_summary
 
-ROLES = ('thermal', 'visible')  # the replay's two cameras, as the code names them
-# ... and as the report (JSON keys, tables) names its inputs: after their topics (rgb/image_raw,
-# rgb/camera_info), like the node's statistics; users' scripts read these keys
+# the replay's cameras (intake.ROLES) as the report (JSON keys, tables) names them: after their
+# topics (rgb/image_raw, rgb/camera_info), like the node's statistics; users' scripts read them
 LABELS = {**ROLE_LABELS, 'visible_info': 'rgb_info', 'thermal_info': 'thermal_info'}
 DROP_REASONS = ('unmatched', 'late', 'duplicate', 'overflow')
 PIPELINE_STAGES = ('decode', 'register', 'prior', 'first_stage', 'refiner', 'colour', 'total')
@@ -57,7 +58,6 @@ class AccountingError(RuntimeError):
 def percentiles(values) -> Optional[dict]:
     if not values:
         return None
-    from ..node.meters import percentile_summary
     return percentile_summary(values, ('p50', 'p90', 'p99', 'mean', 'max', 'n'))
 
 
@@ -316,11 +316,6 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 def render_markdown(r: dict) -> str:
-    try:
-        from ..eval.metrics import HEADLINE_METRICS
-    except ImportError:  # pragma: no cover - metrics module not in this build
-        HEADLINE_METRICS = ('EN', 'SD', 'SF', 'AG', 'MI', 'SCD', 'VIF', 'Qabf', 'SSIM')
-
     lines = ['# sgdfuse replay report', '',
              f"- input bag: `{r['input']['bag']}`", f"- output bag: `{r['output']['bag']}`"]
     topics = r['input']['topics']

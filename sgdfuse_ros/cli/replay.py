@@ -30,6 +30,7 @@ from .options import add_camera_topics, add_config, add_input_bag
 from .outputs import check_apart, config_inputs, ReplacedFiles, ReplacedPath
 from .progress import Progress
 from ..errors import InputError
+from ..eval.metrics import HEADLINE_METRICS
 
 
 def add_arguments(parser) -> None:
@@ -206,8 +207,7 @@ def main(args) -> int:
         f"unpaired: thermal {dropped['thermal'] or 0}, rgb {dropped['rgb'] or 0}")
     if result['metrics'] and result['metrics']['frames_scored']:
         mean = result['metrics']['mean']
-        headline = ('EN', 'SD', 'SF', 'AG', 'MI', 'SCD', 'VIF', 'Qabf', 'SSIM')
-        say('mean metrics: ' + ' '.join(f'{k}={mean[k]:.3f}' for k in headline
+        say('mean metrics: ' + ' '.join(f'{k}={mean[k]:.3f}' for k in HEADLINE_METRICS
                                         if mean.get(k) is not None))
     thr = result['throughput']
     if thr['pairs_per_s']:

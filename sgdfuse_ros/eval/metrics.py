@@ -70,7 +70,7 @@ import numpy as np
 from .datasets import read_image
 from .metric_kernels import (box_sum_valid, corr, gray_labels, mutual_info, qabf_map, sobel,
                              SSIM_WIN, vif_pairs)
-from ..errors import InputError
+from ..errors import error_line, InputError
 from ..image_decode import as_reference_colour
 
 __all__ = [
@@ -317,8 +317,6 @@ def frame_metrics(fused, ir, vis, names: Sequence[str] = METRIC_NAMES
     ``missing``; the others are computed as :func:`fusion_metrics` computes them. Never raises
     for the frame's content, so one odd frame never ends a run.
     """
-    from ..errors import error_line
-
     names = _check_names(names)
     values: Dict[str, Optional[float]] = dict.fromkeys(names)
     missing: Dict[str, str] = {}

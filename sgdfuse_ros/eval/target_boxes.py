@@ -35,7 +35,10 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 
 import numpy as np
 
+from .datasets import read_pair
+from .metrics import to_gray
 from ..errors import InputError
+from ..prior.boxes import synthetic_sam_prior
 
 #: classes of ``labels/classes.txt`` measured: 0 person, 2 car (1 bicycle is left out)
 TARGET_CLASSES = (0, 2)
@@ -117,8 +120,6 @@ def contrast_ratios(fused_gray: np.ndarray, warm: List[dict]) -> List[float]:
 
 def load_boxed(pairs, data_dir, subset: str) -> list:
     """Read each pair and its labelled boxes: ``[(pair, thermal, visible, boxes, warm)]``."""
-    from .datasets import read_pair
-
     out = []
     for pair in pairs:
         thermal, visible = read_pair(pair)
@@ -134,9 +135,6 @@ def fused_ratios(pipeline, boxed, prior_mode: str = 'pipeline') -> Dict[str, Lis
     ``prior_mode`` ``boxes``: the prior comes from the labelled boxes, in the SAM path's format
     (:func:`sgdfuse_ros.prior.boxes.synthetic_sam_prior`), instead of the pipeline's own.
     """
-    from .metrics import to_gray
-    from ..prior.boxes import synthetic_sam_prior
-
     ratios = {}
     for pair, thermal, visible, boxes, warm in boxed:
         prior = None

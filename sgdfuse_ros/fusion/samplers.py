@@ -37,6 +37,7 @@ from typing import Callable, Sequence
 import torch
 
 from .schedules import NoiseSchedule
+from .schedules import sampling_timesteps
 
 
 def sdedit_start(x0: torch.Tensor, t: int, schedule: NoiseSchedule,
@@ -65,7 +66,6 @@ def sample_ddim(denoise: Callable[[torch.Tensor, int], torch.Tensor], x_start: t
 def refine(denoise, first: torch.Tensor, steps: int, t_start: int, schedule: NoiseSchedule,
            noise: torch.Tensor) -> torch.Tensor:
     """Refine with SDEdit + DDIM: ``first`` in [-1, 1] -> x_0 in [-1, 1] (unclamped)."""
-    from .schedules import sampling_timesteps
     timesteps = sampling_timesteps(t_start, steps)
     return sample_ddim(denoise, sdedit_start(first, timesteps[0], schedule, noise), timesteps,
                        schedule)

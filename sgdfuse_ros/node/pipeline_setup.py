@@ -25,6 +25,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ..errors import ConfigError, SgdfuseError
+from ..hardware import resolve_device
+from ..pipeline.fusion_pipeline import FusionPipeline
+from ..pipeline.stages import needs_torch
 
 WARMUP_SHAPE = (256, 320)     # the dummy frame fused on activate
 
@@ -36,9 +39,7 @@ def configured_device(config: dict) -> Optional[str]:
     With no usable GPU: ConfigError now (configure), not at the first frame; with
     ``device_fallback`` a warning and the CPU. None when no stage needs torch.
     """
-    from ..pipeline.stages import needs_torch
     if needs_torch(config):
-        from ..hardware import resolve_device
         return resolve_device(config)
     return None
 
@@ -78,7 +79,6 @@ def warm_up(pipeline, max_pixels: int) -> None:
 
 
 def default_pipeline_factory(config: dict):
-    from ..pipeline.fusion_pipeline import FusionPipeline
     return FusionPipeline(config)
 
 

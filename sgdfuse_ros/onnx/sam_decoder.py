@@ -44,7 +44,9 @@ import warnings
 
 import numpy as np
 
+from .providers import session_options, usable_providers
 from ..errors import ConfigError, error_line
+from ..prior.sam import load_sam
 
 log = logging.getLogger('sgdfuse_ros')
 
@@ -139,7 +141,6 @@ class OnnxMaskDecoder:
         """
         import onnxruntime as ort
 
-        from .providers import session_options, usable_providers
         options = session_options(threads)
         options.log_severity_level = 3  # errors only
         source = str(model_bytes_or_path) if isinstance(model_bytes_or_path, Path) \
@@ -202,8 +203,6 @@ class OnnxMaskDecoder:
 
 def export_onnx(config: dict, out_dir) -> Path:
     """``sgdfuse export``: the configured SAM checkpoint's prompt encoder + mask decoder."""
-    from ..prior.sam import load_sam
-
     checkpoint = config.get('prior.sam.checkpoint', '')
     if not checkpoint:
         raise ConfigError('prior.sam.checkpoint is empty: set it '

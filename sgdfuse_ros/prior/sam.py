@@ -45,8 +45,10 @@ import numpy as np
 from .format import SemanticPrior
 from .merge import MaskCandidate, merge_masks
 from .prompts import PointPrompts, warm_point_prompts
+from .provider import PriorProvider
 from .sam_checkpoint import load_sam, random_sam, SAM_MODEL_TYPES, TINY_TEST_MODEL  # noqa: F401
 from .thermal import ThermalPrior
+from ..config import resolve_model_path
 from ..errors import ConfigError
 
 log = logging.getLogger('sgdfuse_ros')
@@ -338,7 +340,6 @@ def build_segmenter(config: dict, device: str, model_type: Optional[str] = None,
     ``decoder(model)`` makes the mask decoder (the stage registry passes the ONNX one for
     ``backend: onnx``); None: torch's.
     """
-    from ..config import resolve_model_path
     model_type = model_type or config['prior.sam.model_type']
     if model is None:
         value = config['prior.sam.checkpoint']
@@ -364,7 +365,6 @@ def build_sam_provider(config: dict, device: str, *, model_type: Optional[str] =
     the thermal prior (source 'thermal'), its ``stats()['last_error']`` holding the reason.
     ``model_type``/``model`` let tests and benchmarks use the tiny or a random model.
     """
-    from .provider import PriorProvider
     fallback = ThermalPrior.from_config(config)
     try:
         segmenter = build_segmenter(config, device, model_type, model, decoder)

@@ -28,6 +28,7 @@ import logging
 from pathlib import Path
 from typing import Dict, Optional
 
+from ..config import check_model_file
 from ..errors import ConfigError, first_line
 
 log = logging.getLogger('sgdfuse_ros')
@@ -101,7 +102,6 @@ def read_state_dict(path: Path, expected: str = 'a SAM checkpoint') -> Dict[str,
     """Read the tensors of a checkpoint file without running any pickled code."""
     import torch
 
-    from ..config import check_model_file
     path = check_model_file(path, 'SAM checkpoint', expected)
     try:
         state = torch.load(path, map_location='cpu', weights_only=True)

@@ -32,7 +32,9 @@ import numpy as np
 
 from ..errors import InputError
 from ..eval.datasets import dataset_pairs, read_pair
+from ..eval.target_boxes import label_file, read_boxes
 from ..pipeline.color import split_luma
+from ..prior.boxes import synthetic_sam_prior
 from ..prior.thermal import ThermalPrior
 
 
@@ -144,7 +146,6 @@ def attach_boxes(samples: List[Sample], data_dir, group: str) -> List[Sample]:
     Boxes come from ``labels/infrared/train/NAME.txt`` (MSRS layout; person and car); a folder
     without labels leaves ``boxes`` None.
     """
-    from ..eval.target_boxes import label_file, read_boxes
     labelled = (Path(data_dir) / 'labels' / 'infrared' / 'train').is_dir()
     for s in samples:
         s.group = group
@@ -173,7 +174,6 @@ class MixedCropSampler(CropSampler):
 
     def _prior(self, s: Sample):
         if s.boxes and self.rng.random() < self.sam_share:
-            from ..prior.boxes import synthetic_sam_prior
             p = synthetic_sam_prior(s.thermal, s.boxes, self.rng)
             return p.targets, p.boundaries
         return s.targets, s.boundaries

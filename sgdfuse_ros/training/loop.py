@@ -38,6 +38,7 @@ import numpy as np
 
 from ..errors import ConfigError, error_line
 from ..eval.metrics import fusion_metrics, HEADLINE_METRICS, to_gray
+from ..eval.target_boxes import contrast_ratios, summarise, warm_boxes
 from ..fusion.weights import save_atomically
 
 CKPT_NAME = 'checkpoint.pt'
@@ -53,7 +54,6 @@ def validation_metrics(fuse, samples) -> dict:
     several; samples with labelled boxes add ``"targets"`` (the box-based target measure,
     :mod:`sgdfuse_ros.eval.target_boxes`: median kept contrast, night and day).
     """
-    from ..eval.target_boxes import contrast_ratios, summarise, warm_boxes
     rows, ratios = {}, {}
     for s in samples:
         bgr = fuse(s)

@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .losses import fusion_losses
+from .losses import DEFAULT_WEIGHTS, fusion_losses
 from ..fusion.laplacian import laplacian_fusion
 from ..fusion.network import FirstStageNet
 from ..fusion.network import KIND as FIRST_KIND
+from ..fusion.refiner import RefinerNet
 from ..fusion.weights import save_weights
 from ..pipeline.color import merge_luma
 
@@ -66,7 +67,6 @@ class FirstStageTask:
     reference_fuse = staticmethod(laplacian_reference)
 
     def save(self, out: Path, info: dict) -> None:
-        from .losses import DEFAULT_WEIGHTS
         save_weights(out, self.kind, self.arch, self.model,
                      {**info, 'loss_weights': self.loss_weights or dict(DEFAULT_WEIGHTS)})
 
@@ -95,7 +95,6 @@ class RefinerTask:
 
     def __init__(self, arch: dict, first_stage: torch.nn.Module, device: str = 'cpu',
                  loss_weights: dict = None, seed: int = 0, val_steps: int = 2):
-        from ..fusion.refiner import RefinerNet
         self.arch = dict(arch)
         self.device = device
         self.model = RefinerNet(**self.arch).to(device)

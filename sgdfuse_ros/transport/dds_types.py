@@ -30,6 +30,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from ..messages import typestore
+
 _BASE = None
 
 
@@ -84,8 +86,6 @@ def _field_type(node: Any) -> Any:
 def idl_type(ros_typename: str):
     """Return the cyclonedds IdlStruct class for a ROS 2 message type (cached per type)."""
     from cyclonedds.idl import make_idl_struct
-
-    from ..messages import typestore
 
     try:
         _constants, fields = typestore().fielddefs[ros_typename]

@@ -42,7 +42,10 @@ from typing import List, Optional
 
 import numpy as np
 
+from .base import SENSOR_DATA
 from .. import messages
+from ..errors import SgdfuseError
+from ..eval.synthetic_pairs import make_pair
 
 THERMAL_FRAME = 'thermal_optical'
 VISIBLE_FRAME = 'rgb_optical'
@@ -53,7 +56,6 @@ class SyntheticCamera:
     """Precomputed scenes; ``thermal(i)``, ``visible(i)``, ``targets(i)`` for frame ``i``."""
 
     def __init__(self, width: int = 640, height: int = 512, scenes: int = 4, seed: int = 0):
-        from ..eval.synthetic_pairs import make_pair
 
         self.width, self.height = int(width), int(height)
         self._scenes = [make_pair(seed + k, (self.width, self.height)) for k in range(scenes)]
@@ -113,8 +115,6 @@ def run(transport, camera: SyntheticCamera, rate_hz: float = 30.0, frames: int =
         jitter_ms: float = 3.0, seed: int = 0, bad_every: int = 0,
         wait_subscribers: int = 0, wait_timeout_s: float = 15.0, qos=None) -> dict:
     """Publish ``frames`` frames at ``rate_hz``; returns the log of what was sent when."""
-    from .base import SENSOR_DATA
-
     qos = qos or SENSOR_DATA
     thermal_pub = transport.create_publisher(messages.INPUT_TOPICS['thermal'], messages.IMAGE, qos)
     visible_pub = transport.create_publisher(messages.INPUT_TOPICS['visible'], messages.IMAGE, qos)
@@ -189,7 +189,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from .dds import DdsTransport, localhost_config
-    from ..errors import SgdfuseError
 
     args = build_parser().parse_args(argv)
     try:

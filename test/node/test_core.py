@@ -12,95 +12,21 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""
-The node's logic over an in-memory transport.
-
-Lifecycle, sync, latest-frame worker, bad input, outputs, diagnostics, parameters.
-"""
+"""The node core over an in-memory transport: lifecycle, pairing, worker, bad input, outputs."""
 
 import logging
 import threading
 
 import cv2
+from node_support import (balanced, FakePipeline, H, make_core, NS, send_pair, thermal_msg,
+                          visible_msg, W)
 import numpy as np
 import pytest
 from sgdfuse_ros import messages
-from sgdfuse_ros.config import load_config
 from sgdfuse_ros.errors import ConfigError
-from sgdfuse_ros.eval.synthetic_pairs import make_pair
-from sgdfuse_ros.node.accounting import accounting_errors
-from sgdfuse_ros.node.core import FusionNodeCore
-from sgdfuse_ros.node.diagnostics import as_dict, ERROR, OK, WARN
-from sgdfuse_ros.pipeline.fusion_pipeline import FusionResult
-from sgdfuse_ros.prior.format import SemanticPrior
 from sgdfuse_ros.transport.base import SENSOR_DATA
 from sgdfuse_ros.transport.memory import MemoryTransport
 
-NS = '/cam'
-W, H = 96, 64
-
-
-@pytest.fixture(scope='module')
-def scene():
-    ir, vis, targets = make_pair(5, (W, H))
-    return (7000 + 60 * ir.astype(np.uint16)).astype(np.uint16), vis, targets
-
-
-class FakePipeline:
-    """Records calls; can block inside process() until released."""
-
-    instances = []
-
-    def __init__(self, config, gate=None):
-        self.config = config
-        self.device = 'cpu'
-        self.calls = []
-        self.closed = False
-        self.gate = gate
-        self.entered = threading.Event()
-        FakePipeline.instances.append(self)
-
-    def process(self, thermal, visible, thermal_encoding=None, visible_encoding=None):
-        self.calls.append((thermal.shape, thermal_encoding, visible_encoding))
-        self.entered.set()
-        if self.gate is not None and len(self.calls) > 1:  # the warm-up call never blocks
-            assert self.gate.wait(5.0), 'test never released the pipeline'
-        gray = visible.mean(axis=2).astype(np.uint8) if visible.ndim == 3 else visible
-        prior = SemanticPrior.empty(gray.shape, 'thermal')
-        return FusionResult(np.dstack([gray] * 3), gray, prior, thermal.astype(np.float32),
-                            visible, gray.astype(np.float32) / 255, {'total': 1.0})
-
-    def close(self):
-        self.closed = True
-
-
-def make_core(overrides=None, factory=None, threaded=False, transport=None):
-    transport = transport or MemoryTransport(NS, 'fusion_node', roundtrip=True)
-    config = load_config(overrides=overrides or {})
-    core = FusionNodeCore(transport, config, name=NS + '/fusion_node',
-                          pipeline_factory=factory, threaded=threaded)
-    return core, transport
-
-
-def thermal_msg(image, stamp, encoding='mono16', frame='thermal_optical'):
-    return messages.image_msg(image, messages.make_header(float(stamp), frame), encoding)
-
-
-def visible_msg(image, stamp, encoding='bgr8', frame='rgb_optical'):
-    return messages.image_msg(image, messages.make_header(float(stamp), frame), encoding)
-
-
-def send_pair(transport, scene, stamp, jitter=0.003):
-    thermal, vis, _ = scene
-    transport.publish('thermal/image_raw', thermal_msg(thermal, stamp + jitter))
-    transport.publish('rgb/image_raw', visible_msg(vis, stamp))
-
-
-def balanced(core):
-    assert accounting_errors(core.stats()) == []
-
-
-# --- lifecycle ----------------------------------------------------------------------------------
 
 def test_lifecycle_creates_and_releases_everything():
     core, t = make_core(factory=FakePipeline)
@@ -138,8 +64,6 @@ def test_reliable_qos_parameter():
     assert (qos.reliability, qos.depth) == ('reliable', 3)
     core.shutdown()
 
-
-# --- synchronisation and outputs -----------------------------------------------------------------
 
 def test_pair_is_fused_with_the_visible_stamp_and_frame(scene):
     core, t = make_core()
@@ -229,8 +153,6 @@ def test_stamp_jump_back_resets_the_synchroniser(scene):
     core.shutdown()
 
 
-# --- latest-frame worker -------------------------------------------------------------------------
-
 def test_busy_worker_drops_replaced_pairs_instead_of_queueing(scene):
     gate = threading.Event()
     core, t = make_core(factory=lambda config: FakePipeline(config, gate), threaded=True)
@@ -255,8 +177,6 @@ def test_busy_worker_drops_replaced_pairs_instead_of_queueing(scene):
     core.shutdown()
     balanced(core)
 
-
-# --- bad input -----------------------------------------------------------------------------------
 
 def test_bad_frames_are_skipped_counted_and_warned_once(scene, caplog):
     core, t = make_core({'limits.max_input_pixels': 20_000, 'warn.period_s': 60.0})
@@ -329,8 +249,6 @@ def test_compressed_inputs_follow_remapped_base_topics(scene):
     core.shutdown()
 
 
-# --- overlay -------------------------------------------------------------------------------------
-
 @pytest.mark.parametrize('enabled', [True, False])
 def test_overlay_only_while_someone_subscribes(scene, enabled):
     core, t = make_core({'output.overlay': enabled}, factory=FakePipeline)
@@ -347,111 +265,4 @@ def test_overlay_only_while_someone_subscribes(scene, enabled):
     if enabled:
         assert received[0].encoding == 'bgr8' and messages.stamp_seconds(received[0]) == 2.0
     assert core.stats()['output']['overlay_published'] == len(received)
-    core.shutdown()
-
-
-# --- diagnostics ---------------------------------------------------------------------------------
-
-def test_diagnostics_report_rates_latency_drops_and_prior(scene):
-    core, t = make_core({'warn.period_s': 60.0})
-    core.configure()
-    t.fire_timers()
-    report = as_dict(t.sent('/diagnostics')[-1])
-    assert report['cam/fusion_node: processing']['level'] == ERROR  # inactive
-    core.activate()
-    for i in range(6):
-        send_pair(t, scene, 1.0 + i / 30)
-        core.process_pending()
-    t.publish('thermal/image_raw', thermal_msg(np.zeros((H, W, 3), np.uint8), 5.0, 'bgr8'))
-    t.fire_timers()
-    array = t.sent('/diagnostics')[-1]
-    assert array.__msgtype__ == messages.DIAGNOSTIC_ARRAY
-    report = as_dict(array)
-    inputs = report['cam/fusion_node: inputs']
-    assert inputs['level'] == WARN and 'rejected' in inputs['message']
-    assert float(inputs['values']['thermal rate (Hz)']) > 0
-    assert inputs['values']['thermal rejected (encoding)'] == '1'
-    assert inputs['values']['rgb topic'] == f'{NS}/rgb/image_raw'
-    processing = report['cam/fusion_node: processing']
-    assert processing['level'] == OK
-    values = processing['values']
-    for key in ('latency total p50 (ms)', 'latency prior p90 (ms)', 'latency end_to_end p50 (ms)',
-                'output rate (Hz)', 'dropped (worker busy)', 'device', 'prior source',
-                'prior age (s)'):
-        assert key in values, key
-    assert values['prior source'] == 'thermal' and values['device'] == 'cpu'
-    assert values['published'] == '6'
-    # how the CPU is used (thread_policy): the shipped default, the count in use
-    assert values['thread policy'] == 'adaptive' and values['backend'] in ('onnx', 'torch')
-    assert int(values['threads']) >= 1 and 'omp wait policy' in values
-    sync = report['cam/fusion_node: synchronisation']
-    assert sync['values']['pairs'] == '6' and sync['values']['thermal dropped (unmatched)'] == '0'
-    assert all(s.hardware_id == 'cpu' for s in array.status)
-    core.shutdown()
-
-
-def test_diagnostics_timer_follows_its_period_parameter():
-    core, t = make_core(factory=FakePipeline)
-    core.configure()
-    assert [timer.period_s for timer in t.timers if not timer.cancelled] == [1.0]
-    core.set_parameters({'diagnostics.period_s': 0.5})
-    assert [timer.period_s for timer in t.timers if not timer.cancelled] == [0.5]
-    core.shutdown()
-
-
-# --- parameters ----------------------------------------------------------------------------------
-
-def test_runtime_parameters_are_validated_not_clamped(scene):
-    built = []
-
-    def factory(config):
-        built.append(config)
-        return FakePipeline(config)
-
-    core, t = make_core(factory=factory)
-    core.configure()
-    core.activate()
-    with pytest.raises(ConfigError, match='above the maximum'):
-        core.set_parameters({'sync.slop': 11.0})
-    with pytest.raises(ConfigError, match='read-only'):
-        core.set_parameters({'prior.source': 'none'})
-    with pytest.raises(ConfigError, match='unknown parameter'):
-        core.set_parameters({'sync.slopp': 0.1})
-    with pytest.raises(ConfigError, match='below the minimum'):  # all or nothing
-        core.set_parameters({'sync.slop': 0.03, 'sync.queue_size': 0})
-    assert core.config['sync.slop'] == 0.02  # nothing applied from the rejected sets
-    # node parameters apply at once, without rebuilding the pipeline
-    core.set_parameters({'sync.slop': 0.03, 'output.encoding': 'mono8'})
-    assert core.sync.slop == 0.03 and len(built) == 1
-    send_pair(t, scene, 1.0)
-    core.process_pending()
-    assert t.sent('fused/image')[-1].encoding == 'mono8'
-    # a pipeline parameter rebuilds the pipeline before the next frame
-    core.set_parameters({'prior.thermal.k': 2.5})
-    send_pair(t, scene, 2.0)
-    core.process_pending()
-    assert len(built) == 2 and built[-1]['prior.thermal.k'] == 2.5
-    assert FakePipeline.instances[-2].closed
-    core.shutdown()
-
-
-def test_read_only_parameters_change_while_unconfigured():
-    core, _ = make_core(factory=FakePipeline)
-    core.set_parameters({'qos.depth': 7})
-    core.configure()
-    with pytest.raises(ConfigError, match='read-only'):
-        core.set_parameters({'qos.depth': 8})
-    assert core.config['qos.depth'] == 7
-    core.shutdown()
-
-
-def test_a_pipeline_that_fails_to_load_leaves_the_node_inactive():
-    def factory(config):
-        raise RuntimeError('CUDA out of memory')
-
-    core, t = make_core(factory=factory)
-    core.configure()
-    with pytest.raises(ConfigError, match='could not build the fusion pipeline: RuntimeError'):
-        core.activate()
-    assert core.state == 'inactive' and not any(t.subscriptions.values())
     core.shutdown()
