@@ -344,16 +344,31 @@ def _exif_rotated_jpeg(image, orientation=6):
     return data[:2] + b'\xff\xe1' + struct.pack('>H', len(exif) + 2) + exif + data[2:]
 
 
-def test_exif_orientation_cannot_make_one_camera_differ(tmp_path):
+def _exif_rotated_png(image, orientation=6):
+    """Build a PNG with an eXIf chunk saying 'rotate 90 degrees' (OpenCV 5 honours it too)."""
+    import zlib
+    data = bytes(encoded('.png', image))
+    exif = (b'MM\x00\x2a\x00\x00\x00\x08\x00\x01' + b'\x01\x12\x00\x03\x00\x00\x00\x01'
+            + struct.pack('>H', orientation) + b'\x00\x00' + b'\x00\x00\x00\x00')
+    chunk = (struct.pack('>I', len(exif)) + b'eXIf' + exif
+             + struct.pack('>I', zlib.crc32(b'eXIf' + exif) & 0xffffffff))
+    at = data.find(b'IDAT') - 4
+    return data[:at] + chunk + data[at:]
+
+
+@pytest.mark.parametrize('kind', ['JPEG with EXIF', 'PNG with eXIf'])
+def test_exif_orientation_cannot_make_one_camera_differ(tmp_path, kind):
     thermal, visible, _ = scene(size=(64, 48))
     ir, vis = tmp_path / 'ir', tmp_path / 'vis'
     ir.mkdir()
     vis.mkdir()
     cv2.imwrite(str(ir / 'a.png'), (thermal >> 8).astype(np.uint8))
-    (vis / 'a.jpg').write_bytes(_exif_rotated_jpeg(visible))
-    rotated = cv2.imdecode(np.frombuffer((vis / 'a.jpg').read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    name = 'a.jpg' if kind == 'JPEG with EXIF' else 'a.png'
+    (vis / name).write_bytes(_exif_rotated_jpeg(visible) if kind == 'JPEG with EXIF'
+                             else _exif_rotated_png(visible))
+    rotated = cv2.imdecode(np.frombuffer((vis / name).read_bytes(), np.uint8), cv2.IMREAD_COLOR)
     assert rotated.shape[:2] == (64, 48)  # what the old visible reading (IMREAD_COLOR) fused
-    t, v, t_colour, v_colour = load_pair(Pair('a', ir / 'a.png', vis / 'a.jpg'))
+    t, v, t_colour, v_colour = load_pair(Pair('a', ir / 'a.png', vis / name))
     assert t.shape == v.shape[:2] == t_colour.shape[:2] == v_colour.shape[:2] == (48, 64)
     out = tmp_path / 'o'
     assert cli(['evaluate', '--ir', str(ir), '--vis', str(vis), '--out', str(out), '--quiet',
@@ -363,7 +378,7 @@ def test_exif_orientation_cannot_make_one_camera_differ(tmp_path):
     # scored as fused: sgdfuse metrics reads the same files the same way
     from sgdfuse_ros.eval.metrics import fusion_metrics, read_gray
     again = fusion_metrics(read_gray(out / 'fused' / 'a.png'), read_gray(ir / 'a.png'),
-                           read_gray(vis / 'a.jpg'))
+                           read_gray(vis / name))
     for name, value in again.items():
         assert report['per_image']['a'][name] == pytest.approx(value, rel=1e-9)
 
