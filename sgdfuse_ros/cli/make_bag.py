@@ -26,7 +26,8 @@ What the bag holds, per pair (frame ``i`` of ``--repeat`` passes over the pairs)
   cameras are not hardware-triggered, as on most robots;
 - ``/thermal/camera_info`` and ``/rgb/camera_info`` with the image's size and pinhole intrinsics
   for a 50 degree horizontal field of view (``fx = fy = (w / 2) / tan(25 deg)``, principal point
-  at the centre, no distortion). The pairs are registered, so both cameras get the same model.
+  at the centre, no distortion). The pairs are registered, so both cameras get the same model
+  (with ``--unregistered``, each camera's model has its own image size).
 - log (receive) times a few milliseconds after the stamps: 10 +- 2 ms for the thermal camera
   (a USB thermal core buffers a frame), 4 +- 1 ms for the visible camera.
 
@@ -41,7 +42,8 @@ of another depth (float, 32-bit), which no camera encoding here holds faithfully
 
 Pairs of different sizes are fine (a bag may change frame size); stamps and noise come from
 ``--seed`` so the same command writes the same bag. A pair that cannot be read (truncated,
-unreadable, thermal and visible of different sizes) is skipped, counted and named, and the bag
+unreadable, thermal and visible of different sizes without ``--unregistered``) is skipped,
+counted and named, and the bag
 goes on; SIGINT / SIGTERM stop at a pair boundary with the bag closed (exit 130 / 143), a full
 disk keeps the pairs written before it (exit 2).
 
@@ -111,6 +113,10 @@ def add_arguments(parser) -> None:
     parser.add_argument('--seed', type=int, default=0, help='seed of jitter and noise')
     parser.add_argument('--start', type=float_range(0.0), default=DEFAULT_START_S,
                         help='stamp of the first frame, seconds since the epoch')
+    parser.add_argument('--unregistered', action='store_true',
+                        help='the pairs are not registered (two cameras at their own sizes, e.g. '
+                        'a rig to try `sgdfuse register` on): thermal and visible images may '
+                        'differ in size')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing bag')
     parser.add_argument('--quiet', action='store_true', help='no progress output')
 
@@ -233,7 +239,7 @@ def main(args) -> int:
                     break
                 try:
                     thermal, visible, _, _ = load_pair(pair, max_pixels, for_scoring=False)
-                    if thermal.shape[:2] != visible.shape[:2]:
+                    if thermal.shape[:2] != visible.shape[:2] and not args.unregistered:
                         raise InputError(f'thermal {thermal.shape[1]}x{thermal.shape[0]} and '
                                          f'visible {visible.shape[1]}x{visible.shape[0]} '
                                          f'differ; make-bag needs registered pairs')
@@ -261,8 +267,10 @@ def main(args) -> int:
                     bag.write(VISIBLE_INFO_TOPIC, visible_log, m.camera_info_msg(
                         width, height, m.make_header(visible_ns, VISIBLE_FRAME), k=k))
                     bag.write(THERMAL_TOPIC, thermal_log, thermal_msg)
+                    t_height, t_width = thermal.shape[:2]
                     bag.write(THERMAL_INFO_TOPIC, thermal_log, m.camera_info_msg(
-                        width, height, m.make_header(thermal_ns, THERMAL_FRAME), k=k))
+                        t_width, t_height, m.make_header(thermal_ns, THERMAL_FRAME),
+                        k=intrinsics(t_width, t_height)))
                     bag.checkpoint()
                 except Exception as err:  # noqa: B902
                     if not is_write_failure(err):
