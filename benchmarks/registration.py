@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""
+r"""
 Automatic registration (``sgdfuse register``) on simulated rigs made from registered pairs.
 
 For each rig one homography is drawn (``sgdfuse_ros.registration.simulate.random_rig``: thermal
@@ -58,7 +58,7 @@ GUESS_FIELD = 0.70
 
 
 def baseline_ecc(thermal: np.ndarray, visible: np.ndarray) -> np.ndarray:
-    """OpenCV ECC, homography, on gradient magnitudes, 3 levels, from a centred guess."""
+    """Register one pair: OpenCV ECC homography on gradient magnitudes, 3 levels, centred guess."""
     t = E.to_gray_float(thermal)
     v = E.to_gray_float(visible)
     th, tw = t.shape

@@ -38,7 +38,7 @@ LAYERS = (
     ('image_decode',),
     ('hardware', 'messages', 'parameters'),
     ('config',),
-    ('fusion', 'prior'),
+    ('fusion', 'prior', 'registration'),
     ('eval', 'onnx'),
     ('pipeline',),
     ('fuse', 'intake'),

@@ -46,9 +46,22 @@ from pathlib import Path
 import sys
 import time
 
-from .guard import int_at_least
+import cv2
+import numpy as np
+import yaml
+
+from .guard import check_output_file, int_at_least, write_bytes
 from .options import add_camera_topics, add_config
+from .progress import Progress
+from ..bag.reader import BagReadError, choose_topics, open_bag
+from ..config import load_config, parse_override
 from ..errors import InputError
+from ..eval.datasets import list_pairs, load_pair
+from ..intake import ApproximateSync, frame_from_bytes, pair_frame, Rejected
+from ..parameters import defaults
+from ..pipeline.encodings import ThermalAGC, visible_to_bgr
+from ..registration.check import check_image
+from ..registration.estimate import estimate, scale_between
 
 KEEP_FRAMES = 400        # frames kept in memory (evenly thinned beyond that)
 WORK_WIDTH = 640         # visible frames are kept at most this wide (the estimate's finest level)
@@ -86,7 +99,6 @@ class Frames:
         self.skipped = {}
 
     def add(self, thermal_u8, visible_gray) -> None:
-        import cv2
         size_t = (thermal_u8.shape[1], thermal_u8.shape[0])
         size_v = (visible_gray.shape[1], visible_gray.shape[0])
         if self.visible_size is None:
@@ -109,9 +121,6 @@ class Frames:
 
     def to_native(self, h_work):
         """Homography in the kept visible frames' pixels -> in the camera's own pixels."""
-        import numpy as np
-
-        from ..registration.estimate import scale_between
         work = self.visible[0].shape
         native = (self.visible_size[1], self.visible_size[0])
         h = np.linalg.inv(scale_between(native, work)) @ h_work
@@ -119,21 +128,16 @@ class Frames:
 
 
 def _thermal_u8(agc, image, encoding):
-    import numpy as np
     return np.clip(np.rint(agc(image, encoding) * 255.0), 0, 255).astype(np.uint8)
 
 
 def _visible_gray(image, encoding):
-    import cv2
 
-    from ..pipeline.encodings import visible_to_bgr
     bgr, colour = visible_to_bgr(image, encoding)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if colour else bgr
 
 
 def frames_from_folders(args, config, bar) -> Frames:
-    from ..eval.datasets import list_pairs, load_pair
-    from ..pipeline.encodings import ThermalAGC
     frames = Frames()
     pairs = list_pairs(args.ir, args.vis)
     bar.total = len(pairs)
@@ -150,11 +154,6 @@ def frames_from_folders(args, config, bar) -> Frames:
 
 
 def frames_from_bag(args, config, bar, say) -> Frames:
-    from ..bag.reader import BagReadError, choose_topics, open_bag
-    from ..node.frame_check import decode_camera_image, Rejected
-    from ..node.messages import deserialize, stamp_nanoseconds
-    from ..node.sync import ApproximateSync
-    from ..pipeline.encodings import ThermalAGC
 
     frames = Frames()
     agc = ThermalAGC.from_config(config)
@@ -167,24 +166,16 @@ def frames_from_bag(args, config, bar, say) -> Frames:
         bar.total = min(topics.thermal.count, topics.visible.count) or None
         stream = bag.messages(list(roles))
         try:
-            for topic, msgtype, _, raw in stream:
-                role = roles[topic]
+            for topic, msgtype, log_ns, raw in stream:
                 try:
-                    msg = deserialize(raw, msgtype)
-                    image, encoding = decode_camera_image(role, msg, limit)
-                    stamp = stamp_nanoseconds(msg) * 1e-9
+                    frame = frame_from_bytes(roles[topic], raw, msgtype, limit, log_ns)
                 except Rejected as err:
                     frames.skipped[err.reason] = frames.skipped.get(err.reason, 0) + 1
                     continue
-                except Exception as err:  # noqa: B902 - a message that does not deserialise
-                    key = f'cdr ({type(err).__name__})'
-                    frames.skipped[key] = frames.skipped.get(key, 0) + 1
-                    continue
-                sync.jumped_back(0 if role == 'thermal' else 1, stamp)  # resets, as the node
-                for _, (t_img, t_enc), _, (v_img, v_enc) in sync.add(
-                        0 if role == 'thermal' else 1, stamp, (image, encoding)):
+                for pair in pair_frame(sync, frame)[1]:
                     try:
-                        frames.add(_thermal_u8(agc, t_img, t_enc), _visible_gray(v_img, v_enc))
+                        frames.add(_thermal_u8(agc, pair.thermal.image, pair.thermal.encoding),
+                                   _visible_gray(pair.visible.image, pair.visible.encoding))
                     except InputError as err:
                         key = str(err)[:80]
                         frames.skipped[key] = frames.skipped.get(key, 0) + 1
@@ -197,10 +188,7 @@ def frames_from_bag(args, config, bar, say) -> Frames:
 
 
 def parameter_file(homography, config: dict, summary: str) -> str:
-    """The ROS 2 parameter file: the homography and the non-default parameters of the config."""
-    import yaml
-
-    from ..parameters import defaults
+    """Return the ROS 2 parameter file: the homography and the config's non-default values."""
     base = defaults()
     values = {k: v for k, v in config.items() if k in base and v != base[k]
               and k != 'registration.homography'}
@@ -221,14 +209,6 @@ def parameter_file(homography, config: dict, summary: str) -> str:
 
 
 def main(args) -> int:
-    import numpy as np
-
-    from .guard import check_output_file, write_bytes
-    from .progress import Progress
-    from ..config import load_config, parse_override
-    from ..registration.check import check_image
-    from ..registration.estimate import estimate
-
     if bool(args.bag) == bool(args.ir or args.vis):
         raise InputError('give a bag, or --ir DIR and --vis DIR (not both)')
     if not args.bag and not (args.ir and args.vis):
@@ -279,7 +259,6 @@ def main(args) -> int:
     image = check_image([frames.thermal[i] for i in picks], [frames.visible[i] for i in picks],
                         result.homography, caption='left: checkerboard thermal/visible; right: '
                         'thermal edges (red) on visible; yellow: thermal field')
-    import cv2
     ok, png = cv2.imencode('.png', image)
     if not ok:
         raise InputError('could not encode the check image')

@@ -97,7 +97,8 @@ def check_image(thermals: Sequence[np.ndarray], visibles: Sequence[np.ndarray],
     for row in rows[1:]:
         body += [gap, row]
     head = np.full((28, rows[0].shape[1], 3), 255, np.uint8)
-    text = caption or 'left: checkerboard (thermal / visible); right: thermal edges (red) on visible'
+    text = caption or ('left: checkerboard (thermal / visible); right: thermal edges (red) on '
+                       'visible')
     cv2.putText(head, text[:110], (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
                 cv2.LINE_AA)
     return np.vstack([head] + body)

@@ -242,13 +242,14 @@ def global_search(thermals: Sequence[np.ndarray], visibles: Sequence[np.ndarray]
 
 
 def _similarity(item, geometry) -> np.ndarray:
-    """The thermal px -> visible px similarity of one search peak."""
+    """Return the thermal px -> visible px similarity of one search peak."""
     peak, fld, angle, loc, total, per_frame, (sw, sh), (x0, y0, cw, ch) = item
     pad, vh, vw, th, tw, search_h = geometry
     # the template's centre in search pixels; the crop is centred on the scaled thermal's centre
     # only up to rounding
     centre = np.array([loc[0] + (cw - 1) / 2.0 - pad, loc[1] + (ch - 1) / 2.0 - pad])
-    centre -= np.array([x0 + (cw - 1) / 2.0 - (sw - 1) / 2.0, y0 + (ch - 1) / 2.0 - (sh - 1) / 2.0])
+    centre -= np.array([x0 + (cw - 1) / 2.0 - (sw - 1) / 2.0,
+                        y0 + (ch - 1) / 2.0 - (sh - 1) / 2.0])
     to_vis = np.linalg.inv(scale_between((vh, vw), (search_h, SEARCH_WIDTH)))
     centre_vis = (to_vis @ np.array([centre[0], centre[1], 1.0]))[:2]
     scale = fld * vw / tw
@@ -260,7 +261,7 @@ def _similarity(item, geometry) -> np.ndarray:
     return h
 
 
-# --- 2. joint refinement (multi-frame ECC) ---------------------------------------------------------
+# --- 2. joint refinement (multi-frame ECC) -------------------------------------------------------
 
 def _normaliser(width: int, height: int) -> np.ndarray:
     c = max(width, height) / 2.0
@@ -406,7 +407,7 @@ def _corner_shift(a, b, tpl_k, vis_k, grid_shape) -> float:
     return float(np.abs(pa - pb).max())
 
 
-# --- the whole estimate ----------------------------------------------------------------------------
+# --- the whole estimate --------------------------------------------------------------------------
 
 def pick_frames(scores: Sequence[float], count: int) -> List[int]:
     """``count`` of the frames, spread over the recording, preferring the best-textured."""

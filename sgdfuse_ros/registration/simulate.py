@@ -109,7 +109,7 @@ def render_pair(rig: Rig, thermal: np.ndarray, visible: np.ndarray,
 
 
 def corner_error(true_h: np.ndarray, estimate: np.ndarray, thermal_size: Sequence[int]) -> float:
-    """Mean distance (visible pixels) between the thermal corners mapped by the two homographies."""
+    """Mean distance (visible px) between the thermal corners mapped by the two homographies."""
     tw, th = thermal_size
     corners = np.array([[0, 0], [tw - 1, 0], [tw - 1, th - 1], [0, th - 1]], np.float64)
     a = cv2.perspectiveTransform(corners[None], np.asarray(true_h, np.float64))[0]
