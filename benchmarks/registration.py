@@ -34,6 +34,12 @@ no rotation), one pair at a time.
 
     python benchmarks/registration.py --roadscene ../shared/data/roadscene \\
         --msrs ../shared/data/msrs128 --subset test --rigs 8
+
+``--write-rig DIR`` instead writes one rig of the RoadScene split (``--seed``) as a camera pair
+would record it - ``DIR/ir``, ``DIR/vis`` (PNG, each camera at its own size) and the true
+homography as a parameter file ``DIR/true.yaml`` - for the end-to-end check of the fused
+result (``sgdfuse make-bag --unregistered``, ``sgdfuse register``, ``sgdfuse replay --config``
+with the estimated and with the true file; the commands are in ``results/registration.md``).
 """
 
 from __future__ import annotations
@@ -170,6 +176,26 @@ def markdown(report: dict) -> str:
     return '\n'.join(lines)
 
 
+def write_rig(out: Path, roadscene: Path, subset: str, seed: int) -> int:
+    if roadscene is None:
+        sys.exit('registration.py: error: --write-rig needs --roadscene')
+    rig = S.random_rig(np.random.default_rng(seed))
+    (out / 'ir').mkdir(parents=True, exist_ok=True)
+    (out / 'vis').mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([seed, 1])
+    for pair in dataset_pairs(roadscene, subset):
+        t, v = read_pair(pair)
+        thermal, visible = S.render_pair(rig, t, v, noise=1.5, rng=rng)
+        cv2.imwrite(str(out / 'ir' / f'{pair.name}.png'), thermal)
+        cv2.imwrite(str(out / 'vis' / f'{pair.name}.png'), visible)
+    numbers = ', '.join(repr(float(x)) for x in rig.homography.ravel())
+    (out / 'true.yaml').write_text(f'# the true homography of rig {seed}: {rig.describe()}\n'
+                                   f'/**:\n  ros__parameters:\n    registration:\n'
+                                   f'      homography: [{numbers}]\n')
+    print(f'{out}: {rig.describe()}')
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--roadscene', type=Path, help='RoadScene folder')
@@ -180,7 +206,11 @@ def main() -> int:
     parser.add_argument('--no-baseline', action='store_true')
     parser.add_argument('--sets', nargs='*', help='only these sets (names as in the table)')
     parser.add_argument('--out', default=None, help='result stem (default registration[_train])')
+    parser.add_argument('--write-rig', type=Path, metavar='DIR',
+                        help='write one rig of the RoadScene split to DIR and stop')
     args = parser.parse_args()
+    if args.write_rig:
+        return write_rig(args.write_rig, args.roadscene, args.subset, args.seed)
     if not (args.roadscene or args.msrs):
         sys.exit('registration.py: error: give --roadscene and/or --msrs')
     stem = RESULTS / (args.out or ('registration' if args.subset == 'test'

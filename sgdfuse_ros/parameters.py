@@ -246,6 +246,9 @@ NODE_PARAMS = [
     P('diagnostics.period_s', 1.0, 'Period of the /diagnostics status.', min=0.1, max=60.0),
     P('diagnostics.window', 100, 'Fused frames over which the latency percentiles of '
       '/diagnostics are computed.', min=10, max=10_000),
+    P('diagnostics.alignment_every', 5, 'Score the alignment of the two cameras (edge agreement '
+      'of the registered thermal and visible images, at 160 pixels wide) on every Nth fused pair, '
+      'for the alignment status of /diagnostics (0 = off).', min=0, max=10_000),
     P('warn.period_s', 5.0, 'Rate limit (s) of repeated warnings about bad frames.', min=0.0,
       max=3600.0),
 ]

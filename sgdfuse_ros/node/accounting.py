@@ -41,7 +41,7 @@ REJECT_REASONS = ('encoding', 'decode', 'size', 'pipeline')
 SYNC_DROP_REASONS = ('unmatched', 'late', 'duplicate', 'overflow')  # counted by the synchroniser
 # the parameters stats() repeats, so that diagnostics say what the numbers were measured with
 STATS_CONFIG = ('prior.source', 'first_stage.type', 'refiner.steps', 'sync.slop',
-                'sync.queue_size', 'diagnostics.period_s')
+                'sync.queue_size', 'diagnostics.period_s', 'diagnostics.alignment_every')
 PRIOR_HEALTH_KEYS = ('sam_runs', 'sam_failures', 'sam_timeouts', 'fallback_frames', 'backoff_s',
                      'last_error', 'worker_alive')
 

@@ -63,6 +63,7 @@ from ..fuse import Failed, fuse_pair, fusion_outputs
 from ..intake import ApproximateSync, frame_from_msg, Pair, pair_frame, Rejected, ROLE_LABELS
 from ..intake import ROLES, short
 from ..messages import CAMERA_INFO_TOPIC, COMPRESSED_SUFFIX, INPUT_TOPICS
+from ..registration.check import alignment_score, AlignmentMonitor
 from ..transport.base import QosProfile, Transport
 
 
@@ -144,6 +145,7 @@ class FusionNodeCore:
         self._reset_statistics()
 
     def _reset_statistics(self) -> None:
+        self.alignment = AlignmentMonitor()
         self.sync = ApproximateSync(self.config['sync.slop'], self.config['sync.queue_size'])
         self.counts = NodeStatistics(self.config['diagnostics.window'])
         self._warn = RateLimitedLog(self.log, self.config['warn.period_s'], self.clock)
@@ -373,6 +375,30 @@ class FusionNodeCore:
         done = self.clock()
         with self._lock:
             self.counts.publish(pair, result, overlay, started, fused_at, done)
+        self._check_alignment(pipeline, result)
+
+    def _check_alignment(self, pipeline, result) -> None:
+        """Every ``diagnostics.alignment_every`` published pair: score the cameras' alignment."""
+        every = self.config.get('diagnostics.alignment_every', 0)
+        if not every or self.counts.pairs_published % every:
+            return
+        try:
+            registration = getattr(pipeline, 'registration', None)
+            valid = registration.valid_mask() if registration is not None else None
+            score = alignment_score(result.thermal, result.visible, valid)
+        except Exception as err:  # a score must never cost the node
+            self._warn.warning('alignment', f'{self.name}: alignment check failed: '
+                                            f'{type(err).__name__}: {short(err, 200)}')
+            return
+        with self._lock:
+            was = self.alignment.dropped
+            self.alignment.add(score)
+            now = self.alignment.dropped
+            level = self.alignment.stats()
+        if now and not was:
+            self.log.warning(f"{self.name}: camera alignment dropped to {level['recent']:.2f} "
+                             f"(running level {level['reference']:.2f}): a camera may have "
+                             'moved; check the registration (sgdfuse register)')
 
     def _failed(self, pair: Pair, failed: Failed) -> None:
         """Count a pair the fuse step could not fuse (a bug counts as the pipeline's refusal)."""
@@ -458,6 +484,7 @@ class FusionNodeCore:
                 'config': {name: self.config[name] for name in STATS_CONFIG},
                 **self.counts.snapshot(now, self.sync.stats(), topics, health),
                 'compute': compute,
+                'alignment': self.alignment.stats(),
             }
 
     def _input_topic(self, role: str) -> str:

@@ -15,7 +15,7 @@
 """
 The node's ``/diagnostics`` content: a diagnostic_msgs/DiagnosticArray from a stats snapshot.
 
-Three statuses, named like diagnostic_updater's tasks (``<node>: <task>``), so
+Four statuses, named like diagnostic_updater's tasks (``<node>: <task>``), so
 ``rqt_robot_monitor`` and ``diagnostic_aggregator`` group them under the node:
 
 - ``inputs``: rate (Hz), received / published / dropped / rejected counts (by reason), pending
@@ -34,6 +34,13 @@ Three statuses, named like diagnostic_updater's tasks (``<node>: <task>``), so
   in use (with ``adaptive``: the candidates, switches, probes and the last measured cost per
   count) and OpenMP's wait policy. WARN when pipeline errors occur, frames were skipped or
   saved, or the prior is not the configured one; ERROR when the node is not active.
+- ``alignment``: whether the two cameras still line up. Every ``diagnostics.alignment_every``
+  fused pair is scored (edge agreement of the registered thermal and the visible image where the
+  thermal camera sees, -1..1, at 160 pixels wide: well under a millisecond); values: the last
+  score, the median of the last 5, the running level (the median of the first 20 scores, then
+  following the recent median slowly while aligned), pairs checked and skipped (too little
+  texture), warnings. WARN when the recent median falls below half the running level (a camera
+  knocked out of place, a loose mount); it stays until the scores come back.
 
 Values are strings, as the message requires.
 """
@@ -179,6 +186,31 @@ COMPUTE_KEYS = (('backend', 'backend'), ('thread_policy', 'thread policy'),
                 ('omp_wait_policy', 'omp wait policy'))
 
 
+def alignment_status(stats: dict) -> Tuple[int, str, List[Tuple[str, str]]]:
+    info = stats.get('alignment') or {}
+    every = stats['config'].get('diagnostics.alignment_every', 0)
+    values = [('checked every N pairs', _fmt(every)),
+              ('last score', _fmt(info['last']) if info.get('last') is not None else 'none'),
+              ('recent median', _fmt(info['recent']) if info.get('recent') is not None
+               else 'none'),
+              ('running level', _fmt(info['reference']) if info.get('reference') is not None
+               else 'not yet'),
+              ('pairs checked', _fmt(info.get('checked', 0))),
+              ('pairs skipped (no texture)', _fmt(info.get('skipped', 0))),
+              ('warnings', _fmt(info.get('warnings', 0)))]
+    if not every:
+        return OK, 'off (diagnostics.alignment_every = 0)', values
+    if info.get('reference') is None:
+        left = info.get('warmup_left', 0)
+        return OK, f'learning the running level ({left} scores to go)', values
+    if info.get('dropped'):
+        return (WARN, f"alignment dropped: recent {info['recent']:.2f} vs running level "
+                      f"{info['reference']:.2f}; a camera may have moved (sgdfuse register)",
+                values)
+    return (OK, f"aligned: recent {info['recent']:.2f}, running level {info['reference']:.2f}",
+            values)
+
+
 def compute_values(compute: dict) -> List[Tuple[str, str]]:
     """Backend and thread policy (``FusionPipeline.compute_stats``) as key/value pairs."""
     values = []
@@ -201,7 +233,7 @@ def diagnostic_array(stats: dict, stamp_ns: int):
     name = stats['node'].lstrip('/')
     statuses = []
     for task, build in (('inputs', input_status), ('synchronisation', sync_status),
-                        ('processing', processing_status)):
+                        ('processing', processing_status), ('alignment', alignment_status)):
         level, message, values = build(stats)
         statuses.append(status_type(
             level=level, name=f'{name}: {task}', message=message,

@@ -56,6 +56,7 @@ ROTATIONS = (-2.0, 0.0, 2.0)  # degrees
 TEMPLATE_SHARE = 0.7           # central part of the thermal edge map used in the search
 PAD_SHARE = 0.15               # visible edge map padded by this share of its width
 MIN_MARGIN = 0.01               # best hypothesis' correlation above the runner-up's
+RIVAL_DISTANCE = 0.08          # a rival placement: a corner this share of the width away
 HYPOTHESES = 8                 # distinct search peaks refined at the coarsest level
 MAX_FRAMES = 24                # frames used by the refinement (the best-textured, spread out)
 MAX_SEARCH_FRAMES = 60         # frames used by the global search
@@ -496,7 +497,12 @@ def estimate(thermals: Sequence[np.ndarray], visibles: Sequence[np.ndarray],
         raise RegistrationRefused('the thermal and visible images do not overlap anywhere')
     tried.sort(key=lambda item: -item[0])
     rho, h = tried[0]
-    margin = tried[0][0] - tried[1][0] if len(tried) > 1 else 1.0
+    # a rival is a placement far from the best one (near ones are the same basin, which the finer
+    # levels settle) that fits about as well
+    rivals = [score for score, other in tried[1:]
+              if np.abs(thermal_corners(other, (tw, th)) - thermal_corners(h, (tw, th))).max()
+              > RIVAL_DISTANCE * vw]
+    margin = rho - rivals[0] if rivals else 1.0
     widths: List[int] = []
     for width in LEVEL_WIDTHS[1:]:
         if LEVEL_WIDTHS[0] >= vw or (widths and widths[-1] >= vw):
