@@ -170,9 +170,11 @@ def markdown(report: dict) -> str:
             lines.append(f"| {name} | {count} | {r['median_px']:.2f} | {r['p90_px']:.2f} | "
                          f"{r['worst_px']:.2f} | {r['refused']} | {r['worst_accepted_px']:.2f} | "
                          f"{r['median_uncertainty_px']:.2f} | {r['median_seconds']:.1f} | {b} |")
-    lines += ['', 'Refused: the confidence check (jackknife spread of the corners above 3 px, '
-              'or no clear global peak) would refuse the rig; its error is counted above all the '
-              'same. Worst accepted: the worst rig that would not be refused.', '']
+    lines += ['', 'Refused: `sgdfuse register` would refuse the rig (jackknife spread of the '
+              'corners above 3 px, or two distant placements fitting about equally well); its '
+              'error is counted above all the same. Worst accepted: the worst rig that would not '
+              'be refused. `sgdfuse register` also refuses fewer than 3 frames by default '
+              '(`--min-frames`); the 1-pair rows are the estimator alone.', '']
     return '\n'.join(lines)
 
 

@@ -26,15 +26,18 @@ normalised by its local average so that faint thermal edges count as much as bri
    based); the correlation surfaces of all frames are summed, and the best peak over all scales
    and rotations wins. One frame's peak can be a coincidence; the sum over frames of one rig is
    not.
-2. **Joint refinement** (full homography, 8 parameters): the enhanced correlation coefficient
+2. **Joint refinement** (full homography, 8 parameters): the distinct best peaks are refined at
+   the coarsest level and the one whose edges agree best is kept; then the enhanced correlation coefficient
    (ECC, Evangelidis and Psarakis 2008; OpenCV's ``findTransformECC``) maximised over all frames
    at once - the frames' edge maps are concatenated, each normalised to unit energy - coarse to
    fine (visible widths 160, 320, 640).
 3. **Confidence**: the same refinement on the frames with one group left out, five times (for
    fewer than three frames: one quarter of the image left out); the spread of the thermal
    corners over those estimates (jackknife standard error, visible pixels) is the figure
-   reported, and the registration is refused when it is large, when the global peak does not
-   stand out, or when the images have no edges to match.
+   reported, and the registration is refused when it is large, when a distant placement fits
+   about as well as the best one, or when the images have no edges to match. The figure
+   measures how much the frames disagree; a bias they all share (e.g. one depth plane of a
+   scene with strong parallax) does not show in it.
 """
 
 from __future__ import annotations

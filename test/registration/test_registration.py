@@ -31,7 +31,7 @@ CLASSICAL = ['--set', 'first_stage.type=laplacian', '--set', 'refiner.steps=0']
 
 
 def rig_frames(seed: int, count: int = 6, first_scene: int = 100):
-    """A simulated rig and its frames of synthetic night street scenes (unregistered)."""
+    """Return a simulated rig and its frames of synthetic night street scenes (unregistered)."""
     rig = S.random_rig(np.random.default_rng(seed))
     frames = []
     for k in range(count):
