@@ -26,6 +26,7 @@ ROS 2 / launch_testing are not installed.
 """
 
 import os
+import sys
 import tempfile
 import unittest
 
@@ -43,6 +44,8 @@ PythonLaunchDescriptionSource = pytest.importorskip(
     'launch.launch_description_sources').PythonLaunchDescriptionSource
 pytest.importorskip('sensor_msgs.msg')
 
+# launch_test FILE adds no pytest paths: the probe is found beside this file
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ros_probe import diagnostic_values, Probe, WIDTH  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
