@@ -29,8 +29,8 @@ normalised by its local average so that faint thermal edges count as much as bri
 2. **Joint refinement** (full homography, 8 parameters): the distinct best peaks are refined at
    the coarsest level and the one whose edges agree best is kept; then the enhanced correlation
    coefficient (ECC, Evangelidis and Psarakis 2008; OpenCV's ``findTransformECC``) maximised over
-   all frames at once - the frames' edge maps are concatenated, each normalised to unit energy - coarse to
-   fine (visible widths 160, 320, 640).
+   all frames at once - the frames' edge maps are concatenated, each normalised to unit
+   energy - coarse to fine (visible widths 160, 320, 640).
 3. **Confidence**: the same refinement on the frames with one group left out, five times (for
    fewer than three frames: one quarter of the image left out); the spread of the thermal
    corners over those estimates (jackknife standard error, visible pixels) is the figure

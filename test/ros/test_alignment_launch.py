@@ -96,7 +96,8 @@ class TestAlignmentDiagnostics(unittest.TestCase):
         probe = self.probe
         self.assertTrue(probe.spin_until(lambda: probe.node.count_publishers(FUSED) > 0, 120.0),
                         'the node never created its outputs')
-        pubs = probe.cameras(THERMAL, RGB, 'reliable')
+        pubs = probe.cameras(THERMAL, RGB, 'reliable', node=NODE, fused_topic=FUSED,
+                             first_stamp=100.0)
         fused = probe.send_pairs_lockstep(pubs, [100.0 + k / 10 for k in range(30)], FUSED,
                                           timeout=30.0)
         self.assertGreaterEqual(len(fused), 25)
