@@ -255,7 +255,7 @@ def test_diagnostics_describe_the_running_node(live):
     assert len(arrays) >= 2
     names = {s.name for s in arrays[-1].status}
     assert names == {f'live_test/fusion_node: {task}'
-                     for task in ('inputs', 'synchronisation', 'processing')}
+                     for task in ('inputs', 'synchronisation', 'processing', 'alignment')}
     rates = [float(kv.value) for array in arrays for s in array.status for kv in s.values
              if kv.key == 'thermal rate (Hz)']
     assert max(rates) > 15.0
