@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Memory handed back on deactivate: says which steps ran, never fails without a GPU."""
+"""node/memory.py: memory handed back on deactivate, which steps ran; no GPU needed."""
 
 from sgdfuse_ros.node.memory import release_memory
 
