@@ -20,7 +20,8 @@
 3. ``sgdfuse make-bag`` + ``sgdfuse replay`` on it: a ROS 2 bag in, a fused bag and a report out;
 4. with ``--data`` (or $SGDFUSE_DATA): the same evaluation on RoadScene's test split.
 
-It ends by printing where every output is.
+It ends by printing where every output is. A stop signal ends the step in progress as that
+command ends it (its line says what it kept) and the demo there (exit 130 / 143 / 129).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import importlib.util
 import os
 from pathlib import Path
 
+from .guard import Interrupted, signal_name, stop_request
 from .outputs import check_apart, config_inputs
 from ..errors import SgdfuseError
 
@@ -53,7 +55,13 @@ def _available(module: str) -> bool:
 
 def _run(argv) -> None:
     from . import main as cli_main
+    stop = stop_request()
+    if stop.requested:  # between two steps: the steps before are complete
+        raise stop.interrupted(f'before its {argv[0]} step; the steps before it are complete')
     code = cli_main(argv)
+    if code in (129, 130, 143):  # the step was stopped by a signal (its own line says how)
+        signum = code - 128
+        raise Interrupted(signum, f'interrupted by {signal_name(signum)} in its {argv[0]} step')
     if code != 0:
         raise SgdfuseError(f"step failed: sgdfuse {' '.join(map(str, argv))}")
 
@@ -66,6 +74,8 @@ def main(args) -> int:
     sources = [('--data', data / name) for name in ('ir', 'vis', 'split.json')] if data else []
     check_apart(config_inputs(args.config) + sources, [('--out', args.out)])
     out = args.out.resolve()
+    # from here a signal stops the demo at the end of the step in progress
+    stop_request().protect()
     out.mkdir(parents=True, exist_ok=True)
     config = ['--config', str(args.config)] if args.config else []
     quiet = ['--quiet'] if args.quiet else []

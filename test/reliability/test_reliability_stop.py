@@ -664,6 +664,23 @@ def test_export_interrupted_leaves_no_partial_file(tmp_path, monkeypatch, capsys
     assert list(out.iterdir()) == []
 
 
+def test_demo_stops_between_its_steps(tmp_path, monkeypatch, capsys):
+    from sgdfuse_ros.eval import synthetic_pairs
+    real = synthetic_pairs.write_sample
+
+    def sample(*args, **kwargs):
+        done = real(*args, **kwargs)
+        kill_self(signal.SIGTERM)  # the sample is written; evaluate is next
+        return done
+
+    monkeypatch.setattr(synthetic_pairs, 'write_sample', sample)
+    out = tmp_path / 'demo'
+    assert cli(['demo', '--out', str(out), '--pairs', '2', '--quiet']) == 143
+    line = only_line(capsys.readouterr().err, 'demo', signal.SIGTERM)
+    assert 'before its evaluate step' in line
+    assert sorted(p.name for p in out.iterdir()) == ['sample']
+
+
 # --- a full disk under training ------------------------------------------------------------------
 
 def test_train_onto_a_full_disk_keeps_the_previous_checkpoint(train_data, tmp_path, small_disk,
