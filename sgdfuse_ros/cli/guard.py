@@ -195,8 +195,9 @@ class installed:  # noqa: N801 (used as a context manager, like a function)
     ``with installed() as stop:``: the dispatcher's stop request for one command.
 
     ``restore``: put the previous handlers back at the end (a command run from Python). Left
-    False (the command line), the handlers stay and defer every later signal, so that a third
-    Ctrl-C while the interpreter shuts down cannot turn a clean exit into a traceback.
+    False (the command line), the stop signals are ignored from then on: the command is done
+    and its line printed, and a third Ctrl-C while the interpreter shuts down (which resets
+    Python-level handlers to the default) cannot turn a clean exit into a death by signal.
     """
 
     def __init__(self, restore: bool = True):
@@ -213,6 +214,8 @@ class installed:  # noqa: N801 (used as a context manager, like a function)
         global _CURRENT
         self.stop.protect()
         if not self.restore:
+            for sig in list(self.stop._previous):
+                signal.signal(sig, signal.SIG_IGN)
             return False
         self.stop.uninstall()
         _CURRENT = self.previous
