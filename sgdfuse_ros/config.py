@@ -18,6 +18,12 @@ Read and validate the one configuration file that the node, the pipeline and the
 The file has the ROS 2 parameter layout (``<node name or /**>: ros__parameters: {...}``), so it
 can be passed to ``ros2 run ... --ros-args --params-file`` unchanged. Nested dictionaries are
 flattened to dotted names (``output: {width: 640}`` -> ``output.width``), as ROS does.
+
+Every YAML the package reads from a user (config files, ``--set`` values, a bag's
+``metadata.yaml``) goes through :func:`load_yaml`: the safe loader (no tags that build Python
+objects), no aliases (``*name``; ROS 2's own parameter parser refuses them too, and they are how
+a 1 kB file expands into gigabytes), at most :data:`MAX_YAML_DEPTH` levels of nesting and
+:data:`MAX_CONFIG_BYTES` bytes. Anything else is one :class:`ConfigError` line.
 """
 
 from __future__ import annotations
@@ -33,6 +39,11 @@ from .errors import ConfigError, first_line
 from .parameters import defaults, SPECS
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
+
+#: largest config file read (the shipped one is about 9 kB); a bigger file is refused unread
+MAX_CONFIG_BYTES = 256 * 1024
+#: deepest nesting of mappings and lists in a YAML document (parameters nest 4 levels)
+MAX_YAML_DEPTH = 32
 
 
 def share_dir() -> Path:
@@ -69,15 +80,89 @@ def flatten(tree: Mapping[str, Any], prefix: str = '') -> dict:
     return flat
 
 
+class _BoundedLoader(yaml.SafeLoader):
+    """The safe loader, refusing aliases and nesting deeper than :data:`MAX_YAML_DEPTH`."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(
+                None, None, 'an alias (*name) is not supported (ROS 2 parameter files refuse '
+                'them too); write the value out', mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f'nested deeper than {MAX_YAML_DEPTH} levels',
+                    self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """One line for a YAML error: the problem and where."""
+    if isinstance(err, yaml.MarkedYAMLError):
+        problem = ' '.join(str(err.problem or err.context or 'parse error').split())[:200]
+        mark = err.problem_mark or err.context_mark
+        where = f' at line {mark.line + 1}, column {mark.column + 1}' if mark else ''
+        return problem + where
+    return first_line(err, 200, 'parse error')
+
+
+def load_yaml(text: str, origin: str, max_chars: int = MAX_CONFIG_BYTES) -> Any:
+    """
+    Parse YAML ``text`` (from ``origin``) with the bounded safe loader; ConfigError if bad.
+
+    ``max_chars`` bounds the text (a bag's ``metadata.yaml`` lists every storage file and may
+    be larger than a config); without aliases the parsed document grows only with it.
+    """
+    if len(text) > max_chars:
+        raise ConfigError(f'{origin}: {len(text)} characters of YAML, more than the '
+                          f'{max_chars // 1024} kB it may hold')
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as err:
+        raise ConfigError(f'{origin}: not valid YAML ({_yaml_problem(err)})') from None
+    except RecursionError:  # pragma: no cover - the depth bound comes first
+        raise ConfigError(f'{origin}: not valid YAML (nested too deep)') from None
+    finally:
+        loader.dispose()
+
+
 def _ros_parameters(document: Any, path: Path) -> Mapping[str, Any]:
     if not isinstance(document, Mapping):
         raise ConfigError(f"{path}: expected a mapping with 'ros__parameters'")
+    section = None
     if 'ros__parameters' in document:
-        return document['ros__parameters'] or {}
-    for value in document.values():
-        if isinstance(value, Mapping) and 'ros__parameters' in value:
-            return value['ros__parameters'] or {}
-    raise ConfigError(f"{path}: no 'ros__parameters' section (ROS 2 parameter file layout)")
+        section = document['ros__parameters']
+    else:
+        for value in document.values():
+            if isinstance(value, Mapping) and 'ros__parameters' in value:
+                section = value['ros__parameters']
+                break
+        else:
+            raise ConfigError(f"{path}: no 'ros__parameters' section (ROS 2 parameter file "
+                              f'layout)')
+    if section is None:
+        return {}
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{path}: 'ros__parameters' must be a mapping of parameter names to "
+                          f'values, got {_kind(section)}')
+    return section
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return 'a list'
+    if isinstance(value, str):
+        return f'the string {value[:40]!r}'
+    return f'{type(value).__name__} {str(value)[:40]}'
 
 
 def validate(values: Mapping[str, Any], origin: str = 'config') -> dict:
@@ -113,9 +198,13 @@ def singular_homography(h) -> bool:
 def read_text_file(path: Path) -> str:
     """Read a config file as text; a binary or non-UTF-8 file is a one-line ConfigError."""
     try:
-        data = path.read_bytes()
+        with path.open('rb') as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as err:
         raise ConfigError(f'cannot read config file {path}: {err.strerror or err}') from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f'{path} is larger than the {MAX_CONFIG_BYTES // 1024} kB a config '
+                          f'file may hold; not read')
     nul = data.find(b'\x00')
     if nul >= 0:
         raise ConfigError(f'{path} is a binary file, not a YAML config file (a NUL byte at '
@@ -133,13 +222,17 @@ def load_config(path: Optional[os.PathLike] = None,
     config = defaults()
     path = Path(path) if path is not None else default_config_path()
     if not path.is_file():
+        if path.is_dir():
+            raise ConfigError(f'config file {path} is a folder; a YAML file is needed')
+        if path.exists():
+            raise ConfigError(f'config file {path} is not a regular file (a device or a pipe)')
         raise ConfigError(f'config file not found: {path}')
+    document = load_yaml(read_text_file(path), str(path))
     try:
-        document = yaml.safe_load(read_text_file(path))
-    except yaml.YAMLError as err:
-        raise ConfigError(f'{path}: not valid YAML ({first_line(err, default="parse error")})') \
-            from None
-    config.update(validate(flatten(_ros_parameters(document, path)), str(path)))
+        config.update(validate(flatten(_ros_parameters(document, path)), str(path)))
+    except ConfigError as err:  # name the file the value came from
+        text = str(err)
+        raise ConfigError(text if text.startswith(str(path)) else f'{path}: {text}') from None
     if overrides:
         config.update(validate(dict(overrides), 'override'))
     _check_cross(config)
@@ -169,11 +262,18 @@ def _check_cross(config: Mapping[str, Any]) -> None:
 
 
 def parse_override(text: str) -> tuple:
-    """'name=value' from the command line, value parsed as YAML (so 2, 2.5, true, [..] work)."""
+    """
+    Return ``(name, value)`` of 'name=value' from the command line, checked.
+
+    The value is parsed as YAML (so 2, 2.5, true, [..] work) by :func:`load_yaml`, and checked
+    against the parameter table as a config file's value is; ConfigError otherwise.
+    """
     if '=' not in text:
-        raise ConfigError(f'--set expects name=value, got {text!r}')
+        raise ConfigError(f'--set expects name=value, got {text[:80]!r}')
     name, raw = text.split('=', 1)
-    return name.strip(), yaml.safe_load(raw)
+    name = name.strip()
+    value = load_yaml(raw, f'--set {name}')
+    return name, validate({name: value}, '--set').get(name, value)
 
 
 def resolve_model_path(value: str, default_name: str) -> Path:
@@ -201,3 +301,31 @@ def check_model_file(path: os.PathLike, parameter: str, expected: str) -> Path:
         raise ConfigError(f'{where} is not readable by this process (permissions; expected '
                           f'{expected})')
     return path
+
+
+def tensor_problem(tensor) -> Optional[str]:
+    """
+    Return why ``tensor`` cannot be weights (None if it can).
+
+    Weights are dense CPU tensors of real numbers with their values in the file: a meta tensor
+    (a shape without data, saved from a model built on the ``meta`` device), a sparse,
+    quantized or complex tensor would fail or silently lose values when loaded into a network.
+    """
+    import torch  # heavy: only when weights are read
+    if not isinstance(tensor, torch.Tensor):
+        return f'is a {type(tensor).__name__}, not a tensor'
+    if tensor.is_meta or tensor.device.type == 'meta':
+        return ('is a meta tensor (a shape without values: saved from a model built on the '
+                "'meta' device)")
+    if tensor.layout != torch.strided:
+        return f'is a {tensor.layout} tensor, not a dense one'
+    if tensor.device.type != 'cpu':
+        return f'is on {tensor.device}, not loaded to the CPU'
+    if tensor.is_quantized or tensor.is_complex() or str(tensor.dtype) not in _REAL_DTYPES:
+        return f'has dtype {tensor.dtype}, not a real number type'
+    return None
+
+
+_REAL_DTYPES = tuple('torch.' + t for t in (
+    'float16', 'bfloat16', 'float32', 'float64', 'uint8', 'int8', 'int16', 'int32', 'int64',
+    'bool'))

@@ -81,14 +81,14 @@ class ParamSpec:
                 if any(isinstance(v, bool) for v in value):
                     raise TypeError
                 value = [float(v) for v in value]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(
-                f'parameter {self.name}: expected {kind.__name__}, got {value!r}') from None
+                f'parameter {self.name}: expected {kind.__name__}, got {_short(value)}') from None
         if kind is list and not all(math.isfinite(v) for v in value):
-            raise ConfigError(f'parameter {self.name}: NaN or infinity in {value!r}')
+            raise ConfigError(f'parameter {self.name}: NaN or infinity in {_short(value)}')
         if self.choices is not None and value not in self.choices:
             raise ConfigError(
-                f'parameter {self.name}: {value!r} is not one of {list(self.choices)}')
+                f'parameter {self.name}: {_short(value)} is not one of {list(self.choices)}')
         if kind in (int, float):
             if value != value:  # NaN
                 raise ConfigError(f'parameter {self.name}: NaN is not allowed')
@@ -99,6 +99,12 @@ class ParamSpec:
                 raise ConfigError(f'parameter {self.name}: {value} is above the maximum '
                                   f'{self.max}')
         return value
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a refused value stays a short line)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + '...'
 
 
 P = ParamSpec

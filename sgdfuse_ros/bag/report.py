@@ -120,8 +120,11 @@ class ReplayReport:
     def metrics_missing(self, index: int, missing: Dict[str, str]) -> None:
         """Metrics that could not be computed on pair ``index`` (they stay None in its frame)."""
         if len(self.missing_examples) < 5:
-            first = next(iter(missing.items()))
-            self.missing_examples.append(f'pair {index}: {", ".join(missing)} ({first[1]})')
+            by_reason: Dict[str, List[str]] = {}
+            for name, reason in missing.items():
+                by_reason.setdefault(reason, []).append(name)
+            self.missing_examples.append(f'pair {index}: ' + '; '.join(
+                f'{", ".join(names)} ({reason})' for reason, names in by_reason.items()))
 
     # --- collecting ------------------------------------------------------------------------------
     def message(self, role: str) -> None:

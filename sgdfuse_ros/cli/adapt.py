@@ -56,6 +56,8 @@ from .options import add_camera_topics, add_config, add_input_bag
 from .outputs import check_apart, config_inputs
 from .progress import Progress
 from .train import kept_checkpoint
+from .values import (crop_size, int_at_least, learning_rate, loss_weights, minutes, seed,
+                     threads)
 from ..errors import InputError
 from ..hardware import resolve_device
 
@@ -75,29 +77,31 @@ def add_arguments(parser) -> None:
                         help='folder for the adapted first_stage.pt / refiner.pt')
     parser.add_argument('--stage', choices=STAGES, default='both',
                         help='what to adapt (default both: first stage, then the refiner on it)')
-    parser.add_argument('--steps', type=int, default=600,
+    parser.add_argument('--steps', type=int_at_least(1), default=600,
                         help='first-stage optimiser steps (default 600)')
-    parser.add_argument('--refiner-steps', type=int, default=400,
+    parser.add_argument('--refiner-steps', type=int_at_least(1), default=400,
                         help='refiner optimiser steps (default 400)')
-    parser.add_argument('--frames', type=int, default=300,
+    parser.add_argument('--frames', type=int_at_least(1), default=300,
                         help='pairs sampled evenly from the bag (default 300)')
-    parser.add_argument('--val-frames', type=int, default=16,
+    parser.add_argument('--val-frames', type=int_at_least(0), default=16,
                         help='of those, held out for choosing the weights (default 16)')
-    parser.add_argument('--val-every', type=int, default=100,
+    parser.add_argument('--val-every', type=int_at_least(0), default=100,
                         help='score the held-out pairs every N steps (default 100)')
-    parser.add_argument('--batch', type=int, default=8, help='crops per step (default 8)')
-    parser.add_argument('--crop', type=int, default=128,
+    parser.add_argument('--batch', type=int_at_least(1), default=8,
+                        help='crops per step (default 8)')
+    parser.add_argument('--crop', type=crop_size, default=128,
                         help='square crop size, a multiple of 8 (default 128; smaller frames '
                              'lower it)')
-    parser.add_argument('--lr', type=float, default=5e-4,
-                        help='peak learning rate (AdamW, cosine decay; default 5e-4)')
-    parser.add_argument('--seed', type=int, default=0, help='seed of crops, flips and noise')
+    parser.add_argument('--lr', type=learning_rate, default=5e-4,
+                        help='peak learning rate (AdamW, cosine decay; default 5e-4), in (0, 1]')
+    parser.add_argument('--seed', type=seed, default=0,
+                        help='seed of crops, flips and noise (0 .. 2^32-1)')
     parser.add_argument('--first-stage', metavar='W', default=None,
                         help="starting first-stage weights (default: the config's "
                              'first_stage.weights, i.e. the shipped file)')
     parser.add_argument('--refiner', metavar='W', default=None,
                         help="starting refiner weights (default: the config's refiner.weights)")
-    parser.add_argument('--loss-weights', metavar='JSON', default=None,
+    parser.add_argument('--loss-weights', metavar='JSON', default=None, type=loss_weights,
                         help='loss weights replacing those stored in the starting weights file '
                              "(keys as in `sgdfuse train --help`); applied to both stages' own "
                              'weights, e.g. \'{"visible_lead": 0}\'')
@@ -107,43 +111,18 @@ def add_arguments(parser) -> None:
                         help='checkpoints and logs (default OUT/adapt_work)')
     parser.add_argument('--fresh', action='store_true',
                         help="start over, discarding --work's checkpoints")
-    parser.add_argument('--minutes', type=float, default=None,
+    parser.add_argument('--minutes', type=minutes, default=None,
                         help='stop cleanly after this many minutes of training per stage; run '
                              'again to continue')
-    parser.add_argument('--stop-after', type=int, default=None, metavar='N',
+    parser.add_argument('--stop-after', type=int_at_least(1), default=None, metavar='N',
                         help='stop cleanly after N steps in this run; run again to continue')
-    parser.add_argument('--threads', type=int, default=0, help='torch CPU threads (0 = default)')
+    parser.add_argument('--threads', type=threads, default=0,
+                        help='torch CPU threads (0 = default, at most 256)')
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
     parser.add_argument('--quiet', action='store_true', help='no progress output')
 
 
 # --- checks before any work ---------------------------------------------------------------------
-
-def check_arguments(args) -> None:
-    for name in ('steps', 'refiner_steps', 'frames', 'batch'):
-        if getattr(args, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.val_frames < 0 or args.val_every < 0:
-        raise InputError('--val-frames and --val-every must be >= 0')
-    if args.crop < 32 or args.crop % 8:
-        raise InputError(f'--crop must be >= 32 and a multiple of 8, got {args.crop}')
-    if not args.lr > 0:
-        raise InputError(f'--lr must be > 0, got {args.lr}')
-    if args.stop_after is not None and args.stop_after < 1:
-        raise InputError('--stop-after must be >= 1')
-    if args.minutes is not None and not args.minutes > 0:
-        raise InputError('--minutes must be > 0')
-    if args.loss_weights is not None:
-        try:
-            weights = json.loads(args.loss_weights)
-        except ValueError as err:
-            raise InputError(f'--loss-weights: not valid JSON ({err})') from None
-        if not isinstance(weights, dict) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool)
-                for v in weights.values()):
-            raise InputError('--loss-weights must be a JSON object of numbers, e.g. '
-                             '\'{"visible_lead": 0}\'')
-
 
 def writable_folder(path: Path, option: str) -> Path:
     """Create ``path`` if needed and prove a file can be written in it; InputError otherwise."""
@@ -318,11 +297,10 @@ def _report(name: str, summary: dict, out: Path, steps: int, quiet: bool) -> Non
 
 def main(args) -> int:
     from ..bag.reader import choose_topics, open_bag
-    from ..config import load_config, parse_override
+    from ..config import load_config
 
     t_start = time.monotonic()
-    check_arguments(args)
-    config = load_config(args.config, dict(parse_override(t) for t in args.overrides))
+    config = load_config(args.config, dict(args.overrides))
     starts = start_paths(args, config)
     check_apart([('BAG', args.bag)] + config_inputs(args.config)
                 + [('--first-stage' if stage == 'first_stage' else '--refiner', path)
@@ -427,7 +405,7 @@ def main(args) -> int:
     return 0
 
 
-def _loss_weights(payload: dict, override: str = None):
+def _loss_weights(payload: dict, override: dict = None):
     """
     Return the loss weights the starting stage was trained with, updated by ``--loss-weights``.
 
@@ -441,5 +419,5 @@ def _loss_weights(payload: dict, override: str = None):
         if weights is None:
             refiner = payload.get('kind') == 'refiner'
             weights = dict(REFINER_LOSS_WEIGHTS if refiner else DEFAULT_WEIGHTS)
-        weights.update(json.loads(override))
+        weights.update(override)  # checked at parse time (values.loss_weights)
     return weights

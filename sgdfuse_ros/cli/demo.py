@@ -32,13 +32,15 @@ from pathlib import Path
 
 from .guard import Interrupted, signal_name, stop_request
 from .outputs import check_apart, config_inputs
+from .values import int_in
 from ..errors import SgdfuseError
 
 
 def add_arguments(parser) -> None:
     parser.add_argument('--out', type=Path, default=Path('outputs/demo'),
                         help='output folder (default: outputs/demo)')
-    parser.add_argument('--pairs', type=int, default=6, help='synthetic pairs to generate')
+    parser.add_argument('--pairs', type=int_in(1, 1000), default=6,
+                        help='synthetic pairs to generate (1 .. 1000)')
     parser.add_argument('--data', type=Path, default=None,
                         help="also evaluate RoadScene's test split in this folder "
                              '(default: $SGDFUSE_DATA if set)')

@@ -35,11 +35,12 @@ from typing import Dict, List, Optional
 import cv2
 import numpy as np
 
-from .guard import check_output_dir, int_at_least, is_write_failure
+from .guard import check_output_dir, is_write_failure
 from .guard import stop_request, write_failure
 from .outputs import check_apart, config_inputs, pair_inputs, ReplacedFiles
 from .progress import Progress
-from ..config import load_config, parse_override
+from .values import int_at_least, override
+from ..config import load_config
 from ..errors import InputError
 from ..eval.datasets import dataset_pairs, default_data_dir, list_pairs, Pair, read_split
 
@@ -60,7 +61,7 @@ def add_arguments(parser) -> None:
     parser.add_argument('--out', type=Path, required=True, help='output folder')
     parser.add_argument('--config', type=Path, default=None,
                         help="config file (default: the package's config/fusion.yaml)")
-    parser.add_argument('--set', dest='overrides', action='append', default=[],
+    parser.add_argument('--set', dest='overrides', action='append', default=[], type=override,
                         metavar='NAME=VALUE', help='override a parameter (repeatable)')
     parser.add_argument('--label', default=None, help='name of this run in the report table')
     parser.add_argument('--contact-rows', type=int_at_least(0), default=6,
@@ -350,9 +351,13 @@ def render_report(report: dict, with_sheet: bool) -> str:
                   format_table({report['label']: report['mean']}), '']
         short = {m: n for m, n in report['scored'].items() if n < report['fused']}
         if short:
+            why = {}
+            for lacking in report.get('metrics_missing', {}).values():
+                for m, reason in lacking.items():
+                    why.setdefault(m, reason)
             lines += ['Metrics missing on some frames (mean over the frames that have them): '
                       + ', '.join(f'{m} on {report["fused"] - n}' for m, n in short.items()),
-                      '']
+                      ''] + [f'- {m}: {reason}' for m, reason in why.items()] + ['']
     if report.get('failures'):
         lines += ['## Failed pairs', '', '| pair | reason |', '|---|---|']
         lines += [f'| {name} | {reason} |' for name, reason in report['failures'].items()]
@@ -384,7 +389,7 @@ def main(args) -> int:
     if args.limit > 0:
         pairs = pairs[: args.limit]
     overrides = dict(EVAL_OVERRIDES)
-    overrides.update(dict(parse_override(text) for text in args.overrides))
+    overrides.update(dict(args.overrides))
     config = load_config(args.config, overrides)
     check_apart(pair_inputs(pairs, split_file(args)) + config_inputs(args.config, config),
                 [('--out', out)])

@@ -43,6 +43,7 @@ from typing import List, Tuple
 
 from .guard import check_output_dir, Interrupted, StopNow
 from .outputs import check_apart, config_inputs
+from .values import name_list, override
 from ..errors import ConfigError, error_line, SgdfuseError
 
 log = logging.getLogger('sgdfuse_ros')
@@ -56,24 +57,13 @@ PARTS = {
 
 def add_arguments(parser) -> None:
     parser.add_argument('--out', required=True, help='folder for the .onnx files')
-    parser.add_argument('--what', default=None,
+    parser.add_argument('--what', default=None, type=name_list(PARTS, 'part'),
                         help=f"comma-separated parts to export, of {','.join(PARTS)} (default: "
                              'all; sam-decoder only when prior.sam.checkpoint is set)')
     parser.add_argument('--config', default=None, help='config file (default: config/fusion.yaml)')
-    parser.add_argument('--set', action='append', default=[], metavar='NAME=VALUE',
+    parser.add_argument('--set', action='append', default=[], metavar='NAME=VALUE', type=override,
                         help='override a parameter (repeatable), e.g. --set '
                              'first_stage.weights=runs/a/first_stage.pt')
-
-
-def parse_parts(text: str) -> List[str]:
-    parts = [p.strip() for p in text.split(',') if p.strip()]
-    if not parts:
-        raise ConfigError('--what names no part')
-    unknown = [p for p in parts if p not in PARTS]
-    if unknown:
-        raise ConfigError(f"--what: unknown part(s) {', '.join(unknown)} "
-                          f"(known: {', '.join(PARTS)})")
-    return list(dict.fromkeys(parts))
 
 
 def find_exporter(part: str):
@@ -113,13 +103,13 @@ def export_part(part: str, config: dict, out_dir: Path) -> Tuple[List[Path], str
 
 
 def main(args) -> int:
-    from ..config import load_config, parse_override
+    from ..config import load_config
 
     check_output_dir(args.out, '--out')  # before any network is built
-    overrides = dict(parse_override(text) for text in args.set)
+    overrides = dict(args.set)
     config = load_config(args.config, overrides)
     check_apart(config_inputs(args.config, config), [('--out', args.out)])
-    parts = parse_parts(args.what or ','.join(PARTS))
+    parts = list(args.what or PARTS)  # checked at parse time (values.name_list)
     if args.what is None and not config['prior.sam.checkpoint']:
         parts.remove('sam-decoder')
         print('sam-decoder: skipped (prior.sam.checkpoint is not set)', file=sys.stderr)

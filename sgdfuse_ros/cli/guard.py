@@ -26,22 +26,22 @@ What every offline command shares so that no user action loses work.
   write), one :class:`InputError` line each.
 - :func:`write_failure`: a failed write (``ENOSPC``, a read-only file system, sqlite's "database
   or disk is full") as one line.
-- argparse ``type=`` functions that refuse impossible option values at parse time.
+
+Option values are checked at parse time by the argparse ``type=`` functions of
+:mod:`sgdfuse_ros.cli.values` (re-exported here for older imports).
 """
 
 from __future__ import annotations
 
-import argparse
 import errno
-import math
 import os
 from pathlib import Path
-import re
 import signal
 import tempfile
 import threading
 from typing import Optional, Sequence
 
+from .values import float_range, int_at_least, int_in, topic_name  # noqa: F401 (re-exported)
 from ..errors import error_line, InputError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -386,59 +386,3 @@ def write_bytes(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
-
-
-# --- option values ----------------------------------------------------------------------------
-
-
-def int_at_least(minimum: int):
-    """Argparse type: an integer >= ``minimum``."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f'expected an integer, got {text!r}') from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f'must be >= {minimum}, got {value}')
-        return value
-    parse.__name__ = f'integer >= {minimum}'
-    return parse
-
-
-def float_range(low: float = -math.inf, high: float = math.inf, low_open: bool = False):
-    """Argparse type: a finite number in [low, high] (``(low, high]`` with ``low_open``)."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f'expected a number, got {text!r}') from None
-        if not math.isfinite(value) or value > high or value < low or (
-                low_open and value == low):
-            bound = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-            raise argparse.ArgumentTypeError(f'must be a finite number in {bound}, got {text}')
-        return value
-    parse.__name__ = 'number'
-    return parse
-
-
-_TOPIC = re.compile(r'~?/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*')
-
-
-def topic_name(text: str) -> str:
-    """Argparse type: a ROS 2 topic name that DDS accepts (rcl's rules, no substitutions)."""
-    if not _TOPIC.fullmatch(text) or '__' in text:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a valid ROS 2 topic name (letters, digits and '_', separated by "
-            f"'/'; no token starting with a digit, no '//', no trailing '/', no '__')")
-    return text
-
-
-def int_in(low: int, high: int):
-    """Argparse type: an integer in [low, high]."""
-    def parse(text: str) -> int:
-        value = int_at_least(low)(text)
-        if value > high:
-            raise argparse.ArgumentTypeError(f'must be <= {high}, got {value}')
-        return value
-    parse.__name__ = f'integer in [{low}, {high}]'
-    return parse

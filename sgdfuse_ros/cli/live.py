@@ -37,9 +37,10 @@ from pathlib import Path
 import sys
 import time
 
-from .guard import check_output_file, float_range, int_in, stop_request, topic_name, \
-    write_bytes
+from .guard import check_output_file, stop_request, write_bytes
 from .outputs import check_apart, config_inputs
+from .values import (float_range, int_in, namespace, node_name, override, remap_rule,
+                     topic_name)
 from ..messages import CAMERA_INFO_TOPIC, FUSED_TOPIC, INPUT_TOPICS
 
 
@@ -47,10 +48,12 @@ def add_arguments(parser) -> None:
     parser.add_argument('--config', type=Path, default=None,
                         help='parameter file (ROS 2 layout; default: the shipped '
                              'config/fusion.yaml)')
-    parser.add_argument('--set', dest='overrides', action='append', default=[],
+    parser.add_argument('--set', dest='overrides', action='append', default=[], type=override,
                         metavar='NAME=VALUE', help='override one parameter (repeatable)')
-    parser.add_argument('--namespace', default='/', help="ROS namespace of the node's topics")
-    parser.add_argument('--name', default='fusion_node', help='node name (diagnostics)')
+    parser.add_argument('--namespace', default='/', type=namespace,
+                        help="ROS namespace of the node's topics")
+    parser.add_argument('--name', default='fusion_node', type=node_name,
+                        help='node name (diagnostics)')
     parser.add_argument('--domain-id', type=int_in(0, 232), default=None,
                         help='DDS domain (default: $ROS_DOMAIN_ID, else 0)')
     parser.add_argument('--thermal-topic', type=topic_name, default=None,
@@ -60,6 +63,7 @@ def add_arguments(parser) -> None:
     parser.add_argument('--camera-info-topic', type=topic_name, default=None,
                         help=f'remap {CAMERA_INFO_TOPIC} to this topic')
     parser.add_argument('--remap', action='append', default=[], metavar='FROM:=TO',
+                        type=remap_rule,
                         help='any other remapping, ROS syntax (repeatable)')
     parser.add_argument('--localhost-only', action='store_true',
                         help='stay on the loopback interface (also ROS_LOCALHOST_ONLY=1); '
@@ -156,7 +160,7 @@ def newest_stamps(core) -> dict:
 def main(args) -> int:
     import logging
 
-    from ..config import load_config, parse_override
+    from ..config import load_config
     from ..errors import ConfigError
     from ..node.core import accounting_errors, FusionNodeCore
     from ..transport.base import resolve_topic
@@ -164,7 +168,7 @@ def main(args) -> int:
 
     if args.stats_json is not None:
         check_output_file(args.stats_json, '--stats-json')  # before the node starts
-    overrides = dict(parse_override(text) for text in args.overrides)
+    overrides = dict(args.overrides)
     config = load_config(args.config, overrides)
     if args.stats_json is not None:
         check_apart(config_inputs(args.config, config), [('--stats-json', args.stats_json)])

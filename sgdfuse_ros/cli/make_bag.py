@@ -57,10 +57,10 @@ import math
 from pathlib import Path
 import sys
 
-from .guard import check_output_dir, float_range, int_at_least
-from .guard import int_in, is_write_failure, stop_request, write_failure
+from .guard import check_output_dir, is_write_failure, stop_request, write_failure
 from .outputs import check_apart, pair_inputs, ReplacedPath
 from .progress import Progress
+from .values import float_range, int_at_least, int_in, seed, STAMP_MAX_S
 from .. import messages as m
 from ..errors import InputError
 
@@ -80,6 +80,7 @@ HFOV_DEG = 50.0
 THERMAL_DELAY_MS = (10.0, 2.0)  # mean, spread of the receive delay
 VISIBLE_DELAY_MS = (4.0, 1.0)
 DEFAULT_START_S = 1_700_000_000.0
+MIN_RATE_HZ = 1e-3
 
 
 def add_arguments(parser) -> None:
@@ -90,9 +91,9 @@ def add_arguments(parser) -> None:
                      'split.json); default $SGDFUSE_DATA or ../shared/data/roadscene')
     src.add_argument('--subset', metavar='NAME', help='only this list of split.json (e.g. test)')
     parser.add_argument('--out', required=True, metavar='BAG', help='bag to write')
-    parser.add_argument('--rate', type=float_range(0.0, 1e6, low_open=True), default=10.0,
-                        help='frame rate in Hz (default 10)')
-    parser.add_argument('--jitter-ms', type=float_range(0.0), default=5.0,
+    parser.add_argument('--rate', type=float_range(MIN_RATE_HZ, 1e6), default=10.0,
+                        help=f'frame rate in Hz (default 10; {MIN_RATE_HZ:g} .. 1e6)')
+    parser.add_argument('--jitter-ms', type=float_range(0.0, 1e6), default=5.0,
                         help='largest thermal-vs-RGB stamp offset in ms (default 5)')
     parser.add_argument('--thermal-encoding', choices=('mono16', 'mono8'), default='mono16',
                         help='mono16: 14-bit raw counts (default); mono8: the 8-bit image')
@@ -110,9 +111,11 @@ def add_arguments(parser) -> None:
                              'Distro); default the one the version is for: 8 humble, 9 jazzy')
     parser.add_argument('--repeat', type=int_at_least(1), default=1,
                         help='passes over the pairs (default 1)')
-    parser.add_argument('--seed', type=int, default=0, help='seed of jitter and noise')
-    parser.add_argument('--start', type=float_range(0.0), default=DEFAULT_START_S,
-                        help='stamp of the first frame, seconds since the epoch')
+    parser.add_argument('--seed', type=seed, default=0,
+                        help='seed of jitter and noise (0 .. 2^32-1)')
+    parser.add_argument('--start', type=float_range(0.0, STAMP_MAX_S), default=DEFAULT_START_S,
+                        help='stamp of the first frame, seconds since the epoch (a ROS 2 stamp '
+                             'holds up to 2^31-1 s, January 2038)')
     parser.add_argument('--unregistered', action='store_true',
                         help='the pairs are not registered (two cameras at their own sizes, e.g. '
                         'a rig to try `sgdfuse register` on): thermal and visible images may '
@@ -165,6 +168,15 @@ def check_arguments(args) -> None:
         raise InputError('--start must be >= 0')
 
 
+def check_last_stamp(args, frames: int) -> None:
+    """Refuse a last stamp (or receive time) beyond what a ROS 2 stamp holds (int32 s)."""
+    last = args.start + max(frames - 1, 0) / args.rate + (args.jitter_ms + 20.0) / 1000.0
+    if last > STAMP_MAX_S:
+        raise InputError(f'--start {args.start:.0f} with {frames} frames at {args.rate:g} Hz ends '
+                         f'at {last:.0f} s, beyond the largest ROS 2 stamp ({STAMP_MAX_S} s, '
+                         f'January 2038); lower --start or --repeat')
+
+
 def thermal_message(thermal, encoding: str, rng, header, name: str):
     """Build the thermal Image of one source frame; refuse what it cannot hold faithfully."""
     import numpy as np
@@ -199,6 +211,7 @@ def main(args) -> int:
     if not (args.ir or args.vis) and args.subset:
         split = Path(args.data or default_data_dir()) / 'split.json'
     check_apart(pair_inputs(pairs, split), [('--out', args.out)])
+    check_last_stamp(args, len(pairs) * args.repeat)
     check_replaceable(args.out, args.overwrite)
     max_pixels = defaults()['limits.max_input_pixels']
     rng = np.random.default_rng(args.seed)

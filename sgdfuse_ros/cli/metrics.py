@@ -38,7 +38,9 @@ import sys
 
 from .guard import check_output_file, int_at_least, write_bytes, write_failure
 from .outputs import check_apart
+from .values import name_list
 from ..errors import InputError
+from ..eval.datasets import read_split
 from ..eval.metrics import HEADLINE_METRICS, METRIC_NAMES
 from ..eval.scoring import format_table, IMAGE_EXTENSIONS, mean_of, score_folders
 from ..image_decode import DEFAULT_MAX_PIXELS
@@ -64,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='split file {subset: [image names]}; only those images are scored')
     parser.add_argument('--subset', default=None, metavar='NAME',
                         help='key of --split to score (default: test)')
-    parser.add_argument('--names', metavar='M1,M2',
+    parser.add_argument('--names', metavar='M1,M2', type=name_list(METRIC_NAMES, 'metric'),
                         help='metrics to compute and show, comma separated (default: all are '
                              'computed, the table shows ' + ','.join(HEADLINE_METRICS) + ')')
     parser.add_argument('--labels', metavar='L1,L2',
@@ -103,21 +105,7 @@ def _load_split(split, subset):
             raise InputError('--subset needs --split (or --data with a split.json)')
         return None, None
     subset = subset or 'test'
-    try:
-        with open(split, encoding='utf-8') as fh:
-            table = json.load(fh)
-    except OSError as err:
-        raise InputError(f'cannot read split file {split}: {err.strerror or err}') from None
-    except ValueError as err:
-        raise InputError(f'split file {split} is not valid JSON: {err}') from None
-    if not isinstance(table, dict):
-        raise InputError(f'split file {split} must hold a JSON object {{subset: [names]}}')
-    names = table.get(subset)
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        keys = [k for k, v in table.items() if isinstance(v, list)]
-        raise InputError(f"split file {split} has no list '{subset}' "
-                         f"(lists: {', '.join(keys) or 'none'})")
-    return names, subset
+    return read_split(split, subset), subset
 
 
 def _labels(dirs, labels_arg):
@@ -159,7 +147,7 @@ def main(args) -> int:
     ir, vis, split = _resolve_sources(args)
     image_names, subset = _load_split(split, getattr(args, 'subset', None))
     if getattr(args, 'names', None):
-        metrics = _split_list(args.names)
+        metrics = list(args.names)
         shown = metrics
     else:
         metrics = list(METRIC_NAMES)
@@ -173,26 +161,41 @@ def main(args) -> int:
     if image_names is None and len(args.fused_dirs) > 1:
         image_names, left_out = common_images(labels, args.fused_dirs)
 
-    rows, results, failures = {}, {}, {}
+    rows, results, failures, undefined = {}, {}, {}, {}
     scored = {}
     for label, fdir in zip(labels, args.fused_dirs):
         failed: dict = {}
         scored[label] = score_folders(fdir, ir, vis, image_names, metrics=metrics,
-                                      failures=failed, max_pixels=args.max_pixels)[0]
+                                      failures=failed, max_pixels=args.max_pixels,
+                                      undefined=undefined.setdefault(label, {}))[0]
         failures.update({f'{label}/{stem}': reason for stem, reason in failed.items()})
     usable = set.intersection(*(set(per) for per in scored.values()))
     for label, fdir in zip(labels, args.fused_dirs):
         per_image = {stem: v for stem, v in scored[label].items() if stem in usable}
         mean = mean_of(per_image, metrics)
         rows[label] = mean
+        lacking = {stem: why for stem, why in undefined[label].items() if stem in usable}
         results[label] = {'dir': str(fdir), 'count': len(per_image), 'mean': mean,
-                          'per_image': per_image, 'left_out': left_out.get(label, [])}
+                          'per_image': per_image, 'left_out': left_out.get(label, []),
+                          'metrics_missing': lacking}
     if failures:
         first = next(iter(failures.items()))
         print(f'{len(failures)} image(s) could not be scored and are left out of every '
               f'folder (first: {first[0]}: {first[1]})', file=sys.stderr)
     if not usable:
         raise InputError('no image could be scored in every folder')
+    undefined_counts = {}
+    for lacking in undefined.values():
+        for stem, why in lacking.items():
+            for metric in why:
+                if stem in usable:
+                    undefined_counts.setdefault(metric, set()).add(stem)
+    if undefined_counts:
+        first = next((why for lacking in undefined.values() for s_, why in lacking.items()
+                      if s_ in usable), {})
+        print('undefined on some images, left out of those means: ' + ', '.join(
+            f'{m} on {len(stems)}' for m, stems in undefined_counts.items())
+            + (f' (first: {next(iter(first.values()))})' if first else ''), file=sys.stderr)
 
     print(format_table(rows, shown))
     n = len(next(iter(results.values()))['per_image'])

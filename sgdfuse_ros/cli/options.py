@@ -21,7 +21,7 @@ with overrides; each command adds them with these helpers where they stand in it
 
 from __future__ import annotations
 
-from .guard import topic_name
+from .values import override, topic_name
 
 
 def add_input_bag(parser, dest: str = 'bag', metavar: str = 'BAG') -> None:
@@ -43,5 +43,5 @@ def add_config(parser, what: str = '') -> None:
     """Add ``--config FILE`` and ``--set NAME=VALUE`` (repeatable, into ``args.overrides``)."""
     parser.add_argument('--config', metavar='FILE', help="config file (default: the package's "
                         f'config/fusion.yaml){what}')
-    parser.add_argument('--set', dest='overrides', action='append', default=[],
+    parser.add_argument('--set', dest='overrides', action='append', default=[], type=override,
                         metavar='NAME=VALUE', help='override one parameter (repeatable)')

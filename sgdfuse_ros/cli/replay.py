@@ -25,10 +25,11 @@ from pathlib import Path
 import sys
 import time
 
-from .guard import check_output_dir, is_write_failure, stop_request, topic_name, write_failure
+from .guard import check_output_dir, is_write_failure, stop_request, write_failure
 from .options import add_camera_topics, add_config, add_input_bag
 from .outputs import check_apart, config_inputs, ReplacedFiles, ReplacedPath
 from .progress import Progress
+from .values import namespace as namespace_name, topic_name
 from ..errors import InputError
 from ..eval.metrics import HEADLINE_METRICS
 
@@ -41,7 +42,7 @@ def add_arguments(parser) -> None:
                         dest='visible_info_topic',
                         help='RGB CameraInfo topic (default: the '
                         'camera_info beside the RGB topic)')
-    parser.add_argument('--namespace', default='/fusion',
+    parser.add_argument('--namespace', default='/fusion', type=namespace_name,
                         help='namespace of the output topics (default /fusion)')
     parser.add_argument('--storage', choices=('sqlite3', 'mcap'), default='sqlite3',
                         help='output storage (default sqlite3, which Humble plays)')
@@ -104,10 +105,10 @@ def main(args) -> int:
     from ..bag.replay import Replay
     from ..bag.report import ReplayReport
     from ..bag.writer import BagWriter, check_replaceable
-    from ..config import load_config, parse_override
+    from ..config import load_config
     from ..pipeline.fusion_pipeline import FusionPipeline
 
-    overrides = dict(parse_override(text) for text in args.overrides)
+    overrides = dict(args.overrides)
     if args.every_frame_prior:
         overrides['prior.every_frame'] = True
     config = load_config(args.config, overrides)

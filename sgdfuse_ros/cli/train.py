@@ -28,50 +28,18 @@ without one of them. Ctrl-C, SIGTERM and SIGHUP stop at the next step with a che
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 import sys
 
-from .guard import check_output_dir, check_output_file, float_range, int_at_least, \
-    os_error_line, stop_request
+from .guard import check_output_dir, check_output_file, os_error_line, stop_request
 from .outputs import check_apart
-from ..errors import InputError
+from .values import (arch_json, crop_size, float_range, int_at_least, learning_rate,
+                     loss_weights, minutes, seed, threads)
+from ..config import models_dir
+from ..errors import ConfigError, first_line, InputError
+from ..fusion.weights import check_tensors
 from ..hardware import resolve_device
-
-
-EXTRA_LOSS_KEYS = ('target_weight', 'contrast_ratio', 'denoise')
-
-
-def crop_size(text: str) -> int:
-    """Argparse type: a crop size >= 32 and a multiple of 8."""
-    value = int_at_least(32)(text)
-    if value % 8:
-        raise argparse.ArgumentTypeError(f'must be a multiple of 8, got {value}')
-    return value
-
-
-def loss_weights(text: str) -> dict:
-    """Argparse type: a JSON object of known loss-weight keys and finite numbers >= 0."""
-    import math
-
-    from ..training.losses import DEFAULT_WEIGHTS
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f'not valid JSON ({err})') from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError('expected a JSON object {"key": weight, ...}')
-    known = list(DEFAULT_WEIGHTS) + list(EXTRA_LOSS_KEYS)
-    unknown = [k for k in value if k not in known]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown key(s) {', '.join(unknown)} (known: "
-                                         f"{', '.join(known)})")
-    bad = [k for k, v in value.items() if isinstance(v, bool) or not isinstance(v, (int, float))
-           or not math.isfinite(v) or v < 0]
-    if bad:
-        raise argparse.ArgumentTypeError(f"weights must be finite numbers >= 0: {', '.join(bad)}")
-    return value
 
 
 def add_arguments(parser) -> None:
@@ -81,7 +49,7 @@ def add_arguments(parser) -> None:
     parser.add_argument('--extra-data', action='append', default=[], metavar='DIR',
                         help='another data set (same layout; its train split only) mixed in '
                              'equal shares per batch, e.g. ../shared/data/msrs128 (repeatable)')
-    parser.add_argument('--sam-share', type=float, default=0.3,
+    parser.add_argument('--sam-share', type=float_range(0.0, 1.0), default=0.3,
                         help='share of crops with labelled boxes (MSRS) given a SAM-like prior '
                              'drawn from the boxes instead of the thermal fallback')
     parser.add_argument('--init', default=None,
@@ -94,9 +62,10 @@ def add_arguments(parser) -> None:
     parser.add_argument('--steps', type=int_at_least(1), default=4000, help='optimiser steps')
     parser.add_argument('--crop', type=crop_size, default=128, help='square crop size (pixels)')
     parser.add_argument('--batch', type=int_at_least(1), default=8, help='crops per step')
-    parser.add_argument('--lr', type=float_range(0.0, 10.0, low_open=True), default=2e-3,
-                        help='peak learning rate (AdamW)')
-    parser.add_argument('--seed', type=int, default=0, help='seed of crops, flips, noise, init')
+    parser.add_argument('--lr', type=learning_rate, default=2e-3,
+                        help='peak learning rate (AdamW), in (0, 1]')
+    parser.add_argument('--seed', type=seed, default=0,
+                        help='seed of crops, flips, noise, init (0 .. 2^32-1)')
     parser.add_argument('--resume', action='store_true', help="continue from --work's checkpoint")
     parser.add_argument('--fresh', action='store_true',
                         help="start over, deleting --work's checkpoint and log (without --resume "
@@ -105,14 +74,14 @@ def add_arguments(parser) -> None:
                         help='validate on held-out TRAIN pairs every N steps (0 = never)')
     parser.add_argument('--val-pairs', type=int_at_least(0), default=14,
                         help='hold out every N-th train pair for validation (0 = none)')
-    parser.add_argument('--minutes', type=float_range(0.0, low_open=True), default=None,
+    parser.add_argument('--minutes', type=minutes, default=None,
                         help='stop cleanly after this many minutes (checkpoint kept)')
-    parser.add_argument('--threads', type=int_at_least(0), default=0,
-                        help='torch CPU threads (0 = default)')
+    parser.add_argument('--threads', type=threads, default=0,
+                        help='torch CPU threads (0 = default, at most 256)')
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
     parser.add_argument('--first-stage', default=None,
                         help='refiner: frozen first-stage weights (default models/first_stage.pt)')
-    parser.add_argument('--arch', default=None,
+    parser.add_argument('--arch', default=None, type=arch_json,
                         help="JSON of architecture hyper-parameters (default: the stage's own)")
     parser.add_argument('--loss-weights', type=loss_weights, default=None,
                         help='JSON of loss weights, replacing the stage defaults; keys: '
@@ -126,8 +95,6 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     import torch
 
-    from ..config import models_dir
-    from ..errors import ConfigError
     from ..eval.datasets import default_data_dir
     from ..training.data import CropSampler, load_samples, split_train_names
     from ..training.loop import CKPT_NAME, train
@@ -149,12 +116,10 @@ def main(args) -> int:
         torch.set_num_threads(args.threads)
     device = resolve_device({'device': args.device, 'device_fallback': True})  # as the node
     torch.manual_seed(args.seed)
-    try:
-        arch = json.loads(args.arch) if args.arch else None
-        weights = (args.loss_weights if isinstance(args.loss_weights, dict)
-                   else json.loads(args.loss_weights) if args.loss_weights else None)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f'--arch/--loss-weights: not valid JSON ({err})') from None
+    arch = dict(args.arch) if args.arch else None  # checked at parse time (values.py)
+    weights = dict(args.loss_weights) if args.loss_weights else None
+    if arch is not None:
+        check_arch_builds(arch, args.stage)
 
     if args.extra_data:
         samples, val_samples, sampler = mixed_data([data_dir] + [Path(d) for d in
@@ -222,7 +187,6 @@ def main(args) -> int:
 
 def training_inputs(args, data_dir: Path) -> list:
     """Return what ``train`` reads: the data sets' images, splits, labels, weights files."""
-    from ..config import models_dir
     found = []
     sets = [('--data', data_dir)] + [('--extra-data', d) for d in args.extra_data]
     for option, folder in sets:
@@ -260,6 +224,20 @@ def kept_checkpoint(work: Path) -> str:
     return f'{path} (step {step}) is as it was'
 
 
+def check_arch_builds(arch: dict, stage: str) -> None:
+    """Build ``--arch`` on the meta device (no memory): unknown or bad keys are one line."""
+    import torch
+
+    from ..fusion import network, refiner  # torch: only with --arch
+    build = (network.FirstStageNet if stage == 'first-stage' else refiner.RefinerNet).from_arch
+    try:
+        with torch.device('meta'):
+            build(dict(arch))
+    except (TypeError, ValueError, KeyError, RuntimeError, ZeroDivisionError) as err:
+        raise ConfigError(f'--arch {json.dumps(arch)[:120]} does not build a {stage} network '
+                          f'({first_line(err, 160, type(err).__name__)})') from None
+
+
 def mixed_data(data_dirs, val_pairs: int, crop: int, seed: int, sam_share: float):
     """Train samples, validation samples and a mixed sampler over several data sets."""
     from ..training.data import (attach_boxes, load_samples, MixedCropSampler,
@@ -279,7 +257,6 @@ def init_from(model, path: Path, kind: str) -> None:
     """Copy matching tensors of a weights file into ``model`` (a larger head keeps new rows)."""
     import torch
 
-    from ..errors import ConfigError
     try:
         payload = torch.load(path, map_location='cpu', weights_only=True)
         state = payload['state_dict'] if payload.get('kind') == kind else None
@@ -287,6 +264,7 @@ def init_from(model, path: Path, kind: str) -> None:
         raise ConfigError(f'--init {path}: cannot read ({type(err).__name__})') from None
     if state is None:
         raise ConfigError(f'--init {path}: not a {kind} weights file')
+    check_tensors(state, f'--init {kind}', path)
     own = model.state_dict()
     for name, value in state.items():
         if name not in own:

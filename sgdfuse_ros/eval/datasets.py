@@ -30,7 +30,7 @@ from typing import List, Optional
 import numpy as np
 
 from .. import image_decode
-from ..errors import InputError
+from ..errors import first_line, InputError
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 
@@ -67,18 +67,68 @@ def _images(folder: Path) -> dict:
     return {stem: paths[0] for stem, paths in found.items()}
 
 
+#: largest split file read (RoadScene's is 8 kB, MSRS's 30 kB)
+MAX_SPLIT_BYTES = 16 * 1024 * 1024
+
+
 def read_split(split_file: Path, subset: str) -> List[str]:
+    """
+    Return the image names (stems) that ``split_file`` lists under ``subset``.
+
+    The one reader of split files (``evaluate``, ``make-bag``, ``metrics``, ``train``): the file
+    must hold a JSON object whose ``subset`` is a list of distinct, non-empty file names or
+    stems; anything else is one :class:`InputError` line naming the file and what is wrong.
+    """
+    split_file = Path(split_file)
     try:
-        split = json.loads(Path(split_file).read_text())
+        with split_file.open('rb') as handle:
+            data = handle.read(MAX_SPLIT_BYTES + 1)
     except FileNotFoundError:
         raise InputError(f'split file not found: {split_file}') from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f'split file {split_file} is not valid JSON ({err})') from None
-    if subset not in split or not isinstance(split[subset], list):
-        keys = [k for k, v in split.items() if isinstance(v, list)]
+    except OSError as err:
+        raise InputError(f'cannot read split file {split_file}: {err.strerror or err}') from None
+    if len(data) > MAX_SPLIT_BYTES:
+        raise InputError(f'split file {split_file} is larger than '
+                         f'{MAX_SPLIT_BYTES // (1024 * 1024)} MB; not read')
+    try:
+        split = json.loads(data.decode('utf-8'))
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError
+        raise InputError(f'split file {split_file} is not valid JSON '
+                         f'({first_line(err, 120, type(err).__name__)})') from None
+    if not isinstance(split, dict):
+        raise InputError(f'split file {split_file} must hold a JSON object {{"subset": [names]}}, '
+                         f'not {_json_kind(split)}')
+    names = split.get(subset)
+    if not isinstance(names, list):
+        keys = [str(k) for k, v in split.items() if isinstance(v, list)]
         raise InputError(f"split file {split_file} has no list '{subset}' "
-                         f"(has: {', '.join(keys)})")
-    return [Path(n).stem for n in split[subset]]
+                         f"(lists: {', '.join(keys)[:200] or 'none'})")
+    stems = []
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not name.strip():
+            raise InputError(f"split file {split_file}: '{subset}'[{i}] is {_json_kind(name)}, "
+                             f'not an image name')
+        stems.append(image_stem(name))
+    seen = set()
+    for stem in stems:
+        if stem in seen:
+            raise InputError(f"split file {split_file}: '{subset}' lists {stem} more than once")
+        seen.add(stem)
+    return stems
+
+
+def image_stem(name: str) -> str:
+    """``FLIR_001.jpg`` -> ``FLIR_001``; a name without an image suffix is kept whole."""
+    path = Path(name)
+    return path.stem if path.suffix.lower() in IMAGE_SUFFIXES else path.name
+
+
+def _json_kind(value) -> str:
+    if value is None:
+        return 'null'
+    kind = {bool: 'a boolean', list: 'a list', dict: 'an object', str: 'a string'}.get(
+        type(value), 'a number')
+    return f'{kind} ({json.dumps(value)[:40]})'
 
 
 def list_pairs(ir_dir, vis_dir, names: Optional[List[str]] = None) -> List[Pair]:

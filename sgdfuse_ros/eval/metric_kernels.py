@@ -98,10 +98,16 @@ def vif_kernel(scale: int) -> np.ndarray:
 VIF_KERNELS = tuple(vif_kernel(s) for s in range(1, 5))
 
 
-def vif_pairs(dist: np.ndarray, refs: Sequence[np.ndarray]) -> list:
-    """Multiscale pixel VIF ``vifp(ref, dist)`` for each ref, sharing the work on ``dist``."""
+def vif_terms(dist: np.ndarray, refs: Sequence[np.ndarray]) -> list:
+    """
+    Return ``(num, den, windows)`` of the multiscale pixel VIF for each ref against ``dist``.
+
+    ``num / den`` is ``vifp(ref, dist)``; ``den`` is the information the reference carries (sum
+    over the scales' windows) and ``windows`` how many windows were summed.
+    """
     num = [0.0] * len(refs)
     den = [0.0] * len(refs)
+    windows = 0
     refs = list(refs)
     eps = VIF_EPS
     for scale, win in enumerate(VIF_KERNELS, start=1):
@@ -113,6 +119,7 @@ def vif_pairs(dist: np.ndarray, refs: Sequence[np.ndarray]) -> list:
         mu2 = valid_gauss(dist, win)
         if mu2.size == 0:
             break
+        windows += mu2.size
         s2 = valid_gauss(dist * dist, win) - mu2 * mu2
         s2[s2 < 0] = 0.0
         s2_small = s2 < eps
@@ -135,8 +142,13 @@ def vif_pairs(dist: np.ndarray, refs: Sequence[np.ndarray]) -> list:
             sv[sv <= eps] = eps
             num[i] += float(np.sum(np.log10(1.0 + g * g * s1 / (sv + VIF_SIGMA_NSQ))))
             den[i] += float(np.sum(np.log10(1.0 + s1 / VIF_SIGMA_NSQ)))
+    return [(n, d, windows) for n, d in zip(num, den)]
+
+
+def vif_pairs(dist: np.ndarray, refs: Sequence[np.ndarray]) -> list:
+    """Multiscale pixel VIF ``vifp(ref, dist)`` for each ref, sharing the work on ``dist``."""
     # 0/0 (a constant source) is NaN in the reference, which then reports 1.
-    return [1.0 if d == 0.0 else n / d for n, d in zip(num, den)]
+    return [1.0 if d == 0.0 else n / d for n, d, _ in vif_terms(dist, refs)]
 
 
 def sobel(img: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

@@ -41,8 +41,8 @@ computed here can be put next to published ones:
 * ``PSNR``    ``10 log10(max(F)^2 / MSE)`` with ``MSE`` the mean of the two source MSEs;
 * ``CC``      mean of the Pearson correlations ``corr(IR, F)`` and ``corr(VIS, F)``.
 
-Degenerate inputs never raise nor give NaN; the values are the reference's where it has
-one and defined here otherwise:
+Degenerate inputs never raise nor give NaN. :func:`fusion_metrics` gives the reference's
+values where it has one, defined here otherwise (so tables stay comparable):
 
 * a correlation with a constant operand (``SCD``, ``CC``) counts as 0;
 * ``vifp`` of a constant source is 1 (the reference's NaN fallback);
@@ -52,6 +52,15 @@ one and defined here otherwise:
   MSE is not);
 * ``MI`` is 0 when either image of a pair is constant;
 * images smaller than the VIF pyramid (41 px) use the scales that fit; SSIM needs 7x7.
+
+:func:`frame_metrics`, which every report uses (``evaluate``, ``replay``, ``sgdfuse metrics``),
+instead leaves a metric out of the frame (``None``, with its reason, never in a mean) where the
+*sources* make it 0/0 whatever was fused: ``VIF`` with a constant or nearly constant source
+(less than :data:`VIF_MIN_INFO` information per window; a reference "1" would add up to 2.0 to
+the frame's VIF) or an image under 17 px; ``CC`` and ``SCD`` with a constant source; ``Qabf``
+with two all-zero sources; ``PSNR`` when the fused image equals two identical sources. A
+degenerate *fused* image (constant, black) is scored and earns its low value (``VIF`` 0, ``CC``
+0, ``PSNR`` -inf for an all-black one), so that it cannot hide from a mean.
 
 Scoring folders of images and printing tables is :mod:`sgdfuse_ros.eval.scoring`; the shared
 building blocks (correlation, mutual information, VIF, Sobel, SSIM sums) are in
@@ -69,7 +78,7 @@ import numpy as np
 
 from .datasets import read_image
 from .metric_kernels import (box_sum_valid, corr, gray_labels, mutual_info, qabf_map, sobel,
-                             SSIM_WIN, vif_pairs)
+                             SSIM_WIN, VIF_KERNELS, vif_terms)
 from ..errors import error_line, InputError
 from ..image_decode import as_reference_colour
 
@@ -88,6 +97,13 @@ METRIC_NAMES: Tuple[str, ...] = (
 )
 HEADLINE_METRICS: Tuple[str, ...] = ('EN', 'SD', 'SF', 'AG', 'MI', 'SCD', 'VIF', 'Qabf', 'SSIM')
 HIGHER_IS_BETTER: Dict[str, bool] = dict.fromkeys(METRIC_NAMES, True)
+
+#: a VIF source carrying less information than this per window (mean over the scales, in the
+#: units of the VIF sums; natural images carry about 1) is degenerate: ``vifp`` of a constant
+#: source is 0/0, and of a nearly constant one (a single odd pixel) explodes to 10 and more
+VIF_MIN_INFO = 1e-3
+#: the smallest side VIF works on: its first Gaussian window
+VIF_MIN_SIDE = VIF_KERNELS[0].size
 
 _SSIM_K1 = 0.01
 _SSIM_K2 = 0.03
@@ -207,9 +223,43 @@ class _Scorer:
         return 10.0 * math.log10(peak / mse)
 
     # ---- structural
+    def _vif(self) -> list:
+        return self._get('vif', lambda: vif_terms(self.f, (self.a, self.b)))
+
     def VIF(self) -> float:
-        va, vb = vif_pairs(self.f, (self.a, self.b))
-        return va + vb
+        # 0/0 (a constant source) is NaN in the reference, which then reports 1.
+        return sum(1.0 if d == 0.0 else n / d for n, d, _ in self._vif())
+
+    # ---- where the sources leave a metric undefined
+    def undefined(self, name: str) -> Optional[str]:
+        """
+        Return why ``name`` is undefined on this frame (None if it is defined).
+
+        Undefined means 0/0 whatever the fused image is: the sources carry nothing for the
+        metric to measure (a constant source for VIF, CC and SCD; no gradient in either source
+        for Qabf; an image smaller than VIF's window), or the fused image equals two identical
+        sources (PSNR infinite). A degenerate *fused* image is scored: it earns its low value.
+        """
+        if name == 'VIF':
+            if min(self.f.shape) < VIF_MIN_SIDE:
+                return (f'VIF needs images of at least {VIF_MIN_SIDE}x{VIF_MIN_SIDE}, got '
+                        f'{self.f.shape[1]}x{self.f.shape[0]}')
+            for what, (_, den, windows) in zip(('infrared', 'visible'), self._vif()):
+                if den < VIF_MIN_INFO * windows:
+                    return (f'VIF undefined: the {what} image is constant or nearly so (it '
+                            f'carries no information for VIF to measure)')
+        elif name in ('CC', 'SCD'):
+            for what, source in (('infrared', self.a), ('visible', self.b)):
+                if float(source.max()) == float(source.min()):
+                    return (f'{name} undefined: the {what} image is constant (a correlation '
+                            f'with it is 0/0)')
+        elif name == 'Qabf':
+            if not (np.any(self.a) or np.any(self.b)):
+                return 'Qabf undefined: neither source has any edge (both are all zero)'
+        elif name == 'PSNR':
+            if np.array_equal(self.a, self.b) and np.array_equal(self.f, self.a):
+                return 'PSNR undefined: the fused image equals both (identical) sources, MSE 0'
+        return None
 
     def Qabf(self) -> float:
         ga, aa = sobel(self.a)
@@ -313,9 +363,11 @@ def frame_metrics(fused, ir, vis, names: Sequence[str] = METRIC_NAMES
     Compute the metrics of one frame, each on its own: ``(values, missing)``.
 
     A metric that cannot be computed on this frame (an image too small for SSIM's 7x7 window,
-    sizes that differ, an empty image) is ``None`` in ``values`` and its one-line reason is in
-    ``missing``; the others are computed as :func:`fusion_metrics` computes them. Never raises
-    for the frame's content, so one odd frame never ends a run.
+    sizes that differ, an empty image) or that the sources leave undefined
+    (:meth:`_Scorer.undefined`: VIF, CC, SCD against a constant source, ...) is ``None`` in
+    ``values`` and its one-line reason is in ``missing``, so that it never enters a mean; the
+    others are computed as :func:`fusion_metrics` computes them. Never raises for the frame's
+    content, so one odd frame never ends a run.
     """
     names = _check_names(names)
     values: Dict[str, Optional[float]] = dict.fromkeys(names)
@@ -328,6 +380,10 @@ def frame_metrics(fused, ir, vis, names: Sequence[str] = METRIC_NAMES
     with np.errstate(divide='ignore', invalid='ignore'):
         for name in names:
             try:
+                reason = scorer.undefined(name)
+                if reason:
+                    missing[name] = reason
+                    continue
                 values[name] = float(getattr(scorer, name)())
             except Exception as err:  # noqa: B902
                 missing[name] = str(err) if isinstance(err, InputError) else error_line(err, 160)

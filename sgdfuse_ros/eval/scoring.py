@@ -81,6 +81,7 @@ def score_folders(
     metrics: Sequence[str] = METRIC_NAMES,
     failures: Optional[Dict[str, str]] = None,
     max_pixels: Optional[int] = None,
+    undefined: Optional[Dict[str, Dict[str, str]]] = None,
 ) -> Tuple[Dict[str, Dict[str, float]], Dict[str, float]]:
     """
     Score every fused image of a folder against its infrared and visible sources.
@@ -91,6 +92,10 @@ def score_folders(
     metrics keyed by stem and their mean. An image with more pixels than ``max_pixels``
     (None: the default ``limits.max_input_pixels``) is refused from its header, like any other
     unreadable image.
+
+    With ``failures`` (a dict to fill) an image that cannot be read is recorded there instead of
+    raising, and each image is scored by :func:`frame_metrics`: a metric undefined on it is
+    ``None`` (left out of the mean) and its reason goes to ``undefined[stem][metric]``.
     """
     metrics = _check_names(metrics)
     fdir = _check_dir(fused_dir, 'fused')
@@ -143,7 +148,9 @@ def score_folders(
         if failures is None:
             per_image[stem] = fusion_metrics(f, a, b, metrics)
         else:
-            per_image[stem] = frame_metrics(f, a, b, metrics)[0]
+            per_image[stem], lacking = frame_metrics(f, a, b, metrics)
+            if lacking and undefined is not None:
+                undefined[stem] = lacking
     return per_image, mean_of(per_image, metrics)
 
 

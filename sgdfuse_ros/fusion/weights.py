@@ -30,7 +30,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Callable, Optional
+import warnings
 
+from ..config import tensor_problem
 from ..errors import ConfigError, first_line
 
 FORMAT = 1
@@ -59,14 +61,20 @@ def check_arch(arch, kind: str, path) -> dict:
 
 
 def check_tensors(state, kind: str, path) -> None:
-    """Refuse (one line) a state dict holding something else than tensors, or NaN/infinity."""
+    """
+    Refuse (one line naming the file) a state dict that is not weights.
+
+    The one validator of weights files (the stages' weights, ``train --init``, SAM
+    checkpoints): every entry a dense CPU tensor of real numbers (:func:`tensor_problem`), and
+    no NaN or infinity in the floating-point ones.
+    """
     import torch
     if not isinstance(state, dict):
         raise ConfigError(f'{kind} weights {path}: state_dict is {type(state).__name__}')
     for name, tensor in state.items():
-        if not isinstance(tensor, torch.Tensor):
-            raise ConfigError(f'{kind} weights {path}: {name} is a {type(tensor).__name__}, '
-                              f'not a tensor')
+        problem = tensor_problem(tensor)
+        if problem:
+            raise ConfigError(f'{kind} weights {path}: {str(name)[:80]} {problem}')
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
             raise ConfigError(f'{kind} weights {path}: tensor {name} holds {bad} NaN or '
@@ -121,7 +129,9 @@ def load_weights(path, kind: str, build: Callable[[dict], 'object']):
         raise ConfigError(f'{kind} weights not found: {path} (train them with `sgdfuse train '
                           f"{kind.replace('_', '-')}` or set {kind}.weights)")
     try:
-        payload = torch.load(path, map_location='cpu', weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Validating sparse tensor invariants"
+            warnings.simplefilter('ignore')
+            payload = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # corrupt, truncated, not a torch file, unsafe pickle
         first = first_line(err, 160, type(err).__name__)
         raise ConfigError(f'{kind} weights {path} cannot be read ({first})') from None

@@ -28,7 +28,7 @@ import logging
 from pathlib import Path
 from typing import Dict, Optional
 
-from ..config import check_model_file
+from ..config import check_model_file, tensor_problem
 from ..errors import ConfigError, first_line
 
 log = logging.getLogger('sgdfuse_ros')
@@ -126,6 +126,11 @@ def read_state_dict(path: Path, expected: str = 'a SAM checkpoint') -> Dict[str,
             not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise ConfigError(f'SAM checkpoint {path} is not a state dict of tensors '
                           f'(expected {expected})')
+    for name, tensor in state.items():
+        problem = tensor_problem(tensor)
+        if problem:
+            raise ConfigError(f'SAM checkpoint {path}: {name[:80]} {problem} (expected '
+                              f'{expected})')
     return state
 
 

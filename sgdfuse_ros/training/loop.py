@@ -310,7 +310,8 @@ def train(task, sampler, val_samples: List, out: Path, work: Path, steps: int, b
             terms = task.loss(data)
             loss = terms['total']
             if not torch.isfinite(loss):
-                raise RuntimeError(f'loss is {loss.item()} at step {step}')
+                raise ConfigError(f'training diverged: the loss is {loss.item()} at step {step} '
+                                  f'(lr {lr:g}); lower --lr or the loss weights')
             optim.zero_grad(set_to_none=True)
             loss.backward()
             return terms, loss
