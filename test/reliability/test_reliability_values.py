@@ -457,3 +457,23 @@ def test_metrics_command_says_which_metrics_were_undefined(tmp_path, capsys):
     assert result['per_image']['sample_000']['VIF'] is None
     assert 'VIF' in result['metrics_missing']['sample_000']
     assert result['mean']['VIF'] == pytest.approx(result['per_image']['sample_001']['VIF'])
+
+
+@pytest.mark.parametrize('kind', ['mapping', 'list'])
+def test_a_bag_whose_metadata_is_a_billion_laughs_is_one_line(tmp_path, capsys, kind):
+    bag = tmp_path / 'bag'
+    bag.mkdir()
+    anchors = _laughs(kind).split('/**')[0]  # the nine-fold aliases, a to k
+    (bag / 'metadata.yaml').write_text(anchors + 'rosbag2_bagfile_information:\n  version: 8\n'
+                                       '  relative_file_paths: *k\n')
+    (bag / 'bag_0.db3').write_bytes(b'SQLite format 3\x00' + bytes(100))
+    tracemalloc.start()
+    try:
+        code = cli(['replay', str(bag), '--out', str(tmp_path / 'o'), '--quiet', *CLASSICAL])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert code == 2
+    line = error_line(capsys, 'replay')
+    assert 'metadata.yaml' in line and 'alias' in line, line
+    assert peak < 64 * 1024 * 1024, f'{peak / 1e6:.1f} MB'
