@@ -53,8 +53,9 @@ import yaml
 from .guard import check_output_file, int_at_least, write_bytes
 from .options import add_camera_topics, add_config
 from .progress import Progress
+from .values import float_range
 from ..bag.reader import BagReadError, choose_topics, open_bag
-from ..config import load_config, parse_override
+from ..config import load_config
 from ..errors import InputError
 from ..eval.datasets import list_pairs, load_pair
 from ..intake import ApproximateSync, frame_from_bytes, pair_frame, Rejected
@@ -79,7 +80,8 @@ def add_arguments(parser) -> None:
     add_config(parser, ': AGC, sync.slop, limits')
     parser.add_argument('--min-frames', type=int_at_least(1), default=3,
                         help='fewest usable pairs to register from (default 3)')
-    parser.add_argument('--max-uncertainty', type=float, default=None, metavar='PX',
+    parser.add_argument('--max-uncertainty', type=float_range(0.0, low_open=True), default=None,
+                        metavar='PX',
                         help='refuse when the corner uncertainty is above this many visible '
                         'pixels (default: 3 per 640 pixels of visible width)')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing --out')
@@ -215,7 +217,7 @@ def main(args) -> int:
         raise InputError('--ir and --vis go together')
     if args.max_uncertainty is not None and not args.max_uncertainty > 0:
         raise InputError(f'--max-uncertainty must be > 0, got {args.max_uncertainty}')
-    config = load_config(args.config, dict(parse_override(t) for t in args.overrides))
+    config = load_config(args.config, dict(args.overrides))  # checked at parse time
     out = Path(args.out)
     check_output_file(out, '--out')
     if out.exists() and not args.overwrite:
