@@ -36,7 +36,7 @@ PACKAGE = 'sgdfuse_ros'
 LAYERS = (
     ('errors',),
     ('image_decode',),
-    ('hardware', 'messages', 'parameters'),
+    ('hardware', 'messages', 'parameters', 'writing'),
     ('config',),
     ('fusion', 'prior', 'registration'),
     ('eval', 'onnx'),
@@ -50,11 +50,9 @@ LAYERS = (
     ('cli', '__main__'),
 )
 #: imports that cross the table today, each to be removed by the change named
-PENDING = {
-    ('bag', 'cli'): 'write-failure handling out of cli/guard.py',
-}
+PENDING = {}
 #: the most imports of the package's own modules made inside functions
-MOST_OWN_IN_FUNCTION = 75
+MOST_OWN_IN_FUNCTION = 70
 
 
 def modules():

@@ -52,6 +52,7 @@ from ..fuse import Failed, fuse_pair, fusion_outputs
 from ..intake import ApproximateSync, frame_from_bytes, Pair, pair_frame, Rejected, ROLE_LABELS
 from ..messages import deserialize, OUTPUT_TOPICS, OUTPUT_TYPES, OVERLAY_TOPIC
 from ..prior.format import overlay as draw_overlay
+from ..writing import is_write_failure, write_failure
 
 
 def _u8(thermal_f32):
@@ -80,7 +81,7 @@ class Replay:
         self.writer, self.report, self.namespace = writer, report, namespace
         self.copy_inputs, self.overlay, self.with_metrics = copy_inputs, overlay, with_metrics
         self.progress = progress
-        self.stop = stop  # a cli.guard.StopRequest: a signal stops the stream between messages
+        self.stop = stop  # a StopRequest (cli/guard.py): a signal stops between messages
         self.write_error: Optional[str] = None
         self.sync = ApproximateSync(slop=config['sync.slop'], queue_size=config['sync.queue_size'])
         self.sync_resets = 0
@@ -150,7 +151,6 @@ class Replay:
 
     def _write(self, topic: str, log_ns: int, msg, msgtype=None) -> bool:
         """Write one message; False (and ``write_error`` set) when the write failed."""
-        from ..cli.guard import is_write_failure, write_failure
         try:
             self.writer.write(topic, log_ns, msg, msgtype)
         except Exception as err:  # noqa: B902
@@ -220,7 +220,6 @@ class Replay:
         try:
             self.writer.checkpoint()
         except Exception as err:  # noqa: B902
-            from ..cli.guard import is_write_failure, write_failure
             if not is_write_failure(err):
                 raise
             self.write_error = write_failure(err, self.writer.path)

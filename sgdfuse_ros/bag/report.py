@@ -37,6 +37,7 @@ from typing import Dict, List, Optional
 import cv2
 import numpy as np
 
+from .. import writing
 from ..eval.metrics import HEADLINE_METRICS
 from ..intake import all_rejected, ROLE_LABELS, ROLES
 from ..node.meters import percentile_summary
@@ -291,7 +292,6 @@ class ReplayReport:
     def write(self, folder) -> Path:
         if self.result is None:
             raise RuntimeError('finish() the report before writing it')
-        from ..cli.guard import write_bytes
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         for name in ('report.json', 'report.md', 'contact_sheet.png'):  # a previous run's
@@ -299,14 +299,14 @@ class ReplayReport:
                 (folder / name).unlink()
         # the books first: a disk that fills up keeps the report, if not the picture
         self.result['contact_sheet'] = 'contact_sheet.png' if self.samples else None
-        write_bytes(folder / 'report.json',
-                    (json.dumps(_json_safe(self.result), indent=1) + '\n').encode())
-        write_bytes(folder / 'report.md', render_markdown(self.result).encode())
+        writing.write_bytes(folder / 'report.json',
+                            (json.dumps(_json_safe(self.result), indent=1) + '\n').encode())
+        writing.write_bytes(folder / 'report.md', render_markdown(self.result).encode())
         sheet = self.contact_sheet()
         if sheet is not None:
             ok, buf = cv2.imencode('.png', sheet)
             if ok:
-                write_bytes(folder / 'contact_sheet.png', buf.tobytes())
+                writing.write_bytes(folder / 'contact_sheet.png', buf.tobytes())
         return folder
 
 

@@ -97,7 +97,8 @@ def main(argv=None) -> int:
 
 
 def _run(args, stop) -> int:
-    from .guard import Interrupted, os_error_line
+    from .guard import Interrupted
+    from ..writing import os_error_line
     try:
         status = int(args._main(args) or 0)
         stop.protect()  # done: a signal from here on changes only the exit status

@@ -51,7 +51,7 @@ import shutil
 import sys
 import time
 
-from .guard import os_error_line, stop_request, write_bytes
+from .guard import stop_request
 from .options import add_camera_topics, add_config, add_input_bag
 from .outputs import check_apart, config_inputs
 from .progress import Progress
@@ -60,6 +60,7 @@ from .values import (crop_size, int_at_least, learning_rate, loss_weights, minut
                      threads)
 from ..errors import InputError
 from ..hardware import resolve_device
+from ..writing import os_error_line, write_bytes
 
 STAGES = ('first-stage', 'refiner', 'both')
 SETTINGS_FILE = 'adapt.json'

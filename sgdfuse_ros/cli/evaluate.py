@@ -35,14 +35,16 @@ from typing import Dict, List, Optional
 import cv2
 import numpy as np
 
-from .guard import check_output_dir, is_write_failure
-from .guard import stop_request, write_failure
+from .guard import stop_request
 from .outputs import check_apart, config_inputs, pair_inputs, ReplacedFiles
+from .outputs import check_output_dir
 from .progress import Progress
 from .values import int_at_least, override
 from ..config import load_config
 from ..errors import InputError
 from ..eval.datasets import dataset_pairs, default_data_dir, list_pairs, Pair, read_split
+from ..writing import is_write_failure
+from ..writing import write_failure
 
 EVAL_OVERRIDES = {'output.width': 0, 'output.height': 0, 'prior.every_frame': True}
 
@@ -115,7 +117,7 @@ def contact_sheet(rows: List[tuple], path: Path, height: int = 220) -> None:
     width = max(line.shape[1] for line in lines)
     lines = [cv2.copyMakeBorder(line, 0, 4, 0, width - line.shape[1], cv2.BORDER_CONSTANT,
                                 value=(255, 255, 255)) for line in lines]
-    from .guard import write_bytes
+    from ..writing import write_bytes
     write_bytes(path, _png(np.vstack(lines)))
 
 
@@ -184,7 +186,7 @@ def run_evaluation(pairs: List[Pair], out: Path, config: dict, label: str = 'sgd
 
     from ..errors import error_line, SgdfuseError
     from ..eval.datasets import load_pair
-    from .guard import write_bytes
+    from ..writing import write_bytes
     from ..eval.metrics import frame_metrics, METRIC_NAMES, to_gray
     from ..pipeline.fusion_pipeline import FusionPipeline
     from ..prior.format import overlay
@@ -303,7 +305,7 @@ def _write_results(report: dict, out: Path, sheet_rows: list, write_error,
     """metrics.json, metrics.csv, report.md, contact sheet; the first failed write, if any."""
     import io
 
-    from .guard import write_bytes
+    from ..writing import write_bytes
 
     def fmt(value):
         return '' if value is None else f'{value:.6f}'

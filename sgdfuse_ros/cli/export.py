@@ -41,8 +41,9 @@ from pathlib import Path
 import sys
 from typing import List, Tuple
 
-from .guard import check_output_dir, Interrupted, StopNow
+from .guard import Interrupted, StopNow
 from .outputs import check_apart, config_inputs
+from .outputs import check_output_dir
 from .values import name_list, override
 from ..errors import ConfigError, error_line, SgdfuseError
 

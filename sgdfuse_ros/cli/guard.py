@@ -24,8 +24,7 @@ What every offline command shares so that no user action loses work.
 - :func:`check_output_dir`, :func:`check_output_file`: output paths checked before any work (an
   existing file where a folder is needed, a parent that is a file, a place this process cannot
   write), one :class:`InputError` line each.
-- :func:`write_failure`: a failed write (``ENOSPC``, a read-only file system, sqlite's "database
-  or disk is full") as one line.
+- a failed write as one line: :mod:`sgdfuse_ros.writing` (library code uses it too).
 
 Option values are checked at parse time by the argparse ``type=`` functions of
 :mod:`sgdfuse_ros.cli.values` (re-exported here for older imports).
@@ -35,14 +34,10 @@ from __future__ import annotations
 
 import errno
 import os
-from pathlib import Path
 import signal
-import tempfile
 import threading
 from typing import Optional, Sequence
 
-from .values import float_range, int_at_least, int_in, topic_name  # noqa: F401 (re-exported)
-from ..errors import error_line, InputError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 SIGNAL_NAMES = {signal.SIGINT: 'SIGINT', signal.SIGTERM: 'SIGTERM', signal.SIGHUP: 'SIGHUP'}
@@ -283,106 +278,3 @@ def _tolerate_closed_streams():
 def _restore_streams(saved) -> None:
     import sys
     sys.stdout, sys.stderr = saved
-
-
-# --- output paths ---------------------------------------------------------------------------
-
-
-def _existing_ancestor(path: Path) -> Path:
-    probe = path
-    while not probe.exists() and not probe.is_symlink():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    return probe
-
-
-def _check_writable_folder(folder: Path, option: str, target: Path) -> None:
-    try:
-        with tempfile.TemporaryFile(dir=folder, prefix='.sgdfuse-write-check-'):
-            pass
-    except OSError as err:
-        raise InputError(f'{option} {target}: cannot write in {folder} '
-                         f'({err.strerror or error_line(err, 160)})') from None
-
-
-def check_output_dir(path, option: str = '--out', children: Sequence[str] = ()) -> Path:
-    """``path`` is (or can be created as) a writable folder whose ``children`` are folders."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise InputError(f'{option} {path} is a file; a folder is needed')
-    anchor = _existing_ancestor(path)
-    if anchor.exists() and not anchor.is_dir():
-        raise InputError(f'{option} {path}: {anchor} is a file, not a folder')
-    for child in children:
-        if (path / child).exists() and not (path / child).is_dir():
-            raise InputError(f'{option} {path}: {path / child} is a file; this command writes '
-                             f'a folder there')
-    _check_writable_folder(anchor, option, path)
-    return path
-
-
-def check_output_file(path, option: str) -> Path:
-    """``path`` is (or can be created as) a writable file."""
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f'{option} {path} is a folder; a file name is needed')
-    anchor = _existing_ancestor(path.parent)
-    if anchor.exists() and not anchor.is_dir():
-        raise InputError(f'{option} {path}: {anchor} is a file, not a folder')
-    if path.exists() and not os.access(path, os.W_OK):
-        raise InputError(f'{option} {path} is not writable')
-    _check_writable_folder(anchor, option, path)
-    return path
-
-
-# --- failed writes --------------------------------------------------------------------------
-
-WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
-                errno.EFBIG)
-
-
-def is_write_failure(err: BaseException) -> bool:
-    """Tell a failed write: an OSError, or sqlite's way of saying the same."""
-    if isinstance(err, OSError):
-        return True
-    text = str(err).lower()
-    return type(err).__name__ in ('OperationalError', 'DatabaseError') and any(
-        word in text for word in ('disk', 'full', 'readonly', 'read-only', 'i/o'))
-
-
-def write_failure(err: BaseException, what) -> str:
-    """One line: what could not be written and why (``No space left on device`` ...)."""
-    if isinstance(err, OSError) and err.strerror:
-        code = errno.errorcode.get(err.errno, '')
-        reason = f'{err.strerror} ({code})' if code else err.strerror
-    else:
-        reason = error_line(err, 160)
-    return f'cannot write {what}: {reason}'
-
-
-def os_error_line(err: OSError) -> str:
-    """One line for an OSError naming a file: a failed write as such, anything else as is."""
-    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
-        return write_failure(err, err.filename)
-    code = errno.errorcode.get(err.errno, '')
-    reason = err.strerror or error_line(err, 160)
-    if err.strerror and code:
-        reason = f'{err.strerror} ({code})'
-    return f'{err.filename}: {reason}'
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write a whole file or nothing: a temporary file beside it, then a rename."""
-    path = Path(path)
-    tmp = path.with_name(path.name + '.tmp')
-    try:
-        with open(tmp, 'wb') as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise

@@ -37,11 +37,13 @@ from pathlib import Path
 import sys
 import time
 
-from .guard import check_output_file, stop_request, write_bytes
+from .guard import stop_request
 from .outputs import check_apart, config_inputs
+from .outputs import check_output_file
 from .values import (float_range, int_in, namespace, node_name, override, remap_rule,
                      topic_name)
 from ..messages import CAMERA_INFO_TOPIC, FUSED_TOPIC, INPUT_TOPICS
+from ..writing import write_bytes
 
 
 def add_arguments(parser) -> None:

@@ -57,12 +57,14 @@ import math
 from pathlib import Path
 import sys
 
-from .guard import check_output_dir, is_write_failure, stop_request, write_failure
+from .guard import stop_request
 from .outputs import check_apart, pair_inputs, ReplacedPath
+from .outputs import check_output_dir
 from .progress import Progress
 from .values import float_range, int_at_least, int_in, seed, STAMP_MAX_S
 from .. import messages as m
 from ..errors import InputError
+from ..writing import is_write_failure, write_failure
 
 THERMAL_TOPIC = '/' + m.INPUT_TOPICS['thermal']
 THERMAL_INFO_TOPIC = '/' + m.THERMAL_INFO_TOPIC

@@ -36,14 +36,16 @@ import os
 from pathlib import Path
 import sys
 
-from .guard import check_output_file, int_at_least, write_bytes, write_failure
 from .outputs import check_apart
+from .outputs import check_output_file
+from .values import int_at_least
 from .values import name_list
 from ..errors import InputError
 from ..eval.datasets import read_split
 from ..eval.metrics import HEADLINE_METRICS, METRIC_NAMES
 from ..eval.scoring import format_table, IMAGE_EXTENSIONS, mean_of, score_folders
 from ..image_decode import DEFAULT_MAX_PIXELS
+from ..writing import write_bytes, write_failure
 
 DATA_ENV = 'SGDFUSE_DATA'
 

@@ -37,7 +37,7 @@ import tempfile
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 from ..config import default_config_path, resolve_model_path
-from ..errors import InputError
+from ..errors import error_line, InputError
 from ..onnx.scratch import sweep_scratch
 
 Named = Tuple[str, object]  # (option or parameter, path); a None path is skipped
@@ -257,3 +257,54 @@ class ReplacedFiles(_Replacement):
             if _exists(self.scratch / name):
                 os.replace(self.scratch / name, self.folder / name)
         self.discard()
+
+
+# --- output paths, checked before any work ---------------------------------------------------
+
+
+def _existing_ancestor(path: Path) -> Path:
+    probe = path
+    while not probe.exists() and not probe.is_symlink():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    return probe
+
+
+def _check_writable_folder(folder: Path, option: str, target: Path) -> None:
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix='.sgdfuse-write-check-'):
+            pass
+    except OSError as err:
+        raise InputError(f'{option} {target}: cannot write in {folder} '
+                         f'({err.strerror or error_line(err, 160)})') from None
+
+
+def check_output_dir(path, option: str = '--out', children: Sequence[str] = ()) -> Path:
+    """``path`` is (or can be created as) a writable folder whose ``children`` are folders."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f'{option} {path} is a file; a folder is needed')
+    anchor = _existing_ancestor(path)
+    if anchor.exists() and not anchor.is_dir():
+        raise InputError(f'{option} {path}: {anchor} is a file, not a folder')
+    for child in children:
+        if (path / child).exists() and not (path / child).is_dir():
+            raise InputError(f'{option} {path}: {path / child} is a file; this command writes '
+                             f'a folder there')
+    _check_writable_folder(anchor, option, path)
+    return path
+
+
+def check_output_file(path, option: str) -> Path:
+    """``path`` is (or can be created as) a writable file."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f'{option} {path} is a folder; a file name is needed')
+    anchor = _existing_ancestor(path.parent)
+    if anchor.exists() and not anchor.is_dir():
+        raise InputError(f'{option} {path}: {anchor} is a file, not a folder')
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f'{option} {path} is not writable')
+    _check_writable_folder(anchor, option, path)
+    return path

@@ -50,10 +50,11 @@ import cv2
 import numpy as np
 import yaml
 
-from .guard import check_output_file, int_at_least, write_bytes
 from .options import add_camera_topics, add_config
+from .outputs import check_output_file
 from .progress import Progress
 from .values import float_range
+from .values import int_at_least
 from ..bag.reader import BagReadError, choose_topics, open_bag
 from ..config import load_config
 from ..errors import InputError
@@ -63,6 +64,7 @@ from ..parameters import defaults
 from ..pipeline.encodings import ThermalAGC, visible_to_bgr
 from ..registration.check import check_image
 from ..registration.estimate import estimate, scale_between
+from ..writing import write_bytes
 
 KEEP_FRAMES = 400        # frames kept in memory (evenly thinned beyond that)
 WORK_WIDTH = 640         # visible frames are kept at most this wide (the estimate's finest level)

@@ -25,13 +25,15 @@ from pathlib import Path
 import sys
 import time
 
-from .guard import check_output_dir, is_write_failure, stop_request, write_failure
+from .guard import stop_request
 from .options import add_camera_topics, add_config, add_input_bag
 from .outputs import check_apart, config_inputs, ReplacedFiles, ReplacedPath
+from .outputs import check_output_dir
 from .progress import Progress
 from .values import namespace as namespace_name, topic_name
 from ..errors import InputError
 from ..eval.metrics import HEADLINE_METRICS
+from ..writing import is_write_failure, write_failure
 
 
 def add_arguments(parser) -> None:

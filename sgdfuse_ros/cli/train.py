@@ -32,14 +32,16 @@ import json
 from pathlib import Path
 import sys
 
-from .guard import check_output_dir, check_output_file, os_error_line, stop_request
+from .guard import stop_request
 from .outputs import check_apart
+from .outputs import check_output_dir, check_output_file
 from .values import (arch_json, crop_size, float_range, int_at_least, learning_rate,
                      loss_weights, minutes, seed, threads)
 from ..config import models_dir
 from ..errors import ConfigError, first_line, InputError
 from ..fusion.weights import check_tensors
 from ..hardware import resolve_device
+from ..writing import os_error_line
 
 
 def add_arguments(parser) -> None:

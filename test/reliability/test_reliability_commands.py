@@ -31,7 +31,7 @@ from bag_support import read_bag
 import cv2
 import numpy as np
 import pytest
-from sgdfuse_ros.cli import guard
+from sgdfuse_ros import writing
 from sgdfuse_ros.cli import main as cli
 from sgdfuse_ros.cli.evaluate import run_evaluation
 from sgdfuse_ros.cli.live import newest_stamps, PairingWatch
@@ -127,7 +127,7 @@ def test_replay_scores_what_it_can_on_a_frame_too_small_for_a_metric(tmp_path, c
 
 def test_evaluate_never_exits_0_after_a_failed_write(tmp_path, capsys, monkeypatch):
     ir, vis = sample(tmp_path, n=4)
-    real, calls = guard.write_bytes, []
+    real, calls = writing.write_bytes, []
 
     def full_disk(path, data):
         calls.append(Path(path).name)
@@ -135,7 +135,7 @@ def test_evaluate_never_exits_0_after_a_failed_write(tmp_path, capsys, monkeypat
             raise OSError(errno.ENOSPC, 'No space left on device', str(path))
         real(path, data)
 
-    monkeypatch.setattr(guard, 'write_bytes', full_disk)
+    monkeypatch.setattr(writing, 'write_bytes', full_disk)
     out = tmp_path / 'o'
     assert evaluate(ir, vis, out) == 2
     line = error_line(capsys, 'evaluate')

@@ -40,7 +40,7 @@ import sys
 
 from bag_support import make_bag, read_bag, tiny_pairs
 import pytest
-from sgdfuse_ros.cli import guard
+from sgdfuse_ros import writing
 from sgdfuse_ros.cli import main as cli
 from sgdfuse_ros.cli.outputs import check_apart, ReplacedFiles, ReplacedPath
 from sgdfuse_ros.config import models_dir
@@ -294,14 +294,14 @@ def test_an_evaluate_rerun_onto_a_full_disk_keeps_the_previous_run(tmp_path, pai
     prev = tmp_path / 'PREV'
     assert evaluate(ir, vis, prev) == 0
     before = snapshot(prev)
-    real = guard.write_bytes
+    real = writing.write_bytes
 
     def full_disk(path, data):
         if Path(path).name == 'metrics.json':
             raise OSError(errno.ENOSPC, 'No space left on device', str(path))
         real(path, data)
 
-    monkeypatch.setattr(guard, 'write_bytes', full_disk)
+    monkeypatch.setattr(writing, 'write_bytes', full_disk)
     assert evaluate(ir, vis, prev, '--label', 'second') == 2
     line = one_line(capsys, 'evaluate')
     assert 'ENOSPC' in line and f'previous results in {prev}' in line, line
@@ -447,7 +447,7 @@ def test_metrics_onto_a_full_disk_keeps_the_previous_file(tmp_path, pairs, capsy
         handle = real_open(file, mode, *args, **kwargs)
         return _FillingFile(handle) if 'w' in mode else handle
 
-    monkeypatch.setattr(guard, 'open', filling_open, raising=False)
+    monkeypatch.setattr(writing, 'open', filling_open, raising=False)
     assert _metrics(tmp_path, pairs, out, '--names', 'EN') == 2
     line = one_line(capsys, 'metrics')
     assert 'No space left on device (ENOSPC)' in line and 'previous file' in line, line
