@@ -25,6 +25,7 @@ waiting and cleaning up (:func:`wait_for`, :func:`stop_processes`) and the resul
 
 import json
 from pathlib import Path
+import signal
 import subprocess
 import sys
 import time
@@ -157,8 +158,10 @@ def start_live_node(fused_sub, ns: str, domain: int, stats_path: Path, duration_
                 '--stats-json', str(stats_path), '--duration', str(duration_s)]
     for override in overrides:
         node_cmd += ['--set', override]
+    # stopped with SIGINT later: its default action even where this script runs with it ignored
     node = subprocess.Popen(node_cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     processes.append(node)
     wait_for(lambda: fused_sub.publisher_count() > 0 or node.poll() is not None, 120,
              'the node')

@@ -16,10 +16,27 @@
 
 from importlib import metadata
 import os
+import signal
 
 import pytest
 
 from sgdfuse_ros.eval.datasets import default_data_dir
+
+
+def pytest_configure(config):
+    """
+    Give this process the stop signals' usual actions when it was started with them ignored.
+
+    The signal tests play a user at a terminal: Ctrl-C, SIGTERM, a hangup, sent to a command in
+    this process or in a child. A suite started in the background of a non-interactive shell (as
+    `cmd &` in a script) or under nohup has SIGINT or SIGHUP ignored; every child inherits that,
+    and the commands rightly leave an ignored signal ignored. Without this the tests would measure
+    how the suite was started, not the commands.
+    """
+    for sig, action in ((signal.SIGINT, signal.default_int_handler),
+                        (signal.SIGTERM, signal.SIG_DFL), (signal.SIGHUP, signal.SIG_DFL)):
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, action)
 
 
 def pytest_report_header(config):

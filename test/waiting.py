@@ -14,7 +14,23 @@
 
 """Waiting in tests for something another thread or process does, by polling (no fixed sleeps)."""
 
+import signal
 import time
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def as_at_a_terminal():
+    """
+    Give a child process the stop signals' default actions (``preexec_fn``).
+
+    A test that stops a command with Ctrl-C plays a user at a terminal. A suite started in the
+    background of a non-interactive shell, or under nohup, has SIGINT (or SIGHUP) ignored, every
+    child inherits that, and the commands rightly leave an ignored signal ignored: without this the
+    test would measure how the suite was started, not the command.
+    """
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def wait_until(condition, what: str = 'condition', timeout: float = 20.0, poll: float = 0.01):

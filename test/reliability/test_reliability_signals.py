@@ -36,6 +36,7 @@ import time
 import pytest
 from sgdfuse_ros.cli import main as cli
 from sgdfuse_ros.eval.synthetic_pairs import write_sample
+from waiting import as_at_a_terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 CLASSICAL = ['--set', 'first_stage.type=laplacian', '--set', 'refiner.steps=0']
@@ -47,7 +48,7 @@ def start(*argv) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''))
     return subprocess.Popen([sys.executable, '-m', 'sgdfuse_ros.cli', *argv], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=as_at_a_terminal)
 
 
 def interrupt_when(proc: subprocess.Popen, ready, sig) -> tuple:

@@ -47,6 +47,7 @@ from sgdfuse_ros.eval.synthetic_pairs import write_sample
 from test_reliability_signals import bag_counts, being_written, committed_messages, no_journal, \
     start
 import torch
+from waiting import as_at_a_terminal
 
 CLASSICAL = ['--set', 'first_stage.type=laplacian', '--set', 'refiner.steps=0']
 STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
@@ -517,7 +518,7 @@ def test_replay_sighup_with_its_terminal_gone_still_closes_the_bag_and_writes_th
         proc = subprocess.Popen([sys.executable, '-m', 'sgdfuse_ros.cli', 'replay', str(long_bag),
                                  '--out', str(out), '--no-metrics', *CLASSICAL], cwd=root,
                                 env=env, stdout=slave, stderr=slave, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=as_at_a_terminal)
     finally:
         os.close(slave)
     try:
@@ -594,7 +595,8 @@ def test_a_dead_reader_of_stderr_does_not_cost_the_report(long_bag, tmp_path):
     read_end, write_end = os.pipe()
     proc = subprocess.Popen([sys.executable, '-m', 'sgdfuse_ros.cli', 'replay', str(long_bag),
                              '--out', str(out), '--no-metrics', *CLASSICAL], cwd=root, env=env,
-                            stdout=write_end, stderr=write_end, start_new_session=True)
+                            stdout=write_end, stderr=write_end, start_new_session=True,
+                            preexec_fn=as_at_a_terminal)
     os.close(write_end)
     try:
         assert os.read(read_end, 100).startswith(b'replay: ')  # its first line: it runs
@@ -611,6 +613,11 @@ def test_a_dead_reader_of_stderr_does_not_cost_the_report(long_bag, tmp_path):
     assert bag_counts(out)['/fusion/fused/image'] == report['pairs']['fused']
 
 
+def nohup():
+    as_at_a_terminal()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
 def test_a_signal_ignored_at_start_stays_ignored(long_bag, tmp_path):
     """``nohup sgdfuse replay ...``: SIGHUP is ignored when it starts, and so it stays."""
     out = tmp_path / 'out'
@@ -620,7 +627,7 @@ def test_a_signal_ignored_at_start_stays_ignored(long_bag, tmp_path):
                              '--out', str(out), '--quiet', '--no-metrics', *CLASSICAL],
                             cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+                            preexec_fn=nohup)
     wait_for(proc, lambda: committed_messages(being_written(out, 'out.db3')) >= 12,
              'a committed frame')
     signal_times(proc, signal.SIGHUP)

@@ -45,7 +45,7 @@ from sgdfuse_ros.node.core import accounting_errors  # noqa: E402
 from sgdfuse_ros.transport.base import QosProfile  # noqa: E402
 from sgdfuse_ros.transport.dds import DdsTransport, localhost_config  # noqa: E402
 from sgdfuse_ros.transport.synthetic_camera import bad_kind, SyntheticCamera  # noqa: E402
-from waiting import wait_until  # noqa: E402
+from waiting import as_at_a_terminal, wait_until  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = '/live_test'
@@ -91,7 +91,8 @@ def live(tmp_path_factory):
              # the transport is under test, at 30 Hz: the classical stages keep up on any CPU
              '--set', 'first_stage.type=laplacian', '--set', 'refiner.steps=0',
              '--stats-json', str(stats_path)],
-            cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            preexec_fn=as_at_a_terminal)
         processes.append(node)
         wait_until(lambda: subscriptions['fused/image'].publisher_count() > 0 or
                    node.poll() is not None, "the node's publishers", 60, poll=0.05)
