@@ -12,12 +12,15 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Fixtures of the reliability tests: small and read-only file systems (tmpfs mounts)."""
+"""Fixtures of the reliability tests: small and read-only file systems, data for long runs."""
 
+from pathlib import Path
 import shutil
 import subprocess
 
 import pytest
+from sgdfuse_ros.cli import main as cli
+from sgdfuse_ros.eval.synthetic_pairs import write_sample
 
 
 def _mount(target, options: str):
@@ -59,3 +62,25 @@ def read_only_dir(tmp_path):
     _mount(target, 'ro,size=64k')
     yield target
     _unmount(target)
+
+
+@pytest.fixture(scope='module')
+def pairs(tmp_path_factory):
+    """Write four 160x120 pairs, repeated as 240 files (cheap copies): a run that lasts."""
+    root = tmp_path_factory.mktemp('pairs')
+    ir, vis = write_sample(root / 'base', n=4, size=(160, 120))
+    for folder, source in (('ir', Path(ir)), ('vis', Path(vis))):
+        (root / 'many' / folder).mkdir(parents=True)
+        for i in range(240):
+            (root / 'many' / folder / f'p{i:03d}.png').write_bytes(
+                (source / f'sample_00{i % 4}.png').read_bytes())
+    return root / 'many' / 'ir', root / 'many' / 'vis', Path(ir), Path(vis)
+
+
+@pytest.fixture(scope='module')
+def long_bag(pairs, tmp_path_factory):
+    """Make a bag of 400 frames of 160x120 (4 pairs, 100 passes)."""
+    bag = tmp_path_factory.mktemp('bags') / 'long'
+    assert cli(['make-bag', '--ir', str(pairs[2]), '--vis', str(pairs[3]), '--out', str(bag),
+                '--repeat', '100', '--quiet']) == 0
+    return bag

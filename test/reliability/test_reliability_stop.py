@@ -43,7 +43,6 @@ import cv2
 import numpy as np
 import pytest
 from sgdfuse_ros.cli import main as cli
-from sgdfuse_ros.eval.synthetic_pairs import write_sample
 from test_reliability_signals import bag_counts, being_written, committed_messages, no_journal, \
     start
 import torch
@@ -133,27 +132,6 @@ def kill_self(*signals):
 
 
 # --- data -------------------------------------------------------------------------------------
-
-@pytest.fixture(scope='module')
-def pairs(tmp_path_factory):
-    """Four 160x120 pairs, and the same repeated as 240 files: a run that lasts."""
-    root = tmp_path_factory.mktemp('stop_pairs')
-    ir, vis = write_sample(root / 'base', n=4, size=(160, 120))
-    for folder, source in (('ir', Path(ir)), ('vis', Path(vis))):
-        (root / 'many' / folder).mkdir(parents=True)
-        for i in range(240):
-            (root / 'many' / folder / f'p{i:03d}.png').write_bytes(
-                (source / f'sample_00{i % 4}.png').read_bytes())
-    return root / 'many' / 'ir', root / 'many' / 'vis', Path(ir), Path(vis)
-
-
-@pytest.fixture(scope='module')
-def long_bag(pairs, tmp_path_factory):
-    bag = tmp_path_factory.mktemp('stop_bags') / 'long'
-    assert cli(['make-bag', '--ir', str(pairs[2]), '--vis', str(pairs[3]), '--out', str(bag),
-                '--repeat', '100', '--quiet']) == 0
-    return bag
-
 
 @pytest.fixture(scope='module')
 def short_bag(pairs, tmp_path_factory):
