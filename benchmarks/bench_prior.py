@@ -220,7 +220,7 @@ def markdown(report: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
-    parser.add_argument('--data', type=Path, default=default_data_dir())
+    parser.add_argument('--data', type=Path, default=default_data_dir(beside_checkout=True))
     parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
     parser.add_argument('--quick', action='store_true', help='fewer repeats (a smoke run)')
     parser.add_argument('--pipeline-seconds', type=float, default=40.0,

@@ -57,7 +57,7 @@ def add_data_options(parser, subset: str = 'val', msrs: bool = False) -> None:
         parser.add_argument('--data', type=Path, required=True, help='the msrs128 folder')
     else:
         from sgdfuse_ros.eval.datasets import default_data_dir
-        parser.add_argument('--data', type=Path, default=default_data_dir())
+        parser.add_argument('--data', type=Path, default=default_data_dir(beside_checkout=True))
     parser.add_argument('--subset', default=subset, choices=('val', 'test'))
 
 

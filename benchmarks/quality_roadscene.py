@@ -67,7 +67,7 @@ PREV_ROW = 'previous weights (RoadScene only, K=2)'
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
-    parser.add_argument('--data', type=Path, default=default_data_dir())
+    parser.add_argument('--data', type=Path, default=default_data_dir(beside_checkout=True))
     parser.add_argument('--peers', type=Path, default=None,
                         help='folder of peer methods (default: DATA/../peers)')
     parser.add_argument('--out', type=Path, default=Path('outputs/quality'))

@@ -40,7 +40,7 @@ class ParamSpec:
     min: Optional[float] = None  # noqa: A003  (public field name)
     max: Optional[float] = None  # noqa: A003
     choices: Optional[Sequence[Any]] = None
-    read_only: bool = False  # changes need a reconfigure (models, devices, sizes of buffers)
+    read_only: bool = False  # fixed while the node runs: a change needs a restart
 
     @property
     def kind(self) -> type:
@@ -283,9 +283,10 @@ def render_yaml() -> str:
         '# sgdfuse_ros configuration, in the ROS 2 parameter file layout. Read by the node, the',
         '# pipeline, `sgdfuse evaluate`, `sgdfuse replay` and the benchmarks. Each parameter '
         'lists',
-        '# its range; values out of range are rejected, never clamped. [reconfigure] marks the '
+        '# its range; values out of range are rejected, never clamped. [read-only] marks the '
         'ones',
-        '# that take effect when the lifecycle node is configured again.',
+        '# fixed while the node runs (ROS 2 refuses `ros2 param set` on them in every lifecycle',
+        '# state): set them here, in a launch argument or with -p, and restart the node.',
         '# Generated from sgdfuse_ros/parameters.py: python -m sgdfuse_ros.parameters',
         '/**:',
         '  ros__parameters:',
@@ -311,7 +312,7 @@ def render_yaml() -> str:
             if p.min is not None:
                 notes.append(f'range {p.min:g} .. {p.max:g}')
             if p.read_only:
-                notes.append('[reconfigure]')
+                notes.append('[read-only]')
             text = p.description + (' (' + '; '.join(notes) + ')' if notes else '')
             lines.extend(indent + '# ' + line for line in textwrap.wrap(text, 90))
             value = (f'"{p.default}"' if isinstance(p.default, str)

@@ -60,7 +60,7 @@ def pytest_report_header(config):
 
 @pytest.fixture(scope='session')
 def roadscene():
-    path = default_data_dir()
+    path = default_data_dir(beside_checkout=True)
     if path is None or not (path / 'ir').is_dir():
         pytest.skip('RoadScene data not found: set SGDFUSE_DATA to the roadscene folder')
     return path

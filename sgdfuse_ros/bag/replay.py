@@ -25,9 +25,12 @@ Messages are read in log-time order (the order the node would have received them
 paired by the node's own intake (:mod:`sgdfuse_ros.intake`, with ``sync.slop`` and
 ``sync.queue_size`` from the config). Each pair goes through the node's fuse step
 (:func:`sgdfuse_ros.fuse.fuse_pair`, :class:`FusionPipeline` with the same config file), and the
-node's outputs (:func:`sgdfuse_ros.fuse.fusion_outputs`) are written under
-``--namespace`` (default ``/fusion``): ``fused/image``, ``fused/camera_info``,
-``semantic/labels``, ``semantic/targets``. Every output carries the stamp of its pair's visible
+node's outputs (:func:`sgdfuse_ros.fuse.fusion_outputs`) are written under the names the node
+publishes (:data:`sgdfuse_ros.messages.OUTPUT_TYPES`), in ``--namespace`` as the node's namespace
+(default the root: ``/fused/image``, ``/fused/camera_info``, ``/semantic/labels``,
+``/semantic/targets``), so a replayed bag and a live recording compare topic for topic. Bags
+written before under ``/fusion/...`` still read: output topics are never taken as camera input
+(:mod:`.reader`). Every output carries the stamp of its pair's visible
 image (copied field by field; the fused image lives in the visible camera's frame) and is written
 at the log time of the later message of its pair.
 

@@ -15,7 +15,7 @@
 """
 ``sgdfuse make-bag``: a realistic ROS 2 bag from registered thermal/visible image pairs.
 
-    sgdfuse make-bag --data /work/shared/data/roadscene --subset test --out roadscene_test
+    sgdfuse make-bag --data ~/data/roadscene --subset test --out roadscene_test
     sgdfuse make-bag --ir pairs/ir --vis pairs/vis --out pairs_bag --rgb-format jpeg --storage mcap
 
 What the bag holds, per pair (frame ``i`` of ``--repeat`` passes over the pairs):
@@ -90,7 +90,7 @@ def add_arguments(parser) -> None:
     src.add_argument('--ir', metavar='DIR', help='folder of thermal images')
     src.add_argument('--vis', metavar='DIR', help='folder of visible images')
     src.add_argument('--data', metavar='DIR', help='RoadScene-layout folder (ir/, vis/, '
-                     'split.json); default $SGDFUSE_DATA or ../shared/data/roadscene')
+                     'split.json); default: $SGDFUSE_DATA')
     src.add_argument('--subset', metavar='NAME', help='only this list of split.json (e.g. test)')
     parser.add_argument('--out', required=True, metavar='BAG', help='bag to write')
     parser.add_argument('--rate', type=float_range(MIN_RATE_HZ, 1e6), default=10.0,

@@ -15,7 +15,7 @@
 """
 ``sgdfuse train first-stage|refiner``: train a learned stage on the TRAIN split.
 
-    sgdfuse train first-stage --data /work/shared/data/roadscene --out models/first_stage.pt
+    sgdfuse train first-stage --data ~/data/roadscene --out models/first_stage.pt
     sgdfuse train refiner --first-stage models/first_stage.pt --out models/refiner.pt
 
 Only split.json's ``train`` names are read (a few of them are held out for validation and model
@@ -47,10 +47,10 @@ from ..writing import os_error_line
 def add_arguments(parser) -> None:
     parser.add_argument('stage', choices=('first-stage', 'refiner'), help='what to train')
     parser.add_argument('--data', default=None, help='RoadScene-layout folder (default: '
-                        '$SGDFUSE_DATA or ../shared/data/roadscene)')
+                        '$SGDFUSE_DATA)')
     parser.add_argument('--extra-data', action='append', default=[], metavar='DIR',
                         help='another data set (same layout; its train split only) mixed in '
-                             'equal shares per batch, e.g. ../shared/data/msrs128 (repeatable)')
+                             'equal shares per batch, e.g. an MSRS folder (repeatable)')
     parser.add_argument('--sam-share', type=float_range(0.0, 1.0), default=0.3,
                         help='share of crops with labelled boxes (MSRS) given a SAM-like prior '
                              'drawn from the boxes instead of the thermal fallback')

@@ -16,7 +16,7 @@
 Registered thermal/visible pairs on disk (RoadScene layout: ir/, vis/, split.json).
 
 The data are never copied into the repository: commands take ``--data DIR`` or read the
-``SGDFUSE_DATA`` environment variable (CI sets it to ../shared/data/roadscene).
+``SGDFUSE_DATA`` environment variable (CI sets it to the RoadScene folder).
 """
 
 from __future__ import annotations
@@ -42,11 +42,19 @@ class Pair:
     visible: Path
 
 
-def default_data_dir() -> Optional[Path]:
-    """$SGDFUSE_DATA, else ../shared/data/roadscene beside the repository, else None."""
+def default_data_dir(beside_checkout: bool = False) -> Optional[Path]:
+    """
+    Return $SGDFUSE_DATA, else None: the commands' default data folder.
+
+    ``beside_checkout`` (tests and benchmarks of a source checkout only): else
+    ``../shared/data/roadscene`` beside the repository, where it exists. The commands never
+    look there: an installed tool has no such folder, and its ``--help`` names no such path.
+    """
     env = os.environ.get('SGDFUSE_DATA')
     if env:
         return Path(env)
+    if not beside_checkout:
+        return None
     beside = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'roadscene'
     return beside if beside.is_dir() else None
 

@@ -437,9 +437,10 @@ class FusionNodeCore:
         """
         Validate and apply runtime changes, all or none; ConfigError says why not.
 
-        Read-only parameters change only while unconfigured (they take effect on configure).
-        Node parameters apply at once; pipeline parameters rebuild the pipeline before the
-        next frame.
+        Read-only parameters change here only while unconfigured (they take effect on
+        configure); the ROS node never passes one on: rclpy refuses ``ros2 param set`` on a
+        read-only parameter in every state, so there a change needs a restart. Node parameters
+        apply at once; pipeline parameters rebuild the pipeline before the next frame.
         """
         with self._lock:
             candidate, changed = checked_changes(self.config, changes, self.state)

@@ -59,7 +59,8 @@ def test_realistic_robot_bag(tmp_path):
               img('16UC1', '/camera/depth/image_rect_raw'),       # depth: never thermal
               img('mono8', '/camera/infra1/image_rect_raw'),      # NIR stereo, not thermal
               jpeg('/camera/color/image_raw/compressed'), info('/camera/color/camera_info'),
-              img('bgr8', '/fusion/fused/image')]                 # our own output: never input
+              img('bgr8', '/fused/image'),                 # our own output: never input
+              img('bgr8', '/fusion/fused/image')]          # (as older replays named it too)
     assert topics_of(tmp_path, frames) == ('/flir_boson/image_raw',
                                            '/camera/color/image_raw/compressed',
                                            '/camera/color/camera_info')
@@ -116,7 +117,7 @@ def test_a_stream_that_breaks_part_way_keeps_what_was_fused(tmp_path, capsys, mo
     assert 0 < read < 12
     monkeypatch.undo()
     outputs, _ = read_bag(tmp_path / 'out')  # closed properly, readable
-    assert len(outputs['/fusion/fused/image']) == report['pairs']['fused'] > 0
+    assert len(outputs['/fused/image']) == report['pairs']['fused'] > 0
 
 
 def test_replay_streams_in_flat_memory(tmp_path):
@@ -161,4 +162,4 @@ def test_compressed_thermal_png16_and_jpeg_rgb_are_fused(tmp_path):
     assert report['input']['topics']['thermal']['topic'] == '/thermal/image_raw/compressed'
     assert report['pairs']['fused'] == 3 and report['metrics']['frames_scored'] == 3
     outputs, _ = read_bag(tmp_path / 'out')
-    assert [(msg.width, msg.height) for _, msg in outputs['/fusion/fused/image']] == [(64, 48)] * 3
+    assert [(msg.width, msg.height) for _, msg in outputs['/fused/image']] == [(64, 48)] * 3

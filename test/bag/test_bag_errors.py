@@ -113,7 +113,7 @@ def test_no_pairs_within_slop_writes_a_report_and_fails(tmp_path, capsys):
         assert row['read'] == 4 and row['unmatched'] == 4 and row['matched'] == 0
     assert 'No pairs were matched' in (tmp_path / 'out_report' / 'report.md').read_text()
     outputs, _ = read_bag(tmp_path / 'out')  # an empty but valid bag
-    assert outputs['/fusion/fused/image'] == []
+    assert outputs['/fused/image'] == []
     # the same bag pairs once the slop allows it
     assert cli(['replay', str(bag), '--out', str(tmp_path / 'out2'), '--quiet', '--no-metrics',
                 '--set', 'sync.slop=0.5']) == 0
@@ -189,7 +189,7 @@ def test_rejected_and_failing_frames_are_counted_and_skipped(tmp_path, capsys):
     md = (tmp_path / 'out_report' / 'report.md').read_text()
     assert '1 cdr, 1 encoding, 1 decode' in md and "has encoding 'bgr8'" in md
     outputs, _ = read_bag(tmp_path / 'out')
-    assert len(outputs['/fusion/fused/image']) == 3
+    assert len(outputs['/fused/image']) == 3
 
 
 def test_stamps_jumping_back_reset_the_synchroniser_like_the_node(tmp_path):

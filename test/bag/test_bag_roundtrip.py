@@ -118,10 +118,10 @@ def test_make_bag_replay_round_trip(tmp_path, storage, version, rgb_format, ther
                 '--quiet', '--copy-inputs'])
     assert code == 0
     outputs, out_types = read_bag(out_bag)
-    fused = outputs['/fusion/fused/image']
+    fused = outputs['/fused/image']
     assert len(fused) == N
-    for topic in ('/fusion/fused/camera_info', '/fusion/semantic/labels',
-                  '/fusion/semantic/targets'):
+    for topic in ('/fused/camera_info', '/semantic/labels',
+                  '/semantic/targets'):
         assert len(outputs[topic]) == N
     # the input topics were copied through, byte for byte
     assert raw_messages(out_bag, visible_topic) == raw_messages(in_bag, visible_topic)
@@ -131,8 +131,8 @@ def test_make_bag_replay_round_trip(tmp_path, storage, version, rgb_format, ther
 
     logs = pairs_by_stamp(inputs, '/thermal/image_raw', visible_topic)
     w, h = SIZE
-    for topic, expected in (('/fusion/fused/image', 'bgr8'), ('/fusion/semantic/labels', 'mono16'),
-                            ('/fusion/semantic/targets', 'mono8')):
+    for topic, expected in (('/fused/image', 'bgr8'), ('/semantic/labels', 'mono16'),
+                            ('/semantic/targets', 'mono8')):
         stamps = []
         for log_time, msg in outputs[topic]:
             stamps.append(stamp_of(msg))
@@ -141,7 +141,7 @@ def test_make_bag_replay_round_trip(tmp_path, storage, version, rgb_format, ther
             assert msg.header.frame_id == 'rgb_optical_frame'
             assert log_time == max(logs[stamp_of(msg)])  # the later message of its pair
         assert stamps == visible_stamps  # every pair, in order, stamp copied exactly
-    for _, info in outputs['/fusion/fused/camera_info']:
+    for _, info in outputs['/fused/camera_info']:
         assert (info.width, info.height) == (w, h)
         assert info.k[0] > 0 and info.k[2] == pytest.approx((w - 1) / 2)
 
@@ -164,7 +164,7 @@ def test_make_bag_replay_round_trip(tmp_path, storage, version, rgb_format, ther
         for (qos,) in db.execute('SELECT offered_qos_profiles FROM topics'):
             assert isinstance(yaml.safe_load(qos), list)  # Humble's player reads these too
         db.close()
-    assert out_types['/fusion/fused/image'] == 'sensor_msgs/msg/Image'
+    assert out_types['/fused/image'] == 'sensor_msgs/msg/Image'
 
 
 def test_default_bag_is_humble_format(tmp_path):

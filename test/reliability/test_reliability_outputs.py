@@ -360,7 +360,7 @@ def test_a_replay_rerun_that_fails_keeps_both_and_a_good_one_replaces_both(tmp_p
                 *CLASSICAL]) == 0
     result = json.loads((report / 'report.json').read_text())
     assert result['metrics'] is None and result['pairs']['fused'] == 4
-    assert read_bag(out)[0]['/fusion/fused/image'].__len__() == 4
+    assert read_bag(out)[0]['/fused/image'].__len__() == 4
     assert sorted(p.name for p in out.iterdir()) == ['fused.db3', 'metadata.yaml']
     no_scratch(tmp_path)
 

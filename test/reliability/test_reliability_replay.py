@@ -159,7 +159,7 @@ def test_the_damaged_bag_report_says_what_happened(damaged):
 
 
 def test_the_damaged_bag_output_holds_the_fused_pairs_big_endian_included(damaged):
-    fused = damaged['outputs']['/fusion/fused/image']
+    fused = damaged['outputs']['/fused/image']
     stamps = [round(m.stamp_seconds(msg), 3) for _, msg in fused]
     assert len(fused) == damaged['report']['pairs']['fused'] == 8
     frames = {round(f['stamp_ns'] * 1e-9, 3): f for f in damaged['report']['frames']}
@@ -201,7 +201,7 @@ def test_a_recording_that_breaks_part_way_keeps_what_was_fused(tmp_path, capsys)
     check_books(report)
     fused = report['pairs']['fused']
     assert 1 <= fused < 4 and f'the {fused} pairs fused' in line
-    assert len(read_bag(tmp_path / 'out')[0]['/fusion/fused/image']) == fused
+    assert len(read_bag(tmp_path / 'out')[0]['/fused/image']) == fused
 
 
 def test_an_empty_bag_is_a_one_line_error(tmp_path, capsys):

@@ -160,7 +160,7 @@ def test_replay_interrupted_closes_the_bag_and_writes_the_report(long_bag, tmp_p
     report = json.loads((tmp_path / 'out_report' / 'report.json').read_text())
     assert report['interrupted'] == ('SIGINT' if sig == signal.SIGINT else 'SIGTERM')
     pairs = report['pairs']
-    assert counts['/fusion/fused/image'] == pairs['fused'] >= 3
+    assert counts['/fused/image'] == pairs['fused'] >= 3
     for role in ('thermal', 'rgb'):
         row = report['messages'][role]
         assert row['read'] == row['matched'] + sum(row[d] for d in DROPS) + \

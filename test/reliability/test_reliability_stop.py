@@ -333,7 +333,7 @@ def test_replay_two_ctrl_c_close_the_bag_and_write_the_report(long_bag, tmp_path
     report = json.loads((tmp_path / 'out_report' / 'report.json').read_text())
     assert report['interrupted'] == 'SIGINT'
     replay_books(report)
-    assert counts['/fusion/fused/image'] == report['pairs']['fused'] >= 3
+    assert counts['/fused/image'] == report['pairs']['fused'] >= 3
 
 
 def test_make_bag_two_ctrl_c_leave_a_bag_with_its_metadata(pairs, tmp_path):
@@ -393,7 +393,7 @@ def test_replay_second_signal_during_a_frame_is_counted_not_an_accounting_error(
     replay_books(report)
     assert report['pairs']['fused'] == 2
     assert [f['kind'] for f in report['failures']] == ['interrupted']
-    assert bag_counts(out)['/fusion/fused/image'] == 2
+    assert bag_counts(out)['/fused/image'] == 2
 
 
 def test_evaluate_second_signal_during_a_pair_leaves_it_not_reached(pairs, tmp_path,
@@ -519,7 +519,7 @@ def test_replay_sighup_with_its_terminal_gone_still_closes_the_bag_and_writes_th
     report = json.loads((tmp_path / 'out_report' / 'report.json').read_text())
     assert report['interrupted'] == 'SIGHUP'
     replay_books(report)
-    assert counts['/fusion/fused/image'] == report['pairs']['fused'] >= 3
+    assert counts['/fused/image'] == report['pairs']['fused'] >= 3
 
 
 @pytest.mark.parametrize('command', ['make-bag', 'evaluate'])
@@ -588,7 +588,7 @@ def test_a_dead_reader_of_stderr_does_not_cost_the_report(long_bag, tmp_path):
     assert report['interrupted'] == 'SIGINT'
     replay_books(report)
     no_journal(out)
-    assert bag_counts(out)['/fusion/fused/image'] == report['pairs']['fused']
+    assert bag_counts(out)['/fused/image'] == report['pairs']['fused']
 
 
 def nohup():

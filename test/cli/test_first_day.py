@@ -1,0 +1,53 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""A new user's first day with the CLI (issue 24): defaults, help and docs say what happens."""
+
+from pathlib import Path
+
+import pytest
+
+from sgdfuse_ros.cli import build_parser, COMMANDS
+from sgdfuse_ros.parameters import ALL_PARAMS, render_yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def command_help(name: str) -> str:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == 'command')
+    return sub.choices[name].format_help()
+
+
+@pytest.mark.parametrize('name', sorted(COMMANDS))
+def test_help_names_no_developer_path(name):
+    text = command_help(name)
+    assert 'shared/data' not in text and '/work/' not in text and '../' not in text, text
+
+
+def test_read_only_parameters_say_restart_in_the_file_and_the_docs():
+    """The node declares them read-only: rclpy refuses them in every state, so: restart."""
+    header = render_yaml().split('/**:')[0]
+    assert '[read-only]' in header and 'restart the node' in header
+    assert 'configured again' not in header and '[reconfigure]' not in render_yaml()
+    shipped = (REPO / 'config' / 'fusion.yaml').read_text()
+    assert shipped == render_yaml()
+    ros_md = (REPO / 'docs' / 'ros.md').read_text()
+    assert 'marked `[read-only]`' in ros_md and 'restart the node' in ros_md
+    flagged = [p.name for p in ALL_PARAMS if p.read_only]
+    assert 'device' in flagged and 'prior.source' in flagged
+    for name in flagged:  # every one of them is flagged in the file users edit
+        leaf = name.split('.')[-1]
+        block = shipped.split(f' {leaf}:')[0].rsplit(':\n', 1)[-1]
+        assert '[read-only]' in block, name
