@@ -45,9 +45,9 @@ def add_arguments(parser) -> None:
                         help='RGB CameraInfo topic (default: the '
                         'camera_info beside the RGB topic)')
     parser.add_argument('--namespace', default='/', type=namespace_name,
-                        help='namespace of the output topics, as the node\'s namespace: '
+                        help="namespace of the output topics, as the node's namespace: "
                         '/fused/image etc. by default, the names the node publishes; give the '
-                        'node\'s namespace (e.g. /robot) to compare with its recording')
+                        "node's namespace (e.g. /robot) to compare with its recording")
     parser.add_argument('--storage', choices=('sqlite3', 'mcap'), default='sqlite3',
                         help='output storage (default sqlite3, which Humble plays)')
     parser.add_argument('--version', type=int, choices=(8, 9), default=8,
@@ -80,7 +80,8 @@ def _settings(config: dict, args, namespace: str) -> dict:
     keys = ('sync.slop', 'sync.queue_size', 'prior.source', 'prior.every_frame',
             'first_stage.type', 'refiner.steps', 'backend', 'device', 'output.encoding')
     settings = {k: config[k] for k in keys}
-    settings.update({'namespace': namespace or '/', 'storage': args.storage, 'version': args.version,
+    settings.update({'namespace': namespace or '/', 'storage': args.storage,
+                     'version': args.version,
                      'copy_inputs': args.copy_inputs, 'metrics': not args.no_metrics})
     return settings
 
