@@ -66,3 +66,37 @@ def error_line(err, limit: int = None) -> str:
     """Return ``'<ExceptionType>: <first line of the message>'`` (the type alone if none)."""
     line = first_line(err, limit)
     return f'{type(err).__name__}: {line}' if line else type(err).__name__
+
+
+def torch_file_problem(err: BaseException, path) -> str:
+    """
+    Say in a few words why ``torch.load(path, weights_only=True)`` refused a file.
+
+    PyTorch's own messages span lines and paragraphs (the safe-load refusal explains its
+    change of default and suggests ``weights_only=False``, which this package never uses);
+    this names what is wrong with the file instead, from the error and the file's first bytes.
+    """
+    try:
+        with open(path, 'rb') as handle:
+            head = handle.read(8)
+    except OSError as os_err:
+        return f'cannot be read: {os_err.strerror or type(os_err).__name__}'
+    if not head:
+        return 'the file is empty (0 bytes)'
+    text = ' '.join(str(err).split())
+    archive = head.startswith(b'PK\x03\x04')  # torch.save's zip format
+    legacy = head.startswith(b'\x80')  # torch.save's older plain pickle
+    if 'Weights only load failed' in text:
+        found = re.search(r'GLOBAL ([\w.]+)', text)
+        if found:
+            return (f'it holds a pickled Python object ({found.group(1)}) besides tensors, '
+                    f'refused because loading it could run code')
+        if archive or legacy:
+            return ('it holds pickled content besides tensors, refused because loading it '
+                    'could run code')
+    if archive:
+        return ('a damaged or truncated PyTorch archive (its zip directory or a member is '
+                'unreadable): save or download it again')
+    if legacy and isinstance(err, EOFError):
+        return 'the file ends early (truncated): save or download it again'
+    return f'not a PyTorch weights file (it starts with {head!r})'

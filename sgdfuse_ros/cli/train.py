@@ -38,7 +38,7 @@ from .outputs import check_output_dir, check_output_file
 from .values import (arch_json, crop_size, float_range, int_at_least, learning_rate,
                      loss_weights, minutes, seed, threads)
 from ..config import models_dir
-from ..errors import ConfigError, first_line, InputError
+from ..errors import ConfigError, first_line, InputError, torch_file_problem
 from ..fusion.weights import check_tensors
 from ..hardware import resolve_device
 from ..writing import os_error_line
@@ -261,9 +261,11 @@ def init_from(model, path: Path, kind: str) -> None:
 
     try:
         payload = torch.load(path, map_location='cpu', weights_only=True)
-        state = payload['state_dict'] if payload.get('kind') == kind else None
     except Exception as err:
-        raise ConfigError(f'--init {path}: cannot read ({type(err).__name__})') from None
+        raise ConfigError(f'--init {path} cannot be read: {torch_file_problem(err, path)}'
+                          ) from None
+    state = payload.get('state_dict') if isinstance(payload, dict) and \
+        payload.get('kind') == kind else None
     if state is None:
         raise ConfigError(f'--init {path}: not a {kind} weights file')
     check_tensors(state, f'--init {kind}', path)

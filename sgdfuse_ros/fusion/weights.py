@@ -33,7 +33,7 @@ from typing import Callable, Optional
 import warnings
 
 from ..config import tensor_problem
-from ..errors import ConfigError, first_line
+from ..errors import ConfigError, torch_file_problem
 
 FORMAT = 1
 
@@ -133,8 +133,8 @@ def load_weights(path, kind: str, build: Callable[[dict], 'object']):
             warnings.simplefilter('ignore')
             payload = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # corrupt, truncated, not a torch file, unsafe pickle
-        first = first_line(err, 160, type(err).__name__)
-        raise ConfigError(f'{kind} weights {path} cannot be read ({first})') from None
+        raise ConfigError(f'{kind} weights {path} cannot be read: '
+                          f'{torch_file_problem(err, path)}') from None
     if not isinstance(payload, dict) or 'state_dict' not in payload or 'arch' not in payload:
         raise ConfigError(f"{kind} weights {path}: expected a dict with 'kind', 'arch' and "
                           f"'state_dict' (format {FORMAT})")

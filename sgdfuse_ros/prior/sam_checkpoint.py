@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from ..config import check_model_file, tensor_problem
-from ..errors import ConfigError, first_line
+from ..errors import ConfigError, torch_file_problem
 
 log = logging.getLogger('sgdfuse_ros')
 
@@ -106,17 +106,8 @@ def read_state_dict(path: Path, expected: str = 'a SAM checkpoint') -> Dict[str,
     try:
         state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # corrupt, truncated, not a torch file, or unsafe pickle content
-        text = str(err).strip()
-        if 'Weights only load failed' in text:
-            reason = 'it holds pickled Python objects besides tensors, refused because ' \
-                     'unpickling them could run code'
-        elif isinstance(err, EOFError):
-            reason = 'the file is empty or truncated'
-        else:
-            first = first_line(text, default='unreadable').split('. ')[0][:120]
-            reason = f'{type(err).__name__}: ' + first
         raise ConfigError(f'SAM checkpoint {path} cannot be read safely as {expected} '
-                          f'({reason})') from None
+                          f'({torch_file_problem(err, path)})') from None
     if isinstance(state, dict):
         for wrapper in ('model', 'state_dict'):  # common training-script wrappers
             inner = state.get(wrapper)

@@ -17,8 +17,10 @@
 from pathlib import Path
 
 import pytest
+import torch
 
-from sgdfuse_ros.cli import build_parser, COMMANDS
+from sgdfuse_ros.cli import build_parser, COMMANDS, main
+from sgdfuse_ros.eval.synthetic_pairs import write_sample
 from sgdfuse_ros.parameters import ALL_PARAMS, render_yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,3 +53,36 @@ def test_read_only_parameters_say_restart_in_the_file_and_the_docs():
         leaf = name.split('.')[-1]
         block = shipped.split(f' {leaf}:')[0].rsplit(':\n', 1)[-1]
         assert '[read-only]' in block, name
+
+
+def _unsafe_pickle(path):
+    torch.save({'kind': 'first_stage', 'arch': {}, 'state_dict': {}, 'x': Path('.')}, path)
+
+
+@pytest.mark.parametrize('content, reason', [
+    (b'', 'the file is empty (0 bytes)'),
+    ('truncated', 'a damaged or truncated PyTorch archive'),
+    (b'<html><body>404 Not Found</body></html>',
+     "not a PyTorch weights file (it starts with b'<html><b')"),
+    ('unsafe', 'holds a pickled Python object (pathlib.PosixPath) besides tensors, refused'),
+])
+def test_bad_weights_file_is_one_whole_line(tmp_path, capsys, content, reason):
+    sample = tmp_path / 's'
+    write_sample(sample, n=1, size=(64, 48))
+    bad = tmp_path / 'first_stage.pt'
+    if content == 'truncated':
+        data = (REPO / 'models' / 'first_stage.pt').read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+    elif content == 'unsafe':
+        _unsafe_pickle(bad)
+    else:
+        bad.write_bytes(content)
+    code = main(['evaluate', '--data', str(sample), '--out', str(tmp_path / 'o'), '--quiet',
+                 '--set', f'first_stage.weights={bad}'])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and '\n' not in err, err
+    prefix = f'sgdfuse evaluate: error: first_stage weights {bad} cannot be read: '
+    assert err.startswith(prefix), err
+    tail = err[len(prefix):]
+    assert reason in tail and 'torch.' not in tail and 'weights_only' not in tail, tail
+    assert tail.endswith((')', 'again', 'run code')), tail  # whole, not cut off

@@ -110,7 +110,7 @@ def test_checkpoint_of_another_model_type_is_named(vit_b_checkpoint, tmp_path):
 
 @pytest.mark.parametrize('content, expected', [
     (None, 'not found'),
-    (b'', 'empty or truncated'),
+    (b'', 'is empty'),
     (b'\x80\x02garbage that is no zip and no pickle', 'cannot be read safely'),
     ('list', 'not a state dict'),
     ('ints', 'not a state dict'),
