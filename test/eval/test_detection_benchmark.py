@@ -1,0 +1,135 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The detection benchmark's pieces on tiny synthetic data (benchmarks/detection.py).
+
+Box loading (YOLO -> pixel boxes, day/night from the name), the torchmetrics scoring (perfect,
+shifted and missing detections, the day/night selection), the analysis' "found" matching, and
+one training step plus a resumed epoch of the detector.
+"""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / 'benchmarks'
+
+
+@pytest.fixture(scope='module')
+def det():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(BENCHMARKS))
+        import detection
+        yield detection
+
+
+def _write_set(root: Path):
+    """Two 32x32 pairs: a day one with a person and a car, a night one with nothing."""
+    (root / 'ir').mkdir(parents=True)
+    (root / 'labels' / 'fusion' / 'test').mkdir(parents=True)
+    gray = np.zeros((32, 32), np.uint8)
+    gray[8:16, 4:12] = 200
+    for name in ('00001D.png', '00002N.png'):
+        cv2.imwrite(str(root / 'ir' / name), gray)
+    split = {'train': [], 'test': ['00001D.png', '00002N.png']}
+    (root / 'split.json').write_text(json.dumps(split))
+    # person centred at (8, 12) px, 8x8; car overhanging the right edge (clipped); a bad row
+    (root / 'labels' / 'fusion' / 'test' / '00001D.txt').write_text(
+        '0 0.25 0.375 0.25 0.25\n2 0.9375 0.5 0.25 0.5\nnot a box\n')
+    (root / 'labels' / 'fusion' / 'test' / '00002N.txt').write_text('')
+
+
+def test_boxes_and_split_loading(det, tmp_path):
+    _write_set(tmp_path)
+    split = det.load_split(tmp_path, 'test', tmp_path / 'ir')
+    assert split['images'].shape == (2, 3, 32, 32) and split['images'].dtype == np.uint8
+    assert split['images'][0, :, 10, 6].tolist() == [200, 200, 200]   # gray -> 3 channels
+    assert split['night'].tolist() == [False, True]
+    np.testing.assert_allclose(split['boxes'][0], [[4, 8, 12, 16], [26, 8, 32, 24]])
+    assert split['labels'][0].tolist() == [0, 2]
+    assert split['boxes'][1].shape == (0, 4) and split['labels'][1].shape == (0,)
+    boxes, labels = det.read_boxes(tmp_path / 'missing.txt')
+    assert boxes.shape == (0, 4) and labels.shape == (0,)
+    np.testing.assert_allclose(det.flip_boxes(split['boxes'][0], 32),
+                               [[20, 8, 28, 16], [0, 8, 6, 24]])
+
+
+def _pred(boxes, scores, labels):
+    return {'boxes': np.array(boxes, np.float32).reshape(-1, 4),
+            'scores': np.array(scores, np.float32), 'labels': np.array(labels, np.int64)}
+
+
+def test_map_scores_with_torchmetrics(det):
+    pytest.importorskip('torchmetrics')  # requirements.txt; a ROS venv may lack it
+    gt_boxes = [np.array([[10, 10, 30, 30], [50, 50, 90, 70]], np.float32),
+                np.array([[20, 20, 40, 40]], np.float32)]
+    gt_labels = [np.array([0, 2]), np.array([0])]
+    perfect = [_pred(b, [0.9] * len(b), c) for b, c in zip(gt_boxes, gt_labels)]
+    full = det.map_scores(perfect, gt_boxes, gt_labels)
+    assert full['map_50'] == 100.0 and full['map'] == 100.0
+    assert full['map_50_person'] == 100.0 and full['map_50_car'] == 100.0
+    assert 'map_50_bicycle' not in full            # no bicycle box: no entry, not a zero
+    # boxes shifted by 2 px: IoU 0.68 (persons) and 0.75 (car): found at 0.5, not at 0.8
+    shifted = [_pred(b + 2, [0.9] * len(b), c) for b, c in zip(gt_boxes, gt_labels)]
+    s = det.map_scores(shifted, gt_boxes, gt_labels)
+    assert s['map_50'] == 100.0 and 20.0 < s['map'] < 80.0
+    # the second (night) image's person is missed: all drops, the day image alone stays perfect
+    missed = [perfect[0], _pred([], [], [])]
+    night = np.array([False, True])
+    assert det.map_scores(missed, gt_boxes, gt_labels)['map_50_person'] < 100.0
+    assert det.map_scores(missed, gt_boxes, gt_labels, ~night)['map_50'] == 100.0
+    assert det.map_scores(missed, gt_boxes, gt_labels, night)['map_50'] == 0.0
+    # the right box with the wrong class does not count
+    wrong = [_pred(b, [0.9] * len(b), 1 - np.minimum(c, 1)) for b, c in zip(gt_boxes, gt_labels)]
+    assert det.map_scores(wrong, gt_boxes, gt_labels)['map_50_person'] == 0.0
+
+
+def test_found_mask_matches_class_score_and_iou(det):
+    gt = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]], np.float32)
+    labels = np.array([0, 0, 2])
+    pred = _pred([[0, 0, 10, 10], [0, 0, 10, 10], [21, 21, 31, 31], [40, 40, 50, 50]],
+                 [0.9, 0.8, 0.2, 0.9], [0, 0, 0, 0])
+    # box 1: one-to-one (the duplicate finds nothing more); box 2: score too low; box 3: class
+    assert det.found_mask(pred, gt, labels).tolist() == [True, False, False]
+    assert det.found_mask(pred, gt, labels, score=0.1).tolist() == [True, True, False]
+    assert det.box_contrast(np.pad(np.full((4, 4), 100, np.uint8), 4), np.array([4, 4, 8, 8])) \
+        == pytest.approx(100.0)
+
+
+def test_detector_trains_resumes_and_predicts(det, tmp_path):
+    import torch
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 60, (4, 3, 32, 32), dtype=np.uint8)
+    boxes = [np.array([[4, 4, 12, 14]], np.float32)] * 4
+    for im, b in zip(images, boxes):
+        im[:, 4:14, 4:12] = 230
+    train = {'names': [f'{i}D.png' for i in range(4)], 'images': images, 'boxes': boxes,
+             'labels': [np.array([0])] * 4, 'night': np.zeros(4, bool)}
+    det.train_run(train, tmp_path, seed=0, epochs=1, batch=2, lr=1e-3, width=16,
+                  log=lambda *_: None)
+    first = torch.load(tmp_path / 'checkpoint.pt', weights_only=True)
+    assert first['epoch'] == 1
+    lines = []
+    model = det.train_run(train, tmp_path, seed=0, epochs=2, batch=2, lr=1e-3, width=16,
+                          log=lines.append)
+    assert lines[0] == '  resumed from epoch 1' and len(lines) == 2
+    assert torch.load(tmp_path / 'checkpoint.pt', weights_only=True)['epoch'] == 2
+    preds = det.predict(model, train)
+    assert len(preds) == 4 and set(preds[0]) == {'boxes', 'scores', 'labels'}
+    assert preds[0]['boxes'].shape[1:] == (4,) and (preds[0]['labels'] >= -1).all()
