@@ -17,11 +17,10 @@
 from pathlib import Path
 
 import pytest
-import torch
-
 from sgdfuse_ros.cli import build_parser, COMMANDS, main
 from sgdfuse_ros.eval.synthetic_pairs import write_sample
 from sgdfuse_ros.parameters import ALL_PARAMS, render_yaml
+import torch
 
 REPO = Path(__file__).resolve().parents[2]
 
