@@ -43,6 +43,9 @@ def cuda_available() -> bool:
         return False
 
 
+_FALLBACK_SAID = False  # the cuda -> CPU fallback was logged in this process
+
+
 def resolve_device(config: dict) -> str:
     """'cpu' or 'cuda' for ``config['device']`` (auto, cpu, cuda) and ``device_fallback``."""
     wanted = config['device']
@@ -53,7 +56,11 @@ def resolve_device(config: dict) -> str:
     if wanted == 'auto':
         return 'cpu'
     if config.get('device_fallback', True):
-        log.warning('device=cuda requested but no CUDA device is usable: falling back to CPU')
+        global _FALLBACK_SAID
+        if not _FALLBACK_SAID:  # once per process: every stage asks, the answer is the same
+            _FALLBACK_SAID = True
+            log.warning('device=cuda requested but no CUDA device is usable: falling back to '
+                        'CPU')
         return 'cpu'
     raise ConfigError('device=cuda requested but no CUDA device is usable '
                       '(set device: cpu, or device_fallback: true)')

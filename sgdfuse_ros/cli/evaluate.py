@@ -383,6 +383,24 @@ def split_file(args) -> Optional[Path]:
     return Path(data) / 'split.json' if (data and args.subset) else None
 
 
+def run_label(config: dict, pipeline) -> str:
+    """
+    Name the run by what runs, not by what was asked for.
+
+    ``prior.source: sam`` without a usable checkpoint runs the thermal fallback prior, and
+    ``device: cuda`` without a GPU runs on the CPU: the label says so.
+    """
+    parts = [config['first_stage.type'], f"K={config['refiner.steps']}"]
+    prior = config['prior.source']
+    if prior == 'sam' and getattr(pipeline.prior_source, 'unavailable', ''):
+        parts.append('prior thermal (SAM fallback)')
+    elif prior != 'thermal':  # the default is not named
+        parts.append(f'prior {prior}')
+    if config['device'] == 'cuda' and getattr(pipeline, 'device', 'cuda') != 'cuda':
+        parts.append('cpu (no GPU)')
+    return f"sgdfuse ({', '.join(parts)})"
+
+
 def main(args) -> int:
     from ..pipeline.fusion_pipeline import FusionPipeline
 
@@ -395,11 +413,11 @@ def main(args) -> int:
     config = load_config(args.config, overrides)
     check_apart(pair_inputs(pairs, split_file(args)) + config_inputs(args.config, config),
                 [('--out', out)])
-    label = args.label or f"sgdfuse ({config['first_stage.type']}, K={config['refiner.steps']})"
     check_previous(out)
     # the pipeline is built (weights read and checked) before a previous run is touched; the new
     # run is written beside it and replaces it once complete
     with FusionPipeline(config) as pipeline:
+        label = args.label or run_label(config, pipeline)
         # from here to the end a signal asks to stop at the next pair; what was fused is scored,
         # the report written and the outputs settled whatever else arrives
         stop = stop_request().protect()

@@ -62,7 +62,8 @@ class PriorProvider:
         self.frames = 0
         self.fallback_frames = 0
         self.last_age_s = 0.0
-        self.active = ''
+        # unavailable from the start: the builder's warning said so, the fallback is active
+        self.active = 'thermal' if unavailable else ''
         self.unavailable = unavailable
         self._lock = threading.Lock()
         # synchronous mode keeps its own counters; the worker keeps them in asynchronous mode

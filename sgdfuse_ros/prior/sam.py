@@ -371,8 +371,9 @@ def build_sam_provider(config: dict, device: str, *, model_type: Optional[str] =
     except ConfigError as err:
         if config['prior.on_sam_error'] == 'error':
             raise
-        log.error('SAM prior unavailable, serving the THERMAL FALLBACK prior instead '
-                  '(prior.on_sam_error=fallback): %s', err)
+        # one warning, the only one: the provider starts on the fallback and says no more
+        log.warning('SAM prior unavailable, serving the THERMAL FALLBACK prior instead '
+                    '(prior.on_sam_error=fallback): %s', err)
         return PriorProvider.from_config(None, fallback, config, unavailable=str(err))
     provider = PriorProvider.from_config(segmenter, fallback, config)
     log.info('semantic prior: SAM %s on %s, decoder %s, %s, up to %d prompts%s',

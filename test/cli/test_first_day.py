@@ -14,15 +14,19 @@
 
 """A new user's first day with the CLI (issue 24): defaults, help and docs say what happens."""
 
+import json
+import logging
 from pathlib import Path
 
 import pytest
+from sgdfuse_ros import hardware
 from sgdfuse_ros.cli import build_parser, COMMANDS, main
 from sgdfuse_ros.eval.synthetic_pairs import write_sample
 from sgdfuse_ros.parameters import ALL_PARAMS, render_yaml
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
+CLASSICAL = ['--set', 'first_stage.type=laplacian', '--set', 'refiner.steps=0']
 
 
 def command_help(name: str) -> str:
@@ -85,3 +89,27 @@ def test_bad_weights_file_is_one_whole_line(tmp_path, capsys, content, reason):
     tail = err[len(prefix):]
     assert reason in tail and 'torch.' not in tail and 'weights_only' not in tail, tail
     assert tail.endswith((')', 'again', 'run code')), tail  # whole, not cut off
+
+
+def test_cuda_without_gpu_and_sam_without_checkpoint_warn_once_and_name_what_ran(
+        tmp_path, caplog, monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip('a GPU is present: device=cuda does not fall back here')
+    monkeypatch.setattr(hardware, '_FALLBACK_SAID', False)  # as in a fresh process
+    sample = tmp_path / 's'
+    write_sample(sample, n=2, size=(64, 48))
+    missing = tmp_path / 'no_sam.pth'
+    with caplog.at_level(logging.WARNING, logger='sgdfuse_ros'):
+        code = main(['evaluate', '--data', str(sample), '--out', str(tmp_path / 'o'), '--quiet',
+                     '--set', 'device=cuda', '--set', 'prior.source=sam', *CLASSICAL,
+                     '--set', f'prior.sam.checkpoint={missing}'])
+    assert code == 0
+    said = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.levelname for r in said] == ['WARNING', 'WARNING'], [r.getMessage() for r in said]
+    assert 'falling back to CPU' in said[0].getMessage()
+    assert 'THERMAL FALLBACK' in said[1].getMessage() and str(missing) in said[1].getMessage()
+    report = json.loads((tmp_path / 'o' / 'metrics.json').read_text())
+    assert report['label'] == ('sgdfuse (laplacian, K=0, prior thermal (SAM fallback), '
+                               'cpu (no GPU))')
+    assert report['prior_sources'] == {'thermal': 2} and report['device'] == 'cpu'
+    assert report['label'] in (tmp_path / 'o' / 'report.md').read_text().splitlines()[0]
