@@ -35,7 +35,8 @@ setup(
     # As ros2 package templates declare it: `colcon test` runs pytest only for a package that
     # names pytest as its test dependency (otherwise it falls back to unittest and finds none).
     tests_require=['pytest'],
-    extras_require={'test': ['pytest']},
+    extras_require={'test': ['pytest'],
+                    'ray': ['ray>=2.9']},  # `sgdfuse corpus --ray` (requirements.txt pins it)
     zip_safe=True,
     maintainer='sgdfuse_ros developers',
     maintainer_email='sgdfuse-ros@example.org',

@@ -100,7 +100,7 @@ class ReplayReport:
     def __init__(self, input_bag: str, output_bag: str, topics: dict, settings: dict,
                  expected_pairs: int = 0, with_metrics: bool = True, samples: int = 6):
         self.input_bag = str(input_bag)
-        self.output_bag = str(output_bag)
+        self.output_bag = str(output_bag) if output_bag is not None else None  # None: no bag
         self.topics = topics
         self.settings = settings
         self.expected_pairs = expected_pairs
@@ -180,7 +180,7 @@ class ReplayReport:
     def finish(self, sync_stats: dict, wall_s: float, outputs: Dict[str, int],
                read_error: Optional[str] = None, interrupted: bool = False,
                other_read: Optional[Dict[str, int]] = None, sync_resets: int = 0,
-               write_error: Optional[str] = None) -> dict:
+               write_error: Optional[str] = None, digest: Optional[str] = None) -> dict:
         messages = {}
         for role in ROLES:
             counters = dict(sync_stats[role])
@@ -238,7 +238,7 @@ class ReplayReport:
         self.result = {
             'tool': 'sgdfuse replay',
             'input': {'bag': self.input_bag, 'topics': self.topics},
-            'output': {'bag': self.output_bag, 'messages': outputs},
+            'output': {'bag': self.output_bag, 'messages': outputs, 'sha256': digest},
             'settings': self.settings,
             'messages': messages,
             'pairs': {'matched': matched, 'fused': fused, 'failed': failed,
@@ -320,7 +320,9 @@ def _fmt(value, digits: int = 3) -> str:
 
 def render_markdown(r: dict) -> str:
     lines = ['# sgdfuse replay report', '',
-             f"- input bag: `{r['input']['bag']}`", f"- output bag: `{r['output']['bag']}`"]
+             f"- input bag: `{r['input']['bag']}`",
+             f"- output bag: `{r['output']['bag']}`" if r['output']['bag'] else
+             '- output bag: none written (the outputs were counted and digested only)']
     topics = r['input']['topics']
     for label in ('thermal', 'rgb', 'rgb_info'):  # the report's keys (LABELS)
         t = topics.get(label)

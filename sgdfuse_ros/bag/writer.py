@@ -46,6 +46,7 @@ written, nothing left in a journal. Only a bag that holds no message yet is remo
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 import re
@@ -203,6 +204,7 @@ class BagWriter:
         self._types: Dict[str, str] = {}
         self._writer = None
         self._committed = None     # (rosbags counts, min, max, our counts) at the last commit
+        self.digest = OutputDigest()
 
     def open(self) -> 'BagWriter':  # noqa: A003  (file-like API)
         from rosbags.rosbag2 import StoragePlugin, Writer
@@ -308,6 +310,7 @@ class BagWriter:
         self.add_topic(topic, msgtype)
         self._writer.write(self._connections[topic], int(log_time_ns), data)
         self.counts[topic] += 1
+        self.digest.add(topic, log_time_ns, data)
 
     def close(self) -> None:
         if self._writer is not None:
@@ -337,4 +340,83 @@ class BagWriter:
             self.close()
         else:
             self.close_partial()
+        return False
+
+
+class OutputDigest:
+    """
+    SHA-256 over every message written: topic, log time and serialised (CDR) bytes, in order.
+
+    Two runs that wrote the same messages have the same :attr:`hexdigest`, whatever storage held
+    them (or none: :class:`NullWriter`); ``sgdfuse corpus`` records it per bag.
+    """
+
+    def __init__(self):
+        self._hash = hashlib.sha256()
+
+    def add(self, topic: str, log_time_ns: int, data) -> None:
+        self._hash.update(f'{topic}\0{int(log_time_ns)}\0{len(data)}\0'.encode())
+        self._hash.update(bytes(data) if not isinstance(data, bytes) else data)
+
+    @property
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+class NullWriter:
+    """
+    A writer that keeps no bag: each message is serialised, counted and digested, then dropped.
+
+    What ``sgdfuse corpus`` uses without ``--write-bags`` (a corpus of fused bags can be large):
+    the replay runs exactly as with a :class:`BagWriter`, and :attr:`digest` is the digest the
+    bag would have had.
+    """
+
+    path = None
+
+    def __init__(self):
+        self.counts: Dict[str, int] = {}
+        self._types: Dict[str, str] = {}
+        self.digest = OutputDigest()
+
+    def open(self) -> 'NullWriter':  # noqa: A003  (file-like API)
+        return self
+
+    def add_topic(self, topic: str, msgtype: str, qos: Optional[Sequence] = None) -> None:
+        if topic in self._types:
+            if self._types[topic] != msgtype:
+                raise InputError(f'topic {topic} written with two types: {self._types[topic]} '
+                                 f'and {msgtype}')
+            return
+        self._types[topic] = msgtype
+        self.counts[topic] = 0
+
+    def write(self, topic: str, log_time_ns: int, msg, msgtype: Optional[str] = None) -> None:
+        if isinstance(msg, (bytes, bytearray, memoryview)):
+            data = msg
+            msgtype = msgtype or self._types[topic]
+        else:
+            msgtype = msgtype or msg.__msgtype__
+            data = serialize(msg, msgtype)
+        self.add_topic(topic, msgtype)
+        self.counts[topic] += 1
+        self.digest.add(topic, log_time_ns, data)
+
+    def checkpoint(self) -> None:
+        return None
+
+    @property
+    def messages(self) -> int:
+        return sum(self.counts.values())
+
+    def close_partial(self) -> Optional[str]:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def __enter__(self) -> 'NullWriter':
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
         return False

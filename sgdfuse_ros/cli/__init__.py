@@ -43,6 +43,8 @@ COMMANDS = {
     'adapt': ('sgdfuse_ros.cli.adapt', 'fine-tune the learned stages on your own bag (no labels)'),
     'make-bag': ('sgdfuse_ros.cli.make_bag', 'write a ROS 2 bag from registered image pairs'),
     'replay': ('sgdfuse_ros.cli.replay', 'fuse a ROS 2 bag into an output bag and a report'),
+    'corpus': ('sgdfuse_ros.cli.corpus', 'replay many bags (local workers or Ray) into one '
+               'report, resumable, with a baseline comparison'),
     'register': ('sgdfuse_ros.cli.register', 'find the thermal -> visible homography of a rig '
                  'from its frames (bag or folders)'),
     'export': ('sgdfuse_ros.cli.export', 'export the networks to ONNX'),

@@ -18,4 +18,5 @@ import sys
 
 from . import main
 
-sys.exit(main())
+if __name__ == '__main__':  # not when a worker process of `sgdfuse corpus` imports it
+    sys.exit(main())

@@ -106,10 +106,26 @@ def _settle(replacements, commit: bool) -> None:
 
 
 def main(args) -> int:
+    run(args)
+    return 0
+
+
+def run(args, progress=None, stop=None, write_bag: bool = True, keep=None) -> dict:
+    """
+    Replay one bag as ``args`` (this command's options) say; return the report's result.
+
+    Raises what the command reports: :class:`InputError` (one line) for a bag that cannot be
+    replayed or a replay that ended early, :class:`Interrupted` after a stop signal. ``progress``
+    makes the progress bar from the expected pair count (default: this command's bar on
+    stderr); ``stop`` is the stop request (default: the dispatcher's); ``write_bag=False`` writes
+    no output bag (the outputs are serialised, counted and digested only: ``sgdfuse corpus``
+    without ``--write-bags``; ``--out`` is then unused). ``keep``, a list, receives the result
+    as soon as the books are closed, also when the replay then ends in an error.
+    """
     from ..bag.reader import choose_topics, open_bag
     from ..bag.replay import Replay
     from ..bag.report import ReplayReport
-    from ..bag.writer import BagWriter, check_replaceable
+    from ..bag.writer import BagWriter, check_replaceable, NullWriter
     from ..config import load_config
     from ..pipeline.fusion_pipeline import FusionPipeline
 
@@ -118,19 +134,33 @@ def main(args) -> int:
         overrides['prior.every_frame'] = True
     config = load_config(args.config, overrides)
     namespace = check_namespace(args.namespace)
-    in_path, out_path = Path(args.in_bag), Path(args.out)
-    report_dir = Path(args.report) if args.report else default_report_dir(out_path)
+    in_path = Path(args.in_bag)
+    out_path = Path(args.out) if write_bag else None
+    if args.report:
+        report_dir = Path(args.report)
+    elif write_bag:
+        report_dir = default_report_dir(out_path)
+    else:
+        raise InputError('a replay that writes no bag needs --report')
     report_option = '--report' if args.report else '--out (its report folder)'
-    check_apart([('IN_BAG', in_path)] + config_inputs(args.config, config),
-                [('--out', out_path), (report_option, report_dir)])
-    if not out_path.exists():
+    outputs = [(report_option, report_dir)]
+    if write_bag:
+        outputs.insert(0, ('--out', out_path))
+    check_apart([('IN_BAG', in_path)] + config_inputs(args.config, config), outputs)
+    if write_bag and not out_path.exists():
         check_output_dir(out_path, '--out')  # a writable place, before any work
     check_output_dir(report_dir, report_option)
-    check_replaceable(out_path, args.overwrite)
+    if write_bag:
+        check_replaceable(out_path, args.overwrite)
+    held_in = out_path if write_bag else 'the report'
 
     def say(text: str) -> None:
         if not args.quiet:
             print(f'replay: {text}', file=sys.stderr)
+
+    if progress is None:
+        def progress(expected):
+            return Progress(expected, label='replay', unit='pairs', quiet=args.quiet)
 
     with open_bag(in_path) as bag:
         topics = choose_topics(bag, args.thermal_topic, args.visible_topic,
@@ -152,18 +182,19 @@ def main(args) -> int:
         close_error = None
         # from here to the end a signal asks to stop between messages; the bag is closed, the
         # report written and the outputs settled whatever else arrives
-        stop = stop_request().protect()
+        stop = (stop if stop is not None else stop_request()).protect()
         try:
-            new_bag = ReplacedPath(out_path)
+            new_bag = ReplacedPath(out_path) if write_bag else None
             new_report = ReplacedFiles(report_dir, REPORT_FILES, 'replay')
         except BaseException:
             pipeline.close()
             raise
-        previous = new_bag.previous or new_report.previous
+        replacements = [r for r in (new_bag, new_report) if r is not None]
+        previous = any(r.previous for r in replacements)
         try:
-            with BagWriter(new_bag.path, args.storage, args.version, False,
-                           custom) as writer, \
-                    Progress(expected, label='replay', unit='pairs', quiet=args.quiet) as bar:
+            writer = (BagWriter(new_bag.path, args.storage, args.version, False, custom)
+                      if write_bag else NullWriter())
+            with writer, progress(expected) as bar:
                 replay = Replay(bag, topics, pipeline, config, writer, report, namespace,
                                 copy_inputs=args.copy_inputs, overlay=args.overlay,
                                 with_metrics=not args.no_metrics, progress=bar, stop=stop)
@@ -177,30 +208,36 @@ def main(args) -> int:
                     close_error = writer.close_partial()
                 bar.done(f'{len(report.frames)} fused, {len(report.failures)} failed')
         except BaseException:
-            _settle((new_bag, new_report), not previous)  # a partial result replaces nothing
+            _settle(replacements, not previous)  # a partial result replaces nothing
             raise
         finally:
             pipeline.close()
         result = report.finish(replay.sync.stats(), wall, dict(writer.counts),
                                read_error=replay.read_error, interrupted=replay.interrupted,
                                other_read=replay.other_read, sync_resets=replay.sync_resets,
-                               write_error=replay.write_error)
+                               write_error=replay.write_error, digest=writer.digest.hexdigest)
+        if keep is not None:
+            keep.append(result)
     report_error = None
     try:
         report.write(new_report.path)
     except Exception as err:  # noqa: B902
         if not is_write_failure(err):
-            _settle((new_bag, new_report), not previous)
+            _settle(replacements, not previous)
             raise
         report_error = write_failure(err, report_dir)
     pairs = result['pairs']
     ready = not (replay.write_error or report_error or replay.interrupted or replay.read_error
                  or pairs['matched'] == 0 or pairs['fused'] == 0)
     committed = ready or not previous
-    _settle((new_bag, new_report), committed)
-    where = (f'report: {report_dir}' if committed else
-             f'nothing of this run was kept: the previous {out_path} and its report '
-             f'{report_dir} are as they were')
+    _settle(replacements, committed)
+    if write_bag:
+        where = (f'report: {report_dir}' if committed else
+                 f'nothing of this run was kept: the previous {out_path} and its report '
+                 f'{report_dir} are as they were')
+    else:
+        where = (f'report: {report_dir}' if committed else
+                 f'nothing of this run was kept: the previous report {report_dir} is as it was')
 
     msgs = result['messages']
     dropped = {role: dict({k: msgs[role][k]
@@ -217,10 +254,13 @@ def main(args) -> int:
                                         if mean.get(k) is not None))
     thr = result['throughput']
     if thr['pairs_per_s']:
-        say(f"throughput {thr['pairs_per_s']:.2f} pairs/s end to end; output {out_path}; "
+        say(f"throughput {thr['pairs_per_s']:.2f} pairs/s end to end; output {held_in}; "
             f'report {report_dir}')
-    kept = (f'{out_path} holds the {pairs["fused"]} pairs fused ({writer.messages} messages, '
-            f'closed)' if writer.messages else f'nothing was written to {out_path}')
+    if write_bag:
+        kept = (f'{out_path} holds the {pairs["fused"]} pairs fused ({writer.messages} '
+                f'messages, closed)' if writer.messages else f'nothing was written to {out_path}')
+    else:
+        kept = f'{pairs["fused"]} pairs fused (no bag written)'
     kept += (f'; report: {report_dir}' if report_error is None
              else f'; the report could not be written ({report_error})')
     if not committed:
@@ -235,7 +275,7 @@ def main(args) -> int:
                                f'messages; {kept}')
     if replay.read_error:
         raise InputError(f"{replay.read_error}; the {pairs['fused']} pairs fused before the "
-                         f'damage are in {out_path} (report: {report_dir})' if committed
+                         f'damage are in {held_in} (report: {report_dir})' if committed
                          else f'{replay.read_error}; {where}')
     if pairs['matched'] == 0:
         rejected = report.all_rejected(result)
@@ -251,4 +291,4 @@ def main(args) -> int:
         reason = next(iter(result['failure_reasons']), 'unknown')
         raise InputError(f"all {pairs['failed']} pairs failed (first reason: {reason}); "
                          f'{where}')
-    return 0
+    return result

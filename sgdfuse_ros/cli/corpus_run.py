@@ -1,0 +1,385 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+How ``sgdfuse corpus`` runs its bags: one task per bag, in local worker processes or on Ray.
+
+:func:`fuse_bag` is the task: the bag replayed by ``sgdfuse replay``'s own code
+(:func:`sgdfuse_ros.cli.replay.run`, the same options parsed by the same parser), its row made
+from the replay's result, whatever happened (a bag that fails is a ``failed`` row with the
+reason; nothing it does reaches the other bags). Its entry is saved in its folder at once, so
+a later run skips it (same key, same bag files).
+
+- :func:`run_local`: ``--jobs N`` worker processes (spawned, each imports the pipeline once and
+  takes one bag at a time), frames reported as they are fused; a worker that dies (killed, out
+  of memory) is replaced and its bag tried again, up to ``retries`` times.
+- :func:`run_ray`: one Ray task per bag (``num_cpus`` = the threads of one replay, a fraction of
+  a GPU where the config asks for CUDA, ``max_retries`` for workers that die); results come back
+  through the object store, there is no shared state. A local Ray is started in this process
+  when none is running (``--ray auto``), or the cluster at ``--ray ADDRESS`` is joined.
+
+A stop signal (the command's :class:`StopRequest`) is passed on: local workers stop their bag at
+the next frame (its replay report is written, marked interrupted), Ray tasks are cancelled; bags
+not started are ``not_run``. Bags finished before it are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import deque
+import json
+import logging
+import multiprocessing
+from multiprocessing import connection
+import os
+from pathlib import Path
+import resource
+import signal
+import time
+import traceback
+from typing import Callable, Dict, List, Optional
+
+from . import replay
+from .guard import Interrupted, StopRequest, STOP_SIGNALS
+from ..bag.corpus import bag_fingerprint, bag_row, CorpusBag
+from ..errors import error_line, SgdfuseError
+from .. import writing
+
+ENTRY = 'entry.json'
+PROGRESS_EVERY_S = 0.25
+
+
+def bag_folder(out: Path, bag: CorpusBag) -> Path:
+    return Path(out) / 'bags' / bag.id
+
+
+def make_task(out: Path, bag: CorpusBag, options: dict, key: str, write_bag: bool) -> dict:
+    """What one worker needs for one bag (plain data: it crosses process and machine bounds)."""
+    folder = bag_folder(out, bag)
+    return {'bag': str(bag.path), 'tags': bag.tags, 'row': bag.row, 'id': bag.id,
+            'folder': str(folder), 'options': options, 'key': key, 'write_bag': write_bag}
+
+
+def read_entry(out: Path, bag: CorpusBag, key: str) -> Optional[dict]:
+    """The bag's row from an earlier run when it is done with this key from these files."""
+    path = bag_folder(out, bag) / ENTRY
+    try:
+        entry = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(entry, dict) or entry.get('key') != key or \
+            entry.get('fingerprint') != bag_fingerprint(bag.path) or \
+            not isinstance(entry.get('row'), dict) or entry['row'].get('status') != 'ok':
+        return None
+    row = dict(entry['row'], resumed=True, tags=bag.tags)
+    return row
+
+
+def replay_args(task: dict) -> argparse.Namespace:
+    """The replay's options for this bag, through ``sgdfuse replay``'s own parser."""
+    parser = argparse.ArgumentParser(prog='sgdfuse replay')
+    replay.add_arguments(parser)
+    folder = Path(task['folder'])
+    args = parser.parse_args([task['bag'], '--out', str(folder / 'fused'),
+                              '--report', str(folder / 'report'), '--quiet', '--overwrite'])
+    for name, value in task['options'].items():
+        setattr(args, name, value)
+    return args
+
+
+class _FramesOut:
+    """The replay's progress bar in a worker: fused pairs sent to the parent now and then."""
+
+    def __init__(self, send: Optional[Callable[[int], None]]):
+        self.send = send
+        self.pending = 0
+        self.last = time.monotonic()
+
+    def __call__(self, expected):
+        return self
+
+    def update(self, n: int = 1) -> None:
+        self.pending += n
+        if self.send is not None and time.monotonic() - self.last >= PROGRESS_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.send is not None and self.pending:
+            self.send(self.pending)
+        self.pending = 0
+        self.last = time.monotonic()
+
+    def done(self, summary=None) -> None:
+        self.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.flush()
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def fuse_bag(task: dict, send_frames: Optional[Callable[[int], None]] = None,
+             stop: Optional[StopRequest] = None) -> dict:
+    """Replay one bag; return its row (never raises for what a bag does)."""
+    bag = CorpusBag(task['bag'], task['tags'], task['row'])
+    folder = Path(task['folder'])
+    start = time.perf_counter()
+    kept: List[dict] = []
+    status, reason = 'ok', None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            (folder / ENTRY).unlink()  # this bag is being done again: no stale entry
+        except FileNotFoundError:
+            pass
+        args = replay_args(task)
+        replay.run(args, progress=_FramesOut(send_frames), stop=stop,
+                   write_bag=task['write_bag'], keep=kept)
+    except Interrupted as err:
+        status, reason = 'interrupted', str(err)
+    except SgdfuseError as err:
+        status, reason = 'failed', str(err)
+    except OSError as err:
+        status, reason = 'failed', (writing.os_error_line(err) if err.filename
+                                    else error_line(err, 300))
+    except MemoryError:
+        status, reason = 'failed', 'out of memory'
+    except Exception as err:  # noqa: B902 - a bug met by one bag costs only that bag
+        where = traceback.extract_tb(err.__traceback__)[-1]
+        status, reason = 'failed', (f'{type(err).__name__}: {error_line(err, 300)} '
+                                    f'({Path(where.filename).name}:{where.lineno})')
+    result = kept[0] if kept else None
+    row = bag_row(bag, result, status, reason,
+                  report=str(folder / 'report' / 'report.md') if result is not None else None,
+                  fused_bag=str(folder / 'fused') if task['write_bag'] and result is not None
+                  and (folder / 'fused').exists() else None,
+                  task_s=time.perf_counter() - start, worker_pid=os.getpid(),
+                  worker_peak_rss_mb=round(_peak_rss_mb(), 1), fingerprint=None)
+    if status == 'ok':
+        row['fingerprint'] = bag_fingerprint(bag.path)
+        entry = {'key': task['key'], 'fingerprint': row['fingerprint'], 'row': row}
+        try:
+            writing.write_bytes(folder / ENTRY, (json.dumps(entry, indent=1) + '\n').encode())
+        except OSError as err:
+            row['status'], row['reason'] = 'failed', writing.write_failure(err, folder / ENTRY)
+    return row
+
+
+def failed_row(task: dict, status: str, reason: str) -> dict:
+    bag = CorpusBag(task['bag'], task['tags'], task['row'])
+    return bag_row(bag, None, status, reason)
+
+
+# --- local worker processes ----------------------------------------------------------------------
+
+class _SharedStop(StopRequest):
+    """A worker's stop request: set when the parent, which receives the signals, says so."""
+
+    def __init__(self, event, signum):
+        super().__init__(())
+        self._shared, self._shared_signum = event, signum
+
+    @property
+    def requested(self) -> bool:
+        if self.signum is None and self._shared.is_set():
+            self.signum = self._shared_signum.value or signal.SIGINT
+        return self.signum is not None
+
+
+def _worker(conn, event, signum, verbose: bool) -> None:
+    """A local worker: bags from ``conn`` until None; frames and rows back."""
+    for sig in STOP_SIGNALS:  # the parent hears Ctrl-C (sent to the whole terminal group)
+        signal.signal(sig, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING if verbose else logging.ERROR,
+                        format='%(levelname)s %(name)s: %(message)s')
+    stop = _SharedStop(event, signum).protect()
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        row = fuse_bag(task, lambda n: conn.send(('frames', n)), stop)
+        conn.send(('done', row))
+
+
+class _Slot:
+    def __init__(self, ctx, event, signum, verbose):
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker, args=(child, event, signum, verbose),
+                                   daemon=True, name='sgdfuse-corpus-worker')
+        self.process.start()
+        child.close()
+        self.task: Optional[dict] = None
+
+
+def run_local(tasks: List[dict], jobs: int, on_frames: Callable[[int], None],
+              on_row: Callable[[dict], None], stop: StopRequest, retries: int = 1,
+              verbose: bool = False) -> None:
+    """Run ``tasks`` in ``jobs`` worker processes; each row goes to ``on_row`` as it comes."""
+    ctx = multiprocessing.get_context('spawn')
+    event, signum = ctx.Event(), ctx.Value('i', 0)
+    pending = deque(tasks)
+    attempts: Dict[str, int] = {}
+    slots: List[_Slot] = []
+    told = False
+    try:
+        while pending or any(s.task is not None for s in slots):
+            if stop.requested and not told:
+                signum.value = stop.signum or signal.SIGINT
+                event.set()
+                told = True
+                for task in pending:
+                    on_row(failed_row(task, 'not_run', f'not started: stopped by {stop.name}'))
+                pending.clear()
+            for slot in slots:
+                if slot.task is None and pending:
+                    slot.task = pending.popleft()
+                    slot.conn.send(slot.task)
+            while pending and len(slots) < jobs:
+                slot = _Slot(ctx, event, signum, verbose)
+                slots.append(slot)
+                slot.task = pending.popleft()
+                slot.conn.send(slot.task)
+            busy = [s for s in slots if s.task is not None]
+            ready = connection.wait([s.conn for s in busy] + [s.process.sentinel for s in busy],
+                                    timeout=0.5)
+            for slot in busy:
+                if slot.conn in ready or slot.process.sentinel in ready:
+                    _collect(slot, on_frames, on_row)
+                if slot.task is not None and not slot.process.is_alive() and \
+                        not slot.conn.poll():
+                    task, slot.task = slot.task, None
+                    code = slot.process.exitcode
+                    slots.remove(slot)
+                    attempts[task['id']] = attempts.get(task['id'], 0) + 1
+                    if attempts[task['id']] <= retries and not stop.requested:
+                        pending.appendleft(task)
+                    else:
+                        on_row(failed_row(task, 'failed', f'its worker process died (exit '
+                                          f'{code}) on each of {attempts[task["id"]]} tries'))
+    finally:
+        for slot in slots:
+            try:
+                slot.conn.send(None)
+            except (OSError, ValueError):
+                pass
+        deadline = time.monotonic() + 30
+        for slot in slots:
+            slot.process.join(max(0.1, deadline - time.monotonic()))
+            if slot.process.is_alive():
+                slot.process.terminate()
+                slot.process.join(5)
+
+
+def _collect(slot: _Slot, on_frames, on_row) -> None:
+    try:
+        while slot.conn.poll():
+            kind, value = slot.conn.recv()
+            if kind == 'frames':
+                on_frames(value)
+            elif kind == 'done':
+                slot.task = None
+                on_row(value)
+    except (EOFError, OSError):
+        pass  # the worker died: its bag is retried by the caller
+
+
+# --- Ray -----------------------------------------------------------------------------------------
+
+def _ray_task(task: dict) -> dict:
+    """One bag on a Ray worker (the worker's logging kept to errors, as local workers)."""
+    logging.getLogger('sgdfuse_ros').setLevel(logging.ERROR)
+    return fuse_bag(task)
+
+
+def start_ray(address: str, cpus: int):
+    """Join a running Ray (``auto``: the local one if any) or start one in this process."""
+    import ray  # optional dependency: pip install sgdfuse_ros[ray] (or requirements-ray.txt)
+    if ray.is_initialized():
+        return ray, False
+    quiet = {'logging_level': logging.ERROR, 'log_to_driver': False}
+    if address != 'auto':
+        try:
+            ray.init(address=address, **quiet)
+        except Exception as err:  # noqa: B902 - Ray's errors for an unreachable cluster vary
+            raise SgdfuseError(f'cannot join the Ray cluster at {address}: '
+                               f'{error_line(err, 200)}') from None
+        return ray, True
+    try:
+        ray.init(address='auto', **quiet)
+        return ray, True
+    except (ConnectionError, RuntimeError, ValueError):
+        pass  # none running: start one here
+    package_root = str(Path(__file__).resolve().parents[2])  # workers import this package
+    paths = [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
+    if package_root not in paths:
+        os.environ['PYTHONPATH'] = os.pathsep.join([package_root] + paths)
+    ray.init(num_cpus=cpus, include_dashboard=False, object_store_memory=80 * 2**20, **quiet)
+    return ray, True
+
+
+def run_ray(tasks: List[dict], address: str, threads: int, cpus: int, gpu_fraction: float,
+            device: str, on_frames: Callable[[int], None], on_row: Callable[[dict], None],
+            stop: StopRequest, retries: int = 1) -> tuple:
+    """
+    Run ``tasks`` as Ray tasks; return how (the cluster's resources) and the GPU share used.
+
+    A bag asks for ``gpu_fraction`` of a GPU when the config's device is ``cuda``, or ``auto``
+    on a cluster that has GPUs; else none.
+    """
+    ray, started = start_ray(address, cpus)
+    try:
+        resources = ray.cluster_resources()
+        if device == 'cpu' or (device == 'auto' and not resources.get('GPU')):
+            gpu_fraction = 0.0
+        remote = ray.remote(_ray_task).options(
+            num_cpus=threads, num_gpus=gpu_fraction, max_retries=retries,
+            retry_exceptions=False)
+        refs = {remote.remote(task): task for task in tasks}
+        how = (f"Ray ({'a local Ray started here' if address == 'auto' and started else address}"
+               f"; {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs; "
+               f'{threads} CPU{"s" if threads > 1 else ""}'
+               + (f' and {gpu_fraction:g} GPU' if gpu_fraction else '') + ' per bag)')
+        cancelled = False
+        while refs:
+            if stop.requested and not cancelled:
+                cancelled = True
+                for ref in refs:
+                    ray.cancel(ref)
+            done, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
+            for ref in done:
+                task = refs.pop(ref)
+                try:
+                    row = ray.get(ref)
+                except Exception as err:  # noqa: B902 - cancelled, or the worker died each try
+                    if cancelled:
+                        row = failed_row(task, 'interrupted', f'cancelled: stopped by '
+                                         f'{stop.name}')
+                    else:
+                        row = failed_row(task, 'failed', f'its Ray task failed after '
+                                         f'{retries + 1} tries ({type(err).__name__}: '
+                                         f'{error_line(err, 200)})')
+                on_frames(row.get('fused') or 0)
+                on_row(row)
+        return how, gpu_fraction
+    finally:
+        if started:
+            ray.shutdown()
