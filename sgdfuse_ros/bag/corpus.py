@@ -90,7 +90,7 @@ def bag_fingerprint(path) -> str:
 
 
 def is_bag(path: Path) -> bool:
-    """A rosbag2 folder (metadata.yaml, or one storage file) or a standalone storage file."""
+    """Tell whether ``path`` is a rosbag2 folder (with metadata.yaml) or a storage file."""
     if path.is_file():
         return path.suffix in STORAGE_SUFFIXES
     if not path.is_dir():
@@ -210,7 +210,7 @@ def file_digest(path) -> str:
 
 def run_key(config: dict, weights: Iterable, options: dict) -> str:
     """
-    The key of a run's results: the effective config, the weights' content, the replay options.
+    Return the key of a run's results: the config, the weights' content, the replay options.
 
     Two runs with the same key fuse every bag to the same output; a rerun skips the bags
     whose entry has it.
@@ -306,7 +306,7 @@ def summarise(rows: List[dict], wall_s: Optional[float]) -> dict:
 
 
 def read_report(path) -> dict:
-    """A previous ``corpus.json`` (or the folder holding one), for ``--baseline``."""
+    """Read a previous ``corpus.json`` (or the folder holding one), for ``--baseline``."""
     path = Path(path)
     if path.is_dir():
         path = path / 'corpus.json'

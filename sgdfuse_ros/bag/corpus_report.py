@@ -29,7 +29,7 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 from .. import writing
 from ..eval.metrics import HEADLINE_METRICS
@@ -116,9 +116,8 @@ def render_markdown(report: dict, plots: List[str]) -> str:
         lines += ['', '## Worst bags by each headline metric', '',
                   '| metric | worst bags (value) |', '|---|---|']
         for name, worst in report['worst'].items():
-            lines.append(f'| {name} | ' + ', '.join(f"`{Path(w['bag']).name}` "
-                                                     f"({_fmt(w['value'])})" for w in worst)
-                         + ' |')
+            named = [f"`{Path(w['bag']).name}` ({_fmt(w['value'])})" for w in worst]
+            lines.append(f"| {name} | {', '.join(named)} |")
     for column, values in report['groups'].items():
         lines += ['', f'## By {column}', '',
                   f'| {column} | bags | ok | fused | pairs/s | '

@@ -157,7 +157,7 @@ def main(args) -> int:
     options['overrides'] = overrides
     key = run_key(config, [(n, p) for n, p in config_inputs(args.config, config)
                            if n != '--config'],
-                  dict(options, config=None, write_bags=args.write_bags, namespace='/fusion'))
+                  dict(options, config=None, write_bags=args.write_bags))
 
     def say(text: str) -> None:
         if not args.quiet:

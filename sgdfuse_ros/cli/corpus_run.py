@@ -65,14 +65,14 @@ def bag_folder(out: Path, bag: CorpusBag) -> Path:
 
 
 def make_task(out: Path, bag: CorpusBag, options: dict, key: str, write_bag: bool) -> dict:
-    """What one worker needs for one bag (plain data: it crosses process and machine bounds)."""
+    """Return what a worker needs for one bag (plain data: it crosses process bounds)."""
     folder = bag_folder(out, bag)
     return {'bag': str(bag.path), 'tags': bag.tags, 'row': bag.row, 'id': bag.id,
             'folder': str(folder), 'options': options, 'key': key, 'write_bag': write_bag}
 
 
 def read_entry(out: Path, bag: CorpusBag, key: str) -> Optional[dict]:
-    """The bag's row from an earlier run when it is done with this key from these files."""
+    """Return the bag's row from an earlier run that did it with this key from these files."""
     path = bag_folder(out, bag) / ENTRY
     try:
         entry = json.loads(path.read_text())
@@ -87,7 +87,7 @@ def read_entry(out: Path, bag: CorpusBag, key: str) -> Optional[dict]:
 
 
 def replay_args(task: dict) -> argparse.Namespace:
-    """The replay's options for this bag, through ``sgdfuse replay``'s own parser."""
+    """Return the replay's options for this bag, through ``sgdfuse replay``'s own parser."""
     parser = argparse.ArgumentParser(prog='sgdfuse replay')
     replay.add_arguments(parser)
     folder = Path(task['folder'])
@@ -203,7 +203,7 @@ class _SharedStop(StopRequest):
 
 
 def _worker(conn, event, signum, verbose: bool) -> None:
-    """A local worker: bags from ``conn`` until None; frames and rows back."""
+    """Run bags from ``conn`` until None (a local worker); send frames and rows back."""
     for sig in STOP_SIGNALS:  # the parent hears Ctrl-C (sent to the whole terminal group)
         signal.signal(sig, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING if verbose else logging.ERROR,
@@ -221,6 +221,8 @@ def _worker(conn, event, signum, verbose: bool) -> None:
 
 
 class _Slot:
+    """One local worker process, its pipe and the bag it is on."""
+
     def __init__(self, ctx, event, signum, verbose):
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_worker, args=(child, event, signum, verbose),

@@ -1,0 +1,239 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+r"""
+``sgdfuse corpus`` on a corpus of bags: ``--jobs 1``, ``--jobs 2`` and ``--ray auto``.
+
+The corpus (at least 40 bags, made with ``sgdfuse make-bag`` from the test splits):
+RoadScene pairs (500x329 and other sizes, "road" set) and MSRS pairs (128x128, day and night
+bags apart), of mixed lengths (some repeated), plus two faults: a bag whose storage file is
+truncated part-way and a bag that holds one camera only. A manifest tags every bag with its
+dataset and light (MSRS names end in D or N; RoadScene is not split by light: ``mixed``).
+
+Each mode runs the whole corpus from scratch (``--fresh``) into its own folder, as a separate
+process (its start included); reported: wall time, bags/hour, pairs/s, speed-up and scaling
+efficiency against ``--jobs 1`` (ideal: the cores), Ray's overhead over ``--jobs 2``, the peak
+memory of a worker (largest ``ru_maxrss`` over the bags), and whether every bag's fused output
+(SHA-256 of the messages written) is the same in all modes.
+
+    nice -n 10 .venv/bin/python benchmarks/corpus.py --roadscene ../shared/data/roadscene \
+        --msrs ../shared/data/msrs128
+
+Writes ``results/corpus.json`` and ``results/corpus.md``, and copies the ``--jobs 2`` run's
+corpus report (``report.md``, ``plots/``) to ``results/corpus_report/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from harness import command, write_results  # noqa: E402
+from machine import describe  # noqa: E402
+from sgdfuse_ros.bag.writer import BagWriter  # noqa: E402
+from sgdfuse_ros.cli import main as cli  # noqa: E402
+from sgdfuse_ros.cli.make_bag import THERMAL_INFO_TOPIC, THERMAL_TOPIC  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+ROAD_CHUNKS = (2, 3, 4, 5, 6, 8, 3, 4, 5, 6)      # pairs per RoadScene bag
+MSRS_CHUNKS = (4, 6, 8, 10, 12, 16, 20, 24)       # pairs per MSRS bag
+
+
+def _link_subset(source: Path, names, folder: Path) -> None:
+    for sub in ('ir', 'vis'):
+        (folder / sub).mkdir(parents=True)
+        for name in names:
+            os.symlink(source / sub / name, folder / sub / name)
+
+
+def _make(folder: Path, out: Path, repeat: int, seed: int) -> None:
+    assert cli(['make-bag', '--ir', str(folder / 'ir'), '--vis', str(folder / 'vis'), '--out',
+                str(out), '--repeat', str(repeat), '--seed', str(seed), '--quiet']) == 0, out
+
+
+def _chunks(names, sizes):
+    i, k = 0, 0
+    while i < len(names):
+        size = sizes[k % len(sizes)]
+        yield names[i:i + size]
+        i += size
+        k += 1
+
+
+def build_corpus(root: Path, roadscene: Path, msrs: Path, msrs_bags: int) -> list:
+    """Make the bags and return the manifest rows (bag, dataset, light, pairs)."""
+    rows = []
+    pairs = root / 'pairs'
+    bags = root / 'bags'
+    bags.mkdir(parents=True)
+    road = json.loads((roadscene / 'split.json').read_text())['test']
+    for n, chunk in enumerate(_chunks(road, ROAD_CHUNKS)):
+        folder = pairs / f'road{n:02d}'
+        _link_subset(roadscene, chunk, folder)
+        repeat = 2 if n % 3 == 0 else 1
+        _make(folder, bags / f'road{n:02d}', repeat, n)
+        rows.append((f'bags/road{n:02d}', 'roadscene', 'mixed', len(chunk) * repeat))
+    names = json.loads((msrs / 'split.json').read_text())['test']
+    for light in ('D', 'N'):
+        lit = [x for x in names if Path(x).stem.endswith(light)]
+        made = 0
+        for n, chunk in enumerate(_chunks(lit, MSRS_CHUNKS)):
+            if made >= msrs_bags // 2:
+                break
+            name = f"msrs_{'day' if light == 'D' else 'night'}{n:02d}"
+            _link_subset(msrs, chunk, pairs / name)
+            _make(pairs / name, bags / name, 1, 100 + n)
+            rows.append((f'bags/{name}', 'msrs', 'day' if light == 'D' else 'night',
+                         len(chunk)))
+            made += 1
+    # faults: a bag truncated part-way (its storage file cut at 60 %), a bag of one camera
+    shutil.copytree(bags / 'road01', bags / 'fault_truncated')
+    db = next((bags / 'fault_truncated').glob('*.db3'))
+    os.rename(db, db.with_name('fault_truncated.db3'))
+    meta = bags / 'fault_truncated' / 'metadata.yaml'
+    meta.write_text(meta.read_text().replace(db.name, 'fault_truncated.db3'))
+    db = db.with_name('fault_truncated.db3')
+    data = db.read_bytes()
+    db.write_bytes(data[:int(len(data) * 0.6)])
+    rows.append(('bags/fault_truncated', 'roadscene', 'mixed', None))
+    _one_camera(bags / 'road02', bags / 'fault_one_camera')
+    rows.append(('bags/fault_one_camera', 'roadscene', 'mixed', None))
+    manifest = root / 'manifest.csv'
+    manifest.write_text('bag,dataset,light\n' + ''.join(f'{b},{d},{light}\n'
+                                                        for b, d, light, _ in rows))
+    return rows
+
+
+def _one_camera(source: Path, out: Path) -> None:
+    """Copy the thermal camera's topic of ``source`` only (an RGB camera that never recorded)."""
+    from rosbags.rosbag2 import Reader
+    with Reader(source) as reader, BagWriter(out) as writer:
+        for conn, log_ns, data in reader.messages():
+            if conn.topic in (THERMAL_TOPIC, THERMAL_INFO_TOPIC):
+                writer.write(conn.topic, log_ns, data, conn.msgtype)
+
+
+def run_mode(name: str, argv: list, root: Path, out: Path) -> dict:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+    load_before = os.getloadavg()[0]
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, '-m', 'sgdfuse_ros.cli', 'corpus', '--manifest',
+                           str(root / 'manifest.csv'), '--out', str(out), '--fresh', '--quiet',
+                           *argv], cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    report = json.loads((out / 'corpus.json').read_text())
+    rows = report['bags']
+    ran = [r for r in rows if r['status'] in ('ok', 'failed')]
+    return {'mode': name, 'argv': argv, 'exit': done.returncode,
+            'stderr_tail': done.stderr.strip().splitlines()[-2:],
+            'wall_s': round(wall, 2), 'bags': len(rows),
+            'ok': sum(1 for r in rows if r['status'] == 'ok'),
+            'failed': sorted(Path(r['bag']).name for r in rows if r['status'] == 'failed'),
+            'fused_pairs': report['totals']['fused'],
+            'bags_per_hour': round(len(ran) * 3600.0 / wall, 1),
+            'pairs_per_s': round(report['totals']['fused'] / wall, 2),
+            'worker_peak_rss_mb': max((r.get('worker_peak_rss_mb') or 0) for r in rows),
+            'workers': len({r.get('worker_pid') for r in rows if r.get('worker_pid')}),
+            'load_1min_before': round(load_before, 2),
+            'load_1min_after': round(os.getloadavg()[0], 2),
+            'how': report['run']['how'],
+            'digests': {Path(r['bag']).name: r['output_sha256'] for r in rows}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--roadscene', type=Path, required=True)
+    parser.add_argument('--msrs', type=Path, required=True)
+    parser.add_argument('--msrs-bags', type=int, default=28, help='MSRS bags (half day, half night)')
+    parser.add_argument('--work', type=Path, default=Path('/tmp/sgdfuse_corpus_bench'))
+    parser.add_argument('--modes', default='jobs1,jobs2,ray')
+    parser.add_argument('--out', type=Path, default=ROOT / 'benchmarks' / 'results')
+    args = parser.parse_args()
+    if args.work.exists():
+        shutil.rmtree(args.work)
+    start = time.perf_counter()
+    rows = build_corpus(args.work, args.roadscene, args.msrs, args.msrs_bags)
+    made_s = time.perf_counter() - start
+    print(f'corpus: {len(rows)} bags made in {made_s:.0f} s under {args.work}', file=sys.stderr)
+    modes = {'jobs1': ['--jobs', '1'], 'jobs2': ['--jobs', '2'], 'ray': ['--ray', 'auto']}
+    results = []
+    for name in args.modes.split(','):
+        result = run_mode(name, modes[name], args.work, args.work / f'out_{name}')
+        print(f"{name}: {result['wall_s']} s, {result['ok']} ok, failed {result['failed']}, "
+              f"load {result['load_1min_before']} -> {result['load_1min_after']}",
+              file=sys.stderr)
+        results.append(result)
+    by = {r['mode']: r for r in results}
+    summary = {}
+    if 'jobs1' in by and 'jobs2' in by:
+        speedup = by['jobs1']['wall_s'] / by['jobs2']['wall_s']
+        summary['jobs2_speedup'] = round(speedup, 3)
+        summary['jobs2_scaling_efficiency'] = round(speedup / 2, 3)  # ideal: 2 cores
+    if 'ray' in by and 'jobs2' in by:
+        summary['ray_overhead_vs_jobs2'] = round(by['ray']['wall_s'] / by['jobs2']['wall_s']
+                                                 - 1.0, 3)
+    digests = [r['digests'] for r in results]
+    same = [b for b in digests[0] if all(d.get(b) == digests[0][b] for d in digests)
+            and digests[0][b]]
+    summary['bags_with_identical_output_in_all_modes'] = len(same)
+    summary['bags_with_output'] = sum(1 for v in digests[0].values() if v)
+    machine = describe(('torch', 'onnxruntime', 'opencv', 'ray', 'matplotlib'))
+    machine['physical_cores'] = __import__('sgdfuse_ros.hardware', fromlist=['x']).physical_cores()
+    machine['uptime_at_end'] = subprocess.run(['uptime'], capture_output=True,
+                                              text=True).stdout.strip()
+    report = {'command': command(), 'machine': machine, 'corpus': {
+        'bags': len(rows), 'work': str(args.work), 'made_s': round(made_s, 1),
+        'manifest': [{'bag': b, 'dataset': d, 'light': light, 'pairs': p}
+                     for b, d, light, p in rows]},
+        'modes': [{k: v for k, v in r.items() if k != 'digests'} for r in results],
+        'summary': summary}
+    lines = ['# sgdfuse corpus: --jobs 1, --jobs 2, --ray auto', '',
+             f"`{report['command']}`", '',
+             f"{len(rows)} bags ({sum(p or 0 for *_, p in rows)} pairs, two faulty bags); "
+             f"{machine['cpu']}, {machine['physical_cores']} cores; load at the start "
+             f"{machine['load_average_1min_at_start']}; {machine['uptime_at_end']}", '',
+             '| mode | wall s | bags/hour | pairs/s | ok | failed | workers | worker peak RSS MB '
+             '| load 1 min before -> after |', '|---|---|---|---|---|---|---|---|---|']
+    for r in results:
+        lines.append(f"| {r['mode']} | {r['wall_s']} | {r['bags_per_hour']} | "
+                     f"{r['pairs_per_s']} | {r['ok']} | {len(r['failed'])} | {r['workers']} | "
+                     f"{r['worker_peak_rss_mb']} | {r['load_1min_before']} -> "
+                     f"{r['load_1min_after']} |")
+    lines += [''] + [f'- {k}: {v}' for k, v in summary.items()]
+    write_results(args.out / 'corpus', report, '\n'.join(lines) + '\n', show=True)
+    if 'jobs2' in by:
+        target = args.out / 'corpus_report'
+        if target.exists():
+            shutil.rmtree(target)
+        (target / 'plots').mkdir(parents=True)
+        source = args.work / 'out_jobs2'
+        shutil.copy(source / 'report.md', target / 'report.md')
+        shutil.copy(source / 'corpus.csv', target / 'corpus.csv')
+        for plot in (source / 'plots').glob('*.png'):
+            shutil.copy(plot, target / 'plots' / plot.name)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
