@@ -165,7 +165,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--roadscene', type=Path, required=True)
     parser.add_argument('--msrs', type=Path, required=True)
-    parser.add_argument('--msrs-bags', type=int, default=28, help='MSRS bags (half day, half night)')
+    parser.add_argument('--msrs-bags', type=int, default=28,
+                        help='MSRS bags (half day, half night)')
     parser.add_argument('--work', type=Path, default=Path('/tmp/sgdfuse_corpus_bench'))
     parser.add_argument('--modes', default='jobs1,jobs2,ray')
     parser.add_argument('--out', type=Path, default=ROOT / 'benchmarks' / 'results')
@@ -202,12 +203,12 @@ def main() -> int:
     machine['physical_cores'] = __import__('sgdfuse_ros.hardware', fromlist=['x']).physical_cores()
     machine['uptime_at_end'] = subprocess.run(['uptime'], capture_output=True,
                                               text=True).stdout.strip()
-    report = {'command': command(), 'machine': machine, 'corpus': {
-        'bags': len(rows), 'work': str(args.work), 'made_s': round(made_s, 1),
-        'manifest': [{'bag': b, 'dataset': d, 'light': light, 'pairs': p}
-                     for b, d, light, p in rows]},
-        'modes': [{k: v for k, v in r.items() if k != 'digests'} for r in results],
-        'summary': summary}
+    corpus = {'bags': len(rows), 'work': str(args.work), 'made_s': round(made_s, 1),
+              'manifest': [{'bag': b, 'dataset': d, 'light': light, 'pairs': p}
+                           for b, d, light, p in rows]}
+    report = {'command': command(), 'machine': machine, 'corpus': corpus,
+              'modes': [{k: v for k, v in r.items() if k != 'digests'} for r in results],
+              'summary': summary}
     lines = ['# sgdfuse corpus: --jobs 1, --jobs 2, --ray auto', '',
              f"`{report['command']}`", '',
              f"{len(rows)} bags ({sum(p or 0 for *_, p in rows)} pairs, two faulty bags); "
