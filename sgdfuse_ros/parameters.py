@@ -119,6 +119,10 @@ PIPELINE_PARAMS = [
     P('backend', 'auto', 'Inference engine for the networks: torch, onnx (onnxruntime) or auto '
       '(onnx on the CPU, where it is faster and degrades less under load; torch on CUDA).',
       choices=('auto', 'torch', 'onnx'), read_only=True),
+    P('tensorrt_fp16', False, 'backend onnx on an NVIDIA GPU with the TensorRT provider: build '
+      'its engines in float16 (faster on tensor cores; in a float16 emulation on the CPU the '
+      'fused image moved by at most 2 grey levels, see docs/gpu.md). No effect elsewhere.',
+      read_only=True),
     P('threads', 0, 'CPU threads for torch, onnxruntime and OpenCV: the count (fixed), the most '
       '(adaptive) or, if > 0, the count (library); 0 = the physical cores.', min=0, max=256,
       read_only=True),
@@ -184,9 +188,13 @@ PIPELINE_PARAMS = [
       'With prior.source=sam and a missing/mismatched checkpoint or a failing worker: fallback '
       '(use the thermal prior, loudly) or error (stop).', choices=('fallback', 'error'),
       read_only=True),
-    P('prior.sam.model_type', 'vit_b', 'SAM image encoder of the checkpoint.',
-      choices=('vit_b', 'vit_l', 'vit_h'), read_only=True),
-    P('prior.sam.checkpoint', '', 'Path of the SAM checkpoint (.pth).', read_only=True),
+    P('prior.sam.model_type', 'vit_b', 'SAM image encoder of the checkpoint (vit_t: MobileSAM, '
+      'needs the mobile_sam package).', choices=('vit_b', 'vit_l', 'vit_h', 'vit_t'),
+      read_only=True),
+    P('prior.sam.checkpoint', '', 'Path of the SAM checkpoint (.pth). Empty: '
+      '$SGDFUSE_SAM_CHECKPOINT (a file or folder), else models/, searched for the published '
+      'names (sam_vit_b_01ec64.pth, sam_vit_l_0b3195.pth, sam_vit_h_4b8939.pth, mobile_sam.pt).',
+      read_only=True),
     P('prior.sam.max_points', 8, 'At most this many point prompts per frame, on warm blobs.',
       min=1, max=256),
     P('prior.sam.auto_grid', 0,

@@ -21,7 +21,8 @@ as one line and exits with status 2, and so is a failed write (a full disk, a re
 a command stopped by SIGINT / SIGTERM / SIGHUP after saving its work (:class:`guard.Interrupted`,
 or a signal before it began its work: :class:`guard.StopNow`) prints one line and exits 130 / 143
 / 129 (:class:`guard.StopRequest`, installed here around every command). Nothing else is
-swallowed.
+swallowed. A missing dependency (a plain ``pip install .`` leaves OpenCV out, see setup.py)
+stops every command, ``--help`` included, with one line saying what to install (exit 1).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import importlib
 import logging
 import sys
 
-from ..errors import SgdfuseError
+from ..errors import first_line, SgdfuseError
 
 COMMANDS = {
     'evaluate': ('sgdfuse_ros.cli.evaluate', 'fuse a folder of registered pairs; metrics, report, '
@@ -50,6 +51,30 @@ COMMANDS = {
     'export': ('sgdfuse_ros.cli.export', 'export the networks to ONNX'),
     'live': ('sgdfuse_ros.cli.live', 'run the fusion node without ROS 2, over Cyclone DDS'),
 }
+
+
+# What the commands import, each with what to install when it is missing (setup.py's
+# install_requires and its opencv extra; ROS 2 users: requirements-ros.txt and rosdep)
+DEPENDENCIES = (
+    ('numpy', 'numpy', "pip install 'numpy>=1.21,<3'"),
+    ('cv2', 'OpenCV', "pip install 'opencv-python-headless>=4.5,<6' (this package's [opencv] "
+                      'extra); on ROS 2: sudo apt install python3-opencv'),
+    ('yaml', 'PyYAML', "pip install 'PyYAML>=5.4'"),
+    ('torch', 'PyTorch', "pip install 'torch>=2.5,<2.16'"),
+    ('rosbags', 'rosbags', "pip install 'rosbags>=0.10,<0.12'"),
+)
+
+
+def missing_dependency() -> str:
+    """Return one line naming the first dependency that does not import ('' if none)."""
+    for module, what, how in DEPENDENCIES:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            if isinstance(err, ModuleNotFoundError) and err.name == module:
+                return f'{what} is not installed (no module {module}): {how}'
+            return f'{what} ({module}) does not import ({first_line(str(err))}): {how}'
+    return ''
 
 
 class Parser(argparse.ArgumentParser):
@@ -78,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    problem = missing_dependency()
+    if problem:
+        print(f'sgdfuse: error: {problem}', file=sys.stderr)
+        return 1
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -20,6 +20,10 @@
 3. ``sgdfuse make-bag`` + ``sgdfuse replay`` on it: a ROS 2 bag in, a fused bag and a report out;
 4. with ``--data`` (or $SGDFUSE_DATA): the same evaluation on RoadScene's test split.
 
+``sgdfuse demo --bag`` only writes a short sample bag (about 5 s at 10 Hz, the node's input
+topics) from RoadScene's test split (``--data`` / $SGDFUSE_DATA) or else the generated sample,
+and prints how to play it into the node and look at the result.
+
 It ends by printing where every output is. A stop signal ends the step in progress as that
 command ends it (its line says what it kept) and the demo there (exit 130 / 143 / 129).
 """
@@ -27,6 +31,7 @@ command ends it (its line says what it kept) and the demo there (exit 130 / 143 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -34,6 +39,7 @@ from .guard import Interrupted, signal_name, stop_request
 from .outputs import check_apart, config_inputs
 from .values import int_in
 from ..errors import SgdfuseError
+from ..eval.synthetic_pairs import write_sample
 
 
 def add_arguments(parser) -> None:
@@ -44,6 +50,9 @@ def add_arguments(parser) -> None:
     parser.add_argument('--data', type=Path, default=None,
                         help="also evaluate RoadScene's test split in this folder "
                              '(default: $SGDFUSE_DATA if set)')
+    parser.add_argument('--bag', action='store_true',
+                        help='only write a short sample bag (about 5 s at 10 Hz) to play into '
+                             "the node, from --data's test split or the generated sample")
     parser.add_argument('--config', type=Path, default=None, help='config file')
     parser.add_argument('--quiet', action='store_true', help='no progress output')
 
@@ -68,8 +77,41 @@ def _run(argv) -> None:
         raise SgdfuseError(f"step failed: sgdfuse {' '.join(map(str, argv))}")
 
 
+BAG_RATE_HZ = 10.0
+BAG_FRAMES = 50  # at least: ~5 s at 10 Hz (play it with --loop), pairs repeated as needed
+
+
+def sample_bag(args, data, out: Path, quiet: list) -> int:
+    """``--bag``: write OUT/sample_bag and print how to play it into the node."""
+    if data is not None:
+        split = json.loads((data / 'split.json').read_text())
+        pairs = len(split.get('test', [])) if isinstance(split, dict) else 0
+        if pairs == 0:
+            raise SgdfuseError(f'--data {data}: split.json lists no test pairs')
+        source = ['--data', str(data), '--subset', 'test']
+        what = f'RoadScene test split ({pairs} pairs)'
+    else:
+        sample = out / 'sample'
+        write_sample(sample, n=args.pairs, size=(640, 480))
+        pairs = args.pairs
+        source = ['--ir', str(sample / 'ir'), '--vis', str(sample / 'vis')]
+        what = f'generated sample ({pairs} pairs)'
+    repeat = -(-BAG_FRAMES // pairs)
+    bag = out / 'sample_bag'
+    _run(['make-bag', *source, '--out', str(bag), '--rate', f'{BAG_RATE_HZ:g}',
+          '--repeat', str(repeat), '--overwrite', *quiet])
+    seconds = pairs * repeat / BAG_RATE_HZ
+    print(f'\nsample bag: {bag} ({pairs * repeat} frames, {seconds:.0f} s at '
+          f'{BAG_RATE_HZ:g} Hz, from the {what})')
+    print('play it into the node (three terminals, ROS 2 sourced):')
+    print('  ros2 launch sgdfuse_ros fusion.launch.py use_sim_time:=true')
+    print(f'  ros2 bag play {bag} --clock --loop')
+    print('  ros2 run rqt_image_view rqt_image_view /fused/image')
+    print(f'or without ROS: sgdfuse replay {bag} --out {out / "sample_bag_fused"}')
+    return 0
+
+
 def main(args) -> int:
-    from ..eval.synthetic_pairs import write_sample
 
     data = args.data or (Path(os.environ['SGDFUSE_DATA']) if os.environ.get('SGDFUSE_DATA')
                          else None)
@@ -81,6 +123,8 @@ def main(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     config = ['--config', str(args.config)] if args.config else []
     quiet = ['--quiet'] if args.quiet else []
+    if args.bag:
+        return sample_bag(args, data, out, quiet)
     outputs = {}
 
     sample = out / 'sample'

@@ -132,11 +132,20 @@ def session_options(threads: int = 0, allow_spinning: bool = False, dynamic_bloc
     return options
 
 
-def _provider_entries(providers: Sequence[str], trt_cache_dir: Optional[Path]) -> list:
+def _provider_entries(providers: Sequence[str], trt_cache_dir: Optional[Path],
+                      fp16: bool = False) -> list:
+    """
+    Return the providers as ``InferenceSession`` takes them, TensorRT's with its options.
+
+    TensorRT builds its engines in float16 only with ``fp16`` (``tensorrt_fp16``), and keeps
+    them in ``trt_cache_dir`` (one folder per precision, so neither reuses the other's engines).
+    """
     entries: list = []
     for name in providers:
         if name == TENSORRT:
-            options = {'trt_fp16_enable': False}
+            options = {'trt_fp16_enable': bool(fp16)}
+            if trt_cache_dir is not None and fp16:
+                trt_cache_dir = Path(str(trt_cache_dir) + '_fp16')
             if trt_cache_dir is not None:
                 Path(trt_cache_dir).mkdir(parents=True, exist_ok=True)
                 options.update(trt_engine_cache_enable=True,

@@ -97,7 +97,8 @@ class OnnxModule:
                  providers: Optional[Sequence[str]] = None, allow_spinning: bool = False,
                  reuse_outputs: bool = False, tensorrt: bool = True,
                  trt_cache_dir: Optional[Union[str, os.PathLike]] = None,
-                 extra_threads: Sequence[int] = (), dynamic_blocks: bool = True):
+                 extra_threads: Sequence[int] = (), dynamic_blocks: bool = True,
+                 trt_fp16: bool = False):
         self.path = Path(path)
         if not self.path.is_file():
             raise ConfigError(f'ONNX file not found: {self.path} (write it with `sgdfuse export`)')
@@ -105,7 +106,7 @@ class OnnxModule:
             usable_providers(device, tensorrt=tensorrt)
         if trt_cache_dir is None and TENSORRT in requested:
             trt_cache_dir = self.path.parent / 'trt_cache'
-        self._provider_entries = _provider_entries(requested, trt_cache_dir)
+        self._provider_entries = _provider_entries(requested, trt_cache_dir, trt_fp16)
         self.allow_spinning = bool(allow_spinning)
         self.dynamic_blocks = bool(dynamic_blocks)
         self._runs: Dict[int, _Run] = {}
@@ -171,7 +172,7 @@ class OnnxModule:
     @classmethod
     def from_config(cls, path, config: dict, **kwargs) -> 'OnnxModule':
         """
-        ``device``/``device_fallback``, ``threads`` and ``thread_policy`` from the config.
+        ``device``/``device_fallback``, ``threads``, ``thread_policy`` and ``tensorrt_fp16``.
 
         With ``thread_policy: adaptive`` the sessions of every candidate count are built at
         once (:func:`sgdfuse_ros.hardware.thread_candidates`).
@@ -179,6 +180,7 @@ class OnnxModule:
         device = resolve_device(config)  # raises ConfigError for cuda without a GPU, no fallback
         threads = config.get('threads', 0)
         kwargs.setdefault('dynamic_blocks', config.get('thread_policy') != 'library')
+        kwargs.setdefault('trt_fp16', bool(config.get('tensorrt_fp16', False)))
         if config.get('thread_policy') == 'adaptive' and device == 'cpu':
             candidates = thread_candidates(threads, physical_cores())
             kwargs.setdefault('extra_threads', candidates)

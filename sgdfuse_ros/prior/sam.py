@@ -46,9 +46,9 @@ from .format import SemanticPrior
 from .merge import MaskCandidate, merge_masks
 from .prompts import PointPrompts, warm_point_prompts
 from .provider import PriorProvider
-from .sam_checkpoint import load_sam, random_sam, SAM_MODEL_TYPES, TINY_TEST_MODEL  # noqa: F401
+from .sam_checkpoint import find_checkpoint, load_sam, missing_checkpoint_line, random_sam, \
+    SAM_MODEL_TYPES, TINY_TEST_MODEL  # noqa: F401
 from .thermal import ThermalPrior
-from ..config import resolve_model_path
 from ..errors import ConfigError
 
 log = logging.getLogger('sgdfuse_ros')
@@ -342,11 +342,9 @@ def build_segmenter(config: dict, device: str, model_type: Optional[str] = None,
     """
     model_type = model_type or config['prior.sam.model_type']
     if model is None:
-        value = config['prior.sam.checkpoint']
-        path = resolve_model_path(value, f'sam_{model_type}.pth')
-        if not value and not path.is_file():
-            raise ConfigError(f'prior.source=sam needs prior.sam.checkpoint (a SAM {model_type} '
-                              f'.pth file; none given and no {path})')
+        path, tried = find_checkpoint(config['prior.sam.checkpoint'], model_type)
+        if path is None:
+            raise ConfigError(missing_checkpoint_line(model_type, tried))
         model = load_sam(path, model_type, device)
     return SamSegmenter(model, max_points=config['prior.sam.max_points'],
                         auto_grid=config['prior.sam.auto_grid'],

@@ -19,21 +19,41 @@ checked against the architecture the registry builds for ``prior.sam.model_type`
 every shape; a vit_h file given as vit_b is named as such), and assigned into that model. Any
 problem is one ``ConfigError`` line naming the file. :func:`random_sam` and
 ``TINY_TEST_MODEL`` give tests and benchmarks a model without a checkpoint.
+
+Which file: :func:`find_checkpoint` -- ``prior.sam.checkpoint`` when set, else
+``$SGDFUSE_SAM_CHECKPOINT`` (a file, or a folder searched like models/), else the first of the
+names Meta publishes for the model type (``sam_vit_b_01ec64.pth``, ...) found in models/.
+``vit_t`` is MobileSAM's TinyViT encoder with SAM's prompt encoder and mask decoder, built by
+the ``mobile_sam`` package (PyPI: mobilesam-mirror, which needs timm), same interface.
 """
 
 from __future__ import annotations
 
 from functools import partial
 import logging
+import os
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
-from ..config import check_model_file, tensor_problem
-from ..errors import ConfigError, torch_file_problem
+from ..config import check_model_file, models_dir, tensor_problem
+from ..errors import ConfigError, first_line, torch_file_problem
 
 log = logging.getLogger('sgdfuse_ros')
 
 SAM_MODEL_TYPES = ('vit_b', 'vit_l', 'vit_h')
+MOBILE_SAM = 'vit_t'  # MobileSAM's encoder (package mobile_sam), SAM's decoder
+MODEL_TYPES = SAM_MODEL_TYPES + (MOBILE_SAM,)
+# The file names the checkpoints are published under (segment-anything's README, "Model
+# Checkpoints"; MobileSAM's weights/mobile_sam.pt), then the short names looked for before.
+CHECKPOINT_NAMES = {
+    'vit_b': ('sam_vit_b_01ec64.pth', 'sam_vit_b.pth'),
+    'vit_l': ('sam_vit_l_0b3195.pth', 'sam_vit_l.pth'),
+    'vit_h': ('sam_vit_h_4b8939.pth', 'sam_vit_h.pth'),
+    MOBILE_SAM: ('mobile_sam.pt', 'sam_vit_t.pth'),
+}
+CHECKPOINT_ENV = 'SGDFUSE_SAM_CHECKPOINT'
+CHECKPOINT_SOURCE = ('https://github.com/facebookresearch/segment-anything#model-checkpoints '
+                     '(MobileSAM: https://github.com/ChaoningZhang/MobileSAM, weights/)')
 TINY_TEST_MODEL = 'tiny_test'  # small SAM for tests and benchmarks; not offered to users
 ENCODER_WIDTHS = {768: 'vit_b', 1024: 'vit_l', 1280: 'vit_h'}
 ENCODER_KEY = 'image_encoder.patch_embed.proj.weight'
@@ -74,24 +94,70 @@ def build_tiny_test_sam(checkpoint=None):
     ).eval()
 
 
-def model_builders() -> dict:
+def find_checkpoint(value: str, model_type: str) -> Tuple[Optional[Path], List[Path]]:
+    """
+    Return the checkpoint to load for ``prior.sam.checkpoint`` = ``value``, and the places tried.
+
+    ``value`` set: that path (checked when loaded). Empty: ``$SGDFUSE_SAM_CHECKPOINT`` (a
+    file; or a folder, searched for the names below), else models/, searched for
+    :data:`CHECKPOINT_NAMES` of ``model_type`` (Meta's published name first). None when nothing
+    is found.
+    """
+    if value:
+        return Path(value).expanduser(), []
+    folders = []
+    env = os.environ.get(CHECKPOINT_ENV, '').strip()
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_dir():
+            return path, []
+        folders.append(path)
+    folders.append(models_dir())
+    tried = [folder / name for folder in folders
+             for name in CHECKPOINT_NAMES.get(model_type, (f'sam_{model_type}.pth',))]
+    return next((path for path in tried if path.is_file()), None), tried
+
+
+def missing_checkpoint_line(model_type: str, tried: List[Path]) -> str:
+    """One line: no checkpoint found, where it was looked for, where it comes from."""
+    names = CHECKPOINT_NAMES.get(model_type, (f'sam_{model_type}.pth',))
+    folders = ', '.join(dict.fromkeys(str(path.parent) for path in tried))
+    return (f'prior.source=sam needs a SAM {model_type} checkpoint: set prior.sam.checkpoint '
+            f'or ${CHECKPOINT_ENV}, or put {names[0]} in {folders} (none found there); '
+            f'checkpoints: {CHECKPOINT_SOURCE}')
+
+
+def _mobile_sam_builder():
+    try:
+        from mobile_sam import sam_model_registry  # optional package: MobileSAM (vit_t)
+    except ImportError as err:
+        raise ConfigError(f'prior.sam.model_type {MOBILE_SAM} (MobileSAM) needs the mobile_sam '
+                          f'package: pip install mobilesam-mirror timm ({first_line(err)})') \
+            from None
+    return sam_model_registry[MOBILE_SAM]
+
+
+def model_builders(model_type: Optional[str] = None) -> dict:
     """
     Map model type -> builder.
 
-    The three of ``segment_anything.sam_model_registry``, plus the tiny test model.
+    The three of ``segment_anything.sam_model_registry``, plus the tiny test model, plus
+    MobileSAM's when ``model_type`` asks for it (its package is imported only then).
     """
     from segment_anything import sam_model_registry
     builders = {name: sam_model_registry[name] for name in SAM_MODEL_TYPES}
     builders[TINY_TEST_MODEL] = build_tiny_test_sam
+    if model_type == MOBILE_SAM:
+        builders[MOBILE_SAM] = _mobile_sam_builder()
     return builders
 
 
 def _build(model_type: str, device: Optional[str] = None):
     import torch
-    builders = model_builders()
+    builders = model_builders(model_type)
     if model_type not in builders:
         raise ConfigError(f"unknown SAM model type '{model_type}' "
-                          f"(known: {', '.join(SAM_MODEL_TYPES)})")
+                          f"(known: {', '.join(MODEL_TYPES)})")
     if device == 'meta':
         with torch.device('meta'):
             return builders[model_type]()
@@ -140,7 +206,8 @@ def check_state_dict(state: dict, model, path: Path, model_type: str) -> None:
     unexpected = [k for k in state if k not in expected]
     wrong = [k for k in expected
              if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    not_float = [k for k in expected if k in state and not state[k].is_floating_point()]
+    not_float = [k for k in expected if k in state and expected[k].is_floating_point()
+                 and not state[k].is_floating_point()]  # (batch-norm counters are integers)
     if not (missing or unexpected or wrong or not_float):
         return
     guess = guess_model_type(state)
@@ -178,9 +245,11 @@ def load_sam(checkpoint, model_type: str = 'vit_b', device: str = 'cpu'):
     import torch
     path = Path(checkpoint).expanduser()
     state = read_state_dict(path, f'a SAM {model_type} state dict')
-    model = _build(model_type, device='meta')
+    # on the meta device (no time spent initialising weights about to be replaced), except
+    # MobileSAM, whose TinyViT reads tensor values while it is built (and is small)
+    model = _build(model_type, device=None if model_type == MOBILE_SAM else 'meta')
     check_state_dict(state, model, path, model_type)
-    state = {k: v.to(torch.float32) for k, v in state.items()}
+    state = {k: v.to(torch.float32) if v.is_floating_point() else v for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
     leftover = [n for n, t in list(model.named_parameters()) + list(model.named_buffers())
                 if t.is_meta]

@@ -293,7 +293,8 @@ def test_provider_from_config_every_frame(tiny_checkpoint):
     provider.close()
 
 
-def test_missing_checkpoint_error_or_loud_fallback(tmp_path, caplog):
+def test_missing_checkpoint_error_or_loud_fallback(tmp_path, caplog, monkeypatch):
+    monkeypatch.delenv('SGDFUSE_SAM_CHECKPOINT', raising=False)
     missing = tmp_path / 'nowhere' / 'sam_vit_b_01ec64.pth'
     config = config_with({'prior.source': 'sam', 'prior.sam.checkpoint': str(missing),
                           'prior.on_sam_error': 'error', 'device': 'cpu'})
@@ -317,7 +318,9 @@ def test_missing_checkpoint_error_or_loud_fallback(tmp_path, caplog):
     # no checkpoint configured at all
     config['prior.sam.checkpoint'] = ''
     config['prior.on_sam_error'] = 'error'
-    with pytest.raises(ConfigError, match='needs prior.sam.checkpoint'):
+    with pytest.raises(ConfigError, match=r'needs a SAM vit_b checkpoint: set '
+                       r'prior.sam.checkpoint or \$SGDFUSE_SAM_CHECKPOINT, or put '
+                       r'sam_vit_b_01ec64.pth in '):
         build_sam_provider(config, 'cpu')
 
 
