@@ -211,7 +211,7 @@ def main() -> int:
               'summary': summary}
     lines = ['# sgdfuse corpus: --jobs 1, --jobs 2, --ray auto', '',
              f"`{report['command']}`", '',
-             f"{len(rows)} bags ({sum(p or 0 for *_, p in rows)} pairs, two faulty bags); "
+             f'{len(rows)} bags ({sum(p or 0 for *_, p in rows)} pairs, two faulty bags); '
              f"{machine['cpu']}, {machine['physical_cores']} cores; load at the start "
              f"{machine['load_average_1min_at_start']}; {machine['uptime_at_end']}", '',
              '| mode | wall s | bags/hour | pairs/s | ok | failed | workers | worker peak RSS MB '

@@ -61,7 +61,7 @@ class CorpusBag:
         real = os.path.realpath(os.fspath(self.path))
         name = self.path.stem if self.path.suffix in STORAGE_SUFFIXES else self.path.name
         safe = re.sub(r'[^A-Za-z0-9_.-]+', '_', name).strip('.') or 'bag'
-        self.id = f"{safe[:48]}-{hashlib.sha1(real.encode()).hexdigest()[:8]}"
+        self.id = f'{safe[:48]}-{hashlib.sha1(real.encode()).hexdigest()[:8]}'
         self.real = real
 
     def size(self) -> int:
@@ -379,7 +379,7 @@ def compare(rows: List[dict], baseline: dict) -> dict:
     names = {r['id']: Path(r['bag']).name for r in rows}
     worse = [names[i] for i in counts['worse']]
     line = (f"better on {len(counts['better'])} of {compared} bags compared, worse on "
-            f"{len(worse)}" + (f" ({', '.join(worse[:8])}{', ...' if len(worse) > 8 else ''})"
+            f'{len(worse)}' + (f" ({', '.join(worse[:8])}{', ...' if len(worse) > 8 else ''})"
                                if worse else '')
             + f", unchanged on {len(counts['unchanged'])}")
     if counts['not_comparable']:

@@ -68,7 +68,7 @@ def add_arguments(parser) -> None:
                         help='local worker processes (default 0: the physical cores divided by '
                         '--threads)')
     parser.add_argument('--threads', type=threads_value, default=1, metavar='N',
-                        help='CPU threads of each bag\'s pipeline (default 1; thread_policy '
+                        help="CPU threads of each bag's pipeline (default 1; thread_policy "
                         'fixed, so that workers do not fight over cores)')
     parser.add_argument('--ray', metavar='auto|ADDRESS',
                         help='run the bags as Ray tasks: auto joins a running local Ray or '
@@ -150,7 +150,7 @@ def main(args) -> int:
     check_output_dir(out, '--out', children=('bags', 'plots'))
     baseline = read_report(args.baseline) if args.baseline else None
     if args.ray and args.ray != 'auto' and ':' not in args.ray and '://' not in args.ray:
-        raise InputError(f"--ray {args.ray!r}: expected auto or a cluster address "
+        raise InputError(f'--ray {args.ray!r}: expected auto or a cluster address '
                          f'(HOST:PORT, ray://HOST:PORT)')
     gpu = 0.0
     options = {name: getattr(args, name) for name in REPLAY_OPTIONS}

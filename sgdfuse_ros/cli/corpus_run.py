@@ -51,10 +51,10 @@ import traceback
 from typing import Callable, Dict, List, Optional
 
 from . import replay
-from .guard import Interrupted, StopRequest, STOP_SIGNALS
+from .guard import Interrupted, STOP_SIGNALS, StopRequest
+from .. import writing
 from ..bag.corpus import bag_fingerprint, bag_row, CorpusBag
 from ..errors import error_line, SgdfuseError
-from .. import writing
 
 ENTRY = 'entry.json'
 PROGRESS_EVERY_S = 0.25
