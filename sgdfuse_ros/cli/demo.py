@@ -106,7 +106,7 @@ def sample_bag(args, data, out: Path, quiet: list) -> int:
     print('play it into the node (three terminals, ROS 2 sourced):')
     print('  ros2 launch sgdfuse_ros fusion.launch.py use_sim_time:=true')
     print(f'  ros2 bag play {bag} --clock --loop')
-    print('  ros2 run rqt_image_view rqt_image_view /fused/image')
+    print('  ros2 run rqt_image_view rqt_image_view     (then pick /fused/image)')
     print(f'or without ROS: sgdfuse replay {bag} --out {out / "sample_bag_fused"}')
     return 0
 
