@@ -19,8 +19,9 @@ Start the sgdfuse_ros fusion node (a lifecycle node that configures and activate
         thermal_topic:=/flir/image_raw rgb_topic:=/camera/color/image_raw \
         camera_info_topic:=/camera/color/camera_info namespace:=front
 
-Arguments: namespace, node_name, thermal_topic, rgb_topic, camera_info_topic (remappings of
-thermal/image_raw, rgb/image_raw, rgb/camera_info), params_file (default: the installed
+Arguments: namespace, node_name, thermal_topic, rgb_topic, camera_info_topic,
+thermal_info_topic (remappings of thermal/image_raw, rgb/image_raw, rgb/camera_info,
+thermal/camera_info), params_file (default: the installed
 config/fusion.yaml), use_sim_time (true with `ros2 bag play --clock`), device (auto, cpu,
 cuda; empty keeps the parameter file's), autostart, log_level.
 """
@@ -60,6 +61,7 @@ def _fusion_node(context):
             ('thermal/image_raw', value('thermal_topic')),
             ('rgb/image_raw', value('rgb_topic')),
             ('rgb/camera_info', value('camera_info_topic')),
+            ('thermal/camera_info', value('thermal_info_topic')),
         ],
         arguments=['--ros-args', '--log-level', value('log_level')],
     )]
@@ -74,6 +76,8 @@ def generate_launch_description():
         ('thermal_topic', 'thermal/image_raw', 'thermal camera images (sensor_msgs/Image)'),
         ('rgb_topic', 'rgb/image_raw', 'RGB camera images (sensor_msgs/Image)'),
         ('camera_info_topic', 'rgb/camera_info', 'RGB camera info (sensor_msgs/CameraInfo)'),
+        ('thermal_info_topic', 'thermal/camera_info',
+         'thermal camera info (sensor_msgs/CameraInfo; read with registration.undistort)'),
         ('params_file', default_params, 'parameter file (ROS 2 layout)'),
         ('use_sim_time', 'false', 'use /clock (true with `ros2 bag play --clock`)'),
         ('device', '', 'auto, cpu or cuda; empty keeps the parameter file value'),

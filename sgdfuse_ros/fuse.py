@@ -34,7 +34,8 @@ from .prior.format import overlay as draw_overlay
 
 
 def fusion_outputs(result, stamp, frame_id: str, encoding: str = 'bgr8',
-                   camera_info=None, overlay: bool = False) -> Dict[str, Any]:
+                   camera_info=None, overlay: bool = False,
+                   undistorted: bool = False) -> Dict[str, Any]:
     """
     Return the messages published for one fused pair, keyed by relative topic name.
 
@@ -44,7 +45,8 @@ def fusion_outputs(result, stamp, frame_id: str, encoding: str = 'bgr8',
     header = make_header(stamp, frame_id)
     fused = result.fused_bgr if encoding == 'bgr8' else result.fused_y
     height, width = result.fused_y.shape
-    info = (scale_camera_info(camera_info, width, height, header) if camera_info is not None
+    info = (scale_camera_info(camera_info, width, height, header, undistorted)
+            if camera_info is not None
             else camera_info_msg(width, height, header))
     out = {
         FUSED_TOPIC: image_msg(fused, header, encoding),

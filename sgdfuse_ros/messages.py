@@ -222,11 +222,11 @@ def camera_info_msg(width: int, height: int, header, k: Optional[np.ndarray] = N
         binning_y=0, roi=Roi(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
 
 
-def scale_camera_info(info, width: int, height: int, header=None):
+def scale_camera_info(info, width: int, height: int, header=None, undistorted: bool = False):
     """
     Return the visible camera's info for an image resized to width x height.
 
-    Published as fused/camera_info.
+    Published as fused/camera_info; ``undistorted``: the image was undistorted (D all zero).
     """
     sx, sy = width / max(int(info.width), 1), height / max(int(info.height), 1)
     K = np.asarray(info.k, np.float64).copy()
@@ -237,7 +237,8 @@ def scale_camera_info(info, width: int, height: int, header=None):
     P[[4, 5, 6, 7]] *= sy
     return msg_type(CAMERA_INFO)(
         header=header if header is not None else info.header, height=int(height),
-        width=int(width), distortion_model=info.distortion_model, d=np.asarray(info.d),
+        width=int(width), distortion_model=info.distortion_model,
+        d=np.zeros(len(info.d)) if undistorted else np.asarray(info.d),
         k=K, r=np.asarray(info.r, np.float64), p=P, binning_x=info.binning_x,
         binning_y=info.binning_y, roi=info.roi)
 
@@ -247,7 +248,7 @@ def scale_camera_info(info, width: int, height: int, header=None):
 
 INPUT_TOPICS = {'thermal': 'thermal/image_raw', 'visible': 'rgb/image_raw'}
 CAMERA_INFO_TOPIC = 'rgb/camera_info'
-THERMAL_INFO_TOPIC = 'thermal/camera_info'  # written by make-bag; the node does not read it
+THERMAL_INFO_TOPIC = 'thermal/camera_info'  # read by the node with registration.undistort
 COMPRESSED_SUFFIX = '/compressed'  # image_transport's compressed topic: base topic + suffix
 DIAGNOSTICS_TOPIC = '/diagnostics'
 FUSED_TOPIC = 'fused/image'

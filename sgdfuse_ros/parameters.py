@@ -147,6 +147,12 @@ PIPELINE_PARAMS = [
     P('registration.resize_mismatched', False,
       'With no homography, thermal and visible images of different sizes are an error; true '
       'stretches the thermal image onto the visible frame instead.'),
+    P('registration.undistort', False,
+      "Undo each camera's lens distortion before registering, with the distortion coefficients "
+      'of its camera_info (rgb/camera_info, thermal/camera_info; plumb_bob, rational_polynomial '
+      'or equidistant); a camera without camera_info or with zero coefficients is used as it '
+      'comes. sgdfuse register sets it when it undistorted the recording: the homography is '
+      'then between the undistorted images.'),
     P('limits.max_input_pixels', DEFAULT_MAX_PIXELS,
       'Frames with more pixels than this (per camera; a compressed image by its header, before '
       'decoding) are rejected, and the fused image (output.width x output.height) may not be '

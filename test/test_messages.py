@@ -93,7 +93,8 @@ def test_launch_file_defaults_are_the_table():
             remapped.add(node.elts[0].value)
     table = {'thermal_topic': messages.INPUT_TOPICS['thermal'],
              'rgb_topic': messages.INPUT_TOPICS['visible'],
-             'camera_info_topic': messages.CAMERA_INFO_TOPIC}
+             'camera_info_topic': messages.CAMERA_INFO_TOPIC,
+             'thermal_info_topic': messages.THERMAL_INFO_TOPIC}
     assert {name: arguments.get(name) for name in table} == table
     assert set(table.values()) <= remapped
 

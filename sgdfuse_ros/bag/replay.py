@@ -54,6 +54,7 @@ from ..eval.metrics import frame_metrics, to_gray
 from ..fuse import Failed, fuse_pair, fusion_outputs
 from ..intake import ApproximateSync, frame_from_bytes, Pair, pair_frame, Rejected, ROLE_LABELS
 from ..messages import deserialize, OUTPUT_TOPICS, OUTPUT_TYPES, OVERLAY_TOPIC
+from ..pipeline.undistort import undistort_cameras
 from ..prior.format import overlay as draw_overlay
 from ..writing import is_write_failure, write_failure
 
@@ -91,11 +92,13 @@ class Replay:
         self.roles = {topics.thermal.name: 'thermal', topics.visible.name: 'visible'}
         if topics.visible_info is not None:
             self.roles[topics.visible_info.name] = 'visible_info'
-        if copy_inputs and topics.thermal_info is not None:
+        if (copy_inputs or config['registration.undistort']) and topics.thermal_info is not None:
             self.roles.setdefault(topics.thermal_info.name, 'thermal_info')
         self.other_read: Dict[str, int] = {r: 0 for r in self.roles.values()
                                            if r not in ('thermal', 'visible')}
         self.visible_info = None
+        self.thermal_info = None
+        self.undistort_problems: Dict[str, str] = {}
         self.latest = {'thermal': None, 'visible': None}       # last stamp seen (closest-gap hint)
         self.pairs = 0
         self.read_error: Optional[str] = None
@@ -135,12 +138,13 @@ class Replay:
                     break
                 if role not in ('thermal', 'visible'):
                     self.other_read[role] += 1
-                    if role == 'visible_info':
+                    if role in ('visible_info', 'thermal_info'):
                         try:
-                            self.visible_info = deserialize(raw, msgtype)
+                            setattr(self, role, deserialize(raw, msgtype))
                         except Exception as err:
-                            self.report.notes.append(f'an RGB camera_info message did not '
-                                                     f'decode ({type(err).__name__})')
+                            self.report.notes.append(
+                                f"a{'n RGB' if role == 'visible_info' else ' thermal'} "
+                                f'camera_info message did not decode ({type(err).__name__})')
                     continue
                 self.report.message(role)
                 self.arrive(role, msgtype, raw, log_ns)
@@ -199,6 +203,14 @@ class Replay:
             self.report.failure(index, v_stamp, 'not_written', 'the output bag stopped '
                                 'accepting writes before this pair')
             return self._tick()
+        undistorted, problems = undistort_cameras(
+            getattr(self.pipeline, 'registration', None), self.thermal_info, self.visible_info,
+            bool(self.config['registration.undistort']))
+        for role, why in problems.items():
+            if role not in self.undistort_problems:
+                self.undistort_problems[role] = why
+                self.report.notes.append(f'the {role} camera_info cannot undistort ({why}); '
+                                         'that camera was used as it came')
         if self.stop is None:
             result = fuse_pair(self.pipeline, pair)
         else:  # a second signal abandons this pair (counted) rather than waiting for it
@@ -214,7 +226,8 @@ class Replay:
         tick = time.perf_counter()
         frame_id = self.config['output.frame_id'] or pair.visible.frame_id
         outputs = fusion_outputs(result, pair.visible.stamp, frame_id,
-                                 self.config['output.encoding'], self.visible_info, self.overlay)
+                                 self.config['output.encoding'], self.visible_info, self.overlay,
+                                 undistorted)
         log_ns = max(pair.thermal.arrival, pair.visible.arrival)  # bag log times
         for rel, msg in outputs.items():
             if not self._write(self.output_topic(rel), log_ns, msg):

@@ -60,8 +60,10 @@ from ..config import load_config
 from ..errors import InputError
 from ..eval.datasets import list_pairs, load_pair
 from ..intake import ApproximateSync, frame_from_bytes, pair_frame, Rejected
+from ..messages import deserialize
 from ..parameters import defaults
 from ..pipeline.encodings import ThermalAGC, visible_to_bgr
+from ..pipeline.undistort import Undistortion
 from ..registration.check import check_image
 from ..registration.estimate import estimate, scale_between
 from ..writing import write_bytes
@@ -86,6 +88,9 @@ def add_arguments(parser) -> None:
                         metavar='PX',
                         help='refuse when the corner uncertainty is above this many visible '
                         'pixels (default: 3 per 640 pixels of visible width)')
+    parser.add_argument('--no-undistort', action='store_true',
+                        help="use the frames as they come even when the bag's camera_info "
+                        'messages have distortion coefficients')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing --out')
     parser.add_argument('--quiet', action='store_true', help='no progress output')
 
@@ -101,6 +106,7 @@ class Frames:
         self.seen = 0
         self.stride = 1
         self.skipped = {}
+        self.infos = {'thermal': None, 'visible': None}   # the first CameraInfo of each camera
 
     def add(self, thermal_u8, visible_gray) -> None:
         size_t = (thermal_u8.shape[1], thermal_u8.shape[0])
@@ -167,10 +173,22 @@ def frames_from_bag(args, config, bar, say) -> Frames:
         topics = choose_topics(bag, args.thermal_topic, args.visible_topic)
         say(f'{bag.description}; {topics.describe()}')
         roles = {topics.thermal.name: 'thermal', topics.visible.name: 'visible'}
+        for role, info in (('thermal', topics.thermal_info), ('visible', topics.visible_info)):
+            if info is not None and not args.no_undistort:
+                roles[info.name] = role + '_info'
         bar.total = min(topics.thermal.count, topics.visible.count) or None
         stream = bag.messages(list(roles))
         try:
             for topic, msgtype, log_ns, raw in stream:
+                role = roles[topic]
+                if role.endswith('_info'):
+                    if frames.infos[role[:-5]] is None:
+                        try:
+                            frames.infos[role[:-5]] = deserialize(raw, msgtype)
+                        except Exception as err:  # noqa: B902 (any decoding failure)
+                            say(f'a {role[:-5]} camera_info message did not decode '
+                                f'({type(err).__name__}); that camera is used as it comes')
+                    continue
                 try:
                     frame = frame_from_bytes(roles[topic], raw, msgtype, limit, log_ns)
                 except Rejected as err:
@@ -189,6 +207,26 @@ def frames_from_bag(args, config, bar, say) -> Frames:
         finally:
             stream.close()
     return frames
+
+
+def undistort_frames(frames: Frames, say) -> bool:
+    """Undistort the kept frames of each camera whose camera_info has distortion coefficients."""
+    done = []
+    for role, images in (('thermal', frames.thermal), ('visible', frames.visible)):
+        try:
+            undistortion = Undistortion.from_info(frames.infos[role])
+        except InputError as err:
+            say(f'the {role} camera_info cannot undistort ({err}); that camera is used as it '
+                'comes')
+            continue
+        if undistortion is None:
+            continue
+        images[:] = [undistortion.apply(image) for image in images]
+        done.append(role)
+    if done:
+        say(f"undistorted the {' and '.join(done)} frames with their camera_info (the file sets "
+            'registration.undistort: true, so the node does the same)')
+    return bool(done)
 
 
 def parameter_file(homography, config: dict, summary: str) -> str:
@@ -239,6 +277,9 @@ def main(args) -> int:
         say('skipped: ' + ', '.join(f'{k} x{n}' for k, n in frames.skipped.items()))
     if not frames.thermal:
         raise InputError('no usable thermal/visible pair was found to register from')
+    if undistort_frames(frames, say):
+        config = dict(config)
+        config['registration.undistort'] = True
     steps = []
     result = estimate(frames.thermal, frames.visible, min_frames=args.min_frames,
                       max_uncertainty=(None if args.max_uncertainty is None else

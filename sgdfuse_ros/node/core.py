@@ -62,7 +62,8 @@ from ..errors import ConfigError
 from ..fuse import Failed, fuse_pair, fusion_outputs
 from ..intake import ApproximateSync, frame_from_msg, Pair, pair_frame, Rejected, ROLE_LABELS
 from ..intake import ROLES, short
-from ..messages import CAMERA_INFO_TOPIC, COMPRESSED_SUFFIX, INPUT_TOPICS
+from ..messages import CAMERA_INFO_TOPIC, COMPRESSED_SUFFIX, INPUT_TOPICS, THERMAL_INFO_TOPIC
+from ..pipeline.undistort import undistort_cameras
 from ..registration.check import alignment_score, AlignmentMonitor
 from ..transport.base import QosProfile, Transport
 
@@ -142,6 +143,7 @@ class FusionNodeCore:
         self._worker: Optional[threading.Thread] = None
         self._rebuild = False
         self._camera_info = None
+        self._thermal_info = None
         self._reset_statistics()
 
     def _reset_statistics(self) -> None:
@@ -250,6 +252,8 @@ class FusionNodeCore:
                                                                     qos))
         subscriptions.append(self.transport.create_subscription(
             CAMERA_INFO_TOPIC, messages.CAMERA_INFO, self.on_camera_info, qos))
+        subscriptions.append(self.transport.create_subscription(
+            THERMAL_INFO_TOPIC, messages.CAMERA_INFO, self.on_thermal_info, qos))
         with self._lock:
             if self.state == 'active':
                 self._subscriptions = subscriptions
@@ -269,6 +273,30 @@ class FusionNodeCore:
             self.counts.receive_camera_info(self.clock())
             if int(getattr(msg, 'width', 0)) > 0 and int(getattr(msg, 'height', 0)) > 0:
                 self._camera_info = msg
+
+    def on_thermal_info(self, msg) -> None:
+        """Keep the thermal camera's info: its lens distortion (registration.undistort)."""
+        with self._lock:
+            if int(getattr(msg, 'width', 0)) > 0 and int(getattr(msg, 'height', 0)) > 0:
+                self._thermal_info = msg
+
+    def _undistortion(self, pipeline) -> bool:
+        """
+        Hand the pipeline each camera's undistortion (``registration.undistort``).
+
+        Returns whether the visible image is undistorted (fused/camera_info then has D = 0). A
+        camera_info the undistortion cannot use is warned about and that camera used as it comes.
+        """
+        with self._lock:
+            thermal_info, visible_info = self._thermal_info, self._camera_info
+        visible, problems = undistort_cameras(getattr(pipeline, 'registration', None),
+                                              thermal_info, visible_info,
+                                              bool(self.config['registration.undistort']))
+        for role, why in problems.items():
+            self._warn.warning(f'undistort:{role}', f'{self.name}: the {ROLE_LABELS[role]} '
+                               f'camera_info cannot undistort ({why}); that camera is used as '
+                               'it comes')
+        return visible
 
     def _on_image(self, role: str, msg) -> None:
         now = self.clock()
@@ -348,6 +376,7 @@ class FusionNodeCore:
             with self._lock:
                 self.counts.settle(pair, 'stopped')
             return
+        undistorted = self._undistortion(pipeline)
         result = fuse_pair(pipeline, pair)
         if isinstance(result, Failed):
             self._failed(pair, result)
@@ -363,7 +392,8 @@ class FusionNodeCore:
         try:
             outputs = fusion_outputs(
                 result, pair.visible.stamp, config['output.frame_id'] or pair.visible.frame_id,
-                config['output.encoding'], camera_info=camera_info, overlay=overlay)
+                config['output.encoding'], camera_info=camera_info, overlay=overlay,
+                undistorted=undistorted)
             for topic, msg in outputs.items():
                 publishers[topic].publish(msg)
         except Exception as err:

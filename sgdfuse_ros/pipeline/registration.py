@@ -28,6 +28,7 @@ from typing import Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from .undistort import Undistortion
 from ..config import singular_homography
 from ..errors import InputError
 
@@ -46,6 +47,14 @@ class Registration:
         self._cache_key = None
         self._matrix: Optional[np.ndarray] = None
         self._valid: Optional[np.ndarray] = None
+        self.undistort = {'thermal': None, 'visible': None}
+
+    def set_undistortion(self, role: str, undistortion: Optional[Undistortion]) -> None:
+        """Undistort ``role``'s images (thermal or visible) before registering them (None: not)."""
+        current = self.undistort[role]
+        if (current is None) != (undistortion is None) or (
+                current is not None and current.key() != undistortion.key()):
+            self.undistort[role] = undistortion
 
     @classmethod
     def from_config(cls, config: dict) -> 'Registration':
@@ -90,6 +99,8 @@ class Registration:
 
     def thermal(self, thermal: np.ndarray, visible_shape: Sequence[int]) -> np.ndarray:
         """Thermal image warped or resized into the output frame."""
+        if self.undistort['thermal'] is not None:
+            thermal = self.undistort['thermal'].apply(thermal)
         self._prepare(thermal.shape, visible_shape)
         size = self.out_size(visible_shape)
         if self._matrix is not None:
@@ -102,6 +113,8 @@ class Registration:
         return self._valid
 
     def visible(self, visible: np.ndarray) -> np.ndarray:
+        if self.undistort['visible'] is not None:
+            visible = self.undistort['visible'].apply(visible)
         return resize(visible, self.out_size(visible.shape))
 
 

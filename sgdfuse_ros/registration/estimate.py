@@ -539,17 +539,20 @@ def _field(h, thermal_size, visible_width) -> float:
 
 def _jackknife(level: _Level, h: np.ndarray, n: int, thermal_size) -> float:
     estimates = []
-    if n >= 3:
-        for group in jackknife_groups(n):
-            keep = [i for i in range(n) if i not in group]
-            estimates.append(level.run(h, keep, iterations=8)[0])
-    else:  # one or two frames: leave one quarter of the image out at a time
-        xs, ys = level.grid
-        gh, gw = level.grid_shape
-        for qx in (0, 1):
-            for qy in (0, 1):
-                drop = ((xs >= gw / 2) == bool(qx)) & ((ys >= gh / 2) == bool(qy))
-                estimates.append(level.run(h, None, iterations=8, drop=drop)[0])
+    try:
+        if n >= 3:
+            for group in jackknife_groups(n):
+                keep = [i for i in range(n) if i not in group]
+                estimates.append(level.run(h, keep, iterations=8)[0])
+        else:  # one or two frames: leave one quarter of the image out at a time
+            xs, ys = level.grid
+            gh, gw = level.grid_shape
+            for qx in (0, 1):
+                for qy in (0, 1):
+                    drop = ((xs >= gw / 2) == bool(qx)) & ((ys >= gh / 2) == bool(qy))
+                    estimates.append(level.run(h, None, iterations=8, drop=drop)[0])
+    except RegistrationRefused:  # a subset without overlap or edges: nothing to trust
+        return float('inf')
     corners = np.stack([thermal_corners(e, thermal_size) for e in estimates])
     k = len(estimates)
     mean = corners.mean(axis=0)
