@@ -20,29 +20,76 @@ The node (:mod:`sgdfuse_ros.node.core`), the bag replay (:mod:`sgdfuse_ros.bag.r
 which returns the result or a :class:`Failed` with one of :data:`FAILURES`; the node and the
 replay publish through :func:`fusion_outputs`, so a replayed bag holds what the node would have
 sent.
+
+``semantic/targets`` and ``semantic/detections`` carry the frame's scored warm targets
+(:mod:`sgdfuse_ros.prior.targets`), not the fusion prior's every warm region; the detections'
+ids come from a :class:`SemanticOutputs` the caller keeps for the run (its tracker,
+:mod:`sgdfuse_ros.prior.tracking`), so a target keeps its id while it is tracked.
+``semantic/labels`` stays the prior's region map, renumbered every frame (targets first, by
+area): its ids are not the detections' ids.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
 
 from .errors import error_line, ResourceError, SgdfuseError
-from .messages import (camera_info_msg, FUSED_INFO_TOPIC, FUSED_TOPIC, image_msg, LABELS_TOPIC,
-                       make_header, OVERLAY_TOPIC, scale_camera_info, TARGETS_TOPIC)
+from .messages import (camera_info_msg, detection_array_msg, DETECTIONS_TOPIC, FUSED_INFO_TOPIC,
+                       FUSED_TOPIC, image_msg, LABELS_TOPIC, make_header, OVERLAY_TOPIC,
+                       scale_camera_info, TARGETS_TOPIC)
 from .prior.format import overlay as draw_overlay
+from .prior.targets import TargetSelector, WarmTargets
+from .prior.tracking import TargetTracker
+
+#: Detection2D hypothesis class of a warm target (the selection does not tell people from cars)
+TARGET_CLASS = 'warm_target'
+
+
+class SemanticOutputs:
+    """
+    The state the semantic outputs keep across frames: the target selection and the tracker.
+
+    ``outputs(result)`` -> (:class:`~sgdfuse_ros.prior.targets.WarmTargets`, [id per box]).
+    With ``prior.source: none`` (no prior) nothing is a target.
+    """
+
+    def __init__(self, selector: Optional[TargetSelector] = None,
+                 tracker: Optional[TargetTracker] = None):
+        self.selector = selector if selector is not None else TargetSelector()
+        self.tracker = tracker if tracker is not None else TargetTracker()
+
+    def reset(self) -> None:
+        self.tracker.reset()
+
+    def __call__(self, result) -> Tuple[WarmTargets, List[int]]:
+        if result.prior.source == 'none':
+            found = WarmTargets(np.zeros(result.fused_y.shape, np.float32), [])
+        else:
+            found = self.selector(result.thermal)
+        return found, self.tracker.update([t.box for t in found.boxes])
+
+
+def detections(found: WarmTargets, ids: List[int]) -> list:
+    """``(box, score, id, class)`` per target, as :func:`detection_array_msg` reads them."""
+    return [(t.box, t.score, str(i), TARGET_CLASS) for t, i in zip(found.boxes, ids)]
 
 
 def fusion_outputs(result, stamp, frame_id: str, encoding: str = 'bgr8',
                    camera_info=None, overlay: bool = False,
-                   undistorted: bool = False) -> Dict[str, Any]:
+                   undistorted: bool = False,
+                   semantic: Optional[SemanticOutputs] = None) -> Dict[str, Any]:
     """
     Return the messages published for one fused pair, keyed by relative topic name.
 
     Every message carries ``stamp`` (the source pair's stamp, a Time message) and ``frame_id``
-    (the frame the fused image lives in: the visible camera's).
+    (the frame the fused image lives in: the visible camera's). ``semantic``: the run's
+    :class:`SemanticOutputs` (stable detection ids); None numbers this frame's targets 1..N.
     """
     header = make_header(stamp, frame_id)
+    found, ids = (semantic if semantic is not None else SemanticOutputs())(result)
     fused = result.fused_bgr if encoding == 'bgr8' else result.fused_y
     height, width = result.fused_y.shape
     info = (scale_camera_info(camera_info, width, height, header, undistorted)
@@ -52,7 +99,8 @@ def fusion_outputs(result, stamp, frame_id: str, encoding: str = 'bgr8',
         FUSED_TOPIC: image_msg(fused, header, encoding),
         FUSED_INFO_TOPIC: info,
         LABELS_TOPIC: image_msg(result.prior.labels, header, 'mono16'),
-        TARGETS_TOPIC: image_msg(result.prior.targets_u8(), header, 'mono8'),
+        TARGETS_TOPIC: image_msg(found.targets_u8(), header, 'mono8'),
+        DETECTIONS_TOPIC: detection_array_msg(header, detections(found, ids)),
     }
     if overlay:
         out[OVERLAY_TOPIC] = image_msg(draw_overlay(result.fused_bgr, result.prior), header,

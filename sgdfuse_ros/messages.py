@@ -16,7 +16,9 @@
 ROS 2 messages without ROS: the codec, images and camera info, and the one table of topics.
 
 ``rosbags`` knows the ROS 2 Humble message definitions and serialises them to the exact CDR bytes
-that ROS 2 sends on the wire and stores in bags. The node, its transports, the bag replay,
+that ROS 2 sends on the wire and stores in bags; the ``vision_msgs`` 4.x definitions (Humble,
+Jazzy: ``Detection2DArray`` and what it holds, :data:`VISION_MSGS`), which ``rosbags`` does not
+ship, are registered with it here. The node, its transports, the bag replay,
 ``make-bag`` and ``adapt`` all build and read messages here, so every front end publishes the
 same thing; the topic names the node, ``sgdfuse live``, ``make-bag`` and the synthetic camera use
 are spelled once, at the end of this file. This module is on the ground floor: it imports
@@ -41,12 +43,33 @@ IMAGE = 'sensor_msgs/msg/Image'
 COMPRESSED = 'sensor_msgs/msg/CompressedImage'
 CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
 DIAGNOSTIC_ARRAY = 'diagnostic_msgs/msg/DiagnosticArray'
+DETECTION_ARRAY = 'vision_msgs/msg/Detection2DArray'
+
+# vision_msgs 4.x (ROS 2 Humble and later; the same in Jazzy), the messages Detection2DArray uses
+VISION_MSGS = {
+    'vision_msgs/msg/Point2D': 'float64 x\nfloat64 y\n',
+    'vision_msgs/msg/Pose2D': 'vision_msgs/Point2D position\nfloat64 theta\n',
+    'vision_msgs/msg/BoundingBox2D': 'vision_msgs/Pose2D center\nfloat64 size_x\nfloat64 size_y\n',
+    'vision_msgs/msg/ObjectHypothesis': 'string class_id\nfloat64 score\n',
+    'vision_msgs/msg/ObjectHypothesisWithPose':
+        'vision_msgs/ObjectHypothesis hypothesis\ngeometry_msgs/PoseWithCovariance pose\n',
+    'vision_msgs/msg/Detection2D':
+        'std_msgs/Header header\nvision_msgs/ObjectHypothesisWithPose[] results\n'
+        'vision_msgs/BoundingBox2D bbox\nstring id\n',
+    'vision_msgs/msg/Detection2DArray':
+        'std_msgs/Header header\nvision_msgs/Detection2D[] detections\n',
+}
 
 
 @lru_cache(maxsize=1)
 def typestore():
-    from rosbags.typesys import Stores, get_typestore
-    return get_typestore(Stores.ROS2_HUMBLE)
+    from rosbags.typesys import get_types_from_msg, Stores, get_typestore
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    types = {}
+    for name, text in VISION_MSGS.items():
+        types.update(get_types_from_msg(text, name))
+    store.register(types)
+    return store
 
 
 def msg_type(name: str):
@@ -200,6 +223,40 @@ def short_label(text, limit: int = 40) -> str:
         ('...' if len(text) > limit else '')
 
 
+# --- detections ----------------------------------------------------------------------------------
+
+def detection_array_msg(header, detections):
+    """
+    Build a vision_msgs/Detection2DArray: one Detection2D per ``(box, score, id, class_id)``.
+
+    ``box``: (x0, y0, x1, y1) in pixels of the image the header names (end exclusive); the
+    Detection2D's bbox is its centre and size, ``id`` the (tracking) id, and its one hypothesis
+    holds ``class_id`` and ``score`` (the pose stays zero: a 2D detection).
+    """
+    types = typestore().types
+    Point2D, Pose2D = types['vision_msgs/msg/Point2D'], types['vision_msgs/msg/Pose2D']
+    Box = types['vision_msgs/msg/BoundingBox2D']
+    Hypothesis = types['vision_msgs/msg/ObjectHypothesis']
+    WithPose = types['vision_msgs/msg/ObjectHypothesisWithPose']
+    Detection = types['vision_msgs/msg/Detection2D']
+    Pose, Point = types['geometry_msgs/msg/Pose'], types['geometry_msgs/msg/Point']
+    Quaternion = types['geometry_msgs/msg/Quaternion']
+    PoseWithCovariance = types['geometry_msgs/msg/PoseWithCovariance']
+    out = []
+    for (x0, y0, x1, y1), score, ident, class_id in detections:
+        centre = Pose2D(position=Point2D(x=(x0 + x1) / 2.0, y=(y0 + y1) / 2.0), theta=0.0)
+        pose = PoseWithCovariance(pose=Pose(position=Point(x=0.0, y=0.0, z=0.0),
+                                            orientation=Quaternion(x=0.0, y=0.0, z=0.0, w=1.0)),
+                                  covariance=np.zeros(36, np.float64))
+        out.append(Detection(
+            header=header,
+            results=[WithPose(hypothesis=Hypothesis(class_id=str(class_id), score=float(score)),
+                              pose=pose)],
+            bbox=Box(center=centre, size_x=float(x1 - x0), size_y=float(y1 - y0)),
+            id=str(ident)))
+    return types[DETECTION_ARRAY](header=header, detections=out)
+
+
 # --- camera info ---------------------------------------------------------------------------------
 
 def camera_info_msg(width: int, height: int, header, k: Optional[np.ndarray] = None,
@@ -255,6 +312,7 @@ FUSED_TOPIC = 'fused/image'
 FUSED_INFO_TOPIC = 'fused/camera_info'
 LABELS_TOPIC = 'semantic/labels'
 TARGETS_TOPIC = 'semantic/targets'
+DETECTIONS_TOPIC = 'semantic/detections'
 OVERLAY_TOPIC = 'semantic/overlay'
 # every topic the node (and the bag replay) publishes for a fused pair, relative to the
 # node's namespace, with its message type; the overlay only when asked for
@@ -263,6 +321,7 @@ OUTPUT_TYPES = {
     FUSED_INFO_TOPIC: CAMERA_INFO,
     LABELS_TOPIC: IMAGE,
     TARGETS_TOPIC: IMAGE,
+    DETECTIONS_TOPIC: DETECTION_ARRAY,
     OVERLAY_TOPIC: IMAGE,
 }
 OUTPUT_TOPICS = tuple(topic for topic in OUTPUT_TYPES if topic != OVERLAY_TOPIC)  # always sent

@@ -112,3 +112,31 @@ def test_image_message_round_trip(array, encoding):
     assert got == encoding
     np.testing.assert_array_equal(image, array)
     assert messages.stamp_nanoseconds(again) == 1_500_000_000
+
+
+def test_detection_array_round_trips_in_the_vision_msgs_layout():
+    header = messages.make_header(12.25, 'rgb_optical')
+    msg = messages.detection_array_msg(header, [((10, 20, 16, 36), 0.8, '7', 'warm_target'),
+                                                ((0, 0, 3, 2), 0.25, '9', 'warm_target')])
+    assert messages.OUTPUT_TYPES[messages.DETECTIONS_TOPIC] == messages.DETECTION_ARRAY
+    back = messages.deserialize(messages.serialize(msg), messages.DETECTION_ARRAY)
+    assert messages.stamp_nanoseconds(back) == 12_250_000_000
+    assert back.header.frame_id == 'rgb_optical'
+    first = back.detections[0]
+    assert messages.stamp_nanoseconds(first) == 12_250_000_000
+    assert (first.bbox.center.position.x, first.bbox.center.position.y) == (13.0, 28.0)
+    assert (first.bbox.size_x, first.bbox.size_y, first.bbox.center.theta) == (6.0, 16.0, 0.0)
+    assert first.id == '7'
+    assert first.results[0].hypothesis.class_id == 'warm_target'
+    assert first.results[0].hypothesis.score == pytest.approx(0.8)
+    assert first.results[0].pose.pose.orientation.w == 1.0
+    assert [d.id for d in back.detections] == ['7', '9']
+    empty = messages.detection_array_msg(header, [])
+    assert messages.deserialize(messages.serialize(empty), messages.DETECTION_ARRAY).detections \
+        == []
+    # the field layout of vision_msgs 4.x (Humble, Jazzy), as the registered definition holds it
+    fields = messages.typestore().fielddefs
+    assert [name for name, _ in fields['vision_msgs/msg/Detection2D'][1]] == \
+        ['header', 'results', 'bbox', 'id']
+    assert [name for name, _ in fields['vision_msgs/msg/BoundingBox2D'][1]] == \
+        ['center', 'size_x', 'size_y']

@@ -28,7 +28,8 @@ paired by the node's own intake (:mod:`sgdfuse_ros.intake`, with ``sync.slop`` a
 node's outputs (:func:`sgdfuse_ros.fuse.fusion_outputs`) are written under the names the node
 publishes (:data:`sgdfuse_ros.messages.OUTPUT_TYPES`), in ``--namespace`` as the node's namespace
 (default the root: ``/fused/image``, ``/fused/camera_info``, ``/semantic/labels``,
-``/semantic/targets``), so a replayed bag and a live recording compare topic for topic. Bags
+``/semantic/targets``, ``/semantic/detections``: vision_msgs/Detection2DArray, ids tracked across
+the whole replay), so a replayed bag and a live recording compare topic for topic. Bags
 written before under ``/fusion/...`` still read: output topics are never taken as camera input
 (:mod:`.reader`). Every output carries the stamp of its pair's visible
 image (copied field by field; the fused image lives in the visible camera's frame) and is written
@@ -51,7 +52,7 @@ import numpy as np
 from .reader import BagReadError
 from ..errors import InputError
 from ..eval.metrics import frame_metrics, to_gray
-from ..fuse import Failed, fuse_pair, fusion_outputs
+from ..fuse import Failed, fuse_pair, fusion_outputs, SemanticOutputs
 from ..intake import ApproximateSync, frame_from_bytes, Pair, pair_frame, Rejected, ROLE_LABELS
 from ..messages import deserialize, OUTPUT_TOPICS, OUTPUT_TYPES, OVERLAY_TOPIC
 from ..pipeline.undistort import undistort_cameras
@@ -103,6 +104,7 @@ class Replay:
         self.pairs = 0
         self.read_error: Optional[str] = None
         self.interrupted = None  # the signal's name once stopped by one
+        self.semantic = SemanticOutputs()  # warm targets and their tracker, for the whole bag
 
     def output_topic(self, relative: str) -> str:
         return f'{self.namespace}/{relative}'
@@ -227,7 +229,7 @@ class Replay:
         frame_id = self.config['output.frame_id'] or pair.visible.frame_id
         outputs = fusion_outputs(result, pair.visible.stamp, frame_id,
                                  self.config['output.encoding'], self.visible_info, self.overlay,
-                                 undistorted)
+                                 undistorted, self.semantic)
         log_ns = max(pair.thermal.arrival, pair.visible.arrival)  # bag log times
         for rel, msg in outputs.items():
             if not self._write(self.output_topic(rel), log_ns, msg):

@@ -163,3 +163,52 @@ def summarise(ratios_by_name: Dict[str, List[float]], kept: float = KEPT) -> dic
                     'median': float(np.median(arr)) if arr.size else float('nan'),
                     'kept': float((arr >= kept).mean()) if arr.size else float('nan')}
     return out
+
+
+# --- published targets against the boxes (benchmarks/targets.py) -------------------------------
+
+#: a pixel of the mono8 targets map counts as target from this value (0.25 of full strength)
+TARGET_LEVEL = 64
+COVERED = 0.3  # a warm box is found when at least this share of it is target
+GROW = 1.25    # precision: target pixels inside a labelled box grown by this factor count
+
+
+def grown_boxes_mask(boxes: List[Box], shape: Sequence[int], grow: float = GROW) -> np.ndarray:
+    """Boolean mask of ``boxes`` (any class), each grown by ``grow`` about its centre."""
+    h, w = int(shape[0]), int(shape[1])
+    out = np.zeros((h, w), bool)
+    for _, x0, y0, x1, y1 in boxes:
+        cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+        half_w, half_h = (x1 - x0) * grow / 2.0, (y1 - y0) * grow / 2.0
+        out[max(int(np.floor(cy - half_h)), 0):max(int(np.ceil(cy + half_h)), 0),
+            max(int(np.floor(cx - half_w)), 0):max(int(np.ceil(cx + half_w)), 0)] = True
+    return out
+
+
+def target_counts(target: np.ndarray, warm: List[dict], grown: np.ndarray,
+                  covered: float = COVERED) -> dict:
+    """
+    One frame's counts: warm boxes, those found (``covered`` of the box is target), target pixels
+    and those inside ``grown`` (:func:`grown_boxes_mask`). ``target``: boolean HxW.
+    """
+    target = np.asarray(target, bool)
+    return {'warm': len(warm),
+            'found': int(sum(target[b['inside']].mean() >= covered for b in warm)),
+            'pixels': int(target.sum()), 'inside': int((target & grown).sum())}
+
+
+def recall_precision(counts_by_name: Dict[str, dict]) -> dict:
+    """Recall (found / warm boxes) and precision (inside / target pixels): all, night, day."""
+    groups = {'all': [], 'night': [], 'day': []}
+    for name, counts in counts_by_name.items():
+        groups['all'].append(counts)
+        groups['night' if is_night(name) else 'day'].append(counts)
+    out = {}
+    for key, items in groups.items():
+        total = {k: sum(c[k] for c in items) for k in ('warm', 'found', 'pixels', 'inside')}
+        total['recall'] = total['found'] / total['warm'] if total['warm'] else float('nan')
+        total['precision'] = (total['inside'] / total['pixels'] if total['pixels']
+                              else float('nan'))
+        total['frames'] = len(items)
+        out[key] = total
+    return out

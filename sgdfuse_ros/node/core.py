@@ -29,7 +29,8 @@ Data flow::
   (:mod:`sgdfuse_ros.intake`, which the bag replay and ``sgdfuse adapt`` use too).
 - A completed pair goes to a one-slot mailbox. The worker fuses the newest pair; a pair replaced
   before the worker takes it is dropped as ``busy``: the node falls behind by dropping, not by
-  queueing. Outputs (:func:`sgdfuse_ros.fuse.fusion_outputs`) carry the visible image's stamp.
+  queueing. Outputs (:func:`sgdfuse_ros.fuse.fusion_outputs`) carry the visible image's stamp;
+  ``semantic/detections`` ids are tracked across the frames of one activation.
 - Every frame is accounted for (:mod:`.accounting`); :meth:`FusionNodeCore.stats` returns it
   all and ``/diagnostics`` (:mod:`.diagnostics`) publishes it periodically.
 
@@ -59,7 +60,7 @@ from .rate_limited_log import RateLimitedLog
 from .. import messages
 from ..config import check_config
 from ..errors import ConfigError
-from ..fuse import Failed, fuse_pair, fusion_outputs
+from ..fuse import Failed, fuse_pair, fusion_outputs, SemanticOutputs
 from ..intake import ApproximateSync, frame_from_msg, Pair, pair_frame, Rejected, ROLE_LABELS
 from ..intake import ROLES, short
 from ..messages import CAMERA_INFO_TOPIC, COMPRESSED_SUFFIX, INPUT_TOPICS, THERMAL_INFO_TOPIC
@@ -144,6 +145,7 @@ class FusionNodeCore:
         self._rebuild = False
         self._camera_info = None
         self._thermal_info = None
+        self._semantic = SemanticOutputs()  # warm targets and their tracker (stable ids)
         self._reset_statistics()
 
     def _reset_statistics(self) -> None:
@@ -182,6 +184,7 @@ class FusionNodeCore:
             self.device = str(getattr(pipeline, 'device', 'unknown'))
             self._rebuild = False
             self.sync.restart()  # pair afresh per activation (stamps may restart), same counters
+            self._semantic.reset()  # detection ids start again at 1 per activation
             self._mailbox.reopen()
             self.state = 'active'
             if self.threaded:
@@ -393,7 +396,7 @@ class FusionNodeCore:
             outputs = fusion_outputs(
                 result, pair.visible.stamp, config['output.frame_id'] or pair.visible.frame_id,
                 config['output.encoding'], camera_info=camera_info, overlay=overlay,
-                undistorted=undistorted)
+                undistorted=undistorted, semantic=self._semantic)
             for topic, msg in outputs.items():
                 publishers[topic].publish(msg)
         except Exception as err:

@@ -1,0 +1,183 @@
+# Copyright 2026 The sgdfuse_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Warm targets a detector can trust: the compact warm objects of a thermal frame, scored.
+
+The fusion network's prior (:mod:`.thermal`) marks every region above the scene's warm threshold;
+by day that includes sunlit walls, tree trunks and roofs, which a consumer of
+``semantic/targets`` does not want. What the node *publishes* as targets
+(``semantic/targets``, ``semantic/detections``) is this selection instead; the prior the fusion
+stages read is unchanged.
+
+1. Candidates: the connected regions of the smoothed thermal image above
+   ``median + max(HOT_K * robust std, MIN_CONTRAST)`` (the prior's own smoothing and background
+   statistics, :meth:`ThermalPrior.warm_blobs`), at least ``MIN_PIXELS`` pixels.
+2. Each candidate is scored by a logistic model of 12 shape, heat and position features
+   (:func:`candidate_features`): how big it is relative to the frame, its aspect and fill,
+   how much warmer than the background and than a ring around it, whether it touches the top or
+   bottom border, its vertical position, and the scene's background level and spread.
+3. Candidates scoring at least ``MIN_SCORE`` are the targets: the ``targets`` map (same 0.5..1
+   warmth scale as the prior's, :func:`~.thermal.target_strength`) and one box per target, with
+   its score, for ``vision_msgs/Detection2DArray``.
+
+The weights were fitted on the MSRS train split (a car-mounted street camera, day and night;
+a candidate counts as right when at least half its pixels lie inside a human-labelled person,
+bicycle or car box grown by 25 %), and ``MIN_SCORE`` was chosen there; the test-split figures
+are in ``benchmarks/results/targets_test.md`` (``benchmarks/targets.py``). The position
+features assume a camera looking roughly at the horizon, as a vehicle's or robot's does; the
+score is a warmth-and-shape heuristic, not a classifier: it says "warm compact object", not
+"person".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Tuple
+
+import cv2
+import numpy as np
+
+from .thermal import MAX_WORK_WIDTH, target_strength, ThermalPrior, WORK_WIDTH
+
+HOT_K = 2.0            # candidates: robust standard deviations above the background median
+MIN_CONTRAST = 0.04    # ... and at least this far above it (thermal image in [0, 1])
+MIN_PIXELS = 3         # smaller candidates are noise
+RING = 0.03            # ring around a candidate for its local contrast, as a share of the width
+MIN_SCORE = 0.14       # candidates scoring at least this are published (chosen on MSRS train)
+
+# logistic model over candidate_features(): fitted on MSRS train (benchmarks/targets.py --fit)
+WEIGHTS = np.array([-0.163, 0.129, 0.27, 1.192, 1.016, -0.052, -1.42, 1.318, 4.572, -2.299,
+                    30.646, -3.608])
+BIAS = -9.979
+
+
+@dataclass
+class Target:
+    """One warm target: box in pixels (x0, y0, x1, y1; end exclusive), score, pixel count."""
+
+    box: Tuple[int, int, int, int]
+    score: float
+    pixels: int
+
+    @property
+    def center(self) -> Tuple[float, float]:
+        x0, y0, x1, y1 = self.box
+        return (x0 + x1) / 2.0, (y0 + y1) / 2.0
+
+    @property
+    def size(self) -> Tuple[int, int]:
+        x0, y0, x1, y1 = self.box
+        return x1 - x0, y1 - y0
+
+
+@dataclass
+class WarmTargets:
+    """The published targets of one frame: the map (float32 HxW in [0, 1]) and the boxes."""
+
+    targets: np.ndarray
+    boxes: List[Target]
+
+    def targets_u8(self) -> np.ndarray:
+        return np.clip(self.targets * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def candidate_features(area: int, box, shape, smooth_values: np.ndarray, ring_mean,
+                       background: float, spread: float) -> List[float]:
+    """The 12 features the score reads, for one candidate (see the module's description)."""
+    x, y, w, h = (int(v) for v in box)
+    height, width = int(shape[0]), int(shape[1])
+    sp = max(float(spread), 0.01)
+    peak = float(smooth_values.max()) - background
+    mean = float(smooth_values.mean())
+    local = (mean - float(ring_mean)) / sp if ring_mean is not None else 0.0
+    return [np.log(area / float(height * width)), np.log(h / float(w)), area / float(w * h),
+            np.log1p(max(peak, 0.0) / sp), np.log1p(max(mean - background, 0.0) / sp), local,
+            float(y == 0), (y + h / 2.0) / height, (y + h) / float(height), float(background),
+            float(spread), float(y + h >= height)]
+
+
+def score(features) -> float:
+    """The logistic score in [0, 1] of a candidate's features."""
+    z = float(np.dot(WEIGHTS, np.asarray(features, np.float64)) + BIAS)
+    return float(1.0 / (1.0 + np.exp(-np.clip(z, -40.0, 40.0))))
+
+
+class TargetSelector:
+    """
+    ``selector(thermal)`` -> :class:`WarmTargets` of a thermal frame (float32 HxW in [0, 1]).
+
+    ``min_score`` (default ``MIN_SCORE``): 0 publishes every candidate. Frames wider than
+    ``MAX_WORK_WIDTH`` are analysed at ``WORK_WIDTH`` and the result scaled back.
+    """
+
+    def __init__(self, min_score: float = MIN_SCORE):
+        self.min_score = float(min_score)
+        self.blobs = ThermalPrior()  # the statistics the weights were fitted with
+
+    def candidates(self, thermal: np.ndarray):
+        """
+        Return ``([(label, (x, y, w, h), area, features)], labels, blobs, hot)``.
+
+        ``labels``: the candidates' component map; ``blobs``: the warm-blob analysis
+        (smoothed image, background statistics); ``hot``: the candidates' threshold.
+        """
+        blobs = self.blobs.warm_blobs(np.asarray(thermal, np.float32))
+        smooth = blobs.smooth
+        hot = blobs.background + max(HOT_K * blobs.spread, MIN_CONTRAST)
+        mask = np.greater(smooth, hot).view(np.uint8)
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        h, w = smooth.shape
+        radius = max(2, int(round(RING * w)))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        out = []
+        for index in range(1, count):
+            x, y, bw, bh, area = (int(v) for v in stats[index])
+            if area < MIN_PIXELS:
+                continue
+            # the candidate and its ring, inside its box grown by the ring's radius
+            x0, y0 = max(x - radius, 0), max(y - radius, 0)
+            x1, y1 = min(x + bw + radius, w), min(y + bh + radius, h)
+            inside = labels[y0:y1, x0:x1] == index
+            ring = cv2.dilate(inside.view(np.uint8), kernel).astype(bool) & ~inside
+            local = smooth[y0:y1, x0:x1]
+            ring_mean = float(local[ring].mean()) if ring.any() else None
+            features = candidate_features(area, (x, y, bw, bh), (h, w), local[inside], ring_mean,
+                                          blobs.background, blobs.spread)
+            out.append((index, (x, y, bw, bh), area, features))
+        return out, labels, blobs, hot
+
+    def __call__(self, thermal: np.ndarray) -> WarmTargets:
+        thermal = np.asarray(thermal, np.float32)
+        h, w = thermal.shape
+        if w > MAX_WORK_WIDTH:  # analyse at WORK_WIDTH, hand back at the frame's size
+            small = (WORK_WIDTH, max(1, int(round(h * WORK_WIDTH / w))))
+            reduced = self(cv2.resize(thermal, small, interpolation=cv2.INTER_AREA))
+            sx, sy = w / float(small[0]), h / float(small[1])
+            boxes = [Target((int(np.floor(t.box[0] * sx)), int(np.floor(t.box[1] * sy)),
+                             min(int(np.ceil(t.box[2] * sx)), w), min(int(np.ceil(t.box[3] * sy)), h)),
+                            t.score, int(round(t.pixels * sx * sy))) for t in reduced.boxes]
+            return WarmTargets(cv2.resize(reduced.targets, (w, h), interpolation=cv2.INTER_LINEAR),
+                               boxes)
+        found, labels, blobs, hot = self.candidates(thermal)
+        kept = [(i, box, area, score(f)) for i, box, area, f in found]
+        kept = [c for c in kept if c[3] >= self.min_score]
+        keep = np.zeros(max(int(labels.max()) + 1, 1), bool)
+        for index, *_ in kept:
+            keep[index] = True
+        inside = keep[labels]
+        targets = target_strength(blobs.smooth, inside, hot)
+        kept.sort(key=lambda c: -c[2])  # largest first, as the prior orders its regions
+        boxes = [Target((x, y, x + bw, y + bh), s, area) for _, (x, y, bw, bh), area, s in kept]
+        return WarmTargets(targets, boxes)
