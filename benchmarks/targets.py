@@ -45,9 +45,8 @@ import sys
 import time
 
 import cv2
-import numpy as np
-
 from harness import command, RESULTS, write_results
+import numpy as np
 from sgdfuse_ros.config import load_config
 from sgdfuse_ros.eval.target_boxes import (grown_boxes_mask, label_file, read_boxes,
                                            recall_precision, target_counts, TARGET_LEVEL,

@@ -178,7 +178,7 @@ def test_copyright_paths_cover_every_source_and_no_repository_root(tmp_path):
 # --- launch_test FILE --------------------------------------------------------------------------
 ROS_MODULES = {'rclpy', 'launch', 'launch_ros', 'launch_testing', 'builtin_interfaces',
                'diagnostic_msgs', 'lifecycle_msgs', 'rcl_interfaces', 'rosgraph_msgs',
-               'sensor_msgs'}
+               'sensor_msgs', 'vision_msgs'}
 PYTHON_DEPS = {'python3-numpy': 'numpy', 'python3-pytest': 'pytest', 'python3-opencv': 'cv2',
                'python3-yaml': 'yaml'}
 INSERTS_OWN_FOLDER = 'sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))'

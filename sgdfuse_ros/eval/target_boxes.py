@@ -188,8 +188,10 @@ def grown_boxes_mask(boxes: List[Box], shape: Sequence[int], grow: float = GROW)
 def target_counts(target: np.ndarray, warm: List[dict], grown: np.ndarray,
                   covered: float = COVERED) -> dict:
     """
-    One frame's counts: warm boxes, those found (``covered`` of the box is target), target pixels
-    and those inside ``grown`` (:func:`grown_boxes_mask`). ``target``: boolean HxW.
+    Count one frame: warm boxes, found boxes, target pixels, target pixels inside ``grown``.
+
+    A box is found when ``covered`` of it is target; ``grown``: :func:`grown_boxes_mask`;
+    ``target``: boolean HxW.
     """
     target = np.asarray(target, bool)
     return {'warm': len(warm),

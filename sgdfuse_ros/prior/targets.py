@@ -95,7 +95,7 @@ class WarmTargets:
 
 def candidate_features(area: int, box, shape, smooth_values: np.ndarray, ring_mean,
                        background: float, spread: float) -> List[float]:
-    """The 12 features the score reads, for one candidate (see the module's description)."""
+    """Return the 12 features the score reads, for one candidate (see the module's text)."""
     x, y, w, h = (int(v) for v in box)
     height, width = int(shape[0]), int(shape[1])
     sp = max(float(spread), 0.01)
@@ -109,7 +109,7 @@ def candidate_features(area: int, box, shape, smooth_values: np.ndarray, ring_me
 
 
 def score(features) -> float:
-    """The logistic score in [0, 1] of a candidate's features."""
+    """Return the logistic score in [0, 1] of a candidate's features."""
     z = float(np.dot(WEIGHTS, np.asarray(features, np.float64)) + BIAS)
     return float(1.0 / (1.0 + np.exp(-np.clip(z, -40.0, 40.0))))
 
@@ -166,10 +166,11 @@ class TargetSelector:
             reduced = self(cv2.resize(thermal, small, interpolation=cv2.INTER_AREA))
             sx, sy = w / float(small[0]), h / float(small[1])
             boxes = [Target((int(np.floor(t.box[0] * sx)), int(np.floor(t.box[1] * sy)),
-                             min(int(np.ceil(t.box[2] * sx)), w), min(int(np.ceil(t.box[3] * sy)), h)),
+                             min(int(np.ceil(t.box[2] * sx)), w),
+                             min(int(np.ceil(t.box[3] * sy)), h)),
                             t.score, int(round(t.pixels * sx * sy))) for t in reduced.boxes]
-            return WarmTargets(cv2.resize(reduced.targets, (w, h), interpolation=cv2.INTER_LINEAR),
-                               boxes)
+            targets = cv2.resize(reduced.targets, (w, h), interpolation=cv2.INTER_LINEAR)
+            return WarmTargets(targets, boxes)
         found, labels, blobs, hot = self.candidates(thermal)
         kept = [(i, box, area, score(f)) for i, box, area, f in found]
         kept = [c for c in kept if c[3] >= self.min_score]

@@ -40,7 +40,7 @@ Box = Tuple[float, float, float, float]  # x0, y0, x1, y1
 
 @dataclass
 class Track:
-    id: int
+    id: int  # noqa: A003 (the track id, as vision_msgs names it)
     box: Box
     missed: int = 0
     age: int = 1  # frames it was matched in

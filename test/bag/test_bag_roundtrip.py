@@ -30,6 +30,7 @@ from bag_support import load_report, make_bag, raw_messages, read_bag, SIZE, sta
 import numpy as np
 import pytest
 from sgdfuse_ros.cli import main as cli
+from sgdfuse_ros.prior.tracking import box_iou
 import yaml
 
 N = 4
@@ -144,6 +145,26 @@ def test_make_bag_replay_round_trip(tmp_path, storage, version, rgb_format, ther
     for _, info in outputs['/fused/camera_info']:
         assert (info.width, info.height) == (w, h)
         assert info.k[0] > 0 and info.k[2] == pytest.approx((w - 1) / 2)
+    # the warm targets as vision_msgs/Detection2DArray: every pair, its stamp, tracked ids
+    assert out_types['/semantic/detections'] == 'vision_msgs/msg/Detection2DArray'
+    detections = [msg for _, msg in outputs['/semantic/detections']]
+    assert [stamp_of(msg) for msg in detections] == visible_stamps
+    previous = {}
+    for msg, (_, targets) in zip(detections, outputs['/semantic/targets']):
+        assert msg.header.frame_id == 'rgb_optical_frame'
+        target_map = np.frombuffer(bytes(targets.data), np.uint8).reshape(h, w)
+        boxes = {}
+        for d in msg.detections:
+            c, sx, sy = d.bbox.center.position, d.bbox.size_x, d.bbox.size_y
+            x0, y0 = int(c.x - sx / 2), int(c.y - sy / 2)
+            assert 0 <= x0 and 0 <= y0 and x0 + sx <= w and y0 + sy <= h
+            assert target_map[y0:y0 + int(sy), x0:x0 + int(sx)].max() >= 64  # a warm target
+            boxes[d.id] = (x0, y0, x0 + sx, y0 + sy)
+        for ident, box in boxes.items():  # a box where one was a frame ago keeps its id
+            same = [old for old, was in previous.items() if box_iou(was, box) > 0.6]
+            assert same in ([], [ident]), (ident, same)
+        previous = boxes
+    assert any(msg.detections for msg in detections)
 
     report = load_report(tmp_path / 'out_bag_report')
     for role in ('thermal', 'rgb'):

@@ -30,7 +30,7 @@ class ThermalScalePipeline(FakePipeline):
 
 
 def walking_person(step):
-    """A warm person (6 x 16 pixels) walking right by 2 pixels a frame; the pair's images."""
+    """Return the pair of frame ``step``: a warm person (6 x 16 pixels) walking right."""
     h, w = 64, 96
     thermal = np.full((h, w), 70, np.uint8)
     thermal[28:44, 20 + 2 * step:26 + 2 * step] = 190

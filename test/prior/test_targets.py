@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The published warm targets: scored compact warm objects, and the tracker that keeps their ids."""
+"""Published warm targets: scored compact warm objects, and the tracker keeping their ids."""
 
 import numpy as np
 import pytest
@@ -24,7 +24,7 @@ from sgdfuse_ros.prior.tracking import box_iou, TargetTracker
 
 
 def street(width, height, seed=0):
-    """A cool street with a sunlit wall at the top, a person and a car (boxes x0, y0, x1, y1)."""
+    """Return a cool street with a sunlit wall at the top, a person and a car, and their boxes."""
     rng = np.random.default_rng(seed)
     thermal = (0.3 + 0.02 * rng.standard_normal((height, width))).astype(np.float32)
     sx, sy = width / 128.0, height / 128.0

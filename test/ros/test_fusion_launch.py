@@ -18,6 +18,8 @@ Launch test: ``fusion.launch.py`` in a namespace, with remapped camera topics.
 What a ROS user sees from another process: the node becomes active; camera pairs sent with
 best-effort and with reliable QoS come back fused with their stamps and frame ids on every
 output (fused image + camera info, labels, targets; the overlay only while subscribed);
+``semantic/detections`` (vision_msgs/Detection2DArray) carries each pair's stamp and keeps its
+targets' ids over a sequence;
 /diagnostics balances its books; ``ros2 param set`` is accepted or refused with the reason;
 deactivate stops the outputs and activate resumes them; the graph shows the namespaced outputs
 and the remapped inputs; on shutdown the node exits with 0.
@@ -46,6 +48,7 @@ PythonLaunchDescriptionSource = pytest.importorskip(
     'launch.launch_description_sources').PythonLaunchDescriptionSource
 Transition = pytest.importorskip('lifecycle_msgs.msg').Transition
 pytest.importorskip('sensor_msgs.msg')
+Detection2DArray = pytest.importorskip('vision_msgs.msg').Detection2DArray
 
 # launch_test FILE adds no pytest paths: the probe is found beside this file
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -64,6 +67,7 @@ FUSED = NAMESPACE + '/fused/image'
 OUTPUTS = {FUSED: Image, NAMESPACE + '/fused/camera_info': CameraInfo,
            NAMESPACE + '/semantic/labels': Image, NAMESPACE + '/semantic/targets': Image}
 OVERLAY = NAMESPACE + '/semantic/overlay'
+DETECTIONS = NAMESPACE + '/semantic/detections'
 
 
 @pytest.mark.launch_test
@@ -84,6 +88,7 @@ class TestFusionNode(unittest.TestCase):
         cls.probe = Probe('fusion_launch_probe')
         for topic, msg_type in OUTPUTS.items():
             cls.probe.listen(topic, msg_type)
+        cls.probe.listen(DETECTIONS, Detection2DArray)
 
     @classmethod
     def tearDownClass(cls):
@@ -259,13 +264,45 @@ class TestFusionNode(unittest.TestCase):
             'fusion_node', NAMESPACE)}
         subscriptions = {name for name, _ in node.get_subscriber_names_and_types_by_node(
             'fusion_node', NAMESPACE)}
-        self.assertLessEqual(set(OUTPUTS) | {OVERLAY, '/diagnostics'}, publishers)
+        self.assertLessEqual(set(OUTPUTS) | {OVERLAY, DETECTIONS, '/diagnostics'}, publishers)
         self.assertLessEqual({THERMAL, RGB, CAMERA_INFO}, subscriptions)
         # the standard per-topic QoS override parameters exist (QoSOverridingOptions)
         self.assertEqual(self.probe.get_parameter(
             NODE, f'qos_overrides.{THERMAL}.subscription.reliability'), 'best_effort')
         self.assertEqual(self.probe.get_parameter(
             NODE, f'qos_overrides.{FUSED}.publisher.reliability'), 'reliable')
+
+    def test_8_detections_carry_the_pair_stamp_and_keep_their_ids(self):
+        probe = self.probe
+        pubs = probe.cameras(THERMAL, RGB, 'reliable', node=NODE, fused_topic=FUSED,
+                             first_stamp=700.0)
+        stamps = [round(700.0 + i / 10, 6) for i in range(5)]
+        fused = probe.send_pairs_lockstep(pubs, stamps, FUSED)
+        self.assertEqual(fused, stamps)
+
+        def heard():
+            return {round(stamp_s(m.header.stamp), 6): m for m in probe.heard[DETECTIONS]}
+        self.assertTrue(probe.spin_until(lambda: set(stamps) <= set(heard()), 20.0),
+                        f'no detections for some of {stamps}')
+        ids = []
+        for seconds in stamps:
+            msg = heard()[seconds]  # one Detection2DArray per fused pair, with its stamp
+            self.assertEqual(msg.header.frame_id, 'rgb_optical')
+            self.assertTrue(msg.detections, f'no warm target in the pair at {seconds}')
+            for detection in msg.detections:
+                self.assertEqual(round(stamp_s(detection.header.stamp), 6), seconds)
+                box = detection.bbox
+                self.assertTrue(0 < box.size_x <= WIDTH and 0 < box.size_y <= HEIGHT)
+                self.assertTrue(0 <= box.center.position.x <= WIDTH)
+                self.assertTrue(0 <= box.center.position.y <= HEIGHT)
+                self.assertEqual(detection.results[0].hypothesis.class_id, 'warm_target')
+                self.assertTrue(0.0 < detection.results[0].hypothesis.score <= 1.0)
+            ids.append(sorted(d.id for d in msg.detections))
+        # the same scene five times: the same targets, under the same ids, every frame
+        self.assertEqual(ids, [ids[0]] * len(stamps))
+        self.assertEqual(len(set(ids[0])), len(ids[0]))
+        for pub in pubs:
+            probe.node.destroy_publisher(pub)
 
 
 @launch_testing.post_shutdown_test()

@@ -54,8 +54,9 @@ FRAMES, RATE, BAD_EVERY = 150, 30.0, 40
 SLOP = 0.015  # below half the frame period: a frame can only pair with its own partner
 DOMAIN = 100 + os.getpid() % 120  # unique per run: parallel runs do not see each other
 OUTPUTS = ('fused/image', 'fused/camera_info', 'semantic/labels', 'semantic/targets',
-           'semantic/overlay', '/diagnostics')
-TYPES = {'fused/camera_info': messages.CAMERA_INFO, '/diagnostics': messages.DIAGNOSTIC_ARRAY}
+           'semantic/detections', 'semantic/overlay', '/diagnostics')
+TYPES = {'fused/camera_info': messages.CAMERA_INFO, '/diagnostics': messages.DIAGNOSTIC_ARRAY,
+         'semantic/detections': messages.DETECTION_ARRAY}
 
 
 def _env():
@@ -173,6 +174,10 @@ def test_fused_outputs_carry_source_stamps_sizes_and_encodings(live):
         assert all((m.width, m.height, m.encoding) == (WIDTH, HEIGHT, encoding) for m in msgs)
     infos = _decoded(live, 'fused/camera_info')
     assert sorted(messages.stamp_nanoseconds(m) for m in infos) == stamps
+    detections = _decoded(live, 'semantic/detections')  # vision_msgs over the ROS-less DDS too
+    assert sorted(messages.stamp_nanoseconds(m) for m in detections) == stamps
+    assert all(m.header.frame_id == 'rgb_optical' for m in detections)
+    assert any(m.detections for m in detections)
     assert all((m.width, m.height) == (WIDTH, HEIGHT) for m in infos)
 
 
