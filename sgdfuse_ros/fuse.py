@@ -60,6 +60,7 @@ class SemanticOutputs:
                  tracker: Optional[TargetTracker] = None):
         self.selector = selector if selector is not None else TargetSelector()
         self.tracker = tracker if tracker is not None else TargetTracker()
+        self.last: Tuple[Optional[WarmTargets], List[int]] = (None, [])  # the latest frame's
 
     def reset(self) -> None:
         self.tracker.reset()
@@ -69,7 +70,8 @@ class SemanticOutputs:
             found = WarmTargets(np.zeros(result.fused_y.shape, np.float32), [])
         else:
             found = self.selector(result.thermal)
-        return found, self.tracker.update([t.box for t in found.boxes])
+        self.last = (found, self.tracker.update([t.box for t in found.boxes]))
+        return self.last
 
 
 def detections(found: WarmTargets, ids: List[int]) -> list:

@@ -50,6 +50,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from .reader import BagReadError
+from .report import PANEL_HEIGHT
 from ..errors import InputError
 from ..eval.metrics import frame_metrics, to_gray
 from ..fuse import Failed, fuse_pair, fusion_outputs, SemanticOutputs
@@ -57,6 +58,7 @@ from ..intake import ApproximateSync, frame_from_bytes, Pair, pair_frame, Reject
 from ..messages import deserialize, OUTPUT_TOPICS, OUTPUT_TYPES, OVERLAY_TOPIC
 from ..pipeline.undistort import undistort_cameras
 from ..prior.format import overlay as draw_overlay
+from ..prior.targets import draw_detections
 from ..writing import is_write_failure, write_failure
 
 
@@ -81,10 +83,11 @@ class Replay:
 
     def __init__(self, bag, topics, pipeline, config: dict, writer, report, namespace: str,
                  copy_inputs: bool = False, overlay: bool = False, with_metrics: bool = True,
-                 progress=None, stop=None):
+                 progress=None, stop=None, draw_detections: bool = False):
         self.bag, self.topics, self.pipeline, self.config = bag, topics, pipeline, config
         self.writer, self.report, self.namespace = writer, report, namespace
         self.copy_inputs, self.overlay, self.with_metrics = copy_inputs, overlay, with_metrics
+        self.draw_detections = draw_detections  # the contact sheet's fused panel shows them
         self.progress = progress
         self.stop = stop  # a StopRequest (cli/guard.py): a signal stops between messages
         self.write_error: Optional[str] = None
@@ -260,7 +263,11 @@ class Replay:
         self.report.frame(index, v_stamp, t_stamp, timings, metrics, result.prior_source,
                           result.refined, result.notes)
         if self.report.wants_sample(index):
-            self.report.sample(index, v_stamp, result.thermal, result.visible, result.fused_bgr,
+            fused = result.fused_bgr
+            if self.draw_detections:
+                found, ids = self.semantic.last
+                fused = draw_detections(fused, found.boxes, ids, 2 * PANEL_HEIGHT)
+            self.report.sample(index, v_stamp, result.thermal, result.visible, fused,
                                draw_overlay(result.fused_bgr, result.prior))
         self._tick()
 

@@ -56,6 +56,9 @@ def add_arguments(parser) -> None:
                         help='also copy the camera topics (and their camera_info) to the output')
     parser.add_argument('--overlay', action='store_true',
                         help='also write semantic/overlay (prior drawn over the fused image)')
+    parser.add_argument('--sheet-detections', action='store_true',
+                        help='draw semantic/detections (box, id, score) over the fused image '
+                             'in the contact sheet of the report')
     add_config(parser)
     parser.add_argument('--report', metavar='DIR', help='report folder (default OUT_BAG_report)')
     parser.add_argument('--no-metrics', action='store_true',
@@ -197,7 +200,8 @@ def run(args, progress=None, stop=None, write_bag: bool = True, keep=None) -> di
             with writer, progress(expected) as bar:
                 replay = Replay(bag, topics, pipeline, config, writer, report, namespace,
                                 copy_inputs=args.copy_inputs, overlay=args.overlay,
-                                with_metrics=not args.no_metrics, progress=bar, stop=stop)
+                                with_metrics=not args.no_metrics, progress=bar, stop=stop,
+                                draw_detections=getattr(args, 'sheet_detections', False))
                 start = time.perf_counter()
                 replay.run()
                 wall = time.perf_counter() - start

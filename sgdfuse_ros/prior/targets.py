@@ -23,7 +23,10 @@ stages read is unchanged.
 
 1. Candidates: the connected regions of the smoothed thermal image above
    ``median + max(HOT_K * robust std, MIN_CONTRAST)`` (the prior's own smoothing and background
-   statistics, :meth:`ThermalPrior.warm_blobs`), at least ``MIN_PIXELS`` pixels.
+   statistics, :meth:`ThermalPrior.warm_blobs`), or above the frame's ``HOT_PERCENTILE``
+   percentile where that is lower (strongly gain-controlled 8-bit frames, such as RoadScene's,
+   whose spread puts the first threshold above white), covering at least ``MIN_SHARE`` of the
+   frame.
 2. Each candidate is scored by a logistic model of 12 shape, heat and position features
    (:func:`candidate_features`): how big it is relative to the frame, its aspect and fill,
    how much warmer than the background and than a ring around it, whether it touches the top or
@@ -53,14 +56,15 @@ from .thermal import MAX_WORK_WIDTH, target_strength, ThermalPrior, WORK_WIDTH
 
 HOT_K = 2.0            # candidates: robust standard deviations above the background median
 MIN_CONTRAST = 0.04    # ... and at least this far above it (thermal image in [0, 1])
-MIN_PIXELS = 3         # smaller candidates are noise
+HOT_PERCENTILE = 97.0  # ... or above this percentile of the frame, if that is lower
+MIN_SHARE = 3 / 16384.0  # smaller candidates are noise (a share of the frame: 3 px at 128x128)
 RING = 0.03            # ring around a candidate for its local contrast, as a share of the width
 MIN_SCORE = 0.14       # candidates scoring at least this are published (chosen on MSRS train)
 
 # logistic model over candidate_features(): fitted on MSRS train (benchmarks/targets.py --fit)
-WEIGHTS = np.array([-0.163, 0.129, 0.27, 1.192, 1.016, -0.052, -1.42, 1.318, 4.572, -2.299,
-                    30.646, -3.608])
-BIAS = -9.979
+WEIGHTS = np.array([-0.159, 0.126, 0.276, 1.177, 1.077, -0.057, -1.428, 1.259, 4.555, -2.271,
+                    29.812, -3.609])
+BIAS = -9.944
 
 
 @dataclass
@@ -136,15 +140,20 @@ class TargetSelector:
         blobs = self.blobs.warm_blobs(np.asarray(thermal, np.float32))
         smooth = blobs.smooth
         hot = blobs.background + max(HOT_K * blobs.spread, MIN_CONTRAST)
+        # a strongly gain-controlled frame (the background's spread is huge): its warmest pixels
+        step = max(1, smooth.shape[1] // 160)
+        hot = min(hot, max(float(np.percentile(smooth[::step, ::step], HOT_PERCENTILE)),
+                           blobs.background + MIN_CONTRAST))
         mask = np.greater(smooth, hot).view(np.uint8)
         count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         h, w = smooth.shape
+        min_pixels = max(3, int(round(MIN_SHARE * h * w)))
         radius = max(2, int(round(RING * w)))
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
         out = []
         for index in range(1, count):
             x, y, bw, bh, area = (int(v) for v in stats[index])
-            if area < MIN_PIXELS:
+            if area < min_pixels:
                 continue
             # the candidate and its ring, inside its box grown by the ring's radius
             x0, y0 = max(x - radius, 0), max(y - radius, 0)
@@ -182,3 +191,33 @@ class TargetSelector:
         kept.sort(key=lambda c: -c[2])  # largest first, as the prior orders its regions
         boxes = [Target((x, y, x + bw, y + bh), s, area) for _, (x, y, bw, bh), area, s in kept]
         return WarmTargets(targets, boxes)
+
+
+def draw_detections(bgr: np.ndarray, boxes, ids, height: int = 0) -> np.ndarray:
+    """
+    Return ``bgr`` with each target's box and id drawn (contact sheets), as a new image.
+
+    ``boxes``: :class:`Target` list; ``ids``: one id per box. Boxes scoring at least 0.5 are
+    green, the others yellow. ``height`` > 0: the image is first resized to that height (the
+    size it is shown at), so lines and text stay legible whatever the camera's resolution.
+    """
+    out = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR) if bgr.ndim == 2 else bgr.copy()
+    scale = 1.0
+    if height > 0 and out.shape[0] != height:
+        scale = height / float(out.shape[0])
+        width = max(1, int(round(out.shape[1] * scale)))
+        out = cv2.resize(out, (width, height), interpolation=cv2.INTER_AREA if scale < 1
+                         else cv2.INTER_LINEAR)
+    h, w = out.shape[:2]
+    thick = max(1, int(round(max(h, w) / 400.0)))
+    font = max(0.3, max(h, w) / 1300.0)
+    for target, ident in zip(boxes, ids):
+        x0, y0, x1, y1 = (int(round(v * scale)) for v in target.box)
+        colour = (0, 255, 0) if target.score >= 0.5 else (0, 230, 255)
+        cv2.rectangle(out, (x0, y0), (max(x1 - 1, x0), max(y1 - 1, y0)), colour, thick)
+        origin = (x0 + 1, max(y0 - 2, 9))
+        cv2.putText(out, str(ident), origin, cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0),
+                    thick + 2, cv2.LINE_AA)
+        cv2.putText(out, str(ident), origin, cv2.FONT_HERSHEY_SIMPLEX, font, colour, thick,
+                    cv2.LINE_AA)
+    return out

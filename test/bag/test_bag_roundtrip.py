@@ -116,7 +116,7 @@ def test_make_bag_replay_round_trip(tmp_path, storage, version, rgb_format, ther
 
     out_bag = tmp_path / 'out_bag'
     code = cli(['replay', str(in_bag), '--out', str(out_bag), '--storage', out_storage,
-                '--quiet', '--copy-inputs'])
+                '--quiet', '--copy-inputs', '--sheet-detections'])
     assert code == 0
     outputs, out_types = read_bag(out_bag)
     fused = outputs['/fused/image']

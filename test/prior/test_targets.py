@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from sgdfuse_ros.eval.target_boxes import (grown_boxes_mask, recall_precision, target_counts,
                                            TARGET_LEVEL)
-from sgdfuse_ros.prior.targets import TargetSelector
+from sgdfuse_ros.prior.targets import draw_detections, TargetSelector
 from sgdfuse_ros.prior.thermal import ThermalPrior
 from sgdfuse_ros.prior.tracking import box_iou, TargetTracker
 
@@ -56,6 +56,18 @@ def test_compact_warm_objects_are_targets_and_the_sunlit_wall_is_not(size):
     assert found.targets_u8()[py0:py1, px0:px1].min() >= TARGET_LEVEL
     # every candidate, the wall included, when nothing is left out
     assert len(TargetSelector(min_score=0.0)(thermal).boxes) == 3
+
+
+def test_detections_are_drawn_at_the_size_they_are_shown():
+    thermal, _, person, _ = street(640, 512)
+    found = TargetSelector()(thermal)
+    gray = np.zeros((512, 640), np.uint8)
+    drawn = draw_detections(gray, found.boxes, [7, 8], height=256)
+    assert drawn.shape == (256, 320, 3) and not gray.any()  # a new image, the input untouched
+    x0, y0, x1, y1 = (v // 2 for v in found.boxes[1].box)  # the person, at half size
+    green = (drawn[..., 1] > 200) & (drawn[..., 0] < 50) & (drawn[..., 2] < 50)
+    assert green[y0:y1, x0].all() or green[y0:y1, x0 + 1].all()  # its left edge
+    assert not green[215:].any()  # nothing below the targets
 
 
 def test_a_flat_frame_has_no_targets():
