@@ -19,7 +19,8 @@ Runs exactly the node logic the rclpy node runs (:class:`~sgdfuse_ros.node.core.
 on the DDS transport (:mod:`sgdfuse_ros.transport.dds`): it subscribes to
 ``<ns>/thermal/image_raw``, ``<ns>/rgb/image_raw`` and ``<ns>/rgb/camera_info`` and publishes
 ``<ns>/fused/image``, ``<ns>/fused/camera_info``, ``<ns>/semantic/labels``,
-``<ns>/semantic/targets``, ``<ns>/semantic/overlay`` (while subscribed) and ``/diagnostics``.
+``<ns>/semantic/targets``, ``<ns>/semantic/detections`` (vision_msgs/Detection2DArray),
+``<ns>/semantic/overlay`` (while subscribed) and ``/diagnostics``.
 A ROS 2 graph on the same network and domain (rmw_cyclonedds_cpp or any RTPS-compatible rmw)
 sees these as ordinary ROS topics.
 
