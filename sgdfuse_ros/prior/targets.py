@@ -23,7 +23,7 @@ stages read is unchanged.
 
 1. Candidates: the connected regions of the smoothed thermal image above
    ``median + max(HOT_K * robust std, MIN_CONTRAST)`` (the prior's own smoothing and background
-   statistics, :meth:`ThermalPrior.warm_blobs`), or above the frame's ``HOT_PERCENTILE``
+   statistics, :meth:`ThermalPrior.statistics`), or above the frame's ``HOT_PERCENTILE``
    percentile where that is lower (strongly gain-controlled 8-bit frames, such as RoadScene's,
    whose spread puts the first threshold above white), covering at least ``MIN_SHARE`` of the
    frame.
@@ -62,9 +62,9 @@ RING = 0.03            # ring around a candidate for its local contrast, as a sh
 MIN_SCORE = 0.14       # candidates scoring at least this are published (chosen on MSRS train)
 
 # logistic model over candidate_features(): fitted on MSRS train (benchmarks/targets.py --fit)
-WEIGHTS = np.array([-0.159, 0.126, 0.276, 1.177, 1.077, -0.057, -1.428, 1.259, 4.555, -2.271,
-                    29.812, -3.609])
-BIAS = -9.944
+WEIGHTS = np.array([-0.157, 0.126, 0.28, 1.178, 1.058, -0.055, -1.428, 1.26, 4.561, -2.276,
+                    29.805, -3.606])
+BIAS = -9.916
 
 
 @dataclass
@@ -132,40 +132,40 @@ class TargetSelector:
 
     def candidates(self, thermal: np.ndarray):
         """
-        Return ``([(label, (x, y, w, h), area, features)], labels, blobs, hot)``.
+        Return ``([(label, (x, y, w, h), area, features)], labels, smooth, hot)``.
 
-        ``labels``: the candidates' component map; ``blobs``: the warm-blob analysis
-        (smoothed image, background statistics); ``hot``: the candidates' threshold.
+        ``labels``: the candidates' component map; ``smooth``: the smoothed thermal image;
+        ``hot``: the candidates' threshold.
         """
-        blobs = self.blobs.warm_blobs(np.asarray(thermal, np.float32))
-        smooth = blobs.smooth
-        hot = blobs.background + max(HOT_K * blobs.spread, MIN_CONTRAST)
+        smooth, background, spread = self.blobs.statistics(thermal)
+        hot = background + max(HOT_K * spread, MIN_CONTRAST)
         # a strongly gain-controlled frame (the background's spread is huge): its warmest pixels
         step = max(1, smooth.shape[1] // 160)
         hot = min(hot, max(float(np.percentile(smooth[::step, ::step], HOT_PERCENTILE)),
-                           blobs.background + MIN_CONTRAST))
+                           background + MIN_CONTRAST))
         mask = np.greater(smooth, hot).view(np.uint8)
         count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         h, w = smooth.shape
         min_pixels = max(3, int(round(MIN_SHARE * h * w)))
         radius = max(2, int(round(RING * w)))
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        sums = cv2.integral(smooth.astype(np.float64))  # box sums in O(1)
         out = []
         for index in range(1, count):
             x, y, bw, bh, area = (int(v) for v in stats[index])
             if area < min_pixels:
                 continue
-            # the candidate and its ring, inside its box grown by the ring's radius
+            inside = labels[y:y + bh, x:x + bw] == index
+            values = smooth[y:y + bh, x:x + bw][inside]
+            # the ring: the box grown by the ring's radius, less the candidate's own pixels
             x0, y0 = max(x - radius, 0), max(y - radius, 0)
             x1, y1 = min(x + bw + radius, w), min(y + bh + radius, h)
-            inside = labels[y0:y1, x0:x1] == index
-            ring = cv2.dilate(inside.view(np.uint8), kernel).astype(bool) & ~inside
-            local = smooth[y0:y1, x0:x1]
-            ring_mean = float(local[ring].mean()) if ring.any() else None
-            features = candidate_features(area, (x, y, bw, bh), (h, w), local[inside], ring_mean,
-                                          blobs.background, blobs.spread)
+            grown = sums[y1, x1] - sums[y0, x1] - sums[y1, x0] + sums[y0, x0]
+            around = (x1 - x0) * (y1 - y0) - area
+            ring_mean = (grown - float(values.sum())) / around if around > 0 else None
+            features = candidate_features(area, (x, y, bw, bh), (h, w), values, ring_mean,
+                                          background, spread)
             out.append((index, (x, y, bw, bh), area, features))
-        return out, labels, blobs, hot
+        return out, labels, smooth, hot
 
     def __call__(self, thermal: np.ndarray) -> WarmTargets:
         thermal = np.asarray(thermal, np.float32)
@@ -180,14 +180,14 @@ class TargetSelector:
                             t.score, int(round(t.pixels * sx * sy))) for t in reduced.boxes]
             targets = cv2.resize(reduced.targets, (w, h), interpolation=cv2.INTER_LINEAR)
             return WarmTargets(targets, boxes)
-        found, labels, blobs, hot = self.candidates(thermal)
+        found, labels, smooth, hot = self.candidates(thermal)
         kept = [(i, box, area, score(f)) for i, box, area, f in found]
         kept = [c for c in kept if c[3] >= self.min_score]
         keep = np.zeros(max(int(labels.max()) + 1, 1), bool)
         for index, *_ in kept:
             keep[index] = True
         inside = keep[labels]
-        targets = target_strength(blobs.smooth, inside, hot)
+        targets = target_strength(smooth, inside, hot)
         kept.sort(key=lambda c: -c[2])  # largest first, as the prior orders its regions
         boxes = [Target((x, y, x + bw, y + bh), s, area) for _, (x, y, bw, bh), area, s in kept]
         return WarmTargets(targets, boxes)

@@ -72,17 +72,24 @@ class ThermalPrior:
         return cls(config['prior.thermal.sigma'], config['prior.thermal.k'],
                    config['prior.thermal.min_area'], config['prior.thermal.max_regions'])
 
-    def warm_blobs(self, thermal: np.ndarray) -> WarmBlobs:
-        """Label the warm regions of ``thermal`` (float32 HxW in [0, 1]), largest first."""
+    def statistics(self, thermal: np.ndarray):
+        """Return (smoothed image, background median, robust std) of ``thermal`` (float32)."""
         thermal = np.asarray(thermal, np.float32)
-        h, w = thermal.shape
-        scale = w / float(WORK_WIDTH)
+        scale = thermal.shape[1] / float(WORK_WIDTH)
         sigma = self.sigma * scale
         smooth = cv2.GaussianBlur(thermal, (0, 0), sigma) if sigma > 0.3 else thermal
         step = max(1, int(round(4 * max(scale, 0.25))))
         sample = smooth[::step, ::step]
         background = float(np.median(sample))
         spread = 1.4826 * float(np.median(np.abs(sample - background)))
+        return smooth, background, spread
+
+    def warm_blobs(self, thermal: np.ndarray) -> WarmBlobs:
+        """Label the warm regions of ``thermal`` (float32 HxW in [0, 1]), largest first."""
+        thermal = np.asarray(thermal, np.float32)
+        h, w = thermal.shape
+        scale = w / float(WORK_WIDTH)
+        smooth, background, spread = self.statistics(thermal)
         threshold = background + max(self.k * spread, self.min_contrast)
         # uint8 0/255; numpy, not cv2.compare: OpenCV mistakes a 1x1 frame beside a number
         mask = np.greater(smooth, threshold).view(np.uint8) * np.uint8(255)
