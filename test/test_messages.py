@@ -99,6 +99,30 @@ def test_launch_file_defaults_are_the_table():
     assert set(table.values()) <= remapped
 
 
+def test_detector_launch_example_passes_every_fusion_argument_and_reads_the_fused_topic():
+    """launch/detector.launch.py hands fusion.launch.py all its arguments, same defaults."""
+    fusion = ast.parse((ROOT / 'launch' / 'fusion.launch.py').read_text())
+    names = {node.elts[0].value for node in ast.walk(fusion)
+             if isinstance(node, ast.Tuple) and len(node.elts) == 3
+             and isinstance(node.elts[0], ast.Constant)}
+    source = (ROOT / 'launch' / 'detector.launch.py').read_text()
+    example = ast.parse(source)
+    passed = defaults = None
+    for node in example.body:
+        if isinstance(node, ast.Assign) and node.targets[0].id == 'FUSION_ARGUMENTS':
+            passed = set(ast.literal_eval(node.value))
+    for node in ast.walk(example):
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], 'id', '') == 'defaults':
+            defaults = ast.literal_eval(node.value)
+    assert passed == names
+    fusion_defaults = {node.elts[0].value: node.elts[1].value for node in ast.walk(fusion)
+                       if isinstance(node, ast.Tuple) and len(node.elts) == 3
+                       and all(isinstance(e, ast.Constant) for e in node.elts)}
+    assert defaults == {k: v for k, v in fusion_defaults.items() if k in defaults}
+    assert set(defaults) == names - {'params_file'}
+    assert f"/{{namespace}}/{messages.FUSED_TOPIC}" in source  # the detector reads fused/image
+
+
 @pytest.mark.parametrize('array, encoding', [
     (np.arange(12, dtype=np.uint16).reshape(3, 4), 'mono16'),
     (np.arange(36, dtype=np.uint8).reshape(3, 4, 3), 'bgr8'),
