@@ -120,7 +120,7 @@ def test_detector_launch_example_passes_every_fusion_argument_and_reads_the_fuse
                        and all(isinstance(e, ast.Constant) for e in node.elts)}
     assert defaults == {k: v for k, v in fusion_defaults.items() if k in defaults}
     assert set(defaults) == names - {'params_file'}
-    assert f"/{{namespace}}/{messages.FUSED_TOPIC}" in source  # the detector reads fused/image
+    assert '/{namespace}/' + messages.FUSED_TOPIC in source  # the detector reads fused/image
 
 
 @pytest.mark.parametrize('array, encoding', [
