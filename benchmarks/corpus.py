@@ -171,6 +171,9 @@ def main() -> int:
     parser.add_argument('--modes', default='jobs1,jobs2,ray')
     parser.add_argument('--out', type=Path, default=ROOT / 'benchmarks' / 'results')
     args = parser.parse_args()
+    machine = describe(('torch', 'onnxruntime', 'opencv', 'ray', 'matplotlib'))
+    machine['uptime_at_start'] = subprocess.run(['uptime'], capture_output=True,
+                                                text=True).stdout.strip()
     if args.work.exists():
         shutil.rmtree(args.work)
     start = time.perf_counter()
@@ -199,7 +202,6 @@ def main() -> int:
             and digests[0][b]]
     summary['bags_with_identical_output_in_all_modes'] = len(same)
     summary['bags_with_output'] = sum(1 for v in digests[0].values() if v)
-    machine = describe(('torch', 'onnxruntime', 'opencv', 'ray', 'matplotlib'))
     machine['physical_cores'] = __import__('sgdfuse_ros.hardware', fromlist=['x']).physical_cores()
     machine['uptime_at_end'] = subprocess.run(['uptime'], capture_output=True,
                                               text=True).stdout.strip()
@@ -213,7 +215,9 @@ def main() -> int:
              f"`{report['command']}`", '',
              f'{len(rows)} bags ({sum(p or 0 for *_, p in rows)} pairs, two faulty bags); '
              f"{machine['cpu']}, {machine['physical_cores']} cores; load at the start "
-             f"{machine['load_average_1min_at_start']}; {machine['uptime_at_end']}", '',
+             f"{machine['load_average_1min_at_start']}", '',
+             f"- uptime at the start: `{machine['uptime_at_start']}`",
+             f"- uptime at the end: `{machine['uptime_at_end']}`", '',
              '| mode | wall s | bags/hour | pairs/s | ok | failed | workers | worker peak RSS MB '
              '| load 1 min before -> after |', '|---|---|---|---|---|---|---|---|---|']
     for r in results:

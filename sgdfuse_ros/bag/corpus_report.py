@@ -199,9 +199,11 @@ def plot_pngs(report: dict) -> dict:
     if tag_column:
         handles = [plt.Line2D([], [], marker='o', ls='', color=colours[v], label=v or '(none)')
                    for v in tag_values]
-        fig.legend(handles=handles, title=tag_column, loc='lower right', fontsize=8)
-    fig.suptitle(f'Headline metrics over {len(ok)} bags (one dot per bag)', fontsize=11)
-    fig.tight_layout()
+        fig.legend(handles=handles, title=tag_column, loc='upper right', fontsize=8,
+                   ncol=min(len(handles), 4))
+    fig.suptitle(f'Headline metrics over {len(ok)} bags (one dot per bag)', fontsize=11,
+                 x=0.02, ha='left')
+    fig.tight_layout(rect=(0, 0, 1, 0.95 if len(names) > 3 else 0.88))
     out['plots/metrics.png'] = _figure_png(fig)
     plt.close(fig)
 
