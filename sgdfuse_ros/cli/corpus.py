@@ -29,6 +29,7 @@ replay report is in ``OUT/bags/ID/report/`` (and its fused bag in ``OUT/bags/ID/
 from __future__ import annotations
 
 import datetime
+import importlib.util
 from pathlib import Path
 import sys
 import time
@@ -149,6 +150,9 @@ def main(args) -> int:
     check_apart(inputs + config_inputs(args.config, config), [('--out', out)])
     check_output_dir(out, '--out', children=('bags', 'plots'))
     baseline = read_report(args.baseline) if args.baseline else None
+    if args.ray and importlib.util.find_spec('ray') is None:
+        raise InputError('--ray needs Ray, which is not installed here (pip install '
+                         "'sgdfuse_ros[ray]', or pip install ray)")
     if args.ray and args.ray != 'auto' and ':' not in args.ray and '://' not in args.ray:
         raise InputError(f'--ray {args.ray!r}: expected auto or a cluster address '
                          f'(HOST:PORT, ray://HOST:PORT)')

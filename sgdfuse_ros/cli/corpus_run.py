@@ -239,7 +239,12 @@ def run_local(tasks: List[dict], jobs: int, on_frames: Callable[[int], None],
     ctx = multiprocessing.get_context('spawn')
     event, signum = ctx.Event(), ctx.Value('i', 0)
     pending = deque(tasks)
-    attempts: Dict[str, int] = {}
+    attempts: Dict[str, int] = {}  # tries that ended with the worker's death, per bag
+
+    def deliver(row: dict) -> None:
+        row['attempts'] = attempts.get(row['id'], 0) + 1
+        on_row(row)
+
     slots: List[_Slot] = []
     told = False
     try:
@@ -264,10 +269,10 @@ def run_local(tasks: List[dict], jobs: int, on_frames: Callable[[int], None],
             ready = connection.wait([s.conn for s in busy] + [s.process.sentinel for s in busy],
                                     timeout=0.5)
             for slot in busy:
-                if slot.conn in ready or slot.process.sentinel in ready:
-                    _collect(slot, on_frames, on_row)
-                if slot.task is not None and not slot.process.is_alive() and \
-                        not slot.conn.poll():
+                dead = not slot.process.is_alive()
+                if dead or slot.conn in ready or slot.process.sentinel in ready:
+                    _collect(slot, on_frames, deliver)  # what it sent before it died too
+                if dead and slot.task is not None:
                     task, slot.task = slot.task, None
                     code = slot.process.exitcode
                     slots.remove(slot)
@@ -275,8 +280,9 @@ def run_local(tasks: List[dict], jobs: int, on_frames: Callable[[int], None],
                     if attempts[task['id']] <= retries and not stop.requested:
                         pending.appendleft(task)
                     else:
-                        on_row(failed_row(task, 'failed', f'its worker process died (exit '
-                                          f'{code}) on each of {attempts[task["id"]]} tries'))
+                        row = failed_row(task, 'failed', f'its worker process died (exit '
+                                         f'{code}) on each of {attempts[task["id"]]} tries')
+                        on_row(dict(row, attempts=attempts[task['id']]))
     finally:
         for slot in slots:
             try:

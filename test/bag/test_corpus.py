@@ -306,3 +306,52 @@ def test_ctrl_c_keeps_the_finished_bags_and_writes_the_report(corpus, tmp_path):
     assert rows['long']['fused'] == replayed['pairs']['fused']
     assert '**Interrupted**' in (out / 'report.md').read_text()
     assert hashlib.sha256((out / 'corpus.csv').read_bytes()).hexdigest()  # written whole
+
+
+def _worker_of(pid: int) -> int:
+    """Return the local worker process (spawned) of the corpus command ``pid``, or 0."""
+    try:
+        children = Path(f'/proc/{pid}/task/{pid}/children').read_text().split()
+    except OSError:
+        return 0
+    for child in children:
+        try:
+            if b'spawn_main' in Path(f'/proc/{child}/cmdline').read_bytes():
+                return int(child)
+        except OSError:
+            continue
+    return 0
+
+
+def test_a_worker_that_dies_is_replaced_and_its_bag_tried_again(corpus, tmp_path):
+    ir, vis = corpus.parent / 'pairs' / 'ir', corpus.parent / 'pairs' / 'vis'
+    bag = _bag(ir, vis, tmp_path / 'bags' / 'long', 100, 5)  # 200 pairs
+    out = tmp_path / 'out'
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    proc = subprocess.Popen([sys.executable, '-m', 'sgdfuse_ros.cli', 'corpus', str(bag),
+                             '--out', str(out), '--jobs', '1', '--write-bags', '--quiet',
+                             '--set', 'first_stage.type=laplacian', '--set', 'refiner.steps=0'],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, preexec_fn=as_at_a_terminal)
+    folder = out / 'bags' / find_bags([bag])[0].id
+    deadline = time.monotonic() + 120
+    while True:
+        scratch = sorted(folder.glob('.fused.sgdfuse-new-*/fused/*.db3'))
+        if scratch and _committed(scratch[0]) >= 12:
+            break
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, 'the bag never started'
+        time.sleep(0.02)
+    worker = _worker_of(proc.pid)
+    assert worker, 'no worker process found'
+    os.kill(worker, signal.SIGKILL)  # as the kernel's out-of-memory killer would
+    try:
+        _, err = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail('corpus did not finish within 180 s of its worker\'s death')
+    assert proc.returncode == 0, err
+    row = _rows(out)['long']
+    assert row['status'] == 'ok' and row['fused'] == 200 and row['attempts'] == 2
+    assert row['worker_pid'] != worker
+    assert _fused_bag_digest(Path(row['fused_bag'])) == row['output_sha256']
