@@ -319,10 +319,24 @@ def _ray_task(task: dict) -> dict:
 
 
 def start_ray(address: str, cpus: int):
-    """Join a running Ray (``auto``: the local one if any) or start one in this process."""
-    import ray  # optional dependency: pip install sgdfuse_ros[ray] (or requirements-ray.txt)
+    """
+    Join a running Ray (``auto``: the local one if any) or start one in this process.
+
+    ``ray.init`` puts its own SIGTERM handler in place (it exits at once); the command's stop
+    request is put back, so that SIGTERM stops the corpus as Ctrl-C does.
+    """
+    import ray  # optional dependency: pip install sgdfuse_ros[ray] (or requirements.txt)
     if ray.is_initialized():
         return ray, False
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        return _init_ray(ray, address, cpus)
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGTERM, handler)
+
+
+def _init_ray(ray, address: str, cpus: int):
     quiet = {'logging_level': logging.ERROR, 'log_to_driver': False}
     if address != 'auto':
         try:

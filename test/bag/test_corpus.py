@@ -218,12 +218,14 @@ def ray_cluster():
     ray = pytest.importorskip('ray', reason='ray is not installed (pip install sgdfuse_ros[ray])')
     saved = os.environ.get('PYTHONPATH')
     os.environ['PYTHONPATH'] = os.pathsep.join(p for p in (str(ROOT), saved) if p)
+    handler = signal.getsignal(signal.SIGTERM)  # ray.init replaces it with an exit
     try:
         ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20,
                  logging_level='ERROR', log_to_driver=False)
     except Exception as err:  # noqa: B902 - whatever keeps Ray from starting here
         pytest.skip(f'a local Ray cannot start here: {type(err).__name__}: {err}')
     finally:
+        signal.signal(signal.SIGTERM, handler)
         if saved is None:
             os.environ.pop('PYTHONPATH', None)
         else:
