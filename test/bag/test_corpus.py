@@ -351,7 +351,7 @@ def test_a_worker_that_dies_is_replaced_and_its_bag_tried_again(corpus, tmp_path
         _, err = proc.communicate(timeout=180)
     except subprocess.TimeoutExpired:
         proc.kill()
-        pytest.fail('corpus did not finish within 180 s of its worker\'s death')
+        pytest.fail("corpus did not finish within 180 s of its worker's death")
     assert proc.returncode == 0, err
     row = _rows(out)['long']
     assert row['status'] == 'ok' and row['fused'] == 200 and row['attempts'] == 2
