@@ -659,6 +659,8 @@ def test_demo_stops_between_its_steps(tmp_path, monkeypatch, capsys):
         return done
 
     monkeypatch.setattr(synthetic_pairs, 'write_sample', sample)
+    from sgdfuse_ros.cli import demo  # imported by any earlier cli() call, with its own name
+    monkeypatch.setattr(demo, 'write_sample', sample)
     out = tmp_path / 'demo'
     assert cli(['demo', '--out', str(out), '--pairs', '2', '--quiet']) == 143
     line = only_line(capsys.readouterr().err, 'demo', signal.SIGTERM)
