@@ -36,13 +36,14 @@ import cv2
 import numpy as np
 
 from .guard import stop_request
+from .options import add_pair_choice, pair_choice
 from .outputs import check_apart, config_inputs, pair_inputs, ReplacedFiles
 from .outputs import check_output_dir
 from .progress import Progress
 from .values import int_at_least, override
 from ..config import load_config
 from ..errors import InputError
-from ..eval.datasets import dataset_pairs, default_data_dir, list_pairs, Pair, read_split
+from ..eval.datasets import choose_pairs, default_data_dir, Pair, split_used
 from ..writing import is_write_failure
 from ..writing import write_failure
 
@@ -55,11 +56,7 @@ def add_arguments(parser) -> None:
                      help='RoadScene-layout folder (ir/, vis/, split.json); default $SGDFUSE_DATA')
     src.add_argument('--ir', type=Path, help='folder of thermal images (instead of --data)')
     src.add_argument('--vis', type=Path, help='folder of visible images (instead of --data)')
-    src.add_argument('--subset', default=None, help='only this list of split.json (e.g. test)')
-    src.add_argument('--split', type=Path, default=None,
-                     help='split file (default DATA/split.json)')
-    src.add_argument('--limit', type=int_at_least(0), default=0,
-                     help='only the first N pairs (0 = all)')
+    add_pair_choice(src)
     parser.add_argument('--out', type=Path, required=True, help='output folder')
     parser.add_argument('--config', type=Path, default=None,
                         help="config file (default: the package's config/fusion.yaml)")
@@ -73,18 +70,9 @@ def add_arguments(parser) -> None:
 
 
 def resolve_pairs(args) -> List[Pair]:
-    if args.ir or args.vis:
-        if not (args.ir and args.vis):
-            raise InputError('--ir and --vis go together')
-        names = read_split(args.split, args.subset) if (args.split and args.subset) else None
-        return list_pairs(args.ir, args.vis, names)
-    data = args.data or default_data_dir()
-    if data is None:
-        raise InputError('no input: give --data DIR (or --ir/--vis), or set SGDFUSE_DATA')
-    if args.split:
-        names = read_split(args.split, args.subset or 'test')
-        return list_pairs(Path(data) / 'ir', Path(data) / 'vis', names)
-    return dataset_pairs(data, args.subset)
+    """Return the pairs the options choose (:func:`~sgdfuse_ros.eval.datasets.choose_pairs`)."""
+    data = None if (args.ir or args.vis) else (args.data or default_data_dir())
+    return choose_pairs(data, args.ir, args.vis, **pair_choice(args))
 
 
 def percentiles(values: List[float]) -> Dict[str, float]:
@@ -375,12 +363,8 @@ def render_report(report: dict, with_sheet: bool) -> str:
 
 def split_file(args) -> Optional[Path]:
     """Return the split file ``resolve_pairs`` reads, if any (an input of the run)."""
-    if args.ir or args.vis:
-        return args.split if (args.split and args.subset) else None
-    if args.split:
-        return args.split
-    data = args.data or default_data_dir()
-    return Path(data) / 'split.json' if (data and args.subset) else None
+    data = None if (args.ir or args.vis) else (args.data or default_data_dir())
+    return split_used(data, args.ir, args.vis, args.split, args.subset)
 
 
 def run_label(config: dict, pipeline) -> str:
@@ -406,8 +390,6 @@ def main(args) -> int:
 
     out = check_output_dir(args.out, '--out', children=OUTPUT_DIRS)
     pairs = resolve_pairs(args)
-    if args.limit > 0:
-        pairs = pairs[: args.limit]
     overrides = dict(EVAL_OVERRIDES)
     overrides.update(dict(args.overrides))
     config = load_config(args.config, overrides)

@@ -58,12 +58,14 @@ from pathlib import Path
 import sys
 
 from .guard import stop_request
+from .options import add_pair_choice, pair_choice
 from .outputs import check_apart, pair_inputs, ReplacedPath
 from .outputs import check_output_dir
 from .progress import Progress
 from .values import float_range, int_at_least, int_in, seed, STAMP_MAX_S
 from .. import messages as m
 from ..errors import InputError
+from ..eval.datasets import choose_pairs, default_data_dir, load_pair, split_used
 from ..writing import is_write_failure, write_failure
 
 THERMAL_TOPIC = '/' + m.INPUT_TOPICS['thermal']
@@ -91,7 +93,7 @@ def add_arguments(parser) -> None:
     src.add_argument('--vis', metavar='DIR', help='folder of visible images')
     src.add_argument('--data', metavar='DIR', help='RoadScene-layout folder (ir/, vis/, '
                      'split.json); default: $SGDFUSE_DATA')
-    src.add_argument('--subset', metavar='NAME', help='only this list of split.json (e.g. test)')
+    add_pair_choice(src)
     parser.add_argument('--out', required=True, metavar='BAG', help='bag to write')
     parser.add_argument('--rate', type=float_range(MIN_RATE_HZ, 1e6), default=10.0,
                         help=f'frame rate in Hz (default 10; {MIN_RATE_HZ:g} .. 1e6)')
@@ -141,17 +143,12 @@ def intrinsics(width: int, height: int, hfov_deg: float = HFOV_DEG):
 
 
 def source_pairs(args):
-    from ..eval.datasets import dataset_pairs, default_data_dir, list_pairs
-    if args.ir or args.vis:
-        if not (args.ir and args.vis):
-            raise InputError('--ir and --vis go together')
-        if args.data or args.subset:
-            raise InputError('give either --ir/--vis or --data/--subset, not both')
-        return list_pairs(args.ir, args.vis)
-    data = args.data or default_data_dir()
-    if data is None:
-        raise InputError('no pairs: give --ir DIR --vis DIR, or --data DIR (or set SGDFUSE_DATA)')
-    return dataset_pairs(data, args.subset)
+    """Return the pairs the options choose (:func:`~sgdfuse_ros.eval.datasets.choose_pairs`)."""
+    return choose_pairs(_data(args), args.ir, args.vis, **pair_choice(args))
+
+
+def _data(args):
+    return None if (args.ir or args.vis) else (args.data or default_data_dir())
 
 
 def check_arguments(args) -> None:
@@ -201,7 +198,6 @@ def main(args) -> int:
 
     from ..bag.writer import BagWriter, check_distro, check_replaceable, DISTRO_FOR_VERSION
     from ..errors import SgdfuseError
-    from ..eval.datasets import default_data_dir, load_pair
     from ..parameters import defaults
 
     check_arguments(args)
@@ -209,9 +205,7 @@ def main(args) -> int:
                           else DISTRO_FOR_VERSION[args.version])
     check_output_dir(args.out, '--out')
     pairs = source_pairs(args)
-    split = None
-    if not (args.ir or args.vis) and args.subset:
-        split = Path(args.data or default_data_dir()) / 'split.json'
+    split = split_used(_data(args), args.ir, args.vis, args.split, args.subset)
     check_apart(pair_inputs(pairs, split), [('--out', args.out)])
     check_last_stamp(args, len(pairs) * args.repeat)
     check_replaceable(args.out, args.overwrite)

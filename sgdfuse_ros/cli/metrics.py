@@ -22,10 +22,14 @@ Example::
 prints one markdown table (a row per folder) on stdout and, with ``--out``, writes the
 per-image values and the mean of every folder as JSON.
 
-Several folders are compared like for like: without a split every folder is scored on the images
-common to all of them (the ones left out, and from which folder, are said on stderr and kept in
-the JSON); with a split a folder lacking a listed image is refused. An image that cannot be read
-in one folder is left out of every folder's mean, with its reason.
+Several folders are compared like for like: every folder is scored on the images common to all
+of them (the ones left out, and from which folder, are said on stderr and kept in the JSON). With a
+split (``--data DIR`` brings its ``split.json``; ``--subset`` picks the list, default ``test``) the
+listed images present in every folder and among the sources are scored, and how many of the list
+that is is said (a partial run of 6 of 50 test images scores those 6); only a split of which no
+image is present is refused. ``--time-of-day day|night`` (MSRS names) and ``--limit N`` narrow the
+choice further, as in every command that reads pairs. An image that cannot be read in one folder
+is left out of every folder's mean, with its reason.
 """
 
 from __future__ import annotations
@@ -36,14 +40,15 @@ import os
 from pathlib import Path
 import sys
 
+from .options import add_pair_choice
 from .outputs import check_apart
 from .outputs import check_output_file
 from .values import int_at_least
 from .values import name_list
 from ..errors import InputError
-from ..eval.datasets import read_split
+from ..eval.datasets import read_split, time_of_day
 from ..eval.metrics import HEADLINE_METRICS, METRIC_NAMES
-from ..eval.scoring import format_table, IMAGE_EXTENSIONS, mean_of, score_folders
+from ..eval.scoring import find_image, format_table, IMAGE_EXTENSIONS, mean_of, score_folders
 from ..image_decode import DEFAULT_MAX_PIXELS
 from ..writing import write_bytes, write_failure
 
@@ -64,10 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f'(default: ${DATA_ENV} if set)')
     parser.add_argument('--ir', metavar='DIR', help='folder of infrared source images')
     parser.add_argument('--vis', metavar='DIR', help='folder of visible source images')
-    parser.add_argument('--split', metavar='JSON',
-                        help='split file {subset: [image names]}; only those images are scored')
-    parser.add_argument('--subset', default=None, metavar='NAME',
-                        help='key of --split to score (default: test)')
+    add_pair_choice(parser)
     parser.add_argument('--names', metavar='M1,M2', type=name_list(METRIC_NAMES, 'metric'),
                         help='metrics to compute and show, comma separated (default: all are '
                              'computed, the table shows ' + ','.join(HEADLINE_METRICS) + ')')
@@ -145,6 +147,56 @@ def common_images(labels, dirs):
     return sorted(common), left_out
 
 
+def present_images(names, labels, dirs, ir, vis, subset):
+    """
+    Keep the split's images found in every fused folder and both source folders.
+
+    A partial run (6 of 50 test images fused) is scored on what it has, said on stderr and kept
+    in the JSON (``left_out``); refused only when none of the list is present.
+    """
+    places = [(label, Path(d)) for label, d in zip(labels, dirs)] + \
+        [('infrared sources', Path(ir)), ('visible sources', Path(vis))]
+    for label, folder in places:
+        if not folder.is_dir():
+            raise InputError(f'{label} folder not found: {folder}')
+    present, missing = [], {}
+    for name in names:
+        absent = [label for label, folder in places if find_image(folder, name) is None]
+        if absent:
+            for label in absent:
+                missing.setdefault(label, []).append(name)
+        else:
+            present.append(name)
+    if not present:
+        raise InputError(f"none of the {len(names)} images of the '{subset}' list is in every "
+                         'folder: ' + '; '.join(f'{label} lacks {len(lacking)}'
+                                                for label, lacking in missing.items()))
+    if missing:
+        print(f"scoring {len(present)} of the {len(names)} images of the '{subset}' list "
+              'present in every folder; missing: ' + '; '.join(
+                  f"{len(lacking)} from {label} ({', '.join(lacking[:3])}"
+                  f"{', ...' if len(lacking) > 3 else ''})" for label, lacking in missing.items()),
+              file=sys.stderr)
+    return present, {label: lacking for label, lacking in missing.items() if label in labels}
+
+
+def narrowed(names, first_dir, when, limit):
+    """Apply ``--time-of-day`` and ``--limit`` to the images to score (None: the folder's)."""
+    if not when and not limit:
+        return names
+    if names is None:
+        folder = Path(first_dir)
+        names = sorted(p.stem for p in folder.iterdir()) if folder.is_dir() else []
+        names = [n for n in names if find_image(folder, n) is not None]
+    if when:
+        chosen = [n for n in names if time_of_day(n) == when]
+        if not chosen:
+            raise InputError(f'--time-of-day {when}: none of the {len(names)} images is a {when} '
+                             'frame (MSRS names end in D for day, N for night)')
+        names = chosen
+    return names[:limit] if limit else names
+
+
 def main(args) -> int:
     ir, vis, split = _resolve_sources(args)
     image_names, subset = _load_split(split, getattr(args, 'subset', None))
@@ -159,9 +211,15 @@ def main(args) -> int:
         check_output_file(args.out, '--out')  # before any image is scored
         check_apart([(f'FUSED_DIR {label}', fdir) for label, fdir in zip(labels, args.fused_dirs)]
                     + [('--ir', ir), ('--vis', vis), ('--split', split)], [('--out', args.out)])
-    left_out = {}
+    left_out, listed = {}, None
     if image_names is None and len(args.fused_dirs) > 1:
         image_names, left_out = common_images(labels, args.fused_dirs)
+    elif image_names is not None:
+        listed = len(image_names)
+        image_names, left_out = present_images(image_names, labels, args.fused_dirs, ir, vis,
+                                               subset)
+    image_names = narrowed(image_names, args.fused_dirs[0], getattr(args, 'when', None),
+                           getattr(args, 'limit', 0))
 
     rows, results, failures, undefined = {}, {}, {}, {}
     scored = {}
@@ -202,7 +260,8 @@ def main(args) -> int:
     print(format_table(rows, shown))
     n = len(next(iter(results.values()))['per_image'])
     where = f' ({Path(split).name}: {subset})' if split else ''
-    print(f'{n} image(s) per folder{where}', file=sys.stderr)
+    of = f' of the {listed} listed' if listed is not None else ''
+    print(f'{n} image(s) per folder{of}{where}', file=sys.stderr)
 
     if getattr(args, 'out', None):
         out = Path(args.out)
@@ -211,6 +270,9 @@ def main(args) -> int:
             'vis': str(vis),
             'split': str(split) if split else None,
             'subset': subset,
+            'listed': listed,
+            'time_of_day': getattr(args, 'when', None),
+            'limit': getattr(args, 'limit', 0) or None,
             'metrics': metrics,
             'failures': failures,
             'results': results,

@@ -50,7 +50,7 @@ import cv2
 import numpy as np
 import yaml
 
-from .options import add_camera_topics, add_config
+from .options import add_camera_topics, add_config, add_pair_choice, pair_choice
 from .outputs import check_output_file
 from .progress import Progress
 from .values import float_range
@@ -58,7 +58,7 @@ from .values import int_at_least
 from ..bag.reader import BagReadError, choose_topics, open_bag
 from ..config import load_config
 from ..errors import InputError
-from ..eval.datasets import list_pairs, load_pair
+from ..eval.datasets import choose_pairs, load_pair
 from ..intake import ApproximateSync, frame_from_bytes, pair_frame, Rejected
 from ..messages import deserialize
 from ..parameters import defaults
@@ -78,6 +78,9 @@ def add_arguments(parser) -> None:
     parser.add_argument('--ir', metavar='DIR', help='folder of thermal images (instead of a bag)')
     parser.add_argument('--vis', metavar='DIR', help='folder of visible images, matched to '
                         '--ir by file name')
+    add_pair_choice(parser.add_argument_group(
+        'which pairs (--split, --subset and --time-of-day choose image files; --limit also '
+        'stops reading a bag after N pairs)'))
     parser.add_argument('--out', required=True, metavar='FILE',
                         help='parameter file to write (YAML, ROS 2 layout)')
     add_camera_topics(parser)
@@ -149,7 +152,7 @@ def _visible_gray(image, encoding):
 
 def frames_from_folders(args, config, bar) -> Frames:
     frames = Frames()
-    pairs = list_pairs(args.ir, args.vis)
+    pairs = choose_pairs(None, args.ir, args.vis, **pair_choice(args))
     bar.total = len(pairs)
     agc = ThermalAGC.from_config(config)
     for pair in pairs:
@@ -178,6 +181,7 @@ def frames_from_bag(args, config, bar, say) -> Frames:
                 roles[info.name] = role + '_info'
         bar.total = min(topics.thermal.count, topics.visible.count) or None
         stream = bag.messages(list(roles))
+        paired = 0
         try:
             for topic, msgtype, log_ns, raw in stream:
                 role = roles[topic]
@@ -202,6 +206,9 @@ def frames_from_bag(args, config, bar, say) -> Frames:
                         key = str(err)[:80]
                         frames.skipped[key] = frames.skipped.get(key, 0) + 1
                     bar.update()
+                    paired += 1
+                if args.limit and paired >= args.limit:
+                    break
         except BagReadError as err:
             say(f'{err}; registering from the {frames.seen} pairs read before it')
         finally:
@@ -255,6 +262,9 @@ def main(args) -> int:
         raise InputError('give a bag, or --ir DIR and --vis DIR (not both)')
     if not args.bag and not (args.ir and args.vis):
         raise InputError('--ir and --vis go together')
+    if args.bag and (args.split or args.subset or args.when):
+        raise InputError('--split, --subset and --time-of-day choose image files (--ir/--vis); '
+                         "a bag's frames are read as recorded (--limit N stops after N pairs)")
     if args.max_uncertainty is not None and not args.max_uncertainty > 0:
         raise InputError(f'--max-uncertainty must be > 0, got {args.max_uncertainty}')
     config = load_config(args.config, dict(args.overrides))  # checked at parse time

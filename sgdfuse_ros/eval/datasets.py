@@ -166,6 +166,76 @@ def dataset_pairs(data_dir, subset: Optional[str] = None) -> List[Pair]:
     return list_pairs(data_dir / 'ir', data_dir / 'vis', names)
 
 
+# --- choosing pairs: the one reading of --data/--ir/--vis/--split/--subset/--time-of-day/--limit -
+
+#: MSRS names mark the time of day in the last character of the stem: 00001D day, 00003N night
+TIMES_OF_DAY = {'day': 'D', 'night': 'N'}
+
+
+def time_of_day(name: str) -> Optional[str]:
+    """Return 'day' or 'night' for an MSRS-style name (``00001D``, ``00003N.png``), else None."""
+    stem = image_stem(name)
+    for when, mark in TIMES_OF_DAY.items():
+        if len(stem) > 1 and stem.endswith(mark) and stem[:-1].isdigit():
+            return when
+    return None
+
+
+def split_used(data=None, ir=None, vis=None, split=None, subset=None) -> Optional[Path]:
+    """Return the split file :func:`choose_pairs` reads (an input of the run), if any."""
+    if split:
+        return Path(split)
+    if subset and not (ir or vis) and data:
+        return Path(data) / 'split.json'
+    return None
+
+
+def choose_pairs(data=None, ir=None, vis=None, split=None, subset=None,
+                 when: Optional[str] = None, limit: int = 0) -> List[Pair]:
+    """
+    Return the pairs a command reads, chosen the same way by every command.
+
+    Sources: ``ir`` and ``vis`` folders, or a RoadScene-layout ``data`` folder (``ir/``,
+    ``vis/``, ``split.json``). Names: the ``subset`` list of ``split`` (default: the data
+    folder's ``split.json``; ``subset`` defaults to ``test`` when a split file is given), else
+    every pair. Then ``when`` ('day' or 'night', MSRS naming: :func:`time_of_day`) keeps the
+    pairs of that time of day, and ``limit`` > 0 the first ``limit`` of them (in name order,
+    or the split's order). Each refusal is one :class:`InputError` line.
+    """
+    if ir or vis:
+        if not (ir and vis):
+            raise InputError('--ir and --vis go together')
+        if data:
+            raise InputError('give either --ir/--vis or --data, not both')
+        if subset and not split:
+            raise InputError('--subset with --ir/--vis needs --split FILE (or use --data DIR '
+                             'with its split.json)')
+        ir_dir, vis_dir = Path(ir), Path(vis)
+    else:
+        if not data:
+            raise InputError('no pairs: give --data DIR (or --ir DIR --vis DIR), or set '
+                             'SGDFUSE_DATA')
+        data = Path(data)
+        if not data.is_dir():
+            raise InputError(f'data folder not found: {data}')
+        ir_dir, vis_dir = data / 'ir', data / 'vis'
+    split_file = split_used(data, ir, vis, split, subset)
+    names = read_split(split_file, subset or 'test') if split_file else None
+    pairs = list_pairs(ir_dir, vis_dir, names)
+    if when:
+        if when not in TIMES_OF_DAY:
+            raise InputError(f'--time-of-day {when!r}: day or night')
+        chosen = [p for p in pairs if time_of_day(p.name) == when]
+        if not chosen:
+            marked = sum(time_of_day(p.name) is not None for p in pairs)
+            raise InputError(f'--time-of-day {when}: none of the {len(pairs)} pairs is a {when} '
+                             f'frame ({marked} carry a day/night mark: MSRS names end in '
+                             f"{TIMES_OF_DAY['day']} for day, {TIMES_OF_DAY['night']} for "
+                             'night)')
+        pairs = chosen
+    return pairs[:limit] if limit and limit > 0 else pairs
+
+
 def read_image(path: Path, max_pixels: Optional[int] = None) -> np.ndarray:
     """Decode an image file the one way (:func:`read_image_file`, as stored)."""
     return read_image_file(path, max_pixels).decode()

@@ -39,7 +39,7 @@ IMAGE_EXTENSIONS: Tuple[str, ...] = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.
 # --------------------------------------------------------------------------- folders
 
 
-def _find_image(folder: Path, name: str) -> Optional[Path]:
+def find_image(folder: Path, name: str) -> Optional[Path]:
     """``folder/name`` if it exists, else the first ``folder/<stem><ext>`` that does."""
     direct = folder / name
     if Path(name).suffix.lower() in IMAGE_EXTENSIONS and direct.is_file():
@@ -119,7 +119,7 @@ def score_folders(
     missing: Dict[str, list] = {}
     folders = (('fused', fdir), ('infrared', idir), ('visible', vdir))
     for stem in stems:
-        trio = tuple(_find_image(d, stem) for _, d in folders)
+        trio = tuple(find_image(d, stem) for _, d in folders)
         for p, (what, d) in zip(trio, folders):
             if p is None:
                 missing.setdefault(f'{what} folder {d}', []).append(stem)

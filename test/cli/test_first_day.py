@@ -18,9 +18,12 @@ import json
 import logging
 from pathlib import Path
 
+from bag_support import read_bag
 import pytest
 from sgdfuse_ros import hardware
 from sgdfuse_ros.cli import build_parser, COMMANDS, main
+from sgdfuse_ros.errors import InputError
+from sgdfuse_ros.eval.datasets import choose_pairs, time_of_day
 from sgdfuse_ros.eval.synthetic_pairs import write_sample
 from sgdfuse_ros.parameters import ALL_PARAMS, render_yaml
 import torch
@@ -113,3 +116,78 @@ def test_cuda_without_gpu_and_sam_without_checkpoint_warn_once_and_name_what_ran
                                'cpu (no GPU))')
     assert report['prior_sources'] == {'thermal': 2} and report['device'] == 'cpu'
     assert report['label'] in (tmp_path / 'o' / 'report.md').read_text().splitlines()[0]
+
+
+def msrs_like(tmp_path) -> Path:
+    """Five MSRS-named pairs (D day, N night) with a split: test lists four of them."""
+    sample = tmp_path / 'sample'
+    write_sample(sample, n=5, size=(64, 48))
+    data = tmp_path / 'msrs'
+    names = ['00001D', '00002N', '00003D', '00004N', '00005D']
+    for sub in ('ir', 'vis'):
+        (data / sub).mkdir(parents=True)
+        for i, name in enumerate(names):
+            (data / sub / f'{name}.png').write_bytes((sample / sub / f'sample_{i:03d}.png')
+                                                     .read_bytes())
+    (data / 'split.json').write_text(json.dumps({'train': ['00001D.png'],
+                                                 'test': [f'{n}.png' for n in names[1:]]}))
+    return data
+
+
+def test_pairs_are_chosen_alike_split_subset_time_of_day_limit(tmp_path):
+    data = msrs_like(tmp_path)
+    names = [p.name for p in choose_pairs(data, subset='test')]
+    assert names == ['00002N', '00003D', '00004N', '00005D']
+    night = choose_pairs(data, subset='test', when='night')
+    assert [p.name for p in night] == ['00002N', '00004N']
+    assert [p.name for p in choose_pairs(data, when='day', limit=2)] == ['00001D', '00003D']
+    split = tmp_path / 'mine.json'
+    split.write_text(json.dumps({'test': ['00005D', '00001D']}))
+    assert [p.name for p in choose_pairs(None, data / 'ir', data / 'vis', split=split)] == \
+        ['00005D', '00001D']  # the split's order
+    assert time_of_day('00003N.png') == 'night' and time_of_day('FLIR_00006') is None
+    with pytest.raises(InputError, match='none of the 1 pairs is a night frame'):
+        choose_pairs(data, subset='train', when='night')
+    with pytest.raises(InputError, match='needs --split'):
+        choose_pairs(None, data / 'ir', data / 'vis', subset='test')
+
+
+def test_every_command_that_reads_pairs_takes_the_same_choice(tmp_path, capsys):
+    data = msrs_like(tmp_path)
+    for name in ('evaluate', 'make-bag', 'metrics', 'register'):
+        text = command_help(name)
+        for option in ('--split', '--subset', '--time-of-day', '--limit'):
+            assert option in text, (name, option)
+    bag = tmp_path / 'bag'
+    assert main(['make-bag', '--data', str(data), '--subset', 'test', '--time-of-day', 'day',
+                 '--limit', '1', '--out', str(bag), '--quiet']) == 0
+    outputs, _ = read_bag(bag)
+    assert len(outputs['/thermal/image_raw']) == 1
+    out = tmp_path / 'eval'
+    assert main(['evaluate', '--data', str(data), '--subset', 'test', '--time-of-day', 'night',
+                 '--out', str(out), '--quiet', '--no-metrics', *CLASSICAL]) == 0
+    assert sorted(p.stem for p in (out / 'fused').iterdir()) == ['00002N', '00004N']
+    capsys.readouterr()
+    scores = tmp_path / 'scores.json'
+    assert main(['metrics', str(out / 'fused'), '--data', str(data), '--time-of-day', 'night',
+                 '--limit', '1', '--out', str(scores)]) == 0
+    doc = json.loads(scores.read_text())
+    assert list(doc['results']['fused']['per_image']) == ['00002N']
+    assert main(['register', str(bag), '--subset', 'test', '--out', str(tmp_path / 'h.yaml')]) == 2
+    assert 'choose image files' in capsys.readouterr().err
+
+
+def test_metrics_scores_a_partial_run_and_says_how_many(tmp_path, capsys):
+    data = msrs_like(tmp_path)
+    out = tmp_path / 'eval'
+    assert main(['evaluate', '--data', str(data), '--subset', 'test', '--limit', '1',
+                 '--out', str(out), '--quiet', '--no-metrics', *CLASSICAL]) == 0
+    capsys.readouterr()
+    assert main(['metrics', str(out / 'fused'), '--data', str(data), '--subset', 'test']) == 0
+    said = capsys.readouterr().err
+    assert "scoring 1 of the 4 images of the 'test' list present in every folder" in said
+    assert '1 image(s) per folder of the 4 listed (split.json: test)' in said
+    assert main(['metrics', str(out / 'fused'), '--data', str(data), '--subset', 'train']) == 2
+    err = capsys.readouterr().err.strip()
+    assert "none of the 1 images of the 'train' list is in every folder" in err and \
+        '\n' not in err

@@ -356,9 +356,16 @@ def test_cli_reference_images(tmp_path, capsys, monkeypatch):
             want = np.mean([ref[fused_set][s][k] for s in stems])
             assert res['mean'][k] == pytest.approx(want, rel=_rel_tol(k))
 
-    # --data from the environment applies the dataset's split ("test" by default), which
-    # the 5-image reference folders do not cover: a clear one-line error.
+    # --data from the environment applies the dataset's split ("test" by default), of which
+    # the 5-image reference folders hold 5: those are scored, and how many is said (issue 24)
     monkeypatch.setenv('SGDFUSE_DATA', str(DATA))
-    with pytest.raises(InputError, match='lacks') as err:
-        metrics_cli.main(_parse([str(rdir / 'fused_avg')]))
+    capsys.readouterr()
+    assert metrics_cli.main(_parse([str(rdir / 'fused_avg')])) == 0
+    said = capsys.readouterr().err
+    listed = len(json.loads((DATA / 'split.json').read_text())['test'])
+    assert f"scoring 5 of the {listed} images of the 'test' list present in every folder" in said
+    assert f'5 image(s) per folder of the {listed} listed (split.json: test)' in said
+    # none of the list present: refused, one line
+    with pytest.raises(InputError, match='none of the') as err:
+        metrics_cli.main(_parse([str(rdir / 'fused_avg'), '--subset', 'train']))
     assert '\n' not in str(err.value)
