@@ -32,14 +32,15 @@ area): its ids are not the detections' ids.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 
 from .errors import error_line, ResourceError, SgdfuseError
-from .messages import (camera_info_msg, detection_array_msg, DETECTIONS_TOPIC, FUSED_INFO_TOPIC,
-                       FUSED_TOPIC, image_msg, LABELS_TOPIC, make_header, OVERLAY_TOPIC,
-                       scale_camera_info, TARGETS_TOPIC)
+from .messages import (camera_info_msg, COMPRESSED_FORMATS, compressed_msg, COMPRESSED_SUFFIX,
+                       detection_array_msg, DETECTIONS_TOPIC, FUSED_INFO_TOPIC, FUSED_TOPIC,
+                       image_msg, LABELS_TOPIC, make_header, OVERLAY_TOPIC, scale_camera_info,
+                       TARGETS_TOPIC)
 from .prior.format import overlay as draw_overlay
 from .prior.targets import TargetSelector, WarmTargets
 from .prior.tracking import TargetTracker
@@ -82,13 +83,17 @@ def detections(found: WarmTargets, ids: List[int]) -> list:
 def fusion_outputs(result, stamp, frame_id: str, encoding: str = 'bgr8',
                    camera_info=None, overlay: bool = False,
                    undistorted: bool = False,
-                   semantic: Optional[SemanticOutputs] = None) -> Dict[str, Any]:
+                   semantic: Optional[SemanticOutputs] = None, compressed: Iterable[str] = (),
+                   jpeg_quality: int = 95) -> Dict[str, Any]:
     """
     Return the messages published for one fused pair, keyed by relative topic name.
 
     Every message carries ``stamp`` (the source pair's stamp, a Time message) and ``frame_id``
     (the frame the fused image lives in: the visible camera's). ``semantic``: the run's
     :class:`SemanticOutputs` (stable detection ids); None numbers this frame's targets 1..N.
+    ``compressed`` names the image topics (of :data:`~sgdfuse_ros.messages.COMPRESSED_FORMATS`)
+    whose image_transport compressed twin (``<topic>/compressed``) is also wanted: the same
+    image, encoded.
     """
     header = make_header(stamp, frame_id)
     found, ids = (semantic if semantic is not None else SemanticOutputs())(result)
@@ -104,9 +109,16 @@ def fusion_outputs(result, stamp, frame_id: str, encoding: str = 'bgr8',
         TARGETS_TOPIC: image_msg(found.targets_u8(), header, 'mono8'),
         DETECTIONS_TOPIC: detection_array_msg(header, detections(found, ids)),
     }
+    overlay_bgr = draw_overlay(result.fused_bgr, result.prior) if overlay else None
     if overlay:
-        out[OVERLAY_TOPIC] = image_msg(draw_overlay(result.fused_bgr, result.prior), header,
-                                       'bgr8')
+        out[OVERLAY_TOPIC] = image_msg(overlay_bgr, header, 'bgr8')
+    arrays = {FUSED_TOPIC: (fused, encoding), LABELS_TOPIC: (result.prior.labels, 'mono16'),
+              TARGETS_TOPIC: (found.targets_u8(), 'mono8'), OVERLAY_TOPIC: (overlay_bgr, 'bgr8')}
+    for topic in compressed:
+        array, raw_encoding = arrays[topic]
+        if array is not None:
+            out[topic + COMPRESSED_SUFFIX] = compressed_msg(
+                array, header, COMPRESSED_FORMATS[topic], jpeg_quality, raw_encoding)
     return out
 
 

@@ -171,9 +171,22 @@ def image_msg(array: np.ndarray, header, encoding: Optional[str] = None):
                            data=array.reshape(-1).view(np.uint8))
 
 
-def compressed_msg(array: np.ndarray, header, fmt: str = 'jpeg', quality: int = 90):
-    """Convert a numpy array to sensor_msgs/CompressedImage (jpeg 8-bit, png 16-bit)."""
+def compressed_msg(array: np.ndarray, header, fmt: str = 'jpeg', quality: int = 90,
+                   encoding: Optional[str] = None):
+    """
+    Convert a numpy array to sensor_msgs/CompressedImage as image_transport's plugin does.
+
+    ``jpeg`` for 8-bit images, ``png`` (lossless) for 8- and 16-bit ones. ``format`` is what
+    ``compressed_image_transport`` writes: ``"<raw encoding>; <fmt> compressed <target>"``
+    where the target is ``bgr8`` (``bgr16``) for colour and empty for mono images
+    (``"bgr8; jpeg compressed bgr8"``, ``"mono16; png compressed "``), so image_transport's
+    decoder (``republish``, rqt_image_view, Foxglove) reads it back. ``encoding``: the raw
+    image's encoding (default: from the array).
+    """
+    channels = 1 if array.ndim == 2 else array.shape[2]
     if fmt == 'jpeg':
+        if array.dtype != np.uint8:
+            raise InputError(f'jpeg holds 8-bit images, not {array.dtype} (use png)')
         ok, buffer = cv2.imencode('.jpg', array, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     elif fmt == 'png':
         ok, buffer = cv2.imencode('.png', array)
@@ -181,11 +194,9 @@ def compressed_msg(array: np.ndarray, header, fmt: str = 'jpeg', quality: int = 
         raise InputError(f"unsupported compressed format '{fmt}' (jpeg or png)")
     if not ok:
         raise InputError(f'could not encode the image as {fmt}')
-    encoding = _ENCODING_OF_ARRAY.get((array.dtype, 1 if array.ndim == 2 else array.shape[2]),
-                                      'bgr8')
-    # image_transport's convention: "<encoding>; <fmt> compressed <encoding>"
-    label = f'{encoding}; {fmt} compressed {encoding}'
-    return msg_type(COMPRESSED)(header=header, format=label,
+    encoding = encoding or _ENCODING_OF_ARRAY.get((array.dtype, channels), 'bgr8')
+    target = ('bgr16' if array.dtype == np.uint16 else 'bgr8') if channels >= 3 else ''
+    return msg_type(COMPRESSED)(header=header, format=f'{encoding}; {fmt} compressed {target}',
                                 data=np.frombuffer(buffer.tobytes(), np.uint8))
 
 
@@ -325,3 +336,9 @@ OUTPUT_TYPES = {
     OVERLAY_TOPIC: IMAGE,
 }
 OUTPUT_TOPICS = tuple(topic for topic in OUTPUT_TYPES if topic != OVERLAY_TOPIC)  # always sent
+# image_transport's compressed transport of the image outputs (``output.compressed``,
+# ``replay --compressed-output``): the image topic + /compressed, with the format each uses;
+# masks are lossless (png), pictures jpeg
+COMPRESSED_FORMATS = {FUSED_TOPIC: 'jpeg', LABELS_TOPIC: 'png', TARGETS_TOPIC: 'png',
+                      OVERLAY_TOPIC: 'jpeg'}
+COMPRESSED_OUTPUT_TYPES = {topic + COMPRESSED_SUFFIX: COMPRESSED for topic in COMPRESSED_FORMATS}

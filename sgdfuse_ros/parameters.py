@@ -263,6 +263,13 @@ NODE_PARAMS = [
       'is the frame the fused image lives in).'),
     P('output.overlay', True, 'Publish semantic/overlay (colour overlay of the prior) while '
       'someone subscribes.'),
+    P('output.compressed', True, "Also advertise image_transport's compressed topics "
+      '(sensor_msgs/CompressedImage, the image topic + /compressed): fused/image and '
+      'semantic/overlay as JPEG, semantic/labels and semantic/targets as lossless PNG. As '
+      'image_transport does, each is encoded only while someone subscribes to it.',
+      read_only=True),
+    P('output.jpeg_quality', 95, 'JPEG quality of the compressed fused image and overlay '
+      "(image_transport's jpeg_quality default).", min=1, max=100),
     P('diagnostics.period_s', 1.0, 'Period of the /diagnostics status.', min=0.1, max=60.0),
     P('diagnostics.window', 100, 'Fused frames over which the latency percentiles of '
       '/diagnostics are computed.', min=10, max=10_000),

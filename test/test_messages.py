@@ -47,6 +47,7 @@ def test_array_from_buffer_checks_length_step_and_endianness():
 
 def _topic_names():
     names = set(messages.INPUT_TOPICS.values()) | set(messages.OUTPUT_TYPES)
+    names |= set(messages.COMPRESSED_OUTPUT_TYPES)
     names |= {messages.CAMERA_INFO_TOPIC, messages.THERMAL_INFO_TOPIC,
               messages.DIAGNOSTICS_TOPIC}
     return names | {'/' + name.lstrip('/') for name in names}

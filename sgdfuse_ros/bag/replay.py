@@ -29,7 +29,9 @@ node's outputs (:func:`sgdfuse_ros.fuse.fusion_outputs`) are written under the n
 publishes (:data:`sgdfuse_ros.messages.OUTPUT_TYPES`), in ``--namespace`` as the node's namespace
 (default the root: ``/fused/image``, ``/fused/camera_info``, ``/semantic/labels``,
 ``/semantic/targets``, ``/semantic/detections``: vision_msgs/Detection2DArray, ids tracked across
-the whole replay), so a replayed bag and a live recording compare topic for topic. Bags
+the whole replay), so a replayed bag and a live recording compare topic for topic; with
+``--compressed-output`` also their image_transport ``/compressed`` twins, as the node publishes
+them (``output.compressed``). Bags
 written before under ``/fusion/...`` still read: output topics are never taken as camera input
 (:mod:`.reader`). Every output carries the stamp of its pair's visible
 image (copied field by field; the fused image lives in the visible camera's frame) and is written
@@ -55,6 +57,7 @@ from ..errors import InputError
 from ..eval.metrics import frame_metrics, to_gray
 from ..fuse import Failed, fuse_pair, fusion_outputs, SemanticOutputs
 from ..intake import ApproximateSync, frame_from_bytes, Pair, pair_frame, Rejected, ROLE_LABELS
+from ..messages import COMPRESSED_FORMATS, COMPRESSED_OUTPUT_TYPES, COMPRESSED_SUFFIX
 from ..messages import deserialize, OUTPUT_TOPICS, OUTPUT_TYPES, OVERLAY_TOPIC
 from ..pipeline.undistort import undistort_cameras
 from ..prior.format import overlay as draw_overlay
@@ -83,12 +86,16 @@ class Replay:
 
     def __init__(self, bag, topics, pipeline, config: dict, writer, report, namespace: str,
                  copy_inputs: bool = False, overlay: bool = False, with_metrics: bool = True,
-                 progress=None, stop=None, draw_detections: bool = False):
+                 progress=None, stop=None, draw_detections: bool = False,
+                 compressed: bool = False):
         self.bag, self.topics, self.pipeline, self.config = bag, topics, pipeline, config
         self.writer, self.report, self.namespace = writer, report, namespace
         self.copy_inputs, self.overlay, self.with_metrics = copy_inputs, overlay, with_metrics
         self.draw_detections = draw_detections  # the contact sheet's fused panel shows them
         self.progress = progress
+        # image_transport's compressed twins of the image outputs, as the node publishes them
+        self.compressed = [topic for topic in COMPRESSED_FORMATS
+                           if compressed and (overlay or topic != OVERLAY_TOPIC)]
         self.stop = stop  # a StopRequest (cli/guard.py): a signal stops between messages
         self.write_error: Optional[str] = None
         self.sync = ApproximateSync(slop=config['sync.slop'], queue_size=config['sync.queue_size'])
@@ -113,9 +120,12 @@ class Replay:
         return f'{self.namespace}/{relative}'
 
     def declare_topics(self) -> None:
-        names = list(OUTPUT_TOPICS) + ([OVERLAY_TOPIC] if self.overlay else [])
+        types = dict(OUTPUT_TYPES)
+        types.update(COMPRESSED_OUTPUT_TYPES)
+        names = list(OUTPUT_TOPICS) + ([OVERLAY_TOPIC] if self.overlay else []) + \
+            [topic + COMPRESSED_SUFFIX for topic in self.compressed]
         for rel in names:
-            self.writer.add_topic(self.output_topic(rel), OUTPUT_TYPES[rel])
+            self.writer.add_topic(self.output_topic(rel), types[rel])
         if self.copy_inputs:
             outputs = {self.output_topic(rel) for rel in names}
             for name in self.roles:
@@ -232,7 +242,8 @@ class Replay:
         frame_id = self.config['output.frame_id'] or pair.visible.frame_id
         outputs = fusion_outputs(result, pair.visible.stamp, frame_id,
                                  self.config['output.encoding'], self.visible_info, self.overlay,
-                                 undistorted, self.semantic)
+                                 undistorted, self.semantic, compressed=self.compressed,
+                                 jpeg_quality=self.config['output.jpeg_quality'])
         log_ns = max(pair.thermal.arrival, pair.visible.arrival)  # bag log times
         for rel, msg in outputs.items():
             if not self._write(self.output_topic(rel), log_ns, msg):

@@ -59,6 +59,11 @@ def add_arguments(parser) -> None:
     parser.add_argument('--sheet-detections', action='store_true',
                         help='draw semantic/detections (box, id, score) over the fused image '
                              'in the contact sheet of the report')
+    parser.add_argument('--compressed-output', action='store_true',
+                        help="also write image_transport's compressed topics: "
+                        'fused/image/compressed (JPEG, output.jpeg_quality), '
+                        'semantic/labels|targets/compressed (PNG) and, with --overlay, '
+                        'semantic/overlay/compressed')
     add_config(parser)
     parser.add_argument('--report', metavar='DIR', help='report folder (default OUT_BAG_report)')
     parser.add_argument('--no-metrics', action='store_true',
@@ -85,7 +90,8 @@ def _settings(config: dict, args, namespace: str) -> dict:
     settings = {k: config[k] for k in keys}
     settings.update({'namespace': namespace or '/', 'storage': args.storage,
                      'version': args.version,
-                     'copy_inputs': args.copy_inputs, 'metrics': not args.no_metrics})
+                     'copy_inputs': args.copy_inputs, 'metrics': not args.no_metrics,
+                     'compressed_output': args.compressed_output})
     return settings
 
 
@@ -201,7 +207,8 @@ def run(args, progress=None, stop=None, write_bag: bool = True, keep=None) -> di
                 replay = Replay(bag, topics, pipeline, config, writer, report, namespace,
                                 copy_inputs=args.copy_inputs, overlay=args.overlay,
                                 with_metrics=not args.no_metrics, progress=bar, stop=stop,
-                                draw_detections=getattr(args, 'sheet_detections', False))
+                                draw_detections=getattr(args, 'sheet_detections', False),
+                                compressed=args.compressed_output)
                 start = time.perf_counter()
                 replay.run()
                 wall = time.perf_counter() - start

@@ -72,6 +72,10 @@ from ..transport.base import QosProfile, Transport
 log = logging.getLogger('sgdfuse_ros.node')
 
 
+def _subscribed(publisher) -> bool:
+    return publisher is not None and publisher.subscription_count() > 0
+
+
 class LatestSlot:
     """The worker's one-slot mailbox: ``put`` replaces what is waiting and returns it."""
 
@@ -165,7 +169,10 @@ class FusionNodeCore:
             self._reset_statistics()
             output_qos = QosProfile(self.config['qos.output_reliability'],
                                     self.config['qos.depth'])
-            for topic, typename in messages.OUTPUT_TYPES.items():
+            outputs = dict(messages.OUTPUT_TYPES)
+            if self.config['output.compressed']:  # image_transport's compressed twins
+                outputs.update(messages.COMPRESSED_OUTPUT_TYPES)
+            for topic, typename in outputs.items():
                 self._publishers[topic] = self.transport.create_publisher(topic, typename,
                                                                           output_qos)
             self._diagnostics = DiagnosticsPublisher(
@@ -390,13 +397,18 @@ class FusionNodeCore:
             overlay_pub = self._publishers.get(messages.OVERLAY_TOPIC)
             publishers = dict(self._publishers)
             camera_info = self._camera_info
+        # as image_transport: a compressed twin is encoded only while someone subscribes to it
+        compressed = [topic for topic in messages.COMPRESSED_FORMATS
+                      if _subscribed(publishers.get(topic + COMPRESSED_SUFFIX))]
         overlay = bool(config['output.overlay'] and overlay_pub is not None
-                       and overlay_pub.subscription_count() > 0)
+                       and (overlay_pub.subscription_count() > 0
+                            or messages.OVERLAY_TOPIC in compressed))
         try:
             outputs = fusion_outputs(
                 result, pair.visible.stamp, config['output.frame_id'] or pair.visible.frame_id,
                 config['output.encoding'], camera_info=camera_info, overlay=overlay,
-                undistorted=undistorted, semantic=self._semantic)
+                undistorted=undistorted, semantic=self._semantic, compressed=compressed,
+                jpeg_quality=config['output.jpeg_quality'])
             for topic, msg in outputs.items():
                 publishers[topic].publish(msg)
         except Exception as err:

@@ -27,6 +27,7 @@ import sqlite3
 
 from bag_support import load_report, make_bag, raw_messages, read_bag, SIZE, stamp_of, \
     tiny_pairs
+import cv2
 import numpy as np
 import pytest
 from sgdfuse_ros.cli import main as cli
@@ -297,3 +298,29 @@ def test_replay_of_a_mono8_bag_scores_exactly_like_evaluate(tmp_path):
     got = load_report(tmp_path / 'out_report')['metrics']['mean']
     for name in ('EN', 'SD', 'SF', 'AG', 'MI', 'SCD', 'VIF', 'Qabf', 'SSIM'):
         assert got[name] == pytest.approx(expected[name], rel=1e-9, abs=1e-12), name
+
+
+def test_compressed_output_writes_the_node_s_compressed_topics(tmp_path):
+    """``--compressed-output``: image_transport's twins under the node's names (issue 24)."""
+    in_bag = make_bag(tmp_path, 'in_bag', n=2)
+    out_bag = tmp_path / 'out'
+    assert cli(['replay', str(in_bag), '--out', str(out_bag), '--no-metrics', '--quiet',
+                '--compressed-output', '--overlay', '--set', 'first_stage.type=laplacian',
+                '--set', 'refiner.steps=0']) == 0
+    outputs, types = read_bag(out_bag)
+    expected = {'/fused/image/compressed': 'bgr8; jpeg compressed bgr8',
+                '/semantic/labels/compressed': 'mono16; png compressed ',
+                '/semantic/targets/compressed': 'mono8; png compressed ',
+                '/semantic/overlay/compressed': 'bgr8; jpeg compressed bgr8'}
+    for topic, label in expected.items():
+        assert types[topic] == 'sensor_msgs/msg/CompressedImage', topic
+        assert [msg.format for _, msg in outputs[topic]] == [label] * 2, topic
+    for (_, raw), (_, packed) in zip(outputs['/semantic/targets'],
+                                     outputs['/semantic/targets/compressed']):
+        assert packed.header.stamp == raw.header.stamp
+        mask = cv2.imdecode(np.asarray(packed.data, np.uint8), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(mask, np.asarray(raw.data, np.uint8).reshape(raw.height, -1))
+    plain = tmp_path / 'plain'
+    assert cli(['replay', str(in_bag), '--out', str(plain), '--no-metrics', '--quiet',
+                '--set', 'first_stage.type=laplacian', '--set', 'refiner.steps=0']) == 0
+    assert not any(topic.endswith('/compressed') for topic in read_bag(plain)[1])
