@@ -48,6 +48,16 @@ def _u8(gray: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(g * 255.0), 0, 255).astype(np.uint8)
 
 
+def _stretch(gray_u8: np.ndarray, mask: Optional[np.ndarray] = None) -> np.ndarray:
+    """Spread the 1st-99th percentiles over 0-255 (a dark night frame becomes readable)."""
+    values = gray_u8[mask] if mask is not None and mask.any() else gray_u8
+    low, high = np.percentile(values, (1, 99))
+    if high - low < 8:
+        return gray_u8
+    out = (gray_u8.astype(np.float32) - low) * (255.0 / (high - low))
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
 def register_thermal(thermal: np.ndarray, homography: np.ndarray, visible_shape) -> tuple:
     """(thermal warped onto the visible frame (uint8), mask of the pixels it covers)."""
     h, w = visible_shape[:2]
@@ -61,7 +71,7 @@ def register_thermal(thermal: np.ndarray, homography: np.ndarray, visible_shape)
 
 def check_tiles(thermal: np.ndarray, visible: np.ndarray, homography: np.ndarray,
                 width: int = 480, squares: int = 8) -> np.ndarray:
-    """One frame's row of the check image: checkerboard | edge overlay (BGR)."""
+    """One frame's row of the check image: checkerboard | edge overlay (BGR), stretched."""
     vis = _u8(visible)
     warped, covered = register_thermal(thermal, homography, vis.shape)
     scale = width / vis.shape[1]
@@ -69,6 +79,7 @@ def check_tiles(thermal: np.ndarray, visible: np.ndarray, homography: np.ndarray
     vis_s = cv2.resize(vis, size, interpolation=cv2.INTER_AREA)
     th_s = cv2.resize(warped, size, interpolation=cv2.INTER_AREA)
     cov_s = cv2.resize(covered.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    vis_s, th_s = _stretch(vis_s), _stretch(th_s, cov_s)
     side = max(8, size[0] // squares)
     yy, xx = np.mgrid[0:size[1], 0:size[0]]
     board = ((yy // side + xx // side) % 2 == 0) & cov_s
