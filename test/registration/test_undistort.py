@@ -111,22 +111,15 @@ def test_registration_undistorts_each_camera_and_camera_info_says_so():
     out = registration.visible(bgr)
     assert np.abs(out[..., 0] / 255.0 - image)[inner].mean() < 0.01
 
-    class Result:
-        fused_y = np.zeros((240, 320), np.uint8)
-        fused_bgr = np.zeros((240, 320, 3), np.uint8)
-
-        class prior:
-            labels = np.zeros((240, 320), np.uint16)
-
-            @staticmethod
-            def targets_u8():
-                return np.zeros((240, 320), np.uint8)
-
+    gray = np.zeros((240, 320), np.uint8)
+    result = FusionResult(np.dstack([gray] * 3), gray, SemanticPrior.empty(gray.shape, 'thermal'),
+                          gray.astype(np.float32), np.dstack([gray] * 3),
+                          gray.astype(np.float32), {})
     stamp = messages.make_header(1.0, 'v').stamp
     rgb = info(640, 480, BARREL)
-    kept = fusion_outputs(Result, stamp, 'v', camera_info=rgb)[messages.FUSED_INFO_TOPIC]
+    kept = fusion_outputs(result, stamp, 'v', camera_info=rgb)[messages.FUSED_INFO_TOPIC]
     assert list(kept.d) == pytest.approx(BARREL) and kept.width == 320
-    flat = fusion_outputs(Result, stamp, 'v', camera_info=rgb,
+    flat = fusion_outputs(result, stamp, 'v', camera_info=rgb,
                           undistorted=True)[messages.FUSED_INFO_TOPIC]
     assert not np.any(np.asarray(flat.d)) and list(flat.k) == list(kept.k)
 
