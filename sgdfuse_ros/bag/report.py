@@ -13,10 +13,13 @@
 # limitations under the License.
 
 """
-The replay report: ``report.json``, ``report.md`` and ``contact_sheet.png``.
+The replay report: ``report.json``, ``.md``, ``.html``, ``plot.png``, ``contact_sheet.png``.
 
-``report.json`` holds everything, ``report.md`` is for people and ``contact_sheet.png`` shows
-sampled frames (thermal | visible | fused | prior overlay).
+``report.json`` holds everything (a row per frame: stamps, metrics, per-stage times), ``report.md``
+is for people (with a table per frame: metrics and time), ``report.html`` is the same for a
+browser, ``plot.png`` shows the distribution of each metric and the time per stage, and
+``contact_sheet.png`` sampled frames (thermal | visible | fused | prior overlay), rows of equal
+width (:mod:`sgdfuse_ros.eval.report_pages`).
 
 The report accounts for every message it was given: for each camera topic,
 ``read = rejected + matched + unmatched + late + duplicate + overflow`` (rejected: the message
@@ -39,6 +42,8 @@ import numpy as np
 
 from .. import writing
 from ..eval.metrics import HEADLINE_METRICS
+from ..eval.report_pages import contact_sheet as sheet_image, per_image_table, report_html
+from ..eval.report_pages import run_plot
 from ..intake import all_rejected, ROLE_LABELS, ROLES
 from ..node.meters import percentile_summary
 
@@ -48,7 +53,8 @@ LABELS = {**ROLE_LABELS, 'visible_info': 'rgb_info', 'thermal_info': 'thermal_in
 DROP_REASONS = ('unmatched', 'late', 'duplicate', 'overflow')
 PIPELINE_STAGES = ('decode', 'register', 'prior', 'first_stage', 'refiner', 'colour', 'total')
 REPLAY_STAGES = ('message_decode', 'metrics', 'write')
-PANEL_HEIGHT = 160
+REPORT_FILES = ('report.json', 'report.md', 'report.html', 'plot.png', 'contact_sheet.png')
+PANEL_HEIGHT = 320  # kept per sampled frame; the sheet scales its rows to one width
 PANELS = ('thermal', 'visible', 'fused', 'prior overlay')
 
 
@@ -260,6 +266,8 @@ class ReplayReport:
             'write_error': write_error,
             'notes': self.notes,
             'contact_sheet': None,
+            'plot': None,
+            'prior_sources': dict(Counter(f['prior_source'] for f in self.frames)),
             'frames': self.frames,
         }
         return self.result
@@ -268,40 +276,40 @@ class ReplayReport:
     def contact_sheet(self) -> Optional[np.ndarray]:
         if not self.samples:
             return None
-        rows = []
-        for index, stamp_ns, panels in sorted(self.samples, key=lambda s: s[0]):
-            labelled = []
-            for name, panel in zip(PANELS, panels):
-                panel = panel.copy()
-                text = name if name != 'thermal' else f'#{index} t={stamp_ns / 1e9:.3f}'
-                cv2.putText(panel, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3,
-                            cv2.LINE_AA)
-                cv2.putText(panel, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                            (255, 255, 255), 1, cv2.LINE_AA)
-                labelled.append(panel)
-                labelled.append(np.full((PANEL_HEIGHT, 4, 3), 40, np.uint8))
-            rows.append(np.hstack(labelled[:-1]))
-        width = max(r.shape[1] for r in rows)
-        padded = []
-        for r in rows:
-            pad = np.full((PANEL_HEIGHT, width - r.shape[1], 3), 40, np.uint8)
-            padded.append(np.hstack([r, pad]))
-            padded.append(np.full((4, width, 3), 40, np.uint8))
-        return np.vstack(padded[:-1])
+        return sheet_image([[(f'#{index} t={stamp_ns / 1e9:.3f}: {PANELS[0]}', panels[0])]
+                            + list(zip(PANELS[1:], panels[1:]))
+                            for index, stamp_ns, panels in sorted(self.samples,
+                                                                  key=lambda s: s[0])])
+
+    def plot(self) -> Optional[bytes]:
+        """Return the run's plot: each headline metric over the frames, time per stage."""
+        scored = [f['metrics'] for f in self.frames if f['metrics']]
+        stages = [s for s in PIPELINE_STAGES if s != 'total'] + list(REPLAY_STAGES)
+        return run_plot({m: [v.get(m) for v in scored] for m in HEADLINE_METRICS
+                         if any(m in v for v in scored)},
+                        {s: self.timings[s] for s in stages if self.timings.get(s)},
+                        f'replay of {Path(self.input_bag).name}: {len(self.frames)} pairs')
 
     def write(self, folder) -> Path:
         if self.result is None:
             raise RuntimeError('finish() the report before writing it')
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        for name in ('report.json', 'report.md', 'contact_sheet.png'):  # a previous run's
+        for name in REPORT_FILES:  # a previous run's
             if (folder / name).is_file():
                 (folder / name).unlink()
         # the books first: a disk that fills up keeps the report, if not the picture
         self.result['contact_sheet'] = 'contact_sheet.png' if self.samples else None
+        plot = self.plot()
+        self.result['plot'] = 'plot.png' if plot is not None else None
         writing.write_bytes(folder / 'report.json',
                             (json.dumps(_json_safe(self.result), indent=1) + '\n').encode())
-        writing.write_bytes(folder / 'report.md', render_markdown(self.result).encode())
+        markdown = render_markdown(self.result)
+        writing.write_bytes(folder / 'report.md', markdown.encode())
+        writing.write_bytes(folder / 'report.html',
+                            report_html(markdown, 'sgdfuse replay report').encode())
+        if plot is not None:
+            writing.write_bytes(folder / 'plot.png', plot)
         sheet = self.contact_sheet()
         if sheet is not None:
             ok, buf = cv2.imencode('.png', sheet)
@@ -331,6 +339,11 @@ def render_markdown(r: dict) -> str:
             lines.append(f"- {label}: `{t['topic']}` ({t['type']}{enc})")
     s = r['settings']
     lines.append('- settings: ' + ', '.join(f'{k}={v}' for k, v in s.items()))
+    ran = r.get('prior_sources') or {}
+    if ran:  # what ran, which is not always what was configured (a SAM fallback)
+        lines.append('- prior that ran: ' + ', '.join(f'{k} on {n} pairs' for k, n in ran.items())
+                     + (f" (configured: {s.get('prior.source')})"
+                        if set(ran) != {s.get('prior.source')} else ''))
     if r.get('read_error'):
         lines += ['', f"**The input bag stopped being readable:** {r['read_error']}"]
     if r.get('interrupted'):
@@ -385,6 +398,16 @@ def render_markdown(r: dict) -> str:
               f"{_fmt(t['pipeline_pairs_per_s'], 2)} pairs/s",
               f"- recorded pair rate: {_fmt(t['recorded_pairs_per_s'], 2)} pairs/s; real-time "
               f"factor (end to end / recorded): {_fmt(t['realtime_factor'], 2)}"]
+    if r.get('plot'):
+        lines += ['', '## Plot (metric distributions over the frames, time per stage)', '',
+                  '![metric distributions and time per stage](plot.png)']
+    frames = r.get('frames') or []
+    if frames:
+        names = [n for n in HEADLINE_METRICS if met and n in met['mean']] if met else []
+        lines += ['', '## Per frame (metrics, pipeline time)', '']
+        lines += per_image_table([(f"#{f['index']} t={f['stamp_ns'] / 1e9:.3f}", f['metrics'],
+                                   f['timings_ms'].get('total')) for f in frames],
+                                 names, 'frame (RGB stamp, s)')
     out = r['output']['messages']
     lines += ['', '## Output topics', '', '| topic | messages |', '|---|---|']
     lines += [f'| `{name}` | {n} |' for name, n in out.items()]

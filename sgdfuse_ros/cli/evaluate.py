@@ -44,6 +44,9 @@ from .values import int_at_least, override
 from ..config import load_config
 from ..errors import InputError
 from ..eval.datasets import choose_pairs, default_data_dir, Pair, split_used
+from ..eval.metrics import HEADLINE_METRICS
+from ..eval.report_pages import contact_sheet as sheet_image, per_image_table, report_html
+from ..eval.report_pages import run_plot
 from ..writing import is_write_failure
 from ..writing import write_failure
 
@@ -80,37 +83,22 @@ def percentiles(values: List[float]) -> Dict[str, float]:
     return percentile_summary(values, ('median', 'p90', 'mean', 'n'))
 
 
-def _tile(image: np.ndarray, height: int, label: str) -> np.ndarray:
-    if image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    width = max(1, int(round(image.shape[1] * height / image.shape[0])))
-    tile = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-    cv2.putText(tile, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(tile, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
-                cv2.LINE_AA)
-    return tile
-
-
-def contact_sheet(rows: List[tuple], path: Path, height: int = 220) -> None:
+def contact_sheet(rows, path: Path) -> None:
     """
-    Write one PNG a person looks at.
+    Write one PNG a person looks at: rows of equal width, each panel labelled.
 
     rows: (name, thermal u8, visible u8, fused bgr, overlay bgr).
     """
-    lines = []
-    for name, thermal, visible, fused, over in rows:
-        tiles = [_tile(thermal, height, f'{name} thermal'), _tile(visible, height, 'visible'),
-                 _tile(fused, height, 'fused'), _tile(over, height, 'prior')]
-        lines.append(np.hstack(tiles))
-    width = max(line.shape[1] for line in lines)
-    lines = [cv2.copyMakeBorder(line, 0, 4, 0, width - line.shape[1], cv2.BORDER_CONSTANT,
-                                value=(255, 255, 255)) for line in lines]
     from ..writing import write_bytes
-    write_bytes(path, _png(np.vstack(lines)))
+    sheet = sheet_image([[(f'{name}: thermal', thermal), ('visible', visible),
+                          ('fused', fused), ('prior overlay', over)]
+                         for name, thermal, visible, fused, over in rows])
+    write_bytes(path, _png(sheet))
 
 
 MARKER = '.sgdfuse-evaluate'
-OUTPUT_FILES = ('metrics.json', 'metrics.csv', 'report.md', 'contact_sheet.png')
+OUTPUT_FILES = ('metrics.json', 'metrics.csv', 'report.md', 'report.html', 'plot.png',
+                'contact_sheet.png')
 OUTPUT_DIRS = ('fused', 'registered_sources')
 
 
@@ -190,6 +178,7 @@ def run_evaluation(pairs: List[Pair], out: Path, config: dict, label: str = 'sgd
     stage_ms: Dict[str, List[float]] = {}
     sheet_rows, prior_sources = [], {}
     per_image: Dict[str, dict] = {}
+    time_ms: Dict[str, float] = {}  # each pair's pipeline time (its 'total' stage)
     missing: Dict[str, dict] = {}
     failed: Dict[str, str] = {}
     write_error, interrupted = None, None
@@ -243,6 +232,8 @@ def run_evaluation(pairs: List[Pair], out: Path, config: dict, label: str = 'sgd
                 break
             for stage, ms in result.timings.items():
                 stage_ms.setdefault(stage, []).append(ms)
+            if 'total' in result.timings:
+                time_ms[pair.name] = round(float(result.timings['total']), 3)
             prior_sources[result.prior.source] = prior_sources.get(result.prior.source, 0) + 1
             if with_metrics:
                 # the fused PNG is lossless: to_gray(fused_bgr) is what reading it back gives
@@ -267,6 +258,7 @@ def run_evaluation(pairs: List[Pair], out: Path, config: dict, label: str = 'sgd
               'failures': failed, 'interrupted': interrupted, 'write_error': write_error,
               'device': device, 'prior_sources': prior_sources, 'wall_s': wall,
               'timings_ms': {k: percentiles(v) for k, v in stage_ms.items()},
+              'time_ms': time_ms,
               'config': dict(config.items())}
     assert report['fused'] + report['failed'] + report['not_reached'] == total
     if with_metrics and per_image:
@@ -279,7 +271,8 @@ def run_evaluation(pairs: List[Pair], out: Path, config: dict, label: str = 'sgd
             vals = [v[m] for v in per_image.values() if v.get(m) is not None]
             report['mean'][m] = float(np.mean(vals)) if vals else None
             report['scored'][m] = len(vals)
-    report['write_error'] = _write_results(report, out, sheet_rows, write_error, shown_as)
+    report['write_error'] = _write_results(report, out, sheet_rows, write_error, shown_as,
+                                           stage_ms)
     return report
 
 
@@ -289,8 +282,13 @@ def _progress(progress, index: int, total: int) -> None:
 
 
 def _write_results(report: dict, out: Path, sheet_rows: list, write_error,
-                   shown_as: Optional[Path] = None) -> Optional[str]:
-    """metrics.json, metrics.csv, report.md, contact sheet; the first failed write, if any."""
+                   shown_as: Optional[Path] = None,
+                   stage_ms: Optional[Dict[str, List[float]]] = None) -> Optional[str]:
+    """
+    Write metrics.json, metrics.csv, report.md and .html, plot, contact sheet.
+
+    Return the first failed write, if any.
+    """
     import io
 
     from ..writing import write_bytes
@@ -311,7 +309,16 @@ def _write_results(report: dict, out: Path, sheet_rows: list, write_error,
     files.append(('metrics.json', json.dumps(report, indent=1).encode()))
     if sheet_rows:
         files.append(('contact_sheet.png', None))
-    files.append(('report.md', render_report(report, bool(sheet_rows)).encode()))
+    per_image = report.get('per_image') or {}
+    plot = run_plot({m: [v.get(m) for v in per_image.values()] for m in HEADLINE_METRICS},
+                    {k: v for k, v in (stage_ms or {}).items() if k != 'total'},
+                    f"{report['label']}: {report['fused']} pairs")
+    if plot is not None:
+        files.append(('plot.png', plot))
+    markdown = render_report(report, bool(sheet_rows), plot is not None)
+    files.append(('report.md', markdown.encode()))
+    files.append(('report.html', report_html(markdown, f"evaluation: {report['label']}")
+                  .encode()))
     for name, data in files:
         try:
             if name == 'contact_sheet.png':
@@ -325,7 +332,7 @@ def _write_results(report: dict, out: Path, sheet_rows: list, write_error,
     return write_error
 
 
-def render_report(report: dict, with_sheet: bool) -> str:
+def render_report(report: dict, with_sheet: bool, with_plot: bool = False) -> str:
     lines = [f"# Fusion evaluation: {report['label']}", '',
              f"{report['pairs']} pairs: {report['fused']} fused, {report['failed']} failed, "
              f"{report['not_reached']} not reached; device {report['device']}, prior sources "
@@ -355,6 +362,16 @@ def render_report(report: dict, with_sheet: bool) -> str:
     lines += ['## Per-stage time (ms)', '', '| stage | median | p90 | mean |', '|---|---|---|---|']
     for stage, t in report['timings_ms'].items():
         lines.append(f"| {stage} | {t['median']:.2f} | {t['p90']:.2f} | {t['mean']:.2f} |")
+    if with_plot:
+        lines += ['', '## Plot (metric distributions over the pairs, time per stage)', '',
+                  '![metric distributions and time per stage](plot.png)']
+    times = report.get('time_ms') or {}
+    names = list(report.get('per_image') or times)
+    if names:
+        scored = report.get('per_image') or {}
+        lines += ['', '## Per image (metrics, pipeline time)', '']
+        lines += per_image_table([(n, scored.get(n), times.get(n)) for n in names],
+                                 list(HEADLINE_METRICS) if scored else [], 'pair')
     if with_sheet:
         lines += ['', '## Contact sheet (thermal | visible | fused | prior)', '',
                   '![contact sheet](contact_sheet.png)']

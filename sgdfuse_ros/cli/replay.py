@@ -102,7 +102,7 @@ def default_report_dir(out_bag) -> Path:
     return out.with_name(out.name + '_report')
 
 
-REPORT_FILES = ('report.json', 'report.md', 'contact_sheet.png')
+REPORT_FILES = ('report.json', 'report.md', 'report.html', 'plot.png', 'contact_sheet.png')
 
 
 def _settle(replacements, commit: bool) -> None:
