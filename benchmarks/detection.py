@@ -49,6 +49,7 @@ import time
 
 import cv2
 from harness import command, RESULTS, ROOT, write_results
+from machine import describe
 import numpy as np
 
 CLASSES = ('person', 'bicycle', 'car')
@@ -448,7 +449,7 @@ def run_one(args, name: str, seed: int, train: dict, test: dict, facts: list) ->
         return json.loads(result_path.read_text())
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f'training {name} seed {seed}', flush=True)
-    t0 = time.perf_counter()
+    t0, load0 = time.perf_counter(), os.getloadavg()[0]
     model = train_run(train, run_dir, seed, args.epochs, args.batch, args.lr, args.width)
     preds = predict(model, test)
     result = {'input': name, 'seed': seed, 'epochs': args.epochs, 'width': args.width,
@@ -456,7 +457,8 @@ def run_one(args, name: str, seed: int, train: dict, test: dict, facts: list) ->
               'day': map_scores(preds, test['boxes'], test['labels'], ~test['night']),
               'night': map_scores(preds, test['boxes'], test['labels'], test['night']),
               'found': found_breakdown(preds, test, facts),
-              'seconds_after_resume': round(time.perf_counter() - t0, 1)}
+              'seconds_after_resume': round(time.perf_counter() - t0, 1),
+              'load_1min_start_end': [round(load0, 2), round(os.getloadavg()[0], 2)]}
     result_path.write_text(json.dumps(result, indent=1) + '\n')
     print(f'  {name} seed {seed}: mAP@0.5 all {result["all"]["map_50"]} day '
           f'{result["day"]["map_50"]} night {result["night"]["map_50"]}', flush=True)
@@ -490,6 +492,19 @@ def table(results: dict) -> tuple:
                  for k in ('map_50', 'map') for p in ('all', 'day', 'night')]
         lines.append(f'| {name} | {len(runs)} | ' + ' | '.join(cells) + ' |')
     return summary, '\n'.join(lines)
+
+
+def found_table(results: dict, shares: dict) -> str:
+    """Markdown: share of labelled boxes found (mean over seeds) per group and input."""
+    names = list(shares)
+    first = next(iter(results.values()))[0]['found']
+    lines = [f'Share of labelled test boxes found (IoU >= 0.5 with a detection of score >= '
+             f'{FOUND_SCORE}, right class), mean over seeds\n',
+             '| boxes | n | ' + ' | '.join(names) + ' |', '|---|---|' + '---|' * len(names)]
+    for key, (_, count) in first.items():
+        cells = [f'{shares[n][key]:.2f}' if key in shares[n] else '-' for n in names]
+        lines.append(f'| {key} | {count} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
 
 
 def targets(summary: dict) -> dict:
@@ -562,7 +577,8 @@ def main() -> int:
         return 1
     summary, markdown = table(results)
     goals = targets(summary)
-    report = {'command': command(), 'labels': args.labels, 'classes': list(CLASSES),
+    report = {'command': command(), 'machine': describe(('torch', 'torchvision', 'torchmetrics')),
+              'threads': args.threads, 'labels': args.labels, 'classes': list(CLASSES),
               'epochs': args.epochs, 'batch': args.batch, 'lr': args.lr, 'width': args.width,
               'seeds': args.seeds,
               'detector': 'torchvision FCOS, small backbone (strides 4/8/16) + FPN, from scratch',
@@ -576,7 +592,8 @@ def main() -> int:
                        for name, runs in results.items()}}
     md = (f'# Detection on MSRS-128 test ({args.labels} boxes)\n\n`{command()}`\n\n'
           f'mean ± std over seeds; points (x100)\n\n{markdown}\n\n'
-          + '\n'.join(f'- {k}: {v}' for k, v in goals.items()) + '\n')
+          + '\n'.join(f'- {k}: {v}' for k, v in goals.items()) + '\n\n'
+          + found_table(results, report['found_share_mean']))
     write_results(args.out, report, md, show=True)
     return 0
 
