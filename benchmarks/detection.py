@@ -409,6 +409,35 @@ def box_facts(data: Path, test: dict) -> list:
     return out
 
 
+def input_contrast(data: Path, work: Path, name: str, labels: str = 'fusion') -> dict:
+    """
+    Median local contrast (:func:`box_contrast`, gray levels) of the test boxes in an input.
+
+    What a detector sees of a target: per day/night, all boxes and the tiny ones (< 64 px).
+    """
+    test = load_split(data, 'test', input_folder(work, data, name, 'test'), labels)
+    out = {}
+    for period, want_night in (('day', False), ('night', True)):
+        values, areas, clutter = [], [], []
+        for image, boxes, night in zip(test['images'], test['boxes'], test['night']):
+            if night != want_night:
+                continue
+            gray = cv2.cvtColor(np.ascontiguousarray(image.transpose(1, 2, 0)),
+                                cv2.COLOR_RGB2GRAY)
+            values += [box_contrast(gray, b) for b in boxes]
+            areas += [(b[2] - b[0]) * (b[3] - b[1]) for b in boxes]
+            grad = np.hypot(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))
+            outside = np.ones(gray.shape, bool)
+            for x0, y0, x1, y1 in boxes.astype(int):
+                outside[max(0, y0 - 2):y1 + 3, max(0, x0 - 2):x1 + 3] = False
+            clutter.append(float(grad[outside].mean()))
+        values, areas = np.array(values), np.array(areas)
+        out[period] = round(float(np.median(values)), 1)
+        out[f'{period} tiny'] = round(float(np.median(values[areas < 64])), 1)
+        out[f'{period} background gradient'] = round(float(np.mean(clutter)), 1)
+    return out
+
+
 def found_breakdown(preds, test: dict, facts: list) -> dict:
     """Share of labelled boxes found (:func:`found_mask`) by day/night x size, class, contrast."""
     found = np.concatenate([found_mask(p, b, c) for p, b, c in
@@ -507,6 +536,18 @@ def found_table(results: dict, shares: dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def contrast_table(contrast: dict) -> str:
+    """Markdown: median local contrast of the labelled boxes per input (gray levels)."""
+    keys = list(next(iter(contrast.values())))
+    lines = ['Median local contrast of the labelled test boxes in each input (|box mean - '
+             'surrounding ring mean|, gray levels 0-255; tiny: < 64 px) and the mean Sobel '
+             'gradient away from the boxes (background texture a detector must reject)\n',
+             '| input | ' + ' | '.join(keys) + ' |', '|---|' + '---|' * len(keys)]
+    for name, row in contrast.items():
+        lines.append(f'| {name} | ' + ' | '.join(f'{row[k]:.1f}' for k in keys) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
 def targets(summary: dict) -> dict:
     """Check the issue's targets on mAP@0.5 (empty while a camera or the default is missing)."""
     need = ('visible', 'thermal', 'fusion_default')
@@ -583,6 +624,9 @@ def main() -> int:
               'seeds': args.seeds,
               'detector': 'torchvision FCOS, small backbone (strides 4/8/16) + FPN, from scratch',
               'inputs': summary, 'targets': goals,
+              'box_contrast_median': {name: input_contrast(args.data, args.work, name,
+                                                           args.labels)
+                                      for name in results},
               'found_share_mean': {
                   name: {k: summarize([r['found'][k][0] for r in runs
                                        if r['found'][k][0] is not None])['mean']
@@ -593,7 +637,8 @@ def main() -> int:
     md = (f'# Detection on MSRS-128 test ({args.labels} boxes)\n\n`{command()}`\n\n'
           f'mean ± std over seeds; points (x100)\n\n{markdown}\n\n'
           + '\n'.join(f'- {k}: {v}' for k, v in goals.items()) + '\n\n'
-          + found_table(results, report['found_share_mean']))
+          + found_table(results, report['found_share_mean']) + '\n'
+          + contrast_table(report['box_contrast_median']))
     write_results(args.out, report, md, show=True)
     return 0
 
