@@ -505,21 +505,36 @@ def collect(work: Path, names, seeds) -> dict:
     return out
 
 
+#: a run whose detector scores under this mAP@0.5 on all test frames learned nothing (its
+#: training stalled: no detection above the score floor); counted apart, not averaged
+COLLAPSED_BELOW = 1.0
+
+
+def collapsed(run: dict) -> bool:
+    """Whether a run's detector learned nothing (:data:`COLLAPSED_BELOW`)."""
+    return run['all']['map_50'] < COLLAPSED_BELOW
+
+
 def table(results: dict) -> tuple:
     """Return (summary dict, markdown table) of mAP@0.5 and mAP@0.5:0.95 per input and period."""
     summary = {}
-    lines = ['| input | seeds | mAP@0.5 all | mAP@0.5 day | mAP@0.5 night | '
+    lines = ['| input | seeds (collapsed) | mAP@0.5 all | mAP@0.5 day | mAP@0.5 night | '
              'mAP@0.5:0.95 all | mAP@0.5:0.95 day | mAP@0.5:0.95 night |',
              '|---|---|---|---|---|---|---|---|']
-    for name, runs in results.items():
-        entry = {}
+    for name, all_runs in results.items():
+        runs = [r for r in all_runs if not collapsed(r)] or all_runs
+        failed = [r['seed'] for r in all_runs if collapsed(r)]
+        entry = {'seeds_averaged': [r['seed'] for r in runs], 'seeds_collapsed': failed}
         for period in ('all', 'day', 'night'):
             entry[period] = {key: summarize([r[period][key] for r in runs])
                              for key in runs[0][period] if all(key in r[period] for r in runs)}
         summary[name] = entry
         cells = [f"{entry[p][k]['mean']:.1f} ± {entry[p][k]['std']:.1f}"
                  for k in ('map_50', 'map') for p in ('all', 'day', 'night')]
-        lines.append(f'| {name} | {len(runs)} | ' + ' | '.join(cells) + ' |')
+        seeds = ' '.join(str(r['seed']) for r in runs)
+        if failed:
+            seeds += f' ({" ".join(map(str, failed))})'
+        lines.append(f'| {name} | {seeds} | ' + ' | '.join(cells) + ' |')
     return summary, '\n'.join(lines)
 
 
@@ -617,6 +632,8 @@ def main() -> int:
         print('detection: no finished runs yet', file=sys.stderr)
         return 1
     summary, markdown = table(results)
+    learned = {name: [r for r in runs if not collapsed(r)] or runs
+               for name, runs in results.items()}
     goals = targets(summary)
     report = {'command': command(), 'machine': describe(('torch', 'torchvision', 'torchmetrics')),
               'threads': args.threads, 'labels': args.labels, 'classes': list(CLASSES),
@@ -631,11 +648,13 @@ def main() -> int:
                   name: {k: summarize([r['found'][k][0] for r in runs
                                        if r['found'][k][0] is not None])['mean']
                          for k in runs[0]['found'] if runs[0]['found'][k][0] is not None}
-                  for name, runs in results.items()},
+                  for name, runs in learned.items()},
               'runs': {name: [{k: r[k] for k in ('seed', 'all', 'day', 'night')} for r in runs]
                        for name, runs in results.items()}}
     md = (f'# Detection on MSRS-128 test ({args.labels} boxes)\n\n`{command()}`\n\n'
-          f'mean ± std over seeds; points (x100)\n\n{markdown}\n\n'
+          f'mean ± std over the seeds named (points, x100); seeds in brackets: runs whose '
+          f'training collapsed (mAP@0.5 < {COLLAPSED_BELOW} on all frames: the detector '
+          f'learned nothing), counted apart\n\n{markdown}\n\n'
           + '\n'.join(f'- {k}: {v}' for k, v in goals.items()) + '\n\n'
           + found_table(results, report['found_share_mean']) + '\n'
           + contrast_table(report['box_contrast_median']))
