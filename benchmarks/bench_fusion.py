@@ -55,7 +55,7 @@ def frames(size):
     w, h = size
     try:
         from sgdfuse_ros.eval.datasets import dataset_pairs, default_data_dir, read_pair
-        from sgdfuse_ros.pipeline.color import split_luma
+        from sgdfuse_ros.pipeline.images import split_luma
         pair = dataset_pairs(default_data_dir(beside_checkout=True), 'train')[0]
         ir, vis = read_pair(pair)
         ir = cv2.resize(ir, (w, h)).astype(np.float32) / 255.0

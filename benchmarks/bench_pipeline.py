@@ -60,13 +60,12 @@ from machine import describe  # noqa: E402  (benchmarks/machine.py)
 import numpy as np  # noqa: E402
 from sgdfuse_ros.config import load_config  # noqa: E402
 from sgdfuse_ros.errors import SgdfuseError  # noqa: E402
+from sgdfuse_ros.eval.scoring import percentile_summary  # noqa: E402
 from sgdfuse_ros.eval.synthetic_pairs import make_pair  # noqa: E402
-from sgdfuse_ros.fuse import Failed, fuse_pair  # noqa: E402
 from sgdfuse_ros.intake import frame_from_bytes, Pair  # noqa: E402
 from sgdfuse_ros.messages import compressed_msg, IMAGE, image_msg, make_header  # noqa: E402
 from sgdfuse_ros.messages import serialize  # noqa: E402
-from sgdfuse_ros.node.meters import percentile_summary  # noqa: E402
-from sgdfuse_ros.pipeline.fusion_pipeline import FusionPipeline  # noqa: E402
+from sgdfuse_ros.pipeline.fusion_pipeline import Failed, fuse_pair, FusionPipeline  # noqa: E402
 
 RESULTS = HERE / 'results'
 STAGES = ('msg_in', 'decode', 'register', 'prior', 'first_stage', 'refiner', 'colour', 'encode')

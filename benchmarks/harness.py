@@ -98,7 +98,7 @@ def percentiles(values, qs=(50, 90, 99), with_max: bool = False) -> dict:
     keys = [f'p{q}' for q in qs] + (['max'] if with_max else [])
     if not len(values):
         return dict.fromkeys(keys)
-    from sgdfuse_ros.node.meters import percentile_summary
+    from sgdfuse_ros.eval.scoring import percentile_summary
     return percentile_summary(values, keys, digits=2)
 
 
@@ -112,7 +112,7 @@ def wins(ours: dict, other: dict) -> tuple:
 
 def timed(fn, frames: int, warmup: int, keys=('median', 'p90'), digits=None) -> tuple:
     """Call ``fn`` ``warmup`` times untimed, then ``frames`` times: its ms as ``keys``, a tuple."""
-    from sgdfuse_ros.node.meters import percentile_summary
+    from sgdfuse_ros.eval.scoring import percentile_summary
 
     for _ in range(warmup):
         fn()

@@ -45,7 +45,7 @@ from sgdfuse_ros.cli.evaluate import EVAL_OVERRIDES, run_evaluation
 from sgdfuse_ros.config import load_config
 from sgdfuse_ros.eval.datasets import read_pair
 from sgdfuse_ros.eval.metrics import HEADLINE_METRICS
-from sgdfuse_ros.pipeline.color import split_luma
+from sgdfuse_ros.pipeline.images import split_luma
 from sgdfuse_ros.prior.thermal import ThermalPrior
 
 MIN_TARGET = 0.002

@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     print(f'{args.config} at {size[0]}x{size[1]}, {args.frames} frames under cProfile '
           '(profiling adds overhead per Python call)')
     print('stage         median ms   p90 ms')
-    from sgdfuse_ros.node.meters import percentile_summary
+    from sgdfuse_ros.eval.scoring import percentile_summary
     for key in timings[0]:
         summary = percentile_summary([t[key] for t in timings], ('median', 'p90'))
         print(f"{key:<12} {summary['median']:9.2f} {summary['p90']:8.2f}")

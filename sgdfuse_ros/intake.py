@@ -52,7 +52,7 @@ import numpy as np
 from .errors import InputError
 from .image_decode import SizeRefused
 from .messages import deserialize, image_from_msg, stamp_nanoseconds
-from .pipeline.encodings import THERMAL_ENCODINGS, VISIBLE_ENCODINGS
+from .pipeline.images import THERMAL_ENCODINGS, VISIBLE_ENCODINGS
 
 ROLES = ('thermal', 'visible')  # the two cameras, as the code names them
 # ... and as statistics, diagnostics and replay reports name them: after their topics

@@ -24,12 +24,13 @@ The output is a new bag and a report; the command is :mod:`sgdfuse_ros.cli.repla
 Messages are read in log-time order (the order the node would have received them), checked and
 paired by the node's own intake (:mod:`sgdfuse_ros.intake`, with ``sync.slop`` and
 ``sync.queue_size`` from the config). Each pair goes through the node's fuse step
-(:func:`sgdfuse_ros.fuse.fuse_pair`, :class:`FusionPipeline` with the same config file), and the
-node's outputs (:func:`sgdfuse_ros.fuse.fusion_outputs`) are written under the names the node
-publishes (:data:`sgdfuse_ros.messages.OUTPUT_TYPES`), in ``--namespace`` as the node's namespace
-(default the root: ``/fused/image``, ``/fused/camera_info``, ``/semantic/labels``,
-``/semantic/targets``, ``/semantic/detections``: vision_msgs/Detection2DArray, ids tracked across
-the whole replay), so a replayed bag and a live recording compare topic for topic; with
+(:func:`~sgdfuse_ros.pipeline.fusion_pipeline.fuse_pair`, :class:`FusionPipeline` with the
+same config file), and the node's outputs
+(:func:`~sgdfuse_ros.pipeline.fusion_pipeline.fusion_outputs`) are written under the names the
+node publishes (:data:`sgdfuse_ros.messages.OUTPUT_TYPES`), in ``--namespace`` as the node's
+namespace (default the root: ``/fused/image``, ``/fused/camera_info``, ``/semantic/labels``,
+``/semantic/targets``, ``/semantic/detections``: vision_msgs/Detection2DArray, ids tracked
+across the whole replay), so a replayed bag and a live recording compare topic for topic; with
 ``--compressed-output`` also their image_transport ``/compressed`` twins, as the node publishes
 them (``output.compressed``). Bags
 written before under ``/fusion/...`` still read: output topics are never taken as camera input
@@ -55,10 +56,10 @@ from .reader import BagReadError
 from .report import PANEL_HEIGHT
 from ..errors import InputError
 from ..eval.metrics import frame_metrics, to_gray
-from ..fuse import Failed, fuse_pair, fusion_outputs, SemanticOutputs
 from ..intake import ApproximateSync, frame_from_bytes, Pair, pair_frame, Rejected, ROLE_LABELS
 from ..messages import COMPRESSED_FORMATS, COMPRESSED_OUTPUT_TYPES, COMPRESSED_SUFFIX
 from ..messages import deserialize, OUTPUT_TOPICS, OUTPUT_TYPES, OVERLAY_TOPIC
+from ..pipeline.fusion_pipeline import Failed, fuse_pair, fusion_outputs, SemanticOutputs
 from ..pipeline.undistort import undistort_cameras
 from ..prior.format import overlay as draw_overlay
 from ..prior.targets import draw_detections

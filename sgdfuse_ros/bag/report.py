@@ -44,8 +44,8 @@ from .. import writing
 from ..eval.metrics import HEADLINE_METRICS
 from ..eval.report_pages import contact_sheet as sheet_image, per_image_table, report_html
 from ..eval.report_pages import run_plot
+from ..eval.scoring import percentile_summary
 from ..intake import all_rejected, ROLE_LABELS, ROLES
-from ..node.meters import percentile_summary
 
 # the replay's cameras (intake.ROLES) as the report (JSON keys, tables) names them: after their
 # topics (rgb/image_raw, rgb/camera_info), like the node's statistics; users' scripts read them

@@ -79,7 +79,7 @@ def resolve_pairs(args) -> List[Pair]:
 
 
 def percentiles(values: List[float]) -> Dict[str, float]:
-    from ..node.meters import percentile_summary
+    from ..eval.scoring import percentile_summary
     return percentile_summary(values, ('median', 'p90', 'mean', 'n'))
 
 

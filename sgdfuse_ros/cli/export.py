@@ -18,15 +18,13 @@
     sgdfuse export --out models/onnx [--what first-stage,refiner,sam-decoder] [--config FILE]
 
 Each part is exported by the module that owns its network, through a function
-``export_onnx(config, out_dir) -> path (or list of paths)``:
+``(config, out_dir) -> path (or list of paths)`` (``export_onnx`` unless named after a colon):
 
-==============  ==================================  ====================================
-part            module                              needs
-==============  ==================================  ====================================
-first-stage     ``sgdfuse_ros.onnx.first_stage``    ``first_stage.weights``
-refiner         ``sgdfuse_ros.onnx.refiner``        ``refiner.weights``
-sam-decoder     ``sgdfuse_ros.onnx.sam_decoder``    ``prior.sam.checkpoint``
-==============  ==================================  ====================================
+- ``first-stage``: ``sgdfuse_ros.onnx.fusion_networks:export_first_stage_onnx``, needs
+  ``first_stage.weights``;
+- ``refiner``: ``sgdfuse_ros.onnx.fusion_networks:export_refiner_onnx``, needs
+  ``refiner.weights``;
+- ``sam-decoder``: ``sgdfuse_ros.onnx.sam_decoder``, needs ``prior.sam.checkpoint``.
 
 (generic helpers for those functions: :func:`sgdfuse_ros.onnx.export.export_module`). Every part
 that cannot be exported (module not in this build, no ``export_onnx``, weights missing) is named
@@ -50,8 +48,8 @@ from ..errors import ConfigError, error_line, SgdfuseError
 log = logging.getLogger('sgdfuse_ros')
 
 PARTS = {
-    'first-stage': 'sgdfuse_ros.onnx.first_stage',
-    'refiner': 'sgdfuse_ros.onnx.refiner',
+    'first-stage': 'sgdfuse_ros.onnx.fusion_networks:export_first_stage_onnx',
+    'refiner': 'sgdfuse_ros.onnx.fusion_networks:export_refiner_onnx',
     'sam-decoder': 'sgdfuse_ros.onnx.sam_decoder',
 }
 
@@ -69,7 +67,8 @@ def add_arguments(parser) -> None:
 
 def find_exporter(part: str):
     """(export function, None) or (None, why it is not available)."""
-    module_name = PARTS[part]
+    module_name, _, function = PARTS[part].partition(':')
+    function = function or 'export_onnx'
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
@@ -78,9 +77,9 @@ def find_exporter(part: str):
         return None, f"{module_name} needs the missing package '{err.name}'"
     except Exception as err:  # a module that fails to import must not hide the other parts
         return None, f'{module_name} fails to import ({type(err).__name__}: {err})'
-    exporter = getattr(module, 'export_onnx', None)
+    exporter = getattr(module, function, None)
     if not callable(exporter):
-        return None, f'{module_name} has no export_onnx(config, out_dir)'
+        return None, f'{module_name} has no {function}(config, out_dir)'
     return exporter, None
 
 

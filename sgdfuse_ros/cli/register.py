@@ -62,7 +62,7 @@ from ..eval.datasets import choose_pairs, load_pair
 from ..intake import ApproximateSync, frame_from_bytes, pair_frame, Rejected
 from ..messages import deserialize
 from ..parameters import defaults
-from ..pipeline.encodings import ThermalAGC, visible_to_bgr
+from ..pipeline.images import ThermalAGC, visible_to_bgr
 from ..pipeline.undistort import Undistortion
 from ..registration.check import check_image
 from ..registration.estimate import estimate, scale_between

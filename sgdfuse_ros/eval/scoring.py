@@ -13,7 +13,9 @@
 # limitations under the License.
 
 """
-Folders of fused images scored against their sources, and the tables of the results.
+Folders of fused images scored against their sources; summaries and tables of the results.
+
+:func:`percentile_summary` is the one percentile summary of the package.
 
 The measures themselves are :mod:`sgdfuse_ros.eval.metrics`.
 """
@@ -30,7 +32,7 @@ from .metrics import (_check_names, frame_metrics, fusion_metrics, HEADLINE_METR
                       METRIC_NAMES, read_gray)
 from ..errors import InputError
 
-__all__ = ['IMAGE_EXTENSIONS', 'score_folders', 'format_table']
+__all__ = ['IMAGE_EXTENSIONS', 'score_folders', 'format_table', 'percentile_summary']
 
 #: Extensions tried, in this order, when a file is looked up by its stem.
 IMAGE_EXTENSIONS: Tuple[str, ...] = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
@@ -164,6 +166,34 @@ def mean_of(per_image: Dict[str, Dict[str, float]], metrics: Sequence[str]) -> D
 
 
 # --------------------------------------------------------------------------- tables
+
+
+def percentile_summary(values: Iterable[float], keys: Sequence[str] = ('p50', 'p90'),
+                       digits: Optional[int] = None) -> dict:
+    """
+    Summarise ``values`` as ``{key: number}``, each rounded to ``digits`` when given.
+
+    Keys: ``pNN`` (the NN-th percentile, linear interpolation), ``median``, ``mean``, ``max``
+    and ``n`` (the count, never rounded).
+    """
+    a = np.asarray(values if isinstance(values, (list, tuple, np.ndarray)) else list(values),
+                   np.float64)
+    out = {}
+    for key in keys:
+        if key == 'n':
+            out[key] = int(a.size)
+            continue
+        if key == 'median':
+            value = np.median(a)
+        elif key == 'mean':
+            value = a.mean()
+        elif key == 'max':
+            value = a.max()
+        else:
+            value = np.percentile(a, float(key[1:]))
+        value = float(value)
+        out[key] = round(value, digits) if digits is not None else value
+    return out
 
 
 def _fmt(v) -> str:

@@ -12,4 +12,4 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""First-stage fusion networks, the diffusion refiner, its schedules and samplers."""
+"""First-stage fusion networks; the diffusion refiner with its noise schedules and sampler."""

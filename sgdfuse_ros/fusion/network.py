@@ -35,7 +35,8 @@ of ``[thermal, visible_y, prior.targets, prior.boundaries]``) predicts smooth pe
 The last layer starts at zero, so an untrained network is exactly that hand-designed fusion and
 training moves the controls per region (e.g. towards the thermal level on warm targets).
 
-The ONNX Runtime version of this stage and its export live in :mod:`sgdfuse_ros.onnx.first_stage`.
+The ONNX Runtime version of this stage and its export live in
+:mod:`sgdfuse_ros.onnx.fusion_networks`.
 """
 
 from __future__ import annotations

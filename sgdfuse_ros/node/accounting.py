@@ -22,17 +22,18 @@ Per input, at every moment::
 
 where ``pending`` counts frames waiting in the synchroniser or in the worker's hands (the
 synchroniser keeps its own counters, merged in :meth:`NodeStatistics.snapshot`).
-:func:`accounting_errors` checks that the books balance. :class:`NodeStatistics` is not
-thread-safe by itself: the node core calls it with its lock held.
+:func:`accounting_errors` checks that the books balance. Its meters: :class:`RateMeter` (events
+per second over a window) and :class:`LatencyWindow` (per-stage p50/p90). None of these is
+thread-safe by itself: the node core calls them with its lock held.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Deque, Dict, Optional
 
-from .meters import LatencyWindow, RateMeter
+from ..eval.scoring import percentile_summary
 from ..intake import Pair, ROLE_LABELS, ROLES, short
 
 DROP_REASONS = ('unmatched', 'late', 'duplicate', 'overflow', 'busy', 'stopped', 'publish_failed',
@@ -42,8 +43,54 @@ SYNC_DROP_REASONS = ('unmatched', 'late', 'duplicate', 'overflow')  # counted by
 # the parameters stats() repeats, so that diagnostics say what the numbers were measured with
 STATS_CONFIG = ('prior.source', 'first_stage.type', 'refiner.steps', 'sync.slop',
                 'sync.queue_size', 'diagnostics.period_s', 'diagnostics.alignment_every')
+RATE_WINDOW_S = 5.0           # rates are measured over this many seconds
 PRIOR_HEALTH_KEYS = ('sam_runs', 'sam_failures', 'sam_timeouts', 'fallback_frames', 'backoff_s',
                      'last_error', 'worker_alive')
+
+
+class RateMeter:
+    """Events per second over the last ``window_s`` seconds."""
+
+    def __init__(self, window_s: float = RATE_WINDOW_S, maxlen: int = 2000):
+        self.window_s = window_s
+        self.times: Deque[float] = deque(maxlen=maxlen)
+
+    def tick(self, now: float) -> None:
+        self.times.append(now)
+
+    def rate(self, now: float) -> float:
+        recent = [t for t in self.times if now - t <= self.window_s]
+        if len(recent) < 2:
+            return 0.0
+        span = max(now - recent[0], recent[-1] - recent[0])
+        return (len(recent) - 1) / span if span > 0 else 0.0
+
+    def count(self, now: float) -> int:
+        return sum(1 for t in self.times if now - t <= self.window_s)
+
+    def last(self) -> Optional[float]:
+        return self.times[-1] if self.times else None
+
+
+class LatencyWindow:
+    """The last ``size`` durations per stage, summarised as p50/p90 (milliseconds)."""
+
+    def __init__(self, size: int = 100):
+        self.size = int(size)
+        self.samples: Dict[str, Deque[float]] = {}
+
+    def add(self, stage: str, ms: float) -> None:
+        window = self.samples.get(stage)
+        if window is None or window.maxlen != self.size:
+            window = self.samples[stage] = deque(window or (), maxlen=self.size)
+        window.append(float(ms))
+
+    def summary(self) -> Dict[str, Dict[str, float]]:
+        out = {}
+        for stage, values in self.samples.items():
+            if values:
+                out[stage] = percentile_summary(values, ('p50', 'p90', 'n'), digits=3)
+        return out
 
 
 @dataclass

@@ -29,8 +29,9 @@ Data flow::
   (:mod:`sgdfuse_ros.intake`, which the bag replay and ``sgdfuse adapt`` use too).
 - A completed pair goes to a one-slot mailbox. The worker fuses the newest pair; a pair replaced
   before the worker takes it is dropped as ``busy``: the node falls behind by dropping, not by
-  queueing. Outputs (:func:`sgdfuse_ros.fuse.fusion_outputs`) carry the visible image's stamp;
-  ``semantic/detections`` ids are tracked across the frames of one activation.
+  queueing. Outputs (:func:`~sgdfuse_ros.pipeline.fusion_pipeline.fusion_outputs`) carry the
+  visible image's stamp; ``semantic/detections`` ids are tracked across the frames of one
+  activation.
 - Every frame is accounted for (:mod:`.accounting`); :meth:`FusionNodeCore.stats` returns it
   all and ``/diagnostics`` (:mod:`.diagnostics`) publishes it periodically.
 
@@ -60,10 +61,10 @@ from .rate_limited_log import RateLimitedLog
 from .. import messages
 from ..config import check_config
 from ..errors import ConfigError
-from ..fuse import Failed, fuse_pair, fusion_outputs, SemanticOutputs
 from ..intake import ApproximateSync, frame_from_msg, Pair, pair_frame, Rejected, ROLE_LABELS
 from ..intake import ROLES, short
 from ..messages import CAMERA_INFO_TOPIC, COMPRESSED_SUFFIX, INPUT_TOPICS, THERMAL_INFO_TOPIC
+from ..pipeline.fusion_pipeline import Failed, fuse_pair, fusion_outputs, SemanticOutputs
 from ..pipeline.undistort import undistort_cameras
 from ..registration.check import alignment_score, AlignmentMonitor
 from ..transport.base import QosProfile, Transport

@@ -56,7 +56,7 @@ OK, WARN, ERROR, STALE = 0, 1, 2, 3
 
 
 SILENT_AFTER_S = 2.0   # an input with no frame for this long (while active) is reported
-RECENT_S = 5.0         # the window of "rejected recently" (meters.RATE_WINDOW_S)
+RECENT_S = 5.0         # the window of "rejected recently" (accounting.RATE_WINDOW_S)
 
 
 def _fmt(value: Any) -> str:

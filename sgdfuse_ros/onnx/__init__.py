@@ -17,7 +17,7 @@ The ONNX home: every exported graph and its runner.
 
 ``providers`` (execution providers, session options), ``runtime`` (``OnnxModule``:
 one file in ONNX Runtime sessions, per-thread-count sessions), ``export`` (generic torch -> ONNX
-export, verified against torch), ``first_stage`` and ``refiner`` (the learned stages' graphs,
+export, verified against torch), ``fusion_networks`` (the first stage's and the refiner's graphs,
 ``backend: onnx`` plug-ins and ``sgdfuse export`` hooks), ``sam_decoder`` (the SAM mask decoder
 graph).
 """

@@ -18,7 +18,7 @@ Writes torch modules as ONNX files and checks them against the module.
 :func:`export_module` writes a ``torch.nn.Module`` as an ONNX file (opset 17, TorchScript
 exporter) whose image inputs and outputs have dynamic height and width, so one file serves every
 camera resolution, and verifies it at two sizes with :func:`max_abs_difference`. Generic: the
-learned stages' own exporters (:mod:`sgdfuse_ros.onnx.first_stage`, ``refiner``) call it.
+learned stages' own exporters (:mod:`sgdfuse_ros.onnx.fusion_networks`) call it.
 """
 
 from __future__ import annotations

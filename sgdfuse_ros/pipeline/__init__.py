@@ -15,7 +15,8 @@
 """
 The fusion pipeline: one plain object and what a frame passes through around the networks.
 
-The stage registry, encodings and thermal AGC, registration, colour and device choice.
+``fusion_pipeline`` (the pipeline, the fuse step, the thread policy), ``images`` (encodings and
+thermal AGC, registration, luminance and colour), ``stages`` (the stage registry: torch or ONNX).
 """
 
 from .fusion_pipeline import FusionPipeline, FusionResult

@@ -13,9 +13,9 @@
 # limitations under the License.
 
 """
-The fusion pipeline as one plain object.
+The fusion pipeline as one plain object, and the fuse step every front end takes.
 
-The node, the bag replay, the benchmarks and the CLI all drive it the same way.
+The node, the bag replay, ``sgdfuse adapt``, the benchmarks and the CLI all drive it the same way.
 
     pipeline = FusionPipeline.from_yaml("config/fusion.yaml")
     result = pipeline.process(thermal, visible)          # numpy arrays (+ optional encodings)
@@ -35,28 +35,51 @@ Faults a frame survives (``result.recovered`` names them; the node counts them):
   (``oom_no_refiner``) or at half the output size, upsampled back (``oom_half_resolution``);
   with ``none``, or when the retry runs out of memory too, the frame is skipped with a
   :class:`~sgdfuse_ros.errors.ResourceError` (the node counts it as dropped, out_of_memory).
+
+The fuse step: the node (:mod:`sgdfuse_ros.node.core`), the bag replay
+(:mod:`sgdfuse_ros.bag.replay`) and ``sgdfuse adapt`` (:mod:`sgdfuse_ros.training.bag_data`)
+fuse a checked pair (:class:`sgdfuse_ros.intake.Pair`) through :func:`fuse_pair`, which returns
+the result or a :class:`Failed` with one of :data:`FAILURES`; the node and the replay publish
+through :func:`fusion_outputs`, so a replayed bag holds what the node would have sent.
+
+``semantic/targets`` and ``semantic/detections`` carry the frame's scored warm targets
+(:mod:`sgdfuse_ros.prior.targets`), not the fusion prior's every warm region; the detections'
+ids come from a :class:`SemanticOutputs` the caller keeps for the run (its tracker,
+:mod:`sgdfuse_ros.prior.tracking`), so a target keeps its id while it is tracked.
+``semantic/labels`` stays the prior's region map, renumbered every frame (targets first, by
+area): its ids are not the detections' ids.
+
+Threads: :class:`ThreadPolicy` applies ``thread_policy`` and ``threads`` around every frame
+(:class:`ThreadTuner` picks the count that is fastest now; the process-wide part, OpenMP's wait
+policy and the libraries' pools, is :mod:`sgdfuse_ros.hardware`).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 import logging
 import sys
 import time
-from typing import Dict, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
 from . import stages
-from .color import attenuate_chroma, merge_luma, split_luma
-from .device import prepare_process, resolve_backend, single_interop_thread, ThreadPolicy
-from .encodings import check_size, ThermalAGC, visible_to_bgr
-from .registration import Registration
+from .images import (attenuate_chroma, check_size, merge_luma, Registration, split_luma,
+                     ThermalAGC, visible_to_bgr)
 from ..config import check_model_file, load_config, resolve_model_path
-from ..errors import error_line, InputError, ResourceError, SgdfuseError
-from ..hardware import resolve_device
-from ..prior.format import SemanticPrior
+from ..errors import ConfigError, error_line, InputError, ResourceError, SgdfuseError
+from ..hardware import (physical_cores, prepare_process, resolve_device, set_threads,
+                        single_interop_thread, thread_candidates, THREAD_POLICIES, wait_policy)
+from ..messages import (camera_info_msg, COMPRESSED_FORMATS, compressed_msg, COMPRESSED_SUFFIX,
+                        detection_array_msg, DETECTIONS_TOPIC, FUSED_INFO_TOPIC, FUSED_TOPIC,
+                        image_msg, LABELS_TOPIC, make_header, OVERLAY_TOPIC, scale_camera_info,
+                        TARGETS_TOPIC)
+from ..prior.format import overlay as draw_overlay, SemanticPrior
+from ..prior.targets import TargetSelector, WarmTargets
+from ..prior.tracking import TargetTracker
 
 log = logging.getLogger('sgdfuse_ros')
 
@@ -131,7 +154,7 @@ class FusionPipeline:
         # before anything imports torch: its OpenMP reads the wait policy once, when it loads
         prepare_process(cfg.get('thread_policy', 'adaptive'))
         self.device = resolve_device(cfg) if stages.needs_torch(cfg) else 'cpu'
-        cfg['backend'] = resolve_backend(cfg, self.device)
+        cfg['backend'] = stages.resolve_backend(cfg, self.device)
         self.threads = ThreadPolicy(cfg.get('thread_policy', 'adaptive'), cfg['threads'],
                                     self.device)
         if stages.needs_torch(cfg) and self.threads.policy != 'library':
@@ -330,3 +353,284 @@ class FusionPipeline:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# --- the fuse step ------------------------------------------------------------------------------
+
+#: Detection2D hypothesis class of a warm target (the selection does not tell people from cars)
+TARGET_CLASS = 'warm_target'
+
+
+class SemanticOutputs:
+    """
+    The state the semantic outputs keep across frames: the target selection and the tracker.
+
+    ``outputs(result)`` -> (:class:`~sgdfuse_ros.prior.targets.WarmTargets`, [id per box]).
+    With ``prior.source: none`` (no prior) nothing is a target.
+    """
+
+    def __init__(self, selector: Optional[TargetSelector] = None,
+                 tracker: Optional[TargetTracker] = None):
+        self.selector = selector if selector is not None else TargetSelector()
+        self.tracker = tracker if tracker is not None else TargetTracker()
+        self.last: Tuple[Optional[WarmTargets], List[int]] = (None, [])  # the latest frame's
+
+    def reset(self) -> None:
+        self.tracker.reset()
+
+    def __call__(self, result) -> Tuple[WarmTargets, List[int]]:
+        if result.prior.source == 'none':
+            found = WarmTargets(np.zeros(result.fused_y.shape, np.float32), [])
+        else:
+            found = self.selector(result.thermal)
+        self.last = (found, self.tracker.update([t.box for t in found.boxes]))
+        return self.last
+
+
+def detections(found: WarmTargets, ids: List[int]) -> list:
+    """``(box, score, id, class)`` per target, as :func:`detection_array_msg` reads them."""
+    return [(t.box, t.score, str(i), TARGET_CLASS) for t, i in zip(found.boxes, ids)]
+
+
+def fusion_outputs(result, stamp, frame_id: str, encoding: str = 'bgr8',
+                   camera_info=None, overlay: bool = False,
+                   undistorted: bool = False,
+                   semantic: Optional[SemanticOutputs] = None, compressed: Iterable[str] = (),
+                   jpeg_quality: int = 95) -> Dict[str, Any]:
+    """
+    Return the messages published for one fused pair, keyed by relative topic name.
+
+    Every message carries ``stamp`` (the source pair's stamp, a Time message) and ``frame_id``
+    (the frame the fused image lives in: the visible camera's). ``semantic``: the run's
+    :class:`SemanticOutputs` (stable detection ids); None numbers this frame's targets 1..N.
+    ``compressed`` names the image topics (of :data:`~sgdfuse_ros.messages.COMPRESSED_FORMATS`)
+    whose image_transport compressed twin (``<topic>/compressed``) is also wanted: the same
+    image, encoded.
+    """
+    header = make_header(stamp, frame_id)
+    found, ids = (semantic if semantic is not None else SemanticOutputs())(result)
+    fused = result.fused_bgr if encoding == 'bgr8' else result.fused_y
+    height, width = result.fused_y.shape
+    info = (scale_camera_info(camera_info, width, height, header, undistorted)
+            if camera_info is not None
+            else camera_info_msg(width, height, header))
+    out = {
+        FUSED_TOPIC: image_msg(fused, header, encoding),
+        FUSED_INFO_TOPIC: info,
+        LABELS_TOPIC: image_msg(result.prior.labels, header, 'mono16'),
+        TARGETS_TOPIC: image_msg(found.targets_u8(), header, 'mono8'),
+        DETECTIONS_TOPIC: detection_array_msg(header, detections(found, ids)),
+    }
+    overlay_bgr = draw_overlay(result.fused_bgr, result.prior) if overlay else None
+    if overlay:
+        out[OVERLAY_TOPIC] = image_msg(overlay_bgr, header, 'bgr8')
+    arrays = {FUSED_TOPIC: (fused, encoding), LABELS_TOPIC: (result.prior.labels, 'mono16'),
+              TARGETS_TOPIC: (found.targets_u8(), 'mono8'), OVERLAY_TOPIC: (overlay_bgr, 'bgr8')}
+    for topic in compressed:
+        array, raw_encoding = arrays[topic]
+        if array is not None:
+            out[topic + COMPRESSED_SUFFIX] = compressed_msg(
+                array, header, COMPRESSED_FORMATS[topic], jpeg_quality, raw_encoding)
+    return out
+
+
+FAILURES = ('out_of_memory', 'pipeline', 'pipeline_bug')  # why a pair was not fused
+
+
+@dataclass
+class Failed:
+    """A pair the pipeline could not fuse: the reason (one of :data:`FAILURES`) and one line."""
+
+    reason: str
+    text: str
+    error: Exception
+
+
+def fuse_pair(pipeline, pair) -> Union[FusionResult, Failed]:
+    """
+    Fuse ``pair`` (:class:`sgdfuse_ros.intake.Pair`): the pipeline's result, or why not.
+
+    ``out_of_memory``: memory ran out even after the pipeline's retry; ``pipeline``: the
+    pipeline refused the pair (a one-line :class:`SgdfuseError`); ``pipeline_bug``: anything else
+    it raised (the caller survives it as it survives a bad frame).
+    """
+    thermal, visible = pair.thermal, pair.visible
+    try:
+        return pipeline.process(thermal.image, visible.image, thermal.encoding, visible.encoding)
+    except ResourceError as err:
+        return Failed('out_of_memory', str(err), err)
+    except SgdfuseError as err:
+        return Failed('pipeline', str(err), err)
+    except Exception as err:  # a bug, or a library failing on odd data: costs only this pair
+        return Failed('pipeline_bug', error_line(err, 200), err)
+
+
+# --- the thread policy ---------------------------------------------------------------------------
+
+
+class ThreadTuner:
+    """
+    Pick the thread count that makes frames fastest now, from measured per-frame costs.
+
+    Pure logic, no clocks: the pipeline calls :meth:`observe` with each frame's cost (ms per
+    megapixel, so a change of frame size is no change of load) and uses :attr:`count` for the
+    next frame. It stays at one count, and every ``interval`` frames (or at once when the recent
+    median cost moved by more than ``change`` from where it was at the last decision: the load
+    changed) it tries another candidate for ``probe_frames`` frames, the first one not counted
+    (pools waking up). It switches when the candidate's median is lower than the current one's
+    recent median by more than ``margin``. A probe that confirms the current count doubles the
+    interval (up to ``max_interval``), so on a steady machine probing costs well under 1 % of
+    the frames; a switch, or a change of load, resets it to ``interval``.
+    """
+
+    def __init__(self, candidates: Sequence[int], start: Optional[int] = None,
+                 interval: int = 30, max_interval: int = 480, probe_frames: int = 4,
+                 window: int = 8, margin: float = 0.1, change: float = 0.3):
+        self.candidates = sorted({int(c) for c in candidates if int(c) >= 1}) or [1]
+        self.count = int(start) if start in self.candidates else self.candidates[-1]
+        self.base_interval = int(interval)
+        self.interval = int(interval)
+        self.max_interval = int(max_interval)
+        self.probe_frames = int(probe_frames)
+        self.margin = float(margin)
+        self.change = float(change)
+        self.recent: deque = deque(maxlen=int(window))
+        self.reference: Optional[float] = None  # recent median at the last decision
+        self.until_probe = self.interval
+        self.probing: Optional[int] = None       # candidate under test
+        self.probe_costs: List[float] = []
+        self.skip = 0
+        self.next_probe = 0                       # round-robin over the other candidates
+        self.previous = self.count                # the count before the probe
+        self.switches = 0
+        self.probes = 0
+        self.last_costs: Dict[int, float] = {}   # median cost last measured per count
+
+    @property
+    def adaptive(self) -> bool:
+        return len(self.candidates) > 1
+
+    @staticmethod
+    def _median(values) -> float:
+        ordered = sorted(values)
+        n = len(ordered)
+        return ordered[n // 2] if n % 2 else 0.5 * (ordered[n // 2 - 1] + ordered[n // 2])
+
+    def observe(self, cost: float) -> int:
+        """Record the last frame's cost (made with :attr:`count`); returns the next count."""
+        if not self.adaptive or not cost == cost or cost <= 0:  # NaN, zero: nothing learnt
+            return self.count
+        if self.probing is not None:
+            if self.skip:
+                self.skip -= 1
+            else:
+                self.probe_costs.append(cost)
+            if len(self.probe_costs) >= self.probe_frames:
+                self._decide()
+            return self.count
+        self.recent.append(cost)
+        self.until_probe -= 1
+        full = len(self.recent) == self.recent.maxlen
+        if full:
+            now = self._median(self.recent)
+            if self.reference is None:
+                self.reference = now
+            elif abs(now - self.reference) > self.change * self.reference:
+                self.interval = self.base_interval  # the load changed: look again now
+                self.until_probe = 0
+        if self.until_probe <= 0 and len(self.recent) >= self.probe_frames:
+            self._start_probe()
+        return self.count
+
+    def _start_probe(self) -> None:
+        others = [c for c in self.candidates if c != self.count]
+        self.probing = others[self.next_probe % len(others)]
+        self.next_probe += 1
+        self.probe_costs = []
+        self.skip = 1
+        self.probes += 1
+        self.previous = self.count
+        self.count = self.probing
+
+    def _decide(self) -> None:
+        current = self._median(list(self.recent)[-max(self.probe_frames, 4):])
+        trial = self._median(self.probe_costs)
+        self.last_costs[self.previous] = round(current, 3)
+        self.last_costs[self.probing] = round(trial, 3)
+        if trial < current * (1.0 - self.margin):
+            self.count = self.probing
+            self.switches += 1
+            self.interval = self.base_interval
+            self.recent.clear()
+            self.reference = None
+            log.info('threads: %d -> %d (%.1f vs %.1f ms per megapixel)', self.previous,
+                     self.count, trial, current)
+        else:
+            self.count = self.previous
+            self.interval = min(self.max_interval, self.interval * 2)
+            self.reference = self._median(self.recent)
+        self.probing = None
+        self.until_probe = self.interval
+
+    def stats(self) -> dict:
+        return {'threads': self.count, 'candidates': list(self.candidates),
+                'switches': self.switches, 'probes': self.probes,
+                'next_probe_in': None if not self.adaptive else max(0, self.until_probe),
+                'ms_per_megapixel': {str(k): v for k, v in sorted(self.last_costs.items())}}
+
+
+class ThreadPolicy:
+    """
+    The pipeline's ``thread_policy`` and ``threads``, applied to this process's thread pools.
+
+    ``before_frame()`` sets the count the tuner chose (a no-op when unchanged);
+    ``after_frame(ms, pixels)`` feeds it the frame's time. ``stats()`` is what ``/diagnostics``
+    shows.
+    """
+
+    def __init__(self, policy: str, threads: int, device: str = 'cpu',
+                 cores: Optional[int] = None, apply: Callable[[int], None] = set_threads):
+        if policy not in THREAD_POLICIES:
+            raise ConfigError(f"unknown thread_policy '{policy}'")
+        self.policy = policy
+        self.device = device
+        self._apply = apply
+        cores = physical_cores() if cores is None else int(cores)
+        if policy == 'library':
+            self.candidates = [int(threads)] if threads and threads > 0 else []
+        elif policy == 'fixed' or device != 'cpu':
+            # on a GPU the CPU threads only feed it: no tuning, the configured count
+            self.candidates = [int(threads) if threads and threads > 0 else cores]
+        else:
+            self.candidates = thread_candidates(threads, cores)
+        self.tuner = ThreadTuner(self.candidates) if len(self.candidates) > 1 else None
+        self.applied: Optional[int] = None
+        self.frames = 0
+
+    @property
+    def count(self) -> Optional[int]:
+        """Threads the next frame runs with (None: the libraries' default)."""
+        if self.tuner is not None:
+            return self.tuner.count
+        return self.candidates[0] if self.candidates else None
+
+    def before_frame(self) -> None:
+        count = self.count
+        if count is not None and count != self.applied:
+            self._apply(count)
+            self.applied = count
+
+    def after_frame(self, milliseconds: float, pixels: int) -> None:
+        self.frames += 1
+        if self.tuner is not None and pixels > 0:
+            self.tuner.observe(milliseconds * 1e6 / float(pixels))
+
+    def stats(self) -> dict:
+        out = {'thread_policy': self.policy,
+               'threads': self.applied if self.applied is not None else 'library default',
+               'omp_wait_policy': wait_policy()}
+        if self.tuner is not None:
+            tuned = self.tuner.stats()
+            tuned.pop('threads')
+            out.update(tuned)
+        return out

@@ -24,6 +24,9 @@ The semantic prior: the one format every fusion stage reads, whatever produced i
 - ``boundaries``: float32 HxW in [0, 1]; 1 on the edges between regions (and between a region and
   the background).
 
+The networks read the targets and boundaries as float32 planes at their input's size
+(:func:`prior_planes`).
+
 Metadata: ``source`` ('sam', 'thermal', 'none'), ``stamp`` (time.monotonic() when it was
 computed) and ``age_s`` (seconds between that and the frame that used it; 0 when computed for
 this frame).
@@ -98,6 +101,16 @@ class SemanticPrior:
 
     def targets_u8(self) -> np.ndarray:
         return np.clip(self.targets * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def prior_planes(prior: 'SemanticPrior', shape) -> Tuple[np.ndarray, np.ndarray]:
+    """targets, boundaries of a SemanticPrior at ``shape`` as float32 arrays (zeros for None)."""
+    if prior is None:
+        zeros = np.zeros(tuple(shape), np.float32)
+        return zeros, zeros
+    prior = prior.resized(shape)
+    return (np.ascontiguousarray(prior.targets, np.float32),
+            np.ascontiguousarray(prior.boundaries, np.float32))
 
 
 def label_boundaries(labels: np.ndarray) -> np.ndarray:

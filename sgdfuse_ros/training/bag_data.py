@@ -42,10 +42,9 @@ import numpy as np
 from .data import Sample
 from ..bag.reader import BagReadError
 from ..errors import InputError
-from ..fuse import Failed, fuse_pair
 from ..intake import all_rejected, ApproximateSync, frame_from_bytes, pair_frame, Rejected
-from ..pipeline.color import split_luma
-from ..pipeline.fusion_pipeline import FusionPipeline
+from ..pipeline.fusion_pipeline import Failed, fuse_pair, FusionPipeline
+from ..pipeline.images import split_luma
 
 
 @dataclass

@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import InputError
 from ..eval.datasets import dataset_pairs, read_pair
 from ..eval.target_boxes import label_file, read_boxes
-from ..pipeline.color import split_luma
+from ..pipeline.images import split_luma
 from ..prior.boxes import synthetic_sam_prior
 from ..prior.thermal import ThermalPrior
 

@@ -27,7 +27,7 @@ from ..fusion.network import FirstStageNet
 from ..fusion.network import KIND as FIRST_KIND
 from ..fusion.refiner import RefinerNet
 from ..fusion.weights import save_weights
-from ..pipeline.color import merge_luma
+from ..pipeline.images import merge_luma
 
 
 def _planes(data: torch.Tensor):

@@ -23,11 +23,10 @@ from sgdfuse_ros.errors import ConfigError
 from sgdfuse_ros.fusion.backbone import pad_to_multiple
 from sgdfuse_ros.fusion.laplacian import laplacian_fusion
 from sgdfuse_ros.fusion.network import FirstStageNet, load_first_stage
-from sgdfuse_ros.fusion.refiner import load_refiner, RefinerNet
-from sgdfuse_ros.fusion.samplers import refine, sample_ddim, sdedit_start
-from sgdfuse_ros.fusion.schedules import cosine_schedule, linear_schedule, sampling_timesteps
-from sgdfuse_ros.fusion.tensors import (highpass, highpass_planes, image_tensor, pack_planes,
-                                        prior_tensors, upsample_to)
+from sgdfuse_ros.fusion.refiner import (cosine_schedule, highpass_planes, linear_schedule,
+                                        load_refiner, pack_planes, refine, RefinerNet,
+                                        sample_ddim, sampling_timesteps, sdedit_start)
+from sgdfuse_ros.fusion.tensors import highpass, image_tensor, prior_tensors, upsample_to
 from sgdfuse_ros.fusion.weights import save_weights
 from sgdfuse_ros.pipeline import stages
 from sgdfuse_ros.pipeline.fusion_pipeline import FusionPipeline

@@ -14,8 +14,10 @@
 
 """The node's books: every frame in one bucket, and the check that says when they do not add up."""
 
+import pytest
 from sgdfuse_ros.intake import Frame, Pair
-from sgdfuse_ros.node.accounting import accounting_errors, NodeStatistics
+from sgdfuse_ros.node.accounting import (accounting_errors, LatencyWindow, NodeStatistics,
+                                         RateMeter)
 
 
 def _pair(arrival=1.0):
@@ -51,3 +53,20 @@ def test_a_frame_received_but_never_settled_unbalances_the_books():
     stats.reject('thermal', 'encoding', 1.1)
     errors = accounting_errors(_snapshot(stats))
     assert len(errors) == 1 and errors[0].startswith('thermal: received 2 != ')
+
+
+def test_rate_counts_events_in_the_window_only():
+    meter = RateMeter(window_s=5.0)
+    for t in (0.0, 1.0, 2.0, 3.0, 4.0):
+        meter.tick(t)
+    assert meter.rate(4.0) == pytest.approx(1.0)
+    assert meter.count(8.0) == 2 and meter.last() == 4.0
+    assert RateMeter().rate(0.0) == 0.0
+
+
+def test_latency_window_keeps_the_last_samples_per_stage():
+    window = LatencyWindow(size=3)
+    for ms in (100.0, 1.0, 2.0, 3.0):
+        window.add('fuse', ms)
+    summary = window.summary()['fuse']
+    assert summary['n'] == 3 and summary['p50'] == 2.0  # the 100 ms sample left the window

@@ -40,8 +40,8 @@ pytest.importorskip('cyclonedds')
 
 from sgdfuse_ros import messages  # noqa: E402
 from sgdfuse_ros.config import load_config  # noqa: E402
-from sgdfuse_ros.fuse import fusion_outputs  # noqa: E402
 from sgdfuse_ros.node.core import accounting_errors  # noqa: E402
+from sgdfuse_ros.pipeline.fusion_pipeline import fusion_outputs  # noqa: E402
 from sgdfuse_ros.transport.base import QosProfile  # noqa: E402
 from sgdfuse_ros.transport.dds import DdsTransport, localhost_config  # noqa: E402
 from sgdfuse_ros.transport.synthetic_camera import bad_kind, SyntheticCamera  # noqa: E402

@@ -12,27 +12,9 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Rates over a time window and per-stage latency windows; the one percentile summary."""
+"""The one percentile summary of the package (``eval.scoring.percentile_summary``)."""
 
-import pytest
-from sgdfuse_ros.node.meters import LatencyWindow, percentile_summary, RateMeter
-
-
-def test_rate_counts_events_in_the_window_only():
-    meter = RateMeter(window_s=5.0)
-    for t in (0.0, 1.0, 2.0, 3.0, 4.0):
-        meter.tick(t)
-    assert meter.rate(4.0) == pytest.approx(1.0)
-    assert meter.count(8.0) == 2 and meter.last() == 4.0
-    assert RateMeter().rate(0.0) == 0.0
-
-
-def test_latency_window_keeps_the_last_samples_per_stage():
-    window = LatencyWindow(size=3)
-    for ms in (100.0, 1.0, 2.0, 3.0):
-        window.add('fuse', ms)
-    summary = window.summary()['fuse']
-    assert summary['n'] == 3 and summary['p50'] == 2.0  # the 100 ms sample left the window
+from sgdfuse_ros.eval.scoring import percentile_summary
 
 
 def test_percentile_summary_keys():

@@ -13,12 +13,18 @@
 # limitations under the License.
 
 """
-The refiner (:mod:`sgdfuse_ros.fusion.refiner`) as ONNX: one denoiser call as a graph.
+The fusion networks as ONNX graphs: the first stage and the refiner's denoiser.
 
-The K-step SDEdit/DDIM loop stays outside the graph (the same :meth:`RefinerNet.sample` the torch
-path runs). ``backend: onnx``: the stage registry (:mod:`sgdfuse_ros.pipeline.stages`) builds
-:class:`OnnxDiffusionRefiner` through :func:`load_onnx_refiner`; ``sgdfuse export`` calls
-:func:`export_onnx`.
+The ONNX Runtime twins of :mod:`sgdfuse_ros.fusion.network` (:class:`OnnxFirstStage`) and
+:mod:`sgdfuse_ros.fusion.refiner` (:class:`OnnxDiffusionRefiner`: one denoiser call as a graph;
+the K-step SDEdit/DDIM loop stays outside it, the same :func:`~sgdfuse_ros.fusion.refiner.refine`
+the torch path runs). Each graph is exported from the weights at configure time, verified
+against torch (:func:`sgdfuse_ros.onnx.export.export_module`), and run by
+:class:`~sgdfuse_ros.onnx.runtime.OnnxModule`.
+
+``backend: onnx``: the stage registry (:mod:`sgdfuse_ros.pipeline.stages`) builds them through
+:func:`load_onnx_first_stage` and :func:`load_onnx_refiner`; ``sgdfuse export`` calls
+:func:`export_first_stage_onnx` and :func:`export_refiner_onnx`.
 """
 
 from __future__ import annotations
@@ -34,13 +40,90 @@ from .export import export_module
 from .runtime import OnnxModule
 from .scratch import scratch_dir
 from ..config import resolve_model_path
-from ..fusion.refiner import DiffusionRefiner, KIND, PAD_MULTIPLE, RefinerNet
-from ..fusion.samplers import refine
-from ..fusion.tensors import pack_planes
+from ..fusion.network import FirstStageNet, KIND as FIRST_STAGE_KIND
+from ..fusion.refiner import (DiffusionRefiner, KIND as REFINER_KIND, pack_planes, PAD_MULTIPLE,
+                              refine, RefinerNet)
 from ..fusion.weights import load_weights
+from ..prior.format import prior_planes
 
-ONNX_INPUTS = ('x_and_conditions', 'time_features', 'highpass')
-ONNX_OUTPUTS = ('x0',)
+
+# --- the first stage -----------------------------------------------------------------------------
+
+FIRST_STAGE_INPUTS = ('thermal', 'visible_y', 'targets', 'boundaries')
+FIRST_STAGE_OUTPUTS = ('fused_y',)
+ONNX_VERIFY_SIZES = ((512, 640), (256, 328))  # multiples of 8: padding happens outside the graph
+
+
+def export_first_stage(model: FirstStageNet, path) -> Path:
+    """
+    Write ``model`` as ONNX, verified against torch.
+
+    Inputs are (1, 1, H, W) each, H and W multiples of 8; the graph is checked against torch at two
+    sizes by :func:`sgdfuse_ros.onnx.export.export_module`.
+    """
+    graph = copy.deepcopy(model).cpu().float().eval()
+    graph.net.channels_last = False
+    graph.net.to(memory_format=torch.contiguous_format)
+    examples = tuple(torch.rand(1, 1, *ONNX_VERIFY_SIZES[0]) for _ in FIRST_STAGE_INPUTS)
+    return export_module(graph, examples, path, FIRST_STAGE_INPUTS, FIRST_STAGE_OUTPUTS,
+                         verify_sizes=ONNX_VERIFY_SIZES)
+
+
+def export_first_stage_onnx(config: dict, out_dir):
+    """``sgdfuse export`` hook: the configured first-stage weights -> out_dir/first_stage.onnx."""
+    path = resolve_model_path(config['first_stage.weights'], 'first_stage.pt')
+    model, _ = load_weights(path, FIRST_STAGE_KIND, FirstStageNet.from_arch)
+    return export_first_stage(model, Path(out_dir) / 'first_stage.onnx')
+
+
+def load_onnx_first_stage(path, config: dict) -> 'OnnxFirstStage':
+    """Load the first-stage weights file ``path`` as an onnxruntime stage (``config``: threads)."""
+    model, payload = load_weights(path, FIRST_STAGE_KIND, FirstStageNet.from_arch)
+    return OnnxFirstStage(model, config, payload.get('info'))
+
+
+class OnnxFirstStage:
+    """
+    The same stage run by onnxruntime.
+
+    The graph is exported from the weights at configure time (a second or two); padding to a
+    multiple of 8 is done here, outside the graph.
+    """
+
+    name = 'network'
+    backend = 'onnx'
+
+    def __init__(self, model: FirstStageNet, config: dict, info: dict = None):
+        self.info = info or {}
+        self.multiple = model.multiple
+        self._tmp = scratch_dir()
+        path = export_first_stage(model, Path(self._tmp.name) / 'first_stage.onnx')
+        self.runner = OnnxModule.from_config(path, config)
+
+    def __call__(self, thermal: np.ndarray, visible_y: np.ndarray, prior) -> np.ndarray:
+        h, w = thermal.shape
+        targets, boundaries = prior_planes(prior, (h, w))
+        ph, pw = (-h) % self.multiple, (-w) % self.multiple
+        planes = []
+        for plane in (thermal, visible_y, targets, boundaries):
+            plane = np.asarray(plane, np.float32)
+            if ph or pw:
+                plane = np.pad(plane, ((0, ph), (0, pw)), mode='edge')
+            planes.append(plane[None, None])
+        out = self.runner(*planes)
+        return np.array(out[0, 0, :h, :w], dtype=np.float32)
+
+    def close(self):
+        self.runner = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+# --- the refiner ---------------------------------------------------------------------------------
+
+REFINER_INPUTS = ('x_and_conditions', 'time_features', 'highpass')
+REFINER_OUTPUTS = ('x0',)
 
 
 class DenoiserGraph(nn.Module):
@@ -71,11 +154,11 @@ def export_denoiser(model: RefinerNet, path) -> Path:
     with torch.no_grad():
         features = model.time_features(torch.full((1,), model.t_start))
     examples = (torch.rand(1, 6, h, w), features, torch.rand(1, 2, h, w) - 0.5)
-    return export_module(graph, examples, path, ONNX_INPUTS, ONNX_OUTPUTS,
+    return export_module(graph, examples, path, REFINER_INPUTS, REFINER_OUTPUTS,
                          verify_sizes=((h, w), (256, 328)))
 
 
-def export_onnx(config: dict, out_dir):
+def export_refiner_onnx(config: dict, out_dir):
     """
     ``sgdfuse export`` hook: write the configured refiner's denoiser as ONNX.
 
@@ -83,13 +166,13 @@ def export_onnx(config: dict, out_dir):
     SDEdit/DDIM loop is not in the graph.
     """
     path = resolve_model_path(config['refiner.weights'], 'refiner.pt')
-    model, _ = load_weights(path, KIND, RefinerNet.from_arch)
+    model, _ = load_weights(path, REFINER_KIND, RefinerNet.from_arch)
     return export_denoiser(model, Path(out_dir) / 'refiner.onnx')
 
 
 def load_onnx_refiner(path, config: dict) -> 'OnnxDiffusionRefiner':
     """Load the refiner weights file ``path``, its denoiser run by onnxruntime."""
-    model, payload = load_weights(path, KIND, RefinerNet.from_arch)
+    model, payload = load_weights(path, REFINER_KIND, RefinerNet.from_arch)
     return OnnxDiffusionRefiner(model, config['refiner.steps'], config['refiner.seed'], config,
                                 payload.get('info'))
 
@@ -135,7 +218,7 @@ class OnnxDiffusionRefiner(DiffusionRefiner):
 
         The conditions are laid out once per frame in the graph's input buffer (kept per size),
         the highpass bands come from OpenCV and the SDEdit/DDIM updates (the same
-        :func:`~sgdfuse_ros.fusion.samplers.refine`) run on numpy arrays: torch's
+        :func:`~sgdfuse_ros.fusion.refiner.refine`) run on numpy arrays: torch's
         concatenation, padding, pooling and elementwise operators cost about 10 ms of CPU a
         frame at 640x512 here for the same values (float rounding aside).
         """
