@@ -60,7 +60,7 @@ from ..intake import ApproximateSync, frame_from_bytes, Pair, pair_frame, Reject
 from ..messages import COMPRESSED_FORMATS, COMPRESSED_OUTPUT_TYPES, COMPRESSED_SUFFIX
 from ..messages import deserialize, OUTPUT_TOPICS, OUTPUT_TYPES, OVERLAY_TOPIC
 from ..pipeline.fusion_pipeline import Failed, fuse_pair, fusion_outputs, SemanticOutputs
-from ..pipeline.undistort import undistort_cameras
+from ..pipeline.images import undistort_cameras
 from ..prior.format import overlay as draw_overlay
 from ..prior.targets import draw_detections
 from ..writing import is_write_failure, write_failure

@@ -65,7 +65,7 @@ from ..intake import ApproximateSync, frame_from_msg, Pair, pair_frame, Rejected
 from ..intake import ROLES, short
 from ..messages import CAMERA_INFO_TOPIC, COMPRESSED_SUFFIX, INPUT_TOPICS, THERMAL_INFO_TOPIC
 from ..pipeline.fusion_pipeline import Failed, fuse_pair, fusion_outputs, SemanticOutputs
-from ..pipeline.undistort import undistort_cameras
+from ..pipeline.images import undistort_cameras
 from ..registration.check import alignment_score, AlignmentMonitor
 from ..transport.base import QosProfile, Transport
 

@@ -26,7 +26,9 @@ In, every frame (``FusionPipeline.process`` calls them in this order):
   cameras that differ in resolution and field of view; with none set, the two images must have
   the same size (or, if the config says so, the thermal image is stretched onto the visible
   frame). Maps are cached per input geometry, so a steady stream costs one
-  ``warpPerspective``/``resize`` per camera per frame.
+  ``warpPerspective``/``resize`` per camera per frame. With ``registration.undistort`` each
+  camera's lens distortion is undone first (:func:`undistort_cameras` hands the registration
+  each camera's :class:`~sgdfuse_ros.pipeline.undistort.Undistortion`).
 - **luminance** (:func:`split_luma`): the networks fuse luminance.
 
 Out: the fused luminance gets the visible camera's colour back (:func:`merge_luma`). The
@@ -46,7 +48,7 @@ luminance the visible camera saw).
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -285,6 +287,30 @@ class Registration:
         if self.undistort['visible'] is not None:
             visible = self.undistort['visible'].apply(visible)
         return resize(visible, self.out_size(visible.shape))
+
+
+def undistort_cameras(registration, thermal_info, visible_info,
+                      enabled: bool) -> Tuple[bool, Dict[str, str]]:
+    """
+    Give ``registration`` (a :class:`Registration`) each camera's undistortion (or none).
+
+    ``enabled`` is ``registration.undistort``; the infos are the latest CameraInfo messages (or
+    None). Returns (whether the visible image is undistorted, {role: why its camera_info could
+    not be used}); a camera whose info cannot be used is registered as it comes.
+    """
+    problems: Dict[str, str] = {}
+    visible = False
+    if registration is None or not hasattr(registration, 'set_undistortion'):
+        return False, problems
+    for role, info in (('thermal', thermal_info), ('visible', visible_info)):
+        try:
+            undistortion = Undistortion.from_info(info) if enabled else None
+        except InputError as err:
+            problems[role] = str(err)
+            undistortion = None
+        registration.set_undistortion(role, undistortion)
+        visible = visible or (role == 'visible' and undistortion is not None)
+    return visible, problems
 
 
 def resize(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:

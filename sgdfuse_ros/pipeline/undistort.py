@@ -27,7 +27,7 @@ resized stream); the maps are built once per (size, coefficients).
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -126,27 +126,3 @@ class Undistortion:
         und = und.reshape(h, w, 2)
         return cv2.remap(image, und[..., 0], und[..., 1], cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
-
-
-def undistort_cameras(registration, thermal_info, visible_info,
-                      enabled: bool) -> Tuple[bool, Dict[str, str]]:
-    """
-    Give ``registration`` (a :class:`~.registration.Registration`) each camera's undistortion.
-
-    ``enabled`` is ``registration.undistort``; the infos are the latest CameraInfo messages (or
-    None). Returns (whether the visible image is undistorted, {role: why its camera_info could
-    not be used}); a camera whose info cannot be used is registered as it comes.
-    """
-    problems: Dict[str, str] = {}
-    visible = False
-    if registration is None or not hasattr(registration, 'set_undistortion'):
-        return False, problems
-    for role, info in (('thermal', thermal_info), ('visible', visible_info)):
-        try:
-            undistortion = Undistortion.from_info(info) if enabled else None
-        except InputError as err:
-            problems[role] = str(err)
-            undistortion = None
-        registration.set_undistortion(role, undistortion)
-        visible = visible or (role == 'visible' and undistortion is not None)
-    return visible, problems

@@ -23,11 +23,10 @@ from sgdfuse_ros.cli import main
 from sgdfuse_ros.config import load_config
 from sgdfuse_ros.errors import InputError
 from sgdfuse_ros.eval.synthetic_pairs import make_pair
-from sgdfuse_ros.fuse import fusion_outputs
 from sgdfuse_ros.node.core import FusionNodeCore
-from sgdfuse_ros.pipeline.fusion_pipeline import FusionResult
-from sgdfuse_ros.pipeline.registration import Registration
-from sgdfuse_ros.pipeline.undistort import undistort_cameras, Undistortion
+from sgdfuse_ros.pipeline.fusion_pipeline import fusion_outputs, FusionResult
+from sgdfuse_ros.pipeline.images import Registration, undistort_cameras
+from sgdfuse_ros.pipeline.undistort import Undistortion
 from sgdfuse_ros.prior.format import SemanticPrior
 from sgdfuse_ros.registration import simulate as S
 from sgdfuse_ros.transport.memory import MemoryTransport
