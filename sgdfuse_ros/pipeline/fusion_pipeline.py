@@ -379,10 +379,11 @@ class SemanticOutputs:
         self.tracker.reset()
 
     def __call__(self, result) -> Tuple[WarmTargets, List[int]]:
-        if result.prior.source == 'none':
+        thermal = getattr(result, 'thermal', None)  # a result without one has no targets
+        if thermal is None or getattr(result.prior, 'source', '') == 'none':
             found = WarmTargets(np.zeros(result.fused_y.shape, np.float32), [])
         else:
-            found = self.selector(result.thermal)
+            found = self.selector(thermal)
         self.last = (found, self.tracker.update([t.box for t in found.boxes]))
         return self.last
 
