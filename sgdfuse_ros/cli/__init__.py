@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import sys
 
@@ -65,9 +66,23 @@ DEPENDENCIES = (
 )
 
 
+#: found, not imported, here: torch loads with the first learned stage, after the pipeline has
+#: set OpenMP's wait policy, and a command that needs no network (and ``--help``) does not wait
+#: a second or more for it
+FOUND_ONLY = ('torch',)
+
+
 def missing_dependency() -> str:
     """Return one line naming the first dependency that does not import ('' if none)."""
     for module, what, how in DEPENDENCIES:
+        if module in FOUND_ONLY:
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except (ImportError, ValueError):  # ValueError: sys.modules holds None for it
+                found = False
+            if not found:
+                return f'{what} is not installed (no module {module}): {how}'
+            continue
         try:
             importlib.import_module(module)
         except ImportError as err:
