@@ -45,6 +45,7 @@ setup(
         'torch>=2.5,<2.16',
         'onnx>=1.16,<1.24',
         'rosbags>=0.10,<0.12',
+        'matplotlib>=3.5,<3.12',  # every evaluate/replay/corpus report draws its plots
     ],
     # `pip install '.[opencv,onnxruntime]'`: one key per optional feature (literal, as colcon
     # and test/test_colcon_setup.py read it)

@@ -63,13 +63,15 @@ DEPENDENCIES = (
     ('yaml', 'PyYAML', "pip install 'PyYAML>=5.4'"),
     ('torch', 'PyTorch', "pip install 'torch>=2.5,<2.16'"),
     ('rosbags', 'rosbags', "pip install 'rosbags>=0.10,<0.12'"),
+    ('matplotlib', 'matplotlib', "pip install 'matplotlib>=3.5,<3.12'; on ROS 2: "
+                                 'sudo apt install python3-matplotlib'),
 )
 
 
 #: found, not imported, here: torch loads with the first learned stage, after the pipeline has
 #: set OpenMP's wait policy, and a command that needs no network (and ``--help``) does not wait
-#: a second or more for it
-FOUND_ONLY = ('torch',)
+#: a second or more for it; matplotlib is imported only where a report draws its plots
+FOUND_ONLY = ('torch', 'matplotlib')
 
 
 def missing_dependency() -> str:
