@@ -125,14 +125,20 @@ def known_loss_keys() -> list:
     return [*DEFAULT_WEIGHTS, *EXTRA_LOSS_KEYS]
 
 
-def loss_weights(text: str) -> dict:
-    """Argparse type: a JSON object of known loss-weight keys and finite numbers in [0, 1e6]."""
+def _json_object(text: str, what: str) -> dict:
+    """Parse ``text`` as one JSON object, or refuse it in one line (``what``: the shape wanted)."""
     try:
         value = json.loads(text)
     except (ValueError, RecursionError) as err:
         raise argparse.ArgumentTypeError(f'not valid JSON ({str(err)[:120]})') from None
     if not isinstance(value, dict):
-        _fail('expected a JSON object {"key": weight, ...}, e.g. \'{"visible_lead": 0}\'')
+        _fail(f'expected a JSON object {what}')
+    return value
+
+
+def loss_weights(text: str) -> dict:
+    """Argparse type: a JSON object of known loss-weight keys and finite numbers in [0, 1e6]."""
+    value = _json_object(text, '{"key": weight, ...}, e.g. \'{"visible_lead": 0}\'')
     known = known_loss_keys()
     unknown = [k for k in value if k not in known]
     if unknown:
@@ -147,12 +153,7 @@ def loss_weights(text: str) -> dict:
 
 def arch_json(text: str) -> dict:
     """Argparse type of ``train --arch``: a JSON object whose sizes are within ``ARCH_LIMITS``."""
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as err:
-        raise argparse.ArgumentTypeError(f'not valid JSON ({str(err)[:120]})') from None
-    if not isinstance(value, dict):
-        _fail('expected a JSON object of architecture sizes, e.g. \'{"c1": 16}\'')
+    value = _json_object(text, 'of architecture sizes, e.g. \'{"c1": 16}\'')
     try:
         return check_arch(value, '--arch', '')
     except ConfigError as err:  # '--arch weights : architecture size ...': keep the reason
