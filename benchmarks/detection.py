@@ -157,12 +157,13 @@ def make_fused_inputs(work: Path, data: Path, names, prev) -> None:
 
 # --- the detector ----------------------------------------------------------------------------
 
-def build_detector(num_classes: int = len(CLASSES), width: int = 16):
+def build_detector(num_classes: int = len(CLASSES), width: int = 16, size: int = 128):
     """
     Return torchvision's FCOS over a small backbone (strides 4, 8, 16) and a feature pyramid.
 
     No weights are downloaded (none exist for this backbone). Labels are 1-based (class + 1),
-    channel 0 is never a target. The images keep their 128x128 size (no resize).
+    channel 0 is never a target. torchvision's transform resizes the images (and the boxes) to
+    ``size`` x ``size`` and maps the detections back to the input's size.
     """
     import torch
     from torch import nn
@@ -199,11 +200,14 @@ def build_detector(num_classes: int = len(CLASSES), width: int = 16):
     # FCOS puts a box on the level whose size range [4 s, 8 s] holds its largest distance
     anchors = AnchorGenerator(sizes=((4,), (8,), (16,)), aspect_ratios=((1.0,),) * 3)
     head = FCOSHead(backbone.out_channels, 1, num_classes + 1, num_convs=2)
-    model = FCOS(backbone, num_classes + 1, min_size=128, max_size=128,
+    model = FCOS(backbone, num_classes + 1, min_size=size, max_size=size,
                  image_mean=[0.4, 0.4, 0.4], image_std=[0.25, 0.25, 0.25],
                  anchor_generator=anchors, head=head, score_thresh=0.05,
                  detections_per_img=100, topk_candidates=300)
-    torch.nn.init.zeros_(head.regression_head.bbox_reg.bias)
+    # torchvision's box head ends in a ReLU: with its zero bias, a first step that pushes the
+    # outputs below 0 kills every box (zero-size boxes, GIoU loss stuck at 1.0, no gradient:
+    # the collapsed runs). A positive bias starts each box at about one anchor size per side.
+    torch.nn.init.constant_(head.regression_head.bbox_reg.bias, 1.0)
     return model
 
 
@@ -245,23 +249,27 @@ def save_atomic(obj, path: Path) -> None:
 
 
 def train_run(train: dict, run_dir: Path, seed: int, epochs: int, batch: int, lr: float,
-              width: int = 16, log=print):
+              width: int = 16, log=print, size: int = 128, warmup: int = 100,
+              clip: float = 10.0, log_every: int = 0):
     """
     Train one detector (seeded), checkpointing after every epoch in ``run_dir/checkpoint.pt``.
 
     A checkpoint left by a stopped run is continued from its next epoch; the data order of an
     epoch depends only on (seed, epoch), so a resumed run sees what an unbroken one would.
+    AdamW, ``warmup`` steps of linear warm-up (at most a tenth of the run), then cosine decay to
+    2 % of ``lr``; gradients clipped to norm ``clip``. Each epoch's mean loss terms
+    (classification, box regression, centerness) are logged and kept in ``model.history``.
     """
     import torch
 
     torch.manual_seed(seed)
-    model = build_detector(width=width)
+    model = build_detector(width=width, size=size)
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     n = len(train['names'])
     steps_per_epoch = math.ceil(n / batch)
     total = epochs * steps_per_epoch
-    warm = min(100, total // 10)
+    warm = max(1, min(warmup, total // 10))
 
     def lr_at(step):
         if step < warm:
@@ -270,13 +278,14 @@ def train_run(train: dict, run_dir: Path, seed: int, epochs: int, batch: int, lr
 
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lr_at)
     ckpt = run_dir / 'checkpoint.pt'
-    start = 0
+    start, history = 0, []
     if ckpt.is_file():
         state = torch.load(ckpt, weights_only=True)
         model.load_state_dict(state['model'])
         optim.load_state_dict(state['optim'])
         sched.load_state_dict(state['sched'])
         start = int(state['epoch'])
+        history = json.loads(state.get('history', '[]'))
         log(f'  resumed from epoch {start}')
     image_width = train['images'].shape[-1]
     for epoch in range(start, epochs):
@@ -284,7 +293,7 @@ def train_run(train: dict, run_dir: Path, seed: int, epochs: int, batch: int, lr
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(n)
         flips = rng.random(n) < 0.5
-        t0, losses = time.perf_counter(), []
+        t0, terms = time.perf_counter(), []
         for s in range(steps_per_epoch):
             idx = order[s * batch:(s + 1) * batch]
             boxes = [flip_boxes(train['boxes'][i], image_width) if flips[i] else train['boxes'][i]
@@ -296,14 +305,26 @@ def train_run(train: dict, run_dir: Path, seed: int, epochs: int, batch: int, lr
                 raise RuntimeError(f'non-finite loss at epoch {epoch} step {s}')
             optim.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 10.0)
+            grad = float(torch.nn.utils.clip_grad_norm_(params, clip))
             optim.step()
             sched.step()
-            losses.append(float(loss.detach()))
+            terms.append([float(v.detach()) for v in loss_dict.values()] + [grad])
+            if log_every and (s + 1) % log_every == 0:
+                m = np.mean(terms[-log_every:], axis=0)
+                log(f'    step {epoch * steps_per_epoch + s + 1} cls {m[0]:.3f} box {m[1]:.3f} '
+                    f'ctr {m[2]:.3f} grad {m[3]:.2f}')
+        m = np.mean(terms, axis=0)
+        history.append({'epoch': epoch + 1, 'loss': round(float(m[:3].sum()), 4),
+                        'classification': round(float(m[0]), 4),
+                        'bbox_regression': round(float(m[1]), 4),
+                        'bbox_ctrness': round(float(m[2]), 4), 'grad_norm': round(float(m[3]), 3),
+                        'seconds': round(time.perf_counter() - t0, 1)})
         save_atomic({'model': model.state_dict(), 'optim': optim.state_dict(),
-                     'sched': sched.state_dict(), 'epoch': epoch + 1}, ckpt)
-        log(f'  epoch {epoch + 1}/{epochs} loss {np.mean(losses):.3f} '
-            f'({time.perf_counter() - t0:.0f} s)')
+                     'sched': sched.state_dict(), 'epoch': epoch + 1,
+                     'history': json.dumps(history)}, ckpt)
+        log(f'  epoch {epoch + 1}/{epochs} loss {m[:3].sum():.3f} (cls {m[0]:.3f} box {m[1]:.3f} '
+            f'ctr {m[2]:.3f}, grad norm {m[3]:.2f}) ({time.perf_counter() - t0:.0f} s)')
+    model.history = history
     return model
 
 
@@ -479,9 +500,12 @@ def run_one(args, name: str, seed: int, train: dict, test: dict, facts: list) ->
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f'training {name} seed {seed}', flush=True)
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
-    model = train_run(train, run_dir, seed, args.epochs, args.batch, args.lr, args.width)
+    model = train_run(train, run_dir, seed, args.epochs, args.batch, args.lr, args.width,
+                      size=args.size, warmup=args.warmup, clip=args.clip)
     preds = predict(model, test)
     result = {'input': name, 'seed': seed, 'epochs': args.epochs, 'width': args.width,
+              'size': args.size, 'lr': args.lr, 'warmup': args.warmup, 'clip': args.clip,
+              'history': model.history,
               'all': map_scores(preds, test['boxes'], test['labels']),
               'day': map_scores(preds, test['boxes'], test['labels'], ~test['night']),
               'night': map_scores(preds, test['boxes'], test['labels'], test['night']),
@@ -605,6 +629,10 @@ def main() -> int:
     parser.add_argument('--batch', type=int, default=16)
     parser.add_argument('--lr', type=float, default=2e-3)
     parser.add_argument('--width', type=int, default=16, help='backbone width (channels)')
+    parser.add_argument('--size', type=int, default=128,
+                        help='side the detector resizes the images to (boxes follow)')
+    parser.add_argument('--warmup', type=int, default=100, help='linear warm-up steps')
+    parser.add_argument('--clip', type=float, default=10.0, help='gradient norm clip')
     parser.add_argument('--labels', default='fusion', choices=('fusion', 'infrared', 'visible'),
                         help="which of the data set's box sets to train and score on")
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads')
@@ -638,6 +666,7 @@ def main() -> int:
     report = {'command': command(), 'machine': describe(('torch', 'torchvision', 'torchmetrics')),
               'threads': args.threads, 'labels': args.labels, 'classes': list(CLASSES),
               'epochs': args.epochs, 'batch': args.batch, 'lr': args.lr, 'width': args.width,
+              'size': args.size, 'warmup': args.warmup, 'clip': args.clip,
               'seeds': args.seeds,
               'detector': 'torchvision FCOS, small backbone (strides 4/8/16) + FPN, from scratch',
               'inputs': summary, 'targets': goals,
@@ -649,7 +678,9 @@ def main() -> int:
                                        if r['found'][k][0] is not None])['mean']
                          for k in runs[0]['found'] if runs[0]['found'][k][0] is not None}
                   for name, runs in learned.items()},
-              'runs': {name: [{k: r[k] for k in ('seed', 'all', 'day', 'night')} for r in runs]
+              'runs': {name: [{k: r[k] for k in ('seed', 'all', 'day', 'night', 'history',
+                                                 'seconds_after_resume') if k in r}
+                              for r in runs]
                        for name, runs in results.items()}}
     md = (f'# Detection on MSRS-128 test ({args.labels} boxes)\n\n`{command()}`\n\n'
           f'mean ± std over the seeds named (points, x100); seeds in brackets: runs whose '
