@@ -137,3 +137,12 @@ def test_detector_trains_resumes_and_predicts(det, tmp_path):
     preds = det.predict(model, train)
     assert len(preds) == 4 and set(preds[0]) == {'boxes', 'scores', 'labels'}
     assert preds[0]['boxes'].shape[1:] == (4,) and (preds[0]['labels'] >= -1).all()
+
+
+def test_history_table_shows_each_runs_first_and_last_loss(det):
+    run = {'seed': 3, 'all': {'map_50': 0.2},
+           'history': [{'classification': 0.9, 'bbox_regression': 1.0, 'bbox_ctrness': 0.69},
+                       {'classification': 0.4, 'bbox_regression': 1.0, 'bbox_ctrness': 0.67}]}
+    text = det.history_table({'thermal': [run, {'seed': 4, 'all': {'map_50': 5.0}}]})
+    assert '| thermal | 3 | 0.900 -> 0.400 | 1.000 -> 1.000 | 0.690 -> 0.670 | 0.2 |' in text
+    assert '| thermal | 4 |' not in text  # a run without a loss curve (older results) is left out
