@@ -586,7 +586,7 @@ def history_table(results: dict) -> str:
             h = r.get('history') or []
             if not h:
                 continue
-            cells = [f"{h[0][k]:.3f} -> {h[-1][k]:.3f}"
+            cells = [f'{h[0][k]:.3f} -> {h[-1][k]:.3f}'
                      for k in ('classification', 'bbox_regression', 'bbox_ctrness')]
             lines.append(f"| {name} | {r['seed']} | " + ' | '.join(cells)
                          + f" | {r['all']['map_50']:.1f} |")
