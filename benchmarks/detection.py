@@ -643,7 +643,7 @@ def main() -> int:
                         help='fused inputs, checkpoints and per-run results (resumable)')
     parser.add_argument('--inputs', nargs='+', default=list(INPUTS), choices=list(INPUTS))
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
-    parser.add_argument('--epochs', type=int, default=6)
+    parser.add_argument('--epochs', type=int, default=4)
     parser.add_argument('--batch', type=int, default=16)
     parser.add_argument('--lr', type=float, default=2e-3)
     parser.add_argument('--width', type=int, default=16, help='backbone width (channels)')
