@@ -41,9 +41,9 @@ import sys
 import cv2
 from harness import add_data_options, command, require_data, RESULTS, subset_pairs, write_results
 import numpy as np
-from sgdfuse_ros.cli.evaluate import EVAL_OVERRIDES, run_evaluation
 from sgdfuse_ros.config import load_config
 from sgdfuse_ros.eval.datasets import read_pair
+from sgdfuse_ros.eval.evaluation import EVAL_OVERRIDES, run_evaluation
 from sgdfuse_ros.eval.metrics import HEADLINE_METRICS
 from sgdfuse_ros.pipeline.images import split_luma
 from sgdfuse_ros.prior.thermal import ThermalPrior

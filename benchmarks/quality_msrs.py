@@ -37,8 +37,8 @@ import time
 
 from harness import (add_data_options, add_prev_option, command, prev_weights, RESULTS,
                      subset_pairs, wins, write_results)
-from sgdfuse_ros.cli.evaluate import EVAL_OVERRIDES, run_evaluation
 from sgdfuse_ros.config import load_config, parse_override
+from sgdfuse_ros.eval.evaluation import EVAL_OVERRIDES, run_evaluation
 from sgdfuse_ros.eval.metrics import HEADLINE_METRICS
 from sgdfuse_ros.eval.scoring import format_table
 from sgdfuse_ros.training.data import VAL_EVERY

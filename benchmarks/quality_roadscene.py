@@ -39,9 +39,9 @@ import time
 
 from harness import (add_prev_option, command, prev_weights, require_data, RESULTS,
                      subset_pairs, wins, write_results)
-from sgdfuse_ros.cli.evaluate import EVAL_OVERRIDES, run_evaluation
 from sgdfuse_ros.config import load_config, parse_override
 from sgdfuse_ros.eval.datasets import default_data_dir
+from sgdfuse_ros.eval.evaluation import EVAL_OVERRIDES, run_evaluation
 from sgdfuse_ros.eval.metrics import HEADLINE_METRICS
 from sgdfuse_ros.eval.scoring import format_table, score_folders
 from sgdfuse_ros.training.data import VAL_EVERY

@@ -47,8 +47,8 @@ import sys
 import cv2
 from harness import add_data_options, command, require_data, RESULTS, subset_pairs, write_results
 import numpy as np
-from sgdfuse_ros.cli.evaluate import EVAL_OVERRIDES, run_evaluation
 from sgdfuse_ros.config import load_config, parse_override
+from sgdfuse_ros.eval.evaluation import EVAL_OVERRIDES, run_evaluation
 from sgdfuse_ros.training.losses import visible_lead_map
 import torch
 

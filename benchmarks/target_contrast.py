@@ -41,8 +41,8 @@ import time
 
 from harness import (add_data_options, add_prev_option, command, prev_weights, RESULTS,
                      subset_pairs, write_results)
-from sgdfuse_ros.cli.evaluate import EVAL_OVERRIDES
 from sgdfuse_ros.config import load_config, parse_override
+from sgdfuse_ros.eval.evaluation import EVAL_OVERRIDES
 from sgdfuse_ros.eval.target_boxes import fused_ratios, load_boxed, summarise
 from sgdfuse_ros.training.data import VAL_EVERY
 

@@ -29,8 +29,10 @@ a 1 kB file expands into gigabytes), at most :data:`MAX_YAML_DEPTH` levels of ne
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from pathlib import Path
+import sys
 from typing import Any, Mapping, Optional
 
 import yaml
@@ -52,11 +54,11 @@ def share_dir() -> Path:
     if (source_tree / 'config' / 'fusion.yaml').is_file():
         return source_tree
     try:  # installed by colcon / ament
-        from ament_index_python.packages import get_package_share_directory  # noqa: WPS433
+        # ROS 2 only (an install by colcon); pip installs run from the source tree
+        from ament_index_python.packages import get_package_share_directory
         return Path(get_package_share_directory('sgdfuse_ros'))
     except Exception:  # pragma: no cover - only without the source tree and without ROS
         pass
-    import sys
     candidate = Path(sys.prefix) / 'share' / 'sgdfuse_ros'
     return candidate if candidate.is_dir() else source_tree
 
@@ -303,6 +305,28 @@ def check_model_file(path: os.PathLike, parameter: str, expected: str) -> Path:
     return path
 
 
+#: Largest accepted value of each architecture size (channels, levels, blocks, steps); any
+#: other integer of an ``arch`` is held to ``ARCH_DEFAULT_LIMIT``. The shipped weights use
+#: channels <= 32, 4 levels, 2 blocks, T = 1000.
+ARCH_LIMITS = {'c1': 1024, 'c2': 1024, 'levels': 10, 'blocks': 32, 'temb': 1024,
+               'T': 100000, 't_start': 100000}
+ARCH_DEFAULT_LIMIT = 100000
+
+
+def check_arch(arch, kind: str, path) -> dict:
+    """Refuse (one line) an architecture whose sizes are not sane, before anything is built."""
+    if not isinstance(arch, dict):
+        raise ConfigError(f'{kind} weights {path}: arch is {type(arch).__name__}, expected a dict')
+    for key, value in arch.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        limit = ARCH_LIMITS.get(key, ARCH_DEFAULT_LIMIT)
+        if not math.isfinite(value) or value < 0 or value > limit:
+            raise ConfigError(f'{kind} weights {path}: architecture size {key}={value} is '
+                              f'outside 0..{limit}; refusing to build it')
+    return arch
+
+
 def tensor_problem(tensor) -> Optional[str]:
     """
     Return why ``tensor`` cannot be weights (None if it can).
@@ -311,8 +335,8 @@ def tensor_problem(tensor) -> Optional[str]:
     (a shape without data, saved from a model built on the ``meta`` device), a sparse,
     quantized or complex tensor would fail or silently lose values when loaded into a network.
     """
-    import torch  # heavy: only when weights are read
-    if not isinstance(tensor, torch.Tensor):
+    torch = sys.modules.get('torch')  # no tensor exists before torch is loaded
+    if torch is None or not isinstance(tensor, torch.Tensor):
         return f'is a {type(tensor).__name__}, not a tensor'
     if tensor.is_meta or tensor.device.type == 'meta':
         return ('is a meta tensor (a shape without values: saved from a model built on the '

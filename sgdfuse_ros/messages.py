@@ -35,6 +35,7 @@ from typing import Any, Optional, Tuple
 
 import cv2
 import numpy as np
+from rosbags.typesys import get_types_from_msg, get_typestore, Stores
 
 from .errors import InputError
 from .image_decode import decode_image
@@ -63,7 +64,6 @@ VISION_MSGS = {
 
 @lru_cache(maxsize=1)
 def typestore():
-    from rosbags.typesys import get_types_from_msg, Stores, get_typestore
     store = get_typestore(Stores.ROS2_HUMBLE)
     types = {}
     for name, text in VISION_MSGS.items():

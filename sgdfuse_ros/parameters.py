@@ -26,7 +26,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import math
+import textwrap
 from typing import Any, Optional, Sequence
+
+import yaml
 
 from .errors import ConfigError
 from .image_decode import DEFAULT_MAX_PIXELS
@@ -296,10 +299,6 @@ def render_yaml() -> str:
 
     Usage: ``python -m sgdfuse_ros.parameters > config/fusion.yaml``.
     """
-    import textwrap
-
-    import yaml
-
     lines = [
         '# sgdfuse_ros configuration, in the ROS 2 parameter file layout. Read by the node, the',
         '# pipeline, `sgdfuse evaluate`, `sgdfuse replay` and the benchmarks. Each parameter '

@@ -42,6 +42,8 @@ from pathlib import Path, PurePath, PureWindowsPath
 import re
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from rosbags.rosbag2 import Reader
+
 from ..config import load_yaml
 from ..errors import ConfigError, error_line, InputError
 from ..messages import CAMERA_INFO, COMPRESSED, deserialize, IMAGE
@@ -111,8 +113,6 @@ class BagInput:
 
     # --- opening -------------------------------------------------------------------------------
     def _open(self) -> None:
-        from rosbags.rosbag2 import Reader
-
         path = self.path
         if not path.exists():
             raise InputError(f'bag not found: {path}')

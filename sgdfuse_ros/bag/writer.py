@@ -53,6 +53,11 @@ import re
 import shutil
 from typing import Dict, Optional, Sequence
 
+from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
+                                QosTime)
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import writer as rosbags_writer
+
 from ..errors import error_line, InputError
 from ..messages import serialize, typestore
 
@@ -90,7 +95,6 @@ def close_with_distro(writer, distro: str) -> None:
     while it closes, that ``YAML`` is one that writes ``distro`` instead. Should another rosbags
     version write the metadata differently, metadata.yaml is corrected afterwards.
     """
-    from rosbags.rosbag2 import writer as rosbags_writer
     original = getattr(rosbags_writer, 'YAML', None)
     if isinstance(original, type):
         class DistroYAML(original):
@@ -118,14 +122,6 @@ def close_with_distro(writer, distro: str) -> None:
 
 
 def default_qos(depth: int = 10):
-    from rosbags.interfaces import (
-        Qos,
-        QosDurability,
-        QosHistory,
-        QosLiveliness,
-        QosReliability,
-        QosTime,
-    )
     zero = QosTime(sec=0, nsec=0)
     return Qos(history=QosHistory.KEEP_LAST, depth=depth, reliability=QosReliability.RELIABLE,
                durability=QosDurability.VOLATILE, deadline=zero, lifespan=zero,
@@ -207,7 +203,6 @@ class BagWriter:
         self.digest = OutputDigest()
 
     def open(self) -> 'BagWriter':  # noqa: A003  (file-like API)
-        from rosbags.rosbag2 import StoragePlugin, Writer
         plugin = StoragePlugin.SQLITE3 if self.storage == 'sqlite3' else StoragePlugin.MCAP
         try:
             self._writer = Writer(self.path, version=self.version, storage_plugin=plugin)

@@ -16,13 +16,16 @@
 ``sgdfuse``: the command-line tool.
 
 Each subcommand lives in its own module, which provides ``add_arguments(parser)`` and
-``main(args) -> int``; this file only dispatches. A user error (:class:`SgdfuseError`) is printed
-as one line and exits with status 2, and so is a failed write (a full disk, a read-only place);
-a command stopped by SIGINT / SIGTERM / SIGHUP after saving its work (:class:`guard.Interrupted`,
-or a signal before it began its work: :class:`guard.StopNow`) prints one line and exits 130 / 143
-/ 129 (:class:`guard.StopRequest`, installed here around every command). Nothing else is
-swallowed. A missing dependency (a plain ``pip install .`` leaves OpenCV out, see setup.py)
-stops every command, ``--help`` included, with one line saying what to install (exit 1).
+``main(args) -> int``; this file only dispatches: it imports the chosen command's module and no
+other (``sgdfuse --help`` imports none), the one import of the package made at run time.
+
+A user error (:class:`SgdfuseError`) is printed as one line and exits with status 2, and so
+is a failed write (a full disk, a read-only place); a command stopped by SIGINT / SIGTERM /
+SIGHUP after saving its work (:class:`guard.Interrupted`, or a signal before it began its work:
+:class:`guard.StopNow`) prints one line and exits 130 / 143 / 129 (:class:`guard.StopRequest`,
+installed here around every command). Nothing else is swallowed.
+A missing dependency (a plain ``pip install .`` leaves OpenCV out, see setup.py) stops every
+command, ``--help`` included, with one line saying what to install (exit 1).
 """
 
 from __future__ import annotations
@@ -32,8 +35,11 @@ import importlib
 import importlib.util
 import logging
 import sys
+from typing import Optional, Sequence
 
+from .guard import installed, Interrupted, StopNow
 from ..errors import first_line, SgdfuseError
+from ..writing import os_error_line
 
 COMMANDS = {
     'evaluate': ('sgdfuse_ros.cli.evaluate', 'fuse a folder of registered pairs; metrics, report, '
@@ -101,22 +107,30 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f'{self.prog}: error: {message} (see {self.prog} --help)\n')
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """
+    Return the ``sgdfuse`` parser: every command's options, or only ``command``'s.
+
+    Every command is listed (with its help line); the modules of the commands whose options are
+    added are imported here, the one dispatch of the package made at run time (a command's
+    module imports what its work needs, torch for training, onnxruntime, Cyclone DDS...).
+    """
     parser = Parser(
         prog='sgdfuse', description='Thermal + visible fusion (SGDFuse for ROS 2).')
     parser.add_argument('-v', '--verbose', action='store_true', help='log more')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
     for name, (module_name, help_text) in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name and err.name.startswith('sgdfuse_ros'):
-                continue  # subcommand not available in this build
-            raise
-        command = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(command)
-        command.set_defaults(_main=module.main)
+        options = sub.add_parser(name, help=help_text, description=help_text)
+        if command is None or name == command:
+            module = importlib.import_module(module_name)  # only the command that runs
+            module.add_arguments(options)
+            options.set_defaults(_main=module.main)
     return parser
+
+
+def chosen_command(argv: Sequence[str]) -> Optional[str]:
+    """Return the command ``argv`` names (its first word that is not an option), if any."""
+    return next((word for word in argv if not word.startswith('-')), None)
 
 
 def main(argv=None) -> int:
@@ -124,7 +138,8 @@ def main(argv=None) -> int:
     if problem:
         print(f'sgdfuse: error: {problem}', file=sys.stderr)
         return 1
-    parser = build_parser()
+    command = chosen_command(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(command if command in COMMANDS else '')
     try:
         args = parser.parse_args(argv)
     except SystemExit as done:  # --help, or an option refused at parse time (one line)
@@ -132,7 +147,6 @@ def main(argv=None) -> int:
     if not getattr(args, '_main', None):
         parser.print_help()
         return 2
-    from .guard import installed, StopNow
     try:
         with installed(restore=argv is not None) as stop:
             logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -145,8 +159,6 @@ def main(argv=None) -> int:
 
 
 def _run(args, stop) -> int:
-    from .guard import Interrupted
-    from ..writing import os_error_line
     try:
         status = int(args._main(args) or 0)
         stop.protect()  # done: a signal from here on changes only the exit status

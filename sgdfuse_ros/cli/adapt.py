@@ -51,15 +51,27 @@ import shutil
 import sys
 import time
 
+import torch
+
 from .guard import stop_request
 from .options import add_camera_topics, add_config, add_input_bag
 from .outputs import check_apart, config_inputs
-from .progress import Progress
 from .train import kept_checkpoint
 from .values import (crop_size, int_at_least, learning_rate, loss_weights, minutes, seed,
                      threads)
+from ..bag.reader import choose_topics, open_bag
+from ..config import check_model_file, load_config, resolve_model_path
 from ..errors import InputError
+from ..fusion.network import FirstStageNet, load_first_stage
+from ..fusion.refiner import RefinerNet
+from ..fusion.weights import load_weights
 from ..hardware import resolve_device
+from ..progress import Progress
+from ..training.bag_data import read_bag_frames
+from ..training.data import CropSampler
+from ..training.loop import train
+from ..training.losses import DEFAULT_WEIGHTS
+from ..training.tasks import FirstStageTask, REFINER_LOSS_WEIGHTS, RefinerTask
 from ..writing import os_error_line, write_bytes
 
 STAGES = ('first-stage', 'refiner', 'both')
@@ -150,7 +162,6 @@ def file_digest(path: Path) -> str:
 
 def start_paths(args, config: dict) -> dict:
     """Return the starting weights files, ``{stage: path}`` (no refiner for ``first-stage``)."""
-    from ..config import resolve_model_path
     paths = {'first_stage': (Path(args.first_stage) if args.first_stage else
                              resolve_model_path(config['first_stage.weights'], 'first_stage.pt'))}
     if args.stage != 'first-stage':
@@ -165,11 +176,6 @@ def start_weights(args, config: dict) -> dict:
 
     Each file is checked and loaded (one-line ConfigError if missing, unreadable or mismatched).
     """
-    from ..config import check_model_file
-    from ..fusion.network import FirstStageNet
-    from ..fusion.refiner import RefinerNet
-    from ..fusion.weights import load_weights
-
     paths = start_paths(args, config)
     first = paths['first_stage']
     check_model_file(first, '--first-stage', 'first-stage network weights (.pt)')
@@ -235,9 +241,6 @@ def _stage_done(folder: Path, out: Path) -> bool:
 def adapt_stage(name: str, task, reference_task, frames, out: Path, work: Path, steps: int,
                 args, info: dict, resume: bool, crop: int, stop=None) -> dict:
     """Train one stage from its starting weights; ``reference_task`` = the un-adapted stage."""
-    from ..training.data import CropSampler
-    from ..training.loop import train
-
     folder = work / name
     if resume and _stage_done(folder, out):
         if not args.quiet:
@@ -297,8 +300,6 @@ def _report(name: str, summary: dict, out: Path, steps: int, quiet: bool) -> Non
 
 
 def main(args) -> int:
-    from ..bag.reader import choose_topics, open_bag
-    from ..config import load_config
 
     t_start = time.monotonic()
     config = load_config(args.config, dict(args.overrides))
@@ -324,7 +325,6 @@ def main(args) -> int:
         settings = run_settings(args, config, bag_path, starts)
         resume = check_work(work, settings, args.fresh)
         say(f'{bag.description}; {topics.describe()}')
-        from ..training.bag_data import read_bag_frames
         expected = min(topics.thermal.count, topics.visible.count)
         with Progress(expected, label='adapt: reading', unit='pairs', quiet=args.quiet) as bar:
             frames = read_bag_frames(bag, topics, config, args.frames, args.val_frames, bar)
@@ -336,7 +336,6 @@ def main(args) -> int:
     stop = stop_request().protect()
     write_bytes(work / SETTINGS_FILE, json.dumps(settings, indent=1).encode())  # whole or none
 
-    import torch
     if args.threads:
         torch.set_num_threads(args.threads)
     crop = min(args.crop, min(frames.size) // 8 * 8)
@@ -354,7 +353,6 @@ def main(args) -> int:
 
     first_path, first_model, first_payload = starts['first_stage']
     if args.stage in ('first-stage', 'both'):
-        from ..training.tasks import FirstStageTask
         arch = dict(first_payload['arch'])
         weights = _loss_weights(first_payload, args.loss_weights)
         task = FirstStageTask(arch, device, weights)
@@ -375,10 +373,8 @@ def main(args) -> int:
         if stop.requested and args.stage == 'both':
             raise stop.interrupted(f'after the first stage ({out}, complete); the same command '
                                    f'continues with the refiner')
-        from ..fusion.network import load_first_stage
         first_model = load_first_stage(out).model
     if args.stage in ('refiner', 'both'):
-        from ..training.tasks import RefinerTask
         refiner_path, refiner_model, refiner_payload = starts['refiner']
         arch = dict(refiner_payload['arch'])
         weights = _loss_weights(refiner_payload, args.loss_weights)
@@ -415,8 +411,6 @@ def _loss_weights(payload: dict, override: dict = None):
     weights = (payload.get('info') or {}).get('loss_weights')
     weights = dict(weights) if isinstance(weights, dict) else None
     if override:
-        from ..training.losses import DEFAULT_WEIGHTS
-        from ..training.tasks import REFINER_LOSS_WEIGHTS
         if weights is None:
             refiner = payload.get('kind') == 'refiner'
             weights = dict(REFINER_LOSS_WEIGHTS if refiner else DEFAULT_WEIGHTS)

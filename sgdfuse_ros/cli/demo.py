@@ -35,6 +35,7 @@ import json
 import os
 from pathlib import Path
 
+from . import main as cli_main
 from .guard import Interrupted, signal_name, stop_request
 from .outputs import check_apart, config_inputs
 from .values import int_in
@@ -65,7 +66,6 @@ def _available(module: str) -> bool:
 
 
 def _run(argv) -> None:
-    from . import main as cli_main
     stop = stop_request()
     if stop.requested:  # between two steps: the steps before are complete
         raise stop.interrupted(f'before its {argv[0]} step; the steps before it are complete')
@@ -112,7 +112,6 @@ def sample_bag(args, data, out: Path, quiet: list) -> int:
 
 
 def main(args) -> int:
-
     data = args.data or (Path(os.environ['SGDFUSE_DATA']) if os.environ.get('SGDFUSE_DATA')
                          else None)
     sources = [('--data', data / name) for name in ('ir', 'vis', 'split.json')] if data else []

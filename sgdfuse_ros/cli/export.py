@@ -43,6 +43,7 @@ from .guard import Interrupted, StopNow
 from .outputs import check_apart, config_inputs
 from .outputs import check_output_dir
 from .values import name_list, override
+from ..config import load_config
 from ..errors import ConfigError, error_line, SgdfuseError
 
 log = logging.getLogger('sgdfuse_ros')
@@ -103,8 +104,6 @@ def export_part(part: str, config: dict, out_dir: Path) -> Tuple[List[Path], str
 
 
 def main(args) -> int:
-    from ..config import load_config
-
     check_output_dir(args.out, '--out')  # before any network is built
     overrides = dict(args.set)
     config = load_config(args.config, overrides)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import sys
 import threading
 from typing import Optional, Sequence
 
@@ -266,7 +267,6 @@ class _TolerantStream:
 
 
 def _tolerate_closed_streams():
-    import sys
     saved = (sys.stdout, sys.stderr)
     if sys.stdout is not None and not isinstance(sys.stdout, _TolerantStream):
         sys.stdout = _TolerantStream(sys.stdout)
@@ -276,5 +276,4 @@ def _tolerate_closed_streams():
 
 
 def _restore_streams(saved) -> None:
-    import sys
     sys.stdout, sys.stderr = saved

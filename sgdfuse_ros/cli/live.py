@@ -33,6 +33,7 @@ frame accounting (and writes ``--stats-json``); exit status 0 when the books bal
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 import sys
@@ -43,7 +44,12 @@ from .outputs import check_apart, config_inputs
 from .outputs import check_output_file
 from .values import (float_range, int_in, namespace, node_name, override, remap_rule,
                      topic_name)
+from ..config import load_config
+from ..errors import ConfigError
 from ..messages import CAMERA_INFO_TOPIC, FUSED_TOPIC, INPUT_TOPICS
+from ..node.core import accounting_errors, FusionNodeCore
+from ..transport.base import parse_remaps, resolve_topic
+from ..transport.dds import DdsTransport, localhost_config
 from ..writing import write_bytes
 
 
@@ -80,8 +86,6 @@ def add_arguments(parser) -> None:
 
 
 def _remaps(args, namespace: str, name: str) -> dict:
-    from ..errors import ConfigError
-    from ..transport.base import parse_remaps
 
     rules = list(args.remap)
     for base, target in ((INPUT_TOPICS['thermal'], args.thermal_topic),
@@ -161,13 +165,6 @@ def newest_stamps(core) -> dict:
 
 
 def main(args) -> int:
-    import logging
-
-    from ..config import load_config
-    from ..errors import ConfigError
-    from ..node.core import accounting_errors, FusionNodeCore
-    from ..transport.base import resolve_topic
-    from ..transport.dds import DdsTransport, localhost_config
 
     if args.stats_json is not None:
         check_output_file(args.stats_json, '--stats-json')  # before the node starts

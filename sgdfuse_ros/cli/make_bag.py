@@ -57,15 +57,19 @@ import math
 from pathlib import Path
 import sys
 
+import numpy as np
+
 from .guard import stop_request
 from .options import add_pair_choice, pair_choice
 from .outputs import check_apart, pair_inputs, ReplacedPath
 from .outputs import check_output_dir
-from .progress import Progress
 from .values import float_range, int_at_least, int_in, seed, STAMP_MAX_S
 from .. import messages as m
-from ..errors import InputError
+from ..bag.writer import BagWriter, check_distro, check_replaceable, DISTRO_FOR_VERSION
+from ..errors import InputError, SgdfuseError
 from ..eval.datasets import choose_pairs, default_data_dir, load_pair, split_used
+from ..parameters import defaults
+from ..progress import Progress
 from ..writing import is_write_failure, write_failure
 
 THERMAL_TOPIC = '/' + m.INPUT_TOPICS['thermal']
@@ -130,14 +134,12 @@ def add_arguments(parser) -> None:
 
 def raw_counts(gray_u8, rng):
     """8-bit thermal image -> plausible 14-bit radiometric counts (uint16)."""
-    import numpy as np
     counts = COUNTS_OFFSET + COUNTS_PER_LEVEL * gray_u8.astype(np.float32)
     counts += rng.normal(0.0, COUNTS_NOISE, size=gray_u8.shape).astype(np.float32)
     return np.clip(np.rint(counts), 0, COUNTS_MAX).astype(np.uint16)
 
 
 def intrinsics(width: int, height: int, hfov_deg: float = HFOV_DEG):
-    import numpy as np
     f = (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
     return np.array([f, 0.0, (width - 1) / 2.0, 0.0, f, (height - 1) / 2.0, 0.0, 0.0, 1.0])
 
@@ -178,8 +180,6 @@ def check_last_stamp(args, frames: int) -> None:
 
 def thermal_message(thermal, encoding: str, rng, header, name: str):
     """Build the thermal Image of one source frame; refuse what it cannot hold faithfully."""
-    import numpy as np
-
     if thermal.dtype == np.uint16:
         if encoding != 'mono16':
             raise InputError(f'the thermal source is 16-bit; --thermal-encoding '
@@ -194,11 +194,6 @@ def thermal_message(thermal, encoding: str, rng, header, name: str):
 
 
 def main(args) -> int:
-    import numpy as np
-
-    from ..bag.writer import BagWriter, check_distro, check_replaceable, DISTRO_FOR_VERSION
-    from ..errors import SgdfuseError
-    from ..parameters import defaults
 
     check_arguments(args)
     distro = check_distro(args.distro if args.distro is not None

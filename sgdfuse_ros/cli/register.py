@@ -52,7 +52,6 @@ import yaml
 
 from .options import add_camera_topics, add_config, add_pair_choice, pair_choice
 from .outputs import check_output_file
-from .progress import Progress
 from .values import float_range
 from .values import int_at_least
 from ..bag.reader import BagReadError, choose_topics, open_bag
@@ -64,6 +63,7 @@ from ..messages import deserialize
 from ..parameters import defaults
 from ..pipeline.images import ThermalAGC, visible_to_bgr
 from ..pipeline.undistort import Undistortion
+from ..progress import Progress
 from ..registration.check import check_image
 from ..registration.estimate import estimate, scale_between
 from ..writing import write_bytes

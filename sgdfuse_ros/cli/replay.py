@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+import re
 import sys
 import time
 
@@ -29,10 +30,16 @@ from .guard import stop_request
 from .options import add_camera_topics, add_config, add_input_bag
 from .outputs import check_apart, config_inputs, ReplacedFiles, ReplacedPath
 from .outputs import check_output_dir
-from .progress import Progress
 from .values import namespace as namespace_name, topic_name
+from ..bag.reader import choose_topics, open_bag
+from ..bag.replay import Replay
+from ..bag.report import ReplayReport
+from ..bag.writer import BagWriter, check_replaceable, NullWriter
+from ..config import load_config
 from ..errors import InputError
 from ..eval.metrics import HEADLINE_METRICS
+from ..pipeline.fusion_pipeline import FusionPipeline
+from ..progress import Progress
 from ..writing import is_write_failure, write_failure
 
 
@@ -76,7 +83,6 @@ def add_arguments(parser) -> None:
 
 
 def check_namespace(namespace: str) -> str:
-    import re
     ns = '/' + namespace.strip().strip('/') if namespace.strip('/ ') else ''
     if ns and not re.fullmatch(r'(/[A-Za-z_][A-Za-z0-9_]*)+', ns):
         raise InputError(f'--namespace {namespace!r} is not a valid ROS namespace '
@@ -131,13 +137,6 @@ def run(args, progress=None, stop=None, write_bag: bool = True, keep=None) -> di
     without ``--write-bags``; ``--out`` is then unused). ``keep``, a list, receives the result
     as soon as the books are closed, also when the replay then ends in an error.
     """
-    from ..bag.reader import choose_topics, open_bag
-    from ..bag.replay import Replay
-    from ..bag.report import ReplayReport
-    from ..bag.writer import BagWriter, check_replaceable, NullWriter
-    from ..config import load_config
-    from ..pipeline.fusion_pipeline import FusionPipeline
-
     overrides = dict(args.overrides)
     if args.every_frame_prior:
         overrides['prior.every_frame'] = True

@@ -32,6 +32,8 @@ import json
 from pathlib import Path
 import sys
 
+import torch
+
 from .guard import stop_request
 from .outputs import check_apart
 from .outputs import check_output_dir, check_output_file
@@ -39,8 +41,14 @@ from .values import (arch_json, crop_size, float_range, int_at_least, learning_r
                      loss_weights, minutes, seed, threads)
 from ..config import models_dir
 from ..errors import ConfigError, first_line, InputError, torch_file_problem
+from ..eval.datasets import default_data_dir
+from ..fusion import network, refiner
 from ..fusion.weights import check_tensors
 from ..hardware import resolve_device
+from ..training.data import (attach_boxes, CropSampler, load_samples, MixedCropSampler,
+                             split_train_names, VAL_EVERY)
+from ..training.loop import checkpoint_step, CKPT_NAME, train
+from ..training.tasks import FirstStageTask, RefinerTask
 from ..writing import os_error_line
 
 
@@ -95,11 +103,6 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    import torch
-
-    from ..eval.datasets import default_data_dir
-    from ..training.data import CropSampler, load_samples, split_train_names
-    from ..training.loop import CKPT_NAME, train
 
     data_dir = Path(args.data) if args.data else default_data_dir()
     if data_dir is None:
@@ -134,17 +137,13 @@ def main(args) -> int:
         val_samples = load_samples(data_dir, val_names)
         sampler = CropSampler(samples, args.crop, args.seed)
     if args.stage == 'first-stage':
-        from ..fusion.network import DEFAULT_ARCH
-        from ..training.tasks import FirstStageTask
-        task = FirstStageTask(arch or DEFAULT_ARCH, device, weights)
+        task = FirstStageTask(arch or network.DEFAULT_ARCH, device, weights)
     else:
-        from ..fusion.network import load_first_stage
-        from ..fusion.refiner import DEFAULT_ARCH
-        from ..training.tasks import RefinerTask
         first_path = (Path(args.first_stage) if args.first_stage
                       else models_dir() / 'first_stage.pt')
-        first = load_first_stage(first_path, device)
-        task = RefinerTask(arch or DEFAULT_ARCH, first.model, device, weights, seed=args.seed)
+        first = network.load_first_stage(first_path, device)
+        task = RefinerTask(arch or refiner.DEFAULT_ARCH, first.model, device, weights,
+                           seed=args.seed)
     if args.init:
         init_from(task.model, Path(args.init), task.kind)
     command_args = sys.argv[2:] if sys.argv[1:2] == ['train'] else sys.argv[1:]
@@ -202,7 +201,6 @@ def training_inputs(args, data_dir: Path) -> list:
 
 def _checkpoint(work: Path):
     """Return ``(path, step)`` of ``work``'s checkpoint; step None when none can be read."""
-    from ..training.loop import checkpoint_step, CKPT_NAME  # torch: not for --help
     return work / CKPT_NAME, checkpoint_step(work)
 
 
@@ -228,9 +226,6 @@ def kept_checkpoint(work: Path) -> str:
 
 def check_arch_builds(arch: dict, stage: str) -> None:
     """Build ``--arch`` on the meta device (no memory): unknown or bad keys are one line."""
-    import torch
-
-    from ..fusion import network, refiner  # torch: only with --arch
     build = (network.FirstStageNet if stage == 'first-stage' else refiner.RefinerNet).from_arch
     try:
         with torch.device('meta'):
@@ -242,8 +237,6 @@ def check_arch_builds(arch: dict, stage: str) -> None:
 
 def mixed_data(data_dirs, val_pairs: int, crop: int, seed: int, sam_share: float):
     """Train samples, validation samples and a mixed sampler over several data sets."""
-    from ..training.data import (attach_boxes, load_samples, MixedCropSampler,
-                                 split_train_names, VAL_EVERY)
     groups, val_samples = [], []
     for data_dir in data_dirs:
         group = 'msrs' if (Path(data_dir) / 'labels').is_dir() else Path(data_dir).name
@@ -257,8 +250,6 @@ def mixed_data(data_dirs, val_pairs: int, crop: int, seed: int, sam_share: float
 
 def init_from(model, path: Path, kind: str) -> None:
     """Copy matching tensors of a weights file into ``model`` (a larger head keeps new rows)."""
-    import torch
-
     try:
         payload = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:

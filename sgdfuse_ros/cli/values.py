@@ -30,9 +30,8 @@ import json
 import math
 import re
 
-from ..config import parse_override
+from ..config import check_arch, parse_override
 from ..errors import ConfigError
-from ..fusion.weights import check_arch
 
 #: ``--seed``: what numpy and torch both take, the same range in every command
 SEED_MAX = 2 ** 32 - 1

@@ -21,43 +21,25 @@ Weights files of the learned stages: a plain state dict plus a small metadata di
 Loaded with ``torch.load(..., weights_only=True)``. Anything missing, corrupt or built for
 another architecture is a one-line :class:`ConfigError` naming the file and what was expected.
 The content is checked before anything is built from it: architecture sizes beyond
-:data:`ARCH_LIMITS` (a network that would allocate gigabytes) and non-finite tensors (NaN or
-infinity, which would turn every fused frame into noise) are refused the same way.
+:data:`~sgdfuse_ros.config.ARCH_LIMITS` (a network that would allocate gigabytes) and non-finite
+tensors (NaN or infinity, which would turn every fused frame into noise) are refused the same
+way.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Callable, Optional
 import warnings
 
-from ..config import tensor_problem
+import torch
+
+from ..config import check_arch, tensor_problem
 from ..errors import ConfigError, torch_file_problem
 
 FORMAT = 1
-
-#: Largest accepted value of each architecture size (channels, levels, blocks, steps); any
-#: other integer of an ``arch`` is held to ``ARCH_DEFAULT_LIMIT``. The shipped weights use
-#: channels <= 32, 4 levels, 2 blocks, T = 1000.
-ARCH_LIMITS = {'c1': 1024, 'c2': 1024, 'levels': 10, 'blocks': 32, 'temb': 1024,
-               'T': 100000, 't_start': 100000}
-ARCH_DEFAULT_LIMIT = 100000
-
-
-def check_arch(arch, kind: str, path) -> dict:
-    """Refuse (one line) an architecture whose sizes are not sane, before anything is built."""
-    import math
-    if not isinstance(arch, dict):
-        raise ConfigError(f'{kind} weights {path}: arch is {type(arch).__name__}, expected a dict')
-    for key, value in arch.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        limit = ARCH_LIMITS.get(key, ARCH_DEFAULT_LIMIT)
-        if not math.isfinite(value) or value < 0 or value > limit:
-            raise ConfigError(f'{kind} weights {path}: architecture size {key}={value} is '
-                              f'outside 0..{limit}; refusing to build it')
-    return arch
 
 
 def check_tensors(state, kind: str, path) -> None:
@@ -68,7 +50,6 @@ def check_tensors(state, kind: str, path) -> None:
     checkpoints): every entry a dense CPU tensor of real numbers (:func:`tensor_problem`), and
     no NaN or infinity in the floating-point ones.
     """
-    import torch
     if not isinstance(state, dict):
         raise ConfigError(f'{kind} weights {path}: state_dict is {type(state).__name__}')
     for name, tensor in state.items():
@@ -98,9 +79,6 @@ def save_atomically(payload, path: Path) -> None:
     A failed write (a full disk) leaves the previous file as it was and no temporary file; it
     raises ``OSError`` naming the file.
     """
-    import io
-
-    import torch
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     path = Path(path)
@@ -123,7 +101,6 @@ def save_atomically(payload, path: Path) -> None:
 
 def load_weights(path, kind: str, build: Callable[[dict], 'object']):
     """Read ``path`` and return ``(model, payload)``; ``build(arch) -> nn.Module``."""
-    import torch
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f'{kind} weights not found: {path} (train them with `sgdfuse train '

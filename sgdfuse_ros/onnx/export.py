@@ -29,6 +29,8 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import warnings
 
 import numpy as np
+import onnx
+import torch
 
 from .runtime import OnnxModule
 from ..errors import error_line
@@ -58,9 +60,6 @@ def export_module(module, example_inputs: Sequence, path: Union[str, os.PathLike
     Uses the TorchScript exporter (``dynamo=False``): it handles the pipeline's networks'
     data-independent control flow and needs no extra packages.
     """
-    import onnx
-    import torch
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     examples = tuple(example_inputs)
@@ -120,8 +119,6 @@ def export_module(module, example_inputs: Sequence, path: Union[str, os.PathLike
 
 def max_abs_difference(module, runner: OnnxModule, inputs: Sequence) -> float:
     """Largest absolute difference between ``module(*inputs)`` (torch) and the ONNX ``runner``."""
-    import torch
-
     with torch.no_grad():
         expected = module.eval()(*inputs)
     expected = expected if isinstance(expected, (tuple, list)) else (expected,)

@@ -31,6 +31,8 @@ import logging
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+import onnxruntime
+
 from ..errors import ConfigError
 from ..hardware import cuda_available, physical_cores
 
@@ -45,8 +47,6 @@ DYNAMIC_BLOCK_BASE = 4  # ONNX Runtime's session.dynamic_block_base (0 = static 
 
 def _provider_library_loads(provider: str) -> bool:
     """Whether ONNX Runtime's shared library for ``provider`` and its dependencies load."""
-    import onnxruntime
-
     name = {CUDA: 'libonnxruntime_providers_cuda.so',
             TENSORRT: 'libonnxruntime_providers_tensorrt.so'}.get(provider)
     if name is None:
@@ -88,7 +88,6 @@ def usable_providers(device: str = 'auto', tensorrt: bool = True,
     if device == 'cpu':
         return [CPU]
     if available is None:
-        import onnxruntime
         available = onnxruntime.get_available_providers()
     wanted = [p for p in GPU_PROVIDERS if p in available and (tensorrt or p != TENSORRT)]
     if wanted:
@@ -116,8 +115,6 @@ def session_options(threads: int = 0, allow_spinning: bool = False, dynamic_bloc
     that lost its core to another process delays the operator less (``dynamic_blocks``; off
     for ``thread_policy: library``, the behaviour before).
     """
-    import onnxruntime
-
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = int(threads) if threads and threads > 0 else physical_cores()
     options.inter_op_num_threads = 1

@@ -35,6 +35,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import weakref
 
 import numpy as np
+import onnxruntime
 
 from .providers import (_provider_entries, GPU_PROVIDERS, session_options, TENSORRT,
                         usable_providers)
@@ -135,8 +136,6 @@ class OnnxModule:
                  if len(self._runs) > 1 else '')
 
     def _open(self, threads: int) -> _Run:
-        import onnxruntime
-
         options = session_options(threads, self.allow_spinning, self.dynamic_blocks)
         try:
             session = onnxruntime.InferenceSession(str(self.path), options,
@@ -210,8 +209,6 @@ class OnnxModule:
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
     def _bind_inputs(self, run: _Run, feeds: List[np.ndarray]) -> None:
-        import onnxruntime
-
         for name, array in zip(self.input_names, feeds):
             if self.device == 'cpu':
                 run.binding.bind_cpu_input(name, array)  # zero-copy view of the numpy array
@@ -225,8 +222,6 @@ class OnnxModule:
             run.binding.bind_ortvalue_input(name, value)
 
     def _allocate_outputs(self, run: _Run, shapes_dtypes) -> None:
-        import onnxruntime
-
         run.out_arrays, run.out_values = [], []
         for name, (shape, dtype) in zip(self.output_names, shapes_dtypes):
             if self.device == 'cpu':

@@ -35,18 +35,24 @@ GPU and onnxruntime's CUDA library loads, so CPU-only machines never see provide
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Union
 import warnings
 
 import numpy as np
+import onnxruntime as ort
+import torch
+from torch.nn import functional as F
 
 from .providers import session_options, usable_providers
 from ..errors import ConfigError, error_line
 from ..prior.sam import load_sam
+from ..prior.sam_checkpoint import sam_package
 
 log = logging.getLogger('sgdfuse_ros')
 
@@ -57,7 +63,6 @@ OPSET = 17
 
 
 def _example_inputs(model):
-    import torch
     embed_dim = model.prompt_encoder.embed_dim
     grid = model.prompt_encoder.image_embedding_size
     mask_size = [4 * grid[0], 4 * grid[1]]
@@ -72,11 +77,6 @@ def _decoder_parts(model):
 
     That is what SamOnnxModel reads of a Sam; the image encoder stays where it is.
     """
-    import copy
-    from types import SimpleNamespace
-
-    import torch
-
     parts = torch.nn.Module()
     parts.prompt_encoder = copy.deepcopy(model.prompt_encoder).cpu().float()
     parts.mask_decoder = copy.deepcopy(model.mask_decoder).cpu().float()
@@ -86,9 +86,7 @@ def _decoder_parts(model):
 
 
 def _decoder_graph(model):
-    from segment_anything.utils.onnx import SamOnnxModel
-
-    class SamOnnxDecoder(SamOnnxModel):
+    class SamOnnxDecoder(sam_package().utils.onnx.SamOnnxModel):
         """SamOnnxModel returning the low-resolution masks (upscaled outside the graph)."""
 
         def mask_postprocessing(self, masks, orig_im_size):
@@ -99,7 +97,6 @@ def _decoder_graph(model):
 
 def upscale_masks(low_res, img_size: int, input_size, original_size):
     """Low-resolution mask logits -> the frame's size, exactly as ``Sam.postprocess_masks``."""
-    from torch.nn import functional as F
     masks = F.interpolate(low_res, (img_size, img_size), mode='bilinear', align_corners=False)
     masks = masks[..., : input_size[0], : input_size[1]]
     return F.interpolate(masks, tuple(original_size), mode='bilinear', align_corners=False)
@@ -115,7 +112,6 @@ def export_decoder(model, target: Union[str, Path, io.BytesIO]) -> None:
     low-resolution mask logits (B, 4, 4h, 4w) as masks and low_res_masks, iou_predictions
     (B, 4).
     """
-    import torch
     wrapped = _decoder_graph(model)
     dynamic = {'point_coords': {0: 'prompts', 1: 'points'},
                'point_labels': {0: 'prompts', 1: 'points'}}
@@ -139,8 +135,6 @@ class OnnxMaskDecoder:
         ``img_size``: the image encoder's input side (1024 for SAM; default: 16 x the embedding
         side, SAM's patch size).
         """
-        import onnxruntime as ort
-
         options = session_options(threads)
         options.log_severity_level = 3  # errors only
         source = str(model_bytes_or_path) if isinstance(model_bytes_or_path, Path) \
@@ -177,7 +171,6 @@ class OnnxMaskDecoder:
         ``labels`` (B, N) -> (mask logits B x 3 x H x W at ``original_size``, IoU B x 3) as CPU
         torch tensors; ``input_size`` is the frame's size inside the encoder's padded square.
         """
-        import torch
         coords = np.asarray(coords.detach().cpu().numpy(), np.float32)
         labels = np.asarray(labels.detach().cpu().numpy(), np.float32)
         # torch's prompt encoder adds a "not a point" (label -1) to point prompts without a box;

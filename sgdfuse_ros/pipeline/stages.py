@@ -99,7 +99,7 @@ def _empty_prior(config, device):
 
 @register(PRIOR_SOURCES, 'sam')
 def _sam_prior(config, device):
-    from ..prior.sam import build_sam_provider  # torch + segment_anything: only for SAM
+    from ..prior.sam import build_sam_provider  # torch (and SAM): prior.source sam only
     return build_sam_provider(config, device, decoder=sam_decoder(config, device))
 
 
@@ -108,24 +108,37 @@ def _laplacian(config, device):
     return LaplacianStage(config['first_stage.levels'])
 
 
+def _learned_stages(config: dict):
+    """
+    Return the modules that build the first stage and the refiner for the config's backend.
+
+    Imported here, when a learned stage is built: torch then loads after the pipeline has set
+    OpenMP's wait policy (:func:`~sgdfuse_ros.hardware.prepare_process`), and a configuration
+    without a learned stage never loads it (nor onnxruntime).
+    """
+    if _onnx(config):
+        from ..onnx import fusion_networks  # torch + onnxruntime: backend onnx only
+        return fusion_networks, fusion_networks
+    from ..fusion import network, refiner  # torch: a learned stage on torch only
+    return network, refiner
+
+
 @register(FIRST_STAGES, 'network')
 def _network(config, device):
     path = resolve_model_path(config['first_stage.weights'], 'first_stage.pt')
+    module, _ = _learned_stages(config)
     if _onnx(config):
-        from ..onnx.fusion_networks import load_onnx_first_stage  # torch + onnxruntime
-        return load_onnx_first_stage(path, config)
-    from ..fusion.network import load_first_stage  # torch: only for the network stage
-    return load_first_stage(path, device)
+        return module.load_onnx_first_stage(path, config)
+    return module.load_first_stage(path, device)
 
 
 @register(REFINERS, 'diffusion')
 def _diffusion(config, device):
     path = resolve_model_path(config['refiner.weights'], 'refiner.pt')
+    _, module = _learned_stages(config)
     if _onnx(config):
-        from ..onnx.fusion_networks import load_onnx_refiner  # torch + onnxruntime
-        return load_onnx_refiner(path, config)
-    from ..fusion.refiner import load_refiner  # torch: only for the refiner
-    return load_refiner(path, config['refiner.steps'], config['refiner.seed'], device)
+        return module.load_onnx_refiner(path, config)
+    return module.load_refiner(path, config['refiner.steps'], config['refiner.seed'], device)
 
 
 def _lookup(table, name, what):

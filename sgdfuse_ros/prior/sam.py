@@ -41,13 +41,14 @@ import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
+import torch
 
 from .format import SemanticPrior
 from .merge import MaskCandidate, merge_masks
 from .prompts import PointPrompts, warm_point_prompts
 from .provider import PriorProvider
 from .sam_checkpoint import find_checkpoint, load_sam, missing_checkpoint_line, random_sam, \
-    SAM_MODEL_TYPES, TINY_TEST_MODEL  # noqa: F401
+    SAM_MODEL_TYPES, sam_package, TINY_TEST_MODEL  # noqa: F401
 from .thermal import ThermalPrior
 from ..errors import ConfigError
 
@@ -82,7 +83,6 @@ class TorchMaskDecoder:
 
         Returns (mask logits B x 3 x H x W at ``original_size``, predicted IoU B x 3), torch.
         """
-        import torch
         with torch.inference_mode():
             sparse, dense = self.model.prompt_encoder(points=(coords, labels), boxes=None,
                                                       masks=None)
@@ -104,8 +104,6 @@ class SamFrameEncoder:
     """
 
     def __init__(self, model, decoder=None, encoder_dtype=None):
-        from segment_anything.utils.transforms import ResizeLongestSide
-        import torch
         self.model = model
         self.cancel = threading.Event()  # set: the running computation stops at its next layer
         cancel = self.cancel
@@ -118,7 +116,8 @@ class SamFrameEncoder:
         self._hooks = [m.register_forward_pre_hook(stop_if_cancelled)
                        for m in model.modules() if isinstance(m, layers)]
         self.decoder = decoder if decoder is not None else TorchMaskDecoder(model)
-        self.transform = ResizeLongestSide(model.image_encoder.img_size)
+        self.transform = sam_package().utils.transforms.ResizeLongestSide(
+            model.image_encoder.img_size)
         if encoder_dtype is None:
             encoder_dtype = next(model.image_encoder.parameters()).dtype
         self.encoder_dtype = encoder_dtype
@@ -231,11 +230,10 @@ class SamSegmenter:
         self.min_blob_recall = float(min_blob_recall)
         self.generator = None
         if self.auto_grid > 0:
-            from segment_anything import SamAutomaticMaskGenerator
             options = {'points_per_batch': 16, 'crop_n_layers': 0, 'output_mode': 'binary_mask'}
             options.update(grid_options or {})
-            self.generator = SamAutomaticMaskGenerator(model, points_per_side=self.auto_grid,
-                                                       **options)
+            self.generator = sam_package().SamAutomaticMaskGenerator(
+                model, points_per_side=self.auto_grid, **options)
             self.generator.predictor = self.encoder  # share the frame's embedding
         self.last_timings: Dict[str, float] = {}
         self.last_input = ''

@@ -35,6 +35,8 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+import torch
+
 from ..config import check_model_file, models_dir, tensor_problem
 from ..errors import ConfigError, first_line, torch_file_problem
 
@@ -59,6 +61,19 @@ ENCODER_WIDTHS = {768: 'vit_b', 1024: 'vit_l', 1280: 'vit_h'}
 ENCODER_KEY = 'image_encoder.patch_embed.proj.weight'
 
 
+def sam_package():
+    """
+    Return the ``segment_anything`` package (with its ``utils.onnx``), imported on first use.
+
+    It is an optional dependency (``pip install 'sgdfuse_ros[sam]'``): a configuration without
+    SAM, or whose checkpoint is missing (the thermal prior serves, with a warning), never needs
+    it.
+    """
+    # optional [sam] extra: imported once a SAM model is built, by this function only
+    import segment_anything.utils.onnx
+    return segment_anything
+
+
 def build_tiny_test_sam(checkpoint=None):
     """
     Build the SAM architecture shrunk to ~80k parameters, for fast tests only.
@@ -66,29 +81,24 @@ def build_tiny_test_sam(checkpoint=None):
     Same classes as the registry's: 128-px input, 2 transformer blocks of width 32, 32-channel
     embedding.
     """
-    from segment_anything.modeling import (
-        ImageEncoderViT,
-        MaskDecoder,
-        PromptEncoder,
-        Sam,
-        TwoWayTransformer,
-    )
-    import torch
     if checkpoint is not None:
         raise ValueError('the tiny test model is loaded through load_sam(), not the registry')
     image_size, patch, width, embed = 128, 16, 32, 32
     grid = image_size // patch
-    return Sam(
-        image_encoder=ImageEncoderViT(
+    modeling = sam_package().modeling
+    return modeling.Sam(
+        image_encoder=modeling.ImageEncoderViT(
             depth=2, embed_dim=width, img_size=image_size, mlp_ratio=2,
             norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=2, patch_size=patch,
             qkv_bias=True, use_rel_pos=True, global_attn_indexes=[1], window_size=4,
             out_chans=embed),
-        prompt_encoder=PromptEncoder(embed_dim=embed, image_embedding_size=(grid, grid),
-                                     input_image_size=(image_size, image_size), mask_in_chans=4),
-        mask_decoder=MaskDecoder(
+        prompt_encoder=modeling.PromptEncoder(
+            embed_dim=embed, image_embedding_size=(grid, grid),
+            input_image_size=(image_size, image_size), mask_in_chans=4),
+        mask_decoder=modeling.MaskDecoder(
             num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=1, embedding_dim=embed, mlp_dim=64, num_heads=2),
+            transformer=modeling.TwoWayTransformer(depth=1, embedding_dim=embed, mlp_dim=64,
+                                                   num_heads=2),
             transformer_dim=embed, iou_head_depth=2, iou_head_hidden_dim=32),
         pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375],
     ).eval()
@@ -144,8 +154,8 @@ def model_builders(model_type: Optional[str] = None) -> dict:
     The three of ``segment_anything.sam_model_registry``, plus the tiny test model, plus
     MobileSAM's when ``model_type`` asks for it (its package is imported only then).
     """
-    from segment_anything import sam_model_registry
-    builders = {name: sam_model_registry[name] for name in SAM_MODEL_TYPES}
+    registry = sam_package().sam_model_registry
+    builders = {name: registry[name] for name in SAM_MODEL_TYPES}
     builders[TINY_TEST_MODEL] = build_tiny_test_sam
     if model_type == MOBILE_SAM:
         builders[MOBILE_SAM] = _mobile_sam_builder()
@@ -153,7 +163,6 @@ def model_builders(model_type: Optional[str] = None) -> dict:
 
 
 def _build(model_type: str, device: Optional[str] = None):
-    import torch
     builders = model_builders(model_type)
     if model_type not in builders:
         raise ConfigError(f"unknown SAM model type '{model_type}' "
@@ -166,8 +175,6 @@ def _build(model_type: str, device: Optional[str] = None):
 
 def read_state_dict(path: Path, expected: str = 'a SAM checkpoint') -> Dict[str, 'object']:
     """Read the tensors of a checkpoint file without running any pickled code."""
-    import torch
-
     path = check_model_file(path, 'SAM checkpoint', expected)
     try:
         state = torch.load(path, map_location='cpu', weights_only=True)
@@ -242,7 +249,6 @@ def load_sam(checkpoint, model_type: str = 'vit_b', device: str = 'cpu'):
     cost), the weights are checked, then assigned. On CUDA the image encoder is kept in float16
     (see :class:`SamFrameEncoder`); everything else stays float32.
     """
-    import torch
     path = Path(checkpoint).expanduser()
     state = read_state_dict(path, f'a SAM {model_type} state dict')
     # on the meta device (no time spent initialising weights about to be replaced), except
@@ -265,7 +271,6 @@ def load_sam(checkpoint, model_type: str = 'vit_b', device: str = 'cpu'):
 
 def random_sam(model_type: str = TINY_TEST_MODEL, seed: int = 0, device: str = 'cpu'):
     """Build a SAM of ``model_type`` with random weights (tests and speed benchmarks only)."""
-    import torch
     torch.manual_seed(seed)
     model = _build(model_type).eval().requires_grad_(False)
     model.to(device)

@@ -54,6 +54,7 @@ from rcl_interfaces.msg import (
     SetParametersResult,
 )
 import rclpy
+from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
@@ -223,10 +224,6 @@ class FusionNode(Node):
 
 
 def main(args=None) -> int:
-    try:
-        from rclpy.executors import ExternalShutdownException
-    except ImportError:  # pragma: no cover - older rclpy
-        ExternalShutdownException = KeyboardInterrupt
     rclpy.init(args=args)
     try:
         node = FusionNode()

@@ -33,6 +33,9 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable
 
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
+
 from .. import messages
 from ..transport.base import Publisher, QosProfile, Subscription, Timer, Transport
 
@@ -45,14 +48,10 @@ def message_class(typename: str):
 
 def qos_overriding_options():
     """Let users override history, depth and reliability per topic (``qos_overrides.*``)."""
-    from rclpy.qos_overriding_options import QoSOverridingOptions
-
     return QoSOverridingOptions.with_default_policies()
 
 
 def rclpy_qos(profile: QosProfile):
-    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST, depth=int(profile.depth),
         reliability=(ReliabilityPolicy.BEST_EFFORT if profile.reliability == 'best_effort'

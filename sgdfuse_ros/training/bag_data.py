@@ -115,7 +115,7 @@ def read_bag_frames(bag, topics, config: dict, frames: int, val_frames: int,
     Read ``bag`` (an open ``BagInput``) and keep up to ``frames`` of its pairs.
 
     ``topics`` comes from :func:`~sgdfuse_ros.bag.reader.choose_topics`. ``progress`` (a
-    :class:`~sgdfuse_ros.cli.progress.Progress`) is advanced once per pair made. Raises
+    :class:`~sgdfuse_ros.progress.Progress`) is advanced once per pair made. Raises
     :class:`InputError` when the bag yields no usable pair.
     """
     if frames < 1:

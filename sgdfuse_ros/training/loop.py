@@ -35,11 +35,13 @@ import time
 from typing import List, Optional
 
 import numpy as np
+import torch
 
 from ..errors import ConfigError, error_line
 from ..eval.metrics import fusion_metrics, HEADLINE_METRICS, to_gray
 from ..eval.target_boxes import contrast_ratios, summarise, warm_boxes
 from ..fusion.weights import save_atomically
+from ..progress import Progress
 
 CKPT_NAME = 'checkpoint.pt'
 
@@ -107,42 +109,8 @@ def selection_score(metrics: dict, reference: dict) -> float:
     return float(np.mean(parts)) if parts else 0.0
 
 
-def _format_eta(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    return f'{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
-
-
-class Progress:
-
-    def __init__(self, total: int, start: int = 0, stream=None):
-        self.total, self.start = total, start
-        self.stream = stream if stream is not None else sys.stderr
-        self.t0 = time.monotonic()
-        self.last = 0.0
-
-    def update(self, step: int, text: str = '', force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last < 1.0:
-            return
-        self.last = now
-        done = step - self.start
-        rate = done / max(now - self.t0, 1e-6)
-        eta = (self.total - step) / rate if rate > 0 else float('inf')
-        width = 24
-        filled = int(width * step / max(self.total, 1))
-        bar = '#' * filled + '-' * (width - filled)
-        eta_text = _format_eta(eta) if math.isfinite(eta) else '?'
-        self.stream.write(f'\r[{bar}] {step}/{self.total} {rate:.2f} it/s ETA {eta_text} {text}  ')
-        self.stream.flush()
-
-    def close(self) -> None:
-        self.stream.write('\n')
-        self.stream.flush()
-
-
 def checkpoint_step(work: Path) -> Optional[int]:
     """Return the step of ``work``'s checkpoint; None when there is none (or it is unreadable)."""
-    import torch
     path = Path(work) / CKPT_NAME
     if not path.is_file():
         return None
@@ -216,8 +184,6 @@ def train(task, sampler, val_samples: List, out: Path, work: Path, steps: int, b
     ``OSError`` naming the file; the previous checkpoint stays
     as it was.
     """
-    import torch
-
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     ckpt_path = work / CKPT_NAME
@@ -295,7 +261,8 @@ def train(task, sampler, val_samples: List, out: Path, work: Path, steps: int, b
         run_validation()
 
     model.train()
-    progress = None if quiet else Progress(steps, step)
+    progress = None if quiet else Progress(steps, unit='it', start=step, always=True,
+                                           refresh_s=1.0, left='ETA')
     try:
         t_start = time.monotonic()
         last_ckpt = time.monotonic()
@@ -351,7 +318,8 @@ def train(task, sampler, val_samples: List, out: Path, work: Path, steps: int, b
                 log.write(json.dumps({'step': step, 'lr': schedule.get_last_lr()[0], **values})
                           + '\n')
             if progress:
-                progress.update(step, f'loss {smoothed:.4f} best {best_score:+.4f}')
+                progress.update(step - progress.count,
+                                f'loss {smoothed:.4f} best {best_score:+.4f}')
             if val_every and step % val_every == 0:
                 run_validation()
             if time.monotonic() - last_ckpt > checkpoint_every_s:
@@ -363,9 +331,10 @@ def train(task, sampler, val_samples: List, out: Path, work: Path, steps: int, b
             run_validation()
         save_checkpoint()
         if progress:
-            progress.update(step, f"loss {smoothed if smoothed is not None else float('nan'):.4f} "
+            progress.update(step - progress.count,
+                            f"loss {smoothed if smoothed is not None else float('nan'):.4f} "
                             f'best {best_score:+.4f}', force=True)
-            progress.close()
+            progress.done()
         log.close()
         final_state = best_state if best_state is not None else model.state_dict()
         model.load_state_dict(final_state)

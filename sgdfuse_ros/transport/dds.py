@@ -44,6 +44,16 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
+from cyclonedds._clayer import ddspy_take, ddspy_write
+from cyclonedds.core import (DDSException, GuardCondition, InstanceState, ReadCondition,
+                             SampleState, ViewState, WaitSet)
+from cyclonedds.domain import Domain, DomainParticipant
+from cyclonedds.pub import DataWriter
+from cyclonedds.qos import Policy, Qos
+from cyclonedds.sub import DataReader
+from cyclonedds.topic import Topic
+from cyclonedds.util import duration
+
 from .base import Publisher, QosProfile, Subscription, Timer, Transport
 from .dds_types import idl_type
 from .. import messages
@@ -106,8 +116,6 @@ def unpad_cdr(data: bytes) -> bytes:
 
 
 def dds_qos(profile: QosProfile):
-    from cyclonedds.qos import Policy, Qos
-    from cyclonedds.util import duration
 
     reliability = (Policy.Reliability.BestEffort if profile.reliability == 'best_effort'
                    else Policy.Reliability.Reliable(duration(milliseconds=100)))
@@ -152,8 +160,6 @@ def _delete(entity) -> None:
 class DdsPublisher(Publisher):
 
     def __init__(self, transport: 'DdsTransport', topic: str, typename: str, qos: QosProfile):
-        from cyclonedds.pub import DataWriter
-
         self.topic, self.typename = topic, typename
         self._writer = DataWriter(transport.participant, transport.topic(topic, typename),
                                   dds_qos(qos))
@@ -164,9 +170,6 @@ class DdsPublisher(Publisher):
 
     def publish_raw(self, data: bytes) -> None:
         """Send CDR bytes (with their 4-byte encapsulation header) as they are."""
-        from cyclonedds._clayer import ddspy_write
-        from cyclonedds.core import DDSException
-
         if self._closed:
             raise RuntimeError(f'publisher of {self.topic} is closed')
         ret = ddspy_write(self._writer._ref, pad_cdr(data))
@@ -187,8 +190,6 @@ class DdsPublisher(Publisher):
 class DdsSubscription(Subscription):
     def __init__(self, transport: 'DdsTransport', topic: str, typename: str,
                  callback: Callable[[Any], None], qos: QosProfile, raw: bool):
-        from cyclonedds.core import InstanceState, ReadCondition, SampleState, ViewState
-        from cyclonedds.sub import DataReader
 
         self.topic, self.typename = topic, typename
         self.callback, self.raw = callback, raw
@@ -238,9 +239,6 @@ class DdsTransport(Transport):
 
     def __init__(self, domain_id: int = 0, namespace: str = '/', node_name: str = 'sgdfuse',
                  config_xml: Optional[str] = None, remaps: Optional[Dict[str, str]] = None):
-        from cyclonedds.core import GuardCondition, WaitSet
-        from cyclonedds.domain import Domain, DomainParticipant
-
         if not 0 <= int(domain_id) <= MAX_DOMAIN_ID:
             raise ConfigError(f'DDS domain id must be in 0..{MAX_DOMAIN_ID}, got {domain_id}')
         self.domain_id = int(domain_id)
@@ -273,8 +271,6 @@ class DdsTransport(Transport):
     # --- topics ----------------------------------------------------------------------------------
     def topic(self, ros_topic: str, typename: str):
         """Return the DDS topic for an already resolved ROS topic name (one per name)."""
-        from cyclonedds.topic import Topic
-
         with self._lock:
             existing = self._topics.get(ros_topic)
             if existing is not None:
@@ -330,8 +326,6 @@ class DdsTransport(Transport):
             _delete(subscription.reader)
 
     def _dispatch_loop(self) -> None:
-        from cyclonedds.util import duration
-
         while self._running:
             try:
                 self._waitset.wait(duration(milliseconds=100))
@@ -347,8 +341,6 @@ class DdsTransport(Transport):
                 self._take(subscription)
 
     def _take(self, subscription: DdsSubscription) -> None:
-        from cyclonedds._clayer import ddspy_take
-
         with self._dispatch_lock:
             if subscription.closed:
                 return

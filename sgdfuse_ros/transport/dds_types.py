@@ -30,22 +30,19 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from cyclonedds.idl import make_idl_struct
+from cyclonedds.idl import types as idl
+import numpy as np
+from rosbags.typesys.store import Nodetype
+
 from ..messages import typestore
 
-_BASE = None
-
-
-def _base_types() -> dict:
-    global _BASE
-    if _BASE is None:
-        from cyclonedds.idl import types as t
-        _BASE = {
-            'bool': bool, 'byte': t.byte, 'char': t.uint8, 'int8': t.int8, 'uint8': t.uint8,
-            'int16': t.int16, 'uint16': t.uint16, 'int32': t.int32, 'uint32': t.uint32,
-            'int64': t.int64, 'uint64': t.uint64, 'float32': t.float32, 'float64': t.float64,
-            'string': str,
-        }
-    return _BASE
+BASE_TYPES = {
+    'bool': bool, 'byte': idl.byte, 'char': idl.uint8, 'int8': idl.int8, 'uint8': idl.uint8,
+    'int16': idl.int16, 'uint16': idl.uint16, 'int32': idl.int32, 'uint32': idl.uint32,
+    'int64': idl.int64, 'uint64': idl.uint64, 'float32': idl.float32, 'float64': idl.float64,
+    'string': str,
+}
 
 
 def dds_type_name(ros_typename: str) -> str:
@@ -58,35 +55,30 @@ def dds_type_name(ros_typename: str) -> str:
 
 
 def _field_type(node: Any) -> Any:
-    from cyclonedds.idl import types as t
-    from rosbags.typesys.store import Nodetype
-
     kind, detail = node
     if kind == Nodetype.BASE:
         name, bound = detail
         if name == 'string' and bound:
-            return t.bounded_str[bound]
+            return idl.bounded_str[bound]
         try:
-            return _base_types()[name]
+            return BASE_TYPES[name]
         except KeyError:
             raise ValueError(f'unsupported ROS field type {name!r}') from None
     if kind == Nodetype.NAME:
         return idl_type(detail)
     if kind == Nodetype.ARRAY:
         element, length = detail
-        return t.array[_field_type(element), length]
+        return idl.array[_field_type(element), length]
     if kind == Nodetype.SEQUENCE:
         element, bound = detail
-        return t.sequence[_field_type(element), bound] if bound else \
-            t.sequence[_field_type(element)]
+        return idl.sequence[_field_type(element), bound] if bound else \
+            idl.sequence[_field_type(element)]
     raise ValueError(f'unsupported ROS field node {kind!r}')
 
 
 @lru_cache(maxsize=None)
 def idl_type(ros_typename: str):
     """Return the cyclonedds IdlStruct class for a ROS 2 message type (cached per type)."""
-    from cyclonedds.idl import make_idl_struct
-
     try:
         _constants, fields = typestore().fielddefs[ros_typename]
     except KeyError:
@@ -100,14 +92,11 @@ def idl_type(ros_typename: str):
 
 
 def _base_node(name: str):
-    from rosbags.typesys.store import Nodetype
     return (Nodetype.BASE, (name, 0))
 
 
 def idl_sample(msg: Any):
     """Convert a ``rosbags`` message to an instance of its IdlStruct (slow; for checks)."""
-    import numpy as np
-
     cls = idl_type(msg.__msgtype__)
     values = {}
     for name in cls.__annotations__:

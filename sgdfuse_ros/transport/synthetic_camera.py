@@ -43,6 +43,7 @@ from typing import List, Optional
 import numpy as np
 
 from .base import SENSOR_DATA
+from .dds import DdsTransport, localhost_config
 from .. import messages
 from ..errors import SgdfuseError
 from ..eval.synthetic_pairs import make_pair
@@ -188,8 +189,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from .dds import DdsTransport, localhost_config
-
     args = build_parser().parse_args(argv)
     try:
         width, height = (int(v) for v in args.size.lower().split('x'))

@@ -33,11 +33,11 @@ import numpy as np
 import pytest
 from sgdfuse_ros import writing
 from sgdfuse_ros.cli import main as cli
-from sgdfuse_ros.cli.evaluate import run_evaluation
 from sgdfuse_ros.cli.live import newest_stamps, PairingWatch
 from sgdfuse_ros.config import load_config
 from sgdfuse_ros.errors import ConfigError
 from sgdfuse_ros.eval.datasets import list_pairs
+from sgdfuse_ros.eval.evaluation import run_evaluation
 from sgdfuse_ros.eval.synthetic_pairs import write_sample
 from sgdfuse_ros.fusion.weights import load_weights, save_weights
 from test_reliability_support import (balanced, EchoPipeline, FakeClock, image, make_core,

@@ -12,13 +12,13 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The progress bar used by replay and make-bag (sgdfuse_ros.cli.progress)."""
+"""The one progress reporter (``sgdfuse_ros.progress``): the commands' bars and training's log."""
 
 from __future__ import annotations
 
 import io
 
-from sgdfuse_ros.cli.progress import format_duration, Progress
+from sgdfuse_ros.progress import format_duration, Progress
 
 
 class Clock:
@@ -89,3 +89,16 @@ def test_redraws_are_rate_limited():
         clock.now = i * 0.01
         bar.update()
     assert out.getvalue().count('\r') == 1  # only the first update drew within 1 s
+
+
+def test_a_resumed_training_log_gets_a_line_per_refresh_with_its_eta():
+    clock, out = Clock(), io.StringIO()  # a log file, not a terminal
+    bar = Progress(total=100, stream=out, clock=clock, refresh_s=1.0, start=40, always=True,
+                   left='ETA')
+    clock.now = 2.0
+    bar.update(10, text='loss 0.5')  # 10 steps in 2 s since the resume: 5 it/s, 50 left
+    assert out.getvalue() == '[############............] 50/100 5.0 it/s ETA 0:10 loss 0.5\n'
+    clock.now = 2.5
+    bar.update(1)  # within refresh_s of the last line: not written
+    bar.update(0, force=True)  # the last step is always written
+    assert out.getvalue().count('\n') == 2 and out.getvalue().endswith('loss 0.5\n')

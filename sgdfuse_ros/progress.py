@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-A small progress bar on stderr: count, rate and time left.
+The one progress reporter of the package: a small bar on stderr with count, rate and time left.
 
     with Progress(total=len(items), label="replay", quiet=args.quiet) as bar:
         for item in items:
@@ -21,10 +21,15 @@ A small progress bar on stderr: count, rate and time left.
             bar.update()
         bar.done("50 pairs fused")
 
+The commands (``replay``, ``make-bag``, ``evaluate``, ``adapt``, ``register``) and the training
+loop (:func:`sgdfuse_ros.training.loop.train`: ``bar.update(text=...)`` per step, a line of
+its own every ``refresh_s`` with ``always=True`` and the time left labelled ``ETA``) use it.
+
 On a terminal the bar redraws in place (at most ``refresh_s`` apart). When stderr is not a
-terminal (CI logs, pipes) nothing is drawn while running and only the final line is written.
-``quiet=True`` silences everything, the final line included. ``total`` may be None or 0 when the
-length is not known in advance: then the line shows the count and the rate only.
+terminal (CI logs, pipes) nothing is drawn while running and only the final line is written,
+unless ``always`` (a long run whose log is read: one line per ``refresh_s``). ``quiet=True``
+silences everything, the final line included. ``total`` may be None or 0 when the length is not
+known in advance: then the line shows the count and the rate only.
 """
 
 from __future__ import annotations
@@ -45,9 +50,17 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
+    """
+    Count, rate and time left of a run of ``total`` items (None: not known).
+
+    ``start``: items already done before this run (a resumed training); they count for the bar,
+    not for the rate. ``left``: the word before the time left. ``text``: shown after the bar.
+    """
+
     def __init__(self, total: Optional[int] = None, label: str = '', unit: str = 'it',
                  quiet: bool = False, stream: Optional[TextIO] = None, width: int = 24,
-                 refresh_s: float = 0.1, clock=time.monotonic):
+                 refresh_s: float = 0.1, clock=time.monotonic, start: int = 0,
+                 always: bool = False, left: str = 'left'):
         self.total = int(total) if total else None
         self.label = label
         self.unit = unit
@@ -56,7 +69,10 @@ class Progress:
         self.width = width
         self.refresh_s = refresh_s
         self.clock = clock
-        self.count = 0
+        self.first = int(start)
+        self.count = int(start)
+        self.left = left
+        self.text = ''
         self.start = clock()
         self._last_draw = float('-inf')
         self._drawn = False
@@ -65,6 +81,7 @@ class Progress:
             self.interactive = (not quiet) and bool(self.stream.isatty())
         except (AttributeError, ValueError):
             self.interactive = False
+        self.always = bool(always) and not quiet
 
     # --- numbers ---------------------------------------------------------------------------------
     @property
@@ -75,12 +92,13 @@ class Progress:
     def rate(self) -> float:
         """Items per second so far (0 before the first item)."""
         elapsed = self.elapsed
-        return self.count / elapsed if elapsed > 0 and self.count else 0.0
+        done = self.count - self.first
+        return done / elapsed if elapsed > 0 and done else 0.0
 
     @property
     def remaining_s(self) -> Optional[float]:
         """Seconds left at the current rate; None when unknown."""
-        if not self.total or not self.count:
+        if not self.total or self.count <= self.first:
             return None
         rate = self.rate
         return max(self.total - self.count, 0) / rate if rate > 0 else None
@@ -94,21 +112,31 @@ class Progress:
             filled = int(round(fraction * self.width))
             bar = '#' * filled + '.' * (self.width - filled)
             left = self.remaining_s
+            tail = f' {self.text}' if self.text else ''
             return (f'{head}[{bar}] {self.count}/{self.total} {rate} '
-                    f"left {format_duration(left) if left is not None else '?'}")
-        return f'{head}{self.count} {self.unit} {rate} elapsed {format_duration(self.elapsed)}'
+                    f"{self.left} {format_duration(left) if left is not None else '?'}{tail}")
+        tail = f' {self.text}' if self.text else ''
+        return (f'{head}{self.count} {self.unit} {rate} elapsed '
+                f'{format_duration(self.elapsed)}{tail}')
 
     # --- drawing ---------------------------------------------------------------------------------
-    def update(self, n: int = 1) -> None:
+    def update(self, n: int = 1, text: Optional[str] = None, force: bool = False) -> None:
+        """Count ``n`` more items (``text``: shown after the bar from now on)."""
         self.count += n
-        if not self.interactive:
+        if text is not None:
+            self.text = text
+        if not (self.interactive or self.always):
             return
         now = self.clock()
-        if now - self._last_draw >= self.refresh_s or (self.total and self.count >= self.total):
+        if force or now - self._last_draw >= self.refresh_s or (
+                self.total and self.count >= self.total):
             self._last_draw = now
-            self.stream.write('\r' + self.line() + '\x1b[K')
+            if self.interactive:
+                self.stream.write('\r' + self.line() + '\x1b[K')
+                self._drawn = True
+            else:
+                self.stream.write(self.line() + '\n')
             self.stream.flush()
-            self._drawn = True
 
     def note(self, text: str) -> None:
         """Print a line of text without breaking the bar (silent under quiet)."""
@@ -139,10 +167,15 @@ class Progress:
     def __enter__(self) -> 'Progress':
         return self
 
+    def close(self) -> None:
+        """Stop without a final line (an error follows): leave the terminal on a fresh line."""
+        if self._drawn and not self.quiet and not self._closed:
+            self.stream.write('\n')
+            self.stream.flush()
+        self._closed = True
+
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.done()
-        elif self._drawn and not self.quiet:  # leave the terminal on a fresh line
-            self.stream.write('\n')
-            self.stream.flush()
-            self._closed = True
+        else:
+            self.close()
