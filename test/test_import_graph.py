@@ -41,7 +41,7 @@ LAYERS = (
     ('errors',),
     ('image_decode',),
     ('hardware', 'messages', 'parameters', 'progress', 'writing'),
-    ('config',),
+    ('config', 'exits'),
     ('prior', 'registration'),
     ('fusion',),
     ('onnx',),

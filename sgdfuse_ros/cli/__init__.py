@@ -19,11 +19,12 @@ Each subcommand lives in its own module, which provides ``add_arguments(parser)`
 ``main(args) -> int``; this file only dispatches: it imports the chosen command's module and no
 other (``sgdfuse --help`` imports none), the one import of the package made at run time.
 
-A user error (:class:`SgdfuseError`) is printed as one line and exits with status 2, and so
-is a failed write (a full disk, a read-only place); a command stopped by SIGINT / SIGTERM /
-SIGHUP after saving its work (:class:`guard.Interrupted`, or a signal before it began its work:
-:class:`guard.StopNow`) prints one line and exits 130 / 143 / 129 (:class:`guard.StopRequest`,
-installed here around every command). Nothing else is swallowed.
+What stops a command ends as every console entry point of the package ends
+(:func:`sgdfuse_ros.exits.exit_status`): a user error (:class:`SgdfuseError`) or a failed write
+(a full disk, a read-only place) is one line and exit status 2; a command stopped by SIGINT /
+SIGTERM / SIGHUP after saving its work (:class:`guard.Interrupted`, or a signal before it began
+its work: :class:`guard.StopNow`) prints one line and exits 130 / 143 / 129
+(:class:`guard.StopRequest`, installed here around every command). Nothing else is swallowed.
 A missing dependency (a plain ``pip install .`` leaves OpenCV out, see setup.py) stops every
 command, ``--help`` included, with one line saying what to install (exit 1).
 """
@@ -37,9 +38,9 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from .guard import installed, Interrupted, StopNow
-from ..errors import first_line, SgdfuseError
-from ..writing import os_error_line
+from .guard import installed, StopNow
+from ..errors import first_line
+from ..exits import exit_status
 
 COMMANDS = {
     'evaluate': ('sgdfuse_ros.cli.evaluate', 'fuse a folder of registered pairs; metrics, report, '
@@ -147,38 +148,30 @@ def main(argv=None) -> int:
     if not getattr(args, '_main', None):
         parser.print_help()
         return 2
+    prog = f'sgdfuse {args.command}'
     try:
         with installed(restore=argv is not None) as stop:
             logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                                 format='%(levelname)s %(name)s: %(message)s')
-            return _run(args, stop)
+            return _run(args, stop, prog)
     except StopNow as err:  # a signal before the command had begun its work
-        print(f'sgdfuse {args.command}: interrupted by {err}: stopped before it had written '
-              f'any result', file=sys.stderr)
-        return err.status
+        return exit_status(prog, err)
 
 
-def _run(args, stop) -> int:
+def _run(args, stop, prog: str) -> int:
     try:
         status = int(args._main(args) or 0)
         stop.protect()  # done: a signal from here on changes only the exit status
-    except SgdfuseError as err:
-        print(f'sgdfuse {args.command}: error: {err}', file=sys.stderr)
-        return 2
-    except Interrupted as err:
-        print(f'sgdfuse {args.command}: {err}', file=sys.stderr)
-        return err.status
-    except OSError as err:  # a file the command reads or writes, named with the reason
-        if err.filename is None:
+    except StopNow:
+        raise  # ends outside the stop request's handlers (main)
+    except BaseException as err:  # noqa: B902 - the one handler says which ends are whose
+        code = exit_status(prog, err)
+        if code is None:
             raise
-        print(f'sgdfuse {args.command}: error: {os_error_line(err)}', file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # SIGINT where no handler of ours was installed
-        print(f'sgdfuse {args.command}: interrupted', file=sys.stderr)
-        return 130
+        return code
     if stop.requested and not stop.handled:
         # the signal came as the command was finishing: its work is complete, and said so
-        print(f'sgdfuse {args.command}: interrupted by {stop.name} as it was finishing; its '
-              f'results are complete', file=sys.stderr)
+        print(f'{prog}: interrupted by {stop.name} as it was finishing; its results are '
+              'complete', file=sys.stderr)
         return 128 + stop.signum
     return status

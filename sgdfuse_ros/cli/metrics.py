@@ -289,10 +289,5 @@ def main(args) -> int:
 
 
 if __name__ == '__main__':  # pragma: no cover - convenience entry point
-    _parser = argparse.ArgumentParser(prog='sgdfuse metrics')
-    add_arguments(_parser)
-    try:
-        sys.exit(main(_parser.parse_args()))
-    except InputError as _err:
-        print(f'error: {_err}', file=sys.stderr)
-        sys.exit(2)
+    from . import main as sgdfuse  # `sgdfuse metrics`, run as this module
+    sys.exit(sgdfuse(['metrics'] + sys.argv[1:]))

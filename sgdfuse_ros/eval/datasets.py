@@ -250,15 +250,6 @@ def read_pair(pair: Pair, max_pixels: Optional[int] = None):
 # --- one reading of a file ------------------------------------------------------------------
 
 
-def header_size(data: bytes) -> Optional[tuple]:
-    """``(width, height)`` from an accepted format's header, before any decoding; else None."""
-    try:
-        header = image_decode.read_header(data)
-    except InputError:
-        return None
-    return header.width, header.height
-
-
 def truncated(data: bytes) -> bool:
     """Tell a PNG without its IEND chunk or a JPEG without its end marker (a cut file)."""
     if data[:8] == b'\x89PNG\r\n\x1a\n':

@@ -145,12 +145,6 @@ def vif_terms(dist: np.ndarray, refs: Sequence[np.ndarray]) -> list:
     return [(n, d, windows) for n, d in zip(num, den)]
 
 
-def vif_pairs(dist: np.ndarray, refs: Sequence[np.ndarray]) -> list:
-    """Multiscale pixel VIF ``vifp(ref, dist)`` for each ref, sharing the work on ``dist``."""
-    # 0/0 (a constant source) is NaN in the reference, which then reports 1.
-    return [1.0 if d == 0.0 else n / d for n, d, _ in vif_terms(dist, refs)]
-
-
 def sobel(img: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """
     Return gradient strength and orientation as ``Qabf_getArray`` computes them.

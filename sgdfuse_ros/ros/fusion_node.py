@@ -60,6 +60,7 @@ from rclpy.parameter import Parameter
 
 from .rclpy_transport import RclpyTransport
 from ..errors import ConfigError, SgdfuseError
+from ..exits import exit_status
 from ..node.core import check_config, FusionNodeCore
 from ..parameters import ALL_PARAMS, ParamSpec, SPECS
 
@@ -228,9 +229,8 @@ def main(args=None) -> int:
     try:
         node = FusionNode()
     except SgdfuseError as err:
-        print(f'fusion_node: error: {err}', file=sys.stderr)
         rclpy.try_shutdown()
-        return 2
+        return exit_status('fusion_node', err)
     try:
         if node.get_parameter('autostart').value and not node.autostart():
             node.get_logger().error('could not start; fix the error above, then '

@@ -45,8 +45,9 @@ import numpy as np
 from .base import SENSOR_DATA
 from .dds import DdsTransport, localhost_config
 from .. import messages
-from ..errors import SgdfuseError
+from ..errors import InputError
 from ..eval.synthetic_pairs import make_pair
+from ..exits import exit_status
 
 THERMAL_FRAME = 'thermal_optical'
 VISIBLE_FRAME = 'rgb_optical'
@@ -191,27 +192,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        return _run(args)
+    except BaseException as err:  # noqa: B902 - the package's one handler says which are whose
+        code = exit_status('synthetic_camera', err)
+        if code is None:
+            raise
+        return code
+
+
+def _run(args) -> int:
+    try:
         width, height = (int(v) for v in args.size.lower().split('x'))
     except ValueError:
-        print(f'synthetic_camera: error: --size expects WIDTHxHEIGHT, got {args.size!r}',
-              file=sys.stderr)
-        return 2
+        raise InputError(f'--size expects WIDTHxHEIGHT, got {args.size!r}') from None
     localhost = args.localhost_only or os.environ.get('ROS_LOCALHOST_ONLY') == '1'
     config = localhost_config() if localhost and not os.environ.get('CYCLONEDDS_URI') else None
     camera = SyntheticCamera(width, height, args.scenes, args.seed)
-    try:
-        transport = DdsTransport(args.domain_id, args.namespace, 'synthetic_camera', config)
-    except SgdfuseError as err:
-        print(f'synthetic_camera: error: {err}', file=sys.stderr)
-        return 2
+    transport = DdsTransport(args.domain_id, args.namespace, 'synthetic_camera', config)
     try:
         log = run(transport, camera, args.rate, args.frames, args.jitter_ms, args.seed,
                   args.bad_every, args.wait_subscribers, args.wait_timeout)
-    except TimeoutError as err:
-        print(f'synthetic_camera: error: {err}', file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        return 130
     finally:
         time.sleep(0.2)  # let the last fragments leave before the participant goes
         transport.close()
