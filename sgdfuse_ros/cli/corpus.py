@@ -38,13 +38,13 @@ from . import corpus_run
 from .guard import stop_request
 from .options import add_camera_topics, add_config
 from .outputs import check_apart, check_output_dir, config_inputs
-from .progress import Progress
 from .values import float_range, int_at_least, int_in, threads as threads_value
 from ..bag.corpus import compare, find_bags, read_manifest, read_report, run_key, summarise
 from ..bag.corpus_report import write_report
 from ..config import load_config
 from ..errors import InputError
 from ..hardware import physical_cores
+from ..progress import Progress
 from ..writing import is_write_failure, write_failure
 
 #: the replay options a corpus passes on to every bag (and that make its key)
