@@ -77,7 +77,8 @@ DEPENDENCIES = (
 
 #: found, not imported, here: torch loads with the first learned stage, after the pipeline has
 #: set OpenMP's wait policy (hardware.prepare_process), and a command that needs no network (and
-#: ``--help``) does not wait a second or more for it; matplotlib is imported only where a report draws its plots
+#: ``--help``) does not wait a second or more for it; matplotlib is imported only where a report
+#: draws its plots
 FOUND_ONLY = ('torch', 'matplotlib')
 
 

@@ -43,10 +43,11 @@ from .metrics import frame_metrics, HEADLINE_METRICS, METRIC_NAMES, to_gray
 from .report_pages import contact_sheet as sheet_image, per_image_table, report_html
 from .report_pages import run_plot
 from .scoring import format_table, percentile_summary
+from .. import writing
 from ..errors import error_line, InputError, SgdfuseError
 from ..pipeline.fusion_pipeline import FusionPipeline
 from ..prior.format import overlay
-from ..writing import is_write_failure, write_bytes, write_failure
+from ..writing import is_write_failure, write_failure
 
 EVAL_OVERRIDES = {'output.width': 0, 'output.height': 0, 'prior.every_frame': True}
 
@@ -64,7 +65,7 @@ def contact_sheet(rows, path: Path) -> None:
     sheet = sheet_image([[(f'{name}: thermal', thermal), ('visible', visible),
                           ('fused', fused), ('prior overlay', over)]
                          for name, thermal, visible, fused, over in rows])
-    write_bytes(path, _png(sheet))
+    writing.write_bytes(path, _png(sheet))
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -138,14 +139,14 @@ def run_evaluation(pairs: List[Pair], out: Path, config: dict, label: str = 'sgd
             ir_gray, vis_gray = to_gray(ir_colour), to_gray(vis_colour)
             path = fused_dir / f'{pair.name}.png'
             try:
-                write_bytes(path, _png(result.fused_bgr))
+                writing.write_bytes(path, _png(result.fused_bgr))
                 if ir_gray.shape != result.fused_y.shape or vis_gray.shape != result.fused_y.shape:
                     # registered or resized: score against the sources as the pipeline saw them
                     reg = out / 'registered_sources'
                     reg.mkdir(exist_ok=True)
                     thermal_u8 = np.clip(result.thermal * 255 + 0.5, 0, 255).astype(np.uint8)
-                    write_bytes(reg / f'{pair.name}_ir.png', _png(thermal_u8))
-                    write_bytes(reg / f'{pair.name}_vis.png', _png(result.visible))
+                    writing.write_bytes(reg / f'{pair.name}_ir.png', _png(thermal_u8))
+                    writing.write_bytes(reg / f'{pair.name}_vis.png', _png(result.visible))
                     ir_gray, vis_gray = to_gray(thermal_u8), to_gray(result.visible)
             except Exception as err:  # noqa: B902
                 if not is_write_failure(err):
@@ -244,7 +245,7 @@ def _write_results(report: dict, out: Path, sheet_rows: list, write_error,
             if name == 'contact_sheet.png':
                 contact_sheet(sheet_rows, out / name)
             else:
-                write_bytes(out / name, data)
+                writing.write_bytes(out / name, data)
         except Exception as err:  # noqa: B902
             if not is_write_failure(err):
                 raise
