@@ -33,6 +33,7 @@ from typing import List
 
 from .. import writing
 from ..eval.metrics import HEADLINE_METRICS
+from ..eval.report_pages import pyplot
 
 REPORT_FILES = ('corpus.json', 'corpus.csv', 'report.md', 'plots/metrics.png',
                 'plots/throughput.png', 'plots/baseline.png')
@@ -166,10 +167,7 @@ def _figure_png(fig) -> bytes:
 
 def plot_pngs(report: dict) -> dict:
     """{relative name: PNG bytes} of the plots; {} when no bag was fused."""
-    import matplotlib  # optional heavy import (plots only), with the file-only backend
-    matplotlib.use('Agg', force=True)
-    from matplotlib import pyplot as plt  # see above
-
+    plt = pyplot()
     ok = [r for r in report['bags'] if r['status'] == 'ok']
     if not ok:
         return {}

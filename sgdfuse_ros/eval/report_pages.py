@@ -68,6 +68,14 @@ def per_image_table(rows: Sequence[Tuple[str, Optional[Dict[str, float]], Option
     return lines
 
 
+def pyplot():
+    """Return matplotlib's pyplot on the file-only backend (imported on the first plot)."""
+    import matplotlib  # optional heavy import (plots only), with the file-only backend
+    matplotlib.use('Agg', force=True)
+    from matplotlib import pyplot as plt  # see above
+    return plt
+
+
 def run_plot(metric_values: Dict[str, List[float]], stage_ms: Dict[str, List[float]],
              title: str) -> Optional[bytes]:
     """
@@ -84,10 +92,7 @@ def run_plot(metric_values: Dict[str, List[float]], stage_ms: Dict[str, List[flo
     panels = len(metric_values) + (1 if stage_ms else 0)
     if not panels:
         return None
-    import matplotlib  # optional heavy import (plots only), with the file-only backend
-    matplotlib.use('Agg', force=True)
-    from matplotlib import pyplot as plt  # see above
-
+    plt = pyplot()
     columns = min(4, panels)
     rows = int(math.ceil(panels / columns))
     figure, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.9 * rows + 0.5),
