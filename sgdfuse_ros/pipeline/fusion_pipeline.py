@@ -45,7 +45,7 @@ through :func:`fusion_outputs`, so a replayed bag holds what the node would have
 ``semantic/targets`` and ``semantic/detections`` carry the frame's scored warm targets
 (:mod:`sgdfuse_ros.prior.targets`), not the fusion prior's every warm region; the detections'
 ids come from a :class:`SemanticOutputs` the caller keeps for the run (its tracker,
-:mod:`sgdfuse_ros.prior.tracking`), so a target keeps its id while it is tracked.
+:class:`sgdfuse_ros.prior.targets.TargetTracker`), so a target keeps its id while it is tracked.
 ``semantic/labels`` stays the prior's region map, renumbered every frame (targets first, by
 area): its ids are not the detections' ids.
 
@@ -78,8 +78,7 @@ from ..messages import (camera_info_msg, COMPRESSED_FORMATS, compressed_msg, COM
                         image_msg, LABELS_TOPIC, make_header, OVERLAY_TOPIC, scale_camera_info,
                         TARGETS_TOPIC)
 from ..prior.format import overlay as draw_overlay, SemanticPrior
-from ..prior.targets import TargetSelector, WarmTargets
-from ..prior.tracking import TargetTracker
+from ..prior.targets import TargetSelector, TargetTracker, WarmTargets
 
 log = logging.getLogger('sgdfuse_ros')
 

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 import pytest
 from sgdfuse_ros.cli import main as cli
-from sgdfuse_ros.prior.tracking import box_iou
+from sgdfuse_ros.prior.targets import box_iou
 import yaml
 
 N = 4

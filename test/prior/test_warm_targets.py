@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 from sgdfuse_ros.eval.target_boxes import (grown_boxes_mask, recall_precision, target_counts,
                                            TARGET_LEVEL)
-from sgdfuse_ros.prior.targets import draw_detections, TargetSelector
+from sgdfuse_ros.prior.targets import box_iou, draw_detections, TargetSelector, TargetTracker
 from sgdfuse_ros.prior.thermal import ThermalPrior
-from sgdfuse_ros.prior.tracking import box_iou, TargetTracker
 
 
 def street(width, height, seed=0):
