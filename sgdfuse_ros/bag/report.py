@@ -42,8 +42,8 @@ import numpy as np
 
 from .. import writing
 from ..eval.metrics import HEADLINE_METRICS
+from ..eval.report_pages import cell_text, run_plot
 from ..eval.report_pages import contact_sheet as sheet_image, per_image_table, report_html
-from ..eval.report_pages import run_plot
 from ..eval.scoring import percentile_summary
 from ..intake import all_rejected, ROLE_LABELS, ROLES
 
@@ -318,14 +318,6 @@ class ReplayReport:
         return folder
 
 
-def _fmt(value, digits: int = 3) -> str:
-    if value is None:
-        return '-'
-    if isinstance(value, float):
-        return f'{value:.{digits}f}' if math.isfinite(value) else str(value)
-    return str(value)
-
-
 def render_markdown(r: dict) -> str:
     lines = ['# sgdfuse replay report', '',
              f"- input bag: `{r['input']['bag']}`",
@@ -365,7 +357,7 @@ def render_markdown(r: dict) -> str:
                      f"| {m['late']} | {m['duplicate']} | {m['overflow']} | {rejected} |")
     lines += ['', f"Pairs matched: **{p['matched']}**; fused: **{p['fused']}**; failed: "
               f"**{p['failed']}**. Closest thermal/RGB stamps seen: "
-              f"{_fmt(p['closest_thermal_rgb_gap_s'], 4)} s "
+              f"{cell_text(p['closest_thermal_rgb_gap_s'], 4)} s "
               f"(sync.slop = {s.get('sync.slop')} s)."]
     for label in labels:
         for example in r['messages'][label].get('rejected_examples', []):
@@ -383,21 +375,21 @@ def render_markdown(r: dict) -> str:
         names = [n for n in HEADLINE_METRICS if n in met['mean']]
         lines += ['', f"## Fusion metrics (mean over {met['frames_scored']} frames)", '',
                   '| ' + ' | '.join(names) + ' |', '|' + '---|' * len(names),
-                  '| ' + ' | '.join(_fmt(met['mean'][n]) for n in names) + ' |']
+                  '| ' + ' | '.join(cell_text(met['mean'][n], 3) for n in names) + ' |']
     if r['latency_ms']:
         lines += ['', '## Latency (ms)', '',
                   '| stage | p50 | p90 | p99 | mean |', '|---|---|---|---|---|']
         for stage, v in r['latency_ms'].items():
-            lines.append(f"| {stage} | {_fmt(v['p50'], 1)} | {_fmt(v['p90'], 1)} | "
-                         f"{_fmt(v['p99'], 1)} | {_fmt(v['mean'], 1)} |")
+            lines.append(f"| {stage} | {cell_text(v['p50'], 1)} | {cell_text(v['p90'], 1)} | "
+                         f"{cell_text(v['p99'], 1)} | {cell_text(v['mean'], 1)} |")
     t = r['throughput']
     lines += ['', '## Throughput', '',
               f'- end to end (read, decode, fuse, score, write): '
-              f"{_fmt(t['pairs_per_s'], 2)} pairs/s over {_fmt(t['wall_s'], 1)} s",
+              f"{cell_text(t['pairs_per_s'], 2)} pairs/s over {cell_text(t['wall_s'], 1)} s",
               f'- pipeline only (1000 / mean total latency): '
-              f"{_fmt(t['pipeline_pairs_per_s'], 2)} pairs/s",
-              f"- recorded pair rate: {_fmt(t['recorded_pairs_per_s'], 2)} pairs/s; real-time "
-              f"factor (end to end / recorded): {_fmt(t['realtime_factor'], 2)}"]
+              f"{cell_text(t['pipeline_pairs_per_s'], 2)} pairs/s",
+              f"- recorded pair rate: {cell_text(t['recorded_pairs_per_s'], 2)} pairs/s; "
+              f"real-time factor (end to end / recorded): {cell_text(t['realtime_factor'], 2)}"]
     if r.get('plot'):
         lines += ['', '## Plot (metric distributions over the frames, time per stage)', '',
                   '![metric distributions and time per stage](plot.png)']

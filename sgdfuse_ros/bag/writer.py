@@ -178,6 +178,15 @@ def prepare_output(path, overwrite: bool = False) -> Path:
     return path
 
 
+def _known_topic(types: Dict[str, str], topic: str, msgtype: str) -> bool:
+    """Whether ``topic`` is declared already (with this type; another type is refused)."""
+    if topic not in types:
+        return False
+    if types[topic] != msgtype:
+        raise InputError(f'topic {topic} written with two types: {types[topic]} and {msgtype}')
+    return True
+
+
 class BagWriter:
     """``with BagWriter(path) as bag: bag.write("/topic", log_time_ns, msg)``."""
 
@@ -281,10 +290,7 @@ class BagWriter:
 
     def add_topic(self, topic: str, msgtype: str, qos: Optional[Sequence] = None) -> None:
         """Declare a topic (done implicitly by ``write``); topics with no message stay listed."""
-        if topic in self._connections:
-            if self._types[topic] != msgtype:
-                raise InputError(f'topic {topic} written with two types: {self._types[topic]} '
-                                 f'and {msgtype}')
+        if _known_topic(self._types, topic, msgtype):
             return
         profiles = list(qos) if qos else [default_qos()]
         self._connections[topic] = self._writer.add_connection(
@@ -378,10 +384,7 @@ class NullWriter:
         return self
 
     def add_topic(self, topic: str, msgtype: str, qos: Optional[Sequence] = None) -> None:
-        if topic in self._types:
-            if self._types[topic] != msgtype:
-                raise InputError(f'topic {topic} written with two types: {self._types[topic]} '
-                                 f'and {msgtype}')
+        if _known_topic(self._types, topic, msgtype):
             return
         self._types[topic] = msgtype
         self.counts[topic] = 0

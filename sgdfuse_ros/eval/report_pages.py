@@ -42,7 +42,8 @@ GAP = 6
 BACKGROUND = (32, 32, 32)
 
 
-def _cell(value, digits: int = 4) -> str:
+def cell_text(value, digits: int = 4) -> str:
+    """Return a table cell: a float to ``digits`` places, '-' for a missing value."""
     if value is None:
         return '-'
     if isinstance(value, float):
@@ -62,8 +63,8 @@ def per_image_table(rows: Sequence[Tuple[str, Optional[Dict[str, float]], Option
              '|---|' + '---:|' * (len(metrics) + 1)]
     for name, values, ms in rows:
         values = values or {}
-        cells = [str(name).replace('|', '/')] + [_cell(values.get(m)) for m in metrics] + \
-            [_cell(ms, 1)]
+        cells = [str(name).replace('|', '/')] + [cell_text(values.get(m)) for m in metrics] + \
+            [cell_text(ms, 1)]
         lines.append('| ' + ' | '.join(cells) + ' |')
     return lines
 
