@@ -459,10 +459,8 @@ def input_contrast(data: Path, work: Path, name: str, labels: str = 'fusion') ->
     return out
 
 
-def found_breakdown(preds, test: dict, facts: list) -> dict:
-    """Share of labelled boxes found (:func:`found_mask`) by day/night x size, class, contrast."""
-    found = np.concatenate([found_mask(p, b, c) for p, b, c in
-                            zip(preds, test['boxes'], test['labels'])] or [np.zeros(0, bool)])
+def box_groups(test: dict, facts: list) -> dict:
+    """Per labelled test box (all images, in order): {group: boolean mask} for the analysis."""
     area = np.concatenate([f['area'] for f in facts])
     ir = np.concatenate([f['ir'] for f in facts])
     vis = np.concatenate([f['vis'] for f in facts])
@@ -475,10 +473,69 @@ def found_breakdown(preds, test: dict, facts: list) -> dict:
         groups.update({'thermal contrast <20': ir < 20, 'thermal contrast >=20': ir >= 20,
                        'visible contrast <20': vis < 20, 'visible contrast >=20': vis >= 20})
         for key, mask in groups.items():
-            m = mask & pmask
-            out[f'{period}: {key}'] = [round(float(found[m].mean()), 3) if m.any() else None,
-                                       int(m.sum())]
+            out[f'{period}: {key}'] = mask & pmask
     return out
+
+
+def paired_found(args, results: dict, first: str = 'thermal',
+                 second: str = 'fusion_default') -> dict:
+    """
+    Which labelled boxes one input's detector finds and the other's misses, seed by seed.
+
+    Reloads both inputs' final checkpoints for every seed that both trained without collapse,
+    runs them on their test images and counts per box group (:func:`box_groups`) the boxes
+    found by both, by ``first`` only, by ``second`` only and by neither (mean over the seeds).
+    Empty when no seed has both.
+    """
+    import torch
+    seeds = sorted({r['seed'] for r in results.get(first, []) if not collapsed(r)}
+                   & {r['seed'] for r in results.get(second, []) if not collapsed(r)})
+    if not seeds:
+        return {}
+    tests = {name: load_split(args.data, 'test',
+                              input_folder(args.work, args.data, name, 'test'), args.labels)
+             for name in (first, second)}
+    groups = box_groups(tests[first], box_facts(args.data, tests[first]))
+    counts = []
+    for seed in seeds:
+        found = {}
+        for name in (first, second):
+            state = torch.load(args.work / 'runs' / f'{name}_seed{seed}' / 'checkpoint.pt',
+                               weights_only=True)
+            model = build_detector(width=args.width, size=args.size)
+            model.load_state_dict(state['model'])
+            preds = predict(model, tests[name])
+            found[name] = np.concatenate([found_mask(p, b, c) for p, b, c in zip(
+                preds, tests[name]['boxes'], tests[name]['labels'])])
+        a, b = found[first], found[second]
+        counts.append({key: [int(m.sum()), int((a & b & m).sum()), int((a & ~b & m).sum()),
+                             int((~a & b & m).sum()), int((~a & ~b & m).sum())]
+                       for key, m in groups.items()})
+    return {'first': first, 'second': second, 'seeds': seeds,
+            'groups': {key: [counts[0][key][0]] + [round(float(np.mean(
+                [c[key][i] for c in counts])), 1) for i in range(1, 5)] for key in counts[0]}}
+
+
+def paired_table(paired: dict) -> str:
+    """Markdown of :func:`paired_found`."""
+    if not paired:
+        return ''
+    a, b = paired['first'], paired['second']
+    lines = [f'Labelled test boxes found by the {a} and the {b} detector of the same seed '
+             f'(seeds {" ".join(map(str, paired["seeds"]))}, mean box counts; found as above)\n',
+             f'| boxes | n | both | {a} only | {b} only | neither |', '|---|---|---|---|---|---|']
+    for key, (n, both, only_a, only_b, neither) in paired['groups'].items():
+        lines.append(f'| {key} | {n} | {both:.1f} | {only_a:.1f} | {only_b:.1f} | '
+                     f'{neither:.1f} |')
+    return '\n'.join(lines) + '\n'
+
+
+def found_breakdown(preds, test: dict, facts: list) -> dict:
+    """Share of labelled boxes found (:func:`found_mask`) by day/night x size, class, contrast."""
+    found = np.concatenate([found_mask(p, b, c) for p, b, c in
+                            zip(preds, test['boxes'], test['labels'])] or [np.zeros(0, bool)])
+    return {key: [round(float(found[m].mean()), 3) if m.any() else None, int(m.sum())]
+            for key, m in box_groups(test, facts).items()}
 
 
 # --- the benchmark ---------------------------------------------------------------------------
@@ -696,6 +753,7 @@ def main() -> int:
                                        if r['found'][k][0] is not None])['mean']
                          for k in runs[0]['found'] if runs[0]['found'][k][0] is not None}
                   for name, runs in learned.items()},
+              'paired_found': paired_found(args, results),
               'runs': {name: [{k: r[k] for k in ('seed', 'all', 'day', 'night', 'history',
                                                  'seconds_after_resume') if k in r}
                               for r in runs]
@@ -710,6 +768,7 @@ def main() -> int:
           f'learned nothing), counted apart\n\n{markdown}\n\n'
           + '\n'.join(f'- {k}: {v}' for k, v in goals.items()) + '\n\n'
           + found_table(results, report['found_share_mean']) + '\n'
+          + paired_table(report['paired_found']) + '\n'
           + history_table(results) + '\n'
           + contrast_table(report['box_contrast_median']))
     write_results(args.out, report, md, show=True)
