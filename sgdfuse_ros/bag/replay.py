@@ -43,12 +43,20 @@ flat memory. Frames that cannot be decoded or that the pipeline rejects (InputEr
 counted with their reason, and the replay goes on. A bag that stops being readable part-way (a
 truncated recording) keeps what was fused before the damage, and the command then fails with a
 one-line error naming the damage.
+
+A replay may fuse only a window of the bag's pairs (``pairs=(first, end)``: pair indices, as the
+whole bag's replay numbers them; ``sgdfuse corpus --chunk-frames`` runs a long bag as such
+chunks). It reads and pairs the bag from its start exactly as the whole replay does, so pair
+indices never depend on the window; the pairs before ``first`` are not fused but advance what
+carries over from pair to pair (the AGC window, the target tracker's ids, the camera_info
+undistortion), and reading stops once pair ``end - 1`` has been fused.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Dict, Optional
+from types import SimpleNamespace
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -88,7 +96,7 @@ class Replay:
     def __init__(self, bag, topics, pipeline, config: dict, writer, report, namespace: str,
                  copy_inputs: bool = False, overlay: bool = False, with_metrics: bool = True,
                  progress=None, stop=None, draw_detections: bool = False,
-                 compressed: bool = False):
+                 compressed: bool = False, pairs: Optional[Tuple[int, Optional[int]]] = None):
         self.bag, self.topics, self.pipeline, self.config = bag, topics, pipeline, config
         self.writer, self.report, self.namespace = writer, report, namespace
         self.copy_inputs, self.overlay, self.with_metrics = copy_inputs, overlay, with_metrics
@@ -113,6 +121,8 @@ class Replay:
         self.undistort_problems: Dict[str, str] = {}
         self.latest = {'thermal': None, 'visible': None}       # last stamp seen (closest-gap hint)
         self.pairs = 0
+        self.first, self.end = pairs if pairs is not None else (0, None)  # the window fused
+        self.ended_early = False  # stopped reading at the window's end (the rest not read)
         self.read_error: Optional[str] = None
         self.interrupted = None  # the signal's name once stopped by one
         self.semantic = SemanticOutputs()  # warm targets and their tracker, for the whole bag
@@ -164,6 +174,9 @@ class Replay:
                     continue
                 self.report.message(role)
                 self.arrive(role, msgtype, raw, log_ns)
+                if self.end is not None and self.pairs >= self.end:
+                    self.ended_early = True  # the window is done: the rest is another's
+                    break
         except BagReadError as err:
             self.read_error = str(err)
         finally:
@@ -215,18 +228,15 @@ class Replay:
         t_stamp, v_stamp = pair.thermal.stamp_ns, pair.visible.stamp_ns
         index = self.pairs
         self.pairs += 1
+        if index < self.first:
+            return self.advance(pair)
+        if self.end is not None and index >= self.end:
+            return None  # completed in the same step as the window's last pair: not ours
         if self.write_error:  # paired in the same step as the pair whose write failed
             self.report.failure(index, v_stamp, 'not_written', 'the output bag stopped '
                                 'accepting writes before this pair')
             return self._tick()
-        undistorted, problems = undistort_cameras(
-            getattr(self.pipeline, 'registration', None), self.thermal_info, self.visible_info,
-            bool(self.config['registration.undistort']))
-        for role, why in problems.items():
-            if role not in self.undistort_problems:
-                self.undistort_problems[role] = why
-                self.report.notes.append(f'the {role} camera_info cannot undistort ({why}); '
-                                         'that camera was used as it came')
+        undistorted = self.undistort()
         if self.stop is None:
             result = fuse_pair(self.pipeline, pair)
         else:  # a second signal abandons this pair (counted) rather than waiting for it
@@ -282,6 +292,37 @@ class Replay:
             self.report.sample(index, v_stamp, result.thermal, result.visible, fused,
                                draw_overlay(result.fused_bgr, result.prior))
         self._tick()
+
+    def undistort(self) -> bool:
+        """Give the pipeline the latest camera_info's undistortion; whether it undistorts."""
+        undistorted, problems = undistort_cameras(
+            getattr(self.pipeline, 'registration', None), self.thermal_info, self.visible_info,
+            bool(self.config['registration.undistort']))
+        for role, why in problems.items():
+            if role not in self.undistort_problems:
+                self.undistort_problems[role] = why
+                self.report.notes.append(f'the {role} camera_info cannot undistort ({why}); '
+                                         'that camera was used as it came')
+        return undistorted
+
+    def advance(self, pair: Pair) -> None:
+        """
+        Take a pair before the window: leave what it leaves for the next pairs, unfused.
+
+        The pipeline takes its inputs (:meth:`FusionPipeline.advance`: the AGC window) and the
+        target tracker sees its warm targets, as :meth:`fuse` and :func:`fusion_outputs` would;
+        a pair whose inputs the pipeline refuses leaves nothing, as a failed pair. (A pair that
+        fails later, in a stage, would not reach the tracker in the whole replay; here it does.)
+        """
+        self.undistort()
+        try:
+            thermal = self.pipeline.advance(pair.thermal.image, pair.visible.image,
+                                            pair.thermal.encoding, pair.visible.encoding)
+        except Exception:  # noqa: B902 - the whole replay counts this pair as failed
+            return
+        source = 'none' if self.config['prior.source'] == 'none' else 'advance'
+        self.semantic(SimpleNamespace(thermal=thermal, fused_y=thermal,
+                                      prior=SimpleNamespace(source=source)))
 
     def _tick(self) -> None:
         if self.progress is not None:

@@ -34,7 +34,7 @@ from pathlib import Path
 import sys
 import time
 
-from . import corpus_run
+from . import corpus_chunks, corpus_run
 from .guard import stop_request
 from .options import add_camera_topics, add_config
 from .outputs import check_apart, check_output_dir, config_inputs
@@ -78,6 +78,11 @@ def add_arguments(parser) -> None:
     parser.add_argument('--gpu-fraction', type=float_range(0.0, 1.0), default=0.25,
                         metavar='F', help='with --ray, the GPU share of each bag when the '
                         'config runs on CUDA (default 0.25)')
+    parser.add_argument('--chunk-frames', type=int_in(0, 10**9),
+                        default=corpus_chunks.DEFAULT_CHUNK_FRAMES, metavar='N',
+                        help='cut a bag of more than N pairs into chunks of N pairs, each its '
+                        "own task (locally and on Ray), merged into the bag's one entry, "
+                        'report and fused bag (default %(default)s; 0: one task per bag)')
     parser.add_argument('--retries', type=int_in(0, 10), default=1, metavar='N',
                         help='tries again a bag whose worker process died (default 1)')
     parser.add_argument('--baseline', metavar='REPORT',
@@ -169,27 +174,40 @@ def main(args) -> int:
 
     rows = {}
     tasks = []
+    chunked = corpus_chunks.ChunkedBags()
+    to_do = 0
     for bag in bags:
         done = None if args.fresh else corpus_run.read_entry(out, bag, key)
         if done is not None:
             rows[bag.id] = done
-        else:
-            tasks.append(corpus_run.make_task(out, bag, options, key, args.write_bags))
+            continue
+        to_do += 1
+        task = corpus_run.make_task(out, bag, options, key, args.write_bags)
+        parts = corpus_chunks.split(task, args.chunk_frames)
+        tasks.extend(chunked.expect(parts, args.fresh) if len(parts) > 1 else parts)
     tasks.sort(key=lambda t: -_size(t['bag']))  # the longest first: no long bag at the end
     how = (f'--ray {args.ray}' if args.ray else f'{jobs} local worker process'
            f"{'es' if jobs > 1 else ''}, {threads} thread{'s' if threads > 1 else ''} each")
+    chunks = sum(1 for t in tasks if t.get('chunk') is not None)
     say(f'{len(bags)} bags; {len(rows)} done by an earlier run with the same key {key}, '
-        f'{len(tasks)} to replay ({how})')
+        f'{to_do} to replay ({how})'
+        + (f'; {chunks} chunk tasks of at most {args.chunk_frames} pairs' if chunks else ''))
     out.mkdir(parents=True, exist_ok=True)
     stop = stop_request().protect()  # from here a signal stops the bags, keeps the finished
     start = time.perf_counter()
-    with CorpusProgress(len(tasks), args.quiet) as bar:
+    with CorpusProgress(to_do, args.quiet) as bar:
         def on_row(row: dict) -> None:
+            if row.get('chunk') is not None:
+                row = chunked.add(row)  # the bag's row once its chunks are all in
+                if row is None:
+                    return
             rows[row['id']] = row
             bar.update()
             if row['status'] == 'failed':
                 bar.note(f"corpus: {Path(row['bag']).name} failed: {row['reason']}")
 
+        for row in chunked.ready():  # chunks all done by an earlier run: merged now
+            on_row(row)
         if tasks and args.ray:
             how, gpu = corpus_run.run_ray(tasks, args.ray, threads, jobs * threads,
                                           args.gpu_fraction, config['device'], bar.frames,

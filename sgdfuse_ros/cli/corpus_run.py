@@ -21,6 +21,11 @@ from the replay's result, whatever happened (a bag that fails is a ``failed`` ro
 reason; nothing it does reaches the other bags). Its entry is saved in its folder at once, so
 a later run skips it (same key, same bag files).
 
+A long bag may be cut into chunks of pairs (``--chunk-frames``; :mod:`sgdfuse_ros.bag.chunks`):
+each chunk is a task like a bag (:func:`fuse_chunk`), which keeps its part and its entry in
+``OUT/bags/ID/chunks/K/``; the command merges the parts into the bag's one row, report and
+fused output (:mod:`sgdfuse_ros.cli.corpus_chunks`).
+
 - :func:`run_local`: ``--jobs N`` worker processes (spawned, each imports the pipeline once and
   takes one bag at a time), frames reported as they are fused; a worker that dies (killed, out
   of memory) is replaced and its bag tried again, up to ``retries`` times.
@@ -45,16 +50,23 @@ from multiprocessing import connection
 import os
 from pathlib import Path
 import resource
+import shutil
 import signal
 import time
 import traceback
 from typing import Callable, Dict, List, Optional
 
 from . import replay
-from .guard import Interrupted, STOP_SIGNALS, StopRequest
+from .guard import Interrupted, stop_request, STOP_SIGNALS, StopRequest
 from .. import writing
+from ..bag.chunks import PartWriter, save_part
 from ..bag.corpus import bag_fingerprint, bag_row, CorpusBag
+from ..bag.reader import choose_topics, open_bag
+from ..bag.replay import Replay
+from ..bag.report import ReplayReport
+from ..config import load_config
 from ..errors import error_line, SgdfuseError
+from ..pipeline.fusion_pipeline import FusionPipeline
 
 ENTRY = 'entry.json'
 PROGRESS_EVERY_S = 0.25
@@ -134,36 +146,45 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def attempt(work: Callable[[], None]) -> tuple:
+    """Run ``work``; return (status, reason): ok, or interrupted / failed and why."""
+    try:
+        work()
+    except Interrupted as err:
+        return 'interrupted', str(err)
+    except SgdfuseError as err:
+        return 'failed', str(err)
+    except OSError as err:
+        return 'failed', (writing.os_error_line(err) if err.filename else error_line(err, 300))
+    except MemoryError:
+        return 'failed', 'out of memory'
+    except Exception as err:  # noqa: B902 - a bug met by one bag costs only that bag
+        where = traceback.extract_tb(err.__traceback__)[-1]
+        return 'failed', (f'{type(err).__name__}: {error_line(err, 300)} '
+                          f'({Path(where.filename).name}:{where.lineno})')
+    return 'ok', None
+
+
 def fuse_bag(task: dict, send_frames: Optional[Callable[[int], None]] = None,
              stop: Optional[StopRequest] = None) -> dict:
-    """Replay one bag; return its row (never raises for what a bag does)."""
+    """Replay one bag (or one chunk of it); return its row (never raises for what it does)."""
+    if task.get('chunk') is not None:
+        return fuse_chunk(task, send_frames, stop)
     bag = CorpusBag(task['bag'], task['tags'], task['row'])
     folder = Path(task['folder'])
     start = time.perf_counter()
     kept: List[dict] = []
-    status, reason = 'ok', None
-    try:
+
+    def work() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         try:
             (folder / ENTRY).unlink()  # this bag is being done again: no stale entry
         except FileNotFoundError:
             pass
-        args = replay_args(task)
-        replay.run(args, progress=_FramesOut(send_frames), stop=stop,
+        replay.run(replay_args(task), progress=_FramesOut(send_frames), stop=stop,
                    write_bag=task['write_bag'], keep=kept)
-    except Interrupted as err:
-        status, reason = 'interrupted', str(err)
-    except SgdfuseError as err:
-        status, reason = 'failed', str(err)
-    except OSError as err:
-        status, reason = 'failed', (writing.os_error_line(err) if err.filename
-                                    else error_line(err, 300))
-    except MemoryError:
-        status, reason = 'failed', 'out of memory'
-    except Exception as err:  # noqa: B902 - a bug met by one bag costs only that bag
-        where = traceback.extract_tb(err.__traceback__)[-1]
-        status, reason = 'failed', (f'{type(err).__name__}: {error_line(err, 300)} '
-                                    f'({Path(where.filename).name}:{where.lineno})')
+
+    status, reason = attempt(work)
     result = kept[0] if kept else None
     row = bag_row(bag, result, status, reason,
                   report=str(folder / 'report' / 'report.md') if result is not None else None,
@@ -183,7 +204,114 @@ def fuse_bag(task: dict, send_frames: Optional[Callable[[int], None]] = None,
 
 def failed_row(task: dict, status: str, reason: str) -> dict:
     bag = CorpusBag(task['bag'], task['tags'], task['row'])
-    return bag_row(bag, None, status, reason)
+    row = bag_row(bag, None, status, reason)
+    if task.get('chunk') is not None:
+        row['chunk'] = dict(task['chunk'])
+    return row
+
+
+# --- one chunk of a long bag ---------------------------------------------------------------------
+
+def chunk_folder(task: dict) -> Path:
+    """Where a chunk keeps its part and its entry: ``OUT/bags/ID/chunks/K``."""
+    return Path(task['folder']) / 'chunks' / f"{task['chunk']['index']:05d}"
+
+
+def _chunk_entry(task: dict, fingerprint: str) -> dict:
+    chunk = task['chunk']
+    return {'key': task['key'], 'fingerprint': fingerprint,
+            'chunk': [chunk['index'], chunk['count'], chunk['first'], chunk['end']]}
+
+
+def read_chunk_entry(task: dict) -> Optional[dict]:
+    """Return the chunk's row from an earlier run with this key, bag and plan; or None."""
+    try:
+        entry = json.loads((chunk_folder(task) / ENTRY).read_text())
+    except (OSError, ValueError):
+        return None
+    expected = _chunk_entry(task, bag_fingerprint(task['bag']))
+    if not isinstance(entry, dict) or any(entry.get(k) != v for k, v in expected.items()) or \
+            not isinstance(entry.get('row'), dict) or entry['row'].get('status') != 'ok':
+        return None
+    return dict(entry['row'], resumed=True)
+
+
+def run_chunk(args, folder: Path, pairs: tuple, progress, stop: Optional[StopRequest]) -> dict:
+    """
+    Fuse the window ``pairs`` of ``args.in_bag`` as ``sgdfuse replay`` would; keep its part.
+
+    The replay's own setup (config, intake, topics, report, pipeline), with a
+    :class:`~sgdfuse_ros.bag.chunks.PartWriter` in place of the output bag; the report is
+    finished only when the parts are merged (a chunk's books do not balance on their own).
+    """
+    overrides = dict(args.overrides)
+    if args.every_frame_prior:
+        overrides['prior.every_frame'] = True
+    config = load_config(args.config, overrides)
+    namespace = replay.check_namespace(args.namespace)
+    in_path = Path(args.in_bag)
+    stop = (stop if stop is not None else stop_request()).protect()
+    with open_bag(in_path) as bag:
+        topics = choose_topics(bag, args.thermal_topic, args.visible_topic,
+                               args.visible_info_topic)
+        expected = min(topics.thermal.count, topics.visible.count)
+        report = ReplayReport(in_path, None, topics.as_dict(),
+                              replay._settings(config, args, namespace), expected,
+                              with_metrics=not args.no_metrics)
+        report.notes.extend(bag.notes)
+        pipeline = FusionPipeline(config)
+        custom = {'sgdfuse_ros.replay.input': str(in_path),
+                  'sgdfuse_ros.replay.thermal_topic': topics.thermal.name,
+                  'sgdfuse_ros.replay.rgb_topic': topics.visible.name}
+        first, end = pairs
+        try:
+            with PartWriter(folder) as writer, \
+                    progress((end if end is not None else max(expected, first)) - first) as bar:
+                fused = Replay(bag, topics, pipeline, config, writer, report, namespace,
+                               with_metrics=not args.no_metrics, progress=bar, stop=stop,
+                               pairs=pairs)
+                start = time.perf_counter()
+                fused.run()
+                wall = time.perf_counter() - start
+        finally:
+            pipeline.close()
+    if fused.write_error:
+        raise SgdfuseError(fused.write_error)
+    if fused.interrupted:
+        raise stop.interrupted(f'in pairs {first}..{end if end is not None else "end"}: '
+                               f'this chunk is not kept')
+    return save_part(folder, fused, report, writer, wall, {'custom': custom})
+
+
+def fuse_chunk(task: dict, send_frames: Optional[Callable[[int], None]] = None,
+               stop: Optional[StopRequest] = None) -> dict:
+    """Fuse one chunk of a bag; return its row (status, fused pairs; never raises)."""
+    chunk = task['chunk']
+    folder = chunk_folder(task)
+    start = time.perf_counter()
+    kept: List[dict] = []
+
+    def work() -> None:
+        shutil.rmtree(folder, ignore_errors=True)  # a chunk is done again whole
+        folder.mkdir(parents=True)
+        kept.append(run_chunk(replay_args(task), folder, (chunk['first'], chunk['end']),
+                              _FramesOut(send_frames), stop))
+
+    status, reason = attempt(work)
+    row = failed_row(task, status, reason)
+    part = kept[0] if kept else None
+    row.update(fused=len(part['frames']) if part else None,
+               failed=len(part['failures']) if part else None,
+               wall_s=part['wall_s'] if part else None, part=str(folder),
+               task_s=time.perf_counter() - start, worker_pid=os.getpid(),
+               worker_peak_rss_mb=round(_peak_rss_mb(), 1))
+    if status == 'ok':
+        entry = dict(_chunk_entry(task, bag_fingerprint(task['bag'])), row=row)
+        try:
+            writing.write_bytes(folder / ENTRY, (json.dumps(entry, indent=1) + '\n').encode())
+        except OSError as err:
+            row['status'], row['reason'] = 'failed', writing.write_failure(err, folder / ENTRY)
+    return row
 
 
 # --- local worker processes ----------------------------------------------------------------------
@@ -239,10 +367,10 @@ def run_local(tasks: List[dict], jobs: int, on_frames: Callable[[int], None],
     ctx = multiprocessing.get_context('spawn')
     event, signum = ctx.Event(), ctx.Value('i', 0)
     pending = deque(tasks)
-    attempts: Dict[str, int] = {}  # tries that ended with the worker's death, per bag
+    attempts: Dict[tuple, int] = {}  # tries that ended with the worker's death, per task
 
     def deliver(row: dict) -> None:
-        row['attempts'] = attempts.get(row['id'], 0) + 1
+        row['attempts'] = attempts.get(_task_key(row), 0) + 1
         on_row(row)
 
     slots: List[_Slot] = []
@@ -276,13 +404,14 @@ def run_local(tasks: List[dict], jobs: int, on_frames: Callable[[int], None],
                     task, slot.task = slot.task, None
                     code = slot.process.exitcode
                     slots.remove(slot)
-                    attempts[task['id']] = attempts.get(task['id'], 0) + 1
-                    if attempts[task['id']] <= retries and not stop.requested:
+                    key = _task_key(task)
+                    attempts[key] = attempts.get(key, 0) + 1
+                    if attempts[key] <= retries and not stop.requested:
                         pending.appendleft(task)
                     else:
                         row = failed_row(task, 'failed', f'its worker process died (exit '
-                                         f'{code}) on each of {attempts[task["id"]]} tries')
-                        on_row(dict(row, attempts=attempts[task['id']]))
+                                         f'{code}) on each of {attempts[key]} tries')
+                        on_row(dict(row, attempts=attempts[key]))
     finally:
         for slot in slots:
             try:
@@ -295,6 +424,12 @@ def run_local(tasks: List[dict], jobs: int, on_frames: Callable[[int], None],
             if slot.process.is_alive():
                 slot.process.terminate()
                 slot.process.join(5)
+
+
+def _task_key(task_or_row: dict) -> tuple:
+    """Return a task's bag id, and its chunk's number for a chunk."""
+    chunk = task_or_row.get('chunk')
+    return task_or_row['id'], chunk['index'] if chunk is not None else None
 
 
 def _collect(slot: _Slot, on_frames, on_row) -> None:

@@ -206,17 +206,8 @@ class FusionPipeline:
         check_size(thermal, 'thermal', self.max_pixels)
         check_size(visible, 'visible', self.max_pixels)
         self.threads.before_frame()
-        ir = self.agc(thermal, thermal_encoding)
-        vis, _ = visible_to_bgr(visible, visible_encoding)
-        lap('decode')
-
-        ir = self.registration.thermal(ir, vis.shape)
-        vis = self.registration.visible(vis)
-        vis_y, chroma = split_luma(vis)
-        outside = self.registration.valid_mask()
-        if outside is not None:  # where the thermal camera sees nothing, fuse visible with itself
-            ir = np.where(outside, ir, vis_y)
-        lap('register')
+        ir, vis, vis_y, chroma = self._inputs(thermal, visible, thermal_encoding,
+                                              visible_encoding, lap)
 
         state: dict = {'prior': prior}
         oom = None
@@ -239,6 +230,38 @@ class FusionPipeline:
             self.threads.after_frame(timings['total'], fused_y.size)
         return FusionResult(fused_bgr, fused_y, prior, ir, vis, first, timings, refined, notes,
                             recovered)
+
+    def _inputs(self, thermal, visible, thermal_encoding, visible_encoding, lap):
+        """AGC, visible decode and registration: (ir, vis, vis_y, chroma) at output size."""
+        ir = self.agc(thermal, thermal_encoding)
+        vis, _ = visible_to_bgr(visible, visible_encoding)
+        lap('decode')
+
+        ir = self.registration.thermal(ir, vis.shape)
+        vis = self.registration.visible(vis)
+        vis_y, chroma = split_luma(vis)
+        outside = self.registration.valid_mask()
+        if outside is not None:  # where the thermal camera sees nothing, fuse visible with itself
+            ir = np.where(outside, ir, vis_y)
+        lap('register')
+        return ir, vis, vis_y, chroma
+
+    def advance(self, thermal: np.ndarray, visible: np.ndarray,
+                thermal_encoding: Optional[str] = None,
+                visible_encoding: Optional[str] = None) -> np.ndarray:
+        """
+        Take a pair as :meth:`process` does up to the stages, and return its thermal input.
+
+        What a frame leaves behind for the next ones (the AGC window, smoothed over time) is
+        left as :meth:`process` leaves it; nothing is fused. A chunk of a bag
+        (``sgdfuse corpus --chunk-frames``) runs the pairs before it through this, so that its
+        first pair meets the state the whole bag's replay would have. Raises what
+        :meth:`process` raises for frames it cannot use.
+        """
+        check_size(thermal, 'thermal', self.max_pixels)
+        check_size(visible, 'visible', self.max_pixels)
+        return self._inputs(thermal, visible, thermal_encoding, visible_encoding,
+                            lambda name: None)[0]
 
     def _stages(self, ir, vis_y, vis, state: dict, lap, refine: bool = True):
         """Prior, first stage, refiner; ``state`` keeps what is done (prior, first, stage)."""
