@@ -17,7 +17,8 @@
 
 A failing bag costs only itself; a rerun skips the bags done with the same key; Ctrl-C keeps
 the finished bags and writes the report; ``--baseline`` gives per-bag deltas and a verdict; the
-fused output of a bag is the same bytes with ``--jobs 1``, ``--jobs 2`` and on Ray.
+fused output of a bag is the same bytes with ``--jobs 1``, ``--jobs 2`` and on Ray (there also
+cut into chunk tasks by ``--chunk-frames``: test_corpus_chunks.py has the rest of chunking).
 """
 
 import hashlib
@@ -238,14 +239,20 @@ def test_ray_runs_one_task_per_bag_with_the_same_fused_bytes(ray_cluster, local_
                                                              tmp_path):
     _, local = local_run
     out = tmp_path / 'ray'
-    assert _run(str(corpus / 'day_a'), str(corpus / 'broken'), '--out', str(out), '--ray',
-                'auto') == 1  # the broken bag
+    # b (4 pairs) as two chunk tasks of 3 and 1 pairs (--chunk-frames), day_a (2) as one task
+    assert _run(str(corpus / 'day_a'), str(corpus / 'night'), str(corpus / 'broken'), '--out',
+                str(out), '--ray', 'auto', '--chunk-frames', '3') == 1  # the broken bag
     rows, reference = _rows(out), _rows(local)
     assert rows['broken']['status'] == 'failed' and 'not valid YAML' in rows['broken']['reason']
-    for name in ('day_a',):
+    for name in ('day_a', 'b'):
         assert rows[name]['status'] == 'ok'
         assert rows[name]['output_sha256'] == reference[name]['output_sha256'], name
-    pids = {rows[n]['worker_pid'] for n in rows}
+        for key in ('pairs', 'fused', 'failed', 'metrics'):
+            assert rows[name][key] == reference[name][key], (name, key)
+    assert [(c['first'], c['end'], c['fused']) for c in rows['b']['chunks']] == \
+        [(0, 3, 3), (3, None, 1)]
+    assert 'chunks' not in rows['day_a']
+    pids = {rows[n]['worker_pid'] for n in rows} | {c['worker_pid'] for c in rows['b']['chunks']}
     assert os.getpid() not in pids  # run in Ray's worker processes
     report = json.loads((out / 'corpus.json').read_text())
     assert report['run']['how'].startswith('Ray (') and report['run']['ray'] == 'auto'
