@@ -49,7 +49,7 @@ OPTIONS = {'config': None, 'overrides': OVERRIDES, 'thermal_topic': None,
 
 @pytest.fixture(scope='module', autouse=True)
 def no_replay_plot():
-    """The replay report's matplotlib plot (seconds here; not what these tests look at)."""
+    """Leave out the replay report's matplotlib plot (seconds here; not what is tested)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ReplayReport, 'plot', lambda self: None)
         yield
@@ -70,7 +70,7 @@ def _task(out: Path, bag) -> dict:
 
 @pytest.fixture(scope='module')
 def whole(bag, tmp_path_factory):
-    """The bag replayed as one task: the reference."""
+    """Replay the bag as one task: the reference."""
     row = corpus_run.fuse_bag(_task(tmp_path_factory.mktemp('whole'), bag))
     assert row['status'] == 'ok' and row['pairs'] == row['fused'] == PAIRS, row
     return row
@@ -128,8 +128,8 @@ def test_a_chunked_bag_is_the_whole_replay(bag, whole, tmp_path, size, fused):
     assert (folder / 'entry.json').is_file() and not (folder / 'chunks').exists()
 
 
-def test_without_the_state_carried_over_the_border_the_output_differs(bag, whole, tmp_path,
-                                                                       monkeypatch):
+def test_without_the_state_carried_over_the_border_the_output_differs(
+        bag, whole, tmp_path, monkeypatch):
     monkeypatch.setattr(Replay, 'advance', lambda self, pair: None)
     row = _chunked(tmp_path, bag, 3)
     assert row['fused'] == PAIRS and row['output_sha256'] != whole['output_sha256']
