@@ -185,7 +185,8 @@ class ChunkedBags:
             status = 'failed' if worst['status'] == 'failed' else (
                 'not_run' if not done and all(r['status'] == 'not_run' for r in bad)
                 else 'interrupted')
-            kept = f'{done} of {len(rows)} chunks done and kept (a rerun does the rest)'
+            kept = f'{done} of {len(rows)} chunks done' + (
+                ' and kept (a rerun does the rest)' if done else '')
             row = corpus_run.failed_row(dict(task, chunk=None), status,
                                         f"{worst['reason']}; {kept}")
             row.update(fused=sum(r.get('fused') or 0 for r in rows if r['status'] == 'ok'),
