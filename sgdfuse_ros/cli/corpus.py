@@ -251,8 +251,11 @@ def main(args) -> int:
     if baseline is not None:
         say(f"against {args.baseline}: {report['comparison']['verdict']}")
     if stop.requested:
-        raise stop.interrupted(f'{ok} of {len(bags)} bags done and kept (a rerun skips them); '
-                               f"report: {out / 'report.md'}")
+        chunks = sum(1 for r in ordered if r['status'] != 'ok' for c in r.get('chunks') or ()
+                     if c.get('status') == 'ok')
+        raise stop.interrupted(f'{ok} of {len(bags)} bags done and kept'
+                               + (f', and {chunks} chunks of the others' if chunks else '')
+                               + f" (a rerun skips them); report: {out / 'report.md'}")
     if failed:
         print(f'sgdfuse corpus: {len(failed)} of {len(bags)} bags failed (reasons in '
               f"{out / 'report.md'}); the others are in the report", file=sys.stderr)
