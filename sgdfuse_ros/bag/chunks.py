@@ -42,8 +42,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .report import ReplayReport
+from .writer import known_topic, serialised
 from .. import writing
-from ..messages import serialize
 
 PART = 'part.json'
 MESSAGES = 'messages.bin'
@@ -80,6 +80,7 @@ class PartWriter:
         self.path = Path(folder) / MESSAGES
         self.counts: Dict[str, int] = {}
         self.topics: List[Tuple[str, str]] = []  # (topic, type) in the order declared
+        self._types: Dict[str, str] = {}
         self._index: Dict[str, int] = {}
         self._handle = None
 
@@ -88,19 +89,15 @@ class PartWriter:
         return self
 
     def add_topic(self, topic: str, msgtype: str, qos: Optional[Sequence] = None) -> None:
-        if topic in self._index:
+        if known_topic(self._types, topic, msgtype):
             return
+        self._types[topic] = msgtype
         self._index[topic] = len(self.topics)
         self.topics.append((topic, msgtype))
         self.counts[topic] = 0
 
     def write(self, topic: str, log_time_ns: int, msg, msgtype: Optional[str] = None) -> None:
-        if isinstance(msg, (bytes, bytearray, memoryview)):
-            data = bytes(msg)
-            msgtype = msgtype or self.topics[self._index[topic]][1]
-        else:
-            msgtype = msgtype or msg.__msgtype__
-            data = bytes(serialize(msg, msgtype))
+        data, msgtype = serialised(self._types, topic, msg, msgtype)
         self.add_topic(topic, msgtype)
         self._handle.write(RECORD.pack(MESSAGE, self._index[topic], int(log_time_ns), len(data)))
         self._handle.write(data)

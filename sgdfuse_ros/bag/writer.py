@@ -178,13 +178,27 @@ def prepare_output(path, overwrite: bool = False) -> Path:
     return path
 
 
-def _known_topic(types: Dict[str, str], topic: str, msgtype: str) -> bool:
-    """Whether ``topic`` is declared already (with this type; another type is refused)."""
+def known_topic(types: Dict[str, str], topic: str, msgtype: str) -> bool:
+    """Tell whether ``topic`` is declared already (with this type; another type is refused)."""
     if topic not in types:
         return False
     if types[topic] != msgtype:
         raise InputError(f'topic {topic} written with two types: {types[topic]} and {msgtype}')
     return True
+
+
+def serialised(types: Dict[str, str], topic: str, msg, msgtype: Optional[str] = None):
+    """
+    Return ``(CDR bytes, type)`` of a message object, or of raw CDR bytes as they are.
+
+    Raw bytes need ``msgtype``, or a ``topic`` declared in ``types`` (its type is theirs).
+    """
+    if isinstance(msg, (bytes, bytearray, memoryview)):
+        if msgtype is None and topic not in types:
+            raise ValueError('raw bytes need a msgtype')
+        return msg, msgtype or types[topic]
+    msgtype = msgtype or msg.__msgtype__
+    return serialize(msg, msgtype), msgtype
 
 
 class BagWriter:
@@ -290,7 +304,7 @@ class BagWriter:
 
     def add_topic(self, topic: str, msgtype: str, qos: Optional[Sequence] = None) -> None:
         """Declare a topic (done implicitly by ``write``); topics with no message stay listed."""
-        if _known_topic(self._types, topic, msgtype):
+        if known_topic(self._types, topic, msgtype):
             return
         profiles = list(qos) if qos else [default_qos()]
         self._connections[topic] = self._writer.add_connection(
@@ -300,14 +314,7 @@ class BagWriter:
 
     def write(self, topic: str, log_time_ns: int, msg, msgtype: Optional[str] = None) -> None:
         """Write a message object, or raw CDR bytes (then ``msgtype`` is required)."""
-        if isinstance(msg, (bytes, bytearray, memoryview)):
-            if msgtype is None and topic not in self._types:
-                raise ValueError('raw bytes need a msgtype')
-            data = msg
-            msgtype = msgtype or self._types[topic]
-        else:
-            msgtype = msgtype or msg.__msgtype__
-            data = serialize(msg, msgtype)
+        data, msgtype = serialised(self._types, topic, msg, msgtype)
         self.add_topic(topic, msgtype)
         self._writer.write(self._connections[topic], int(log_time_ns), data)
         self.counts[topic] += 1
@@ -384,18 +391,13 @@ class NullWriter:
         return self
 
     def add_topic(self, topic: str, msgtype: str, qos: Optional[Sequence] = None) -> None:
-        if _known_topic(self._types, topic, msgtype):
+        if known_topic(self._types, topic, msgtype):
             return
         self._types[topic] = msgtype
         self.counts[topic] = 0
 
     def write(self, topic: str, log_time_ns: int, msg, msgtype: Optional[str] = None) -> None:
-        if isinstance(msg, (bytes, bytearray, memoryview)):
-            data = msg
-            msgtype = msgtype or self._types[topic]
-        else:
-            msgtype = msgtype or msg.__msgtype__
-            data = serialize(msg, msgtype)
+        data, msgtype = serialised(self._types, topic, msg, msgtype)
         self.add_topic(topic, msgtype)
         self.counts[topic] += 1
         self.digest.add(topic, log_time_ns, data)
