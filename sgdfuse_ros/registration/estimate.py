@@ -63,6 +63,8 @@ RIVAL_DISTANCE = 0.08          # a rival placement: a corner this share of the w
 HYPOTHESES = 8                 # distinct search peaks refined at the coarsest level
 MAX_FRAMES = 24                # frames used by the refinement (the best-textured, spread out)
 MAX_SEARCH_FRAMES = 60         # frames used by the global search
+LEVEL_ITERATIONS = 30          # ECC iterations per refinement level (at most)
+LEVEL_TOL = 0.03               # stop when no corner moves more (level pixels)
 
 
 class RegistrationRefused(InputError):
@@ -514,10 +516,8 @@ def estimate(thermals: Sequence[np.ndarray], visibles: Sequence[np.ndarray],
     level = _Level(t_sel, v_sel, h, LEVEL_WIDTHS[0], 1) if not widths else None
     for width in widths:
         step(f'refine at {width} pixels')
-        stride = 2 if width <= 320 or len(t_sel) <= 12 else 3
-        stride = 1 if len(t_sel) <= 3 else stride
-        level = _Level(t_sel, v_sel, h, width, stride)
-        h, rho = level.run(h)
+        level = _Level(t_sel, v_sel, h, width, _stride(width, len(t_sel), vw))
+        h, rho = level.run(h, iterations=LEVEL_ITERATIONS, tol=LEVEL_TOL)
     uncertainty = float('nan')
     if confidence:
         step('confidence')
@@ -529,6 +529,13 @@ def estimate(thermals: Sequence[np.ndarray], visibles: Sequence[np.ndarray],
         if result.refusal and refuse:
             raise RegistrationRefused(result.refusal)
     return result
+
+
+def _stride(width: int, frames: int, visible_width: int) -> int:
+    """Sampling stride of the thermal grid at one refinement level."""
+    if frames <= 3:
+        return 1
+    return 2 if width <= 320 or frames <= 12 else 3
 
 
 def _field(h, thermal_size, visible_width) -> float:
