@@ -27,10 +27,12 @@ normalised by its local average so that faint thermal edges count as much as bri
    and rotations wins. One frame's peak can be a coincidence; the sum over frames of one rig is
    not.
 2. **Joint refinement** (full homography, 8 parameters): the distinct best peaks are refined at
-   the coarsest level and the one whose edges agree best is kept; then the enhanced correlation
-   coefficient (ECC, Evangelidis and Psarakis 2008; OpenCV's ``findTransformECC``) maximised over
-   all frames at once - the frames' edge maps are concatenated, each normalised to unit
-   energy - coarse to fine (visible widths 160, 320, 640).
+   the coarsest level, the best four of them once more one level finer, and the one whose edges
+   agree best there is kept; then the enhanced correlation coefficient (ECC, Evangelidis and
+   Psarakis 2008; OpenCV's ``findTransformECC``) maximised over all frames at once - the
+   frames' edge maps are concatenated, each normalised to unit energy - coarse to fine (visible
+   widths 160, 320, 640). The finer levels correlate the square root of edge maps smoothed over
+   2 pixels per 640 (:func:`refine_map`).
 3. **Confidence**: the same refinement on the frames with one group left out, five times (for
    fewer than three frames: one quarter of the image left out); the spread of the thermal
    corners over those estimates (jackknife standard error, visible pixels) is the figure
@@ -134,12 +136,11 @@ def edge_map(gray: np.ndarray, sigma: float = 1.0) -> np.ndarray:
 
 def refine_map(gray: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     """
-    Edge map of the finer refinement levels: the square root of :func:`edge_map`.
+    Return the edge map of the finer refinement levels: the square root of :func:`edge_map`.
 
-    The few strongest edges of a frame (a bright sky line, a lamp) otherwise dominate the
-    correlation, and where the two cameras disagree on them (hand-registered reference pairs,
-    thermal halos) they pull the whole frame; compressed, the many weaker edges that agree count
-    more. Measured on the train splits (``benchmarks/results/registration.md``).
+    Compressed, the few strongest edges of a frame weigh less against the many weaker ones, and
+    with the wider smoothing the caller gives it the correlation's maximum lies closer to the
+    true placement (measured on the train splits: ``benchmarks/results/registration.md``).
     """
     return np.sqrt(edge_map(gray, sigma))
 
@@ -567,7 +568,7 @@ def estimate(thermals: Sequence[np.ndarray], visibles: Sequence[np.ndarray],
 
 
 def _stride(width: int, frames: int, visible_width: int) -> int:
-    """Sampling stride of the thermal grid at one refinement level."""
+    """Return the sampling stride of the thermal grid at one refinement level."""
     if frames <= 3:
         return 1
     return 2 if width <= 320 or frames <= 12 else 3
