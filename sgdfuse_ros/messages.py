@@ -335,7 +335,9 @@ OUTPUT_TYPES = {
     DETECTIONS_TOPIC: DETECTION_ARRAY,
     OVERLAY_TOPIC: IMAGE,
 }
-OUTPUT_TOPICS = tuple(topic for topic in OUTPUT_TYPES if topic != OVERLAY_TOPIC)  # always sent
+# written by the replay for every pair (the node sends the targets and detections, as the
+# overlay, only while something subscribes to them)
+OUTPUT_TOPICS = tuple(topic for topic in OUTPUT_TYPES if topic != OVERLAY_TOPIC)
 # image_transport's compressed transport of the image outputs (``output.compressed``,
 # ``replay --compressed-output``): the image topic + /compressed, with the format each uses;
 # masks are lossless (png), pictures jpeg

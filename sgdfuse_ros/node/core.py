@@ -31,7 +31,8 @@ Data flow::
   before the worker takes it is dropped as ``busy``: the node falls behind by dropping, not by
   queueing. Outputs (:func:`~sgdfuse_ros.pipeline.fusion_pipeline.fusion_outputs`) carry the
   visible image's stamp; ``semantic/detections`` ids are tracked across the frames of one
-  activation.
+  activation. The warm targets (``semantic/targets``, ``semantic/detections``) and the overlay
+  are computed only while something subscribes to them.
 - Every frame is accounted for (:mod:`.accounting`); :meth:`FusionNodeCore.stats` returns it
   all and ``/diagnostics`` (:mod:`.diagnostics`) publishes it periodically.
 
@@ -404,12 +405,16 @@ class FusionNodeCore:
         overlay = bool(config['output.overlay'] and overlay_pub is not None
                        and (overlay_pub.subscription_count() > 0
                             or messages.OVERLAY_TOPIC in compressed))
+        # the warm targets too, like the overlay: selected only while someone reads them
+        targets = (messages.TARGETS_TOPIC in compressed
+                   or _subscribed(publishers.get(messages.TARGETS_TOPIC))
+                   or _subscribed(publishers.get(messages.DETECTIONS_TOPIC)))
         try:
             outputs = fusion_outputs(
                 result, pair.visible.stamp, config['output.frame_id'] or pair.visible.frame_id,
                 config['output.encoding'], camera_info=camera_info, overlay=overlay,
                 undistorted=undistorted, semantic=self._semantic, compressed=compressed,
-                jpeg_quality=config['output.jpeg_quality'])
+                jpeg_quality=config['output.jpeg_quality'], targets=targets)
             for topic, msg in outputs.items():
                 publishers[topic].publish(msg)
         except Exception as err:

@@ -396,9 +396,21 @@ class SemanticOutputs:
         self.selector = selector if selector is not None else TargetSelector()
         self.tracker = tracker if tracker is not None else TargetTracker()
         self.last: Tuple[Optional[WarmTargets], List[int]] = (None, [])  # the latest frame's
+        self.paused = False  # frames are being skipped (see pause)
 
     def reset(self) -> None:
         self.tracker.reset()
+
+    def pause(self) -> None:
+        """
+        Skip a frame (nobody wants its targets): the tracks end, the id counter goes on.
+
+        A target seen again after a pause gets a new id: ids are never reused while the
+        tracker lives, and none is carried across frames that were not looked at.
+        """
+        if not self.paused:  # once per pause
+            self.tracker.forget_tracks()
+            self.last, self.paused = (None, []), True
 
     def __call__(self, result) -> Tuple[WarmTargets, List[int]]:
         thermal = getattr(result, 'thermal', None)  # a result without one has no targets
@@ -407,6 +419,7 @@ class SemanticOutputs:
         else:
             found = self.selector(thermal)
         self.last = (found, self.tracker.update([t.box for t in found.boxes]))
+        self.paused = False
         return self.last
 
 
@@ -419,7 +432,7 @@ def fusion_outputs(result, stamp, frame_id: str, encoding: str = 'bgr8',
                    camera_info=None, overlay: bool = False,
                    undistorted: bool = False,
                    semantic: Optional[SemanticOutputs] = None, compressed: Iterable[str] = (),
-                   jpeg_quality: int = 95) -> Dict[str, Any]:
+                   jpeg_quality: int = 95, targets: bool = True) -> Dict[str, Any]:
     """
     Return the messages published for one fused pair, keyed by relative topic name.
 
@@ -428,10 +441,15 @@ def fusion_outputs(result, stamp, frame_id: str, encoding: str = 'bgr8',
     :class:`SemanticOutputs` (stable detection ids); None numbers this frame's targets 1..N.
     ``compressed`` names the image topics (of :data:`~sgdfuse_ros.messages.COMPRESSED_FORMATS`)
     whose image_transport compressed twin (``<topic>/compressed``) is also wanted: the same
-    image, encoded.
+    image, encoded. ``targets``: whether the warm targets are wanted (``semantic/targets``,
+    ``semantic/detections`` and the targets' compressed twin); without them the selection does
+    not run and ``semantic`` pauses (:meth:`SemanticOutputs.pause`).
     """
     header = make_header(stamp, frame_id)
-    found, ids = (semantic if semantic is not None else SemanticOutputs())(result)
+    if targets:
+        found, ids = (semantic if semantic is not None else SemanticOutputs())(result)
+    elif semantic is not None:
+        semantic.pause()
     fused = result.fused_bgr if encoding == 'bgr8' else result.fused_y
     height, width = result.fused_y.shape
     info = (scale_camera_info(camera_info, width, height, header, undistorted)
@@ -441,14 +459,16 @@ def fusion_outputs(result, stamp, frame_id: str, encoding: str = 'bgr8',
         FUSED_TOPIC: image_msg(fused, header, encoding),
         FUSED_INFO_TOPIC: info,
         LABELS_TOPIC: image_msg(result.prior.labels, header, 'mono16'),
-        TARGETS_TOPIC: image_msg(found.targets_u8(), header, 'mono8'),
-        DETECTIONS_TOPIC: detection_array_msg(header, detections(found, ids)),
     }
+    targets_u8 = found.targets_u8() if targets else None
+    if targets:
+        out[TARGETS_TOPIC] = image_msg(targets_u8, header, 'mono8')
+        out[DETECTIONS_TOPIC] = detection_array_msg(header, detections(found, ids))
     overlay_bgr = draw_overlay(result.fused_bgr, result.prior) if overlay else None
     if overlay:
         out[OVERLAY_TOPIC] = image_msg(overlay_bgr, header, 'bgr8')
     arrays = {FUSED_TOPIC: (fused, encoding), LABELS_TOPIC: (result.prior.labels, 'mono16'),
-              TARGETS_TOPIC: (found.targets_u8(), 'mono8'), OVERLAY_TOPIC: (overlay_bgr, 'bgr8')}
+              TARGETS_TOPIC: (targets_u8, 'mono8'), OVERLAY_TOPIC: (overlay_bgr, 'bgr8')}
     for topic in compressed:
         array, raw_encoding = arrays[topic]
         if array is not None:

@@ -278,6 +278,10 @@ class TargetTracker:
         """Forget every track (ids start again at 1)."""
         self.tracks, self.next_id = [], 1
 
+    def forget_tracks(self) -> None:
+        """End every track; the next new track still takes the next unused id."""
+        self.tracks = []
+
     def update(self, boxes: Sequence[Box]) -> List[int]:
         boxes = [tuple(float(v) for v in b) for b in boxes]
         ids: List[int] = [0] * len(boxes)

@@ -23,6 +23,7 @@ from sgdfuse_ros.node.accounting import accounting_errors
 from sgdfuse_ros.node.core import FusionNodeCore
 from sgdfuse_ros.pipeline.fusion_pipeline import FusionResult
 from sgdfuse_ros.prior.format import SemanticPrior
+from sgdfuse_ros.transport.base import SENSOR_DATA
 from sgdfuse_ros.transport.memory import MemoryTransport
 
 
@@ -64,6 +65,16 @@ def make_core(overrides=None, factory=None, threaded=False, transport=None):
     core = FusionNodeCore(transport, config, name=NS + '/fusion_node',
                           pipeline_factory=factory, threaded=threaded)
     return core, transport
+
+
+def listen(transport, *topics):
+    """Subscribe to output ``topics`` as a consumer would; return {topic: [messages heard]}."""
+    heard = {}
+    for topic in topics:
+        heard[topic] = []
+        transport.create_subscription(topic, messages.OUTPUT_TYPES[topic], heard[topic].append,
+                                      SENSOR_DATA)
+    return heard
 
 
 def thermal_msg(image, stamp, encoding='mono16', frame='thermal_optical'):

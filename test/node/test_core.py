@@ -18,8 +18,8 @@ import logging
 import threading
 
 import cv2
-from node_support import (balanced, FakePipeline, H, make_core, NS, send_pair, thermal_msg,
-                          visible_msg, W)
+from node_support import (balanced, FakePipeline, H, listen, make_core, NS, send_pair,
+                          thermal_msg, visible_msg, W)
 import numpy as np
 import pytest
 from sgdfuse_ros import messages
@@ -69,6 +69,7 @@ def test_pair_is_fused_with_the_visible_stamp_and_frame(scene):
     core, t = make_core()
     core.configure()
     core.activate()
+    listen(t, 'semantic/targets')  # computed only while someone reads them
     info = messages.camera_info_msg(W, H, messages.make_header(1.0, 'rgb_optical'),
                                     k=np.array([80.0, 0, 48, 0, 80, 32, 0, 0, 1]))
     t.publish('rgb/camera_info', info)

@@ -14,7 +14,7 @@
 
 """semantic/detections from the node: the pair's stamp and frame, one id per target, kept."""
 
-from node_support import FakePipeline, make_core, send_pair
+from node_support import FakePipeline, listen, make_core, send_pair
 import numpy as np
 from sgdfuse_ros import messages
 from sgdfuse_ros.prior.format import SemanticPrior
@@ -43,6 +43,7 @@ def test_detections_carry_the_stamp_and_keep_the_id_of_a_moving_target():
     core.configure()
     assert t.publishers['/cam/semantic/detections'][0].typename == messages.DETECTION_ARRAY
     core.activate()
+    listen(t, 'semantic/detections', 'semantic/targets')
     ids = []
     for step in range(4):
         thermal, visible, drawn = walking_person(step)
@@ -92,9 +93,46 @@ def test_no_prior_means_no_targets(scene):
     core, t = make_core({'prior.source': 'none'}, factory=NoPriorPipeline)
     core.configure()
     core.activate()
+    listen(t, 'semantic/detections', 'semantic/targets')
     send_pair(t, scene, 3.0)
     assert core.process_pending()
     assert t.sent('semantic/detections')[-1].detections == []
     targets, _ = messages.image_from_msg(t.sent('semantic/targets')[-1])
     assert not targets.any()
+    core.shutdown()
+
+
+def send_step(core, t, step, stamp):
+    thermal, visible, _ = walking_person(step)
+    t.publish('thermal/image_raw', messages.image_msg(
+        thermal, messages.make_header(stamp + 0.002, 'thermal_optical'), 'mono8'))
+    t.publish('rgb/image_raw', messages.image_msg(
+        visible, messages.make_header(stamp, 'rgb_optical'), 'bgr8'))
+    assert core.process_pending()
+
+
+def test_targets_are_selected_only_while_someone_subscribes():
+    core, t = make_core(factory=ThermalScalePipeline)
+    core.configure()
+    core.activate()
+    selections = []
+    selector = core._semantic.selector
+    core._semantic.selector = lambda thermal: selections.append(1) or selector(thermal)
+    send_step(core, t, 0, 5.0)  # nobody reads the targets: not selected, not sent
+    assert selections == [] and t.sent('semantic/detections') == []
+    assert t.sent('semantic/targets') == [] and len(t.sent('fused/image')) == 1
+    heard = listen(t, 'semantic/detections')  # a detections reader alone wants them
+    send_step(core, t, 1, 5.1)
+    send_step(core, t, 2, 5.2)
+    assert len(selections) == 2
+    assert [[d.id for d in m.detections] for m in heard['semantic/detections']] == [['1'], ['1']]
+    assert len(t.sent('semantic/targets')) == 2  # both published together
+    for subscription in t.subscriptions['/cam/semantic/detections']:
+        subscription.close()  # the reader leaves: the tracks end, the ids go on
+    send_step(core, t, 3, 5.3)
+    assert len(selections) == 2
+    listen(t, 'semantic/targets')
+    send_step(core, t, 4, 5.4)
+    assert len(selections) == 3
+    assert [d.id for d in t.sent('semantic/detections')[-1].detections] == ['2']
     core.shutdown()

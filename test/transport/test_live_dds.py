@@ -95,8 +95,10 @@ def live(tmp_path_factory):
             cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             preexec_fn=as_at_a_terminal)
         processes.append(node)
-        wait_until(lambda: subscriptions['fused/image'].publisher_count() > 0 or
-                   node.poll() is not None, "the node's publishers", 60, poll=0.05)
+        # the targets are selected only while someone reads them: all readers matched first
+        wait_until(lambda: all(subscriptions[topic].publisher_count() > 0 for topic in
+                               ('fused/image', 'semantic/targets', 'semantic/detections'))
+                   or node.poll() is not None, "the node's publishers", 60, poll=0.05)
         assert node.poll() is None, node.stdout.read()
         camera = subprocess.Popen(
             [sys.executable, '-m', 'sgdfuse_ros.transport.synthetic_camera', '--namespace', NS,
