@@ -61,6 +61,10 @@ ROTATIONS = (-2.0, 0.0, 2.0)  # degrees
 TEMPLATE_SHARE = 0.7           # central part of the thermal edge map used in the search
 PAD_SHARE = 0.15               # visible edge map padded by this share of its width
 MIN_MARGIN = 0.01               # best hypothesis' correlation above the runner-up's
+# registered edge maps must agree at least this much: thermal and visible frames of unrelated
+# scenes reach about 0.09, the accepted rigs of benchmarks/registration.py 0.21 (MSRS night) to
+# 0.51; below it the estimate is refused whatever its spread over frame subsets says
+MIN_CORRELATION = 0.15
 RIVAL_DISTANCE = 0.08          # a rival placement: a corner this share of the width away
 HYPOTHESES = 8                 # distinct search peaks refined at the coarsest level
 SECOND_LOOK = 4                # of those, the best refined once more at the next level
@@ -615,7 +619,8 @@ def _judge(result: Estimate, found: SearchResult, max_uncertainty: float) -> Opt
         return (f'two different placements of the thermal view fit the visible images about '
                 f'equally well (correlation margin {result.margin:.3f}, at least {MIN_MARGIN:g}): '
                 f'record more frames with varied scenes')
-    if result.correlation < 0.05:
+    if result.correlation < MIN_CORRELATION:
         return (f'the registered thermal and visible edges do not agree (correlation '
-                f'{result.correlation:.2f}); the cameras may not overlap')
+                f'{result.correlation:.2f}, at least {MIN_CORRELATION:g}); the cameras may not '
+                f'overlap, or the frames are not of the same scenes')
     return None
