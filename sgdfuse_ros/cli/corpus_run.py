@@ -61,9 +61,8 @@ from .guard import Interrupted, stop_request, STOP_SIGNALS, StopRequest
 from .. import writing
 from ..bag.chunks import PartWriter, save_part
 from ..bag.corpus import bag_fingerprint, bag_row, CorpusBag
-from ..bag.reader import choose_topics, open_bag
+from ..bag.reader import open_bag
 from ..bag.replay import Replay
-from ..bag.report import ReplayReport
 from ..config import load_config
 from ..errors import error_line, SgdfuseError
 from ..pipeline.fusion_pipeline import FusionPipeline
@@ -252,17 +251,9 @@ def run_chunk(args, folder: Path, pairs: tuple, progress, stop: Optional[StopReq
     in_path = Path(args.in_bag)
     stop = (stop if stop is not None else stop_request()).protect()
     with open_bag(in_path) as bag:
-        topics = choose_topics(bag, args.thermal_topic, args.visible_topic,
-                               args.visible_info_topic)
-        expected = min(topics.thermal.count, topics.visible.count)
-        report = ReplayReport(in_path, None, topics.as_dict(),
-                              replay._settings(config, args, namespace), expected,
-                              with_metrics=not args.no_metrics)
-        report.notes.extend(bag.notes)
+        topics, expected, report, custom = replay.setup(bag, in_path, None, config, args,
+                                                        namespace)
         pipeline = FusionPipeline(config)
-        custom = {'sgdfuse_ros.replay.input': str(in_path),
-                  'sgdfuse_ros.replay.thermal_topic': topics.thermal.name,
-                  'sgdfuse_ros.replay.rgb_topic': topics.visible.name}
         first, end = pairs
         try:
             with PartWriter(folder) as writer, \

@@ -101,6 +101,24 @@ def _settings(config: dict, args, namespace: str) -> dict:
     return settings
 
 
+def setup(bag, in_path: Path, out_path, config: dict, args, namespace: str) -> tuple:
+    """
+    Return what a replay of ``bag`` starts from: (topics, pairs expected, report, bag metadata).
+
+    The topics are found as ``replay`` finds them; the report and the output bag's custom
+    metadata name the input and its topics (``sgdfuse corpus`` sets up each chunk the same way).
+    """
+    topics = choose_topics(bag, args.thermal_topic, args.visible_topic, args.visible_info_topic)
+    expected = min(topics.thermal.count, topics.visible.count)
+    report = ReplayReport(in_path, out_path, topics.as_dict(), _settings(config, args, namespace),
+                          expected, with_metrics=not args.no_metrics)
+    report.notes.extend(bag.notes)
+    custom = {'sgdfuse_ros.replay.input': str(in_path),
+              'sgdfuse_ros.replay.thermal_topic': topics.thermal.name,
+              'sgdfuse_ros.replay.rgb_topic': topics.visible.name}
+    return topics, expected, report, custom
+
+
 def default_report_dir(out_bag) -> Path:
     out = Path(out_bag)
     if not out.name:  # '.', '/': name it from the real path
@@ -171,22 +189,13 @@ def run(args, progress=None, stop=None, write_bag: bool = True, keep=None) -> di
             return Progress(expected, label='replay', unit='pairs', quiet=args.quiet)
 
     with open_bag(in_path) as bag:
-        topics = choose_topics(bag, args.thermal_topic, args.visible_topic,
-                               args.visible_info_topic)
+        topics, expected, report, custom = setup(bag, in_path, out_path, config, args, namespace)
         say(f'{bag.description}; {topics.describe()}')
         for note in bag.notes:
             say(note)
-        expected = min(topics.thermal.count, topics.visible.count)
-        report = ReplayReport(in_path, out_path, topics.as_dict(),
-                              _settings(config, args, namespace), expected,
-                              with_metrics=not args.no_metrics)
-        report.notes.extend(bag.notes)
         # built (weights read and checked) before anything is written; the new bag and report
         # are written beside the previous ones and replace them once the replay has succeeded
         pipeline = FusionPipeline(config)
-        custom = {'sgdfuse_ros.replay.input': str(in_path),
-                  'sgdfuse_ros.replay.thermal_topic': topics.thermal.name,
-                  'sgdfuse_ros.replay.rgb_topic': topics.visible.name}
         close_error = None
         # from here to the end a signal asks to stop between messages; the bag is closed, the
         # report written and the outputs settled whatever else arrives
