@@ -161,6 +161,18 @@ def main(args) -> int:
     if args.ray and args.ray != 'auto' and ':' not in args.ray and '://' not in args.ray:
         raise InputError(f'--ray {args.ray!r}: expected auto or a cluster address '
                          f'(HOST:PORT, ray://HOST:PORT)')
+    # a local Ray starts in the background while the bags are found and planned
+    ray_session = corpus_run.RaySession(args.ray, jobs * threads) if args.ray else None
+    try:
+        return _run(args, out, overrides, config, threads, jobs, bags, baseline, ray_session)
+    finally:
+        if ray_session is not None:
+            ray_session.close()
+            ray_session.wait_closed()
+
+
+def _run(args, out: Path, overrides: list, config: dict, threads: int, jobs: int, bags: list,
+         baseline, ray_session) -> int:
     gpu = 0.0
     options = {name: getattr(args, name) for name in REPLAY_OPTIONS}
     options['overrides'] = overrides
@@ -209,7 +221,7 @@ def main(args) -> int:
         for row in chunked.ready():  # chunks all done by an earlier run: merged now
             on_row(row)
         if tasks and args.ray:
-            how, gpu = corpus_run.run_ray(tasks, args.ray, threads, jobs * threads,
+            how, gpu = corpus_run.run_ray(tasks, ray_session, args.ray, threads,
                                           args.gpu_fraction, config['device'], bar.frames,
                                           on_row, stop, retries=args.retries)
         elif tasks:

@@ -52,6 +52,7 @@ from pathlib import Path
 import resource
 import shutil
 import signal
+import threading
 import time
 import traceback
 from typing import Callable, Dict, List, Optional
@@ -448,17 +449,22 @@ def start_ray(address: str, cpus: int):
     """
     Join a running Ray (``auto``: the local one if any) or start one in this process.
 
-    ``ray.init`` puts its own SIGTERM handler in place (it exits at once); the command's stop
-    request is put back, so that SIGTERM stops the corpus as Ctrl-C does.
+    Return ``(ray, started)``. ``ray.init`` puts its own SIGTERM handler in place (it exits at
+    once) when called from the main thread; the command's stop request is put back, so that
+    SIGTERM stops the corpus as Ctrl-C does.
     """
     import ray  # optional dependency: pip install sgdfuse_ros[ray] (or requirements.txt)
     if ray.is_initialized():
         return ray, False
     handler = signal.getsignal(signal.SIGTERM)
+    worker_log = logging.getLogger('ray._private.worker')
+    level = worker_log.level
+    worker_log.setLevel(logging.ERROR)  # "SIGTERM handler is not set" (off the main thread)
     try:
         return _init_ray(ray, address, cpus)
     finally:
-        if handler is not None:
+        worker_log.setLevel(level)
+        if handler is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, handler)
 
 
@@ -484,17 +490,73 @@ def _init_ray(ray, address: str, cpus: int):
     return ray, True
 
 
-def run_ray(tasks: List[dict], address: str, threads: int, cpus: int, gpu_fraction: float,
-            device: str, on_frames: Callable[[int], None], on_row: Callable[[dict], None],
-            stop: StopRequest, retries: int = 1) -> tuple:
+class RaySession:
+    """
+    Ray, started in the background.
+
+    ``ray.init`` of a local Ray takes seconds (its processes start and import Ray), which the
+    command spends finding and planning its bags meanwhile.
+
+    :meth:`get` waits for it and returns ``(ray, started)`` (or raises what the start raised);
+    :meth:`close` shuts a Ray started here down in the background (a second or two, while the
+    report is written) and :meth:`wait_closed` waits for that.
+
+    One thread starts Ray and later shuts it down, and lives in between: Ray's processes are
+    bound to the life of the thread that started them (Linux's parent-death signal follows the
+    thread, not the process), so a thread that started them and ended would take them down.
+    The interpreter waits for the thread at exit, so a command stopped meanwhile still shuts
+    down the Ray it started.
+    """
+
+    def __init__(self, address: str, cpus: int):
+        self._result: Optional[tuple] = None
+        self._error: Optional[BaseException] = None
+        self._started = threading.Event()
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._live, args=(address, cpus),
+                                        name='sgdfuse-ray')
+        self._thread.start()
+
+    def _live(self, address: str, cpus: int) -> None:
+        try:
+            self._result = start_ray(address, cpus)
+        except BaseException as err:  # noqa: B902 - handed to the thread that asks (get)
+            self._error = err
+        finally:
+            self._started.set()
+        if self._result is None:
+            return
+        self._closing.wait()
+        if self._result[1]:
+            self._result[0].shutdown()
+
+    def get(self) -> tuple:
+        self._started.wait()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def close(self) -> None:
+        """Shut down a Ray started or joined here, in the background; leave an earlier one."""
+        self._closing.set()
+
+    def wait_closed(self) -> None:
+        self._closing.set()
+        self._thread.join()
+
+
+def run_ray(tasks: List[dict], session: RaySession, address: str, threads: int,
+            gpu_fraction: float, device: str, on_frames: Callable[[int], None],
+            on_row: Callable[[dict], None], stop: StopRequest, retries: int = 1) -> tuple:
     """
     Run ``tasks`` as Ray tasks; return how (the cluster's resources) and the GPU share used.
 
-    A bag asks for ``gpu_fraction`` of a GPU when the config's device is ``cuda``, or ``auto``
-    on a cluster that has GPUs; else none.
+    ``session``: the Ray to run on (:class:`RaySession`), closed when the tasks are done (a Ray
+    started here is shut down in the background). A bag asks for ``gpu_fraction`` of a GPU
+    when the config's device is ``cuda``, or ``auto`` on a cluster that has GPUs; else none.
     """
-    ray, started = start_ray(address, cpus)
     try:
+        ray, started = session.get()
         resources = ray.cluster_resources()
         if device == 'cpu' or (device == 'auto' and not resources.get('GPU')):
             gpu_fraction = 0.0
@@ -529,5 +591,4 @@ def run_ray(tasks: List[dict], address: str, threads: int, cpus: int, gpu_fracti
                 on_row(row)
         return how, gpu_fraction
     finally:
-        if started:
-            ray.shutdown()
+        session.close()

@@ -22,6 +22,12 @@ the torch path runs). Each graph is exported from the weights at configure time,
 against torch (:func:`sgdfuse_ros.onnx.export.export_module`), and run by
 :class:`~sgdfuse_ros.onnx.runtime.OnnxModule`.
 
+Exporting and verifying a graph takes most of a second; a process that builds pipelines again
+and again from the same weights files (a ``sgdfuse corpus`` worker, one pipeline per bag; a
+node deactivated and activated) exports each file's graph once: :func:`exported_graph` keeps
+the last few graphs' bytes by the SHA-256 of the weights file they came from (the model is
+built from the file alone, so the same file gives the same graph).
+
 ``backend: onnx``: the stage registry (:mod:`sgdfuse_ros.pipeline.stages`) builds them through
 :func:`load_onnx_first_stage` and :func:`load_onnx_refiner`; ``sgdfuse export`` calls
 :func:`export_first_stage_onnx` and :func:`export_refiner_onnx`.
@@ -29,8 +35,12 @@ against torch (:func:`sgdfuse_ros.onnx.export.export_module`), and run by
 
 from __future__ import annotations
 
+from collections import OrderedDict
 import copy
+import hashlib
 from pathlib import Path
+import threading
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -45,6 +55,50 @@ from ..fusion.refiner import (DiffusionRefiner, KIND as REFINER_KIND, pack_plane
                               refine, RefinerNet)
 from ..fusion.weights import load_weights
 from ..prior.format import prior_planes
+
+
+# --- graphs exported once per process ----------------------------------------------------------
+
+#: how many exported graphs a process keeps (a first stage and a refiner, two configurations)
+GRAPH_CACHE_SIZE = 4
+_GRAPHS: 'OrderedDict[tuple, bytes]' = OrderedDict()
+_GRAPHS_LOCK = threading.Lock()
+
+
+def file_digest(path) -> str:
+    """Return the SHA-256 of the file at ``path`` (hex)."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as stream:
+        for block in iter(lambda: stream.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def exported_graph(key: Optional[tuple], export: Callable[[Path], Path], path: Path) -> Path:
+    """
+    Write the graph ``export(path)`` writes to ``path``, exporting it only once per ``key``.
+
+    ``key`` (the graph's kind and its weights file's digest) names the graph; None exports
+    every time. The graph's bytes are kept in this process (at most :data:`GRAPH_CACHE_SIZE`).
+    """
+    path = Path(path)
+    if key is None:
+        return export(path)
+    with _GRAPHS_LOCK:
+        data = _GRAPHS.get(key)
+        if data is not None:
+            _GRAPHS.move_to_end(key)
+    if data is None:
+        export(path)
+        data = path.read_bytes()
+        with _GRAPHS_LOCK:
+            _GRAPHS[key] = data
+            while len(_GRAPHS) > GRAPH_CACHE_SIZE:
+                _GRAPHS.popitem(last=False)
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
 
 
 # --- the first stage -----------------------------------------------------------------------------
@@ -79,25 +133,29 @@ def export_first_stage_onnx(config: dict, out_dir):
 def load_onnx_first_stage(path, config: dict) -> 'OnnxFirstStage':
     """Load the first-stage weights file ``path`` as an onnxruntime stage (``config``: threads)."""
     model, payload = load_weights(path, FIRST_STAGE_KIND, FirstStageNet.from_arch)
-    return OnnxFirstStage(model, config, payload.get('info'))
+    return OnnxFirstStage(model, config, payload.get('info'),
+                          graph_key=(FIRST_STAGE_KIND, file_digest(path)))
 
 
 class OnnxFirstStage:
     """
     The same stage run by onnxruntime.
 
-    The graph is exported from the weights at configure time (a second or two); padding to a
-    multiple of 8 is done here, outside the graph.
+    The graph is exported from the weights at configure time (a second or two; once per process
+    for a weights file, ``graph_key``: :func:`exported_graph`); padding to a multiple of 8 is
+    done here, outside the graph.
     """
 
     name = 'network'
     backend = 'onnx'
 
-    def __init__(self, model: FirstStageNet, config: dict, info: dict = None):
+    def __init__(self, model: FirstStageNet, config: dict, info: dict = None,
+                 graph_key: Optional[tuple] = None):
         self.info = info or {}
         self.multiple = model.multiple
         self._tmp = scratch_dir()
-        path = export_first_stage(model, Path(self._tmp.name) / 'first_stage.onnx')
+        path = exported_graph(graph_key, lambda to: export_first_stage(model, to),
+                              Path(self._tmp.name) / 'first_stage.onnx')
         self.runner = OnnxModule.from_config(path, config)
 
     def __call__(self, thermal: np.ndarray, visible_y: np.ndarray, prior) -> np.ndarray:
@@ -174,25 +232,28 @@ def load_onnx_refiner(path, config: dict) -> 'OnnxDiffusionRefiner':
     """Load the refiner weights file ``path``, its denoiser run by onnxruntime."""
     model, payload = load_weights(path, REFINER_KIND, RefinerNet.from_arch)
     return OnnxDiffusionRefiner(model, config['refiner.steps'], config['refiner.seed'], config,
-                                payload.get('info'))
+                                payload.get('info'), graph_key=(REFINER_KIND, file_digest(path)))
 
 
 class OnnxDiffusionRefiner(DiffusionRefiner):
     """
     ``backend: onnx``: the same sampler, each denoiser call run by onnxruntime.
 
-    The graph is exported from the weights at configure time; padding, the time features and the
-    DDIM updates stay outside the graph.
+    The graph is exported from the weights at configure time (once per process for a weights
+    file, ``graph_key``: :func:`exported_graph`); padding, the time features and the DDIM
+    updates stay outside the graph.
     """
 
     backend = 'onnx'
 
-    def __init__(self, model: RefinerNet, steps: int, seed: int, config: dict, info: dict = None):
+    def __init__(self, model: RefinerNet, steps: int, seed: int, config: dict, info: dict = None,
+                 graph_key: Optional[tuple] = None):
         super().__init__(model, steps, seed, 'cpu', info)
         self.model.net.channels_last = False
         self.model.net.to(memory_format=torch.contiguous_format)
         self._tmp = scratch_dir()
-        path = export_denoiser(self.model, Path(self._tmp.name) / 'refiner.onnx')
+        path = exported_graph(graph_key, lambda to: export_denoiser(self.model, to),
+                              Path(self._tmp.name) / 'refiner.onnx')
         self.runner = OnnxModule.from_config(path, config)
         self._features = {}
         self._noise_np = None  # (size, padded noise)

@@ -369,3 +369,40 @@ def test_predict_x0_is_the_documented_parameterisation(weights):
         got = model.predict_x0(inputs, features, hp)
     assert torch.equal(got, expected)  # the sum written out is the same sum, bit for bit
     assert float((got - (2.0 * inputs[:, 5:6] - 1.0)).abs().max()) > 1e-4
+
+
+def test_onnx_graphs_are_exported_once_per_weights_file(weights, tmp_path, monkeypatch):
+    """A process that builds stages again from the same file (a corpus worker) exports once."""
+    pytest.importorskip('onnxruntime')
+    from sgdfuse_ros.onnx import fusion_networks
+    fp, rp = weights
+    exports = []
+    for name in ('export_first_stage', 'export_denoiser'):
+        real = getattr(fusion_networks, name)
+        monkeypatch.setattr(fusion_networks, name,
+                            lambda model, path, real=real, name=name:
+                            exports.append(name) or real(model, path))
+    monkeypatch.setattr(fusion_networks, '_GRAPHS', type(fusion_networks._GRAPHS)())
+    cfg = load_config(overrides={'backend': 'onnx', 'first_stage.weights': str(fp),
+                                 'refiner.weights': str(rp), 'refiner.steps': 2,
+                                 'device': 'cpu'})
+    ir, vis = scene(61, 93)
+    prior = ThermalPrior()(ir, vis)
+    first = laplacian_fusion(ir, vis)
+    outputs = []
+    for _ in range(2):
+        stage, refiner = stages.build_first_stage(cfg, 'cpu'), stages.build_refiner(cfg, 'cpu')
+        outputs.append((stage(ir, vis, prior), refiner(ir, vis, prior, first)))
+        stage.close()
+        refiner.close()
+    assert exports == ['export_first_stage', 'export_denoiser']  # the second build: none
+    for a, b in zip(*outputs):
+        np.testing.assert_array_equal(a, b)
+    # other weights in the same file's place: a new graph (the key is the file's content)
+    other = randomised(FirstStageNet(**SMALL_FIRST), 5, 0.3)
+    save_weights(fp, 'first_stage', SMALL_FIRST, other)
+    stage = stages.build_first_stage(cfg, 'cpu')
+    assert exports[-1] == 'export_first_stage' and len(exports) == 3
+    np.testing.assert_allclose(stage(ir, vis, prior), load_first_stage(fp)(ir, vis, prior),
+                               atol=1e-5)
+    stage.close()
