@@ -236,6 +236,17 @@ PIPELINE_PARAMS = [
       read_only=True),
     P('refiner.seed', 0, "Seed of the refiner's noise (fixed, so output is reproducible).",
       min=0, max=2**31 - 1),
+    P('background.target_radius', 0.0,
+      "For detectors: within this many pixels (at 640 wide) of the prior's warm targets the "
+      'fused luminance follows the thermal image, so small warm targets keep the quiet '
+      'thermal surroundings (0 = off).', min=0.0, max=200.0),
+    P('background.detail_gain', 1.0,
+      "For detectors: share of the fused image's fine detail kept (finer than "
+      'background.detail_sigma); the rest is replaced by the thermal detail, which quiets '
+      'the visible texture (1 = off).', min=0.0, max=1.0),
+    P('background.detail_sigma', 8.0,
+      'Scale (Gaussian sigma, pixels at 640 wide) below which background.detail_gain acts.',
+      min=0.5, max=100.0),
     # --- faults ----------------------------------------------------------------------------------
     P('faults.oom_retry', 'no_refiner',
       'A frame that runs out of (GPU) memory is retried once at lower cost, then skipped and '

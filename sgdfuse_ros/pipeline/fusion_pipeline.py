@@ -24,7 +24,8 @@ The node, the bag replay, ``sgdfuse adapt``, the benchmarks and the CLI all driv
 Stages, in order, each timed (milliseconds in ``result.timings``): ``decode`` (thermal AGC,
 visible encoding), ``register`` (thermal into the visible frame, both to the output size),
 ``prior`` (semantic prior), ``first_stage`` (fusion of luminances), ``refiner`` (few-step
-diffusion, when enabled), ``colour`` (visible chroma restored).
+diffusion, when enabled), ``colour`` (with ``background.*`` set, the quiet background for
+detectors first, :class:`~sgdfuse_ros.pipeline.images.QuietBackground`; visible chroma restored).
 
 Faults a frame survives (``result.recovered`` names them; the node counts them):
 
@@ -67,8 +68,8 @@ import cv2
 import numpy as np
 
 from . import stages
-from .images import (attenuate_chroma, check_size, merge_luma, Registration, split_luma,
-                     ThermalAGC, visible_to_bgr)
+from .images import (attenuate_chroma, check_size, merge_luma, QuietBackground, Registration,
+                     split_luma, ThermalAGC, visible_to_bgr)
 from ..config import check_model_file, load_config, resolve_model_path
 from ..errors import ConfigError, error_line, InputError, ResourceError, SgdfuseError
 from ..hardware import (physical_cores, prepare_process, resolve_device, set_threads,
@@ -166,6 +167,7 @@ class FusionPipeline:
         self.prior_source = stages.build_prior_source(cfg, self.device)
         self.first_stage = stages.build_first_stage(cfg, self.device)
         self.refiner = stages.build_refiner(cfg, self.device)
+        self.quiet = QuietBackground.from_config(cfg)
         self.refiner_failures = 0
         self.oom_retries = 0   # frames saved by the out-of-memory retry
         self.oom_skipped = 0   # frames skipped because the retry ran out of memory too (or none)
@@ -221,6 +223,8 @@ class FusionPipeline:
             fused, refined, notes, recovered = self._after_out_of_memory(oom, ir, vis_y, vis,
                                                                          state, lap)
         prior, first = state['prior'], state['first']
+        if self.quiet.active:  # background.*: the thermal image's quiet surroundings
+            fused = self.quiet(fused, ir, prior.targets)
 
         fused_bgr, fused_y = merge_luma(fused, attenuate_chroma(chroma, vis_y, fused))
         lap('colour')

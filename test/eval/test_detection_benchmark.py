@@ -146,3 +146,27 @@ def test_history_table_shows_each_runs_first_and_last_loss(det):
     text = det.history_table({'thermal': [run, {'seed': 4, 'all': {'map_50': 5.0}}]})
     assert '| thermal | 3 | 0.900 -> 0.400 | 1.000 -> 1.000 | 0.690 -> 0.670 | 0.2 |' in text
     assert '| thermal | 4 |' not in text  # a run without a loss curve (older results) is left out
+
+
+def test_targets_are_checked_for_the_named_candidate(det):
+    def row(all_, day, night, std=0.5):
+        return {p: {'map_50': {'mean': v, 'std': std}} for p, v in
+                (('all', all_), ('day', day), ('night', night))}
+
+    summary = {'visible': row(10.0, 12.0, 5.0), 'thermal': row(16.0, 17.0, 15.0),
+               'fusion_default': row(12.0, 14.0, 8.0), 'laplacian': row(11.0, 12.0, 8.0),
+               'quiet': row(18.5, 21.0, 14.5)}
+    default = det.targets(summary)
+    assert default['beats best camera by >= 2 beyond spread'] is False
+    assert default['default - best camera, all (points)'] == -4.0
+    quiet = det.targets(summary, 'quiet')
+    assert quiet['best single camera (all)'] == 'thermal'
+    assert quiet['quiet - best camera, all (points)'] == 2.5
+    assert quiet['beats best camera by >= 2 beyond spread'] is True
+    assert quiet['within 1 point of the better camera, day'] is True
+    assert quiet['within 1 point of the better camera, night'] is True   # 0.5 behind
+    assert quiet['beats fusion_default (all)'] and quiet['beats laplacian (all)']
+    summary['quiet'] = row(18.5, 21.0, 13.5, std=3.0)
+    quiet = det.targets(summary, 'quiet')
+    assert quiet['beats best camera by >= 2 beyond spread'] is False      # within the spread
+    assert quiet['within 1 point of the better camera, night'] is False   # 1.5 behind

@@ -17,9 +17,12 @@
 import cv2
 import numpy as np
 import pytest
+from sgdfuse_ros.config import load_config
 from sgdfuse_ros.errors import InputError
-from sgdfuse_ros.pipeline.images import (merge_luma, Registration, split_luma, ThermalAGC,
-                                         visible_to_bgr)
+from sgdfuse_ros.eval.synthetic_pairs import make_pair
+from sgdfuse_ros.pipeline.fusion_pipeline import FusionPipeline
+from sgdfuse_ros.pipeline.images import (merge_luma, QuietBackground, Registration, split_luma,
+                                         ThermalAGC, visible_to_bgr)
 
 
 def test_mono8_passes_through_in_auto_mode():
@@ -193,3 +196,82 @@ def test_chroma_fades_where_thermal_lifted_the_luminance():
     assert abs(out[0, 0, 1] - expected) <= 1
     assert out[0, 1, 1] == 88 and out[0, 2, 1] == 88
     assert (out[..., 0] == 128).all()
+
+
+# --- quiet background (background.*) -------------------------------------------------------------
+
+def _quiet_scene(size=(96, 128)):
+    """Return a textured visible-led fused image, a smooth thermal one, a warm 6x6 target."""
+    rng = np.random.default_rng(1)
+    h, w = size
+    texture = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 0.7)
+    fused = 0.35 + 0.5 * (texture - texture.mean())
+    thermal = np.full((h, w), 0.3, np.float32) + 0.02 * np.linspace(0, 1, w, dtype=np.float32)
+    targets = np.zeros((h, w), np.float32)
+    targets[40:46, 60:66] = 1.0
+    thermal[40:46, 60:66] = 0.9
+    fused[40:46, 60:66] = 0.9
+    return np.clip(fused, 0, 1).astype(np.float32), thermal, targets
+
+
+def _gradient(image, mask):
+    g = np.hypot(cv2.Sobel(image, cv2.CV_32F, 1, 0), cv2.Sobel(image, cv2.CV_32F, 0, 1))
+    return float(g[mask].mean())
+
+
+def test_quiet_background_off_returns_the_fused_image_itself():
+    fused, thermal, targets = _quiet_scene()
+    quiet = QuietBackground()  # the defaults: both steps off
+    assert not quiet.active
+    assert quiet(fused, thermal, targets) is fused
+
+
+def test_quiet_ring_follows_thermal_around_targets_and_leaves_the_rest():
+    fused, thermal, targets = _quiet_scene()
+    out = QuietBackground(radius=20)(fused, thermal, targets)  # 4 px at 128 wide
+    assert out.shape == fused.shape and out.dtype == np.float32
+    ring = np.zeros(targets.shape, bool)
+    ring[37:49, 57:69] = True
+    ring[39:47, 59:67] = False  # a pixel off the target (the Sobel sees its edge)
+    # around the target: the thermal image's quiet surroundings, not the visible texture
+    assert _gradient(out, ring) < 0.3 * _gradient(fused, ring)
+    assert np.median(np.abs(out[ring] - thermal[ring])) < 0.01
+    # the target keeps its thermal contrast against that ring
+    assert out[40:46, 60:66].mean() - out[ring].mean() > 0.55
+    # far from the target nothing changed
+    np.testing.assert_array_equal(out[:20], fused[:20])
+
+
+def test_quiet_detail_replaces_fine_visible_detail_by_thermal_detail():
+    fused, thermal, targets = _quiet_scene()
+    away = np.ones(targets.shape, bool)
+    away[30:56, 50:76] = False
+    out = QuietBackground(detail_gain=0.0, detail_sigma=8.0)(fused, thermal, None)
+    half = QuietBackground(detail_gain=0.5, detail_sigma=8.0)(fused, thermal, None)
+    g_in, g_half, g_out = (_gradient(x, away) for x in (fused, half, out))
+    assert g_out < 0.5 * g_in and g_out < g_half < g_in
+    # brightness kept (the blurred image), the warm target's contrast kept
+    assert abs(float(out[away].mean()) - float(fused[away].mean())) < 0.02
+    assert out[41:45, 61:65].mean() - out[away].mean() > 0.4
+
+
+def test_quiet_background_in_the_pipeline_off_is_bit_identical_and_on_keeps_colour():
+    base = {'first_stage.type': 'laplacian', 'refiner.steps': 0, 'prior.source': 'thermal'}
+    ir, vis, warm = make_pair(5, (160, 128))
+    with FusionPipeline(load_config(overrides=base)) as p:
+        before = p.process(ir, vis)
+    with FusionPipeline(load_config(overrides=dict(base, **{
+            'background.target_radius': 0.0, 'background.detail_gain': 1.0}))) as p:
+        off = p.process(ir, vis)
+    np.testing.assert_array_equal(off.fused_bgr, before.fused_bgr)
+    with FusionPipeline(load_config(overrides=dict(base, **{
+            'background.target_radius': 20.0, 'background.detail_gain': 0.0}))) as p:
+        on = p.process(ir, vis)
+    assert on.fused_bgr.shape == before.fused_bgr.shape and on.fused_bgr.dtype == np.uint8
+    # colour kept: the chroma of the output is the visible chroma where it was before
+    chroma_on = cv2.cvtColor(on.fused_bgr, cv2.COLOR_BGR2YCrCb)[..., 1:].astype(int)
+    chroma_before = cv2.cvtColor(before.fused_bgr, cv2.COLOR_BGR2YCrCb)[..., 1:].astype(int)
+    assert np.abs(chroma_on - 128).mean() > 0.5 * np.abs(chroma_before - 128).mean() > 0
+    away = cv2.dilate(warm.astype(np.uint8), np.ones((15, 15), np.uint8)) == 0
+    assert _gradient(on.fused_y.astype(np.float32), away) < \
+        0.8 * _gradient(before.fused_y.astype(np.float32), away)
