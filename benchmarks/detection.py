@@ -29,6 +29,10 @@ day and night frames, mean and spread over the seeds. The fused inputs are made 
 
     python benchmarks/detection.py --data ../shared/data/msrs128 --prev PREV
 
+The ``quiet_*`` inputs screen the ``background.*`` option (a fused image for detectors, off by
+default; ``benchmarks/results/detection_quiet_screening.md``); ``--candidate NAME`` checks the
+targets for that input instead of the default fusion.
+
 Resumable: every run checkpoints after each epoch and continues from there when started again;
 finished runs (their ``result.json``) are skipped. ``--inputs`` / ``--seeds`` pick a part (e.g.
 two processes over different inputs); the table is written from the finished runs. Writes
@@ -70,6 +74,8 @@ INPUTS = OrderedDict([
     ('quiet_detail0_s32', ['background.detail_gain=0', 'background.detail_sigma=32']),
     ('quiet_detail05_s16', ['background.detail_gain=0.5', 'background.detail_sigma=16']),
 ])
+#: the inputs a run makes by default (the ``quiet_*`` screening inputs only when named)
+MAIN_INPUTS = [name for name in INPUTS if not name.startswith('quiet_')]
 #: box sizes of the analysis (area in pixels of the 128x128 image)
 SIZE_BINS = (('tiny <64', 0, 64), ('small 64-256', 64, 256), ('larger >=256', 256, 1e9))
 #: score at which the analysis counts a box as found (IoU >= 0.5 with a detection this sure)
@@ -707,7 +713,7 @@ def main() -> int:
                         help='folder with the previous first_stage.pt and refiner.pt')
     parser.add_argument('--work', type=Path, default=ROOT / 'outputs' / 'detection',
                         help='fused inputs, checkpoints and per-run results (resumable)')
-    parser.add_argument('--inputs', nargs='+', default=list(INPUTS), choices=list(INPUTS))
+    parser.add_argument('--inputs', nargs='+', default=MAIN_INPUTS, choices=list(INPUTS))
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     parser.add_argument('--epochs', type=int, default=4)
     parser.add_argument('--batch', type=int, default=16)

@@ -170,3 +170,10 @@ def test_targets_are_checked_for_the_named_candidate(det):
     quiet = det.targets(summary, 'quiet')
     assert quiet['beats best camera by >= 2 beyond spread'] is False      # within the spread
     assert quiet['within 1 point of the better camera, night'] is False   # 1.5 behind
+
+
+def test_screening_inputs_run_only_when_named(det):
+    assert det.MAIN_INPUTS == ['visible', 'thermal', 'fusion_default', 'fusion_no_prior',
+                               'laplacian', 'previous_weights']
+    quiet = [n for n in det.INPUTS if n.startswith('quiet_')]
+    assert quiet and all(any(o.startswith('background.') for o in det.INPUTS[n]) for n in quiet)

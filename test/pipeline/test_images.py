@@ -21,8 +21,8 @@ from sgdfuse_ros.config import load_config
 from sgdfuse_ros.errors import InputError
 from sgdfuse_ros.eval.synthetic_pairs import make_pair
 from sgdfuse_ros.pipeline.fusion_pipeline import FusionPipeline
-from sgdfuse_ros.pipeline.images import (merge_luma, QuietBackground, Registration, split_luma,
-                                         ThermalAGC, visible_to_bgr)
+from sgdfuse_ros.pipeline.images import (merge_luma, QuietBackground, Registration, smooth,
+                                         split_luma, ThermalAGC, visible_to_bgr)
 
 
 def test_mono8_passes_through_in_auto_mode():
@@ -275,3 +275,16 @@ def test_quiet_background_in_the_pipeline_off_is_bit_identical_and_on_keeps_colo
     away = cv2.dilate(warm.astype(np.uint8), np.ones((15, 15), np.uint8)) == 0
     assert _gradient(on.fused_y.astype(np.float32), away) < \
         0.8 * _gradient(before.fused_y.astype(np.float32), away)
+
+
+def test_smooth_is_a_gaussian_blur_also_for_wide_sigmas():
+    rng = np.random.default_rng(2)
+    image = cv2.GaussianBlur(rng.random((200, 260)).astype(np.float32), (0, 0), 2.0)
+    np.testing.assert_array_equal(smooth(image, 3.0), cv2.GaussianBlur(image, (0, 0), 3.0))
+    for sigma in (8.0, 16.0, 32.0):
+        exact = cv2.GaussianBlur(image, (0, 0), sigma)
+        fast = smooth(image, sigma)
+        assert fast.shape == image.shape and fast.dtype == np.float32
+        assert np.abs(fast - exact).max() < 0.005, sigma
+        # and it does blur: the fine noise is gone
+        assert fast.std() < 0.5 * image.std()
