@@ -67,9 +67,10 @@ INPUTS = OrderedDict([
     ('previous_weights', 'PREV'),
     # screening of the quiet background (``background.*``; off in the default), see detection.md
     ('quiet_ring20', ['background.target_radius=20']),
-    ('quiet_detail0', ['background.detail_gain=0']),
-    ('quiet_detail05', ['background.detail_gain=0.5']),
-    ('quiet_ring20_detail0', ['background.target_radius=20', 'background.detail_gain=0']),
+    ('quiet_detail0', ['background.detail_gain=0', 'background.detail_sigma=8']),
+    ('quiet_detail05', ['background.detail_gain=0.5', 'background.detail_sigma=8']),
+    ('quiet_ring20_detail0', ['background.target_radius=20', 'background.detail_gain=0',
+                              'background.detail_sigma=8']),
     ('quiet_detail0_s16', ['background.detail_gain=0', 'background.detail_sigma=16']),
     ('quiet_detail0_s32', ['background.detail_gain=0', 'background.detail_sigma=32']),
     ('quiet_detail05_s16', ['background.detail_gain=0.5', 'background.detail_sigma=16']),

@@ -244,7 +244,7 @@ PIPELINE_PARAMS = [
       "For detectors: share of the fused image's fine detail kept (finer than "
       'background.detail_sigma); the rest is replaced by the thermal detail, which quiets '
       'the visible texture (1 = off).', min=0.0, max=1.0),
-    P('background.detail_sigma', 8.0,
+    P('background.detail_sigma', 16.0,
       'Scale (Gaussian sigma, pixels at 640 wide) below which background.detail_gain acts.',
       min=0.5, max=100.0),
     # --- faults ----------------------------------------------------------------------------------

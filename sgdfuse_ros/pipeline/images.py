@@ -429,7 +429,7 @@ class QuietBackground:
     """
 
     def __init__(self, radius: float = 0.0, detail_gain: float = 1.0,
-                 detail_sigma: float = 8.0):
+                 detail_sigma: float = 16.0):
         self.radius = float(radius)
         self.detail_gain = float(detail_gain)
         self.detail_sigma = float(detail_sigma)
