@@ -32,12 +32,15 @@ normalised by its local average so that faint thermal edges count as much as bri
    Psarakis 2008; OpenCV's ``findTransformECC``) maximised over all frames at once - the
    frames' edge maps are concatenated, each normalised to unit energy - coarse to fine (visible
    widths 160, 320, 640). The finer levels correlate the square root of edge maps smoothed over
-   2 pixels per 640 (:func:`refine_map`).
+   2 pixels per 640 (:func:`refine_map`); last, the finest level once more on the gradients'
+   orientations (:func:`orientation_maps`: edges count where they run the same way in both
+   cameras, whichever side is brighter).
 3. **Confidence**: the same refinement on the frames with one group left out, five times (for
    fewer than three frames: one quarter of the image left out); the spread of the thermal
-   corners over those estimates (jackknife standard error, visible pixels) is the figure
-   reported, and the registration is refused when it is large, when a distant placement fits
-   about as well as the best one, or when the images have no edges to match. The figure
+   corners over those estimates (jackknife standard error, visible pixels; on the edge maps and
+   on the orientations of the finest level, the larger) is the figure reported, and the
+   registration is refused when it is large, when a distant placement fits about as well as the
+   best one, or when the images have no edges to match. The figure
    measures how much the frames disagree; a bias they all share (e.g. one depth plane of a
    scene with strong parallax) does not show in it.
 """
@@ -73,6 +76,7 @@ MAX_SEARCH_FRAMES = 60         # frames used by the global search
 LEVEL_ITERATIONS = 30          # ECC iterations per refinement level (at most)
 LEVEL_TOL = 0.03               # stop when no corner moves more (level pixels)
 FINE_SIGMA = 2.0               # edge smoothing of the finer levels, pixels per 640 visible px
+ORIENTATION_SIGMA = 2.0        # last level: smoothing of the orientation fields, same units
 
 
 class RegistrationRefused(InputError):
@@ -147,6 +151,29 @@ def refine_map(gray: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     true placement (measured on the train splits: ``benchmarks/results/registration.md``).
     """
     return np.sqrt(edge_map(gray, sigma))
+
+
+def orientation_maps(gray: np.ndarray, sigma: float = 1.0,
+                     spread: float = 1.0) -> List[np.ndarray]:
+    """
+    Return the two orientation fields of the last refinement level: ``w cos 2a``, ``w sin 2a``.
+
+    ``a`` is the gradient's angle, doubled so that an edge that is bright-to-dark in one camera
+    and dark-to-bright in the other (thermal and visible contrast often run opposite) gives the
+    same field; ``w`` is the :func:`refine_map` weight. Both fields are smoothed over ``spread``
+    pixels (a structure tensor's off-diagonal terms). Correlated with the other camera's fields
+    they sum ``w w' cos 2(a - a')``: edges count where they run the same way, not only where
+    both images have some gradient (measured on the train splits: ``benchmarks/results/
+    registration.md``).
+    """
+    smooth = cv2.GaussianBlur(gray, (0, 0), sigma) if sigma > 0 else gray
+    gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3)
+    weight = np.sqrt(edge_map(gray, sigma))
+    energy = gx * gx + gy * gy + 1e-12
+    cos2 = weight * (gx * gx - gy * gy) / energy
+    sin2 = weight * (2.0 * gx * gy) / energy
+    return [cv2.GaussianBlur(cos2, (0, 0), spread), cv2.GaussianBlur(sin2, (0, 0), spread)]
 
 
 def texture(gray: np.ndarray) -> float:
@@ -295,23 +322,43 @@ def _normaliser(width: int, height: int) -> np.ndarray:
 
 
 class _Level:
-    """Edge maps of all frames at one resolution, and the ECC iterations on them."""
+    """
+    Feature maps of all frames at one resolution, and the ECC iterations on them.
+
+    ``kind``: ``'edges'`` (:func:`edge_map`, the coarsest level), ``'fine'`` (:func:`refine_map`,
+    the finer levels) or ``'orientation'`` (:func:`orientation_maps`, two maps per frame, the
+    last level).
+    """
 
     def __init__(self, thermals, visibles, h: np.ndarray, vis_width: int, stride: int = 1,
-                 fine: bool = False):
+                 fine: bool = False, kind: Optional[str] = None):
         vh, vw = visibles[0].shape[:2]
         th, tw = thermals[0].shape[:2]
         width = min(vis_width, vw)
         kv = width / vw
-        # the finer levels: wider edges, strong ones compressed (see refine_map)
-        features = refine_map if fine else edge_map
-        sigma = max(1.0, FINE_SIGMA * width / 640.0) if fine else 1.0
-        self.vis = [features(resize_to_width(v, width), sigma) for v in visibles]
+        kind = kind or ('fine' if fine else 'edges')
+        if kind == 'orientation':
+            sigma = max(1.0, FINE_SIGMA * width / 640.0)
+            spread = max(1.0, ORIENTATION_SIGMA * width / 640.0)
+
+            def features(image):
+                return orientation_maps(image, sigma, spread)
+        else:
+            # the finer levels: wider edges, strong ones compressed (see refine_map)
+            one = refine_map if kind == 'fine' else edge_map
+            sigma = max(1.0, FINE_SIGMA * width / 640.0) if kind == 'fine' else 1.0
+
+            def features(image):
+                return [one(image, sigma)]
+        # every frame gives ``channels`` maps, stored frame after frame
+        self.vis = [m for v in visibles for m in features(resize_to_width(v, width))]
+        self.channels = len(self.vis) // len(visibles)
+        self.frames = len(visibles)
         self.vis_k = scale_between((vh, vw), self.vis[0].shape)
         # thermal grid at about one level pixel per thermal pixel (never above native)
         step = math.sqrt(abs(np.linalg.det(h[:2, :2]))) * kv
         factor = min(1.0, step)
-        self.tpl = [features(resize_factor(t, factor), sigma) for t in thermals]
+        self.tpl = [m for t in thermals for m in features(resize_factor(t, factor))]
         self.tpl_k = scale_between((th, tw), self.tpl[0].shape)
         gh, gw = self.tpl[0].shape
         self.grid_shape = (gh, gw)
@@ -340,8 +387,9 @@ class _Level:
 
     def run(self, h: np.ndarray, frames: Optional[Sequence[int]] = None, iterations: int = 30,
             drop: Optional[np.ndarray] = None, tol: float = 0.03) -> Tuple[np.ndarray, float]:
-        """ECC over the chosen frames from ``h``; returns (h, mean correlation)."""
-        frames = list(range(len(self.tpl))) if frames is None else list(frames)
+        """ECC over the chosen frames from ``h``; returns (h, mean correlation of their maps)."""
+        frames = list(range(self.frames)) if frames is None else list(frames)
+        maps = [f * self.channels + c for f in frames for c in range(self.channels)]
         hn = self.to_normalised(h)
         xs, ys = self.grid
         xn = self.nt[0, 0] * xs + self.nt[0, 2]
@@ -369,7 +417,7 @@ class _Level:
             proj_t = np.zeros(8)
             corr_sum, w_norm2 = 0.0, 0.0
             rhos = []
-            for f in frames:
+            for f in maps:
                 t = self.tpl[f][valid]
                 w = cv2.remap(self.vis[f], mx, my, cv2.INTER_LINEAR)[valid]
                 gx = cv2.remap(self.vgrad[f][0], mx, my, cv2.INTER_LINEAR)[valid] * cv_
@@ -558,10 +606,21 @@ def estimate(thermals: Sequence[np.ndarray], visibles: Sequence[np.ndarray],
         step(f'refine at {width} pixels')
         level = _Level(t_sel, v_sel, h, width, _stride(width, len(t_sel), vw), fine=True)
         h, rho = level.run(h, iterations=LEVEL_ITERATIONS, tol=LEVEL_TOL)
+    levels = [level]
+    if widths:
+        # last: the same level on gradient orientations; the edge correlation above stays the
+        # figure the refusal judges (MIN_CORRELATION is set on it)
+        step('refine on orientations')
+        levels.append(_Level(t_sel, v_sel, h, widths[-1], _stride(widths[-1], len(t_sel), vw),
+                             kind='orientation'))
+        h, _ = levels[-1].run(h, iterations=LEVEL_ITERATIONS, tol=LEVEL_TOL)
     uncertainty = float('nan')
     if confidence:
         step('confidence')
-        uncertainty = _jackknife(level, h, len(t_sel), (tw, th))
+        # the frames' spread on the edge maps and on the orientations, whichever is larger: on a
+        # wrong placement the orientation fields can disagree so much that their refinement
+        # does not move at all, and zero spread there proves nothing
+        uncertainty = max(_jackknife(one, h, len(t_sel), (tw, th)) for one in levels)
     result = Estimate(h, (tw, th), (vw, vh), len(t_sel), len(thermals), uncertainty, rho,
                       found.peak_contrast, _field(h, (tw, th), vw), notes, margin=margin)
     if confidence:
