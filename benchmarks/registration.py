@@ -215,7 +215,8 @@ def markdown(report: dict) -> str:
                          f"{r['median_uncertainty_px']:.2f} | {r['median_seconds']:.1f} | {b} | "
                          f'{o} | {e} |')
     lines += ['', 'Refused: `sgdfuse register` would refuse the rig (jackknife spread of the '
-              'corners above 3 px, or two distant placements fitting about equally well); its '
+              'corners above 3 px, two distant placements fitting about equally well, or '
+              f'registered edges agreeing less than {E.MIN_CORRELATION:g}); its '
               'error is counted above all the same. Worst accepted: the worst rig that would not '
               'be refused. `sgdfuse register` also refuses fewer than 3 frames by default '
               '(`--min-frames`); the 1-pair rows are the estimator alone.', '',
