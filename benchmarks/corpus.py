@@ -22,8 +22,10 @@ truncated part-way and a bag that holds one camera only. A manifest tags every b
 dataset and light (MSRS names end in D or N; RoadScene is not split by light: ``mixed``).
 
 Each mode runs the whole corpus from scratch (``--fresh``) into its own folder, as a separate
-process (its start included); reported: wall time, bags/hour, pairs/s, speed-up and scaling
-efficiency against ``--jobs 1`` (ideal: the cores), Ray's overhead over ``--jobs 2``, the peak
+process (its start included), ``--repeat`` times (default 3), the modes in turn; reported per
+run: wall time, bags/hour, pairs/s; from the medians of the wall times: speed-up and scaling
+efficiency against ``--jobs 1`` (ideal: the cores) and Ray's overhead over ``--jobs 2`` (and
+both per run); the peak
 memory of a worker (largest ``ru_maxrss`` over the bags), and whether every bag's fused output
 (SHA-256 of the messages written) is the same in all modes.
 
@@ -41,6 +43,7 @@ import json
 import os
 from pathlib import Path
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -161,6 +164,10 @@ def run_mode(name: str, argv: list, root: Path, out: Path) -> dict:
             'digests': {Path(r['bag']).name: r['output_sha256'] for r in rows}}
 
 
+def _runs(results: list, mode: str) -> list:
+    return [r for r in results if r['mode'] == mode]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--roadscene', type=Path, required=True)
@@ -171,6 +178,9 @@ def main() -> int:
     parser.add_argument('--modes', default='jobs1,jobs2,ray',
                         help='comma-separated: jobs1, jobs2, ray, chunks (--jobs 2 '
                         '--chunk-frames 4)')
+    parser.add_argument('--repeat', type=int, default=3,
+                        help='runs of each mode, in turn (jobs1, jobs2, ray, jobs1, ...); the '
+                        'table gives every run and the medians')
     parser.add_argument('--out', type=Path, default=ROOT / 'benchmarks' / 'results')
     args = parser.parse_args()
     machine = describe(('torch', 'onnxruntime', 'opencv', 'ray', 'matplotlib'))
@@ -187,21 +197,28 @@ def main() -> int:
              # fused output must still be the same bytes as in the other modes)
              'chunks': ['--jobs', '2', '--chunk-frames', '4']}
     results = []
-    for name in args.modes.split(','):
-        result = run_mode(name, modes[name], args.work, args.work / f'out_{name}')
-        print(f"{name}: {result['wall_s']} s, {result['ok']} ok, failed {result['failed']}, "
-              f"load {result['load_1min_before']} -> {result['load_1min_after']}",
-              file=sys.stderr)
-        results.append(result)
-    by = {r['mode']: r for r in results}
+    names = args.modes.split(',')
+    for run in range(1, args.repeat + 1):
+        for name in names:
+            result = run_mode(name, modes[name], args.work, args.work / f'out_{name}')
+            result['run'] = run
+            print(f"{name} (run {run}): {result['wall_s']} s, {result['ok']} ok, failed "
+                  f"{result['failed']}, load {result['load_1min_before']} -> "
+                  f"{result['load_1min_after']}", file=sys.stderr)
+            results.append(result)
+    wall = {n: statistics.median(r['wall_s'] for r in results if r['mode'] == n) for n in names}
     summary = {}
-    if 'jobs1' in by and 'jobs2' in by:
-        speedup = by['jobs1']['wall_s'] / by['jobs2']['wall_s']
-        summary['jobs2_speedup'] = round(speedup, 3)
-        summary['jobs2_scaling_efficiency'] = round(speedup / 2, 3)  # ideal: 2 cores
-    if 'ray' in by and 'jobs2' in by:
-        summary['ray_overhead_vs_jobs2'] = round(by['ray']['wall_s'] / by['jobs2']['wall_s']
-                                                 - 1.0, 3)
+    if 'jobs1' in wall and 'jobs2' in wall:
+        speedups = [a['wall_s'] / b['wall_s'] for a, b in
+                    zip(_runs(results, 'jobs1'), _runs(results, 'jobs2'))]
+        summary['jobs2_speedup'] = round(wall['jobs1'] / wall['jobs2'], 3)  # of the medians
+        summary['jobs2_speedup_per_run'] = [round(x, 3) for x in speedups]
+        summary['jobs2_scaling_efficiency'] = round(summary['jobs2_speedup'] / 2, 3)  # 2 cores
+    if 'ray' in wall and 'jobs2' in wall:
+        summary['ray_overhead_vs_jobs2'] = round(wall['ray'] / wall['jobs2'] - 1.0, 3)
+        summary['ray_overhead_vs_jobs2_per_run'] = [
+            round(a['wall_s'] / b['wall_s'] - 1.0, 3)
+            for a, b in zip(_runs(results, 'ray'), _runs(results, 'jobs2'))]
     digests = [r['digests'] for r in results]
     same = [b for b in digests[0] if all(d.get(b) == digests[0][b] for d in digests)
             and digests[0][b]]
@@ -215,7 +232,7 @@ def main() -> int:
                            for b, d, light, p in rows]}
     report = {'command': command(), 'machine': machine, 'corpus': corpus,
               'modes': [{k: v for k, v in r.items() if k != 'digests'} for r in results],
-              'summary': summary}
+              'median_wall_s': wall, 'summary': summary}
     lines = ['# sgdfuse corpus: --jobs 1, --jobs 2, --ray auto', '',
              f"`{report['command']}`", '',
              f'{len(rows)} bags ({sum(p or 0 for *_, p in rows)} pairs, two faulty bags); '
@@ -226,13 +243,15 @@ def main() -> int:
              '| mode | wall s | bags/hour | pairs/s | ok | failed | workers | worker peak RSS MB '
              '| load 1 min before -> after |', '|---|---|---|---|---|---|---|---|---|']
     for r in results:
-        lines.append(f"| {r['mode']} | {r['wall_s']} | {r['bags_per_hour']} | "
+        lines.append(f"| {r['mode']} (run {r['run']}) | {r['wall_s']} | {r['bags_per_hour']} | "
                      f"{r['pairs_per_s']} | {r['ok']} | {len(r['failed'])} | {r['workers']} | "
                      f"{r['worker_peak_rss_mb']} | {r['load_1min_before']} -> "
                      f"{r['load_1min_after']} |")
-    lines += [''] + [f'- {k}: {v}' for k, v in summary.items()]
+    lines += ['', f'Medians over the {args.repeat} runs of each mode (wall s): '
+              + ', '.join(f'{n} {wall[n]:.2f}' for n in names), '']
+    lines += [f'- {k}: {v}' for k, v in summary.items()]
     write_results(args.out / 'corpus', report, '\n'.join(lines) + '\n', show=True)
-    if 'jobs2' in by:
+    if 'jobs2' in wall:
         target = args.out / 'corpus_report'
         if target.exists():
             shutil.rmtree(target)

@@ -163,16 +163,19 @@ def main(args) -> int:
                          f'(HOST:PORT, ray://HOST:PORT)')
     # a local Ray starts in the background while the bags are found and planned
     ray_session = corpus_run.RaySession(args.ray, jobs * threads) if args.ray else None
+    ending_workers: list = []  # local workers, joined after the report is written
     try:
-        return _run(args, out, overrides, config, threads, jobs, bags, baseline, ray_session)
+        return _run(args, out, overrides, config, threads, jobs, bags, baseline, ray_session,
+                    ending_workers)
     finally:
+        corpus_run.join_workers(ending_workers)
         if ray_session is not None:
             ray_session.close()
             ray_session.wait_closed()
 
 
 def _run(args, out: Path, overrides: list, config: dict, threads: int, jobs: int, bags: list,
-         baseline, ray_session) -> int:
+         baseline, ray_session, ending_workers: list) -> int:
     gpu = 0.0
     options = {name: getattr(args, name) for name in REPLAY_OPTIONS}
     options['overrides'] = overrides
@@ -226,7 +229,8 @@ def _run(args, out: Path, overrides: list, config: dict, threads: int, jobs: int
                                           on_row, stop, retries=args.retries)
         elif tasks:
             corpus_run.run_local(tasks, min(jobs, len(tasks)), bar.frames, on_row, stop,
-                                 retries=args.retries, verbose=args.verbose)
+                                 retries=args.retries, verbose=args.verbose,
+                                 ending=ending_workers)
         ok = sum(1 for r in rows.values() if r['status'] == 'ok')
         bar.done(f'{ok} of {len(bags)} bags ok')
     wall = time.perf_counter() - start

@@ -354,8 +354,14 @@ class _Slot:
 
 def run_local(tasks: List[dict], jobs: int, on_frames: Callable[[int], None],
               on_row: Callable[[dict], None], stop: StopRequest, retries: int = 1,
-              verbose: bool = False) -> None:
-    """Run ``tasks`` in ``jobs`` worker processes; each row goes to ``on_row`` as it comes."""
+              verbose: bool = False, ending: Optional[list] = None) -> None:
+    """
+    Run ``tasks`` in ``jobs`` worker processes; each row goes to ``on_row`` as it comes.
+
+    The workers are told to end when the tasks are done; ``ending`` (a list): their processes
+    are put there for the caller to :func:`join_workers` later (a worker's exit takes most of a
+    second, which the caller spends writing its report), else they are joined here.
+    """
     ctx = multiprocessing.get_context('spawn')
     event, signum = ctx.Event(), ctx.Value('i', 0)
     pending = deque(tasks)
@@ -410,12 +416,21 @@ def run_local(tasks: List[dict], jobs: int, on_frames: Callable[[int], None],
                 slot.conn.send(None)
             except (OSError, ValueError):
                 pass
-        deadline = time.monotonic() + 30
-        for slot in slots:
-            slot.process.join(max(0.1, deadline - time.monotonic()))
-            if slot.process.is_alive():
-                slot.process.terminate()
-                slot.process.join(5)
+        processes = [slot.process for slot in slots]
+        if ending is not None:
+            ending.extend(processes)
+        else:
+            join_workers(processes)
+
+
+def join_workers(processes: list, timeout: float = 30.0) -> None:
+    """Wait for ended workers to exit (``timeout`` in all); terminate any still there."""
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        process.join(max(0.1, deadline - time.monotonic()))
+        if process.is_alive():
+            process.terminate()
+            process.join(5)
 
 
 def _task_key(task_or_row: dict) -> tuple:
