@@ -364,6 +364,28 @@ def _info_for(bag: BagInput, image_topic: str) -> Optional[TopicSummary]:
     return None
 
 
+def recorded_messages(path) -> Optional[int]:
+    """
+    Return the messages a rosbag2 folder's ``metadata.yaml`` says it holds, or None.
+
+    The metadata alone is read (no storage file opened): an upper bound of the pairs the bag
+    can give, cheap enough to look at every bag of a corpus before any is opened. The larger of
+    the total and the sum over the topics; None when there is no readable count.
+    """
+    meta = Path(path) / 'metadata.yaml'
+    try:
+        with meta.open('rb') as handle:
+            text = handle.read(METADATA_MAX_BYTES + 1).decode('utf-8')
+        info = load_yaml(text, str(meta), METADATA_MAX_BYTES)['rosbag2_bagfile_information']
+        counts = [info['message_count']] + [
+            topic['message_count'] for topic in info.get('topics_with_message_count') or ()]
+    except Exception:  # noqa: B902 - no metadata, not YAML, another shape: no count known
+        return None
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+        return None
+    return max(counts[0], sum(counts[1:]))
+
+
 def choose_topics(bag: BagInput, thermal: Optional[str] = None, visible: Optional[str] = None,
                   visible_info: Optional[str] = None) -> CameraTopics:
     """

@@ -41,7 +41,7 @@ from .replay import REPORT_FILES
 from .. import writing
 from ..bag.chunks import copy_messages, load_part, merged_report, plan
 from ..bag.corpus import bag_fingerprint, bag_row, CorpusBag
-from ..bag.reader import choose_topics, open_bag
+from ..bag.reader import choose_topics, open_bag, recorded_messages
 from ..bag.writer import BagWriter, NullWriter
 
 #: default --chunk-frames: a bag of up to this many pairs is one task
@@ -61,8 +61,18 @@ def expected_pairs(task: dict) -> int:
 
 
 def split(task: dict, chunk_frames: int) -> List[dict]:
-    """Return the tasks of one bag: itself, or one per chunk of ``chunk_frames`` pairs."""
-    chunks = plan(expected_pairs(task), chunk_frames) if chunk_frames > 0 else [(0, None)]
+    """
+    Return the tasks of one bag: itself, or one per chunk of ``chunk_frames`` pairs.
+
+    A bag whose metadata records at most ``chunk_frames`` messages in all is one task without
+    being opened (it cannot pair more); the others are opened to count their cameras' messages.
+    """
+    if chunk_frames <= 0:
+        return [task]
+    recorded = recorded_messages(task['bag'])
+    if recorded is not None and recorded <= chunk_frames:
+        return [task]
+    chunks = plan(expected_pairs(task), chunk_frames)
     if len(chunks) == 1:
         return [task]
     return [dict(task, chunk={'index': k, 'count': len(chunks), 'first': first, 'end': end})

@@ -29,6 +29,7 @@ import signal
 import pytest
 from sgdfuse_ros.bag.chunks import plan
 from sgdfuse_ros.bag.corpus import find_bags
+from sgdfuse_ros.bag.reader import recorded_messages
 from sgdfuse_ros.bag.replay import Replay
 from sgdfuse_ros.bag.report import ReplayReport
 from sgdfuse_ros.bag.writer import OutputDigest
@@ -103,6 +104,28 @@ def test_a_bag_is_cut_by_pair_index():
     assert plan(7, 1) == [(k, k + 1) for k in range(6)] + [(6, None)]
     assert plan(6, 3) == [(0, 3), (3, None)]
     assert plan(1000, 1000) == plan(0, 5) == plan(5000, 0) == [(0, None)]  # one task
+
+
+def test_short_bags_are_planned_from_their_metadata_alone(bag, tmp_path, monkeypatch):
+    from rosbags.rosbag2 import Reader
+    recorded = recorded_messages(bag.path)
+    with Reader(bag.path) as reader:
+        assert recorded == reader.message_count >= 2 * PAIRS  # both cameras (and their infos)
+    opened = []
+    real = corpus_chunks.expected_pairs
+    monkeypatch.setattr(corpus_chunks, 'expected_pairs',
+                        lambda task: opened.append(task['bag']) or real(task))
+    task = _task(tmp_path, bag)
+    assert corpus_chunks.split(task, recorded) == [task] and opened == []  # short for sure
+    assert corpus_chunks.split(task, recorded - 1) == [task] and len(opened) == 1  # counted
+    assert len(corpus_chunks.split(task, 3)) == 3 and len(opened) == 2  # 7 pairs: 3 chunks
+    broken = tmp_path / 'broken'
+    broken.mkdir()
+    assert recorded_messages(broken) is None  # no metadata.yaml
+    (broken / 'metadata.yaml').write_text('rosbag2_bagfile_information: [not closed\n')
+    assert recorded_messages(broken) is None
+    (broken / 'metadata.yaml').write_text('rosbag2_bagfile_information: {message_count: -1}\n')
+    assert recorded_messages(broken) is None
 
 
 @pytest.mark.parametrize('size, fused', [(1, [1] * PAIRS), (3, [3, 3, 1])])
