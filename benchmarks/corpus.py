@@ -164,6 +164,14 @@ def run_mode(name: str, argv: list, root: Path, out: Path) -> dict:
             'digests': {Path(r['bag']).name: r['output_sha256'] for r in rows}}
 
 
+def _ray_cli(*argv) -> None:
+    """Run Ray's own command line (``ray start`` / ``ray stop``) with this package importable."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+    subprocess.run([str(Path(sys.executable).parent / 'ray'), *argv], env=env, check=True,
+                   capture_output=True)
+
+
 def _runs(results: list, mode: str) -> list:
     return [r for r in results if r['mode'] == mode]
 
@@ -177,7 +185,8 @@ def main() -> int:
     parser.add_argument('--work', type=Path, default=Path('/tmp/sgdfuse_corpus_bench'))
     parser.add_argument('--modes', default='jobs1,jobs2,ray',
                         help='comma-separated: jobs1, jobs2, ray, chunks (--jobs 2 '
-                        '--chunk-frames 4)')
+                        '--chunk-frames 4), ray_joined (--ray auto joining a Ray started '
+                        'before the run)')
     parser.add_argument('--repeat', type=int, default=3,
                         help='runs of each mode, in turn (jobs1, jobs2, ray, jobs1, ...); the '
                         'table gives every run and the medians')
@@ -195,12 +204,22 @@ def main() -> int:
     modes = {'jobs1': ['--jobs', '1'], 'jobs2': ['--jobs', '2'], 'ray': ['--ray', 'auto'],
              # not in the default table: bags of more than 4 pairs cut into chunk tasks (their
              # fused output must still be the same bytes as in the other modes)
-             'chunks': ['--jobs', '2', '--chunk-frames', '4']}
+             'chunks': ['--jobs', '2', '--chunk-frames', '4'],
+             # not in the default table: --ray auto joining a local Ray started before the
+             # run (`ray start --head`, its start not timed): Ray's cost without its own start
+             'ray_joined': ['--ray', 'auto']}
     results = []
     names = args.modes.split(',')
     for run in range(1, args.repeat + 1):
         for name in names:
-            result = run_mode(name, modes[name], args.work, args.work / f'out_{name}')
+            if name == 'ray_joined':
+                _ray_cli('start', '--head', '--num-cpus', '2', '--include-dashboard', 'false',
+                         '--disable-usage-stats')
+            try:
+                result = run_mode(name, modes[name], args.work, args.work / f'out_{name}')
+            finally:
+                if name == 'ray_joined':
+                    _ray_cli('stop')
             result['run'] = run
             print(f"{name} (run {run}): {result['wall_s']} s, {result['ok']} ok, failed "
                   f"{result['failed']}, load {result['load_1min_before']} -> "
@@ -214,11 +233,13 @@ def main() -> int:
         summary['jobs2_speedup'] = round(wall['jobs1'] / wall['jobs2'], 3)  # of the medians
         summary['jobs2_speedup_per_run'] = [round(x, 3) for x in speedups]
         summary['jobs2_scaling_efficiency'] = round(summary['jobs2_speedup'] / 2, 3)  # 2 cores
-    if 'ray' in wall and 'jobs2' in wall:
-        summary['ray_overhead_vs_jobs2'] = round(wall['ray'] / wall['jobs2'] - 1.0, 3)
-        summary['ray_overhead_vs_jobs2_per_run'] = [
-            round(a['wall_s'] / b['wall_s'] - 1.0, 3)
-            for a, b in zip(_runs(results, 'ray'), _runs(results, 'jobs2'))]
+    for ray_mode in ('ray', 'ray_joined'):
+        if ray_mode in wall and 'jobs2' in wall:
+            summary[f'{ray_mode}_overhead_vs_jobs2'] = round(
+                wall[ray_mode] / wall['jobs2'] - 1.0, 3)
+            summary[f'{ray_mode}_overhead_vs_jobs2_per_run'] = [
+                round(a['wall_s'] / b['wall_s'] - 1.0, 3)
+                for a, b in zip(_runs(results, ray_mode), _runs(results, 'jobs2'))]
     digests = [r['digests'] for r in results]
     same = [b for b in digests[0] if all(d.get(b) == digests[0][b] for d in digests)
             and digests[0][b]]

@@ -464,13 +464,15 @@ def start_ray(address: str, cpus: int):
     """
     Join a running Ray (``auto``: the local one if any) or start one in this process.
 
-    Return ``(ray, started)``. ``ray.init`` puts its own SIGTERM handler in place (it exits at
+    Return ``(ray, how)``: ``how`` is ``'started'`` (a local Ray started here), ``'joined'`` (a
+    running Ray or cluster connected to) or ``''`` (Ray was initialised in this process before:
+    left as it is). ``ray.init`` puts its own SIGTERM handler in place (it exits at
     once) when called from the main thread; the command's stop request is put back, so that
     SIGTERM stops the corpus as Ctrl-C does.
     """
     import ray  # optional dependency: pip install sgdfuse_ros[ray] (or requirements.txt)
     if ray.is_initialized():
-        return ray, False
+        return ray, ''
     handler = signal.getsignal(signal.SIGTERM)
     worker_log = logging.getLogger('ray._private.worker')
     level = worker_log.level
@@ -491,10 +493,10 @@ def _init_ray(ray, address: str, cpus: int):
         except Exception as err:  # noqa: B902 - Ray's errors for an unreachable cluster vary
             raise SgdfuseError(f'cannot join the Ray cluster at {address}: '
                                f'{error_line(err, 200)}') from None
-        return ray, True
+        return ray, 'joined'
     try:
         ray.init(address='auto', **quiet)
-        return ray, True
+        return ray, 'joined'
     except (ConnectionError, RuntimeError, ValueError):
         pass  # none running: start one here
     package_root = str(Path(__file__).resolve().parents[2])  # workers import this package
@@ -502,7 +504,7 @@ def _init_ray(ray, address: str, cpus: int):
     if package_root not in paths:
         os.environ['PYTHONPATH'] = os.pathsep.join([package_root] + paths)
     ray.init(num_cpus=cpus, include_dashboard=False, object_store_memory=80 * 2**20, **quiet)
-    return ray, True
+    return ray, 'started'
 
 
 class RaySession:
@@ -512,7 +514,8 @@ class RaySession:
     ``ray.init`` of a local Ray takes seconds (its processes start and import Ray), which the
     command spends finding and planning its bags meanwhile.
 
-    :meth:`get` waits for it and returns ``(ray, started)`` (or raises what the start raised);
+    :meth:`get` waits for it and returns ``(ray, how)`` (:func:`start_ray`; or raises what the
+    start raised);
     :meth:`close` shuts a Ray started here down in the background (a second or two, while the
     report is written) and :meth:`wait_closed` waits for that.
 
@@ -571,7 +574,7 @@ def run_ray(tasks: List[dict], session: RaySession, address: str, threads: int,
     when the config's device is ``cuda``, or ``auto`` on a cluster that has GPUs; else none.
     """
     try:
-        ray, started = session.get()
+        ray, joined = session.get()
         resources = ray.cluster_resources()
         if device == 'cpu' or (device == 'auto' and not resources.get('GPU')):
             gpu_fraction = 0.0
@@ -579,7 +582,9 @@ def run_ray(tasks: List[dict], session: RaySession, address: str, threads: int,
             num_cpus=threads, num_gpus=gpu_fraction, max_retries=retries,
             retry_exceptions=False)
         refs = {remote.remote(task): task for task in tasks}
-        how = (f"Ray ({'a local Ray started here' if address == 'auto' and started else address}"
+        where = {'started': 'a local Ray started here', 'joined': (
+            'the Ray running here' if address == 'auto' else address)}.get(joined, address)
+        how = (f'Ray ({where}'
                f"; {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs; "
                f'{threads} CPU{"s" if threads > 1 else ""}'
                + (f' and {gpu_fraction:g} GPU' if gpu_fraction else '') + ' per bag)')
