@@ -213,6 +213,57 @@ def test_bad_input_is_one_line(corpus, tmp_path, capsys):
     assert [b.path.name for b in find_bags([corpus])] == ['broken', 'day_a', 'b']
 
 
+def _ray_processes_of(session_pid: int) -> list:
+    """Return the command lines of Ray processes of the session that process ``pid`` started."""
+    found = []
+    for proc in Path('/proc').iterdir():
+        try:
+            args = (proc / 'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace')
+        except OSError:
+            continue
+        if f'_{session_pid}/' in args or args.rstrip().endswith(f'_{session_pid}'):
+            found.append(args[:200])
+    return found
+
+
+def test_ray_auto_starts_a_local_ray_and_shuts_it_down(local_run, corpus, tmp_path):
+    """
+    With no Ray running, ``--ray auto`` starts one (in the background), uses it, stops it.
+
+    Before the tests that start this module's own Ray (``ray_cluster``): ``--ray auto`` joins
+    any Ray running on the machine.
+    """
+    pytest.importorskip('ray', reason='ray is not installed (pip install sgdfuse_ros[ray])')
+    _, local = local_run
+    out = tmp_path / 'ray_here'
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    env.pop('RAY_ADDRESS', None)
+    proc = subprocess.Popen([sys.executable, '-m', 'sgdfuse_ros.cli', 'corpus',
+                             str(corpus / 'day_a'), '--out', str(out), '--ray', 'auto',
+                             '--quiet'], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail('corpus --ray auto did not finish in 300 s')
+    if proc.returncode != 0 and 'Ray' in err and not (out / 'corpus.json').exists():
+        pytest.skip(f'a local Ray cannot start here: {err.strip().splitlines()[-1][:200]}')
+    assert proc.returncode == 0, err[-2000:]
+    report = json.loads((out / 'corpus.json').read_text())
+    if report['run']['how'].startswith('Ray (the Ray running here'):  # --ray auto joins one
+        pytest.skip('another Ray runs on this machine (--ray auto joined it); this test needs '
+                    'none running (it runs before this module starts its own)')
+    assert report['run']['how'].startswith('Ray (a local Ray started here'), report['run']
+    row, reference = _rows(out)['day_a'], _rows(local)['day_a']
+    assert row['status'] == 'ok' and row['output_sha256'] == reference['output_sha256']
+    assert row['worker_pid'] != proc.pid  # fused in a Ray worker, not in the command
+    deadline = time.monotonic() + 30  # Ray's processes end with the command's shutdown
+    while _ray_processes_of(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _ray_processes_of(proc.pid) == []
+
+
 @pytest.fixture(scope='module')
 def ray_cluster():
     """One local Ray for the module (its start is the slow part), or a skip saying why."""
@@ -257,49 +308,6 @@ def test_ray_runs_one_task_per_bag_with_the_same_fused_bytes(ray_cluster, local_
     report = json.loads((out / 'corpus.json').read_text())
     assert report['run']['how'].startswith('Ray (') and report['run']['ray'] == 'auto'
     assert ray_cluster.is_initialized()  # a Ray the command did not start is left running
-
-
-def _ray_processes_of(session_pid: int) -> list:
-    """Return the command lines of Ray processes of the session that process ``pid`` started."""
-    found = []
-    for proc in Path('/proc').iterdir():
-        try:
-            args = (proc / 'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace')
-        except OSError:
-            continue
-        if f'_{session_pid}/' in args or args.rstrip().endswith(f'_{session_pid}'):
-            found.append(args[:200])
-    return found
-
-
-def test_ray_auto_starts_a_local_ray_and_shuts_it_down(local_run, corpus, tmp_path):
-    """With no Ray running, ``--ray auto`` starts one (in the background), uses it, stops it."""
-    pytest.importorskip('ray', reason='ray is not installed (pip install sgdfuse_ros[ray])')
-    _, local = local_run
-    out = tmp_path / 'ray_here'
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    env.pop('RAY_ADDRESS', None)
-    proc = subprocess.Popen([sys.executable, '-m', 'sgdfuse_ros.cli', 'corpus',
-                             str(corpus / 'day_a'), '--out', str(out), '--ray', 'auto',
-                             '--quiet'], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        _, err = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail('corpus --ray auto did not finish in 300 s')
-    if proc.returncode != 0 and 'Ray' in err and not (out / 'corpus.json').exists():
-        pytest.skip(f'a local Ray cannot start here: {err.strip().splitlines()[-1][:200]}')
-    assert proc.returncode == 0, err[-2000:]
-    report = json.loads((out / 'corpus.json').read_text())
-    assert report['run']['how'].startswith('Ray (a local Ray started here'), report['run']
-    row, reference = _rows(out)['day_a'], _rows(local)['day_a']
-    assert row['status'] == 'ok' and row['output_sha256'] == reference['output_sha256']
-    assert row['worker_pid'] != proc.pid  # fused in a Ray worker, not in the command
-    deadline = time.monotonic() + 30  # Ray's processes end with the command's shutdown
-    while _ray_processes_of(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _ray_processes_of(proc.pid) == []
 
 
 def _committed(db: Path) -> int:
