@@ -18,12 +18,14 @@ Writing files so that a failure costs one line, never a half-written file.
 :func:`write_bytes` writes a whole file or nothing; :func:`is_write_failure` tells a failed
 write (an ``OSError``, sqlite's "database or disk is full") from a bug and
 :func:`write_failure` / :func:`os_error_line` say it in one line. Used by the bag replay and its
-report, and by every ``sgdfuse`` command.
+report, and by every ``sgdfuse`` command. :func:`file_digest` names a file's content (a weights
+file's: the same name may hold other weights), for the keys of work done and of caches.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 from pathlib import Path
 
@@ -31,6 +33,15 @@ from .errors import error_line
 
 WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
                 errno.EFBIG)
+
+
+def file_digest(path) -> str:
+    """Return the SHA-256 of the file at ``path`` (hex)."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for block in iter(lambda: handle.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def is_write_failure(err: BaseException) -> bool:

@@ -41,6 +41,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 from ..errors import InputError
 from ..eval.metrics import HEADLINE_METRICS
+from ..writing import file_digest
 
 STORAGE_SUFFIXES = ('.db3', '.mcap')
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
@@ -197,15 +198,6 @@ def read_manifest(path) -> List[CorpusBag]:
     if not bags:
         raise InputError(f'manifest {path} names no bag')
     return bags
-
-
-def file_digest(path) -> str:
-    """SHA-256 of a file's content (a weights file: the same name may hold other weights)."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for block in iter(lambda: handle.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def run_key(config: dict, weights: Iterable, options: dict) -> str:

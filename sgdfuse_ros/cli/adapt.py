@@ -43,7 +43,6 @@ weights) is one line and exit status 2, before any training.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -59,6 +58,7 @@ from .outputs import check_apart, config_inputs
 from .train import kept_checkpoint
 from .values import (crop_size, int_at_least, learning_rate, loss_weights, minutes, seed,
                      threads)
+from .. import writing
 from ..bag.reader import choose_topics, open_bag
 from ..config import check_model_file, load_config, resolve_model_path
 from ..errors import InputError
@@ -153,11 +153,8 @@ def writable_folder(path: Path, option: str) -> Path:
 
 
 def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open('rb') as handle:
-        for block in iter(lambda: handle.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    """Return the first 16 hex digits of the file's SHA-256 (what ``.done`` files record)."""
+    return writing.file_digest(path)[:16]
 
 
 def start_paths(args, config: dict) -> dict:

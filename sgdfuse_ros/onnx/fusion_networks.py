@@ -37,7 +37,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 import copy
-import hashlib
 from pathlib import Path
 import threading
 from typing import Callable, Optional
@@ -55,6 +54,7 @@ from ..fusion.refiner import (DiffusionRefiner, KIND as REFINER_KIND, pack_plane
                               refine, RefinerNet)
 from ..fusion.weights import load_weights
 from ..prior.format import prior_planes
+from ..writing import file_digest
 
 
 # --- graphs exported once per process ----------------------------------------------------------
@@ -63,15 +63,6 @@ from ..prior.format import prior_planes
 GRAPH_CACHE_SIZE = 4
 _GRAPHS: 'OrderedDict[tuple, bytes]' = OrderedDict()
 _GRAPHS_LOCK = threading.Lock()
-
-
-def file_digest(path) -> str:
-    """Return the SHA-256 of the file at ``path`` (hex)."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as stream:
-        for block in iter(lambda: stream.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def exported_graph(key: Optional[tuple], export: Callable[[Path], Path], path: Path) -> Path:
