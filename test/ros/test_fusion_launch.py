@@ -234,6 +234,13 @@ class TestFusionNode(unittest.TestCase):
             self.assertIn(why, result.reason)
         self.assertAlmostEqual(probe.get_parameter(NODE, 'sync.slop'), 0.03)
         self.assertEqual(probe.get_parameter(NODE, 'device'), 'cpu')
+        # the detector-facing background.* option changes at run time, within its range
+        result = probe.set_parameter(NODE, 'background.detail_gain', 0.0)
+        self.assertTrue(result.successful, result.reason)
+        self.assertFalse(probe.set_parameter(NODE, 'background.detail_gain', 1.5).successful)
+        self.assertAlmostEqual(probe.get_parameter(NODE, 'background.detail_gain'), 0.0)
+        result = probe.set_parameter(NODE, 'background.detail_gain', 1.0)
+        self.assertTrue(result.successful, result.reason)
 
     def test_6_outputs_stop_on_deactivate_and_resume_on_activate(self):
         probe = self.probe
