@@ -198,7 +198,8 @@ def main() -> int:
     if args.work.exists():
         shutil.rmtree(args.work)
     start = time.perf_counter()
-    rows = build_corpus(args.work, args.roadscene, args.msrs, args.msrs_bags)
+    # absolute: the corpus links the data sets' images from elsewhere
+    rows = build_corpus(args.work, args.roadscene.resolve(), args.msrs.resolve(), args.msrs_bags)
     made_s = time.perf_counter() - start
     print(f'corpus: {len(rows)} bags made in {made_s:.0f} s under {args.work}', file=sys.stderr)
     modes = {'jobs1': ['--jobs', '1'], 'jobs2': ['--jobs', '2'], 'ray': ['--ray', 'auto'],

@@ -35,6 +35,7 @@ import time
 import pytest
 from sgdfuse_ros.bag.corpus import compare, find_bags, read_manifest
 from sgdfuse_ros.bag.writer import OutputDigest
+from sgdfuse_ros.cli import corpus_run
 from sgdfuse_ros.cli import main as cli
 from sgdfuse_ros.errors import InputError
 from sgdfuse_ros.eval.synthetic_pairs import write_sample
@@ -211,6 +212,30 @@ def test_bad_input_is_one_line(corpus, tmp_path, capsys):
     with pytest.raises(InputError, match='row 2: 1 columns'):
         read_manifest(manifest)
     assert [b.path.name for b in find_bags([corpus])] == ['broken', 'day_a', 'b']
+
+
+class _FakeRay:
+    """Stands in for ``ray`` in :func:`corpus_run._init_ray`: no Ray runs; records the start."""
+
+    def __init__(self):
+        self.started = None
+
+    def init(self, address=None, **options):
+        if address == 'auto':
+            raise ConnectionError('Could not find any running Ray instance')
+        self.started = dict(options, usage_stats=os.environ.get('RAY_USAGE_STATS_ENABLED'))
+
+
+def test_a_ray_started_here_sends_no_usage_statistics_unless_asked(monkeypatch):
+    monkeypatch.delenv('RAY_USAGE_STATS_ENABLED', raising=False)
+    monkeypatch.setenv('PYTHONPATH', os.environ.get('PYTHONPATH', ''))  # _init_ray extends it
+    fake = _FakeRay()
+    assert corpus_run._init_ray(fake, 'auto', 3)[1] == 'started'
+    assert fake.started['usage_stats'] == '0' and fake.started['num_cpus'] == 3
+    monkeypatch.setenv('RAY_USAGE_STATS_ENABLED', '1')  # the user's own choice is kept
+    fake = _FakeRay()
+    corpus_run._init_ray(fake, 'auto', 2)
+    assert fake.started['usage_stats'] == '1'
 
 
 def _ray_processes_of(session_pid: int) -> list:
