@@ -74,15 +74,6 @@ INPUTS = OrderedDict([
     ('quiet_detail0_s16', ['background.detail_gain=0', 'background.detail_sigma=16']),
     ('quiet_detail0_s32', ['background.detail_gain=0', 'background.detail_sigma=32']),
     ('quiet_detail05_s16', ['background.detail_gain=0.5', 'background.detail_sigma=16']),
-    # the base follows the thermal one where the visible frame is dark / saturated (visible_*)
-    ('quiet_detail0_s16_dark20', ['background.detail_gain=0', 'background.detail_sigma=16',
-                                  'background.visible_dark=0.2']),
-    ('quiet_detail0_s16_dark20_glare60', ['background.detail_gain=0',
-                                          'background.detail_sigma=16',
-                                          'background.visible_dark=0.2',
-                                          'background.visible_glare=0.6']),
-    ('quiet_detail0_s16_dark50', ['background.detail_gain=0', 'background.detail_sigma=16',
-                                  'background.visible_dark=0.5']),
 ])
 #: the inputs a run makes by default (the ``quiet_*`` screening inputs only when named)
 MAIN_INPUTS = [name for name in INPUTS if not name.startswith('quiet_')]

@@ -247,14 +247,6 @@ PIPELINE_PARAMS = [
     P('background.detail_sigma', 16.0,
       'Scale (Gaussian sigma, pixels at 640 wide) below which background.detail_gain acts.',
       min=0.5, max=100.0),
-    P('background.visible_dark', 0.0,
-      'For detectors: visible brightness (0-1, blurred at background.detail_sigma) below which '
-      'the fused base (brightness, larger shapes) fades to the thermal base, reaching it at '
-      'black; night and shadows keep the thermal image (0 = off).', min=0.0, max=1.0),
-    P('background.visible_glare', 1.0,
-      'For detectors: visible brightness (0-1, blurred at background.detail_sigma) above which '
-      'the fused base fades to the thermal base, reaching it at white; lamp and headlight '
-      'glare does not cover warm targets (1 = off).', min=0.0, max=1.0),
     # --- faults ----------------------------------------------------------------------------------
     P('faults.oom_retry', 'no_refiner',
       'A frame that runs out of (GPU) memory is retried once at lower cost, then skipped and '

@@ -224,7 +224,7 @@ class FusionPipeline:
                                                                          state, lap)
         prior, first = state['prior'], state['first']
         if self.quiet.active:  # background.*: the thermal image's quiet surroundings
-            fused = self.quiet(fused, ir, prior.targets, vis_y)
+            fused = self.quiet(fused, ir, prior.targets)
 
         fused_bgr, fused_y = merge_luma(fused, attenuate_chroma(chroma, vis_y, fused))
         lap('colour')

@@ -423,52 +423,25 @@ class QuietBackground:
       sigma, pixels at 640 wide) is replaced, by the share 1 - g, with the thermal image's
       detail at the same scale: ``F - (1 - g) * ((F - blur F) - (T - blur T))``. Brightness and
       larger shapes stay as fused.
-    - ``visible_dark`` d > 0 and / or ``visible_glare`` s < 1: the fused base (the image
-      blurred at ``detail_sigma``) is kept only where the visible camera is informative, and
-      falls back to the thermal base elsewhere: ``F - (1 - v) * blur(F - T)``, with
-      v = clip(V / d, 0, 1) * clip((1 - V) / (1 - s), 0, 1) and V the visible luminance blurred
-      at the same scale. Where the visible frame is dark (night, shadows) or saturated (lamp
-      and headlight glare) the base is the thermal one; a black visible frame with
-      ``detail_gain`` 0 gives the thermal image itself.
     - ``radius`` r > 0: within r pixels (at 640 wide) of the prior's warm targets, the fused
       luminance follows the thermal image (soft edge, about r / 2 wide):
       ``w T + (1 - w) F``, w = 1 on the targets and their surroundings.
     """
 
     def __init__(self, radius: float = 0.0, detail_gain: float = 1.0,
-                 detail_sigma: float = 16.0, visible_dark: float = 0.0,
-                 visible_glare: float = 1.0):
+                 detail_sigma: float = 16.0):
         self.radius = float(radius)
         self.detail_gain = float(detail_gain)
         self.detail_sigma = float(detail_sigma)
-        self.visible_dark = float(visible_dark)
-        self.visible_glare = float(visible_glare)
 
     @classmethod
     def from_config(cls, config: dict) -> 'QuietBackground':
         return cls(config['background.target_radius'], config['background.detail_gain'],
-                   config['background.detail_sigma'], config['background.visible_dark'],
-                   config['background.visible_glare'])
-
-    @property
-    def base_active(self) -> bool:
-        """Whether the base follows the thermal image where the visible one is uninformative."""
-        return self.visible_dark > 0 or self.visible_glare < 1.0
+                   config['background.detail_sigma'])
 
     @property
     def active(self) -> bool:
-        return self.radius > 0 or self.detail_gain < 1.0 or self.base_active
-
-    def visibility(self, visible: np.ndarray, sigma: float) -> np.ndarray:
-        """Weight of the fused base, float32 0..1: 0 where the visible frame is black or white."""
-        v = smooth(visible.astype(np.float32, copy=False), sigma)
-        w = np.ones_like(v)
-        if self.visible_dark > 0:
-            np.minimum(w, v * np.float32(1.0 / self.visible_dark), out=w)
-        if self.visible_glare < 1.0:
-            np.minimum(w, (1.0 - v) * np.float32(1.0 / (1.0 - self.visible_glare)), out=w)
-        np.clip(w, 0.0, 1.0, out=w)
-        return w
+        return self.radius > 0 or self.detail_gain < 1.0
 
     def weight(self, targets: np.ndarray) -> np.ndarray:
         """Soft mask (float32 [0, 1]): 1 on the warm targets and within the radius around them."""
@@ -483,30 +456,15 @@ class QuietBackground:
         return np.maximum(soft, np.clip(targets, 0.0, 1.0)).astype(np.float32)
 
     def __call__(self, fused: np.ndarray, thermal: np.ndarray,
-                 targets: Optional[np.ndarray],
-                 visible: Optional[np.ndarray] = None) -> np.ndarray:
-        """
-        Return the fused luminance with a quieter background (``fused`` itself when off).
-
-        ``visible`` (the visible luminance, float [0, 1]) is needed when ``base_active``.
-        """
+                 targets: Optional[np.ndarray]) -> np.ndarray:
+        """Return the fused luminance with a quieter background (``fused`` itself when off)."""
         if not self.active:
             return fused
         out = fused.astype(np.float32, copy=True)
         t = thermal.astype(np.float32, copy=False)
-        sigma = max(0.5, self.detail_sigma * fused.shape[1] / QUIET_WORK_WIDTH)
-        if self.base_active:
-            if visible is None:
-                raise ValueError('background.visible_*: the visible luminance is needed')
-            # D = F - T; detail D - blur D scaled by (1 - g), base blur D by (1 - v)
-            diff = out - t
-            base = smooth(diff, sigma)
-            if self.detail_gain < 1.0:
-                out -= np.float32(1.0 - self.detail_gain) * (diff - base)
-            base *= 1.0 - self.visibility(visible, sigma)
-            out -= base
-        elif self.detail_gain < 1.0:
+        if self.detail_gain < 1.0:
             # (F - blur F) - (T - blur T) = D - blur D with D = F - T: one blur, not two
+            sigma = max(0.5, self.detail_sigma * fused.shape[1] / QUIET_WORK_WIDTH)
             diff = out - t
             diff -= smooth(diff, sigma)
             diff *= np.float32(1.0 - self.detail_gain)

@@ -255,44 +255,6 @@ def test_quiet_detail_replaces_fine_visible_detail_by_thermal_detail():
     assert out[41:45, 61:65].mean() - out[away].mean() > 0.4
 
 
-def test_quiet_base_follows_thermal_where_the_visible_frame_is_dark_or_white():
-    fused, thermal, targets = _quiet_scene()
-    fused = np.clip(fused + 0.3, 0, 1)  # a fused base well above the thermal one
-    sigma = 16.0 * fused.shape[1] / 640
-    thermal_base = smooth(thermal - fused, sigma) + fused  # F - blur(F - T)
-    dark = QuietBackground(visible_dark=0.2)
-    assert dark.active and dark.base_active
-    black = np.zeros_like(fused)
-    # a black visible frame: the thermal base under the fused detail; with detail_gain 0 the
-    # thermal image itself
-    np.testing.assert_allclose(dark(fused, thermal, None, black), np.clip(thermal_base, 0, 1),
-                               atol=1e-6)
-    both = QuietBackground(detail_gain=0.0, visible_dark=0.2)
-    np.testing.assert_allclose(both(fused, thermal, None, black), thermal, atol=1e-6)
-    # a well-lit visible frame: the fused base is kept (detail_gain 1: the fused image)
-    lit = np.full_like(fused, 0.5)
-    np.testing.assert_allclose(dark(fused, thermal, None, lit), fused, atol=1e-6)
-    np.testing.assert_allclose(both(fused, thermal, None, lit),
-                               QuietBackground(detail_gain=0.0)(fused, thermal, None), atol=1e-6)
-    # half-way below the dark level: half-way between the two bases
-    dim = np.full_like(fused, 0.1)
-    mid = dark(fused, thermal, None, dim)
-    np.testing.assert_allclose(mid, np.clip(0.5 * (fused + thermal_base), 0, 1), atol=1e-5)
-    # glare: a saturated visible frame gives the thermal base, a mid-grey one the fused base
-    glare = QuietBackground(visible_glare=0.6)
-    np.testing.assert_allclose(glare(fused, thermal, None, np.ones_like(fused)),
-                               np.clip(thermal_base, 0, 1), atol=1e-6)
-    np.testing.assert_allclose(glare(fused, thermal, None, lit), fused, atol=1e-6)
-    # local: the dark half of a frame takes the thermal base, the lit half keeps the fused one
-    half = lit.copy()
-    half[:, :64] = 0.0
-    out = both(fused, thermal, None, half)
-    assert np.abs(out[:, :40] - thermal[:, :40]).max() < 0.01
-    assert abs(float(out[:, 88:].mean()) - float(fused[:, 88:].mean())) < 0.03
-    with pytest.raises(ValueError, match='visible'):
-        dark(fused, thermal, None)
-
-
 def test_quiet_background_in_the_pipeline_off_is_bit_identical_and_on_keeps_colour():
     base = {'first_stage.type': 'laplacian', 'refiner.steps': 0, 'prior.source': 'thermal'}
     ir, vis, warm = make_pair(5, (160, 128))
@@ -302,17 +264,6 @@ def test_quiet_background_in_the_pipeline_off_is_bit_identical_and_on_keeps_colo
             'background.target_radius': 0.0, 'background.detail_gain': 1.0}))) as p:
         off = p.process(ir, vis)
     np.testing.assert_array_equal(off.fused_bgr, before.fused_bgr)
-    with FusionPipeline(load_config(overrides=dict(base, **{
-            'background.visible_dark': 0.0, 'background.visible_glare': 1.0}))) as p:
-        assert not p.quiet.active
-        off = p.process(ir, vis)
-    np.testing.assert_array_equal(off.fused_bgr, before.fused_bgr)
-    # a black visible frame with visible_dark and detail_gain 0: the thermal luminance
-    with FusionPipeline(load_config(overrides=dict(base, **{
-            'background.visible_dark': 0.2, 'background.detail_gain': 0.0}))) as p:
-        night = p.process(ir, np.zeros_like(vis))
-    thermal_y = (night.thermal * 255).round().astype(int)
-    np.testing.assert_allclose(night.fused_y.astype(int), thermal_y, atol=1)
     with FusionPipeline(load_config(overrides=dict(base, **{
             'background.target_radius': 20.0, 'background.detail_gain': 0.0}))) as p:
         on = p.process(ir, vis)
