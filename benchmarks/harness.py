@@ -24,6 +24,7 @@ waiting and cleaning up (:func:`wait_for`, :func:`stop_processes`) and the resul
 """
 
 import json
+import os
 from pathlib import Path
 import signal
 import subprocess
@@ -179,6 +180,12 @@ def stop_processes(processes) -> None:
 
 
 # --- result files --------------------------------------------------------------------------------
+
+def package_env(**extra) -> dict:
+    """Return this environment (and ``extra``) with the checkout first on ``PYTHONPATH``."""
+    paths = [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT)] + paths), **extra)
+
 
 def command(argv=None) -> str:
     """Return the command line that ran this script (``python script args``)."""

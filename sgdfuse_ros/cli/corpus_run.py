@@ -504,8 +504,8 @@ def _init_ray(ray, address: str, cpus: int):
     if package_root not in paths:
         os.environ['PYTHONPATH'] = os.pathsep.join([package_root] + paths)
     # A Ray started for one command sends no usage statistics unless the user asks for them
-    # (RAY_USAGE_STATS_ENABLED=1); with them on, its start took a second longer (ray.init
-    # 3.3 s against 2.2 s, medians on a 2-core machine), a tenth of a short corpus run.
+    # (RAY_USAGE_STATS_ENABLED=1): nothing leaves the machine unasked. (Its start takes as long
+    # either way: benchmarks/ray_start.py.)
     os.environ.setdefault('RAY_USAGE_STATS_ENABLED', '0')
     ray.init(num_cpus=cpus, include_dashboard=False, object_store_memory=80 * 2**20, **quiet)
     return ray, 'started'
