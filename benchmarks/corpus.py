@@ -51,7 +51,7 @@ import time
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import command, write_results  # noqa: E402
+from harness import command, package_env, write_results  # noqa: E402
 from machine import describe  # noqa: E402
 from sgdfuse_ros.bag.writer import BagWriter  # noqa: E402
 from sgdfuse_ros.cli import main as cli  # noqa: E402
@@ -137,8 +137,7 @@ def _one_camera(source: Path, out: Path) -> None:
 
 
 def run_mode(name: str, argv: list, root: Path, out: Path) -> dict:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(ROOT)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+    env = package_env()
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
     done = subprocess.run([sys.executable, '-m', 'sgdfuse_ros.cli', 'corpus', '--manifest',
@@ -166,8 +165,7 @@ def run_mode(name: str, argv: list, root: Path, out: Path) -> dict:
 
 def _ray_cli(*argv) -> None:
     """Run Ray's own command line (``ray start`` / ``ray stop``) with this package importable."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(ROOT)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+    env = package_env()
     subprocess.run([str(Path(sys.executable).parent / 'ray'), *argv], env=env, check=True,
                    capture_output=True)
 
@@ -226,7 +224,7 @@ def main() -> int:
                   f"{result['failed']}, load {result['load_1min_before']} -> "
                   f"{result['load_1min_after']}", file=sys.stderr)
             results.append(result)
-    wall = {n: statistics.median(r['wall_s'] for r in results if r['mode'] == n) for n in names}
+    wall = {n: statistics.median(r['wall_s'] for r in _runs(results, n)) for n in names}
     summary = {}
     if 'jobs1' in wall and 'jobs2' in wall:
         speedups = [a['wall_s'] / b['wall_s'] for a, b in

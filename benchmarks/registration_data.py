@@ -160,10 +160,7 @@ def correct_thermal(thermal: np.ndarray, model: dict) -> np.ndarray:
 def registered(pair):
     """One registered pair as the benchmark renders it: grey thermal and BGR visible at 640x480."""
     t, v = read_pair(pair)
-    return (cv2.resize(t, SIZE, interpolation=cv2.INTER_AREA if t.shape[1] > SIZE[0]
-                       else cv2.INTER_LINEAR),
-            cv2.resize(v, SIZE, interpolation=cv2.INTER_AREA if v.shape[1] > SIZE[0]
-                       else cv2.INTER_LINEAR))
+    return S.at_size(t, SIZE), S.at_size(v, SIZE)
 
 
 MODELS = (('zoom, shift', 1.0, False, False), ('zoom, shift (central 70 %)', 0.7, False, False),

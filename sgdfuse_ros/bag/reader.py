@@ -165,10 +165,8 @@ class BagInput:
     @staticmethod
     def _describe_directory(meta: Path) -> str:
         """Check metadata.yaml's shape and that every file it names is inside the bag folder."""
-        try:  # the one bounded YAML reader: no aliases (a 1 kB file of billions of entries)
-            with meta.open('rb') as handle:
-                text = handle.read(METADATA_MAX_BYTES + 1).decode('utf-8')
-            document = load_yaml(text, str(meta), METADATA_MAX_BYTES)
+        try:
+            document = read_metadata(meta)
         except ConfigError as err:
             raise InputError(str(err)) from None
         except Exception as err:
@@ -364,6 +362,18 @@ def _info_for(bag: BagInput, image_topic: str) -> Optional[TopicSummary]:
     return None
 
 
+def read_metadata(meta: Path):
+    """
+    Return the YAML document of a ``metadata.yaml`` (raises what reading or parsing raises).
+
+    The one bounded YAML reader: at most ``METADATA_MAX_BYTES``, no aliases (a 1 kB file of
+    billions of entries).
+    """
+    with Path(meta).open('rb') as handle:
+        text = handle.read(METADATA_MAX_BYTES + 1).decode('utf-8')
+    return load_yaml(text, str(meta), METADATA_MAX_BYTES)
+
+
 def recorded_messages(path) -> Optional[int]:
     """
     Return the messages a rosbag2 folder's ``metadata.yaml`` says it holds, or None.
@@ -372,11 +382,8 @@ def recorded_messages(path) -> Optional[int]:
     can give, cheap enough to look at every bag of a corpus before any is opened. The larger of
     the total and the sum over the topics; None when there is no readable count.
     """
-    meta = Path(path) / 'metadata.yaml'
     try:
-        with meta.open('rb') as handle:
-            text = handle.read(METADATA_MAX_BYTES + 1).decode('utf-8')
-        info = load_yaml(text, str(meta), METADATA_MAX_BYTES)['rosbag2_bagfile_information']
+        info = read_metadata(Path(path) / 'metadata.yaml')['rosbag2_bagfile_information']
         counts = [info['message_count']] + [
             topic['message_count'] for topic in info.get('topics_with_message_count') or ()]
     except Exception:  # noqa: B902 - no metadata, not YAML, another shape: no count known

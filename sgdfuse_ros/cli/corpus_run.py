@@ -578,7 +578,7 @@ def run_ray(tasks: List[dict], session: RaySession, address: str, threads: int,
     when the config's device is ``cuda``, or ``auto`` on a cluster that has GPUs; else none.
     """
     try:
-        ray, joined = session.get()
+        ray, origin = session.get()
         resources = ray.cluster_resources()
         if device == 'cpu' or (device == 'auto' and not resources.get('GPU')):
             gpu_fraction = 0.0
@@ -587,7 +587,7 @@ def run_ray(tasks: List[dict], session: RaySession, address: str, threads: int,
             retry_exceptions=False)
         refs = {remote.remote(task): task for task in tasks}
         where = {'started': 'a local Ray started here', 'joined': (
-            'the Ray running here' if address == 'auto' else address)}.get(joined, address)
+            'the Ray running here' if address == 'auto' else address)}.get(origin, address)
         how = (f'Ray ({where}'
                f"; {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs; "
                f'{threads} CPU{"s" if threads > 1 else ""}'

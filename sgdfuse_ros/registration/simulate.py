@@ -83,15 +83,20 @@ def random_rig(rng: np.random.Generator, visible_size=VISIBLE_SIZE) -> Rig:
     return Rig(h, thermal_size, tuple(visible_size), field, shift, rotation)
 
 
+def at_size(image: np.ndarray, size) -> np.ndarray:
+    """``image`` resized to ``size`` (w, h) as a registered pair is: area when shrinking."""
+    if image.shape[1] == size[0] and image.shape[0] == size[1]:
+        return image
+    return cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA
+                      if image.shape[1] > size[0] else cv2.INTER_LINEAR)
+
+
 def render_pair(rig: Rig, thermal: np.ndarray, visible: np.ndarray,
                 noise: float = 0.0, rng=None) -> Tuple[np.ndarray, np.ndarray]:
     """One registered pair as ``rig`` records it: (thermal uint8 at its size, visible 640x480)."""
-    vw, vh = rig.visible_size
-    if visible.shape[1] != vw or visible.shape[0] != vh:
-        visible = cv2.resize(visible, (vw, vh), interpolation=cv2.INTER_AREA
-                             if visible.shape[1] > vw else cv2.INTER_LINEAR)
-        thermal = cv2.resize(thermal, (vw, vh), interpolation=cv2.INTER_AREA
-                             if thermal.shape[1] > vw else cv2.INTER_LINEAR)
+    if visible.shape[1] != rig.visible_size[0] or visible.shape[0] != rig.visible_size[1]:
+        visible = at_size(visible, rig.visible_size)
+        thermal = at_size(thermal, rig.visible_size)
     # visible pixels per thermal pixel: above 1 the thermal camera is coarser; blur first
     step = math.sqrt(abs(np.linalg.det(rig.homography[:2, :2])))
     source = thermal
