@@ -571,11 +571,7 @@ def estimate(thermals: Sequence[np.ndarray], visibles: Sequence[np.ndarray],
     if not tried:
         raise RegistrationRefused('the thermal and visible images do not overlap anywhere')
     tried.sort(key=lambda item: -item[0])
-    widths: List[int] = []
-    for width in LEVEL_WIDTHS[1:]:
-        if LEVEL_WIDTHS[0] >= vw or (widths and widths[-1] >= vw):
-            break
-        widths.append(min(width, vw))
+    widths = fine_widths(vw)
     if widths and len(tried) > 1:
         # a second look at the best few, one level finer: at the coarsest level a wrong placement
         # can score above the right one, which then stands out once the edges are sharper
@@ -601,19 +597,10 @@ def estimate(thermals: Sequence[np.ndarray], visibles: Sequence[np.ndarray],
               if np.abs(thermal_corners(other, (tw, th)) - thermal_corners(h, (tw, th))).max()
               > RIVAL_DISTANCE * vw]
     margin = rho - rivals[0] if rivals else 1.0
-    level = _Level(t_sel, v_sel, h, LEVEL_WIDTHS[0], 1) if not widths else None
-    for width in widths:
-        step(f'refine at {width} pixels')
-        level = _Level(t_sel, v_sel, h, width, _stride(width, len(t_sel), vw), fine=True)
-        h, rho = level.run(h, iterations=LEVEL_ITERATIONS, tol=LEVEL_TOL)
-    levels = [level]
     if widths:
-        # last: the same level on gradient orientations; the edge correlation above stays the
-        # figure the refusal judges (MIN_CORRELATION is set on it)
-        step('refine on orientations')
-        levels.append(_Level(t_sel, v_sel, h, widths[-1], _stride(widths[-1], len(t_sel), vw),
-                             kind='orientation'))
-        h, _ = levels[-1].run(h, iterations=LEVEL_ITERATIONS, tol=LEVEL_TOL)
+        h, rho, levels = refine_fine(t_sel, v_sel, h, widths, step)
+    else:
+        levels = [_Level(t_sel, v_sel, h, LEVEL_WIDTHS[0], 1)]
     uncertainty = float('nan')
     if confidence:
         step('confidence')
@@ -628,6 +615,52 @@ def estimate(thermals: Sequence[np.ndarray], visibles: Sequence[np.ndarray],
         if result.refusal and refuse:
             raise RegistrationRefused(result.refusal)
     return result
+
+
+def fine_widths(visible_width: int) -> List[int]:
+    """Return the visible widths of the finer refinement levels for frames this wide."""
+    widths: List[int] = []
+    for width in LEVEL_WIDTHS[1:]:
+        if LEVEL_WIDTHS[0] >= visible_width or (widths and widths[-1] >= visible_width):
+            break
+        widths.append(min(width, visible_width))
+    return widths
+
+
+def refine_fine(thermals: Sequence[np.ndarray], visibles: Sequence[np.ndarray], h: np.ndarray,
+                widths: Optional[Sequence[int]] = None,
+                progress: Optional[Callable[[str], None]] = None
+                ) -> Tuple[np.ndarray, float, List['_Level']]:
+    """
+    Run the finer levels of the joint refinement from ``h``: the last steps of :func:`estimate`.
+
+    ``thermals`` / ``visibles``: grey float frames (:func:`to_gray_float`). The square-root edge
+    maps at each width of ``widths`` (default :func:`fine_widths`), then the orientation fields
+    at the last width. Returns the homography, the edge-map correlation of the last edge level
+    (the figure the refusal judges) and the levels (for the jackknife). Started from a known
+    homography it finds where the frames' edges agree best near it (``benchmarks/
+    registration.py`` starts it from the true one).
+    """
+    vw = visibles[0].shape[1]
+    widths = fine_widths(vw) if widths is None else list(widths)
+    if not widths:
+        raise ValueError('no finer level for frames this narrow')
+    n = len(thermals)
+    rho = 0.0
+    for width in widths:
+        if progress is not None:
+            progress(f'refine at {width} pixels')
+        level = _Level(thermals, visibles, h, width, _stride(width, n, vw), fine=True)
+        h, rho = level.run(h, iterations=LEVEL_ITERATIONS, tol=LEVEL_TOL)
+    levels = [level]
+    # last: the same level on gradient orientations; the edge correlation above stays the
+    # figure the refusal judges (MIN_CORRELATION is set on it)
+    if progress is not None:
+        progress('refine on orientations')
+    levels.append(_Level(thermals, visibles, h, widths[-1], _stride(widths[-1], n, vw),
+                         kind='orientation'))
+    h, _ = levels[-1].run(h, iterations=LEVEL_ITERATIONS, tol=LEVEL_TOL)
+    return h, rho, levels
 
 
 def _stride(width: int, frames: int, visible_width: int) -> int:
