@@ -23,19 +23,16 @@ one training step plus a resumed epoch of the detector.
 import json
 from pathlib import Path
 
+from benchmark_support import benchmark_module
 import cv2
 import numpy as np
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / 'benchmarks'
-
 
 @pytest.fixture(scope='module')
 def det():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(BENCHMARKS))
-        import detection
-        yield detection
+    with benchmark_module('detection') as module:
+        yield module
 
 
 def _write_set(root: Path):

@@ -23,24 +23,20 @@ visible one (a set whose registration is off), both must find that zoom, so that
 claim 'the images agree elsewhere than their registration' can fail.
 """
 
-from pathlib import Path
-
+from benchmark_support import benchmark_module
 import cv2
 import numpy as np
 import pytest
 from sgdfuse_ros.registration import estimate as E
 from sgdfuse_ros.registration import simulate as S
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / 'benchmarks'
 W, H = 640, 480
 
 
 @pytest.fixture(scope='module')
 def reg():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(BENCHMARKS))
-        import registration
-        yield registration
+    with benchmark_module('registration') as module:
+        yield module
 
 
 def _pair(seed: int, zoom: float):

@@ -20,22 +20,18 @@ content moved by a known zoom, radial term and shift (or the discs grown by a kn
 fit must give those numbers back, and the corrected thermal image must fit the identity.
 """
 
-from pathlib import Path
-
+from benchmark_support import benchmark_module
 import cv2
 import numpy as np
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / 'benchmarks'
 W, H = 320, 240
 
 
 @pytest.fixture(scope='module')
 def rd():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(BENCHMARKS))
-        import registration_data
-        yield registration_data
+    with benchmark_module('registration_data') as module:
+        yield module
 
 
 def _discs(seed: int, grow: float = 0.0):
