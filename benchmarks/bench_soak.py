@@ -248,7 +248,10 @@ def run(args) -> dict:
     thermal_size, rgb_size = parse_size(args.thermal_size), parse_size(args.rgb_size)
     h = homography(thermal_size, rgb_size)
     frames = int(round(args.seconds * args.rate))
-    tmp = Path(tempfile.mkdtemp(prefix='bench_soak_'))
+    # the node's statistics and the camera's log; removed when read (and, on an error, when
+    # this process ends: TemporaryDirectory's finaliser)
+    scratch = tempfile.TemporaryDirectory(prefix='bench_soak_')
+    tmp = Path(scratch.name)
     stats_path, camera_log = tmp / 'stats.json', tmp / 'camera.json'
     received = []  # (rgb stamp ns, receive wall time)
 
@@ -303,6 +306,7 @@ def run(args) -> dict:
     load_end = os.getloadavg()
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else None
     log = json.loads(camera_log.read_text())
+    scratch.cleanup()
     sent = log['frames']
     streaming_s = max(f['sent'] for f in sent) - min(f['sent'] for f in sent)
     latency = [(at - stamp * 1e-9) * 1000.0 for stamp, at in received]

@@ -24,6 +24,7 @@ than 5 % after a 4 s warm-up. The full benchmark (60 s, 640x512 + 1280x720) writ
 """
 
 import json
+import os
 from pathlib import Path
 import subprocess
 import sys
@@ -43,14 +44,17 @@ def soak(tmp_path_factory):
     command = [sys.executable, str(ROOT / 'benchmarks' / 'bench_soak.py'), '--seconds', '10',
                '--thermal-size', '160x128', '--rgb-size', '320x180', '--bad-every', '30',
                '--warmup', '4', '--out', str(out), '--name', 'soak_short']
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    scratch = out / 'tmp'   # the benchmark's temporary files go here
+    scratch.mkdir()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TMPDIR=str(scratch)))
     path = out / 'soak_short.json'
     assert path.is_file(), done.stdout + done.stderr
-    return done, json.loads(path.read_text())
+    return done, json.loads(path.read_text()), sorted(p.name for p in scratch.iterdir())
 
 
 def test_the_node_survives_with_balanced_books(soak):
-    done, result = soak
+    done, result, _ = soak
     assert result['checks']['node_exit_clean'] and result['checks']['no_traceback'], \
         result['node_output_tail']
     assert result['node']['accounting_errors'] == []
@@ -61,7 +65,7 @@ def test_the_node_survives_with_balanced_books(soak):
 
 
 def test_frames_are_delivered_and_broken_ones_rejected(soak):
-    _, result = soak
+    _, result, _ = soak
     assert result['delivered']['fused'] > 0.3 * result['camera']['frames_sent']
     rejected = result['node']['rejected']
     assert rejected['rgb'] == {}
@@ -72,13 +76,18 @@ def test_frames_are_delivered_and_broken_ones_rejected(soak):
 
 
 def test_memory_stays_flat_after_warm_up(soak):
-    _, result = soak
+    _, result, _ = soak
     memory = result['memory']
     assert memory['samples_after_warmup'] >= 3
     assert memory['growth_pct'] < 5.0, result['rss_samples']
 
 
 def test_the_benchmark_passes_and_says_so(soak):
-    done, result = soak
+    done, result, _ = soak
     assert result['passed'] and done.returncode == 0, done.stdout[-2000:]
     assert '| result ' in done.stdout and 'PASSED' in done.stdout
+
+
+def test_leaves_no_temporary_files(soak):
+    """Its own scratch folder is removed (the ONNX scratch folder is kept on purpose, reused)."""
+    assert [name for name in soak[2] if name.startswith('bench_soak_')] == []
