@@ -119,7 +119,8 @@ def replay() -> Road:
     """One bag of two pairs replayed; the second pair's messages are traced."""
     from sgdfuse_ros.cli import main
     from sgdfuse_ros.bag import replay as replay_module
-    work = tempfile.mkdtemp(prefix='frame_road_')
+    scratch = tempfile.TemporaryDirectory(prefix='frame_road_')  # removed at the end
+    work = scratch.name
     from sgdfuse_ros.eval.synthetic_pairs import write_sample
     ir_dir, vis_dir = write_sample(os.path.join(work, 'pairs'), n=2, size=(160, 128))
     bag_in = os.path.join(work, 'in')
@@ -143,6 +144,7 @@ def replay() -> Road:
                        '--set', 'device=cpu'])
     finally:
         replay_module.Replay.arrive = arrive
+        scratch.cleanup()
     if status != 0 or len(seen) != 4:
         raise SystemExit(f'replay failed ({status}, {len(seen)} messages)')
     return road
