@@ -32,6 +32,12 @@ ECC (``MOTION_HOMOGRAPHY``) on gradient magnitudes, coarse to fine (visible widt
 640), from a centred guess (the thermal field at the middle of the drawn range, 70 %, centred,
 no rotation), one pair at a time.
 
+Where the content agrees (12 pairs per rig): the estimator's finer levels started from the TRUE
+homography (the content optimum) and, with no edges, the zoom about the thermal centre at which
+the mutual information of the intensities peaks; their distance from the truth is what the set's
+own registration contributes, the estimate's distance from the content optimum is the
+estimator's own error. ``--add-optimum`` adds both to the rigs of a finished table.
+
     python benchmarks/registration.py --roadscene ../shared/data/roadscene \\
         --msrs ../shared/data/msrs128 --subset test --rigs 8
 
