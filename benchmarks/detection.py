@@ -31,7 +31,10 @@ day and night frames, mean and spread over the seeds. The fused inputs are made 
 
 The ``quiet_*`` inputs screen the ``background.*`` option (a fused image for detectors, off by
 default; ``benchmarks/results/detection_quiet_screening.md``); ``--candidate NAME`` checks the
-targets for that input instead of the default fusion.
+targets for that input instead of the default fusion. ``--fused NAME=KEY=VALUE[,...]`` adds a
+fused input made with other ``--set`` overrides (e.g. a first stage fine-tuned by
+``benchmarks/detection_finetune.py``: ``--fused detft=first_stage.weights=W.pt``; pass it again
+with ``--table-only``).
 
 Resumable: every run checkpoints after each epoch and continues from there when started again;
 finished runs (their ``result.json``) are skipped. ``--inputs`` / ``--seeds`` pick a part (e.g.
@@ -707,6 +710,27 @@ def targets(summary: dict, ours_name: str = 'fusion_default') -> dict:
     return out
 
 
+def add_fused_inputs(items) -> list:
+    """
+    Register ``--fused NAME=KEY=VALUE[,KEY=VALUE...]`` inputs in :data:`INPUTS`; their names.
+
+    A fused input made by ``sgdfuse evaluate`` with the given ``--set`` overrides (e.g. a first
+    stage fine-tuned elsewhere: ``detft=first_stage.weights=/tmp/w.pt``). Raises ``ValueError``
+    for a malformed item or a name that is taken by a built-in input.
+    """
+    names = []
+    for item in items:
+        name, _, sets = item.partition('=')
+        overrides = [s for s in sets.split(',') if s]
+        if not name or not overrides or not all('=' in s for s in overrides):
+            raise ValueError(f'--fused {item!r}: expected NAME=KEY=VALUE[,KEY=VALUE...]')
+        if name in INPUTS and INPUTS[name] != overrides:
+            raise ValueError(f'--fused {item!r}: the input {name!r} exists already')
+        INPUTS[name] = overrides
+        names.append(name)
+    return names
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     parser.add_argument('--data', type=Path, required=True, help='the msrs128 folder')
@@ -714,7 +738,9 @@ def main() -> int:
                         help='folder with the previous first_stage.pt and refiner.pt')
     parser.add_argument('--work', type=Path, default=ROOT / 'outputs' / 'detection',
                         help='fused inputs, checkpoints and per-run results (resumable)')
-    parser.add_argument('--inputs', nargs='+', default=MAIN_INPUTS, choices=list(INPUTS))
+    parser.add_argument('--inputs', nargs='+', default=MAIN_INPUTS,
+                        help=f'inputs to train on (default: the main ones; known: '
+                             f'{" ".join(INPUTS)} and those of --fused)')
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     parser.add_argument('--epochs', type=int, default=4)
     parser.add_argument('--batch', type=int, default=16)
@@ -730,9 +756,23 @@ def main() -> int:
     parser.add_argument('--table-only', action='store_true',
                         help='only write the table from the finished runs')
     parser.add_argument('--out', type=Path, default=RESULTS / 'detection')
-    parser.add_argument('--candidate', default='fusion_default', choices=list(INPUTS),
+    parser.add_argument('--candidate', default='fusion_default',
                         help='the fused input the targets are checked for')
+    parser.add_argument('--fused', action='append', default=[],
+                        metavar='NAME=KEY=VALUE[,KEY=VALUE...]',
+                        help='one more fused input, made by sgdfuse evaluate with these --set '
+                             'overrides (e.g. detft=first_stage.weights=/tmp/w.pt); repeatable')
     args = parser.parse_args()
+    try:
+        add_fused_inputs(args.fused)
+    except ValueError as err:
+        print(f'detection: error: {err}', file=sys.stderr)
+        return 2
+    unknown = [n for n in list(args.inputs) + [args.candidate] if n not in INPUTS]
+    if unknown:
+        print(f'detection: error: unknown input {unknown[0]!r} (known: {" ".join(INPUTS)})',
+              file=sys.stderr)
+        return 2
     if not (args.data / 'split.json').is_file():
         print(f'detection: error: {args.data} has no split.json', file=sys.stderr)
         return 2

@@ -174,3 +174,17 @@ def test_screening_inputs_run_only_when_named(det):
                                'laplacian', 'previous_weights']
     quiet = [n for n in det.INPUTS if n.startswith('quiet_')]
     assert quiet and all(any(o.startswith('background.') for o in det.INPUTS[n]) for n in quiet)
+
+
+def test_fused_inputs_are_registered_from_the_command_line(det):
+    try:
+        names = det.add_fused_inputs(['ft_a=first_stage.weights=/tmp/a.pt,refiner.steps=0'])
+        assert names == ['ft_a']
+        assert det.INPUTS['ft_a'] == ['first_stage.weights=/tmp/a.pt', 'refiner.steps=0']
+        assert 'ft_a' not in det.MAIN_INPUTS  # made only when named
+        for bad in ('ft_b', 'ft_b=', '=first_stage.weights=x', 'ft_b=novalue',
+                    'thermal=first_stage.weights=x'):
+            with pytest.raises(ValueError):
+                det.add_fused_inputs([bad])
+    finally:
+        det.INPUTS.pop('ft_a', None)
