@@ -23,6 +23,7 @@ stage through the frozen refiner, and lambda = 0 leaves only the fusion loss.
 import json
 from pathlib import Path
 
+from benchmark_support import benchmark_module
 import cv2
 import numpy as np
 import pytest
@@ -31,15 +32,11 @@ from sgdfuse_ros.fusion.refiner import RefinerNet
 from sgdfuse_ros.pipeline.images import attenuate_chroma, merge_luma, split_luma
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / 'benchmarks'
-
 
 @pytest.fixture(scope='module')
 def ft():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(BENCHMARKS))
-        import detection_finetune
-        yield detection_finetune
+    with benchmark_module('detection_finetune') as module:
+        yield module
 
 
 def _write_set(root: Path):
@@ -96,8 +93,8 @@ def test_detection_term_reaches_the_first_stage_through_the_refiner(ft, tmp_path
     refiner = RefinerNet()
     for p in refiner.parameters():
         p.requires_grad_(False)
-    from detection import build_detector  # beside detection_finetune (the fixture's path)
-    detector = build_detector(size=32)
+    with benchmark_module('detection') as det:
+        detector = det.build_detector(size=32)
     detector.train()
     order, flips = np.arange(2), np.array([False, True])
     planes, chroma, boxes, labels = ft.batch_at(train, order, flips, slice(0, 2))
