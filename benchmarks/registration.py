@@ -414,6 +414,7 @@ def main() -> int:
         sys.exit('registration.py: error: give --roadscene and/or --msrs')
     stem = RESULTS / (args.out or ('registration' if args.subset == 'test'
                                    else f'registration_{args.subset}'))
+    stem.parent.mkdir(parents=True, exist_ok=True)
     # finished rigs are kept per set (a run per set may go in parallel) and read back by any run
     done = {}
     for cached in sorted(stem.parent.glob(stem.name + '*.partial.json')):
@@ -489,7 +490,10 @@ def main() -> int:
                 + (f"; ECC median {np.median(out['baseline_px']):.1f} px"
                    if 'baseline_px' in out else '')
                 + (f"; reference offset {out['reference_offset_px']:.2f} px"
-                   if 'reference_offset_px' in out else ''), flush=True)
+                   if 'reference_offset_px' in out else '')
+                + (f"; content optimum {out['optimum_px']:.2f} px from the truth, mutual "
+                   f"information at zoom {out['mi_zoom']:.4f}" if 'optimum_px' in out else ''),
+                flush=True)
     report = {'command': command(), 'subset': args.subset, 'rigs_per_set': args.rigs,
               'machine': machine.describe(packages=('opencv',)),
               'summary': {name: summarise(rigs) for name, rigs in results.items()},
