@@ -62,6 +62,7 @@ from harness import command, RESULTS, write_results
 import machine
 import numpy as np
 from sgdfuse_ros.eval.datasets import dataset_pairs, read_pair
+from sgdfuse_ros.eval.metric_kernels import mutual_info
 from sgdfuse_ros.registration import estimate as E
 from sgdfuse_ros.registration import simulate as S
 
@@ -171,27 +172,23 @@ def mutual_information_zoom(rig, frames, zooms=MI_ZOOMS) -> float:
     """
     tw, th = rig.thermal_size
     vw, vh = rig.visible_size
-    centre = np.array([[1, 0, (tw - 1) / 2.0], [0, 1, (th - 1) / 2.0], [0, 0, 1.0]])
     therm = [np.clip(E.to_gray_float(t) * MI_BINS, 0, MI_BINS - 1).astype(np.int32)
-             for t, _ in frames]
-    vis = [np.clip(E.to_gray_float(v) * MI_BINS, 0, MI_BINS - 1).astype(np.int32)
+             .astype(np.float32) for t, _ in frames]
+    vis = [np.clip(E.to_gray_float(v) * MI_BINS, 0, MI_BINS - 1).astype(np.intp)
            for _, v in frames]
     ones = np.ones((th, tw), np.uint8)
     scores = []
     for s in zooms:
-        zoom = centre @ np.diag([s, s, 1.0]) @ np.linalg.inv(centre)
-        h = rig.homography @ zoom
-        joint = np.zeros((MI_BINS, MI_BINS))
+        h = zoomed(rig, s)
+        pairs_t, pairs_v = [], []
         for t, v in zip(therm, vis):
-            warped = cv2.warpPerspective(t.astype(np.float32), h, (vw, vh),
-                                         flags=cv2.INTER_NEAREST)
+            warped = cv2.warpPerspective(t, h, (vw, vh), flags=cv2.INTER_NEAREST)
             inside = cv2.warpPerspective(ones, h, (vw, vh), flags=cv2.INTER_NEAREST) > 0
-            joint += np.bincount(warped[inside].astype(np.int64) * MI_BINS + v[inside],
-                                 minlength=MI_BINS * MI_BINS).reshape(MI_BINS, MI_BINS)
-        p = joint / joint.sum()
-        pt, pv = p.sum(axis=1, keepdims=True), p.sum(axis=0, keepdims=True)
-        nz = p > 0
-        scores.append(float((p[nz] * np.log(p[nz] / (pt @ pv)[nz])).sum()))
+            pairs_t.append(warped[inside].astype(np.intp))
+            pairs_v.append(v[inside])
+        # one joint histogram over all the rig's frames
+        scores.append(mutual_info((np.concatenate(pairs_t), MI_BINS),
+                                  (np.concatenate(pairs_v), MI_BINS)))
     k = int(np.argmax(scores))
     if 0 < k < len(zooms) - 1:
         a, b, c = scores[k - 1], scores[k], scores[k + 1]
@@ -201,12 +198,16 @@ def mutual_information_zoom(rig, frames, zooms=MI_ZOOMS) -> float:
     return float(zooms[k])
 
 
-def zoom_error(rig, zoom: float) -> float:
-    """Corner error (visible px) of the true homography composed with a zoom about the centre."""
+def zoomed(rig, zoom: float) -> np.ndarray:
+    """Return the true homography composed with a zoom about the thermal image's centre."""
     tw, th = rig.thermal_size
     centre = np.array([[1, 0, (tw - 1) / 2.0], [0, 1, (th - 1) / 2.0], [0, 0, 1.0]])
-    h = rig.homography @ centre @ np.diag([zoom, zoom, 1.0]) @ np.linalg.inv(centre)
-    return S.corner_error(rig.homography, h, rig.thermal_size)
+    return rig.homography @ centre @ np.diag([zoom, zoom, 1.0]) @ np.linalg.inv(centre)
+
+
+def zoom_error(rig, zoom: float) -> float:
+    """Corner error (visible px) of the true homography composed with a zoom about the centre."""
+    return S.corner_error(rig.homography, zoomed(rig, zoom), rig.thermal_size)
 
 
 def add_optimum(out: dict, rig, frames, estimate_h: np.ndarray) -> None:
