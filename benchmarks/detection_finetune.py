@@ -66,7 +66,7 @@ from sgdfuse_ros.fusion.network import FirstStageNet, KIND as FIRST_KIND
 from sgdfuse_ros.fusion.refiner import KIND as REFINER_KIND, RefinerNet
 from sgdfuse_ros.fusion.weights import load_weights, save_atomically, save_weights
 from sgdfuse_ros.pipeline.images import DARK_CHROMA_HIGH, DARK_CHROMA_LOW, LIFT_EPS
-from sgdfuse_ros.training.data import load_samples
+from sgdfuse_ros.training.data import CropSampler, load_samples, split_train_names, VAL_EVERY
 from sgdfuse_ros.training.losses import DEFAULT_WEIGHTS, fusion_losses
 import torch
 
@@ -137,17 +137,26 @@ def fused_images(first_stage, refiner, planes: torch.Tensor, chroma: torch.Tenso
 
 
 def joint_loss(first_stage, refiner, detector, planes, chroma, boxes, labels, lam: float,
-               loss_weights: dict = None, steps: int = 2, noise=None) -> dict:
+               loss_weights: dict = None, steps: int = 2, noise=None,
+               mix_planes: torch.Tensor = None) -> dict:
     """
     Fusion loss on the first stage + ``lam`` x detection loss on the fused RGB image.
 
-    Returns the weighted fusion terms, the detector's terms (``det_*``, unweighted),
-    ``fusion``, ``detection`` and ``total``.
+    ``mix_planes`` (N, 4, h, w): crops of another set's train pairs (``--mix``) whose fusion
+    loss is averaged with the MSRS batch's (``fusion`` = the mean of the two); they get no
+    detection term. Returns the weighted fusion terms, the detector's terms (``det_*``,
+    unweighted), ``fusion``, ``fusion_mix`` (with ``mix_planes``), ``detection`` and ``total``.
     """
     first, rgb = fused_images(first_stage, refiner, planes, chroma, steps, noise)
     ir, vis, targets = planes[:, 0:1], planes[:, 1:2], planes[:, 2:3]
     terms = fusion_losses(first, ir, vis, targets, loss_weights)
     fusion = terms.pop('total')
+    if mix_planes is not None:
+        m_ir, m_vis, m_targets, m_bounds = (mix_planes[:, k:k + 1] for k in range(4))
+        mixed = fusion_losses(first_stage(m_ir, m_vis, m_targets, m_bounds), m_ir, m_vis,
+                              m_targets, loss_weights)['total']
+        terms['fusion_mix'] = mixed
+        fusion = 0.5 * (fusion + mixed)
     det_terms = detector(list(rgb), to_targets(boxes, labels))
     detection = sum(det_terms.values())
     out = dict(terms)
@@ -199,7 +208,21 @@ def cosine(step: int, total: int) -> float:
     return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
 
 
-def joint(args, train, first_stage, refiner, detector, noise, loss_weights) -> list:
+def mix_sampler(args):
+    """
+    Return a sampler of ``args.mix``'s train crops for the fusion loss (None without ``--mix``).
+
+    Validation pairs are held out and the test split is never read; crops are drawn as
+    ``sgdfuse train`` draws them (128 px crops, flips, 15 % emptied priors).
+    """
+    if args.mix is None:
+        return None
+    names = split_train_names(args.mix, VAL_EVERY['roadscene'])[0]
+    return CropSampler(load_samples(args.mix, names), args.mix_crop, args.seed)
+
+
+def joint(args, train, first_stage, refiner, detector, noise, loss_weights,
+          sampler=None) -> list:
     """Phase 2: ``args.steps`` joint steps, checkpointed (``CKPT_NAME``) and resumable."""
     fs_params = [p for p in first_stage.parameters() if p.requires_grad]
     det_params = [p for p in detector.parameters() if p.requires_grad]
@@ -214,13 +237,17 @@ def joint(args, train, first_stage, refiner, detector, noise, loss_weights) -> l
         opt_fs.load_state_dict(state['opt_fs'])
         opt_det.load_state_dict(state['opt_det'])
         step, history = int(state['step']), json.loads(state['history'])
+        if sampler is not None:
+            sampler.set_state(json.loads(state['sampler']))
         print(f'joint: resumed at step {step} of {args.steps}', flush=True)
 
     def save():
         save_atomically({'first_stage': first_stage.state_dict(),
                          'detector': detector.state_dict(), 'opt_fs': opt_fs.state_dict(),
                          'opt_det': opt_det.state_dict(), 'step': step,
-                         'history': json.dumps(history)}, ckpt_path)
+                         'history': json.dumps(history),
+                         'sampler': json.dumps(sampler.state() if sampler else None)},
+                        ckpt_path)
 
     n = len(train['names'])
     per_epoch = n // args.batch
@@ -237,8 +264,9 @@ def joint(args, train, first_stage, refiner, detector, noise, loss_weights) -> l
             group['lr'] = args.lr * cosine(step, args.steps)
         for group in opt_det.param_groups:
             group['lr'] = args.det_lr * cosine(step, args.steps)
+        mix = torch.from_numpy(sampler.batch(args.mix_batch)) if sampler else None
         terms = joint_loss(first_stage, refiner, detector, planes, chroma, boxes, labels,
-                           args.lam, loss_weights, args.refiner_steps, noise)
+                           args.lam, loss_weights, args.refiner_steps, noise, mix)
         if not torch.isfinite(terms['total']):
             raise RuntimeError(f'non-finite loss at joint step {step}')
         opt_fs.zero_grad(set_to_none=True)
@@ -290,6 +318,11 @@ def main() -> int:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--limit', type=int, default=0, help='first N train pairs (a smoke run)')
+    parser.add_argument('--mix', type=Path, default=None,
+                        help='another set (e.g. the roadscene folder) whose train crops share '
+                             'the fusion loss, half and half with the MSRS batch')
+    parser.add_argument('--mix-batch', type=int, default=16, help='crops of --mix per step')
+    parser.add_argument('--mix-crop', type=int, default=128, help='side of the --mix crops')
     args = parser.parse_args()
     if not (args.data / 'split.json').is_file():
         print(f'detection_finetune: error: {args.data} has no split.json', file=sys.stderr)
@@ -309,14 +342,16 @@ def main() -> int:
             p.requires_grad_(False)
     train = load_train(args.data, args.labels, args.limit)
     noise = refiner_noise(train['planes'].shape[-2:])
-    print(f'{len(train["names"])} train pairs read ({time.perf_counter() - t0:.0f} s)',
-          flush=True)
+    sampler = mix_sampler(args)
+    print(f'{len(train["names"])} train pairs read'
+          + (f', {len(sampler.samples)} of {args.mix}' if sampler else '')
+          + f' ({time.perf_counter() - t0:.0f} s)', flush=True)
     first_stage.eval()
     t1 = time.perf_counter()
     detector = pretrain_detector(args, train, first_stage, refiner, noise)
     pre_history = detector.history
     t2 = time.perf_counter()
-    history = joint(args, train, first_stage, refiner, detector, noise, loss_weights)
+    history = joint(args, train, first_stage, refiner, detector, noise, loss_weights, sampler)
     t3 = time.perf_counter()
     info = {**payload.get('info', {}),
             'command': command(), 'loss_weights': loss_weights,
@@ -325,7 +360,10 @@ def main() -> int:
                          'init': str(args.init), 'lambda': args.lam, 'steps': args.steps,
                          'batch': args.batch, 'lr': args.lr, 'det_lr': args.det_lr,
                          'pre_epochs': args.pre_epochs, 'refiner_steps': args.refiner_steps,
-                         'seed': args.seed}}
+                         'seed': args.seed,
+                         'mix': (f'{args.mix} train crops ({len(sampler.samples)} pairs, '
+                                 f'{args.mix_batch} x {args.mix_crop}^2 per step)'
+                                 if sampler else None)}}
     save_weights(args.out, FIRST_KIND, first_stage.arch, first_stage, info)
     summary = {'command': command(), 'lambda': args.lam, 'pretrain_history': pre_history,
                'joint_history': history,

@@ -114,3 +114,35 @@ def test_detection_term_reaches_the_first_stage_through_the_refiner(ft, tmp_path
                                 0.0)
     assert float(only_fusion['total'].detach()) == pytest.approx(
         float(only_fusion['fusion'].detach()))
+
+
+def test_mixed_set_shares_the_fusion_loss_and_resumes_its_crops(ft, tmp_path):
+    msrs, road = tmp_path / 'msrs', tmp_path / 'road'
+    _write_set(msrs)
+    _write_set(road)  # its test pairs are not images either: reading them would fail
+    train = ft.load_train(msrs)
+    args = type('Args', (), {'mix': road, 'mix_crop': 24, 'seed': 3})()
+    sampler = ft.mix_sampler(args)
+    assert sorted(s.name for s in sampler.samples) == ['00001D', '00002N']
+    state = sampler.state()
+    mix = torch.from_numpy(sampler.batch(4))
+    assert mix.shape == (4, 4, 24, 24)
+    sampler.set_state(state)  # what a resumed run restores from its checkpoint
+    np.testing.assert_array_equal(sampler.batch(4), mix.numpy())
+    torch.manual_seed(0)
+    first_stage = FirstStageNet(**DEFAULT_ARCH)
+    with benchmark_module('detection') as det:
+        detector = det.build_detector(size=32)
+    planes, chroma, boxes, labels = ft.batch_at(train, np.arange(2), np.zeros(2, bool),
+                                                slice(0, 2))
+    terms = ft.joint_loss(first_stage, None, detector, planes, chroma, boxes, labels, 0.0,
+                          steps=0, mix_planes=mix)
+    alone = ft.joint_loss(first_stage, None, detector, planes, chroma, boxes, labels, 0.0,
+                          steps=0)
+    value = {k: float(v.detach()) for k, v in terms.items()}
+    assert value['fusion'] == pytest.approx(
+        0.5 * (float(alone['fusion'].detach()) + value['fusion_mix']), rel=1e-5)
+    assert value['fusion_mix'] != pytest.approx(float(alone['fusion'].detach()), rel=1e-3)
+    grads = torch.autograd.grad(terms['fusion_mix'], list(first_stage.parameters()),
+                                allow_unused=True)
+    assert any(g is not None and bool(g.abs().sum() > 0) for g in grads)
