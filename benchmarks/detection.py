@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 from collections import OrderedDict
+import hashlib
 import json
 import math
 import os
@@ -148,21 +149,78 @@ def input_folder(work: Path, data: Path, name: str, split: str) -> Path:
     return Path(work) / 'inputs' / name / split / 'fused'
 
 
+class StaleWork(Exception):
+    """A ``--work`` folder holds images or runs made another way than this command asks."""
+
+
+def input_overrides(name: str, prev) -> list:
+    """Return the ``--set`` overrides that make fused input ``name`` (None for a camera)."""
+    overrides = INPUTS[name]
+    if overrides == 'PREV':
+        if prev is None:
+            raise SystemExit('detection: error: previous_weights needs --prev DIR')
+        overrides = [f'first_stage.weights={Path(prev) / "first_stage.pt"}',
+                     f'refiner.weights={Path(prev) / "refiner.pt"}']
+    return overrides
+
+
+def input_fingerprint(name: str, prev) -> dict:
+    """
+    Return what input ``name``'s images depend on: its overrides and its weight files' sha256.
+
+    The weights are the shipped ``models/*.pt`` unless an override names others, so a cached
+    fused input is known stale once the shipped weights change. Cameras: ``{}``.
+    """
+    overrides = input_overrides(name, prev)
+    if overrides is None:
+        return {}
+    files = {'first_stage.weights': ROOT / 'models' / 'first_stage.pt',
+             'refiner.weights': ROOT / 'models' / 'refiner.pt'}
+    for item in overrides:
+        key, _, value = item.partition('=')
+        if key in files:
+            files[key] = Path(value)
+    digests = {}
+    for key, path in sorted(files.items()):
+        try:
+            digests[key] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError as err:
+            raise SystemExit(f'detection: error: input {name}: cannot read {key} '
+                             f'{path}: {err.strerror or err}') from None
+    return {'overrides': list(overrides), 'weights_sha256': digests}
+
+
+def check_same(path: Path, wanted: dict, what: str) -> None:
+    """Write ``wanted`` to ``path`` the first time; raise :class:`StaleWork` if it differs."""
+    if path.is_file():
+        try:
+            found = json.loads(path.read_text())
+        except ValueError:
+            found = None
+        if found != wanted:
+            raise StaleWork(f'{path.parent} holds {what} made another way than asked '
+                            f'({path.name} differs); give another --work or remove it')
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(wanted, indent=1, sort_keys=True) + '\n')
+
+
 def make_fused_inputs(work: Path, data: Path, names, prev) -> None:
     """Fuse the train and test pairs for every fused input with ``sgdfuse evaluate`` (cached)."""
     for name in names:
-        overrides = INPUTS[name]
+        overrides = input_overrides(name, prev)
         if overrides is None:
             continue
-        if overrides == 'PREV':
-            if prev is None:
-                raise SystemExit('detection: error: previous_weights needs --prev DIR')
-            overrides = [f'first_stage.weights={Path(prev) / "first_stage.pt"}',
-                         f'refiner.weights={Path(prev) / "refiner.pt"}']
+        fingerprint = input_fingerprint(name, prev)
         for split in ('test', 'train'):
             out = Path(work) / 'inputs' / name / split
             if (out / 'done').is_file():
+                if not (out / 'fingerprint.json').is_file():
+                    raise StaleWork(f'{out} was fused by an older detection.py (no '
+                                    f'fingerprint.json); give another --work or remove it')
+                check_same(out / 'fingerprint.json', fingerprint, 'fused images')
                 continue
+            (out / 'fingerprint.json').unlink(missing_ok=True)
             cmd = [sys.executable, '-m', 'sgdfuse_ros.cli', 'evaluate', '--data', str(data),
                    '--subset', split, '--out', str(out), '--no-metrics', '--contact-rows', '0',
                    '--quiet']
@@ -170,6 +228,7 @@ def make_fused_inputs(work: Path, data: Path, names, prev) -> None:
                 cmd += ['--set', item]
             print(f'fusing {name} {split}: {" ".join(cmd[1:])}', flush=True)
             subprocess.run(cmd, check=True, cwd=ROOT)
+            check_same(out / 'fingerprint.json', fingerprint, 'fused images')
             (out / 'done').write_text('ok\n')
 
 
@@ -570,9 +629,15 @@ def run_one(args, name: str, seed: int, train: dict, test: dict, facts: list) ->
     """Train (or resume) and score one (input, seed) run; its ``result.json``."""
     run_dir = args.work / 'runs' / f'{name}_seed{seed}'
     result_path = run_dir / 'result.json'
+    recipe = {'epochs': args.epochs, 'batch': args.batch, 'lr': args.lr, 'width': args.width,
+              'size': args.size, 'warmup': args.warmup, 'clip': args.clip,
+              'labels': args.labels, 'input': input_fingerprint(name, args.prev)}
+    if result_path.is_file() and not (run_dir / 'recipe.json').is_file():
+        raise StaleWork(f'{run_dir} was trained by an older detection.py (no recipe.json); '
+                        f'give another --work or remove it')
+    check_same(run_dir / 'recipe.json', recipe, 'a detector')
     if result_path.is_file():
         return json.loads(result_path.read_text())
-    run_dir.mkdir(parents=True, exist_ok=True)
     print(f'training {name} seed {seed}', flush=True)
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
     model = train_run(train, run_dir, seed, args.epochs, args.batch, args.lr, args.width,
@@ -780,18 +845,32 @@ def main() -> int:
     torch.set_num_threads(max(1, args.threads))
     args.work = args.work.resolve()
     if not args.table_only:
-        make_fused_inputs(args.work, args.data, args.inputs, args.prev)
-        splits = {name: {split: load_split(args.data, split, input_folder(
-            args.work, args.data, name, split), args.labels) for split in ('train', 'test')}
-            for name in args.inputs}
-        facts = box_facts(args.data, splits[args.inputs[0]]['test'])
-        for seed in args.seeds:  # seed-major: a stopped benchmark has every input's first seeds
-            for name in args.inputs:
-                run_one(args, name, seed, splits[name]['train'], splits[name]['test'], facts)
+        try:
+            make_fused_inputs(args.work, args.data, args.inputs, args.prev)
+            splits = {name: {split: load_split(args.data, split, input_folder(
+                args.work, args.data, name, split), args.labels) for split in ('train', 'test')}
+                for name in args.inputs}
+            facts = box_facts(args.data, splits[args.inputs[0]]['test'])
+            for seed in args.seeds:  # seed-major: a stopped benchmark has every input's first
+                for name in args.inputs:
+                    run_one(args, name, seed, splits[name]['train'], splits[name]['test'],
+                            facts)
+        except StaleWork as err:
+            print(f'detection: error: {err}', file=sys.stderr)
+            return 2
     results = collect(args.work, list(INPUTS), args.seeds)
     if not results:
         print('detection: no finished runs yet', file=sys.stderr)
         return 1
+    for runs in results.values():  # a table states one recipe: every run must follow it
+        for r in runs:
+            differ = [k for k in ('epochs', 'width', 'size', 'lr', 'warmup', 'clip')
+                      if r.get(k) != getattr(args, k)]
+            if differ:
+                print(f'detection: error: run {r["input"]} seed {r["seed"]} in {args.work} has '
+                      f'{differ[0]} {r.get(differ[0])}, not {getattr(args, differ[0])} as '
+                      f'asked', file=sys.stderr)
+                return 2
     summary, markdown = table(results)
     learned = {name: [r for r in runs if not collapsed(r)] or runs
                for name, runs in results.items()}

@@ -188,3 +188,44 @@ def test_fused_inputs_are_registered_from_the_command_line(det):
                 det.add_fused_inputs([bad])
     finally:
         det.INPUTS.pop('ft_a', None)
+
+
+def test_a_work_folder_made_another_way_is_refused_not_reused(det, tmp_path):
+    """Cached images or runs of other weights or another recipe never enter a new table."""
+    first, second = tmp_path / 'a.pt', tmp_path / 'b.pt'
+    first.write_bytes(b'weights one')
+    second.write_bytes(b'weights two')
+    try:
+        det.add_fused_inputs([f'ft_a=first_stage.weights={first}'])
+        one = det.input_fingerprint('ft_a', None)
+        assert one['overrides'] == [f'first_stage.weights={first}']
+        assert set(one['weights_sha256']) == {'first_stage.weights', 'refiner.weights'}
+        assert det.input_fingerprint('thermal', None) == {}
+        # the shipped weights count for the default input: a new models/ file makes it stale
+        default = det.input_fingerprint('fusion_default', None)
+        assert default['weights_sha256']['first_stage.weights'] != \
+            one['weights_sha256']['first_stage.weights']
+        mark = tmp_path / 'inputs' / 'ft_a' / 'test' / 'fingerprint.json'
+        det.check_same(mark, one, 'fused images')
+        det.check_same(mark, one, 'fused images')  # the same: accepted
+        first.write_bytes(b'weights one, retrained')
+        with pytest.raises(det.StaleWork, match='another way'):
+            det.check_same(mark, det.input_fingerprint('ft_a', None), 'fused images')
+    finally:
+        det.INPUTS.pop('ft_a', None)
+    # a finished run of another recipe (4 epochs) is not returned for a 16-epoch table
+    args = type('Args', (), dict(work=tmp_path, epochs=4, batch=16, lr=2e-3, width=16,
+                                 size=128, warmup=100, clip=10.0, labels='fusion',
+                                 prev=None))()
+    run_dir = tmp_path / 'runs' / 'thermal_seed0'
+    det.check_same(run_dir / 'recipe.json', {
+        'epochs': 4, 'batch': 16, 'lr': 2e-3, 'width': 16, 'size': 128, 'warmup': 100,
+        'clip': 10.0, 'labels': 'fusion', 'input': {}}, 'a detector')
+    (run_dir / 'result.json').write_text(json.dumps({'input': 'thermal', 'seed': 0}))
+    assert det.run_one(args, 'thermal', 0, {}, {}, [])['seed'] == 0
+    args.epochs = 16
+    with pytest.raises(det.StaleWork, match='recipe.json differs'):
+        det.run_one(args, 'thermal', 0, {}, {}, [])
+    (run_dir / 'recipe.json').unlink()  # results of an older script: refused too
+    with pytest.raises(det.StaleWork, match='older detection.py'):
+        det.run_one(args, 'thermal', 0, {}, {}, [])
