@@ -214,9 +214,9 @@ def test_a_work_folder_made_another_way_is_refused_not_reused(det, tmp_path):
     finally:
         det.INPUTS.pop('ft_a', None)
     # a finished run of another recipe (4 epochs) is not returned for a 16-epoch table
-    args = type('Args', (), dict(work=tmp_path, epochs=4, batch=16, lr=2e-3, width=16,
-                                 size=128, warmup=100, clip=10.0, labels='fusion',
-                                 prev=None))()
+    args = type('Args', (), {'work': tmp_path, 'epochs': 4, 'batch': 16, 'lr': 2e-3,
+                             'width': 16, 'size': 128, 'warmup': 100, 'clip': 10.0,
+                             'labels': 'fusion', 'prev': None})()
     run_dir = tmp_path / 'runs' / 'thermal_seed0'
     det.check_same(run_dir / 'recipe.json', {
         'epochs': 4, 'batch': 16, 'lr': 2e-3, 'width': 16, 'size': 128, 'warmup': 100,
