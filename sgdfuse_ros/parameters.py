@@ -247,6 +247,13 @@ PIPELINE_PARAMS = [
     P('background.detail_sigma', 16.0,
       'Scale (Gaussian sigma, pixels at 640 wide) below which background.detail_gain acts.',
       min=0.5, max=100.0),
+    P('colour.warm_tint', 80.0,
+      'Warmth in the colour: what is warmer than its surroundings in the thermal image is '
+      'tinted red-orange by up to this many chroma levels; the luminance is not touched '
+      '(0 = the visible colours only).', min=0.0, max=127.0),
+    P('colour.warm_tint_sigma', 40.0,
+      'Size of the surroundings colour.warm_tint compares with (Gaussian sigma, pixels at '
+      '640 wide).', min=2.0, max=200.0),
     # --- faults ----------------------------------------------------------------------------------
     P('faults.oom_retry', 'no_refiner',
       'A frame that runs out of (GPU) memory is retried once at lower cost, then skipped and '

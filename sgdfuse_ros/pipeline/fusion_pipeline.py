@@ -25,7 +25,9 @@ Stages, in order, each timed (milliseconds in ``result.timings``): ``decode`` (t
 visible encoding), ``register`` (thermal into the visible frame, both to the output size),
 ``prior`` (semantic prior), ``first_stage`` (fusion of luminances), ``refiner`` (few-step
 diffusion, when enabled), ``colour`` (with ``background.*`` set, the quiet background for
-detectors first, :class:`~sgdfuse_ros.pipeline.images.QuietBackground`; visible chroma restored).
+detectors first, :class:`~sgdfuse_ros.pipeline.images.QuietBackground`; visible chroma restored,
+with the thermal image's local warmth added in red: ``colour.warm_tint``,
+:class:`~sgdfuse_ros.pipeline.warm_tint.WarmTint`).
 
 Faults a frame survives (``result.recovered`` names them; the node counts them):
 
@@ -70,6 +72,7 @@ import numpy as np
 from . import stages
 from .images import (attenuate_chroma, check_size, merge_luma, QuietBackground, Registration,
                      split_luma, ThermalAGC, visible_to_bgr)
+from .warm_tint import WarmTint
 from ..config import check_model_file, load_config, resolve_model_path
 from ..errors import ConfigError, error_line, InputError, ResourceError, SgdfuseError
 from ..hardware import (physical_cores, prepare_process, resolve_device, set_threads,
@@ -86,7 +89,7 @@ log = logging.getLogger('sgdfuse_ros')
 
 @dataclass
 class FusionResult:
-    fused_bgr: np.ndarray          # uint8 HxWx3, the fused image in the visible camera's colours
+    fused_bgr: np.ndarray          # uint8 HxWx3, the fused image: visible colours + warm tint
     fused_y: np.ndarray            # uint8 HxW, its luminance
     prior: SemanticPrior           # the prior the stages used (labels, targets, boundaries)
     thermal: np.ndarray            # float32 HxW in [0, 1], registered thermal at output size
@@ -168,6 +171,7 @@ class FusionPipeline:
         self.first_stage = stages.build_first_stage(cfg, self.device)
         self.refiner = stages.build_refiner(cfg, self.device)
         self.quiet = QuietBackground.from_config(cfg)
+        self.tint = WarmTint.from_config(cfg)
         self.refiner_failures = 0
         self.oom_retries = 0   # frames saved by the out-of-memory retry
         self.oom_skipped = 0   # frames skipped because the retry ran out of memory too (or none)
@@ -226,7 +230,10 @@ class FusionPipeline:
         if self.quiet.active:  # background.*: the thermal image's quiet surroundings
             fused = self.quiet(fused, ir, prior.targets)
 
-        fused_bgr, fused_y = merge_luma(fused, attenuate_chroma(chroma, vis_y, fused))
+        chroma = attenuate_chroma(chroma, vis_y, fused)
+        if self.tint.active:  # colour.warm_tint: the thermal image's local warmth, in red
+            chroma = self.tint(chroma, ir, fused, self.registration.valid_mask())
+        fused_bgr, fused_y = merge_luma(fused, chroma)
         lap('colour')
         timings['total'] = (time.perf_counter() - t0) * 1000.0
         self.frames += 1

@@ -170,8 +170,9 @@ def test_targets_are_checked_for_the_named_candidate(det):
 
 
 def test_screening_inputs_run_only_when_named(det):
-    assert det.MAIN_INPUTS == ['visible', 'thermal', 'fusion_default', 'fusion_no_prior',
-                               'laplacian', 'previous_weights']
+    assert det.MAIN_INPUTS == ['visible', 'thermal', 'fusion_default', 'fusion_no_tint',
+                               'fusion_no_prior', 'laplacian', 'laplacian_tint',
+                               'previous_weights']
     quiet = [n for n in det.INPUTS if n.startswith('quiet_')]
     assert quiet and all(any(o.startswith('background.') for o in det.INPUTS[n]) for n in quiet)
 

@@ -79,7 +79,11 @@ def test_visible_rgb8_and_mono8(pipeline, scene):
     b = pipeline.process(ir, np.ascontiguousarray(vis[..., ::-1]), visible_encoding='rgb8')
     np.testing.assert_array_equal(a.fused_bgr, b.fused_bgr)
     gray = pipeline.process(ir, vis.mean(axis=2).astype(np.uint8), visible_encoding='mono8')
-    assert (gray.fused_bgr[..., 0] == gray.fused_bgr[..., 1]).all()
+    # a gray visible camera: gray output, but for the warm tint (colour.warm_tint) of warm parts
+    cool = pipeline.tint.warmth(gray.thermal) == 0
+    assert cool.mean() > 0.3 and (~cool).any()
+    for k in (0, 1):
+        assert (gray.fused_bgr[..., k][cool] == gray.fused_bgr[..., 2][cool]).all()
 
 
 def test_given_prior_is_used_and_resized(pipeline, scene):
