@@ -32,7 +32,7 @@ from sgdfuse_ros.pipeline.warm_tint import WarmTint
 
 
 def _scene(h=120, w=160, person=200):
-    """A cool thermal background with a warm person; a textured visible image in colour."""
+    """Return a cool thermal background with a warm person and a textured colour image."""
     thermal = np.full((h, w), 0.3, np.float32)
     thermal[h // 3:h // 3 + h // 4, w // 2:w // 2 + w // 16] = person / 255.0
     rng = np.random.default_rng(0)
