@@ -75,9 +75,13 @@ def add_prev_option(parser, what: str = '') -> None:
 
 
 def prev_weights(folder: Path) -> dict:
-    """Return the config overrides that load the weights of ``--prev`` ``folder``."""
+    """
+    Return the config overrides that load the weights of ``--prev`` ``folder``.
+
+    Scored as they were published: without the warm tint (``colour.warm_tint``), added later.
+    """
     return {'first_stage.weights': str(Path(folder) / 'first_stage.pt'),
-            'refiner.weights': str(Path(folder) / 'refiner.pt')}
+            'refiner.weights': str(Path(folder) / 'refiner.pt'), 'colour.warm_tint': 0.0}
 
 
 # --- data ----------------------------------------------------------------------------------------

@@ -45,7 +45,9 @@ from sgdfuse_ros.training.data import VAL_EVERY
 
 DEFAULT_ROW = 'ours: default (K=2)'
 CONFIGS = {
-    'Laplacian baseline': {'first_stage.type': 'laplacian', 'refiner.steps': 0},
+    # the classical method as published: the visible colours only (no colour.warm_tint)
+    'Laplacian baseline': {'first_stage.type': 'laplacian', 'refiner.steps': 0,
+                           'colour.warm_tint': 0.0},
     'ours: first stage (K=0)': {'refiner.steps': 0},
     DEFAULT_ROW: {},
     'ours: no prior (ablation, K=2)': {'prior.source': 'none'},

@@ -52,7 +52,9 @@ CDDFUSE = {'EN': 7.44, 'SD': 54.67, 'SF': 16.36, 'MI': 2.30, 'SCD': 1.81, 'VIF':
            'Qabf': 0.52, 'SSIM': 0.98}
 
 CONFIGS = {
-    'Laplacian baseline': {'first_stage.type': 'laplacian', 'refiner.steps': 0},
+    # the classical method as published: the visible colours only (no colour.warm_tint)
+    'Laplacian baseline': {'first_stage.type': 'laplacian', 'refiner.steps': 0,
+                           'colour.warm_tint': 0.0},
     'ours: first stage': {'first_stage.type': 'network', 'refiner.steps': 0},
     'ours: + refiner K=1': {'first_stage.type': 'network', 'refiner.steps': 1},
     'ours: + refiner K=2': {'first_stage.type': 'network', 'refiner.steps': 2},

@@ -416,7 +416,8 @@ class QuietBackground:
     Give a detector the thermal image's quiet surroundings, optionally, after the fusion stages.
 
     A small detector finds small warm persons on the thermal image that it misses on the fused
-    one, where they stand in the visible camera's texture (``benchmarks/results/detection.md``).
+    one, where they stand in the visible camera's texture
+    (``benchmarks/results/detection_4epochs.md``).
     Two independent steps on the fused luminance (float32 [0, 1]); both off by default:
 
     - ``detail_gain`` g < 1: the fused image's detail finer than ``detail_sigma`` (Gaussian
