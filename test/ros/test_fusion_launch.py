@@ -21,6 +21,8 @@ output (fused image + camera info, labels, targets; the overlay only while subsc
 ``semantic/detections`` (vision_msgs/Detection2DArray) carries each pair's stamp and keeps its
 targets' ids over a sequence;
 /diagnostics balances its books; ``ros2 param set`` is accepted or refused with the reason;
+``colour.warm_tint`` reddens the warm parts of the fused image and, set to 0 at run time, leaves
+the brightness as it was;
 deactivate stops the outputs and activate resumes them; the graph shows the namespaced outputs
 and the remapped inputs; on shutdown the node exits with 0.
 
@@ -34,6 +36,7 @@ import os
 import sys
 import unittest
 
+import numpy as np
 import pytest
 
 launch_testing = pytest.importorskip('launch_testing')
@@ -308,6 +311,38 @@ class TestFusionNode(unittest.TestCase):
         # the same scene five times: the same targets, under the same ids, every frame
         self.assertEqual(ids, [ids[0]] * len(stamps))
         self.assertEqual(len(set(ids[0])), len(ids[0]))
+        for pub in pubs:
+            probe.node.destroy_publisher(pub)
+
+    def test_9_warm_tint_colours_warm_parts_and_turns_off_at_run_time(self):
+        probe = self.probe
+        self.assertAlmostEqual(probe.get_parameter(NODE, 'colour.warm_tint'), 80.0)
+        refused = probe.set_parameter(NODE, 'colour.warm_tint', 200.0)  # range 0 .. 127
+        self.assertFalse(refused.successful, 'colour.warm_tint 200 was accepted')
+        pubs = probe.cameras(THERMAL, RGB, 'reliable', node=NODE, fused_topic=FUSED,
+                             first_stamp=800.0)
+
+        def fused_at(seconds):
+            msg = [m for m in probe.heard[FUSED] if round(stamp_s(m.header.stamp), 6) == seconds]
+            self.assertTrue(msg, f'no fused image at {seconds}')
+            return np.frombuffer(bytes(msg[-1].data), np.uint8).reshape(HEIGHT, WIDTH, 3)
+
+        self.assertEqual(probe.send_pairs_lockstep(pubs, [800.0], FUSED), [800.0])
+        tinted = fused_at(800.0).astype(np.float64)
+        result = probe.set_parameter(NODE, 'colour.warm_tint', 0.0)
+        self.assertTrue(result.successful, result.reason)
+        # the pipeline is rebuilt before the next pair
+        self.assertEqual(probe.send_pairs_lockstep(pubs, [801.0], FUSED), [801.0])
+        plain = fused_at(801.0).astype(np.float64)
+        red = tinted[..., 2] - plain[..., 2]
+        self.assertGreater(red.max(), 30.0, 'no part of the image turned red')
+        self.assertGreater((red > 10).mean(), 0.001)
+        # only the colour changed: the brightness (BGR -> gray) is the same within rounding
+
+        def gray(bgr):
+            return 0.114 * bgr[..., 0] + 0.587 * bgr[..., 1] + 0.299 * bgr[..., 2]
+        self.assertLess(np.abs(gray(tinted) - gray(plain)).max(), 2.0)
+        self.assertTrue(probe.set_parameter(NODE, 'colour.warm_tint', 80.0).successful)
         for pub in pubs:
             probe.node.destroy_publisher(pub)
 
