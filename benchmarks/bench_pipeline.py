@@ -58,7 +58,7 @@ sys.path.insert(0, str(HERE.parent))         # the package, when not installed
 from harness import write_results  # noqa: E402  (benchmarks/harness.py)
 from machine import describe  # noqa: E402  (benchmarks/machine.py)
 import numpy as np  # noqa: E402
-from sgdfuse_ros.config import load_config  # noqa: E402
+from sgdfuse_ros.config import load_config, parse_override  # noqa: E402
 from sgdfuse_ros.errors import SgdfuseError  # noqa: E402
 from sgdfuse_ros.eval.scoring import percentile_summary  # noqa: E402
 from sgdfuse_ros.eval.synthetic_pairs import make_pair  # noqa: E402
@@ -199,11 +199,16 @@ def untrained_weights(module_name: str, out_dir: Path) -> Tuple[Optional[Path], 
     return path, ''
 
 
+#: ``--set NAME=VALUE`` overrides, applied to every row (e.g. colour.warm_tint=0)
+EXTRA_OVERRIDES = {}
+
+
 def build(config_name: str, backend: str, device: str, threads: int):
     """(pipeline, None) or (None, why the row is skipped)."""
     overrides = dict(CONFIGS[config_name], backend=backend, device=device, threads=threads,
                      device_fallback=False)
     overrides['prior.source'] = 'thermal'
+    overrides.update(EXTRA_OVERRIDES)
     if overrides['first_stage.type'] == 'network' and 'first_stage.weights' in UNTRAINED:
         overrides['first_stage.weights'] = UNTRAINED['first_stage.weights']
     if overrides['refiner.steps'] > 0 and 'refiner.weights' in UNTRAINED:
@@ -566,6 +571,8 @@ def main(argv=None) -> int:
                         help='time the learned stages with freshly initialised weights when no '
                              'trained ones exist (latency only: the output is meaningless)')
     parser.add_argument('--out', default=str(RESULTS), help='results folder')
+    parser.add_argument('--set', dest='overrides', action='append', default=[],
+                        metavar='NAME=VALUE', help='config override for every row (repeatable)')
     parser.add_argument('--suffix', default='',
                         help='results go to pipeline_<device>_<suffix>.json/.md')
     args = parser.parse_args(argv)
@@ -576,6 +583,10 @@ def main(argv=None) -> int:
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
         parser.error(f'unknown config(s) {unknown}')
+    try:
+        EXTRA_OVERRIDES.update(parse_override(text) for text in args.overrides)
+    except SgdfuseError as err:
+        parser.error(str(err))
     gpu = cuda_device_name()
     devices = args.devices.split(',') if args.devices else (['cpu', 'cuda'] if gpu else ['cpu'])
     backends = args.backends.split(',') if args.backends else available_backends()
