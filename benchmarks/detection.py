@@ -36,6 +36,12 @@ fused input made with other ``--set`` overrides (e.g. a first stage fine-tuned b
 ``benchmarks/detection_finetune.py``: ``--fused detft=first_stage.weights=W.pt``; pass it again
 with ``--table-only``).
 
+Choosing settings: ``--split val`` trains on three quarters of the TRAIN split and scores on the
+quarter held out (every fourth name in sorted order, day and night alike), so that an option
+can be tuned and screened without looking at the test split. Its runs live beside the test runs
+(``WORK/runs_val``, sharing the fused inputs) and its table goes to
+``benchmarks/results/detection_val.{json,md}`` unless ``--out`` says otherwise.
+
 Resumable: every run checkpoints after each epoch and continues from there when started again;
 finished runs (their ``result.json``) are skipped. ``--inputs`` / ``--seeds`` pick a part (e.g.
 two processes over different inputs); the table is written from the finished runs. Writes
@@ -148,6 +154,55 @@ def load_split(data: Path, split: str, image_dir: Path, labels: str = 'fusion',
             'night': np.array(night)}
 
 
+#: ``--split val``: every VAL_EVERY-th train name (sorted) is held out for scoring
+VAL_EVERY = 4
+SPLITS = ('test', 'val')
+
+
+def holdout(names) -> tuple:
+    """Return the indices ``(fit, val)`` of a split's names (every VAL_EVERY-th held out)."""
+    order = sorted(range(len(names)), key=lambda i: names[i])
+    val = sorted(order[::VAL_EVERY])
+    held = set(val)
+    return [i for i in range(len(names)) if i not in held], val
+
+
+def subset(split: dict, idx) -> dict:
+    """Return the images ``idx`` of a loaded split (:func:`load_split`)."""
+    idx = list(idx)
+    return {'names': [split['names'][i] for i in idx], 'images': split['images'][idx],
+            'boxes': [split['boxes'][i] for i in idx],
+            'labels': [split['labels'][i] for i in idx], 'night': split['night'][idx]}
+
+
+def detector_sets(data: Path, work: Path, name: str, split: str = 'test',
+                  labels: str = 'fusion') -> tuple:
+    """
+    Return ``(train, scored)`` for input ``name``.
+
+    The TRAIN and TEST splits, or with ``split='val'`` three quarters of TRAIN and the quarter
+    held out (:func:`holdout`).
+    """
+    train = load_split(data, 'train', input_folder(work, data, name, 'train'), labels)
+    if split == 'val':
+        fit, val = holdout(train['names'])
+        return subset(train, fit), subset(train, val)
+    return train, load_split(data, 'test', input_folder(work, data, name, 'test'), labels)
+
+
+def scored_set(data: Path, work: Path, name: str, split: str = 'test',
+               labels: str = 'fusion') -> dict:
+    """Return the images input ``name``'s detectors are scored on (:func:`detector_sets`)."""
+    if split == 'val':
+        return detector_sets(data, work, name, split, labels)[1]
+    return load_split(data, 'test', input_folder(work, data, name, 'test'), labels)
+
+
+def runs_folder(work: Path, split: str = 'test') -> Path:
+    """Return the folder of the runs of ``split`` under ``work``."""
+    return Path(work) / ('runs' if split == 'test' else f'runs_{split}')
+
+
 def input_folder(work: Path, data: Path, name: str, split: str) -> Path:
     """Return the folder with the images of input ``name`` for ``split``."""
     if name == 'visible':
@@ -213,14 +268,14 @@ def check_same(path: Path, wanted: dict, what: str) -> None:
     path.write_text(json.dumps(wanted, indent=1, sort_keys=True) + '\n')
 
 
-def make_fused_inputs(work: Path, data: Path, names, prev) -> None:
-    """Fuse the train and test pairs for every fused input with ``sgdfuse evaluate`` (cached)."""
+def make_fused_inputs(work: Path, data: Path, names, prev, splits=('test', 'train')) -> None:
+    """Fuse the pairs of ``splits`` for every fused input with ``sgdfuse evaluate`` (cached)."""
     for name in names:
         overrides = input_overrides(name, prev)
         if overrides is None:
             continue
         fingerprint = input_fingerprint(name, prev)
-        for split in ('test', 'train'):
+        for split in splits:
             out = Path(work) / 'inputs' / name / split
             if (out / 'done').is_file():
                 if not (out / 'fingerprint.json').is_file():
@@ -515,13 +570,13 @@ def box_facts(data: Path, test: dict) -> list:
     return out
 
 
-def input_contrast(data: Path, work: Path, name: str, labels: str = 'fusion') -> dict:
+def input_contrast(test: dict) -> dict:
     """
-    Median local contrast (:func:`box_contrast`, gray levels) of the test boxes in an input.
+    Median local contrast (:func:`box_contrast`, gray levels) of the scored boxes in an input.
 
-    What a detector sees of a target: per day/night, all boxes and the tiny ones (< 64 px).
+    ``test``: the scored images of the input (:func:`scored_set`). What a detector sees of a
+    target: per day/night, all boxes and the tiny ones (< 64 px).
     """
-    test = load_split(data, 'test', input_folder(work, data, name, 'test'), labels)
     out = {}
     for period, want_night in (('day', False), ('night', True)):
         values, areas, clutter = [], [], []
@@ -577,15 +632,15 @@ def paired_found(args, results: dict, first: str = 'thermal',
                    & {r['seed'] for r in results.get(second, []) if not collapsed(r)})
     if not seeds:
         return {}
-    tests = {name: load_split(args.data, 'test',
-                              input_folder(args.work, args.data, name, 'test'), args.labels)
+    tests = {name: scored_set(args.data, args.work, name, args.split, args.labels)
              for name in (first, second)}
     groups = box_groups(tests[first], box_facts(args.data, tests[first]))
     counts = []
     for seed in seeds:
         found = {}
         for name in (first, second):
-            state = torch.load(args.work / 'runs' / f'{name}_seed{seed}' / 'checkpoint.pt',
+            state = torch.load(runs_folder(args.work, args.split) / f'{name}_seed{seed}' /
+                               'checkpoint.pt',
                                weights_only=True)
             model = build_detector(width=args.width, size=args.size)
             model.load_state_dict(state['model'])
@@ -635,11 +690,13 @@ def summarize(values) -> dict:
 
 def run_one(args, name: str, seed: int, train: dict, test: dict, facts: list) -> dict:
     """Train (or resume) and score one (input, seed) run; its ``result.json``."""
-    run_dir = args.work / 'runs' / f'{name}_seed{seed}'
+    run_dir = runs_folder(args.work, args.split) / f'{name}_seed{seed}'
     result_path = run_dir / 'result.json'
     recipe = {'epochs': args.epochs, 'batch': args.batch, 'lr': args.lr, 'width': args.width,
               'size': args.size, 'warmup': args.warmup, 'clip': args.clip,
               'labels': args.labels, 'input': input_fingerprint(name, args.prev)}
+    if args.split != 'test':
+        recipe['split'] = args.split
     if result_path.is_file() and not (run_dir / 'recipe.json').is_file():
         raise StaleWork(f'{run_dir} was trained by an older detection.py (no recipe.json); '
                         f'give another --work or remove it')
@@ -666,11 +723,11 @@ def run_one(args, name: str, seed: int, train: dict, test: dict, facts: list) ->
     return result
 
 
-def collect(work: Path, names, seeds) -> dict:
+def collect(work: Path, names, seeds, split: str = 'test') -> dict:
     """Read the finished runs' results: {input: [result, ...]}, only inputs with any."""
     out = {}
     for name in names:
-        found = [work / 'runs' / f'{name}_seed{s}' / 'result.json' for s in seeds]
+        found = [runs_folder(work, split) / f'{name}_seed{s}' / 'result.json' for s in seeds]
         done = [json.loads(p.read_text()) for p in found if p.is_file()]
         if done:
             out[name] = done
@@ -828,7 +885,13 @@ def main() -> int:
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads')
     parser.add_argument('--table-only', action='store_true',
                         help='only write the table from the finished runs')
-    parser.add_argument('--out', type=Path, default=RESULTS / 'detection')
+    parser.add_argument('--split', default='test', choices=SPLITS,
+                        help='score on the test split, or (val) train on three quarters of the '
+                             'train split and score on the quarter held out, for choosing '
+                             'settings')
+    parser.add_argument('--out', type=Path, default=None,
+                        help='results file stem (default benchmarks/results/detection, '
+                             'detection_val with --split val)')
     parser.add_argument('--candidate', default='fusion_default',
                         help='the fused input the targets are checked for')
     parser.add_argument('--fused', action='append', default=[],
@@ -836,6 +899,8 @@ def main() -> int:
                         help='one more fused input, made by sgdfuse evaluate with these --set '
                              'overrides (e.g. detft=first_stage.weights=/tmp/w.pt); repeatable')
     args = parser.parse_args()
+    if args.out is None:
+        args.out = RESULTS / ('detection' if args.split == 'test' else f'detection_{args.split}')
     try:
         add_fused_inputs(args.fused)
     except ValueError as err:
@@ -854,19 +919,18 @@ def main() -> int:
     args.work = args.work.resolve()
     if not args.table_only:
         try:
-            make_fused_inputs(args.work, args.data, args.inputs, args.prev)
-            splits = {name: {split: load_split(args.data, split, input_folder(
-                args.work, args.data, name, split), args.labels) for split in ('train', 'test')}
-                for name in args.inputs}
-            facts = box_facts(args.data, splits[args.inputs[0]]['test'])
+            make_fused_inputs(args.work, args.data, args.inputs, args.prev,
+                              ('test', 'train') if args.split == 'test' else ('train',))
+            sets = {name: detector_sets(args.data, args.work, name, args.split, args.labels)
+                    for name in args.inputs}
+            facts = box_facts(args.data, sets[args.inputs[0]][1])
             for seed in args.seeds:  # seed-major: a stopped benchmark has every input's first
                 for name in args.inputs:
-                    run_one(args, name, seed, splits[name]['train'], splits[name]['test'],
-                            facts)
+                    run_one(args, name, seed, *sets[name], facts)
         except StaleWork as err:
             print(f'detection: error: {err}', file=sys.stderr)
             return 2
-    results = collect(args.work, list(INPUTS), args.seeds)
+    results = collect(args.work, list(INPUTS), args.seeds, args.split)
     if not results:
         print('detection: no finished runs yet', file=sys.stderr)
         return 1
@@ -887,12 +951,11 @@ def main() -> int:
               'threads': args.threads, 'labels': args.labels, 'classes': list(CLASSES),
               'epochs': args.epochs, 'batch': args.batch, 'lr': args.lr, 'width': args.width,
               'size': args.size, 'warmup': args.warmup, 'clip': args.clip,
-              'seeds': args.seeds,
+              'seeds': args.seeds, 'split': args.split,
               'detector': 'torchvision FCOS, small backbone (strides 4/8/16) + FPN, from scratch',
               'inputs': summary, 'targets': goals,
-              'box_contrast_median': {name: input_contrast(args.data, args.work, name,
-                                                           args.labels)
-                                      for name in results},
+              'box_contrast_median': {name: input_contrast(scored_set(
+                  args.data, args.work, name, args.split, args.labels)) for name in results},
               'found_share_mean': {
                   name: {k: summarize([r['found'][k][0] for r in runs
                                        if r['found'][k][0] is not None])['mean']
@@ -903,7 +966,9 @@ def main() -> int:
                                                  'seconds_after_resume') if k in r}
                               for r in runs]
                        for name, runs in results.items()}}
-    md = (f'# Detection on MSRS-128 test ({args.labels} boxes)\n\n`{command()}`\n\n'
+    scored = ('test' if args.split == 'test' else
+              'validation: the quarter of train held out, detectors trained on the rest')
+    md = (f'# Detection on MSRS-128 {scored} ({args.labels} boxes)\n\n`{command()}`\n\n'
           f'Detector: {report["detector"]}; the same recipe for every input: {args.epochs} '
           f'epochs, batch {args.batch}, AdamW {args.lr:g} ({args.warmup} warm-up steps at most, '
           f'cosine decay), gradient norm clipped at {args.clip:g}, images resized to '

@@ -217,7 +217,7 @@ def test_a_work_folder_made_another_way_is_refused_not_reused(det, tmp_path):
     # a finished run of another recipe (4 epochs) is not returned for a 16-epoch table
     args = type('Args', (), {'work': tmp_path, 'epochs': 4, 'batch': 16, 'lr': 2e-3,
                              'width': 16, 'size': 128, 'warmup': 100, 'clip': 10.0,
-                             'labels': 'fusion', 'prev': None})()
+                             'labels': 'fusion', 'prev': None, 'split': 'test'})()
     run_dir = tmp_path / 'runs' / 'thermal_seed0'
     det.check_same(run_dir / 'recipe.json', {
         'epochs': 4, 'batch': 16, 'lr': 2e-3, 'width': 16, 'size': 128, 'warmup': 100,
@@ -230,3 +230,35 @@ def test_a_work_folder_made_another_way_is_refused_not_reused(det, tmp_path):
     (run_dir / 'recipe.json').unlink()  # results of an older script: refused too
     with pytest.raises(det.StaleWork, match='older detection.py'):
         det.run_one(args, 'thermal', 0, {}, {}, [])
+
+
+def test_the_validation_split_holds_out_a_quarter_of_train_and_never_reads_test(det, tmp_path):
+    """--split val: settings are chosen on train pairs the detector did not see, not on test."""
+    names = [f'{i:05d}{"DN"[i // 3 % 2]}.png' for i in range(40)]  # runs of day and night
+    shuffled = list(np.random.default_rng(1).permutation(names))
+    fit, val = det.holdout(shuffled)
+    assert sorted(fit + val) == list(range(40)) and not set(fit) & set(val)
+    assert len(val) == 10
+    # the same names are held out whatever the order they are listed in
+    assert sorted(shuffled[i] for i in val) == sorted(names[i] for i in det.holdout(names)[1])
+    assert {shuffled[i][-5] for i in val} == {'D', 'N'}  # day and night alike
+    # a data set whose test labels and images are absent: val mode loads train alone
+    (tmp_path / 'ir').mkdir()
+    (tmp_path / 'labels' / 'fusion' / 'train').mkdir(parents=True)
+    for i, name in enumerate(names[:8]):
+        cv2.imwrite(str(tmp_path / 'ir' / name), np.full((16, 16), i * 10, np.uint8))
+        (tmp_path / 'labels' / 'fusion' / 'train' / (name[:-4] + '.txt')).write_text(
+            '0 0.5 0.5 0.25 0.25\n')
+    (tmp_path / 'split.json').write_text(json.dumps({'train': names[:8],
+                                                     'test': ['missing.png']}))
+    train, scored = det.detector_sets(tmp_path, tmp_path / 'work', 'thermal', 'val')
+    assert scored['names'] == [names[0], names[4]]
+    assert train['names'] == [n for n in names[:8] if n not in scored['names']]
+    assert scored['images'][1, 0, 0, 0] == 40 and scored['night'].tolist() == [False, True]
+    assert len(train['boxes']) == 6 and len(train['images']) == 6
+    assert det.scored_set(tmp_path, tmp_path / 'work', 'thermal', 'val')['names'] == \
+        scored['names']
+    with pytest.raises(FileNotFoundError):  # the test split is only read in test mode
+        det.detector_sets(tmp_path, tmp_path / 'work', 'thermal', 'test')
+    # validation runs never mix with test runs in a --work
+    assert det.runs_folder(tmp_path, 'val') != det.runs_folder(tmp_path, 'test')
