@@ -661,8 +661,9 @@ def paired_table(paired: dict) -> str:
     if not paired:
         return ''
     a, b = paired['first'], paired['second']
-    lines = [f'Labelled test boxes found by the {a} and the {b} detector of the same seed '
-             f'(seeds {" ".join(map(str, paired["seeds"]))}, mean box counts; found as above)\n',
+    lines = [f'Labelled boxes (scored split) found by the {a} and the {b} detector of the same '
+             f'seed (seeds {" ".join(map(str, paired["seeds"]))}, mean box counts; found as '
+             f'above)\n',
              f'| boxes | n | both | {a} only | {b} only | neither |', '|---|---|---|---|---|---|']
     for key, (n, both, only_a, only_b, neither) in paired['groups'].items():
         lines.append(f'| {key} | {n} | {both:.1f} | {only_a:.1f} | {only_b:.1f} | '
@@ -771,8 +772,8 @@ def found_table(results: dict, shares: dict) -> str:
     """Markdown: share of labelled boxes found (mean over seeds) per group and input."""
     names = list(shares)
     first = next(iter(results.values()))[0]['found']
-    lines = [f'Share of labelled test boxes found (IoU >= 0.5 with a detection of score >= '
-             f'{FOUND_SCORE}, right class), mean over seeds\n',
+    lines = [f'Share of the labelled boxes (scored split) found (IoU >= 0.5 with a detection '
+             f'of score >= {FOUND_SCORE}, right class), mean over seeds\n',
              '| boxes | n | ' + ' | '.join(names) + ' |', '|---|---|' + '---|' * len(names)]
     for key, (_, count) in first.items():
         cells = [f'{shares[n][key]:.2f}' if key in shares[n] else '-' for n in names]
@@ -801,8 +802,8 @@ def history_table(results: dict) -> str:
 def contrast_table(contrast: dict) -> str:
     """Markdown: median local contrast of the labelled boxes per input (gray levels)."""
     keys = list(next(iter(contrast.values())))
-    lines = ['Median local contrast of the labelled test boxes in each input (|box mean - '
-             'surrounding ring mean|, gray levels 0-255; tiny: < 64 px) and the mean Sobel '
+    lines = ['Median local contrast of the labelled boxes (scored split) in each input (|box '
+             'mean - surrounding ring mean|, gray levels 0-255; tiny: < 64 px) and the mean Sobel '
              'gradient away from the boxes (background texture a detector must reject)\n',
              '| input | ' + ' | '.join(keys) + ' |', '|---|' + '---|' * len(keys)]
     for name, row in contrast.items():
