@@ -389,8 +389,14 @@ def merge_luma(y: np.ndarray, chroma: Optional[np.ndarray]) -> Tuple[np.ndarray,
 
 # --- quiet background (for detectors) -----------------------------------------------------------
 
-#: sizes of :class:`QuietBackground` are given at this image width and scaled with the frame
-QUIET_WORK_WIDTH = 640
+#: pixel sizes of the ``background.*`` and ``colour.*`` parameters are given at this image
+#: width and scaled with the frame
+SIZE_WORK_WIDTH = 640
+
+
+def frame_sigma(sigma: float, width: int) -> float:
+    """Return a Gaussian sigma given at :data:`SIZE_WORK_WIDTH` for a frame ``width`` wide."""
+    return max(0.5, sigma * width / SIZE_WORK_WIDTH)
 
 
 def smooth(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -446,7 +452,7 @@ class QuietBackground:
 
     def weight(self, targets: np.ndarray) -> np.ndarray:
         """Soft mask (float32 [0, 1]): 1 on the warm targets and within the radius around them."""
-        scale = targets.shape[1] / QUIET_WORK_WIDTH
+        scale = targets.shape[1] / SIZE_WORK_WIDTH
         r = max(1, int(round(self.radius * scale)))
         core = (targets > 0.5).astype(np.uint8)
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
@@ -465,7 +471,7 @@ class QuietBackground:
         t = thermal.astype(np.float32, copy=False)
         if self.detail_gain < 1.0:
             # (F - blur F) - (T - blur T) = D - blur D with D = F - T: one blur, not two
-            sigma = max(0.5, self.detail_sigma * fused.shape[1] / QUIET_WORK_WIDTH)
+            sigma = frame_sigma(self.detail_sigma, fused.shape[1])
             diff = out - t
             diff -= smooth(diff, sigma)
             diff *= np.float32(1.0 - self.detail_gain)

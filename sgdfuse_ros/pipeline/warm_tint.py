@@ -35,19 +35,18 @@ rounding. Where the thermal camera sees nothing (the registration's invalid bord
 tint.
 
 Measured (``benchmarks/results/detection.md``): one detector trained on MSRS-128 finds more
-warm persons and cars on the tinted fused image than on the thermal or the visible image.
+warm persons and cars on the tinted fused image than on the visible image, and than on the
+thermal image on all frames and by day; by night the thermal image alone is still ahead.
 """
 
 from typing import Optional
 
 import numpy as np
 
-from .images import smooth
+from .images import frame_sigma, smooth
 
 #: local warmth that saturates the tint: a quarter of the thermal range above the surroundings
 GAIN = 4.0
-#: frame width at which ``colour.warm_tint_sigma`` is given, as for ``background.*``
-TINT_WORK_WIDTH = 640.0
 
 
 class WarmTint:
@@ -68,8 +67,7 @@ class WarmTint:
     def warmth(self, thermal: np.ndarray) -> np.ndarray:
         """Local warmth w (float32 HxW in [0, 1]) of a thermal image (float32 in [0, 1])."""
         thermal = np.asarray(thermal, np.float32)
-        sigma = max(0.5, self.sigma * thermal.shape[1] / TINT_WORK_WIDTH)
-        w = thermal - smooth(thermal, sigma)
+        w = thermal - smooth(thermal, frame_sigma(self.sigma, thermal.shape[1]))
         w *= np.float32(GAIN)
         return np.clip(w, 0.0, 1.0, out=w)
 
