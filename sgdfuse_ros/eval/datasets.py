@@ -55,7 +55,8 @@ def default_data_dir(beside_checkout: bool = False) -> Optional[Path]:
         return Path(env)
     if not beside_checkout:
         return None
-    beside = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'roadscene'
+    # sgdfuse_ros/eval/datasets.py -> the checkout's folder -> ../shared/data/roadscene
+    beside = Path(__file__).resolve().parents[3] / 'shared' / 'data' / 'roadscene'
     return beside if beside.is_dir() else None
 
 

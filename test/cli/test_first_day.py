@@ -23,7 +23,7 @@ import pytest
 from sgdfuse_ros import hardware
 from sgdfuse_ros.cli import build_parser, COMMANDS, main
 from sgdfuse_ros.errors import InputError
-from sgdfuse_ros.eval.datasets import choose_pairs, time_of_day
+from sgdfuse_ros.eval.datasets import choose_pairs, default_data_dir, time_of_day
 from sgdfuse_ros.eval.synthetic_pairs import write_sample
 from sgdfuse_ros.parameters import ALL_PARAMS, render_yaml
 import torch
@@ -36,6 +36,16 @@ def command_help(name: str) -> str:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == 'command')
     return sub.choices[name].format_help()
+
+
+def test_tests_and_benchmarks_find_the_data_beside_the_checkout(monkeypatch, tmp_path):
+    """Without $SGDFUSE_DATA, ../shared/data/roadscene beside the checkout (where it exists)."""
+    monkeypatch.delenv('SGDFUSE_DATA', raising=False)
+    beside = REPO.parent / 'shared' / 'data' / 'roadscene'
+    assert default_data_dir(beside_checkout=True) == (beside if beside.is_dir() else None)
+    assert default_data_dir() is None  # the commands never look there
+    monkeypatch.setenv('SGDFUSE_DATA', str(tmp_path))
+    assert default_data_dir() == default_data_dir(beside_checkout=True) == tmp_path
 
 
 @pytest.mark.parametrize('name', sorted(COMMANDS))
