@@ -65,6 +65,7 @@ import cv2
 from harness import command, RESULTS, ROOT, write_results
 from machine import describe
 import numpy as np
+from sgdfuse_ros.config import FIRST_STAGE_FILES
 
 CLASSES = ('person', 'bicycle', 'car')
 #: the fused image without the warm tint (``colour.warm_tint``): the visible colours only. The
@@ -81,6 +82,10 @@ INPUTS = OrderedDict([
     ('laplacian', ['first_stage.type=laplacian', 'refiner.steps=0', NO_TINT]),
     ('laplacian_tint', ['first_stage.type=laplacian', 'refiner.steps=0']),
     ('previous_weights', 'PREV'),
+    # the first stage fine-tuned for detectors (``first_stage.tuned_for: detectors``), with and
+    # without its prior: detection_detectors.md
+    ('fusion_detectors', ['first_stage.tuned_for=detectors']),
+    ('fusion_detectors_no_prior', ['first_stage.tuned_for=detectors', 'prior.source=none']),
     # screening of the quiet background (``background.*``; off in the default), see
     # detection_quiet_screening.md: made before the warm tint, so without it
     ('quiet_ring20', ['background.target_radius=20', NO_TINT]),
@@ -93,8 +98,10 @@ INPUTS = OrderedDict([
     ('quiet_detail05_s16', ['background.detail_gain=0.5', 'background.detail_sigma=16',
                             NO_TINT]),
 ])
-#: the inputs a run makes by default (the ``quiet_*`` screening inputs only when named)
-MAIN_INPUTS = [name for name in INPUTS if not name.startswith('quiet_')]
+#: the inputs a run makes by default (the ``quiet_*`` screening inputs and the detector-tuned
+#: weights only when named)
+MAIN_INPUTS = [name for name in INPUTS
+               if not name.startswith('quiet_') and not name.startswith('fusion_detectors')]
 #: box sizes of the analysis (area in pixels of the 128x128 image)
 SIZE_BINS = (('tiny <64', 0, 64), ('small 64-256', 64, 256), ('larger >=256', 256, 1e9))
 #: score at which the analysis counts a box as found (IoU >= 0.5 with a detection this sure)
@@ -237,8 +244,12 @@ def input_fingerprint(name: str, prev) -> dict:
     overrides = input_overrides(name, prev)
     if overrides is None:
         return {}
-    files = {'first_stage.weights': ROOT / 'models' / 'first_stage.pt',
+    files = {'first_stage.weights': ROOT / 'models' / FIRST_STAGE_FILES['images'],
              'refiner.weights': ROOT / 'models' / 'refiner.pt'}
+    for item in overrides:  # first_stage.tuned_for picks a shipped file, weights= any file
+        key, _, value = item.partition('=')
+        if key == 'first_stage.tuned_for' and value in FIRST_STAGE_FILES:
+            files['first_stage.weights'] = ROOT / 'models' / FIRST_STAGE_FILES[value]
     for item in overrides:
         key, _, value = item.partition('=')
         if key in files:
@@ -835,7 +846,7 @@ def targets(summary: dict, ours_name: str = 'fusion_default') -> dict:
         gap = m(ours_name, period)['mean'] - better
         out[f'{label} - better camera, {period}'] = round(gap, 2)
         out[f'within 1 point of the better camera, {period}'] = bool(gap >= -1)
-    for other in ('laplacian', 'fusion_no_prior', 'fusion_default'):
+    for other in ('laplacian', 'fusion_no_prior', 'fusion_default', f'{ours_name}_no_prior'):
         if other in summary and other != ours_name:
             out[f'beats {other} (all)'] = bool(ours['mean'] > m(other, 'all')['mean'])
     return out

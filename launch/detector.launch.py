@@ -26,8 +26,9 @@ An example: the fusion node with a detector behind it, the detector reading ``fu
         detector_image_topic:=image
 
 Arguments: those of ``fusion.launch.py`` (namespace, node_name, thermal_topic, rgb_topic,
-camera_info_topic, thermal_info_topic, params_file, use_sim_time, device, autostart, log_level),
-and
+camera_info_topic, thermal_info_topic, params_file, use_sim_time, device, tuned_for, autostart,
+log_level; here ``tuned_for`` defaults to ``detectors``: the first stage fine-tuned for a
+detector behind it, ``tuned_for:=images`` for the image-tuned one), and
 
 - ``detector``: ``yolo_ros`` (default: includes yolo_bringup's yolo.launch.py with
   ``input_image_topic`` set to the fused image), ``node`` (runs ``detector_package`` /
@@ -52,8 +53,8 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 FUSION_ARGUMENTS = ('namespace', 'node_name', 'thermal_topic', 'rgb_topic', 'camera_info_topic',
-                    'thermal_info_topic', 'params_file', 'use_sim_time', 'device', 'autostart',
-                    'log_level')
+                    'thermal_info_topic', 'params_file', 'use_sim_time', 'device', 'tuned_for',
+                    'autostart', 'log_level')
 
 
 def fused_topic(namespace: str) -> str:
@@ -103,8 +104,8 @@ def generate_launch_description():
     defaults = {'namespace': '', 'node_name': 'fusion_node', 'thermal_topic': 'thermal/image_raw',
                 'rgb_topic': 'rgb/image_raw', 'camera_info_topic': 'rgb/camera_info',
                 'thermal_info_topic': 'thermal/camera_info',
-                'use_sim_time': 'false', 'device': '', 'autostart': 'true',
-                'log_level': 'info'}
+                'use_sim_time': 'false', 'device': '', 'tuned_for': 'detectors',
+                'autostart': 'true', 'log_level': 'info'}
     declared = [DeclareLaunchArgument(name, default_value=default)
                 for name, default in defaults.items()]
     declared.append(DeclareLaunchArgument(

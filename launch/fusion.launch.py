@@ -23,7 +23,9 @@ Arguments: namespace, node_name, thermal_topic, rgb_topic, camera_info_topic,
 thermal_info_topic (remappings of thermal/image_raw, rgb/image_raw, rgb/camera_info,
 thermal/camera_info), params_file (default: the installed
 config/fusion.yaml), use_sim_time (true with `ros2 bag play --clock`), device (auto, cpu,
-cuda; empty keeps the parameter file's), autostart, log_level.
+cuda; empty keeps the parameter file's), tuned_for (images or detectors: the shipped
+first-stage weights, first_stage.tuned_for; empty keeps the parameter file's), autostart,
+log_level.
 """
 
 import os
@@ -49,6 +51,8 @@ def _fusion_node(context):
     }
     if value('device'):
         overrides['device'] = value('device')
+    if value('tuned_for'):
+        overrides['first_stage.tuned_for'] = value('tuned_for')
     return [LifecycleNode(
         package='sgdfuse_ros',
         executable='fusion_node',
@@ -81,6 +85,9 @@ def generate_launch_description():
         ('params_file', default_params, 'parameter file (ROS 2 layout)'),
         ('use_sim_time', 'false', 'use /clock (true with `ros2 bag play --clock`)'),
         ('device', '', 'auto, cpu or cuda; empty keeps the parameter file value'),
+        ('tuned_for', '', 'images or detectors: the shipped first-stage weights '
+         '(first_stage.tuned_for; detectors for a node that feeds a detector); empty keeps the '
+         'parameter file value'),
         ('autostart', 'true', 'configure and activate on start (false: ros2 lifecycle set)'),
         ('log_level', 'info', 'logging level of the node'),
     ]

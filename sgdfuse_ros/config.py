@@ -283,6 +283,16 @@ def resolve_model_path(value: str, default_name: str) -> Path:
     return Path(value).expanduser() if value else models_dir() / default_name
 
 
+#: the shipped first-stage weights under models/, by ``first_stage.tuned_for``
+FIRST_STAGE_FILES = {'images': 'first_stage.pt', 'detectors': 'first_stage_detectors.pt'}
+
+
+def first_stage_path(config: dict) -> Path:
+    """Return the first-stage weights file: ``first_stage.weights``, else the shipped one."""
+    return resolve_model_path(config['first_stage.weights'],
+                              FIRST_STAGE_FILES[config['first_stage.tuned_for']])
+
+
 def check_model_file(path: os.PathLike, parameter: str, expected: str) -> Path:
     """
     ``path`` (from ``parameter``) is an existing, regular, readable file; else ConfigError.

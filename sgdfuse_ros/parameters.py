@@ -227,8 +227,14 @@ PIPELINE_PARAMS = [
     P('first_stage.type', 'network',
       'First-stage fusion: network (learned, prior-guided) or laplacian (classical pyramid).',
       choices=('network', 'laplacian'), read_only=True),
-    P('first_stage.weights', '', 'Weights of the first-stage network (empty = shipped '
-      'models/first_stage.pt).', read_only=True),
+    P('first_stage.weights', '', 'Weights of the first-stage network (empty = the shipped '
+      'weights of first_stage.tuned_for).', read_only=True),
+    P('first_stage.tuned_for', 'images',
+      'Which shipped first-stage weights run when first_stage.weights is empty: images (tuned '
+      'for the image-fusion metrics, models/first_stage.pt) or detectors (fine-tuned with a '
+      "detector's loss: a detector trained on the fused image finds more, by day and by night, "
+      'and the image-fusion metrics are lower; models/first_stage_detectors.pt, see its model '
+      'card).', choices=('images', 'detectors'), read_only=True),
     P('first_stage.levels', 4, 'Pyramid levels of the laplacian first stage.', min=1, max=8),
     P('refiner.steps', 2, 'Denoising steps of the diffusion refiner (0 disables it; 1, 2 or 4 '
       'are the trained settings).', min=0, max=16),

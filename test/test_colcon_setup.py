@@ -212,6 +212,7 @@ def test_launch_tests_import_only_what_launch_test_provides():
                           if 'def generate_test_description' in p.read_text(encoding='utf-8'))
     assert [p.name for p in launch_files] == ['test_alignment_launch.py',
                                               'test_compressed_launch.py',
+                                              'test_detector_tuned_launch.py',
                                               'test_fusion_launch.py',
                                               'test_fusion_sim_time_launch.py']
     siblings = {p.stem for p in ROS_TESTS.glob('*.py')}
@@ -290,8 +291,8 @@ for name in ('ros_probe', 'ros_sync'):
 """
 
 
-@pytest.mark.parametrize('name', ['test_alignment_launch.py', 'test_fusion_launch.py',
-                                  'test_fusion_sim_time_launch.py'])
+@pytest.mark.parametrize('name', ['test_alignment_launch.py', 'test_detector_tuned_launch.py',
+                                  'test_fusion_launch.py', 'test_fusion_sim_time_launch.py'])
 def test_a_launch_test_file_loads_without_pytest_paths(tmp_path, name):
     env = {k: v for k, v in os.environ.items() if k not in ('PYTEST_ADDOPTS', 'PYTEST_PLUGINS')}
     env['PYTHONPATH'] = str(ROOT)  # the package, as \`source install/setup.bash\` provides it

@@ -13,7 +13,8 @@
 # limitations under the License.
 
 import pytest
-from sgdfuse_ros.config import default_config_path, flatten, load_config, parse_override
+from sgdfuse_ros.config import (default_config_path, first_stage_path, flatten, load_config,
+                                models_dir, parse_override)
 from sgdfuse_ros.errors import ConfigError
 from sgdfuse_ros.parameters import defaults, render_yaml, SPECS
 import yaml
@@ -81,3 +82,15 @@ def test_parse_override():
     assert parse_override('registration.homography=[1,0,0,0,1,0,0,0,1]')[1][0] == 1
     with pytest.raises(ConfigError):
         parse_override('nonsense')
+
+
+def test_first_stage_tuned_for_picks_a_shipped_file_and_an_explicit_path_wins(tmp_path):
+    assert first_stage_path(load_config()) == models_dir() / 'first_stage.pt'
+    detect = load_config(overrides={'first_stage.tuned_for': 'detectors'})
+    assert first_stage_path(detect) == models_dir() / 'first_stage_detectors.pt'
+    assert first_stage_path(detect).is_file()  # shipped, not only named
+    own = tmp_path / 'mine.pt'
+    assert first_stage_path(load_config(overrides={'first_stage.tuned_for': 'detectors',
+                                                   'first_stage.weights': str(own)})) == own
+    with pytest.raises(ConfigError, match='first_stage.tuned_for'):
+        load_config(overrides={'first_stage.tuned_for': 'people'})

@@ -101,7 +101,11 @@ def test_launch_file_defaults_are_the_table():
 
 
 def test_detector_launch_example_passes_every_fusion_argument_and_reads_the_fused_topic():
-    """launch/detector.launch.py hands fusion.launch.py all its arguments, same defaults."""
+    """
+    launch/detector.launch.py hands fusion.launch.py all its arguments, same defaults.
+
+    All but one: behind a detector the first stage tuned for detectors runs by default.
+    """
     fusion = ast.parse((ROOT / 'launch' / 'fusion.launch.py').read_text())
     names = {node.elts[0].value for node in ast.walk(fusion)
              if isinstance(node, ast.Tuple) and len(node.elts) == 3
@@ -119,7 +123,9 @@ def test_detector_launch_example_passes_every_fusion_argument_and_reads_the_fuse
     fusion_defaults = {node.elts[0].value: node.elts[1].value for node in ast.walk(fusion)
                        if isinstance(node, ast.Tuple) and len(node.elts) == 3
                        and all(isinstance(e, ast.Constant) for e in node.elts)}
-    assert defaults == {k: v for k, v in fusion_defaults.items() if k in defaults}
+    assert defaults == {**{k: v for k, v in fusion_defaults.items() if k in defaults},
+                        'tuned_for': 'detectors'}
+    assert fusion_defaults['tuned_for'] == ''  # fusion.launch.py: the parameter file's
     assert set(defaults) == names - {'params_file'}
     assert '/{namespace}/' + messages.FUSED_TOPIC in source  # the detector reads fused/image
 

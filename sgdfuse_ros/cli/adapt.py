@@ -60,7 +60,7 @@ from .values import (crop_size, int_at_least, learning_rate, loss_weights, minut
                      threads)
 from .. import writing
 from ..bag.reader import choose_topics, open_bag
-from ..config import check_model_file, load_config, resolve_model_path
+from ..config import check_model_file, first_stage_path, load_config, resolve_model_path
 from ..errors import InputError
 from ..fusion.network import FirstStageNet, load_first_stage
 from ..fusion.refiner import RefinerNet
@@ -160,7 +160,7 @@ def file_digest(path: Path) -> str:
 def start_paths(args, config: dict) -> dict:
     """Return the starting weights files, ``{stage: path}`` (no refiner for ``first-stage``)."""
     paths = {'first_stage': (Path(args.first_stage) if args.first_stage else
-                             resolve_model_path(config['first_stage.weights'], 'first_stage.pt'))}
+                             first_stage_path(config))}
     if args.stage != 'first-stage':
         paths['refiner'] = (Path(args.refiner) if args.refiner
                             else resolve_model_path(config['refiner.weights'], 'refiner.pt'))

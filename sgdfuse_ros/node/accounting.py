@@ -41,8 +41,9 @@ DROP_REASONS = ('unmatched', 'late', 'duplicate', 'overflow', 'busy', 'stopped',
 REJECT_REASONS = ('encoding', 'decode', 'size', 'pipeline')
 SYNC_DROP_REASONS = ('unmatched', 'late', 'duplicate', 'overflow')  # counted by the synchroniser
 # the parameters stats() repeats, so that diagnostics say what the numbers were measured with
-STATS_CONFIG = ('prior.source', 'first_stage.type', 'refiner.steps', 'sync.slop',
-                'sync.queue_size', 'diagnostics.period_s', 'diagnostics.alignment_every')
+STATS_CONFIG = ('prior.source', 'first_stage.type', 'first_stage.weights',
+                'first_stage.tuned_for', 'refiner.steps', 'sync.slop', 'sync.queue_size',
+                'diagnostics.period_s', 'diagnostics.alignment_every')
 RATE_WINDOW_S = 5.0           # rates are measured over this many seconds
 PRIOR_HEALTH_KEYS = ('sam_runs', 'sam_failures', 'sam_timeouts', 'fallback_frames', 'backoff_s',
                      'last_error', 'worker_alive')

@@ -127,6 +127,16 @@ def sync_status(stats: dict) -> Tuple[int, str, List[Tuple[str, str]]]:
     return OK, f'{paired} pairs', values
 
 
+def first_stage_label(config: dict) -> str:
+    """Name the first stage that runs: laplacian, or network with the weights it loaded."""
+    kind = config['first_stage.type']
+    if kind != 'network':
+        return kind
+    if config.get('first_stage.weights'):
+        return f"network ({config['first_stage.weights']})"
+    return f"network (tuned for {config.get('first_stage.tuned_for', 'images')})"
+
+
 def processing_status(stats: dict) -> Tuple[int, str, List[Tuple[str, str]]]:
     output = stats['output']
     prior = stats['prior']
@@ -141,7 +151,7 @@ def processing_status(stats: dict) -> Tuple[int, str, List[Tuple[str, str]]]:
               ('prior source', prior.get('source') or 'none yet'),
               ('prior age (s)', _fmt(prior.get('age_s', 0.0))),
               ('configured prior', stats['config']['prior.source']),
-              ('first stage', stats['config']['first_stage.type']),
+              ('first stage', first_stage_label(stats['config'])),
               ('refiner steps', _fmt(stats['config']['refiner.steps']))]
     oom = output.get('out_of_memory', 0)
     recovered = output.get('recovered') or {}

@@ -48,7 +48,7 @@ from torch import nn
 from .export import export_module
 from .runtime import OnnxModule
 from .scratch import scratch_dir
-from ..config import resolve_model_path
+from ..config import first_stage_path, resolve_model_path
 from ..fusion.network import FirstStageNet, KIND as FIRST_STAGE_KIND
 from ..fusion.refiner import (DiffusionRefiner, KIND as REFINER_KIND, pack_planes, PAD_MULTIPLE,
                               refine, RefinerNet)
@@ -116,7 +116,7 @@ def export_first_stage(model: FirstStageNet, path) -> Path:
 
 def export_first_stage_onnx(config: dict, out_dir):
     """``sgdfuse export`` hook: the configured first-stage weights -> out_dir/first_stage.onnx."""
-    path = resolve_model_path(config['first_stage.weights'], 'first_stage.pt')
+    path = first_stage_path(config)
     model, _ = load_weights(path, FIRST_STAGE_KIND, FirstStageNet.from_arch)
     return export_first_stage(model, Path(out_dir) / 'first_stage.onnx')
 

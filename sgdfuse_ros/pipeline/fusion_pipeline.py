@@ -73,7 +73,7 @@ from . import stages
 from .images import (attenuate_chroma, check_size, merge_luma, QuietBackground, Registration,
                      split_luma, ThermalAGC, visible_to_bgr)
 from .warm_tint import WarmTint
-from ..config import check_model_file, load_config, resolve_model_path
+from ..config import check_model_file, first_stage_path, load_config, resolve_model_path
 from ..errors import ConfigError, error_line, InputError, ResourceError, SgdfuseError
 from ..hardware import (physical_cores, prepare_process, resolve_device, set_threads,
                         single_interop_thread, thread_candidates, THREAD_POLICIES, wait_policy)
@@ -137,8 +137,8 @@ def check_weight_paths(cfg: dict) -> None:
     ``fallback`` a bad checkpoint makes the SAM provider serve the thermal prior, loudly.
     """
     if cfg['first_stage.type'] == 'network':
-        check_model_file(resolve_model_path(cfg['first_stage.weights'], 'first_stage.pt'),
-                         'first_stage.weights', 'first-stage network weights (.pt)')
+        check_model_file(first_stage_path(cfg), 'first_stage.weights' if cfg['first_stage.weights']
+                         else 'first_stage.tuned_for', 'first-stage network weights (.pt)')
     if cfg['refiner.steps'] > 0:
         check_model_file(resolve_model_path(cfg['refiner.weights'], 'refiner.pt'),
                          'refiner.weights', 'refiner weights (.pt)')

@@ -38,7 +38,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Callable, Dict, Optional
 
-from ..config import resolve_model_path
+from ..config import first_stage_path, resolve_model_path
 from ..errors import ConfigError
 from ..fusion.laplacian import LaplacianStage
 from ..prior.thermal import EmptyPrior, ThermalPrior
@@ -125,7 +125,7 @@ def _learned_stages(config: dict):
 
 @register(FIRST_STAGES, 'network')
 def _network(config, device):
-    path = resolve_model_path(config['first_stage.weights'], 'first_stage.pt')
+    path = first_stage_path(config)
     module, _ = _learned_stages(config)
     if _onnx(config):
         return module.load_onnx_first_stage(path, config)

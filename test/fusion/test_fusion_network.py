@@ -18,7 +18,7 @@ import importlib.util
 
 import numpy as np
 import pytest
-from sgdfuse_ros.config import load_config
+from sgdfuse_ros.config import load_config, models_dir
 from sgdfuse_ros.errors import ConfigError
 from sgdfuse_ros.fusion.backbone import pad_to_multiple
 from sgdfuse_ros.fusion.laplacian import laplacian_fusion
@@ -281,6 +281,26 @@ def test_onnx_first_stage_matches_torch_at_an_odd_size(weights):
     assert out.shape == (61, 93) and out.dtype == np.float32
     np.testing.assert_allclose(out, load_first_stage(fp)(ir, vis, prior), atol=1e-5)
     stage.close()
+
+
+@pytest.mark.parametrize('backend', ['torch', 'onnx'])
+def test_tuned_for_detectors_runs_the_shipped_detector_weights_on_both_backends(backend):
+    if backend == 'onnx':
+        pytest.importorskip('onnxruntime')
+    ir, vis = scene(61, 93)
+    prior = ThermalPrior()(ir, vis)
+    out = {}
+    for tuned in ('images', 'detectors'):
+        cfg = load_config(overrides={'backend': backend, 'device': 'cpu',
+                                     'first_stage.tuned_for': tuned})
+        stage = stages.build_first_stage(cfg, 'cpu')
+        assert getattr(stage, 'backend', 'torch') == backend
+        out[tuned] = stage(ir, vis, prior)
+        if hasattr(stage, 'close'):
+            stage.close()
+    shipped = load_first_stage(models_dir() / 'first_stage_detectors.pt')(ir, vis, prior)
+    np.testing.assert_allclose(out['detectors'], shipped, atol=1e-5)
+    assert np.abs(out['detectors'] - out['images']).mean() > 1e-3  # another network
 
 
 def test_onnx_refiner_matches_torch(weights):

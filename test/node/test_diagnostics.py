@@ -49,6 +49,7 @@ def test_diagnostics_report_rates_latency_drops_and_prior(scene):
                 'prior age (s)'):
         assert key in values, key
     assert values['prior source'] == 'thermal' and values['device'] == 'cpu'
+    assert values['first stage'] == 'network (tuned for images)'  # which shipped weights
     assert values['published'] == '6'
     # how the CPU is used (thread_policy): the shipped default, the count in use
     assert values['thread policy'] == 'adaptive' and values['backend'] in ('onnx', 'torch')
@@ -57,6 +58,22 @@ def test_diagnostics_report_rates_latency_drops_and_prior(scene):
     assert sync['values']['pairs'] == '6' and sync['values']['thermal dropped (unmatched)'] == '0'
     assert all(s.hardware_id == 'cpu' for s in array.status)
     core.shutdown()
+
+
+def test_diagnostics_name_the_first_stage_weights_that_run(scene):
+    for overrides, expected in (
+            ({'first_stage.tuned_for': 'detectors'}, 'network (tuned for detectors)'),
+            ({'first_stage.type': 'laplacian'}, 'laplacian')):
+        core, t = make_core(overrides)
+        core.configure()
+        core.activate()
+        send_pair(t, scene, 1.0)
+        core.process_pending()
+        t.fire_timers()
+        values = as_dict(t.sent('/diagnostics')[-1])['cam/fusion_node: processing']['values']
+        assert values['first stage'] == expected
+        assert values['published'] == '1'
+        core.shutdown()
 
 
 def test_diagnostics_timer_follows_its_period_parameter():
