@@ -29,7 +29,10 @@ day and night frames, mean and spread over the seeds. The fused inputs are made 
 
     python benchmarks/detection.py --data ../shared/data/msrs128 --prev PREV
 
-The ``quiet_*`` inputs screen the ``background.*`` option (a fused image for detectors, off by
+``fusion_detectors`` (and ``fusion_detectors_no_prior``) are made with the first stage tuned for
+detectors (``first_stage.tuned_for: detectors``); like the ``quiet_*`` inputs they run only when
+named (``benchmarks/results/detection_detectors.md``). The ``quiet_*`` inputs screen the
+``background.*`` option (a fused image for detectors, off by
 default; ``benchmarks/results/detection_quiet_screening.md``); ``--candidate NAME`` checks the
 targets for that input instead of the default fusion. ``--fused NAME=KEY=VALUE[,...]`` adds a
 fused input made with other ``--set`` overrides (e.g. a first stage fine-tuned by

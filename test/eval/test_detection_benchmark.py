@@ -20,6 +20,7 @@ shifted and missing detections, the day/night selection), the analysis' "found" 
 one training step plus a resumed epoch of the detector.
 """
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -206,6 +207,14 @@ def test_a_work_folder_made_another_way_is_refused_not_reused(det, tmp_path):
         default = det.input_fingerprint('fusion_default', None)
         assert default['weights_sha256']['first_stage.weights'] != \
             one['weights_sha256']['first_stage.weights']
+        # first_stage.tuned_for=detectors: the shipped detector-tuned file counts instead
+        tuned = det.input_fingerprint('fusion_detectors', None)
+        assert tuned['weights_sha256']['first_stage.weights'] == hashlib.sha256(
+            (det.ROOT / 'models' / 'first_stage_detectors.pt').read_bytes()).hexdigest()
+        assert tuned['weights_sha256']['first_stage.weights'] != \
+            default['weights_sha256']['first_stage.weights']
+        assert tuned['weights_sha256']['refiner.weights'] == \
+            default['weights_sha256']['refiner.weights']
         mark = tmp_path / 'inputs' / 'ft_a' / 'test' / 'fingerprint.json'
         det.check_same(mark, one, 'fused images')
         det.check_same(mark, one, 'fused images')  # the same: accepted
