@@ -207,6 +207,23 @@ class Probe:
     def lifecycle_state(self, node: str) -> str:
         return self.call(GetState, f'{node}/get_state', GetState.Request()).current_state.label
 
+    def wait_active(self, node: str, output_topic: str, timeout: float = 120.0) -> str:
+        """
+        Wait until ``node`` has created ``output_topic`` and reached ``active``; its last state.
+
+        The node configures and activates itself before it spins (``autostart``): its outputs
+        appear first, then its lifecycle services answer.
+        """
+        assert self.spin_until(lambda: self.node.count_publishers(output_topic) > 0, timeout), \
+            f'{node} never created {output_topic}'
+        state = None
+        for _ in range(600):
+            state = self.lifecycle_state(node)
+            if state == 'active':
+                break
+            self.spin_for(0.2)
+        return state
+
     def change_state(self, node: str, transition_id: int) -> bool:
         request = ChangeState.Request()
         request.transition = Transition(id=transition_id)

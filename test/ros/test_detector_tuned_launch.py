@@ -81,15 +81,7 @@ class TestDetectorTunedNode(unittest.TestCase):
 
     def test_1_active_with_the_detector_tuned_first_stage(self):
         probe = self.probe
-        self.assertTrue(probe.spin_until(lambda: probe.node.count_publishers(FUSED) > 0, 120.0),
-                        'the node never created its outputs')
-        state = None
-        for _ in range(600):
-            state = probe.lifecycle_state(NODE)
-            if state == 'active':
-                break
-            probe.spin_for(0.2)
-        self.assertEqual(state, 'active')
+        self.assertEqual(probe.wait_active(NODE, FUSED), 'active')
         self.assertEqual(probe.get_parameter(NODE, 'first_stage.tuned_for'), 'detectors')
         status = probe.wait_diagnostics(DIAG_NAME, 'processing', timeout=30.0)
         self.assertIsNotNone(status, 'no processing status on /diagnostics')

@@ -108,17 +108,7 @@ class TestFusionNode(unittest.TestCase):
         return True
 
     def test_1_launch_file_brings_the_node_to_active(self):
-        probe = self.probe
-        state = None
-        # the node configures and activates itself before it spins: wait for its services
-        self.assertTrue(probe.spin_until(lambda: probe.node.count_publishers(FUSED) > 0, 120.0),
-                        'the node never created its outputs')
-        for _ in range(600):
-            state = probe.lifecycle_state(NODE)
-            if state == 'active':
-                break
-            probe.spin_for(0.2)
-        self.assertEqual(state, 'active')
+        self.assertEqual(self.probe.wait_active(NODE, FUSED), 'active')
 
     def test_2_best_effort_and_reliable_cameras_are_fused_with_their_stamps(self):
         probe = self.probe
