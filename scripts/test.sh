@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up (once) and run the whole test suite. Tests on real data read $SGDFUSE_DATA
-# (a RoadScene-layout folder) and skip, saying so, when it is absent.
+# (a RoadScene-layout folder; else ../shared/data/roadscene beside the checkout) and skip,
+# saying so, when it is absent.
 #
 # This is the developer's route (the project's virtual environment, pinned pytest). Where ROS 2
 # is sourced and its pytest plugins cannot load into this pytest, scripts/ros_pytest_args.py
