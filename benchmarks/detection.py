@@ -247,16 +247,14 @@ def input_fingerprint(name: str, prev) -> dict:
     overrides = input_overrides(name, prev)
     if overrides is None:
         return {}
-    files = {'first_stage.weights': ROOT / 'models' / FIRST_STAGE_FILES['images'],
-             'refiner.weights': ROOT / 'models' / 'refiner.pt'}
-    for item in overrides:  # first_stage.tuned_for picks a shipped file, weights= any file
-        key, _, value = item.partition('=')
-        if key == 'first_stage.tuned_for' and value in FIRST_STAGE_FILES:
-            files['first_stage.weights'] = ROOT / 'models' / FIRST_STAGE_FILES[value]
-    for item in overrides:
-        key, _, value = item.partition('=')
-        if key in files:
-            files[key] = Path(value)
+    sets = dict(item.partition('=')[::2] for item in overrides)
+    # an explicit weights file wins; else first_stage.tuned_for picks the shipped one
+    shipped = FIRST_STAGE_FILES.get(sets.get('first_stage.tuned_for', 'images'),
+                                    FIRST_STAGE_FILES['images'])
+    files = {'first_stage.weights': Path(sets.get('first_stage.weights') or
+                                         ROOT / 'models' / shipped),
+             'refiner.weights': Path(sets.get('refiner.weights') or
+                                     ROOT / 'models' / 'refiner.pt')}
     digests = {}
     for key, path in sorted(files.items()):
         try:

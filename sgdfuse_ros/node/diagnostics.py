@@ -132,9 +132,9 @@ def first_stage_label(config: dict) -> str:
     kind = config['first_stage.type']
     if kind != 'network':
         return kind
-    if config.get('first_stage.weights'):
+    if config['first_stage.weights']:
         return f"network ({config['first_stage.weights']})"
-    return f"network (tuned for {config.get('first_stage.tuned_for', 'images')})"
+    return f"network (tuned for {config['first_stage.tuned_for']})"
 
 
 def processing_status(stats: dict) -> Tuple[int, str, List[Tuple[str, str]]]:
